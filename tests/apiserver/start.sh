@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Starts etcd and the test API server (built by build.sh) on free loopback ports, serving TLS
+# with a fresh self-signed CA, and writes a kubeconfig whose client certificate is in the group
+# system:masters.
+#
+# Usage: start.sh STATE_DIR
+# Leaves STATE_DIR/kubeconfig, STATE_DIR/pids and the logs STATE_DIR/{etcd,apiserver}.log.
+# Stop everything with: kill $(cat STATE_DIR/pids)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+state=${1:?usage: start.sh STATE_DIR}
+mkdir -p "$state"
+state=$(cd "$state" && pwd)
+bin=$("$here/build.sh" | tail -n1)
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Certificates: one CA signs the serving certificate and the admin client certificate.
+pki=$state/pki
+mkdir -p "$pki"
+(
+  cd "$pki"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=cloudmigrate-test-ca" \
+    -keyout ca.key -out ca.crt 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
+  openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+    -extfile server.ext -out server.crt 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=cloudmigrate-admin" \
+    -keyout admin.key -out admin.csr 2>/dev/null
+  printf 'extendedKeyUsage=clientAuth\n' >admin.ext
+  openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+    -extfile admin.ext -out admin.crt 2>/dev/null
+)
+
+etcd_port=$(free_port)
+peer_port=$(free_port)
+api_port=$(free_port)
+: >"$state/pids"
+
+"$bin/etcd" --data-dir "$state/etcd" --name test \
+  --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+  --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+  --initial-cluster "test=http://127.0.0.1:$peer_port" \
+  --unsafe-no-fsync --quota-backend-bytes=2147483648 >"$state/etcd.log" 2>&1 &
+echo $! >>"$state/pids"
+
+"$bin/apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
+  --bind-address 127.0.0.1 --secure-port "$api_port" \
+  --tls-cert-file "$pki/server.crt" --tls-private-key-file "$pki/server.key" \
+  --client-ca-file "$pki/ca.crt" >"$state/apiserver.log" 2>&1 &
+echo $! >>"$state/pids"
+
+cat >"$state/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: cloudmigrate-test
+  cluster:
+    server: https://127.0.0.1:$api_port
+    certificate-authority: $pki/ca.crt
+users:
+- name: admin
+  user:
+    client-certificate: $pki/admin.crt
+    client-key: $pki/admin.key
+contexts:
+- name: cloudmigrate-test
+  context: {cluster: cloudmigrate-test, user: admin, namespace: default}
+current-context: cloudmigrate-test
+EOF
+
+for _ in $(seq 1 150); do
+  if curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
+    "https://127.0.0.1:$api_port/readyz" >/dev/null 2>&1; then
+    echo "apiserver: ready on https://127.0.0.1:$api_port (kubeconfig $state/kubeconfig)" >&2
+    exit 0
+  fi
+  sleep 0.2
+done
+echo "apiserver: ERROR: not ready after 30 seconds. Last lines of its log:" >&2
+tail -n 30 "$state/apiserver.log" >&2
+tail -n 10 "$state/etcd.log" >&2
+kill $(cat "$state/pids") 2>/dev/null || true
+exit 1

@@ -1,0 +1,98 @@
+//! Types shared by several kinds: conditions, references and database connections.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The API group of every cloudmigrate kind.
+pub const GROUP: &str = "cloudmigrate.io";
+/// The API version of every cloudmigrate kind.
+pub const VERSION: &str = "v1alpha1";
+
+/// Conditions, kept as a list map keyed by `type`: server-side apply merges them by type, and
+/// `kubectl wait --for=condition=...` works on them.
+pub type Conditions = Vec<Condition>;
+
+/// Adds the list-map markers to a `conditions` schema. Used with `#[schemars(transform = ...)]`.
+pub fn conditions_list_map(schema: &mut schemars::Schema) {
+    list_map(schema, &["type"]);
+}
+
+/// Marks an array schema as a list map keyed by `keys` (`x-kubernetes-list-type: map`).
+pub fn list_map(schema: &mut schemars::Schema, keys: &[&str]) {
+    schema.insert("x-kubernetes-list-type".into(), "map".into());
+    schema.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(keys));
+}
+
+/// A reference to the MigrationSchedule, in the same namespace, that an object belongs to.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ScheduleRef {
+    /// Name of the MigrationSchedule in this namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// A key in a Secret in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SecretKeyRef {
+    /// Name of the Secret in this namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret whose value is the password. Defaults to `password`.
+    #[serde(default = "default_password_key")]
+    pub key: String,
+}
+
+fn default_password_key() -> String {
+    "password".into()
+}
+
+/// How to reach the on-premises database that is migrated.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(URL_SCHEME_RULE).message(URL_SCHEME_MESSAGE))]
+#[x_kube(validation = Rule::new(URL_PASSWORD_RULE).message(URL_PASSWORD_MESSAGE))]
+pub struct SourceConnection {
+    /// Database URL without the password, for example
+    /// `postgres://erp_reader@onprem-db.example.local:5432/bc_prod`,
+    /// `mysql://erp_reader@mariadb.example.local:3306/nav` or `sqlite:///data/bc.db`.
+    #[schemars(length(min = 1))]
+    pub url: String,
+    /// The Secret key that holds the password for the user in `url`. Leave it out when the
+    /// database needs no password (SQLite, or trust authentication).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
+}
+
+/// How to reach the cloud tenant database that receives the data.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(URL_SCHEME_RULE).message(URL_SCHEME_MESSAGE))]
+#[x_kube(validation = Rule::new(URL_PASSWORD_RULE).message(URL_PASSWORD_MESSAGE))]
+pub struct TargetConnection {
+    /// Database URL without the password, for example
+    /// `postgres://cloudmigrate@tenant-db.example.com:5432/bc_cloud`.
+    #[schemars(length(min = 1))]
+    pub url: String,
+    /// The Secret key that holds the password for the user in `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
+    /// Create tables that exist in the source but not in the target, from the source's
+    /// definition. Off by default: the cloud product installs the tenant's schema, and a table
+    /// missing there is reported as a warning with guidance instead.
+    #[serde(default)]
+    pub create_missing_tables: bool,
+}
+
+const URL_SCHEME_RULE: &str = "self.url.matches('^(postgres|postgresql|mysql|mariadb|sqlite)://')";
+const URL_SCHEME_MESSAGE: &str = "url must start with postgres://, postgresql://, mysql://, \
+     mariadb:// or sqlite://";
+const URL_PASSWORD_RULE: &str = "!self.url.matches('^[a-z]+://[^/@]*:[^/@]*@')";
+const URL_PASSWORD_MESSAGE: &str = "url must not contain a password: remove it from the url and \
+     put it in a Secret named by passwordSecretRef";
+
+/// The outcome of a one-shot request, as in the `Succeeded` condition.
+pub const CONDITION_SUCCEEDED: &str = "Succeeded";
+/// Whether the object is valid and its references resolve.
+pub const CONDITION_READY: &str = "Ready";

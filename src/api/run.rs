@@ -1,0 +1,240 @@
+//! MigrationRun: one run of a schedule, with the result of every table.
+
+use super::common::{Conditions, ScheduleRef, conditions_list_map, list_map};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What the run does: for which schedule, of which type, and for which companies.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    group = "cloudmigrate.io",
+    version = "v1alpha1",
+    kind = "MigrationRun",
+    namespaced,
+    shortname = "mrun",
+    category = "cloudmigrate",
+    status = "MigrationRunStatus",
+    doc = "One migration run of a MigrationSchedule, with the result of every table. The \
+           schedule creates runs when its cron fires or on runRequest; a person may create one \
+           with kubectl create.",
+    printcolumn(
+        name = "Schedule",
+        type_ = "string",
+        json_path = ".spec.scheduleRef.name"
+    ),
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
+    printcolumn(name = "Result", type_ = "string", json_path = ".status.result"),
+    printcolumn(
+        name = "Tables",
+        type_ = "string",
+        json_path = ".status.progress.tables"
+    ),
+    printcolumn(
+        name = "Failed",
+        type_ = "integer",
+        json_path = ".status.progress.tablesFailed"
+    ),
+    printcolumn(
+        name = "Rows",
+        type_ = "integer",
+        json_path = ".status.progress.rowsCopied"
+    ),
+    printcolumn(name = "Started", type_ = "date", json_path = ".status.startTime"),
+    printcolumn(name = "Duration", type_ = "string", json_path = ".status.duration")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationRunSpec {
+    /// The MigrationSchedule this run belongs to. It cannot change.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("scheduleRef cannot change: create a new MigrationRun for the other schedule"))]
+    pub schedule_ref: ScheduleRef,
+    /// `Auto` (the default) copies only what changed since the last run, where change tracking
+    /// allows, and everything else in full. `Full` copies every table in full. `Diagnostic`
+    /// writes nothing: it checks connections, schemas and change tracking, and reports per
+    /// table what a run would do.
+    #[serde(default)]
+    pub r#type: RunType,
+    /// The companies this run migrates, by name. Empty: the companies selected in the
+    /// schedule's CompanySelection when the run starts. Per-database tables always migrate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub companies: Vec<String>,
+    /// Set to true to stop the run: tables in progress finish, no new table starts, and the run
+    /// ends as Stopped. The next run continues from the saved state.
+    #[serde(default)]
+    pub stop: bool,
+}
+
+/// The kind of a run.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RunType {
+    /// Incremental where change tracking state is valid, full elsewhere.
+    #[default]
+    Auto,
+    /// Every table in full.
+    Full,
+    /// Nothing written; a report of what a run would do.
+    Diagnostic,
+}
+
+/// How a run ended.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RunResult {
+    /// Every table migrated (some perhaps with warnings).
+    Succeeded,
+    /// Some tables failed; the others migrated.
+    PartiallySucceeded,
+    /// Nothing was copied.
+    Failed,
+    /// Stopped on request before every table was done.
+    Stopped,
+}
+
+/// The state of one table in a run.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum TableResult {
+    /// Not begun yet.
+    NotStarted,
+    /// Being copied now.
+    InProgress,
+    /// Copied without a problem.
+    Migrated,
+    /// Copied with a warning, or not copied because of one; see the message and guidance.
+    Warning,
+    /// Not copied because of an error; see the message and guidance.
+    Failed,
+    /// Not copied by design or by the table filter; the message says why.
+    Excluded,
+}
+
+/// How a table was copied.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum CopyMode {
+    /// Only the rows change tracking reported as changed.
+    Incremental,
+    /// Every row.
+    Full,
+    /// Nothing copied (diagnostic run, or the table was excluded).
+    None,
+}
+
+/// What the controller and the workers observed of a run.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationRunStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Running`: the run is in progress. `Succeeded`: True when the run ended Succeeded, False
+    /// when it ended otherwise; the reason is the result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(transform = conditions_list_map)]
+    pub conditions: Conditions,
+    /// How the run ended. Empty while it goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<RunResult>,
+    /// What started the run: `Scheduled`, `Manual` (runRequest) or `Created` (kubectl create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// When the run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the run ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// How long the run took, or has taken so far, for example `4m12s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    /// Counts over all tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<RunProgress>,
+    /// One entry per table, keyed by company and table. Past 2,000 tables only the tables that
+    /// did not migrate cleanly are listed; `cloudmigrate runs show NAMESPACE/NAME` prints all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(transform = table_list_map)]
+    pub tables: Vec<TableStatus>,
+    /// How many migrated tables are left out of `tables` to keep the status small.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables_omitted: Option<i64>,
+}
+
+fn table_list_map(schema: &mut schemars::Schema) {
+    list_map(schema, &["company", "table"]);
+}
+
+/// Counts over all tables of a run.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunProgress {
+    /// Tables done out of the total, for example `120/340`.
+    #[serde(default)]
+    pub tables: String,
+    /// Tables the run copies (excluded tables not counted).
+    #[serde(default)]
+    pub tables_total: i64,
+    /// Tables finished, whatever their result.
+    #[serde(default)]
+    pub tables_done: i64,
+    /// Tables copied without a problem.
+    #[serde(default)]
+    pub tables_migrated: i64,
+    /// Tables with a warning.
+    #[serde(default)]
+    pub tables_with_warnings: i64,
+    /// Tables that failed.
+    #[serde(default)]
+    pub tables_failed: i64,
+    /// Tables not migrated by design or by the table filter.
+    #[serde(default)]
+    pub tables_excluded: i64,
+    /// Rows written to the target (inserted, updated and deleted).
+    #[serde(default)]
+    pub rows_copied: i64,
+    /// Bytes read from the source.
+    #[serde(default)]
+    pub bytes_copied: i64,
+}
+
+/// The result of one table in a run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TableStatus {
+    /// The company the table belongs to, as in the source's Company table. Empty for
+    /// per-database tables.
+    pub company: String,
+    /// The table name without the company, for example `G_L Entry`.
+    pub table: String,
+    /// The table's state.
+    pub result: TableResult,
+    /// Whether the table was copied in full or incrementally.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<CopyMode>,
+    /// Why the table was copied in full: `FirstRun`, `RetentionExpired`, `Truncated`,
+    /// `SchemaChanged`, `NoPrimaryKey` or `Requested`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_reason: Option<String>,
+    /// Rows written (a full copy) or changed (an incremental run).
+    #[serde(default)]
+    pub rows: i64,
+    /// Rows inserted by an incremental run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inserted: Option<i64>,
+    /// Rows updated by an incremental run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<i64>,
+    /// Rows deleted by an incremental run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<i64>,
+    /// Bytes read from the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<i64>,
+    /// How long the table took, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
+    /// What happened, when something needs attention.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// What to do about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guidance: Option<String>,
+}

@@ -1,0 +1,374 @@
+//! MigrationSchedule: the migration setup of one source database into one cloud target.
+
+use super::common::{
+    Conditions, SourceConnection, TargetConnection, conditions_list_map, list_map,
+};
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The desired migration: the source and target databases, what is copied, when runs start and
+/// how they execute.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "cloudmigrate.io",
+    version = "v1alpha1",
+    kind = "MigrationSchedule",
+    namespaced,
+    shortname = "msched",
+    category = "cloudmigrate",
+    status = "MigrationScheduleStatus",
+    doc = "The migration of one on-premises ERP database into one cloud tenant database: what \
+           is copied, when runs start and how they run. Each run appears as a MigrationRun \
+           owned by this schedule.",
+    printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),
+    printcolumn(name = "Suspended", type_ = "boolean", json_path = ".spec.suspend"),
+    printcolumn(
+        name = "Last Run",
+        type_ = "string",
+        json_path = ".status.lastRun.name"
+    ),
+    printcolumn(
+        name = "Result",
+        type_ = "string",
+        json_path = ".status.lastRun.result"
+    ),
+    printcolumn(
+        name = "Migrated",
+        type_ = "integer",
+        json_path = ".status.migration.tablesMigrated"
+    ),
+    printcolumn(
+        name = "Failed",
+        type_ = "integer",
+        json_path = ".status.migration.tablesFailed"
+    ),
+    printcolumn(name = "Next Run", type_ = "string", json_path = ".status.nextRunTime"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationScheduleSpec {
+    /// The on-premises database to migrate from.
+    pub source: SourceConnection,
+    /// The cloud tenant database to migrate into.
+    pub target: TargetConnection,
+    /// The ERP product of the source. It decides which system tables are not migrated by design
+    /// (users, permissions and the like).
+    #[serde(default)]
+    pub product: Product,
+    /// When runs start, as a 5-field cron expression (minute hour day-of-month month
+    /// day-of-week), for example `0 2 * * *` for every night at 02:00. Leave it out to run only
+    /// on request (`runRequest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub schedule: Option<String>,
+    /// The IANA time zone `schedule` is read in, for example `Europe/Berlin`. Defaults to `UTC`.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+    /// Stop starting new runs. A run in progress goes on to its end.
+    #[serde(default)]
+    pub suspend: bool,
+    /// Start the first run as soon as the schedule is created, without waiting for `schedule`.
+    #[serde(default)]
+    pub run_immediately: bool,
+    /// What to do when a run is due while the previous one is still going. `Forbid` (the
+    /// default) skips the due run and records why; `Replace` stops the running one after its
+    /// tables in progress, then starts the new one. Runs of one schedule never overlap.
+    #[serde(default)]
+    pub concurrency_policy: ConcurrencyPolicy,
+    /// How late a missed run (for example after the controller was down) may still start, in
+    /// seconds. A missed run older than this is skipped. Unset: any delay is accepted. At most
+    /// one missed run is ever started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub starting_deadline_seconds: Option<i64>,
+    /// Which tables are migrated, by name without the company part.
+    #[serde(default)]
+    pub tables: TableFilter,
+    /// How and where runs execute.
+    #[serde(default)]
+    pub runtime: Runtime,
+    /// How many finished MigrationRuns are kept.
+    #[serde(default)]
+    pub history: History,
+    /// Any new value starts one run now (Run Migration Now). Use a value that changes, such as
+    /// a timestamp: `kubectl patch msched NAME --type merge -p '{"spec":{"runRequest":"'$(date +%s)'"}}'`.
+    /// The value handled last is shown in `status.lastHandledRunRequest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_request: Option<String>,
+    /// Disable the cloud migration: no more runs start, and the status shows the checklist of
+    /// steps left before the cloud tenant becomes the primary system.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+fn default_time_zone() -> String {
+    "UTC".into()
+}
+
+/// The ERP product a source database belongs to.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Product {
+    /// Microsoft Dynamics 365 Business Central on-premises.
+    #[default]
+    BusinessCentral,
+    /// Microsoft Dynamics NAV.
+    #[serde(rename = "NAV")]
+    Nav,
+    /// Microsoft Dynamics GP.
+    #[serde(rename = "GP")]
+    Gp,
+}
+
+/// What happens when a run is due while the previous one is still going.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ConcurrencyPolicy {
+    /// Skip the due run and record why.
+    #[default]
+    Forbid,
+    /// Stop the running run after its tables in progress, then start the due one.
+    Replace,
+}
+
+/// Which tables are migrated. Patterns are globs (`*`, `?`, `[abc]`) on the table name without
+/// the company, for example `G_L Entry` or `Item*`. Permission and user tables are never
+/// migrated, whatever the filter says.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct TableFilter {
+    /// Only tables matching one of these patterns are migrated. Empty: every table.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// Tables matching one of these patterns are not migrated, even when `include` matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+}
+
+/// How and where the runs of a schedule execute.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Runtime {
+    /// Where runs execute: `Job` (a Kubernetes Job with `workers` pods, the default) or
+    /// `InProcess` (inside the controller; for small databases and local clusters).
+    #[serde(default)]
+    pub runner: Runner,
+    /// The container image of the Job's workers. Defaults to the controller's own image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Number of worker pods of a Job run. Tables are shared among them, balanced by size.
+    #[serde(default = "default_workers")]
+    #[schemars(range(min = 1, max = 64))]
+    pub workers: i32,
+    /// Number of tables each worker copies at the same time.
+    #[serde(default = "default_parallelism")]
+    #[schemars(range(min = 1, max = 64))]
+    pub parallelism: i32,
+    /// CPU and memory for each worker pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// How long one run may take, in seconds, before it is stopped. Unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub active_deadline_seconds: Option<i64>,
+    /// How many times a failed worker pod is retried before the run fails. Defaults to 2.
+    #[serde(default = "default_backoff_limit")]
+    #[schemars(range(min = 0))]
+    pub backoff_limit: i32,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self {
+            runner: Runner::default(),
+            image: None,
+            workers: default_workers(),
+            parallelism: default_parallelism(),
+            resources: None,
+            active_deadline_seconds: None,
+            backoff_limit: default_backoff_limit(),
+        }
+    }
+}
+
+fn default_workers() -> i32 {
+    1
+}
+fn default_parallelism() -> i32 {
+    4
+}
+fn default_backoff_limit() -> i32 {
+    2
+}
+
+/// Where the runs of a schedule execute.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Runner {
+    /// A Kubernetes Job with `runtime.workers` pods.
+    #[default]
+    Job,
+    /// A task inside the controller.
+    InProcess,
+}
+
+/// How many finished runs are kept. Older ones are deleted, oldest first.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct History {
+    /// Runs that ended Succeeded or PartiallySucceeded. Defaults to 10.
+    #[serde(default = "default_successful")]
+    #[schemars(range(min = 0))]
+    pub successful: i32,
+    /// Runs that ended Failed or Stopped. Defaults to 5.
+    #[serde(default = "default_failed")]
+    #[schemars(range(min = 0))]
+    pub failed: i32,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        Self {
+            successful: default_successful(),
+            failed: default_failed(),
+        }
+    }
+}
+
+fn default_successful() -> i32 {
+    10
+}
+fn default_failed() -> i32 {
+    5
+}
+
+/// What the controller observed of a MigrationSchedule.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationScheduleStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`: the spec is valid and the databases are reachable. `Scheduled`: a next run is
+    /// planned. `ChangeTracking`: change tracking is on in the source. `Disabled`: the
+    /// migration is disabled. `Conflict`: another schedule uses the same source or target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(transform = conditions_list_map)]
+    pub conditions: Conditions,
+    /// The most recent run that started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<RunSummary>,
+    /// The name of the MigrationRun in progress, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_run: Option<String>,
+    /// When the next scheduled run starts (RFC 3339, in UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run_time: Option<String>,
+    /// When the last run that ended Succeeded finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_time: Option<Time>,
+    /// The `spec.runRequest` value that was handled last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_run_request: Option<String>,
+    /// Table counts over the runs so far (the Migration Information tiles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationInformation>,
+    /// The replication runtime: its key (never the key itself) and its version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeStatus>,
+    /// The steps left before the cloud tenant can become the primary system.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(transform = checklist_list_map)]
+    pub checklist: Vec<ChecklistStep>,
+}
+
+fn checklist_list_map(schema: &mut schemars::Schema) {
+    list_map(schema, &["name"]);
+}
+
+/// A short account of one run.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    /// Name of the MigrationRun.
+    pub name: String,
+    /// The run type: Auto, Full or Diagnostic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<String>,
+    /// Succeeded, PartiallySucceeded, Failed or Stopped; empty while the run goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// When the run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the run ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// Tables copied without a problem.
+    #[serde(default)]
+    pub tables_migrated: i64,
+    /// Tables copied with a warning, or not copied because of one.
+    #[serde(default)]
+    pub tables_with_warnings: i64,
+    /// Tables that failed.
+    #[serde(default)]
+    pub tables_failed: i64,
+}
+
+/// Table counts of the migration (the Migration Information tiles).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MigrationInformation {
+    /// Tables whose data is in the cloud and up to date as of the last run.
+    #[serde(default)]
+    pub tables_migrated: i64,
+    /// Tables that migrated with a warning, or did not because of one (for example missing in
+    /// the target). Each has guidance in its MigrationRun.
+    #[serde(default)]
+    pub tables_with_warnings: i64,
+    /// Tables whose last copy failed. Each has its error and guidance in its MigrationRun.
+    #[serde(default)]
+    pub tables_failed: i64,
+    /// Tables not migrated by design (permissions, users) or by the schedule's table filter.
+    #[serde(default)]
+    pub tables_not_migrated: i64,
+}
+
+/// The replication runtime of a schedule.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeStatus {
+    /// The Secret holding the runtime key (Get Runtime Service Key is reading it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_secret_name: Option<String>,
+    /// SHA-256 fingerprint of the current key, to compare without revealing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_fingerprint: Option<String>,
+    /// When the key was last generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_rotated_at: Option<Time>,
+    /// The cloudmigrate version that runs use now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_in_use: Option<String>,
+    /// The newest cloudmigrate version known to the controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest_version: Option<String>,
+    /// True when `latestVersion` is newer than `versionInUse` (Check for Update).
+    #[serde(default)]
+    pub update_available: bool,
+}
+
+/// One step of the setup checklist.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct ChecklistStep {
+    /// Short name of the step, for example `UserMappings`.
+    pub name: String,
+    /// Whether the step is done.
+    #[serde(default)]
+    pub done: bool,
+    /// What the step asks for and how to do it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}

@@ -1,0 +1,4 @@
+//! cloudmigrate: a Kubernetes operator that migrates an on-premises ERP database (Business
+//! Central, NAV or GP style) into a cloud tenant database and keeps it in step until switch-over.
+
+pub mod api;

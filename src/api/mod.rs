@@ -1,5 +1,8 @@
 //! The cloudmigrate API: the custom resource types and their CRDs. No I/O happens here.
 
+// The printcolumn(...) lists repeat `type_ = ...` by design; clippy reads them as duplicates.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod common;
 pub mod companies;
 pub mod key_rotation;

@@ -1,0 +1,158 @@
+//! Access to the API server under test: kubectl, the CRDs, and a namespace per test.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The output of one kubectl call.
+pub struct Kubectl {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Kubectl {
+    /// stdout, or a panic that shows what kubectl said.
+    pub fn expect_ok(self, what: &str) -> String {
+        assert!(
+            self.ok,
+            "{what} failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self.stdout
+    }
+}
+
+/// Runs kubectl with `args`, feeding `stdin` if given.
+pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Kubectl {
+    let kubeconfig = std::env::var("KUBECONFIG").unwrap_or_default();
+    assert!(
+        !kubeconfig.is_empty(),
+        "KUBECONFIG is not set. Run the tests with tests/run.sh: it starts a local API server \
+         and sets KUBECONFIG (or set KUBECONFIG to a real cluster yourself)."
+    );
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .arg("--request-timeout=60s")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl must be on PATH");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().unwrap();
+    Kubectl {
+        ok: status.success(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr)
+            .lines()
+            .filter(|l| !l.contains("version difference between client"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+/// Installs the CRDs the crate generates (once per test process) and waits until the API
+/// server serves them.
+pub fn install_crds() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let mut all = String::new();
+        for crd in cloudmigrate::api::crds() {
+            all.push_str(&cloudmigrate::api::crd_yaml(&crd).unwrap());
+        }
+        kubectl(
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=cloudmigrate-tests",
+                "-f",
+                "-",
+            ],
+            Some(&all),
+        )
+        .expect_ok("installing the CRDs");
+        for crd in cloudmigrate::api::crds() {
+            let name = format!("crd/{}", crd.metadata.name.unwrap());
+            kubectl(
+                &[
+                    "wait",
+                    "--for=condition=Established",
+                    "--timeout=60s",
+                    &name,
+                ],
+                None,
+            )
+            .expect_ok("waiting for a CRD to be Established");
+        }
+    });
+}
+
+/// A namespace for one test. The local API server serves no Namespace objects, so on it the
+/// name alone isolates; on a real cluster the namespace is created and deleted.
+pub struct TestNamespace {
+    pub name: String,
+    created: bool,
+}
+
+impl TestNamespace {
+    pub fn new(test: &str) -> Self {
+        install_crds();
+        let suffix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!("t-{test}-{suffix:x}").replace('_', "-");
+        let created = kubectl(&["create", "namespace", &name], None).ok;
+        Self { name, created }
+    }
+
+    /// kubectl in this namespace.
+    pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Kubectl {
+        let mut all = vec!["--namespace", &self.name];
+        all.extend_from_slice(args);
+        kubectl(&all, stdin)
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if self.created {
+            kubectl(&["delete", "namespace", &self.name, "--wait=false"], None);
+        }
+    }
+}
+
+/// Every YAML file in a folder of the repository, sorted.
+pub fn yaml_files(dir: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no YAML files in {dir}");
+    files
+}

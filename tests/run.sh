@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Runs every test of cloudmigrate: formatting and lints, the unit tests, and the end-to-end
+# tests against a real Kubernetes API server. Installs and starts what the tests need, and stops
+# it again at the end.
+#
+#   tests/run.sh                 everything
+#   tests/run.sh -E 'test(crd)'  extra arguments go to cargo nextest (here: a filter)
+#
+# Environment:
+#   KUBECONFIG          if set, the end-to-end tests use that cluster instead of starting a
+#                       local API server (kind, k3d, a dev cluster)
+#   CLOUDMIGRATE_CACHE  where downloads and builds are cached, outside the clone
+#                       (default: ~/.cache/cloudmigrate)
+#   CARGO_TARGET_DIR    the Cargo build directory (default: $CLOUDMIGRATE_CACHE/target)
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+export CLOUDMIGRATE_CACHE=${CLOUDMIGRATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudmigrate}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CLOUDMIGRATE_CACHE/target}
+mkdir -p "$CLOUDMIGRATE_CACHE"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "checking tools"
+need_debs=()
+for tool in curl:curl openssl:openssl python3:python3 dpkg:dpkg apt-get:apt; do
+  command -v "${tool%%:*}" >/dev/null || need_debs+=("${tool#*:}")
+done
+if ((${#need_debs[@]})); then
+  step "installing Debian packages: ${need_debs[*]}"
+  sudo_cmd=$([[ $(id -u) == 0 ]] || echo sudo)
+  $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq "${need_debs[@]}"
+fi
+command -v kubectl >/dev/null || {
+  echo "kubectl is not on PATH: install it (https://kubernetes.io/docs/tasks/tools/)" >&2
+  exit 1
+}
+cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest
+
+state=$(mktemp -d "${TMPDIR:-/tmp}/cloudmigrate-tests.XXXXXX")
+cleanup() {
+  [[ -f $state/apiserver/pids ]] && kill $(cat "$state/apiserver/pids") 2>/dev/null || true
+  rm -rf "$state"
+}
+trap cleanup EXIT
+
+if [[ -n ${KUBECONFIG:-} ]]; then
+  step "using the cluster in KUBECONFIG=$KUBECONFIG (unset KUBECONFIG for a local API server)"
+else
+  step "starting a local Kubernetes API server"
+  tests/apiserver/start.sh "$state/apiserver"
+  export KUBECONFIG=$state/apiserver/kubeconfig
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo nextest run"
+cargo nextest run --all-targets --locked "$@"

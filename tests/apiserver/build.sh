@@ -45,10 +45,19 @@ apt_opts=(
   -o APT::Sandbox::User=root
 )
 
-# Refresh the package index at most once an hour.
+# Refresh the package index at most once an hour. Between refreshes, the build made from the
+# same index and the same main.go is taken without asking apt again.
+main_sum=$(sha256sum "$here/main.go" | cut -c1-64)
 if [[ -z $(find "$apt_dir/lists" -maxdepth 1 -name '*Packages*' -mmin -60 2>/dev/null) ]]; then
   log "reading Debian sid's package index"
   apt-get "${apt_opts[@]}" -qq update >&2 || use_cached "cannot read Debian sid's package index"
+elif [[ -f $root/last-key ]]; then
+  read -r last_sum last_key <"$root/last-key" || true
+  if [[ ${last_sum:-} == "$main_sum" && -x $root/build-${last_key:-}/apiserver ]]; then
+    log "cached build $last_key"
+    echo "$root/build-$last_key"
+    exit 0
+  fi
 fi
 
 # The Go source closure: every golang-*-dev package the apiextensions server depends on.
@@ -67,17 +76,17 @@ apt-cache "${apt_opts[@]}" show --no-all-versions "${tool_pkgs[@]}" "${go_pkgs[@
 for p in "${tool_pkgs[@]}" "${go_pkgs[@]}"; do
   grep -q "^$p=" "$manifest.new" || use_cached "package $p has no candidate in sid"
 done
-sha256sum "$here/main.go" | cut -c1-64 >>"$manifest.new"
+echo "$main_sum" >>"$manifest.new"
 key=$(sha256sum "$manifest.new" | cut -c1-16)
 mv "$manifest.new" "$manifest"
 out=$root/build-$key
 if [[ -x $out/apiserver && -x $out/etcd ]]; then
+  echo "$main_sum $key" >"$root/last-key"
   log "cached build $key"
   echo "$out"
   exit 0
 fi
 
-log "downloading ${#go_pkgs[@]} Go source packages and the toolchain (once per package set)"
 missing=()
 while read -r line; do
   p=${line%%=*} v=${line#*=}
@@ -85,6 +94,7 @@ while read -r line; do
   ls "$debs/${p}_${v//:/%3a}_"*.deb >/dev/null 2>&1 || missing+=("$p=$v")
 done <"$manifest"
 if ((${#missing[@]})); then
+  log "downloading ${#missing[@]} packages from sid (Go sources, the Go toolchain, etcd)"
   (cd "$debs" && apt-get "${apt_opts[@]}" -qq download "${missing[@]}" >&2) ||
     use_cached "downloading packages from sid failed"
 fi
@@ -127,5 +137,6 @@ cp "$etcd_bin" "$out.tmp/etcd"
 rm -rf "$out" && mv "$out.tmp" "$out"
 rm -rf "$tree"
 ln -sfn "$out" "$last_good"
+echo "$main_sum $key" >"$root/last-key"
 log "built $out"
 echo "$out"

@@ -21,13 +21,13 @@ pki=$state/pki
 mkdir -p "$pki"
 (
   cd "$pki"
-  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=cloudmigrate-test-ca" \
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 -subj "/CN=cloudmigrate-test-ca" \
     -keyout ca.key -out ca.crt 2>/dev/null
-  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
   printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
   openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
     -extfile server.ext -out server.crt 2>/dev/null
-  openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=cloudmigrate-admin" \
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/O=system:masters/CN=cloudmigrate-admin" \
     -keyout admin.key -out admin.csr 2>/dev/null
   printf 'extendedKeyUsage=clientAuth\n' >admin.ext
   openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \

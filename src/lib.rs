@@ -2,3 +2,4 @@
 //! Central, NAV or GP style) into a cloud tenant database and keeps it in step until switch-over.
 
 pub mod api;
+pub mod db;

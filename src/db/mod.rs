@@ -1,0 +1,447 @@
+//! Database access through sqlx, per dialect: connections, identifier quoting, the catalog,
+//! reading rows and writing them. The engine above sees one interface for all three.
+
+pub mod mysql;
+pub mod postgres;
+pub mod sqlite;
+mod value;
+
+pub use value::{Kind, Value};
+
+use std::fmt;
+
+/// The SQL dialects cloudmigrate reads and writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    Postgres,
+    MySql,
+    Sqlite,
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Dialect::Postgres => "PostgreSQL",
+            Dialect::MySql => "MySQL/MariaDB",
+            Dialect::Sqlite => "SQLite",
+        })
+    }
+}
+
+impl Dialect {
+    /// The dialect of a database URL, from its scheme.
+    pub fn of_url(url: &str) -> Result<Self, DbError> {
+        let scheme = url
+            .split("://")
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        match scheme.as_str() {
+            "postgres" | "postgresql" => Ok(Dialect::Postgres),
+            "mysql" | "mariadb" => Ok(Dialect::MySql),
+            "sqlite" => Ok(Dialect::Sqlite),
+            _ => Err(DbError::Config(format!(
+                "unsupported database URL scheme {scheme:?} in {}: use postgres://, mysql:// (also for \
+                 MariaDB) or sqlite://",
+                redact_url(url)
+            ))),
+        }
+    }
+
+    /// Quotes an identifier: every table, column and company name goes through here.
+    pub fn quote(self, ident: &str) -> String {
+        let q = if self == Dialect::MySql { '`' } else { '"' };
+        let mut out = String::with_capacity(ident.len() + 2);
+        out.push(q);
+        for c in ident.chars() {
+            if c == q {
+                out.push(q);
+            }
+            out.push(c);
+        }
+        out.push(q);
+        out
+    }
+
+    /// Longest identifier the dialect keeps, in bytes (PostgreSQL) or characters (MySQL).
+    pub fn max_identifier(self) -> Option<usize> {
+        match self {
+            Dialect::Postgres => Some(63),
+            Dialect::MySql => Some(64),
+            Dialect::Sqlite => None,
+        }
+    }
+}
+
+/// A URL with any password replaced by `***`, fit for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(_) => url.to_string(),
+        // Unparseable: keep the scheme and host part only when it holds no credentials.
+        Err(_) => match url.split_once('@') {
+            Some((_, rest)) => format!("***@{rest}"),
+            None => url.to_string(),
+        },
+    }
+}
+
+/// Errors of the database layer. Messages never carry a password.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The connection settings are wrong.
+    #[error("{0}")]
+    Config(String),
+    /// The database could not be reached or refused the login.
+    #[error("cannot connect to {url}: {message}")]
+    Connect { url: String, message: String },
+    /// A statement failed.
+    #[error("{0}")]
+    Sql(String),
+    /// A value does not fit the target column.
+    #[error("{0}")]
+    Data(String),
+}
+
+impl DbError {
+    /// A failed statement, worded without its parameters.
+    pub fn sql(context: &str, e: sqlx::Error) -> Self {
+        DbError::Sql(format!("{context}: {}", describe(&e)))
+    }
+}
+
+/// A sqlx error as one line, with the database's own message where there is one.
+pub fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => {
+            let mut s = db.message().to_string();
+            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                if let Some(column) = pg.column() {
+                    s.push_str(&format!(" (column {column})"));
+                }
+                if let Some(w) = pg.r#where() {
+                    s.push_str(&format!(" ({w})"));
+                }
+            }
+            s
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A column as the catalog reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ColumnDef {
+    pub name: String,
+    pub kind: Kind,
+    /// The type as the database spells it, for example `character varying(100)`.
+    pub type_name: String,
+    pub nullable: bool,
+    /// The declared length of a text column, in characters.
+    pub max_chars: Option<i64>,
+    /// Precision and scale of an exact number.
+    pub precision: Option<i32>,
+    pub scale: Option<i32>,
+}
+
+/// A table as the catalog reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TableDef {
+    pub name: String,
+    pub columns: Vec<ColumnDef>,
+    /// Primary key column names, in key order. Empty: the table has none.
+    pub primary_key: Vec<String>,
+    /// The database's own estimate of rows, 0 when unknown.
+    pub est_rows: i64,
+    /// The database's own estimate of bytes, 0 when unknown.
+    pub est_bytes: i64,
+}
+
+impl TableDef {
+    pub fn column(&self, name: &str) -> Option<&ColumnDef> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+/// Tables whose names start with this belong to cloudmigrate itself, in the source (change
+/// tracking) and the target (replication state). The catalog leaves them out.
+pub const OWN_PREFIX: &str = "cloudmigrate_";
+
+/// What flows from a source reader to a target loader: rows, or raw bytes of PostgreSQL's
+/// binary COPY format when both sides have the same column types.
+pub enum Chunk {
+    Rows(Vec<Vec<Value>>),
+    Raw(Vec<u8>),
+    /// The reader reached the end of the table. A loader commits only after it.
+    End,
+}
+
+/// The loader's error when its reader stopped without reaching the end (the reader's own error
+/// says why).
+pub(crate) fn ended_early() -> DbError {
+    DbError::Sql("the read from the source stopped before the end of the table".into())
+}
+
+/// Rows per chunk and bytes per chunk: whichever is reached first closes a chunk. With a channel
+/// of a few chunks, this bounds memory per table whatever the table's size.
+pub const CHUNK_ROWS: usize = 2_000;
+pub const CHUNK_BYTES: usize = 4 << 20;
+/// Chunks in flight between a reader and its loader.
+pub const CHANNEL_CHUNKS: usize = 4;
+
+/// How to read one table.
+#[derive(Clone, Debug)]
+pub struct ReadSpec {
+    pub table: String,
+    pub columns: Vec<ColumnDef>,
+    /// Read PostgreSQL's binary COPY format instead of rows.
+    pub raw: bool,
+    /// A PostgreSQL snapshot to read in (from `pg_export_snapshot`).
+    pub snapshot: Option<String>,
+}
+
+/// A column of the target, as the loader needs it.
+#[derive(Clone, Debug)]
+pub struct LoadColumn {
+    pub name: String,
+    pub kind: Kind,
+    pub max_chars: Option<i64>,
+}
+
+/// How to load one table.
+#[derive(Clone, Debug)]
+pub struct LoadSpec {
+    pub table: String,
+    pub columns: Vec<LoadColumn>,
+    /// Positions of the primary key columns in `columns`, to name a row in messages.
+    pub key: Vec<usize>,
+    /// The data arrives in PostgreSQL's binary COPY format.
+    pub raw: bool,
+}
+
+/// A statement with its parameters, run in the load's transaction before it commits.
+#[derive(Clone, Debug)]
+pub struct Statement {
+    pub sql: String,
+    pub params: Vec<Value>,
+}
+
+/// What a load wrote.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadStats {
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// Checks a row against the target's column lengths. The error names the column, the row's key
+/// and the fix.
+pub fn check_row(spec: &LoadSpec, row: &[Value]) -> Result<(), DbError> {
+    for (col, value) in spec.columns.iter().zip(row) {
+        if let (Some(max), Value::Text(s)) = (col.max_chars, value) {
+            let len = s.chars().count() as i64;
+            if len > max {
+                let key: Vec<String> = spec
+                    .key
+                    .iter()
+                    .map(|&i| format!("{}={}", spec.columns[i].name, row[i]))
+                    .collect();
+                let key = if key.is_empty() {
+                    "a row without primary key".into()
+                } else {
+                    key.join(", ")
+                };
+                return Err(DbError::Data(format!(
+                    "value too long for column {:?}: {len} characters, the cloud column holds {max} \
+                     (first offending row: {key})",
+                    col.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A database of any dialect, through a connection pool.
+#[derive(Clone, Debug)]
+pub enum Database {
+    Postgres(sqlx::PgPool),
+    MySql(sqlx::MySqlPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+/// How to open a database.
+#[derive(Clone, Debug)]
+pub struct ConnectSpec {
+    pub url: String,
+    /// The password, kept out of the URL.
+    pub password: Option<String>,
+    /// Connections in the pool.
+    pub max_connections: u32,
+    /// Create a missing SQLite file (targets only).
+    pub create: bool,
+}
+
+impl Database {
+    pub async fn connect(spec: &ConnectSpec) -> Result<Self, DbError> {
+        match Dialect::of_url(&spec.url)? {
+            Dialect::Postgres => postgres::connect(spec).await.map(Database::Postgres),
+            Dialect::MySql => mysql::connect(spec).await.map(Database::MySql),
+            Dialect::Sqlite => sqlite::connect(spec).await.map(Database::Sqlite),
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Database::Postgres(_) => Dialect::Postgres,
+            Database::MySql(_) => Dialect::MySql,
+            Database::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// Every table with its columns, key and size estimates: one query per kind of fact.
+    pub async fn tables(&self) -> Result<Vec<TableDef>, DbError> {
+        let mut tables = match self {
+            Database::Postgres(p) => postgres::tables(p).await?,
+            Database::MySql(p) => mysql::tables(p).await?,
+            Database::Sqlite(p) => sqlite::tables(p).await?,
+        };
+        tables.retain(|t| !t.name.starts_with(OWN_PREFIX));
+        tables.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(tables)
+    }
+
+    /// Runs a statement outside any transaction (DDL, bookkeeping).
+    pub async fn execute(&self, stmt: &Statement) -> Result<u64, DbError> {
+        match self {
+            Database::Postgres(p) => postgres::execute(p, stmt).await,
+            Database::MySql(p) => mysql::execute(p, stmt).await,
+            Database::Sqlite(p) => sqlite::execute(p, stmt).await,
+        }
+    }
+
+    /// Runs a query and returns its rows as values.
+    pub async fn query(
+        &self,
+        stmt: &Statement,
+        kinds: &[Kind],
+    ) -> Result<Vec<Vec<Value>>, DbError> {
+        match self {
+            Database::Postgres(p) => postgres::query(p, stmt, kinds).await,
+            Database::MySql(p) => mysql::query(p, stmt, kinds).await,
+            Database::Sqlite(p) => sqlite::query(p, stmt, kinds).await,
+        }
+    }
+
+    /// Reads a table within one snapshot and sends it in chunks. Returns the rows read.
+    pub async fn read_table(
+        &self,
+        spec: &ReadSpec,
+        out: tokio::sync::mpsc::Sender<Chunk>,
+    ) -> Result<u64, DbError> {
+        match self {
+            Database::Postgres(p) => postgres::read_table(p, spec, out).await,
+            Database::MySql(p) => mysql::read_table(p, spec, out).await,
+            Database::Sqlite(p) => sqlite::read_table(p, spec, out).await,
+        }
+    }
+
+    /// Replaces a table's content with the chunks received, then runs `finish`, all in one
+    /// transaction: on any error the table keeps its old content.
+    pub async fn load_table(
+        &self,
+        spec: &LoadSpec,
+        input: tokio::sync::mpsc::Receiver<Chunk>,
+        finish: &[Statement],
+    ) -> Result<LoadStats, DbError> {
+        match self {
+            Database::Postgres(p) => postgres::load_table(p, spec, input, finish).await,
+            Database::MySql(p) => mysql::load_table(p, spec, input, finish).await,
+            Database::Sqlite(p) => sqlite::load_table(p, spec, input, finish).await,
+        }
+    }
+
+    /// Exports a snapshot that other connections can read in (PostgreSQL only). The returned
+    /// guard keeps it alive.
+    pub async fn export_snapshot(&self) -> Result<Option<postgres::SnapshotGuard>, DbError> {
+        match self {
+            Database::Postgres(p) => postgres::export_snapshot(p).await.map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Database::Postgres(p) => p.close().await,
+            Database::MySql(p) => p.close().await,
+            Database::Sqlite(p) => p.close().await,
+        }
+    }
+}
+
+/// The SQL of a multi-row INSERT with `rows` rows of `columns` placeholders.
+pub(crate) fn insert_sql(dialect: Dialect, spec: &LoadSpec, rows: usize) -> String {
+    let cols: Vec<String> = spec
+        .columns
+        .iter()
+        .map(|c| dialect.quote(&c.name))
+        .collect();
+    let one = format!("({})", vec!["?"; spec.columns.len()].join(","));
+    let mut sql = format!(
+        "INSERT INTO {} ({}) VALUES ",
+        dialect.quote(&spec.table),
+        cols.join(",")
+    );
+    for i in 0..rows {
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&one);
+    }
+    sql
+}
+
+/// Rows per multi-row INSERT: as many as the dialect's parameter limit allows, up to 500.
+pub(crate) fn insert_batch_rows(limit: usize, columns: usize) -> usize {
+    (limit / columns.max(1)).clamp(1, 500)
+}
+
+/// Decodes a stream of rows into chunks and sends them on. Stops early, without error, when
+/// the loader has gone (it failed, and says why). Returns the rows read.
+pub(crate) async fn pump_rows<R, S>(
+    mut stream: S,
+    decode: impl Fn(&R) -> Result<Vec<Value>, DbError>,
+    out: &tokio::sync::mpsc::Sender<Chunk>,
+) -> Result<u64, DbError>
+where
+    S: futures_util::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+{
+    use futures_util::TryStreamExt;
+    let mut rows_read = 0u64;
+    let mut batch = Vec::with_capacity(CHUNK_ROWS);
+    let mut bytes = 0usize;
+    while let Some(row) = stream
+        .try_next()
+        .await
+        .map_err(|e| DbError::sql("reading", e))?
+    {
+        let values = decode(&row)?;
+        bytes += values.iter().map(Value::size).sum::<usize>();
+        batch.push(values);
+        rows_read += 1;
+        if batch.len() >= CHUNK_ROWS || bytes >= CHUNK_BYTES {
+            bytes = 0;
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(CHUNK_ROWS));
+            if out.send(Chunk::Rows(full)).await.is_err() {
+                return Ok(rows_read);
+            }
+        }
+    }
+    if !batch.is_empty() && out.send(Chunk::Rows(batch)).await.is_err() {
+        return Ok(rows_read);
+    }
+    let _ = out.send(Chunk::End).await;
+    Ok(rows_read)
+}

@@ -1,0 +1,343 @@
+//! MySQL and MariaDB: catalog, consistent-snapshot reads and multi-row INSERT loads.
+
+use super::{
+    Chunk, ColumnDef, ConnectSpec, DbError, Dialect, Kind, LoadSpec, LoadStats, ReadSpec,
+    Statement, TableDef, Value, check_row, describe, insert_batch_rows, insert_sql, redact_url,
+};
+use sqlx::mysql::{MySqlArguments, MySqlConnectOptions, MySqlPoolOptions, MySqlRow};
+use sqlx::{Arguments, AssertSqlSafe, MySqlPool, Row};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const Q: Dialect = Dialect::MySql;
+/// MySQL's limit of parameters per prepared statement.
+const MAX_PARAMS: usize = 65_535;
+
+pub async fn connect(spec: &ConnectSpec) -> Result<MySqlPool, DbError> {
+    let redacted = redact_url(&spec.url);
+    let url = spec.url.replacen("mariadb://", "mysql://", 1);
+    let mut options = MySqlConnectOptions::from_str(&url)
+        .map_err(|e| DbError::Config(format!("invalid MySQL URL {redacted}: {}", describe(&e))))?
+        .timezone(Some("+00:00".into()))
+        .charset("utf8mb4");
+    if let Some(pw) = &spec.password {
+        options = options.password(pw);
+    }
+    MySqlPoolOptions::new()
+        .max_connections(spec.max_connections.max(1))
+        .acquire_timeout(Duration::from_secs(3600))
+        .connect_with(options)
+        .await
+        .map_err(|e| DbError::Connect {
+            url: redacted,
+            message: describe(&e),
+        })
+}
+
+fn kind_of(data_type: &str, column_type: &str) -> Kind {
+    match data_type {
+        "tinyint" if column_type.starts_with("tinyint(1)") => Kind::Bool,
+        "bool" | "boolean" => Kind::Bool,
+        "bigint" if column_type.contains("unsigned") => Kind::Decimal,
+        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year" => Kind::Int,
+        "float" | "double" | "real" => Kind::Float,
+        "decimal" | "numeric" => Kind::Decimal,
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "bit" => {
+            Kind::Bytes
+        }
+        "uuid" => Kind::Uuid,
+        "date" => Kind::Date,
+        "time" => Kind::Time,
+        "datetime" => Kind::Timestamp,
+        "timestamp" => Kind::TimestampTz,
+        _ => Kind::Text,
+    }
+}
+
+pub async fn tables(pool: &MySqlPool) -> Result<Vec<TableDef>, DbError> {
+    let sizes = sqlx::query(
+        "SELECT CAST(table_name AS CHAR), CAST(COALESCE(table_rows, 0) AS SIGNED),
+                CAST(COALESCE(data_length, 0) + COALESCE(index_length, 0) AS SIGNED)
+         FROM information_schema.tables
+         WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| DbError::sql("reading table sizes", e))?;
+    let mut tables: HashMap<String, TableDef> = HashMap::new();
+    for row in sizes {
+        let name: String = row.get(0);
+        tables.insert(
+            name.clone(),
+            TableDef {
+                name,
+                columns: vec![],
+                primary_key: vec![],
+                est_rows: row.get(1),
+                est_bytes: row.get(2),
+            },
+        );
+    }
+    let columns = sqlx::query(
+        "SELECT CAST(table_name AS CHAR), CAST(column_name AS CHAR), CAST(data_type AS CHAR),
+                CAST(column_type AS CHAR), CAST(is_nullable AS CHAR),
+                CAST(character_maximum_length AS SIGNED), CAST(numeric_precision AS SIGNED),
+                CAST(numeric_scale AS SIGNED)
+         FROM information_schema.columns
+         WHERE table_schema = DATABASE()
+         ORDER BY table_name, ordinal_position",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| DbError::sql("reading columns", e))?;
+    for row in columns {
+        let table: String = row.get(0);
+        let data_type: String = row.get(2);
+        let column_type: String = row.get(3);
+        let kind = kind_of(
+            &data_type.to_ascii_lowercase(),
+            &column_type.to_ascii_lowercase(),
+        );
+        if let Some(t) = tables.get_mut(&table) {
+            let max: Option<i64> = row.get(5);
+            let precision: Option<i64> = row.get(6);
+            let scale: Option<i64> = row.get(7);
+            t.columns.push(ColumnDef {
+                name: row.get(1),
+                kind,
+                type_name: column_type,
+                nullable: row.get::<String, _>(4) == "YES",
+                max_chars: if kind == Kind::Text && matches!(data_type.as_str(), "char" | "varchar")
+                {
+                    max
+                } else {
+                    None
+                },
+                precision: if kind == Kind::Decimal {
+                    precision.map(|p| p as i32)
+                } else {
+                    None
+                },
+                scale: if kind == Kind::Decimal {
+                    scale.map(|s| s as i32)
+                } else {
+                    None
+                },
+            });
+        }
+    }
+    let keys = sqlx::query(
+        "SELECT CAST(table_name AS CHAR), CAST(column_name AS CHAR)
+         FROM information_schema.statistics
+         WHERE table_schema = DATABASE() AND index_name = 'PRIMARY'
+         ORDER BY table_name, seq_in_index",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| DbError::sql("reading primary keys", e))?;
+    for row in keys {
+        let table: String = row.get(0);
+        if let Some(t) = tables.get_mut(&table) {
+            t.primary_key.push(row.get(1));
+        }
+    }
+    Ok(tables.into_values().collect())
+}
+
+fn bind(args: &mut MySqlArguments, v: &Value, target: Kind) -> Result<(), DbError> {
+    let r = match v {
+        Value::Null => args.add(None::<String>),
+        Value::Bool(b) => args.add(*b),
+        Value::Int(i) => args.add(*i),
+        Value::Float(f) => args.add(*f),
+        Value::Decimal(s) | Value::Text(s) => args.add(s.clone()),
+        Value::Bytes(b) if target == Kind::Uuid && b.len() == 16 => args.add(
+            uuid::Uuid::from_slice(b)
+                .unwrap_or_default()
+                .hyphenated()
+                .to_string(),
+        ),
+        Value::Bytes(b) => args.add(b.clone()),
+        Value::Uuid(u) if target == Kind::Bytes => args.add(u.as_bytes().to_vec()),
+        Value::Uuid(u) => args.add(u.hyphenated().to_string()),
+        Value::Date(d) => args.add(*d),
+        Value::Time(t) => args.add(*t),
+        Value::Timestamp(t) => args.add(*t),
+        Value::TimestampTz(t) => args.add(t.naive_utc()),
+    };
+    r.map_err(|e| DbError::Sql(format!("binding a parameter: {e}")))
+}
+
+fn arguments(params: &[Value]) -> Result<MySqlArguments, DbError> {
+    let mut args = MySqlArguments::default();
+    for p in params {
+        bind(&mut args, p, Kind::Text)?;
+    }
+    Ok(args)
+}
+
+pub async fn execute(pool: &MySqlPool, stmt: &Statement) -> Result<u64, DbError> {
+    sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(&stmt.params)?)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected())
+        .map_err(|e| DbError::sql("statement failed", e))
+}
+
+pub async fn query(
+    pool: &MySqlPool,
+    stmt: &Statement,
+    kinds: &[Kind],
+) -> Result<Vec<Vec<Value>>, DbError> {
+    let rows = sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(&stmt.params)?)
+        .fetch_all(pool)
+        .await
+        .map_err(|e| DbError::sql("query failed", e))?;
+    rows.iter().map(|r| decode_row(r, kinds)).collect()
+}
+
+/// The expression that reads a column in a form `decode` takes.
+fn select_expr(c: &ColumnDef) -> String {
+    let q = Q.quote(&c.name);
+    match c.kind {
+        Kind::Int => format!("CAST({q} AS SIGNED)"),
+        Kind::Bool => format!("({q} <> 0)"),
+        Kind::Decimal | Kind::Uuid => format!("CAST({q} AS CHAR)"),
+        Kind::Text => format!("CAST({q} AS CHAR CHARACTER SET utf8mb4)"),
+        Kind::Float => format!("CAST({q} AS DOUBLE)"),
+        Kind::TimestampTz => format!("CAST({q} AS DATETIME(6))"),
+        _ => q,
+    }
+}
+
+fn decode_row(row: &MySqlRow, kinds: &[Kind]) -> Result<Vec<Value>, DbError> {
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(i, k)| decode(row, i, *k))
+        .collect()
+}
+
+fn decode(row: &MySqlRow, i: usize, kind: Kind) -> Result<Value, DbError> {
+    fn get<'r, T: sqlx::Decode<'r, sqlx::MySql> + sqlx::Type<sqlx::MySql>>(
+        row: &'r MySqlRow,
+        i: usize,
+    ) -> Result<Option<T>, DbError> {
+        row.try_get_unchecked::<Option<T>, _>(i)
+            .map_err(|e| DbError::Sql(format!("decoding column {i}: {e}")))
+    }
+    Ok(match kind {
+        Kind::Bool => get::<i64>(row, i)?.map(|n| Value::Bool(n != 0)),
+        Kind::Int => get::<i64>(row, i)?.map(Value::Int),
+        Kind::Float => get::<f64>(row, i)?.map(Value::Float),
+        Kind::Decimal => get::<String>(row, i)?.map(Value::Decimal),
+        Kind::Text => get::<String>(row, i)?.map(Value::Text),
+        Kind::Bytes => get::<Vec<u8>>(row, i)?.map(Value::Bytes),
+        Kind::Uuid => get::<String>(row, i)?.map(|s| match uuid::Uuid::parse_str(&s) {
+            Ok(u) => Value::Uuid(u),
+            Err(_) => Value::Text(s),
+        }),
+        Kind::Date => get::<chrono::NaiveDate>(row, i)?.map(Value::Date),
+        Kind::Time => get::<chrono::NaiveTime>(row, i)?.map(Value::Time),
+        Kind::Timestamp => get::<chrono::NaiveDateTime>(row, i)?.map(Value::Timestamp),
+        Kind::TimestampTz => {
+            get::<chrono::NaiveDateTime>(row, i)?.map(|t| Value::TimestampTz(t.and_utc()))
+        }
+    }
+    .unwrap_or(Value::Null))
+}
+
+pub async fn read_table(
+    pool: &MySqlPool,
+    spec: &ReadSpec,
+    out: mpsc::Sender<Chunk>,
+) -> Result<u64, DbError> {
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(|e| DbError::sql("acquiring a connection", e))?;
+    sqlx::query("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| DbError::sql("setting the isolation level", e))?;
+    sqlx::query("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| DbError::sql("starting the read transaction", e))?;
+    let exprs: Vec<String> = spec.columns.iter().map(select_expr).collect();
+    let sql = format!("SELECT {} FROM {}", exprs.join(", "), Q.quote(&spec.table));
+    let kinds: Vec<Kind> = spec.columns.iter().map(|c| c.kind).collect();
+    let result = {
+        let stream = sqlx::query(AssertSqlSafe(sql)).fetch(&mut *conn);
+        super::pump_rows(stream, |row| decode_row(row, &kinds), &out).await
+    };
+    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    result
+}
+
+pub async fn load_table(
+    pool: &MySqlPool,
+    spec: &LoadSpec,
+    mut input: mpsc::Receiver<Chunk>,
+    finish: &[Statement],
+) -> Result<LoadStats, DbError> {
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(|e| DbError::sql("starting the load transaction", e))?;
+    // DELETE, not TRUNCATE: TRUNCATE would commit on its own, and the old rows must survive a
+    // failed load.
+    sqlx::query(AssertSqlSafe(format!(
+        "DELETE FROM {}",
+        Q.quote(&spec.table)
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| DbError::sql("clearing the cloud table", e))?;
+    let per_insert = insert_batch_rows(MAX_PARAMS, spec.columns.len());
+    let full_sql = insert_sql(Q, spec, per_insert);
+    let mut stats = LoadStats::default();
+    loop {
+        let rows = match input.recv().await.ok_or_else(super::ended_early)? {
+            Chunk::End => break,
+            Chunk::Rows(rows) => rows,
+            Chunk::Raw(_) => {
+                return Err(DbError::Sql(
+                    "binary COPY data cannot be loaded into MySQL".into(),
+                ));
+            }
+        };
+        for group in rows.chunks(per_insert) {
+            let mut args = MySqlArguments::default();
+            for row in group {
+                check_row(spec, row)?;
+                for (v, c) in row.iter().zip(&spec.columns) {
+                    stats.bytes += v.size() as u64;
+                    bind(&mut args, v, c.kind)?;
+                }
+            }
+            let sql = if group.len() == per_insert {
+                full_sql.clone()
+            } else {
+                insert_sql(Q, spec, group.len())
+            };
+            sqlx::query_with(AssertSqlSafe(sql), args)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| DbError::sql("loading", e))?;
+            stats.rows += group.len() as u64;
+        }
+    }
+    for stmt in finish {
+        sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(&stmt.params)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| DbError::sql("recording the replication state", e))?;
+    }
+    tx.commit()
+        .await
+        .map_err(|e| DbError::sql("committing", e))?;
+    Ok(stats)
+}

@@ -1,0 +1,462 @@
+//! PostgreSQL: catalog, snapshot reads (rows or binary COPY) and COPY loads.
+
+use super::{
+    CHUNK_BYTES, Chunk, ColumnDef, ConnectSpec, DbError, Dialect, Kind, LoadSpec, LoadStats,
+    ReadSpec, Statement, TableDef, Value, check_row, describe, redact_url,
+};
+use bytes::BytesMut;
+use futures_util::TryStreamExt;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{Arguments, AssertSqlSafe, Connection, PgPool, Row};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const Q: Dialect = Dialect::Postgres;
+
+pub async fn connect(spec: &ConnectSpec) -> Result<PgPool, DbError> {
+    let redacted = redact_url(&spec.url);
+    let mut options = PgConnectOptions::from_str(&spec.url).map_err(|e| {
+        DbError::Config(format!(
+            "invalid PostgreSQL URL {redacted}: {}",
+            describe(&e)
+        ))
+    })?;
+    if let Some(pw) = &spec.password {
+        options = options.password(pw);
+    }
+    options = options.application_name("cloudmigrate");
+    PgPoolOptions::new()
+        .max_connections(spec.max_connections.max(1))
+        .acquire_timeout(Duration::from_secs(3600))
+        .connect_with(options)
+        .await
+        .map_err(|e| DbError::Connect {
+            url: redacted,
+            message: describe(&e),
+        })
+}
+
+fn kind_of(typname: &str) -> Kind {
+    match typname {
+        "bool" => Kind::Bool,
+        "int2" | "int4" | "int8" | "oid" => Kind::Int,
+        "float4" | "float8" => Kind::Float,
+        "numeric" | "money" => Kind::Decimal,
+        "bytea" => Kind::Bytes,
+        "uuid" => Kind::Uuid,
+        "date" => Kind::Date,
+        "time" => Kind::Time,
+        "timestamp" => Kind::Timestamp,
+        "timestamptz" => Kind::TimestampTz,
+        _ => Kind::Text,
+    }
+}
+
+pub async fn tables(pool: &PgPool) -> Result<Vec<TableDef>, DbError> {
+    let sizes = sqlx::query(
+        "SELECT c.relname, c.reltuples::int8, pg_total_relation_size(c.oid)::int8
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| DbError::sql("reading table sizes", e))?;
+    let mut tables: HashMap<String, TableDef> = HashMap::new();
+    for row in sizes {
+        let name: String = row.get(0);
+        let rows: i64 = row.get(1);
+        tables.insert(
+            name.clone(),
+            TableDef {
+                name,
+                columns: vec![],
+                primary_key: vec![],
+                est_rows: rows.max(0),
+                est_bytes: row.get(2),
+            },
+        );
+    }
+    let columns = sqlx::query(
+        "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), t.typname, a.attnotnull,
+                CASE WHEN t.typname IN ('varchar', 'bpchar') AND a.atttypmod > 4
+                     THEN (a.atttypmod - 4)::int8 END,
+                CASE WHEN t.typname = 'numeric' AND a.atttypmod > 4
+                     THEN (((a.atttypmod - 4) >> 16) & 65535)::int4 END,
+                CASE WHEN t.typname = 'numeric' AND a.atttypmod > 4
+                     THEN ((a.atttypmod - 4) & 65535)::int4 END
+         FROM pg_class c
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_attribute a ON a.attrelid = c.oid
+         JOIN pg_type t ON t.oid = a.atttypid
+         WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
+           AND a.attnum > 0 AND NOT a.attisdropped
+         ORDER BY c.relname, a.attnum",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| DbError::sql("reading columns", e))?;
+    for row in columns {
+        let table: String = row.get(0);
+        let typname: String = row.get(3);
+        if let Some(t) = tables.get_mut(&table) {
+            t.columns.push(ColumnDef {
+                name: row.get(1),
+                kind: kind_of(&typname),
+                type_name: row.get(2),
+                nullable: !row.get::<bool, _>(4),
+                max_chars: row.get(5),
+                precision: row.get(6),
+                scale: row.get(7),
+            });
+        }
+    }
+    let keys = sqlx::query(
+        "SELECT c.relname, a.attname
+         FROM pg_index i
+         JOIN pg_class c ON c.oid = i.indrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+         WHERE i.indisprimary AND n.nspname = current_schema()
+         ORDER BY c.relname, k.ord",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| DbError::sql("reading primary keys", e))?;
+    for row in keys {
+        let table: String = row.get(0);
+        if let Some(t) = tables.get_mut(&table) {
+            t.primary_key.push(row.get(1));
+        }
+    }
+    Ok(tables.into_values().collect())
+}
+
+fn bind(args: &mut PgArguments, v: &Value) -> Result<(), DbError> {
+    let r = match v {
+        Value::Null => args.add(None::<String>),
+        Value::Bool(b) => args.add(*b),
+        Value::Int(i) => args.add(*i),
+        Value::Float(f) => args.add(*f),
+        Value::Decimal(s) | Value::Text(s) => args.add(s.as_str()),
+        Value::Bytes(b) => args.add(b.as_slice()),
+        Value::Uuid(u) => args.add(*u),
+        Value::Date(d) => args.add(*d),
+        Value::Time(t) => args.add(*t),
+        Value::Timestamp(t) => args.add(*t),
+        Value::TimestampTz(t) => args.add(*t),
+    };
+    r.map_err(|e| DbError::Sql(format!("binding a parameter: {e}")))
+}
+
+fn arguments(params: &[Value]) -> Result<PgArguments, DbError> {
+    let mut args = PgArguments::default();
+    for p in params {
+        bind(&mut args, p)?;
+    }
+    Ok(args)
+}
+
+/// PostgreSQL numbers its parameters: `?` placeholders become `$1`, `$2`, ...
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    let mut in_quote: Option<char> = None;
+    for c in sql.chars() {
+        match (c, in_quote) {
+            ('\'' | '"', None) => in_quote = Some(c),
+            (q, Some(open)) if q == open => in_quote = None,
+            ('?', None) => {
+                n += 1;
+                out.push_str(&format!("${n}"));
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub async fn execute(pool: &PgPool, stmt: &Statement) -> Result<u64, DbError> {
+    let sql = numbered(&stmt.sql);
+    sqlx::query_with(AssertSqlSafe(sql), arguments(&stmt.params)?)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected())
+        .map_err(|e| DbError::sql("statement failed", e))
+}
+
+pub async fn query(
+    pool: &PgPool,
+    stmt: &Statement,
+    kinds: &[Kind],
+) -> Result<Vec<Vec<Value>>, DbError> {
+    let sql = numbered(&stmt.sql);
+    let rows = sqlx::query_with(AssertSqlSafe(sql), arguments(&stmt.params)?)
+        .fetch_all(pool)
+        .await
+        .map_err(|e| DbError::sql("query failed", e))?;
+    rows.iter().map(|r| decode_row(r, kinds)).collect()
+}
+
+/// The expression that reads a column in a form `decode` takes.
+fn select_expr(c: &ColumnDef) -> String {
+    let q = Q.quote(&c.name);
+    match c.kind {
+        Kind::Int => format!("{q}::int8"),
+        Kind::Float => format!("{q}::float8"),
+        Kind::Decimal | Kind::Text => format!("{q}::text"),
+        _ => q,
+    }
+}
+
+fn decode_row(row: &PgRow, kinds: &[Kind]) -> Result<Vec<Value>, DbError> {
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(i, k)| decode(row, i, *k))
+        .collect()
+}
+
+fn decode(row: &PgRow, i: usize, kind: Kind) -> Result<Value, DbError> {
+    fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
+        row: &'r PgRow,
+        i: usize,
+    ) -> Result<Option<T>, DbError> {
+        row.try_get::<Option<T>, _>(i)
+            .map_err(|e| DbError::Sql(format!("decoding column {i}: {e}")))
+    }
+    Ok(match kind {
+        Kind::Bool => get::<bool>(row, i)?.map(Value::Bool),
+        Kind::Int => get::<i64>(row, i)?.map(Value::Int),
+        Kind::Float => get::<f64>(row, i)?.map(Value::Float),
+        Kind::Decimal => get::<String>(row, i)?.map(Value::Decimal),
+        Kind::Text => get::<String>(row, i)?.map(Value::Text),
+        Kind::Bytes => get::<Vec<u8>>(row, i)?.map(Value::Bytes),
+        Kind::Uuid => get::<uuid::Uuid>(row, i)?.map(Value::Uuid),
+        Kind::Date => get::<chrono::NaiveDate>(row, i)?.map(Value::Date),
+        Kind::Time => get::<chrono::NaiveTime>(row, i)?.map(Value::Time),
+        Kind::Timestamp => get::<chrono::NaiveDateTime>(row, i)?.map(Value::Timestamp),
+        Kind::TimestampTz => get::<chrono::DateTime<chrono::Utc>>(row, i)?.map(Value::TimestampTz),
+    }
+    .unwrap_or(Value::Null))
+}
+
+/// A transaction that exported its snapshot; other connections read in it while this lives.
+pub struct SnapshotGuard {
+    pub id: String,
+    _conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
+}
+
+pub async fn export_snapshot(pool: &PgPool) -> Result<SnapshotGuard, DbError> {
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(|e| DbError::sql("acquiring a connection", e))?;
+    sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| DbError::sql("starting the snapshot transaction", e))?;
+    let id: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| DbError::sql("exporting the snapshot", e))?;
+    Ok(SnapshotGuard { id, _conn: conn })
+}
+
+pub async fn read_table(
+    pool: &PgPool,
+    spec: &ReadSpec,
+    out: mpsc::Sender<Chunk>,
+) -> Result<u64, DbError> {
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(|e| DbError::sql("acquiring a connection", e))?;
+    let mut tx = conn
+        .begin()
+        .await
+        .map_err(|e| DbError::sql("starting the read transaction", e))?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| DbError::sql("setting the isolation level", e))?;
+    if let Some(id) = &spec.snapshot {
+        // A snapshot id is hex digits and dashes; anything else is refused, never spliced.
+        if !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            return Err(DbError::Sql(format!("invalid snapshot id {id:?}")));
+        }
+        sqlx::query(AssertSqlSafe(format!("SET TRANSACTION SNAPSHOT '{id}'")))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| DbError::sql("joining the run's snapshot", e))?;
+    }
+    let table = Q.quote(&spec.table);
+    let mut rows_read = 0u64;
+    if spec.raw {
+        let cols: Vec<String> = spec.columns.iter().map(|c| Q.quote(&c.name)).collect();
+        let sql = format!(
+            "COPY (SELECT {} FROM {table}) TO STDOUT (FORMAT binary)",
+            cols.join(", ")
+        );
+        let mut stream = tx
+            .copy_out_raw(&sql)
+            .await
+            .map_err(|e| DbError::sql("reading", e))?;
+        let mut buf = BytesMut::with_capacity(CHUNK_BYTES + 64 * 1024);
+        while let Some(bytes) = stream
+            .try_next()
+            .await
+            .map_err(|e| DbError::sql("reading", e))?
+        {
+            buf.extend_from_slice(&bytes);
+            if buf.len() >= CHUNK_BYTES {
+                let chunk = buf.split().freeze().to_vec();
+                if out.send(Chunk::Raw(chunk)).await.is_err() {
+                    return Ok(rows_read);
+                }
+            }
+        }
+        drop(stream);
+        if (!buf.is_empty() && out.send(Chunk::Raw(buf.to_vec())).await.is_err())
+            || out.send(Chunk::End).await.is_err()
+        {
+            return Ok(rows_read);
+        }
+        // The loader learns the row count from COPY; the bytes here are not parsed into rows.
+    } else {
+        let exprs: Vec<String> = spec.columns.iter().map(select_expr).collect();
+        let sql = format!("SELECT {} FROM {table}", exprs.join(", "));
+        let kinds: Vec<Kind> = spec.columns.iter().map(|c| c.kind).collect();
+        let stream = sqlx::query(AssertSqlSafe(sql)).fetch(&mut *tx);
+        rows_read = super::pump_rows(stream, |row| decode_row(row, &kinds), &out).await?;
+    }
+    tx.rollback()
+        .await
+        .map_err(|e| DbError::sql("ending the read transaction", e))?;
+    Ok(rows_read)
+}
+
+/// Appends a value in COPY text format, shaped for the target column's kind.
+fn copy_text(buf: &mut Vec<u8>, v: &Value, target: Kind) {
+    match (v, target) {
+        (Value::Null, _) => buf.extend_from_slice(b"\\N"),
+        (Value::Bool(b), Kind::Int | Kind::Decimal | Kind::Float) => {
+            buf.push(if *b { b'1' } else { b'0' })
+        }
+        (Value::Bool(b), _) => buf.push(if *b { b't' } else { b'f' }),
+        (Value::Int(i), Kind::Bool) => buf.push(if *i != 0 { b't' } else { b'f' }),
+        (Value::Bytes(b), Kind::Uuid) if b.len() == 16 => {
+            let u = uuid::Uuid::from_slice(b).unwrap_or_default();
+            buf.extend_from_slice(u.hyphenated().to_string().as_bytes());
+        }
+        (Value::Bytes(b), _) => {
+            buf.extend_from_slice(b"\\\\x");
+            buf.extend_from_slice(super::value::hex(b).as_bytes());
+        }
+        (Value::Text(s), _) | (Value::Decimal(s), _) => escape_into(buf, s),
+        (other, _) => {
+            if let Some(s) = other.to_text() {
+                escape_into(buf, &s);
+            }
+        }
+    }
+}
+
+fn escape_into(buf: &mut Vec<u8>, s: &str) {
+    for &b in s.as_bytes() {
+        match b {
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            b'\r' => buf.extend_from_slice(b"\\r"),
+            b'\t' => buf.extend_from_slice(b"\\t"),
+            _ => buf.push(b),
+        }
+    }
+}
+
+pub async fn load_table(
+    pool: &PgPool,
+    spec: &LoadSpec,
+    mut input: mpsc::Receiver<Chunk>,
+    finish: &[Statement],
+) -> Result<LoadStats, DbError> {
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(|e| DbError::sql("acquiring a connection", e))?;
+    let mut tx = conn
+        .begin()
+        .await
+        .map_err(|e| DbError::sql("starting the load transaction", e))?;
+    let table = Q.quote(&spec.table);
+    sqlx::query(AssertSqlSafe(format!("DELETE FROM {table}")))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| DbError::sql("clearing the cloud table", e))?;
+    let cols: Vec<String> = spec.columns.iter().map(|c| Q.quote(&c.name)).collect();
+    let format = if spec.raw { "binary" } else { "text" };
+    let sql = format!(
+        "COPY {table} ({}) FROM STDIN (FORMAT {format})",
+        cols.join(", ")
+    );
+    let mut stats = LoadStats::default();
+    let mut copy = tx
+        .copy_in_raw(&sql)
+        .await
+        .map_err(|e| DbError::sql("starting COPY", e))?;
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES + 64 * 1024);
+    let result: Result<(), DbError> = async {
+        loop {
+            match input.recv().await.ok_or_else(super::ended_early)? {
+                Chunk::End => return Ok(()),
+                Chunk::Raw(bytes) => {
+                    stats.bytes += bytes.len() as u64;
+                    copy.send(bytes)
+                        .await
+                        .map_err(|e| DbError::sql("loading", e))?;
+                }
+                Chunk::Rows(rows) => {
+                    for row in &rows {
+                        check_row(spec, row)?;
+                        for (i, (v, c)) in row.iter().zip(&spec.columns).enumerate() {
+                            if i > 0 {
+                                buf.push(b'\t');
+                            }
+                            copy_text(&mut buf, v, c.kind);
+                        }
+                        buf.push(b'\n');
+                        stats.rows += 1;
+                    }
+                    stats.bytes += buf.len() as u64;
+                    copy.send(std::mem::take(&mut buf).as_slice())
+                        .await
+                        .map_err(|e| DbError::sql("loading", e))?;
+                }
+            }
+        }
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = copy.abort("cloudmigrate stopped the load").await;
+        return Err(e);
+    }
+    let copied = copy
+        .finish()
+        .await
+        .map_err(|e| DbError::sql("loading", e))?;
+    stats.rows = copied;
+    for stmt in finish {
+        sqlx::query_with(AssertSqlSafe(numbered(&stmt.sql)), arguments(&stmt.params)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| DbError::sql("recording the replication state", e))?;
+    }
+    tx.commit()
+        .await
+        .map_err(|e| DbError::sql("committing", e))?;
+    Ok(stats)
+}

@@ -1,0 +1,372 @@
+//! SQLite: catalog, snapshot reads and multi-row INSERT loads.
+
+use super::{
+    Chunk, ColumnDef, ConnectSpec, DbError, Dialect, Kind, LoadSpec, LoadStats, ReadSpec,
+    Statement, TableDef, Value, check_row, describe, insert_batch_rows, insert_sql, redact_url,
+};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Arguments, AssertSqlSafe, Connection, Row, SqlitePool, TypeInfo, ValueRef};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+const Q: Dialect = Dialect::Sqlite;
+/// SQLite's limit of parameters per statement.
+const MAX_PARAMS: usize = 32_766;
+
+pub async fn connect(spec: &ConnectSpec) -> Result<SqlitePool, DbError> {
+    let redacted = redact_url(&spec.url);
+    let options = SqliteConnectOptions::from_str(&spec.url)
+        .map_err(|e| DbError::Config(format!("invalid SQLite URL {redacted}: {}", describe(&e))))?
+        .create_if_missing(spec.create)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(600));
+    if !spec.create {
+        let path = options.get_filename();
+        if path.to_str() != Some(":memory:") && !path.exists() {
+            return Err(DbError::Connect {
+                url: redacted,
+                message: format!("the file {} does not exist", path.display()),
+            });
+        }
+    }
+    // One writer at a time is all SQLite allows: a target gets one connection, and loads queue.
+    let max = if spec.create {
+        1
+    } else {
+        spec.max_connections.max(1)
+    };
+    SqlitePoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(24 * 3600))
+        .connect_with(options)
+        .await
+        .map_err(|e| DbError::Connect {
+            url: redacted,
+            message: describe(&e),
+        })
+}
+
+/// The kind of a declared SQLite type, by SQLite's own affinity rules plus the common names.
+pub fn kind_of(declared: &str) -> Kind {
+    let t = declared.to_ascii_uppercase();
+    let base = t.split('(').next().unwrap_or("").trim();
+    match base {
+        "BOOLEAN" | "BOOL" => Kind::Bool,
+        "UUID" | "UNIQUEIDENTIFIER" => Kind::Uuid,
+        "DATE" => Kind::Date,
+        "TIME" => Kind::Time,
+        "DATETIME" | "TIMESTAMP" => Kind::Timestamp,
+        "TIMESTAMPTZ" => Kind::TimestampTz,
+        "DECIMAL" | "NUMERIC" | "MONEY" => Kind::Decimal,
+        _ if t.contains("INT") => Kind::Int,
+        _ if t.contains("CHAR") || t.contains("CLOB") || t.contains("TEXT") => Kind::Text,
+        _ if t.contains("BLOB") || t.is_empty() => Kind::Bytes,
+        _ if t.contains("REAL") || t.contains("FLOA") || t.contains("DOUB") => Kind::Float,
+        _ => Kind::Decimal,
+    }
+}
+
+/// `(n)` or `(p,s)` of a declared type.
+fn type_args(declared: &str) -> Vec<i64> {
+    declared
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(args, _)| {
+            args.split(',')
+                .filter_map(|a| a.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub async fn tables(pool: &SqlitePool) -> Result<Vec<TableDef>, DbError> {
+    let rows = sqlx::query(
+        "SELECT m.name, p.name, p.type, p.\"notnull\", p.pk
+         FROM sqlite_schema m JOIN pragma_table_info(m.name) p
+         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
+         ORDER BY m.name, p.cid",
+    )
+    .fetch_all(pool)
+    .await
+    .map_err(|e| DbError::sql("reading columns", e))?;
+    let mut tables: HashMap<String, (TableDef, Vec<(i64, String)>)> = HashMap::new();
+    for row in rows {
+        let table: String = row.get(0);
+        let declared: String = row.get(2);
+        let kind = kind_of(&declared);
+        let args = type_args(&declared);
+        let entry = tables.entry(table.clone()).or_insert_with(|| {
+            (
+                TableDef {
+                    name: table,
+                    columns: vec![],
+                    primary_key: vec![],
+                    est_rows: 0,
+                    est_bytes: 0,
+                },
+                vec![],
+            )
+        });
+        let name: String = row.get(1);
+        let pk: i64 = row.get(4);
+        if pk > 0 {
+            entry.1.push((pk, name.clone()));
+        }
+        entry.0.columns.push(ColumnDef {
+            name,
+            kind,
+            type_name: declared,
+            nullable: row.get::<i64, _>(3) == 0,
+            max_chars: if kind == Kind::Text {
+                args.first().copied()
+            } else {
+                None
+            },
+            precision: if kind == Kind::Decimal {
+                args.first().map(|&p| p as i32)
+            } else {
+                None
+            },
+            scale: if kind == Kind::Decimal {
+                args.get(1).map(|&s| s as i32)
+            } else {
+                None
+            },
+        });
+    }
+    // Row estimates: ANALYZE's statistics where they exist.
+    let has_stats: Option<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_schema WHERE name = 'sqlite_stat1'")
+            .fetch_optional(pool)
+            .await
+            .map_err(|e| DbError::sql("reading statistics", e))?;
+    let mut estimates: HashMap<String, i64> = HashMap::new();
+    if has_stats.is_some() {
+        let stats = sqlx::query("SELECT tbl, stat FROM sqlite_stat1")
+            .fetch_all(pool)
+            .await
+            .map_err(|e| DbError::sql("reading statistics", e))?;
+        for row in stats {
+            let stat: String = row.get(1);
+            let n = stat
+                .split_whitespace()
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            let e = estimates.entry(row.get(0)).or_insert(0);
+            *e = (*e).max(n);
+        }
+    }
+    Ok(tables
+        .into_values()
+        .map(|(mut t, mut pk)| {
+            pk.sort();
+            t.primary_key = pk.into_iter().map(|(_, n)| n).collect();
+            t.est_rows = estimates.get(&t.name).copied().unwrap_or(0);
+            t
+        })
+        .collect())
+}
+
+fn bind(args: &mut SqliteArguments, v: &Value, target: Kind) -> Result<(), DbError> {
+    let r = match v {
+        Value::Null => args.add(None::<String>),
+        Value::Bool(b) => args.add(*b as i64),
+        Value::Int(i) => args.add(*i),
+        Value::Float(f) => args.add(*f),
+        Value::Decimal(s) | Value::Text(s) => args.add(s.clone()),
+        Value::Bytes(b) if target == Kind::Uuid && b.len() == 16 => args.add(
+            uuid::Uuid::from_slice(b)
+                .unwrap_or_default()
+                .hyphenated()
+                .to_string(),
+        ),
+        Value::Bytes(b) => args.add(b.clone()),
+        Value::Uuid(u) if target == Kind::Bytes => args.add(u.as_bytes().to_vec()),
+        other => args.add(other.to_text()),
+    };
+    r.map_err(|e| DbError::Sql(format!("binding a parameter: {e}")))
+}
+
+fn arguments(params: &[Value]) -> Result<SqliteArguments, DbError> {
+    let mut args = SqliteArguments::default();
+    for p in params {
+        bind(&mut args, p, Kind::Text)?;
+    }
+    Ok(args)
+}
+
+pub async fn execute(pool: &SqlitePool, stmt: &Statement) -> Result<u64, DbError> {
+    sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(&stmt.params)?)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected())
+        .map_err(|e| DbError::sql("statement failed", e))
+}
+
+pub async fn query(
+    pool: &SqlitePool,
+    stmt: &Statement,
+    kinds: &[Kind],
+) -> Result<Vec<Vec<Value>>, DbError> {
+    let rows = sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(&stmt.params)?)
+        .fetch_all(pool)
+        .await
+        .map_err(|e| DbError::sql("query failed", e))?;
+    rows.iter().map(|r| decode_row(r, kinds)).collect()
+}
+
+fn decode_row(row: &SqliteRow, kinds: &[Kind]) -> Result<Vec<Value>, DbError> {
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(i, k)| decode(row, i, *k))
+        .collect()
+}
+
+/// SQLite types values, not columns: decode by the value's storage class, shaped by the
+/// column's declared kind.
+fn decode(row: &SqliteRow, i: usize, kind: Kind) -> Result<Value, DbError> {
+    let err = |e: sqlx::Error| DbError::Sql(format!("decoding column {i}: {e}"));
+    let raw = row.try_get_raw(i).map_err(err)?;
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    let class = raw.type_info().name().to_string();
+    Ok(match class.as_str() {
+        "INTEGER" => {
+            let n: i64 = row.try_get(i).map_err(err)?;
+            match kind {
+                Kind::Bool => Value::Bool(n != 0),
+                Kind::Decimal => Value::Decimal(n.to_string()),
+                Kind::Float => Value::Float(n as f64),
+                _ => Value::Int(n),
+            }
+        }
+        "REAL" => {
+            let f: f64 = row.try_get(i).map_err(err)?;
+            match kind {
+                Kind::Decimal => Value::Decimal(super::value::float_text(f)),
+                _ => Value::Float(f),
+            }
+        }
+        "BLOB" => {
+            let b: Vec<u8> = row.try_get(i).map_err(err)?;
+            match kind {
+                Kind::Uuid if b.len() == 16 => {
+                    Value::Uuid(uuid::Uuid::from_slice(&b).unwrap_or_default())
+                }
+                _ => Value::Bytes(b),
+            }
+        }
+        _ => {
+            let s: String = row.try_get(i).map_err(err)?;
+            match kind {
+                Kind::Decimal => Value::Decimal(s),
+                Kind::Uuid => match uuid::Uuid::parse_str(&s) {
+                    Ok(u) => Value::Uuid(u),
+                    Err(_) => Value::Text(s),
+                },
+                _ => Value::Text(s),
+            }
+        }
+    })
+}
+
+pub async fn read_table(
+    pool: &SqlitePool,
+    spec: &ReadSpec,
+    out: mpsc::Sender<Chunk>,
+) -> Result<u64, DbError> {
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(|e| DbError::sql("acquiring a connection", e))?;
+    // A read transaction sees one snapshot of the file from its first read to its end.
+    let mut tx = conn
+        .begin()
+        .await
+        .map_err(|e| DbError::sql("starting the read transaction", e))?;
+    let cols: Vec<String> = spec.columns.iter().map(|c| Q.quote(&c.name)).collect();
+    let sql = format!("SELECT {} FROM {}", cols.join(", "), Q.quote(&spec.table));
+    let kinds: Vec<Kind> = spec.columns.iter().map(|c| c.kind).collect();
+    let stream = sqlx::query(AssertSqlSafe(sql)).fetch(&mut *tx);
+    let rows_read = super::pump_rows(stream, |row| decode_row(row, &kinds), &out).await?;
+    tx.rollback()
+        .await
+        .map_err(|e| DbError::sql("ending the read transaction", e))?;
+    Ok(rows_read)
+}
+
+pub async fn load_table(
+    pool: &SqlitePool,
+    spec: &LoadSpec,
+    mut input: mpsc::Receiver<Chunk>,
+    finish: &[Statement],
+) -> Result<LoadStats, DbError> {
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(|e| DbError::sql("acquiring a connection", e))?;
+    let mut tx = conn
+        .begin()
+        .await
+        .map_err(|e| DbError::sql("starting the load transaction", e))?;
+    sqlx::query(AssertSqlSafe(format!(
+        "DELETE FROM {}",
+        Q.quote(&spec.table)
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| DbError::sql("clearing the cloud table", e))?;
+    let per_insert = insert_batch_rows(MAX_PARAMS, spec.columns.len());
+    let full_sql = insert_sql(Q, spec, per_insert);
+    let mut stats = LoadStats::default();
+    loop {
+        let rows = match input.recv().await.ok_or_else(super::ended_early)? {
+            Chunk::End => break,
+            Chunk::Rows(rows) => rows,
+            Chunk::Raw(_) => {
+                return Err(DbError::Sql(
+                    "binary COPY data cannot be loaded into SQLite".into(),
+                ));
+            }
+        };
+        for group in rows.chunks(per_insert) {
+            let mut args = SqliteArguments::default();
+            for row in group {
+                check_row(spec, row)?;
+                for (v, c) in row.iter().zip(&spec.columns) {
+                    stats.bytes += v.size() as u64;
+                    bind(&mut args, v, c.kind)?;
+                }
+            }
+            let sql = if group.len() == per_insert {
+                full_sql.clone()
+            } else {
+                insert_sql(Q, spec, group.len())
+            };
+            sqlx::query_with(AssertSqlSafe(sql), args)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| DbError::sql("loading", e))?;
+            stats.rows += group.len() as u64;
+        }
+    }
+    for stmt in finish {
+        sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(&stmt.params)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| DbError::sql("recording the replication state", e))?;
+    }
+    tx.commit()
+        .await
+        .map_err(|e| DbError::sql("committing", e))?;
+    Ok(stats)
+}

@@ -201,6 +201,23 @@ pub struct ReadSpec {
     pub raw: bool,
     /// A PostgreSQL snapshot to read in (from `pg_export_snapshot`).
     pub snapshot: Option<String>,
+    /// Rows and bytes read so far, for progress displays.
+    pub progress: std::sync::Arc<ReadProgress>,
+}
+
+/// Rows and bytes a reader has sent so far.
+#[derive(Debug, Default)]
+pub struct ReadProgress {
+    pub rows: std::sync::atomic::AtomicU64,
+    pub bytes: std::sync::atomic::AtomicU64,
+}
+
+impl ReadProgress {
+    fn add(&self, rows: u64, bytes: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.rows.fetch_add(rows, Relaxed);
+        self.bytes.fetch_add(bytes, Relaxed);
+    }
 }
 
 /// A column of the target, as the loader needs it.
@@ -222,7 +239,10 @@ pub struct LoadSpec {
     pub raw: bool,
 }
 
-/// A statement with its parameters, run in the load's transaction before it commits.
+/// The statements a load runs in its transaction before it commits, given what it wrote.
+pub type Finish<'a> = dyn Fn(&LoadStats) -> Vec<Statement> + Send + Sync + 'a;
+
+/// A statement with its parameters.
 #[derive(Clone, Debug)]
 pub struct Statement {
     pub sql: String,
@@ -354,7 +374,7 @@ impl Database {
         &self,
         spec: &LoadSpec,
         input: tokio::sync::mpsc::Receiver<Chunk>,
-        finish: &[Statement],
+        finish: &Finish<'_>,
     ) -> Result<LoadStats, DbError> {
         match self {
             Database::Postgres(p) => postgres::load_table(p, spec, input, finish).await,
@@ -414,6 +434,7 @@ pub(crate) async fn pump_rows<R, S>(
     mut stream: S,
     decode: impl Fn(&R) -> Result<Vec<Value>, DbError>,
     out: &tokio::sync::mpsc::Sender<Chunk>,
+    progress: &ReadProgress,
 ) -> Result<u64, DbError>
 where
     S: futures_util::Stream<Item = Result<R, sqlx::Error>> + Unpin,
@@ -432,6 +453,7 @@ where
         batch.push(values);
         rows_read += 1;
         if batch.len() >= CHUNK_ROWS || bytes >= CHUNK_BYTES {
+            progress.add(batch.len() as u64, bytes as u64);
             bytes = 0;
             let full = std::mem::replace(&mut batch, Vec::with_capacity(CHUNK_ROWS));
             if out.send(Chunk::Rows(full)).await.is_err() {
@@ -439,9 +461,132 @@ where
             }
         }
     }
+    progress.add(batch.len() as u64, bytes as u64);
     if !batch.is_empty() && out.send(Chunk::Rows(batch)).await.is_err() {
         return Ok(rows_read);
     }
     let _ = out.send(Chunk::End).await;
     Ok(rows_read)
+}
+
+/// The type a column gets in a table created in `target`. Between two databases of one dialect
+/// the source's own spelling is kept.
+pub fn column_type(target: Dialect, source: Dialect, c: &ColumnDef, in_key: bool) -> String {
+    if target == source {
+        return c.type_name.clone();
+    }
+    let decimal = |max_p: i32, max_s: i32| match (c.precision, c.scale) {
+        (Some(p), Some(s)) if p <= max_p && s <= max_s => format!("DECIMAL({p},{s})"),
+        (Some(p), None) if p <= max_p => format!("DECIMAL({p},0)"),
+        _ => format!("DECIMAL({max_p},{max_s})"),
+    };
+    match (target, c.kind) {
+        (Dialect::Postgres, Kind::Bool) => "boolean".into(),
+        (Dialect::Postgres, Kind::Int) => "bigint".into(),
+        (Dialect::Postgres, Kind::Float) => "double precision".into(),
+        (Dialect::Postgres, Kind::Decimal) => match (c.precision, c.scale) {
+            (Some(p), s) if p <= 1000 => format!("numeric({p},{})", s.unwrap_or(0)),
+            _ => "numeric".into(),
+        },
+        (Dialect::Postgres, Kind::Text) => match c.max_chars {
+            Some(n) => format!("varchar({n})"),
+            None => "text".into(),
+        },
+        (Dialect::Postgres, Kind::Bytes) => "bytea".into(),
+        (Dialect::Postgres, Kind::Uuid) => "uuid".into(),
+        (Dialect::Postgres, Kind::Date) => "date".into(),
+        (Dialect::Postgres, Kind::Time) => "time".into(),
+        (Dialect::Postgres, Kind::Timestamp) => "timestamp".into(),
+        (Dialect::Postgres, Kind::TimestampTz) => "timestamptz".into(),
+        (Dialect::MySql, Kind::Bool) => "TINYINT(1)".into(),
+        (Dialect::MySql, Kind::Int) => "BIGINT".into(),
+        (Dialect::MySql, Kind::Float) => "DOUBLE".into(),
+        (Dialect::MySql, Kind::Decimal) => decimal(65, 30),
+        (Dialect::MySql, Kind::Text) => match c.max_chars {
+            Some(n) if n <= 16_000 => format!("VARCHAR({n})"),
+            _ if in_key => "VARCHAR(255)".into(),
+            _ => "LONGTEXT".into(),
+        },
+        (Dialect::MySql, Kind::Bytes) => if in_key { "VARBINARY(255)" } else { "LONGBLOB" }.into(),
+        (Dialect::MySql, Kind::Uuid) => "CHAR(36)".into(),
+        (Dialect::MySql, Kind::Date) => "DATE".into(),
+        (Dialect::MySql, Kind::Time) => "TIME(6)".into(),
+        (Dialect::MySql, Kind::Timestamp | Kind::TimestampTz) => "DATETIME(6)".into(),
+        (Dialect::Sqlite, Kind::Bool) => "BOOLEAN".into(),
+        (Dialect::Sqlite, Kind::Int) => "INTEGER".into(),
+        (Dialect::Sqlite, Kind::Float) => "REAL".into(),
+        // TEXT affinity keeps every digit; NUMERIC affinity would round to 15.
+        (Dialect::Sqlite, Kind::Decimal) => "TEXT".into(),
+        (Dialect::Sqlite, Kind::Text) => match c.max_chars {
+            Some(n) => format!("VARCHAR({n})"),
+            None => "TEXT".into(),
+        },
+        (Dialect::Sqlite, Kind::Bytes) => "BLOB".into(),
+        (Dialect::Sqlite, Kind::Uuid) => "UUID".into(),
+        (Dialect::Sqlite, Kind::Date) => "DATE".into(),
+        (Dialect::Sqlite, Kind::Time) => "TIME".into(),
+        (Dialect::Sqlite, Kind::Timestamp) => "DATETIME".into(),
+        (Dialect::Sqlite, Kind::TimestampTz) => "TIMESTAMPTZ".into(),
+    }
+}
+
+/// `CREATE TABLE` for a source table in the target's dialect, with its primary key.
+pub fn create_table_sql(target: Dialect, source: Dialect, table: &TableDef, name: &str) -> String {
+    let mut parts: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| {
+            let in_key = table.primary_key.contains(&c.name);
+            let null = if c.nullable { "" } else { " NOT NULL" };
+            format!(
+                "{} {}{null}",
+                target.quote(&c.name),
+                column_type(target, source, c, in_key)
+            )
+        })
+        .collect();
+    if !table.primary_key.is_empty() {
+        let key: Vec<String> = table.primary_key.iter().map(|k| target.quote(k)).collect();
+        parts.push(format!("PRIMARY KEY ({})", key.join(", ")));
+    }
+    format!("CREATE TABLE {} ({})", target.quote(name), parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted_with_their_quote_doubled() {
+        assert_eq!(
+            Dialect::Postgres.quote(r#"CRONUS$Cust "Ledger". Entry"#),
+            r#""CRONUS$Cust ""Ledger"". Entry""#
+        );
+        assert_eq!(
+            Dialect::MySql.quote("a`b; DROP TABLE x"),
+            "`a``b; DROP TABLE x`"
+        );
+        assert_eq!(Dialect::Sqlite.quote("Café [x]"), "\"Café [x]\"");
+    }
+
+    #[test]
+    fn urls_lose_their_password() {
+        assert_eq!(
+            redact_url("postgres://u:s3cret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
+        assert!(
+            Dialect::of_url("mssql://h/db")
+                .unwrap_err()
+                .to_string()
+                .contains("use postgres://")
+        );
+    }
+
+    #[test]
+    fn placeholders_fill_the_parameter_limit() {
+        assert_eq!(insert_batch_rows(32_766, 200), 163);
+        assert_eq!(insert_batch_rows(65_535, 3), 500);
+    }
 }

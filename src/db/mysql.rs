@@ -1,7 +1,7 @@
 //! MySQL and MariaDB: catalog, consistent-snapshot reads and multi-row INSERT loads.
 
 use super::{
-    Chunk, ColumnDef, ConnectSpec, DbError, Dialect, Kind, LoadSpec, LoadStats, ReadSpec,
+    Chunk, ColumnDef, ConnectSpec, DbError, Dialect, Finish, Kind, LoadSpec, LoadStats, ReadSpec,
     Statement, TableDef, Value, check_row, describe, insert_batch_rows, insert_sql, redact_url,
 };
 use sqlx::mysql::{MySqlArguments, MySqlConnectOptions, MySqlPoolOptions, MySqlRow};
@@ -271,7 +271,7 @@ pub async fn read_table(
     let kinds: Vec<Kind> = spec.columns.iter().map(|c| c.kind).collect();
     let result = {
         let stream = sqlx::query(AssertSqlSafe(sql)).fetch(&mut *conn);
-        super::pump_rows(stream, |row| decode_row(row, &kinds), &out).await
+        super::pump_rows(stream, |row| decode_row(row, &kinds), &out, &spec.progress).await
     };
     let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
     result
@@ -281,7 +281,7 @@ pub async fn load_table(
     pool: &MySqlPool,
     spec: &LoadSpec,
     mut input: mpsc::Receiver<Chunk>,
-    finish: &[Statement],
+    finish: &Finish<'_>,
 ) -> Result<LoadStats, DbError> {
     let mut tx = pool
         .begin()
@@ -330,7 +330,7 @@ pub async fn load_table(
             stats.rows += group.len() as u64;
         }
     }
-    for stmt in finish {
+    for stmt in finish(&stats) {
         sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(&stmt.params)?)
             .execute(&mut *tx)
             .await

@@ -1,8 +1,8 @@
 //! PostgreSQL: catalog, snapshot reads (rows or binary COPY) and COPY loads.
 
 use super::{
-    CHUNK_BYTES, Chunk, ColumnDef, ConnectSpec, DbError, Dialect, Kind, LoadSpec, LoadStats,
-    ReadSpec, Statement, TableDef, Value, check_row, describe, redact_url,
+    CHUNK_BYTES, Chunk, ColumnDef, ConnectSpec, DbError, Dialect, Finish, Kind, LoadSpec,
+    LoadStats, ReadSpec, Statement, TableDef, Value, check_row, describe, redact_url,
 };
 use bytes::BytesMut;
 use futures_util::TryStreamExt;
@@ -313,6 +313,7 @@ pub async fn read_table(
             .map_err(|e| DbError::sql("reading", e))?
         {
             buf.extend_from_slice(&bytes);
+            spec.progress.add(0, bytes.len() as u64);
             if buf.len() >= CHUNK_BYTES {
                 let chunk = buf.split().freeze().to_vec();
                 if out.send(Chunk::Raw(chunk)).await.is_err() {
@@ -332,7 +333,8 @@ pub async fn read_table(
         let sql = format!("SELECT {} FROM {table}", exprs.join(", "));
         let kinds: Vec<Kind> = spec.columns.iter().map(|c| c.kind).collect();
         let stream = sqlx::query(AssertSqlSafe(sql)).fetch(&mut *tx);
-        rows_read = super::pump_rows(stream, |row| decode_row(row, &kinds), &out).await?;
+        rows_read =
+            super::pump_rows(stream, |row| decode_row(row, &kinds), &out, &spec.progress).await?;
     }
     tx.rollback()
         .await
@@ -382,7 +384,7 @@ pub async fn load_table(
     pool: &PgPool,
     spec: &LoadSpec,
     mut input: mpsc::Receiver<Chunk>,
-    finish: &[Statement],
+    finish: &Finish<'_>,
 ) -> Result<LoadStats, DbError> {
     let mut conn = pool
         .acquire()
@@ -449,7 +451,7 @@ pub async fn load_table(
         .await
         .map_err(|e| DbError::sql("loading", e))?;
     stats.rows = copied;
-    for stmt in finish {
+    for stmt in finish(&stats) {
         sqlx::query_with(AssertSqlSafe(numbered(&stmt.sql)), arguments(&stmt.params)?)
             .execute(&mut *tx)
             .await

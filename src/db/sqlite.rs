@@ -1,7 +1,7 @@
 //! SQLite: catalog, snapshot reads and multi-row INSERT loads.
 
 use super::{
-    Chunk, ColumnDef, ConnectSpec, DbError, Dialect, Kind, LoadSpec, LoadStats, ReadSpec,
+    Chunk, ColumnDef, ConnectSpec, DbError, Dialect, Finish, Kind, LoadSpec, LoadStats, ReadSpec,
     Statement, TableDef, Value, check_row, describe, insert_batch_rows, insert_sql, redact_url,
 };
 use sqlx::sqlite::{
@@ -297,7 +297,8 @@ pub async fn read_table(
     let sql = format!("SELECT {} FROM {}", cols.join(", "), Q.quote(&spec.table));
     let kinds: Vec<Kind> = spec.columns.iter().map(|c| c.kind).collect();
     let stream = sqlx::query(AssertSqlSafe(sql)).fetch(&mut *tx);
-    let rows_read = super::pump_rows(stream, |row| decode_row(row, &kinds), &out).await?;
+    let rows_read =
+        super::pump_rows(stream, |row| decode_row(row, &kinds), &out, &spec.progress).await?;
     tx.rollback()
         .await
         .map_err(|e| DbError::sql("ending the read transaction", e))?;
@@ -308,7 +309,7 @@ pub async fn load_table(
     pool: &SqlitePool,
     spec: &LoadSpec,
     mut input: mpsc::Receiver<Chunk>,
-    finish: &[Statement],
+    finish: &Finish<'_>,
 ) -> Result<LoadStats, DbError> {
     let mut conn = pool
         .acquire()
@@ -359,7 +360,7 @@ pub async fn load_table(
             stats.rows += group.len() as u64;
         }
     }
-    for stmt in finish {
+    for stmt in finish(&stats) {
         sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(&stmt.params)?)
             .execute(&mut *tx)
             .await

@@ -1,0 +1,170 @@
+//! The replication engine: reads the source's catalog, plans the run, copies each table into
+//! the target and reports per table. Knows SQL, knows nothing of Kubernetes.
+
+pub mod catalog;
+pub mod copy;
+pub mod plan;
+pub mod report;
+pub mod state;
+
+use crate::db::{ConnectSpec, Database, DbError, ReadProgress};
+use catalog::Catalog;
+use futures_util::StreamExt;
+use plan::{PlanError, PlanOptions};
+use report::{Mode, RunReport, TableReport, TableResult};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything one run needs.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub run_id: String,
+    pub source: ConnectSpec,
+    pub target: ConnectSpec,
+    pub plan: PlanOptions,
+    pub create_missing_tables: bool,
+    /// Tables copied at the same time.
+    pub parallelism: usize,
+}
+
+/// Problems that stop a run before any table is copied.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("source database: {0}")]
+    Source(DbError),
+    #[error("target database: {0}")]
+    Target(DbError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+}
+
+/// Receives what happens during a run, for progress displays and status updates.
+pub trait Observer: Send + Sync {
+    /// The plan is made: `tables` will be copied, holding about `rows` rows.
+    fn planned(&self, _tables: u64, _rows: u64) {}
+    /// A table is done.
+    fn table_done(&self, _report: &TableReport) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// Runs one migration from source to target.
+pub async fn run(
+    config: &RunConfig,
+    observer: &dyn Observer,
+    progress: Arc<ReadProgress>,
+) -> Result<RunReport, EngineError> {
+    let started = Instant::now();
+    let parallelism = config.parallelism.max(1);
+    let mut source_spec = config.source.clone();
+    source_spec.max_connections = parallelism as u32 + 2;
+    source_spec.create = false;
+    let mut target_spec = config.target.clone();
+    target_spec.max_connections = parallelism as u32 + 1;
+    let source = Database::connect(&source_spec)
+        .await
+        .map_err(EngineError::Source)?;
+    let target = Database::connect(&target_spec)
+        .await
+        .map_err(EngineError::Target)?;
+
+    let catalog = Catalog::read(&source).await.map_err(EngineError::Source)?;
+    let mut options = config.plan.clone();
+    options.target = Some(target.dialect());
+    let plan = plan::plan(&catalog, &options)?;
+
+    state::ensure(&target).await.map_err(EngineError::Target)?;
+    state::start_run(&target, &config.run_id, "Full")
+        .await
+        .map_err(EngineError::Target)?;
+    let target_tables: HashMap<_, _> = target
+        .tables()
+        .await
+        .map_err(EngineError::Target)?
+        .into_iter()
+        .map(|t| (t.name.clone(), t))
+        .collect();
+    let snapshot = source
+        .export_snapshot()
+        .await
+        .map_err(EngineError::Source)?;
+    let ctx = copy::CopyContext {
+        source: source.clone(),
+        target: target.clone(),
+        target_tables,
+        create_missing_tables: config.create_missing_tables,
+        run_id: config.run_id.clone(),
+        snapshot: snapshot.as_ref().map(|s| s.id.clone()),
+    };
+
+    let mut reports = Vec::with_capacity(plan.tables.len());
+    for t in plan.tables.iter().filter(|t| t.skip.is_some()) {
+        let r = TableReport {
+            company: t.source.company.clone().unwrap_or_default(),
+            table: t.source.display_name(),
+            source_name: t.source.def.name.clone(),
+            result: TableResult::Excluded,
+            mode: Mode::None,
+            full_reason: None,
+            rows: 0,
+            bytes: 0,
+            duration: Default::default(),
+            message: t.skip.as_ref().map(|s| s.message(&t.source)),
+            guidance: None,
+        };
+        observer.table_done(&r);
+        reports.push(r);
+    }
+    // Biggest tables first, so that the last minutes are not spent on one large table alone.
+    let mut to_copy: Vec<_> = plan.to_copy().collect();
+    to_copy.sort_by_key(|t| std::cmp::Reverse((t.source.def.est_bytes, t.source.def.est_rows)));
+    observer.planned(
+        to_copy.len() as u64,
+        to_copy
+            .iter()
+            .map(|t| t.source.def.est_rows.max(0) as u64)
+            .sum(),
+    );
+    let copied: Vec<TableReport> = futures_util::stream::iter(to_copy)
+        .map(|t| {
+            let ctx = &ctx;
+            let progress = progress.clone();
+            async move {
+                let r = copy::copy_table(ctx, t, progress).await;
+                observer.table_done(&r);
+                r
+            }
+        })
+        .buffer_unordered(parallelism)
+        .collect()
+        .await;
+    drop(snapshot);
+    // Tables that did not load have no line in the log yet: add it now.
+    let d = target.dialect();
+    for r in reports
+        .iter()
+        .chain(&copied)
+        .filter(|r| r.mode == Mode::None || r.result == TableResult::Failed)
+    {
+        target
+            .execute(&state::table_log(d, &config.run_id, r))
+            .await
+            .map_err(EngineError::Target)?;
+    }
+    reports.extend(copied);
+    reports.sort_by(|a, b| (&a.company, &a.table).cmp(&(&b.company, &b.table)));
+    let report = RunReport {
+        run_id: config.run_id.clone(),
+        tables: reports,
+        duration: started.elapsed(),
+    };
+    state::finish_run(&target, &config.run_id, report.result())
+        .await
+        .map_err(EngineError::Target)?;
+    source.close().await;
+    target.close().await;
+    Ok(report)
+}

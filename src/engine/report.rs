@@ -1,0 +1,157 @@
+//! What happened to each table, and to the run as a whole.
+
+use std::time::Duration;
+
+/// The result of one table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TableResult {
+    Migrated,
+    Warning,
+    Failed,
+    Excluded,
+}
+
+impl TableResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableResult::Migrated => "Migrated",
+            TableResult::Warning => "Warning",
+            TableResult::Failed => "Failed",
+            TableResult::Excluded => "Excluded",
+        }
+    }
+}
+
+/// How a table was copied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Full,
+    Incremental,
+    None,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Full => "Full",
+            Mode::Incremental => "Incremental",
+            Mode::None => "None",
+        }
+    }
+}
+
+/// One table's outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TableReport {
+    /// The company, empty for per-database tables.
+    pub company: String,
+    /// The table name without company.
+    pub table: String,
+    /// The full name in the source.
+    pub source_name: String,
+    pub result: TableResult,
+    pub mode: Mode,
+    /// Why the table was copied in full: FirstRun, Requested, ...
+    pub full_reason: Option<String>,
+    pub rows: u64,
+    pub bytes: u64,
+    pub duration: Duration,
+    pub message: Option<String>,
+    pub guidance: Option<String>,
+}
+
+/// The counts that the vendor shows as tiles.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tiles {
+    pub migrated: u64,
+    pub with_warnings: u64,
+    pub failed: u64,
+    pub not_migrated: u64,
+}
+
+/// A whole run.
+#[derive(Clone, Debug, Default)]
+pub struct RunReport {
+    pub run_id: String,
+    pub tables: Vec<TableReport>,
+    pub duration: Duration,
+}
+
+impl RunReport {
+    pub fn tiles(&self) -> Tiles {
+        let mut t = Tiles::default();
+        for r in &self.tables {
+            match r.result {
+                TableResult::Migrated => t.migrated += 1,
+                TableResult::Warning => t.with_warnings += 1,
+                TableResult::Failed => t.failed += 1,
+                TableResult::Excluded => t.not_migrated += 1,
+            }
+        }
+        t
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.tables.iter().map(|t| t.rows).sum()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.tables.iter().map(|t| t.bytes).sum()
+    }
+
+    /// Succeeded, PartiallySucceeded or Failed, as the MigrationRun reports it.
+    pub fn result(&self) -> &'static str {
+        let t = self.tiles();
+        if t.failed == 0 {
+            "Succeeded"
+        } else if t.migrated + t.with_warnings > 0 {
+            "PartiallySucceeded"
+        } else {
+            "Failed"
+        }
+    }
+}
+
+/// Bytes, readable: `12.4 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// A duration, readable: `4m12s`, `850ms`.
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs();
+    match s {
+        0..=59 => format!("{:.1}s", d.as_secs_f64()),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readable_units() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(13_000_000), "12.4 MiB");
+        assert_eq!(human_duration(Duration::from_millis(850)), "850ms");
+        assert_eq!(human_duration(Duration::from_secs(252)), "4m12s");
+        assert_eq!(human_duration(Duration::from_secs(7300)), "2h01m");
+    }
+}

@@ -1,0 +1,204 @@
+//! Replication state and the run log, kept in tables of the target database. Each table's
+//! state is written in the same transaction as its data.
+
+use super::report::TableReport;
+use crate::db::{Database, DbError, Dialect, Kind, Statement, Value};
+
+pub const STATE_TABLE: &str = "cloudmigrate_table_state";
+pub const LOG_TABLE: &str = "cloudmigrate_table_log";
+pub const RUNS_TABLE: &str = "cloudmigrate_runs";
+
+/// A short text column that can be part of a key in every dialect.
+fn key_text(d: Dialect) -> &'static str {
+    if d == Dialect::MySql {
+        "VARCHAR(255)"
+    } else {
+        "TEXT"
+    }
+}
+
+/// Creates the state tables where they are missing.
+pub async fn ensure(db: &Database) -> Result<(), DbError> {
+    let d = db.dialect();
+    let k = key_text(d);
+    let long = if d == Dialect::MySql {
+        "LONGTEXT"
+    } else {
+        "TEXT"
+    };
+    let int = "BIGINT";
+    let ddl = [
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (table_name {k} NOT NULL PRIMARY KEY, company {k} NOT NULL, \
+             mode {k} NOT NULL, row_count {int} NOT NULL, ct_version {int}, schema_hash {k}, \
+             run_id {k} NOT NULL, updated_at {k} NOT NULL)",
+            d.quote(STATE_TABLE)
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (run_id {k} NOT NULL, table_name {k} NOT NULL, \
+             company {k} NOT NULL, base_table {k} NOT NULL, result {k} NOT NULL, mode {k} NOT NULL, \
+             full_reason {k}, row_count {int} NOT NULL, byte_count {int} NOT NULL, \
+             duration_ms {int} NOT NULL, message {long}, guidance {long}, finished_at {k} NOT NULL, \
+             PRIMARY KEY (run_id, table_name))",
+            d.quote(LOG_TABLE)
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (run_id {k} NOT NULL PRIMARY KEY, run_type {k} NOT NULL, \
+             state {k} NOT NULL, started_at {k} NOT NULL, finished_at {k}, result {k})",
+            d.quote(RUNS_TABLE)
+        ),
+    ];
+    for sql in ddl {
+        db.execute(&Statement {
+            sql,
+            params: vec![],
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_string())
+}
+
+fn opt_text(s: &Option<String>) -> Value {
+    s.as_ref()
+        .map(|s| Value::Text(s.clone()))
+        .unwrap_or(Value::Null)
+}
+
+/// Records the start of a run. Runs still marked Running from before were interrupted: they
+/// are marked so.
+pub async fn start_run(db: &Database, run_id: &str, run_type: &str) -> Result<(), DbError> {
+    let d = db.dialect();
+    let runs = d.quote(RUNS_TABLE);
+    db.execute(&Statement {
+        sql: format!(
+            "UPDATE {runs} SET state = 'Interrupted' WHERE state = 'Running' AND run_id <> ?"
+        ),
+        params: vec![text(run_id)],
+    })
+    .await?;
+    db.execute(&Statement {
+        sql: format!("DELETE FROM {runs} WHERE run_id = ?"),
+        params: vec![text(run_id)],
+    })
+    .await?;
+    db.execute(&Statement {
+        sql: format!(
+            "INSERT INTO {runs} (run_id, run_type, state, started_at) VALUES (?, ?, 'Running', ?)"
+        ),
+        params: vec![text(run_id), text(run_type), text(&now())],
+    })
+    .await?;
+    Ok(())
+}
+
+/// Records the end of a run.
+pub async fn finish_run(db: &Database, run_id: &str, result: &str) -> Result<(), DbError> {
+    let runs = db.dialect().quote(RUNS_TABLE);
+    db.execute(&Statement {
+        sql: format!(
+            "UPDATE {runs} SET state = 'Completed', finished_at = ?, result = ? WHERE run_id = ?"
+        ),
+        params: vec![text(&now()), text(result), text(run_id)],
+    })
+    .await?;
+    Ok(())
+}
+
+/// The statement that records a table's state; it runs inside the table's load transaction.
+pub fn table_state(
+    d: Dialect,
+    run_id: &str,
+    report: &TableReport,
+    ct_version: Option<i64>,
+    schema_hash: &str,
+) -> Statement {
+    let cols = "table_name, company, mode, row_count, ct_version, schema_hash, run_id, updated_at";
+    let upsert = match d {
+        Dialect::MySql => {
+            " ON DUPLICATE KEY UPDATE company = VALUES(company), mode = VALUES(mode), \
+             row_count = VALUES(row_count), ct_version = VALUES(ct_version), \
+             schema_hash = VALUES(schema_hash), run_id = VALUES(run_id), updated_at = VALUES(updated_at)"
+        }
+        _ => {
+            " ON CONFLICT (table_name) DO UPDATE SET company = excluded.company, mode = excluded.mode, \
+             row_count = excluded.row_count, ct_version = excluded.ct_version, \
+             schema_hash = excluded.schema_hash, run_id = excluded.run_id, updated_at = excluded.updated_at"
+        }
+    };
+    Statement {
+        sql: format!(
+            "INSERT INTO {} ({cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?){upsert}",
+            d.quote(STATE_TABLE)
+        ),
+        params: vec![
+            text(&report.source_name),
+            text(&report.company),
+            text(report.mode.as_str()),
+            Value::Int(report.rows as i64),
+            ct_version.map(Value::Int).unwrap_or(Value::Null),
+            text(schema_hash),
+            text(run_id),
+            text(&now()),
+        ],
+    }
+}
+
+/// The statement that adds a table's line to the run log.
+pub fn table_log(d: Dialect, run_id: &str, report: &TableReport) -> Statement {
+    Statement {
+        sql: format!(
+            "INSERT INTO {} (run_id, table_name, company, base_table, result, mode, full_reason, \
+             row_count, byte_count, duration_ms, message, guidance, finished_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            d.quote(LOG_TABLE)
+        ),
+        params: vec![
+            text(run_id),
+            text(&report.source_name),
+            text(&report.company),
+            text(&report.table),
+            text(report.result.as_str()),
+            text(report.mode.as_str()),
+            opt_text(&report.full_reason),
+            Value::Int(report.rows as i64),
+            Value::Int(report.bytes as i64),
+            Value::Int(report.duration.as_millis() as i64),
+            opt_text(&report.message),
+            opt_text(&report.guidance),
+            text(&now()),
+        ],
+    }
+}
+
+/// The run log of one run, as stored: (table, company, result, rows, message).
+pub async fn read_log(db: &Database, run_id: &str) -> Result<Vec<Vec<Value>>, DbError> {
+    let d = db.dialect();
+    db.query(
+        &Statement {
+            sql: format!(
+                "SELECT table_name, company, result, mode, row_count, duration_ms, message FROM {} \
+                 WHERE run_id = ? ORDER BY company, table_name",
+                d.quote(LOG_TABLE)
+            ),
+            params: vec![text(run_id)],
+        },
+        &[
+            Kind::Text,
+            Kind::Text,
+            Kind::Text,
+            Kind::Text,
+            Kind::Int,
+            Kind::Int,
+            Kind::Text,
+        ],
+    )
+    .await
+}

@@ -2,5 +2,8 @@
 //! Central, NAV or GP style) into a cloud tenant database and keeps it in step until switch-over.
 
 pub mod api;
+pub mod console;
 pub mod db;
+pub mod demo;
 pub mod engine;
+pub mod manifest;

@@ -1,8 +1,13 @@
 //! The `cloudmigrate` command line.
 
 use clap::{Parser, Subcommand};
+use cloudmigrate::console::{ProgressDisplay, results_table, summary};
+use cloudmigrate::db::ReadProgress;
+use cloudmigrate::engine::{self, RunConfig};
+use cloudmigrate::manifest::{self, PasswordSource};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Migrate an on-premises ERP database to a cloud tenant database, the Kubernetes way.
 #[derive(Parser)]
@@ -14,6 +19,33 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Make a Business Central-like on-premises database and a cloud database (SQLite files),
+    /// migrate one into the other, and show what happened, table by table.
+    Demo {
+        /// Where the two database files go.
+        #[arg(long, default_value = "cloudmigrate-demo")]
+        dir: PathBuf,
+        /// Show only the tables with warnings or failures in the results table.
+        #[arg(long)]
+        only_problems: bool,
+    },
+    /// Run one migration from a MigrationSchedule manifest, without a cluster.
+    Run {
+        /// The manifest: a MigrationSchedule, optionally followed by its CompanySelection.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+        /// A file whose first line is the source database's password. Otherwise the variable
+        /// CLOUDMIGRATE_SOURCE_PASSWORD is used.
+        #[arg(long, value_name = "FILE")]
+        source_password_file: Option<PathBuf>,
+        /// A file whose first line is the target database's password. Otherwise the variable
+        /// CLOUDMIGRATE_TARGET_PASSWORD is used.
+        #[arg(long, value_name = "FILE")]
+        target_password_file: Option<PathBuf>,
+        /// Show only the tables with warnings or failures in the results table.
+        #[arg(long)]
+        only_problems: bool,
+    },
     /// Print the CustomResourceDefinitions of every cloudmigrate kind, ready for
     /// `kubectl apply --server-side -f -`.
     Crds {
@@ -23,18 +55,105 @@ enum Command {
     },
 }
 
+/// Exit codes: 0 every table migrated (perhaps with warnings), 1 some table failed, 2 the run
+/// could not start or the command was wrong.
+const EXIT_TABLES_FAILED: u8 = 1;
+const EXIT_ERROR: u8 = 2;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Crds { out_dir } => print_crds(out_dir),
+        Command::Crds { out_dir } => print_crds(out_dir).map(|()| ExitCode::SUCCESS),
+        Command::Demo { dir, only_problems } => {
+            runtime().and_then(|rt| rt.block_on(demo(dir, only_problems)))
+        }
+        Command::Run {
+            file,
+            source_password_file,
+            target_password_file,
+            only_problems,
+        } => {
+            let source = PasswordSource {
+                env: "CLOUDMIGRATE_SOURCE_PASSWORD".into(),
+                file: source_password_file,
+            };
+            let target = PasswordSource {
+                env: "CLOUDMIGRATE_TARGET_PASSWORD".into(),
+                file: target_password_file,
+            };
+            runtime().and_then(|rt| rt.block_on(run_file(file, source, target, only_problems)))
+        }
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(message) => {
             eprintln!("error: {message}");
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime: {e}"))
+}
+
+async fn demo(dir: PathBuf, only_problems: bool) -> Result<ExitCode, String> {
+    eprintln!(
+        "Creating the on-premises database {}/onprem.db ...",
+        dir.display()
+    );
+    let rows = cloudmigrate::demo::create(&dir)
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "  {} companies ({}), {rows} rows; the cloud database {}/cloud.db has the cloud schema.\n",
+        cloudmigrate::demo::COMPANIES.len(),
+        cloudmigrate::demo::COMPANIES.join(", "),
+        dir.display()
+    );
+    let code = migrate(&cloudmigrate::demo::run_config(&dir), only_problems).await?;
+    println!(
+        "\nThe databases stay in {}/ (open them with sqlite3). The cloud's replication state is in \
+         its tables cloudmigrate_table_state, cloudmigrate_table_log and cloudmigrate_runs.",
+        dir.display()
+    );
+    Ok(code)
+}
+
+async fn run_file(
+    file: PathBuf,
+    source: PasswordSource,
+    target: PasswordSource,
+    only_problems: bool,
+) -> Result<ExitCode, String> {
+    let m = manifest::load(&file)?;
+    let name = m
+        .schedule
+        .metadata
+        .name
+        .clone()
+        .unwrap_or_else(|| "run".into());
+    let run_id = format!("{name}-{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
+    let config = manifest::run_config(&m, &source, &target, run_id)?;
+    migrate(&config, only_problems).await
+}
+
+async fn migrate(config: &RunConfig, only_problems: bool) -> Result<ExitCode, String> {
+    let progress = Arc::new(ReadProgress::default());
+    let display = ProgressDisplay::new(progress.clone());
+    let report = engine::run(config, &display, progress).await;
+    display.finish();
+    let report = report.map_err(|e| e.to_string())?;
+    println!("{}", results_table(&report, only_problems));
+    println!("{}", summary(&report));
+    Ok(if report.tiles().failed > 0 {
+        ExitCode::from(EXIT_TABLES_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn print_crds(out_dir: Option<PathBuf>) -> Result<(), String> {

@@ -1,0 +1,156 @@
+//! What a person sees in a terminal: a progress bar during a run, then the per-table results
+//! and the summary tiles.
+
+use crate::db::ReadProgress;
+use crate::engine::Observer;
+use crate::engine::report::{RunReport, TableResult, human_bytes, human_duration};
+use comfy_table::{Cell, Color, ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+/// A progress bar over tables, with the rows read per second. Draws only on a terminal.
+pub struct ProgressDisplay {
+    bar: ProgressBar,
+    rows: Arc<ReadProgress>,
+}
+
+impl ProgressDisplay {
+    pub fn new(rows: Arc<ReadProgress>) -> Self {
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        // The template is a constant; it parses.
+        let style = ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tables  {msg}  ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Self { bar, rows }
+    }
+
+    /// Refreshes the rows-per-second message; call it now and then.
+    pub fn tick(&self) {
+        let rows = self.rows.rows.load(Relaxed);
+        let bytes = self.rows.bytes.load(Relaxed);
+        let secs = self.bar.elapsed().as_secs_f64().max(0.001);
+        self.bar.set_message(format!(
+            "{rows} rows, {}  ({:.0} rows/s)",
+            human_bytes(bytes),
+            rows as f64 / secs
+        ));
+    }
+
+    pub fn finish(&self) {
+        self.tick();
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Observer for ProgressDisplay {
+    fn planned(&self, tables: u64, _rows: u64) {
+        self.bar.set_length(tables);
+    }
+
+    fn table_done(&self, report: &crate::engine::report::TableReport) {
+        if report.result != TableResult::Excluded {
+            self.bar.inc(1);
+        }
+        self.tick();
+    }
+}
+
+fn result_cell(r: TableResult) -> Cell {
+    let color = match r {
+        TableResult::Migrated => Color::Green,
+        TableResult::Warning => Color::Yellow,
+        TableResult::Failed => Color::Red,
+        TableResult::Excluded => Color::DarkGrey,
+    };
+    Cell::new(r.as_str()).fg(color)
+}
+
+/// The per-table results: tables that migrated first, problems last, next to the summary.
+pub fn results_table(report: &RunReport, only_problems: bool) -> String {
+    let order = |r: TableResult| match r {
+        TableResult::Migrated => 0,
+        TableResult::Excluded => 1,
+        TableResult::Warning => 2,
+        TableResult::Failed => 3,
+    };
+    let mut rows: Vec<_> = report
+        .tables
+        .iter()
+        .filter(|t| {
+            !only_problems || matches!(t.result, TableResult::Warning | TableResult::Failed)
+        })
+        .collect();
+    rows.sort_by_key(|t| (order(t.result), t.company.clone(), t.table.clone()));
+    let mut table = Table::new();
+    table
+        .load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header([
+            "Company",
+            "Table",
+            "Result",
+            "Rows",
+            "Size",
+            "Time",
+            "Message and guidance",
+        ]);
+    for t in rows {
+        let mut note = t.message.clone().unwrap_or_default();
+        if let Some(g) = &t.guidance {
+            note.push_str(&format!("\n→ {g}"));
+        }
+        let company = if t.company.is_empty() {
+            "(per database)".to_string()
+        } else {
+            t.company.clone()
+        };
+        let (rows, size, time) = if t.result == TableResult::Excluded {
+            (String::new(), String::new(), String::new())
+        } else {
+            (
+                t.rows.to_string(),
+                human_bytes(t.bytes),
+                human_duration(t.duration),
+            )
+        };
+        table.add_row(vec![
+            Cell::new(company),
+            Cell::new(&t.table),
+            result_cell(t.result),
+            Cell::new(rows),
+            Cell::new(size),
+            Cell::new(time),
+            Cell::new(note),
+        ]);
+    }
+    table.to_string()
+}
+
+/// The summary, as the vendor's tiles show it.
+pub fn summary(report: &RunReport) -> String {
+    let t = report.tiles();
+    let rows = report.rows();
+    let secs = report.duration.as_secs_f64().max(0.001);
+    format!(
+        "Run {} {} in {}: {} rows, {} ({:.0} rows/s)\n\
+         \n  Tables migrated              {:>6}\
+         \n  Tables with warnings         {:>6}\
+         \n  Tables failed                {:>6}\
+         \n  Not migrated (by design/filter) {:>3}\n",
+        report.run_id,
+        report.result(),
+        human_duration(report.duration),
+        rows,
+        human_bytes(report.bytes()),
+        rows as f64 / secs,
+        t.migrated,
+        t.with_warnings,
+        t.failed,
+        t.not_migrated,
+    )
+}

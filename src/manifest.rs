@@ -1,0 +1,136 @@
+//! Running without a cluster: a MigrationSchedule manifest (and optionally its
+//! CompanySelection) read from a file, with passwords from the environment or files.
+
+use crate::api::common::SecretKeyRef;
+use crate::api::schedule::Product as ApiProduct;
+use crate::api::{CompanySelection, MigrationSchedule};
+use crate::db::ConnectSpec;
+use crate::engine::RunConfig;
+use crate::engine::plan::{PlanOptions, Product};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Where a password comes from outside a cluster.
+#[derive(Clone, Debug, Default)]
+pub struct PasswordSource {
+    /// The name of an environment variable, for example `CLOUDMIGRATE_SOURCE_PASSWORD`.
+    pub env: String,
+    /// A file whose first line is the password.
+    pub file: Option<PathBuf>,
+}
+
+impl PasswordSource {
+    fn read(&self, side: &str, secret: Option<&SecretKeyRef>) -> Result<Option<String>, String> {
+        if let Some(path) = &self.file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("reading the {side} password file {}: {e}", path.display()))?;
+            return Ok(Some(text.lines().next().unwrap_or_default().to_string()));
+        }
+        if let Ok(pw) = std::env::var(&self.env) {
+            return Ok(Some(pw));
+        }
+        match secret {
+            Some(s) => Err(format!(
+                "spec.{side}.passwordSecretRef names the Secret {:?} (key {:?}), which only exists in a \
+                 cluster: give the password with the environment variable {} or --{side}-password-file",
+                s.name, s.key, self.env
+            )),
+            None => Ok(None),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Head {
+    kind: Option<String>,
+}
+
+/// The schedule of a manifest file, and the companies its CompanySelection picks.
+pub struct Manifest {
+    pub schedule: MigrationSchedule,
+    pub companies: Option<Vec<String>>,
+}
+
+/// Reads a manifest: a MigrationSchedule, optionally followed by a CompanySelection.
+pub fn load(path: &Path) -> Result<Manifest, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let mut schedule = None;
+    let mut companies = None;
+    for doc in text
+        .split("\n---")
+        .map(str::trim)
+        .filter(|d| !d.is_empty() && *d != "---")
+    {
+        let doc = doc.trim_start_matches("---");
+        let head: Head = serde_saphyr::from_str(doc)
+            .map_err(|e| format!("{}: not YAML: {e}", path.display()))?;
+        match head.kind.as_deref() {
+            Some("MigrationSchedule") => {
+                schedule = Some(
+                    serde_saphyr::from_str::<MigrationSchedule>(doc).map_err(|e| {
+                        format!("{}: invalid MigrationSchedule: {e}", path.display())
+                    })?,
+                )
+            }
+            Some("CompanySelection") => {
+                let sel: CompanySelection = serde_saphyr::from_str(doc)
+                    .map_err(|e| format!("{}: invalid CompanySelection: {e}", path.display()))?;
+                companies = Some(
+                    sel.spec
+                        .companies
+                        .into_iter()
+                        .filter(|c| c.migrate)
+                        .map(|c| c.name)
+                        .collect(),
+                );
+            }
+            _ => {}
+        }
+    }
+    let schedule =
+        schedule.ok_or_else(|| format!("{} holds no MigrationSchedule", path.display()))?;
+    Ok(Manifest {
+        schedule,
+        companies,
+    })
+}
+
+/// The engine's configuration for one run of a manifest's schedule.
+pub fn run_config(
+    manifest: &Manifest,
+    source_password: &PasswordSource,
+    target_password: &PasswordSource,
+    run_id: String,
+) -> Result<RunConfig, String> {
+    let spec = &manifest.schedule.spec;
+    let product = match spec.product {
+        ApiProduct::BusinessCentral => Product::BusinessCentral,
+        ApiProduct::Nav => Product::Nav,
+        ApiProduct::Gp => Product::Gp,
+    };
+    Ok(RunConfig {
+        run_id,
+        source: ConnectSpec {
+            url: spec.source.url.clone(),
+            password: source_password.read("source", spec.source.password_secret_ref.as_ref())?,
+            max_connections: 1,
+            create: false,
+        },
+        target: ConnectSpec {
+            url: spec.target.url.clone(),
+            password: target_password.read("target", spec.target.password_secret_ref.as_ref())?,
+            max_connections: 1,
+            create: true,
+        },
+        plan: PlanOptions {
+            product,
+            include: spec.tables.include.clone(),
+            exclude: spec.tables.exclude.clone(),
+            companies: manifest.companies.clone(),
+            target: None,
+        },
+        create_missing_tables: spec.target.create_missing_tables,
+        parallelism: spec.runtime.parallelism.max(1) as usize,
+    })
+}

@@ -368,6 +368,31 @@ impl Database {
         }
     }
 
+    /// Every row of a table, read the way a copy reads it. For checks and tests on small
+    /// tables: it holds the whole table in memory.
+    pub async fn read_all(&self, table: &TableDef) -> Result<Vec<Vec<Value>>, DbError> {
+        let spec = ReadSpec {
+            table: table.name.clone(),
+            columns: table.columns.clone(),
+            raw: false,
+            snapshot: None,
+            progress: Default::default(),
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::channel(CHANNEL_CHUNKS);
+        let reader = self.read_table(&spec, tx);
+        let collect = async {
+            let mut rows = Vec::new();
+            while let Some(chunk) = rx.recv().await {
+                if let Chunk::Rows(r) = chunk {
+                    rows.extend(r);
+                }
+            }
+            rows
+        };
+        let (read, rows) = tokio::join!(reader, collect);
+        read.map(|_| rows)
+    }
+
     /// Replaces a table's content with the chunks received, then runs `finish`, all in one
     /// transaction: on any error the table keeps its old content.
     pub async fn load_table(

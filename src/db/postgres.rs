@@ -151,17 +151,12 @@ fn bind(args: &mut PgArguments, v: &Value) -> Result<(), DbError> {
     r.map_err(|e| DbError::Sql(format!("binding a parameter: {e}")))
 }
 
-fn arguments(params: &[Value]) -> Result<PgArguments, DbError> {
-    let mut args = PgArguments::default();
-    for p in params {
-        bind(&mut args, p)?;
-    }
-    Ok(args)
-}
-
-/// PostgreSQL numbers its parameters: `?` placeholders become `$1`, `$2`, ...
-fn numbered(sql: &str) -> String {
+/// PostgreSQL numbers its parameters: `?` placeholders become `$1`, `$2`, ... A NULL becomes
+/// the literal `NULL`, which takes the column's type; a typed NULL parameter would not.
+fn prepare(sql: &str, params: &[Value]) -> Result<(String, PgArguments), DbError> {
     let mut out = String::with_capacity(sql.len() + 8);
+    let mut args = PgArguments::default();
+    let mut params = params.iter();
     let mut n = 0;
     let mut in_quote: Option<char> = None;
     for c in sql.chars() {
@@ -169,20 +164,27 @@ fn numbered(sql: &str) -> String {
             ('\'' | '"', None) => in_quote = Some(c),
             (q, Some(open)) if q == open => in_quote = None,
             ('?', None) => {
-                n += 1;
-                out.push_str(&format!("${n}"));
+                match params.next() {
+                    Some(Value::Null) => out.push_str("NULL"),
+                    Some(v) => {
+                        n += 1;
+                        out.push_str(&format!("${n}"));
+                        bind(&mut args, v)?;
+                    }
+                    None => return Err(DbError::Sql("more placeholders than parameters".into())),
+                }
                 continue;
             }
             _ => {}
         }
         out.push(c);
     }
-    out
+    Ok((out, args))
 }
 
 pub async fn execute(pool: &PgPool, stmt: &Statement) -> Result<u64, DbError> {
-    let sql = numbered(&stmt.sql);
-    sqlx::query_with(AssertSqlSafe(sql), arguments(&stmt.params)?)
+    let (sql, args) = prepare(&stmt.sql, &stmt.params)?;
+    sqlx::query_with(AssertSqlSafe(sql), args)
         .execute(pool)
         .await
         .map(|r| r.rows_affected())
@@ -194,8 +196,8 @@ pub async fn query(
     stmt: &Statement,
     kinds: &[Kind],
 ) -> Result<Vec<Vec<Value>>, DbError> {
-    let sql = numbered(&stmt.sql);
-    let rows = sqlx::query_with(AssertSqlSafe(sql), arguments(&stmt.params)?)
+    let (sql, args) = prepare(&stmt.sql, &stmt.params)?;
+    let rows = sqlx::query_with(AssertSqlSafe(sql), args)
         .fetch_all(pool)
         .await
         .map_err(|e| DbError::sql("query failed", e))?;
@@ -452,7 +454,8 @@ pub async fn load_table(
         .map_err(|e| DbError::sql("loading", e))?;
     stats.rows = copied;
     for stmt in finish(&stats) {
-        sqlx::query_with(AssertSqlSafe(numbered(&stmt.sql)), arguments(&stmt.params)?)
+        let (sql, args) = prepare(&stmt.sql, &stmt.params)?;
+        sqlx::query_with(AssertSqlSafe(sql), args)
             .execute(&mut *tx)
             .await
             .map_err(|e| DbError::sql("recording the replication state", e))?;

@@ -89,6 +89,24 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Opens one connection and closes it again, so that a wrong address or password is reported
+/// at once and clearly, rather than as a pool timeout later.
+pub(crate) async fn check_connect<C: sqlx::Connection>(
+    options: &<C as sqlx::Connection>::Options,
+    redacted: &str,
+) -> Result<(), DbError> {
+    const LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+    let connect_error = |message: String| DbError::Connect { url: redacted.to_string(), message };
+    match tokio::time::timeout(LIMIT, C::connect_with(options)).await {
+        Err(_) => Err(connect_error(format!("no answer within {} s", LIMIT.as_secs()))),
+        Ok(Err(e)) => Err(connect_error(describe(&e))),
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+    }
+}
+
 /// Errors of the database layer. Messages never carry a password.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

@@ -25,15 +25,11 @@ pub async fn connect(spec: &ConnectSpec) -> Result<MySqlPool, DbError> {
     if let Some(pw) = &spec.password {
         options = options.password(pw);
     }
-    MySqlPoolOptions::new()
+    super::check_connect::<sqlx::MySqlConnection>(&options, &redacted).await?;
+    Ok(MySqlPoolOptions::new()
         .max_connections(spec.max_connections.max(1))
         .acquire_timeout(Duration::from_secs(3600))
-        .connect_with(options)
-        .await
-        .map_err(|e| DbError::Connect {
-            url: redacted,
-            message: describe(&e),
-        })
+        .connect_lazy_with(options))
 }
 
 fn kind_of(data_type: &str, column_type: &str) -> Kind {

@@ -27,15 +27,11 @@ pub async fn connect(spec: &ConnectSpec) -> Result<PgPool, DbError> {
         options = options.password(pw);
     }
     options = options.application_name("cloudmigrate");
-    PgPoolOptions::new()
+    super::check_connect::<sqlx::PgConnection>(&options, &redacted).await?;
+    Ok(PgPoolOptions::new()
         .max_connections(spec.max_connections.max(1))
         .acquire_timeout(Duration::from_secs(3600))
-        .connect_with(options)
-        .await
-        .map_err(|e| DbError::Connect {
-            url: redacted,
-            message: describe(&e),
-        })
+        .connect_lazy_with(options))
 }
 
 fn kind_of(typname: &str) -> Kind {

@@ -41,15 +41,11 @@ pub async fn connect(spec: &ConnectSpec) -> Result<SqlitePool, DbError> {
     } else {
         spec.max_connections.max(1)
     };
-    SqlitePoolOptions::new()
+    super::check_connect::<sqlx::SqliteConnection>(&options, &redacted).await?;
+    Ok(SqlitePoolOptions::new()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(24 * 3600))
-        .connect_with(options)
-        .await
-        .map_err(|e| DbError::Connect {
-            url: redacted,
-            message: describe(&e),
-        })
+        .connect_lazy_with(options))
 }
 
 /// The kind of a declared SQLite type, by SQLite's own affinity rules plus the common names.

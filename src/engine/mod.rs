@@ -101,19 +101,23 @@ pub async fn run(
     };
 
     let mut reports = Vec::with_capacity(plan.tables.len());
-    for t in plan.tables.iter().filter(|t| t.skip.is_some()) {
+    for (t, skip) in plan.tables.iter().filter_map(|t| t.skip.as_ref().map(|s| (t, s))) {
         let r = TableReport {
             company: t.source.company.clone().unwrap_or_default(),
             table: t.source.display_name(),
             source_name: t.source.def.name.clone(),
-            result: TableResult::Excluded,
+            result: if skip.is_error() { TableResult::Failed } else { TableResult::Excluded },
             mode: Mode::None,
             full_reason: None,
             rows: 0,
             bytes: 0,
             duration: Default::default(),
-            message: t.skip.as_ref().map(|s| s.message(&t.source)),
-            guidance: None,
+            message: Some(skip.message(&t.source)),
+            guidance: skip.is_error().then(|| {
+                "Rename one of the tables in the source so that the names differ within the \
+                 target's identifier limit, or exclude one with spec.tables.exclude."
+                    .to_string()
+            }),
         };
         observer.table_done(&r);
         reports.push(r);

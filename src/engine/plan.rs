@@ -92,6 +92,11 @@ pub enum Skip {
 }
 
 impl Skip {
+    /// A name conflict is an error to fix; the other reasons are choices.
+    pub fn is_error(&self) -> bool {
+        matches!(self, Skip::NameConflict(_))
+    }
+
     pub fn message(&self, table: &SourceTable) -> String {
         match self {
             Skip::ByDesign => BY_DESIGN.to_string(),
@@ -228,8 +233,7 @@ pub fn plan(catalog: &Catalog, options: &PlanOptions) -> Result<Plan, PlanError>
             if t.skip.is_none() || t.skip == Some(Skip::ByDesign) {
                 t.skip = Some(Skip::NameConflict(format!(
                     "not migrated: the target keeps only the first {} bytes of a name, and {names:?} \
-                     all become {:?}; rename one of them in the source, or migrate to a target \
-                     without this limit",
+                     would all become {:?}; nothing is merged",
                     options
                         .target
                         .and_then(Dialect::max_identifier)

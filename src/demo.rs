@@ -274,7 +274,7 @@ fn master_row(rng: &mut Lcg, i: i64, name: String) -> Vec<Value> {
             rng.next() as u128 * 7919 % 100_000_000_000_000_000_000
         )),
         Value::Text(format!("{day} 08:{:02}:00", rng.next() % 60)),
-        Value::Bool(rng.next() % 7 == 0),
+        Value::Bool(rng.next().is_multiple_of(7)),
         if i % 5 == 0 {
             Value::Bytes((0..64).map(|b| (b * i) as u8).collect())
         } else {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test of cloudmigrate: formatting and lints, the unit tests, and the end-to-end
-# tests against a real Kubernetes API server. Installs and starts what the tests need, and stops
-# it again at the end.
+# Runs every test of cloudmigrate: formatting and lints, the unit tests, the engine tests on
+# real PostgreSQL, MariaDB and SQLite databases, and the end-to-end tests against a real
+# Kubernetes API server. Installs and starts what the tests need, and stops it at the end.
 #
 #   tests/run.sh                 everything
 #   tests/run.sh -E 'test(crd)'  extra arguments go to cargo nextest (here: a filter)
@@ -22,15 +22,19 @@ mkdir -p "$CLOUDMIGRATE_CACHE"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-step "checking tools"
+step "checking tools and database servers"
 need_debs=()
-for tool in curl:curl openssl:openssl python3:python3 dpkg:dpkg apt-get:apt; do
+for tool in curl:curl openssl:openssl python3:python3 dpkg:dpkg apt-get:apt mariadbd:mariadb-server \
+  mariadb:mariadb-client runuser:util-linux; do
   command -v "${tool%%:*}" >/dev/null || need_debs+=("${tool#*:}")
 done
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_debs+=(postgresql)
 if ((${#need_debs[@]})); then
   step "installing Debian packages: ${need_debs[*]}"
   sudo_cmd=$([[ $(id -u) == 0 ]] || echo sudo)
-  $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq "${need_debs[@]}"
+  # Installing a server package must not start it as a system service: the tests start their own.
+  $sudo_cmd apt-get update -qq &&
+    $sudo_cmd env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${need_debs[@]}"
 fi
 command -v kubectl >/dev/null || {
   echo "kubectl is not on PATH: install it (https://kubernetes.io/docs/tasks/tools/)" >&2
@@ -39,11 +43,21 @@ command -v kubectl >/dev/null || {
 cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest
 
 state=$(mktemp -d "${TMPDIR:-/tmp}/cloudmigrate-tests.XXXXXX")
+# The database servers run as their own system users and must reach their folders.
+chmod 755 "$state"
 cleanup() {
-  [[ -f $state/apiserver/pids ]] && kill $(cat "$state/apiserver/pids") 2>/dev/null || true
+  for pids in "$state"/*/pids; do
+    [[ -f $pids ]] && kill $(cat "$pids") 2>/dev/null || true
+  done
+  sleep 0.5
   rm -rf "$state"
 }
 trap cleanup EXIT
+
+step "starting PostgreSQL and MariaDB on loopback"
+tests/databases/start.sh "$state/databases"
+# shellcheck source=/dev/null
+. "$state/databases/env"
 
 if [[ -n ${KUBECONFIG:-} ]]; then
   step "using the cluster in KUBECONFIG=$KUBECONFIG (unset KUBECONFIG for a local API server)"

@@ -96,9 +96,15 @@ pub(crate) async fn check_connect<C: sqlx::Connection>(
     redacted: &str,
 ) -> Result<(), DbError> {
     const LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
-    let connect_error = |message: String| DbError::Connect { url: redacted.to_string(), message };
+    let connect_error = |message: String| DbError::Connect {
+        url: redacted.to_string(),
+        message,
+    };
     match tokio::time::timeout(LIMIT, C::connect_with(options)).await {
-        Err(_) => Err(connect_error(format!("no answer within {} s", LIMIT.as_secs()))),
+        Err(_) => Err(connect_error(format!(
+            "no answer within {} s",
+            LIMIT.as_secs()
+        ))),
         Ok(Err(e)) => Err(connect_error(describe(&e))),
         Ok(Ok(conn)) => {
             let _ = conn.close().await;

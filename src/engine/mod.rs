@@ -101,12 +101,20 @@ pub async fn run(
     };
 
     let mut reports = Vec::with_capacity(plan.tables.len());
-    for (t, skip) in plan.tables.iter().filter_map(|t| t.skip.as_ref().map(|s| (t, s))) {
+    for (t, skip) in plan
+        .tables
+        .iter()
+        .filter_map(|t| t.skip.as_ref().map(|s| (t, s)))
+    {
         let r = TableReport {
             company: t.source.company.clone().unwrap_or_default(),
             table: t.source.display_name(),
             source_name: t.source.def.name.clone(),
-            result: if skip.is_error() { TableResult::Failed } else { TableResult::Excluded },
+            result: if skip.is_error() {
+                TableResult::Failed
+            } else {
+                TableResult::Excluded
+            },
             mode: Mode::None,
             full_reason: None,
             rows: 0,

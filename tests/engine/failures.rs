@@ -23,9 +23,19 @@ fn row(no: &str, name: &str) -> Vec<Value> {
 async fn a_table_missing_in_the_cloud_is_a_warning_and_the_run_goes_on() {
     let src = TestDb::new(Server::Postgres, "missing_src").await;
     let dst = TestDb::new(Server::Postgres, "missing_dst").await;
-    src.exec(&format!("{};\n{}", ddl(&src, "CRONUS$Item", 50, ""), ddl(&src, "CRONUS$Vendor", 50, ""))).await;
-    src.insert("CRONUS$Item", vec![row("I1", "Bicycle"), row("I2", "Helmet")]).await;
-    src.insert("CRONUS$Vendor", vec![row("V1", "Fabrikam")]).await;
+    src.exec(&format!(
+        "{};\n{}",
+        ddl(&src, "CRONUS$Item", 50, ""),
+        ddl(&src, "CRONUS$Vendor", 50, "")
+    ))
+    .await;
+    src.insert(
+        "CRONUS$Item",
+        vec![row("I1", "Bicycle"), row("I2", "Helmet")],
+    )
+    .await;
+    src.insert("CRONUS$Vendor", vec![row("V1", "Fabrikam")])
+        .await;
     dst.exec(&ddl(&dst, "CRONUS$Item", 50, "")).await;
 
     let report = run(&config(&src, &dst, false)).await;
@@ -33,8 +43,20 @@ async fn a_table_missing_in_the_cloud_is_a_warning_and_the_run_goes_on() {
     assert_eq!((item.result, item.rows), (TableResult::Migrated, 2));
     let vendor = table(&report, "CRONUS$Vendor");
     assert_eq!(vendor.result, TableResult::Warning);
-    assert!(vendor.message.as_deref().unwrap().contains("does not exist in the cloud database"));
-    assert!(vendor.guidance.as_deref().unwrap().contains("createMissingTables"));
+    assert!(
+        vendor
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("does not exist in the cloud database")
+    );
+    assert!(
+        vendor
+            .guidance
+            .as_deref()
+            .unwrap()
+            .contains("createMissingTables")
+    );
     assert_eq!(dst.count("CRONUS$Item").await, 2);
     assert_eq!(report.result(), "Succeeded");
 }
@@ -43,18 +65,53 @@ async fn a_table_missing_in_the_cloud_is_a_warning_and_the_run_goes_on() {
 async fn a_column_missing_in_the_cloud_fails_the_table_and_names_the_column() {
     let src = TestDb::new(Server::MariaDb, "col_src").await;
     let dst = TestDb::new(Server::Postgres, "col_dst").await;
-    src.exec(&ddl(&src, "CRONUS$Item", 50, ", `Search Description` VARCHAR(50)")).await;
-    src.insert("CRONUS$Item", vec![vec![Value::Text("I1".into()), Value::Text("Bicycle".into()), Value::Null]]).await;
+    src.exec(&ddl(
+        &src,
+        "CRONUS$Item",
+        50,
+        ", `Search Description` VARCHAR(50)",
+    ))
+    .await;
+    src.insert(
+        "CRONUS$Item",
+        vec![vec![
+            Value::Text("I1".into()),
+            Value::Text("Bicycle".into()),
+            Value::Null,
+        ]],
+    )
+    .await;
     src.exec(&ddl(&src, "CRONUS$Vendor", 50, "")).await;
-    src.insert("CRONUS$Vendor", vec![row("V1", "Fabrikam")]).await;
-    dst.exec(&format!("{};\n{}", ddl(&dst, "CRONUS$Item", 50, ""), ddl(&dst, "CRONUS$Vendor", 50, ""))).await;
+    src.insert("CRONUS$Vendor", vec![row("V1", "Fabrikam")])
+        .await;
+    dst.exec(&format!(
+        "{};\n{}",
+        ddl(&dst, "CRONUS$Item", 50, ""),
+        ddl(&dst, "CRONUS$Vendor", 50, "")
+    ))
+    .await;
 
     let report = run(&config(&src, &dst, false)).await;
     let item = table(&report, "CRONUS$Item");
     assert_eq!(item.result, TableResult::Failed);
-    assert!(item.message.as_deref().unwrap().contains("\"Search Description\""), "{:?}", item.message);
-    assert!(item.guidance.as_deref().unwrap().contains("spec.tables.exclude"));
-    assert_eq!(table(&report, "CRONUS$Vendor").result, TableResult::Migrated);
+    assert!(
+        item.message
+            .as_deref()
+            .unwrap()
+            .contains("\"Search Description\""),
+        "{:?}",
+        item.message
+    );
+    assert!(
+        item.guidance
+            .as_deref()
+            .unwrap()
+            .contains("spec.tables.exclude")
+    );
+    assert_eq!(
+        table(&report, "CRONUS$Vendor").result,
+        TableResult::Migrated
+    );
     assert_eq!(report.result(), "PartiallySucceeded");
 }
 
@@ -65,19 +122,39 @@ async fn too_long_value(source: Server, target: Server) {
     let dst = TestDb::new(target, "long_dst").await;
     src.exec(&ddl(&src, "Contoso$Customer", 120, "")).await;
     let long = "Gastronomie und Catering Dienstleistungen GmbH & Co. KG — Zweigniederlassung Süd";
-    src.insert("Contoso$Customer", vec![row("C1", "Adatum"), row("C2", long), row("C3", "Litware")]).await;
+    src.insert(
+        "Contoso$Customer",
+        vec![row("C1", "Adatum"), row("C2", long), row("C3", "Litware")],
+    )
+    .await;
     dst.exec(&ddl(&dst, "Contoso$Customer", 30, "")).await;
-    dst.insert("Contoso$Customer", vec![row("OLD1", "kept"), row("OLD2", "kept too")]).await;
+    dst.insert(
+        "Contoso$Customer",
+        vec![row("OLD1", "kept"), row("OLD2", "kept too")],
+    )
+    .await;
 
     let report = run(&config(&src, &dst, false)).await;
     let t = table(&report, "Contoso$Customer");
     assert_eq!(t.result, TableResult::Failed, "{source:?}->{target:?}");
     let message = t.message.as_deref().unwrap();
-    assert!(message.contains("value too long for column \"Name\""), "{message}");
+    assert!(
+        message.contains("value too long for column \"Name\""),
+        "{message}"
+    );
     assert!(message.contains("No_=\"C2\""), "{message}");
-    assert!(t.guidance.as_deref().unwrap().contains("kept its previous content"));
+    assert!(
+        t.guidance
+            .as_deref()
+            .unwrap()
+            .contains("kept its previous content")
+    );
     let kept = dst.rows("Contoso$Customer").await;
-    assert_eq!(kept.len(), 2, "the failed load changed the cloud table: {kept:?}");
+    assert_eq!(
+        kept.len(),
+        2,
+        "the failed load changed the cloud table: {kept:?}"
+    );
 }
 
 #[tokio::test]
@@ -94,32 +171,55 @@ async fn a_value_too_long_fails_the_table_and_keeps_the_cloud_content_sqlite_to_
 async fn a_number_too_large_for_the_cloud_column_fails_with_the_database_message() {
     let src = TestDb::new(Server::Postgres, "num_src").await;
     let dst = TestDb::new(Server::Postgres, "num_dst").await;
-    src.exec("CREATE TABLE \"CRONUS$Price\" (id int8 PRIMARY KEY, amount numeric(38,20))").await;
-    src.exec("INSERT INTO \"CRONUS$Price\" VALUES (1, 12.5), (2, 123456789012.25)").await;
-    dst.exec("CREATE TABLE \"CRONUS$Price\" (id int8 PRIMARY KEY, amount numeric(10,2))").await;
+    src.exec("CREATE TABLE \"CRONUS$Price\" (id int8 PRIMARY KEY, amount numeric(38,20))")
+        .await;
+    src.exec("INSERT INTO \"CRONUS$Price\" VALUES (1, 12.5), (2, 123456789012.25)")
+        .await;
+    dst.exec("CREATE TABLE \"CRONUS$Price\" (id int8 PRIMARY KEY, amount numeric(10,2))")
+        .await;
     let report = run(&config(&src, &dst, false)).await;
     let t = table(&report, "CRONUS$Price");
     assert_eq!(t.result, TableResult::Failed);
     let message = t.message.as_deref().unwrap();
-    assert!(message.contains("numeric field overflow") && message.contains("amount"), "{message}");
+    assert!(
+        message.contains("numeric field overflow") && message.contains("amount"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
 async fn names_that_collide_at_63_bytes_fail_instead_of_merging() {
     let src = TestDb::new(Server::Sqlite, "collide_src").await;
     let dst = TestDb::new(Server::Postgres, "collide_dst").await;
-    let stem = format!("CRONUS${}", "Sustainability Emission Ledger Entry Archive Detail Lines ");
+    let stem = format!(
+        "CRONUS${}",
+        "Sustainability Emission Ledger Entry Archive Detail Lines "
+    );
     let (a, b) = (format!("{stem}2023 Quarter"), format!("{stem}2024 Quarter"));
     assert!(a.len() > 63);
-    src.exec(&format!("{};\n{};\n{}", ddl(&src, &a, 10, ""), ddl(&src, &b, 10, ""), ddl(&src, "CRONUS$Item", 10, ""))).await;
+    src.exec(&format!(
+        "{};\n{};\n{}",
+        ddl(&src, &a, 10, ""),
+        ddl(&src, &b, 10, ""),
+        ddl(&src, "CRONUS$Item", 10, "")
+    ))
+    .await;
     src.insert(&a, vec![row("1", "a")]).await;
     let report = run(&config(&src, &dst, true)).await;
     for name in [&a, &b] {
         let t = table(&report, name);
         assert_eq!(t.result, TableResult::Failed, "{name}");
-        assert!(t.message.as_deref().unwrap().contains("nothing is merged"), "{:?}", t.message);
+        assert!(
+            t.message.as_deref().unwrap().contains("nothing is merged"),
+            "{:?}",
+            t.message
+        );
     }
-    assert_eq!(table(&report, "CRONUS$Item").result, TableResult::Warning, "created, so a warning");
+    assert_eq!(
+        table(&report, "CRONUS$Item").result,
+        TableResult::Warning,
+        "created, so a warning"
+    );
 }
 
 #[tokio::test]
@@ -132,10 +232,15 @@ async fn an_unreachable_source_is_an_error_without_the_password() {
         max_connections: 1,
         create: false,
     };
-    let err = engine::run(&cfg, &Quiet, Default::default()).await.unwrap_err();
+    let err = engine::run(&cfg, &Quiet, Default::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, EngineError::Source(_)), "{err:?}");
     let text = err.to_string();
-    assert!(text.contains("cannot connect to postgres://erp@127.0.0.1:1/bc"), "{text}");
+    assert!(
+        text.contains("cannot connect to postgres://erp@127.0.0.1:1/bc"),
+        "{text}"
+    );
     assert!(!text.contains("hunter2"), "{text}");
 }
 
@@ -145,7 +250,10 @@ async fn a_wrong_password_is_an_error_without_the_password() {
     let dst = TestDb::new(Server::Sqlite, "pw_dst").await;
     let mut cfg = config(&src, &dst, false);
     cfg.source.password = Some("wrong-hunter2".into());
-    let text = engine::run(&cfg, &Quiet, Default::default()).await.unwrap_err().to_string();
+    let text = engine::run(&cfg, &Quiet, Default::default())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(text.contains("Access denied"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
 }

@@ -9,24 +9,42 @@ use cloudmigrate::engine::report::TableResult;
 const COMPANY: &str = "Café \"Zürich\" [Test] A.G.";
 
 fn columns(d: Dialect) -> String {
-    let text = if d == Dialect::Sqlite { "TEXT" } else { "VARCHAR(100)" };
-    ["No.", "Name [x]", "Qty \"q\"", "$systemId", "Menge €", "it's"]
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let key = if i == 0 { " NOT NULL PRIMARY KEY" } else { "" };
-            format!("{} {text}{key}", d.quote(c))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    let text = if d == Dialect::Sqlite {
+        "TEXT"
+    } else {
+        "VARCHAR(100)"
+    };
+    [
+        "No.",
+        "Name [x]",
+        "Qty \"q\"",
+        "$systemId",
+        "Menge €",
+        "it's",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, c)| {
+        let key = if i == 0 { " NOT NULL PRIMARY KEY" } else { "" };
+        format!("{} {text}{key}", d.quote(c))
+    })
+    .collect::<Vec<_>>()
+    .join(", ")
 }
 
 async fn special_names(source: Server, target: Server) {
     let src = TestDb::new(source, "names_src").await;
     let dst = TestDb::new(target, "names_dst").await;
     let d = src.dialect;
-    let sales = format!("{}$Sales \"Quote\" Line.v2 — 日本", company_sql_name(COMPANY));
-    let text = if d == Dialect::Sqlite { "TEXT" } else { "VARCHAR(100)" };
+    let sales = format!(
+        "{}$Sales \"Quote\" Line.v2 — 日本",
+        company_sql_name(COMPANY)
+    );
+    let text = if d == Dialect::Sqlite {
+        "TEXT"
+    } else {
+        "VARCHAR(100)"
+    };
     src.exec(&format!(
         "CREATE TABLE {} ({} {text} NOT NULL PRIMARY KEY);\nCREATE TABLE {} ({})",
         d.quote("Company"),
@@ -35,15 +53,27 @@ async fn special_names(source: Server, target: Server) {
         columns(d)
     ))
     .await;
-    src.insert("Company", vec![vec![Value::Text(COMPANY.into())]]).await;
-    let row = |n: &str| (0..6).map(|i| Value::Text(format!("{n}-{i} ' \" ; --"))).collect::<Vec<_>>();
+    src.insert("Company", vec![vec![Value::Text(COMPANY.into())]])
+        .await;
+    let row = |n: &str| {
+        (0..6)
+            .map(|i| Value::Text(format!("{n}-{i} ' \" ; --")))
+            .collect::<Vec<_>>()
+    };
     src.insert(&sales, vec![row("A"), row("B")]).await;
 
     let report = run(&config(&src, &dst, true)).await;
     let t = table(&report, &sales);
-    assert_eq!(t.company, COMPANY, "the company is recognised by its SQL name");
+    assert_eq!(
+        t.company, COMPANY,
+        "the company is recognised by its SQL name"
+    );
     assert_eq!(t.table, "Sales \"Quote\" Line.v2 — 日本");
-    assert!(matches!(t.result, TableResult::Migrated | TableResult::Warning), "{:?}", t.message);
+    assert!(
+        matches!(t.result, TableResult::Migrated | TableResult::Warning),
+        "{:?}",
+        t.message
+    );
     assert_eq!(t.rows, 2);
     let mut got = dst.rows(&sales).await;
     got.sort_by_key(|r| r[0].to_text());
@@ -71,11 +101,22 @@ async fn injection(source: Server, target: Server) {
     let d = src.dialect;
     let q = if d == Dialect::MySql { '`' } else { '"' };
     let evil_company = "O'Brien'); DROP TABLE victim; --";
-    let evil_table = format!("{}$x{q}; DROP TABLE victim; --", company_sql_name(evil_company));
-    let text = if d == Dialect::Sqlite { "TEXT" } else { "VARCHAR(100)" };
+    let evil_table = format!(
+        "{}$x{q}; DROP TABLE victim; --",
+        company_sql_name(evil_company)
+    );
+    let text = if d == Dialect::Sqlite {
+        "TEXT"
+    } else {
+        "VARCHAR(100)"
+    };
     for db in [&src, &dst] {
-        db.exec(&format!("CREATE TABLE victim (id {text} NOT NULL PRIMARY KEY)")).await;
-        db.insert("victim", vec![vec![Value::Text("still here".into())]]).await;
+        db.exec(&format!(
+            "CREATE TABLE victim (id {text} NOT NULL PRIMARY KEY)"
+        ))
+        .await;
+        db.insert("victim", vec![vec![Value::Text("still here".into())]])
+            .await;
     }
     src.exec(&format!(
         "CREATE TABLE {} ({} {text} NOT NULL PRIMARY KEY);\nCREATE TABLE {} ({} {text} NOT NULL PRIMARY KEY)",
@@ -85,17 +126,30 @@ async fn injection(source: Server, target: Server) {
         d.quote(&format!("c{q}); DROP TABLE victim; --"))
     ))
     .await;
-    src.insert("Company", vec![vec![Value::Text(evil_company.into())]]).await;
-    src.insert(&evil_table, vec![vec![Value::Text("payload'); DROP TABLE victim; --".into())]]).await;
+    src.insert("Company", vec![vec![Value::Text(evil_company.into())]])
+        .await;
+    src.insert(
+        &evil_table,
+        vec![vec![Value::Text("payload'); DROP TABLE victim; --".into())]],
+    )
+    .await;
 
     let report = run(&config(&src, &dst, true)).await;
     let t = table(&report, &evil_table);
     assert_eq!(t.company, evil_company);
     assert_eq!(t.rows, 1, "{:?}", t.message);
     for db in [&src, &dst] {
-        assert_eq!(db.count("victim").await, 1, "the victim table survived in {:?}", db.dialect);
+        assert_eq!(
+            db.count("victim").await,
+            1,
+            "the victim table survived in {:?}",
+            db.dialect
+        );
     }
-    assert_eq!(dst.rows(&evil_table).await, vec![vec![Value::Text("payload'); DROP TABLE victim; --".into())]]);
+    assert_eq!(
+        dst.rows(&evil_table).await,
+        vec![vec![Value::Text("payload'); DROP TABLE victim; --".into())]]
+    );
 }
 
 #[tokio::test]

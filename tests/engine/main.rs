@@ -1,6 +1,7 @@
 //! The replication engine against real databases: PostgreSQL and MariaDB servers started by
 //! `tests/run.sh`, and SQLite files.
 
+mod cli;
 mod databases;
 mod failures;
 mod fidelity;

@@ -74,4 +74,4 @@ step "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
 step "cargo nextest run"
-cargo nextest run --all-targets --locked "$@"
+cargo nextest run --lib --bins --tests --locked "$@"

@@ -4,7 +4,7 @@
 #   CLOUDMIGRATE_TEST_PG_URL     postgres://cloudmigrate@127.0.0.1:PORT/postgres (password in
 #   CLOUDMIGRATE_TEST_MYSQL_URL  mysql://cloudmigrate@127.0.0.1:PORT/mysql        ..._PASSWORD)
 #   CLOUDMIGRATE_TEST_DB_PASSWORD
-# Stop them with: kill $(cat STATE_DIR/pids)
+# Stop them with: kill $(cat STATE_DIR/pids)    (the servers' own process ids)
 #
 # Usage: start.sh STATE_DIR
 set -euo pipefail
@@ -40,7 +40,7 @@ pg_port=$(free_port)
 as_user postgres "$pg_bin/postgres" -D "$pg/data" -p "$pg_port" -k "$pg" -c listen_addresses=127.0.0.1 \
   -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 \
   -c shared_buffers=256MB >"$state/pg.log" 2>&1 &
-echo $! >>"$state/pids"
+starters=($!)
 
 # MariaDB: a user with a password, utf8mb4, strict mode.
 my=$state/mariadb
@@ -54,7 +54,7 @@ as_user mysql mariadbd --no-defaults --datadir="$my/data" --port="$my_port" --bi
   --innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 --innodb-buffer-pool-size=256M \
   --max-connections=300 --max-allowed-packet=256M --character-set-server=utf8mb4 --collation-server=utf8mb4_bin \
   --sql-mode=STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION >"$state/mariadb.log" 2>&1 &
-echo $! >>"$state/pids"
+starters+=($!)
 
 for _ in $(seq 1 150); do
   pg_ok=0 my_ok=0
@@ -63,10 +63,13 @@ for _ in $(seq 1 150); do
   ((pg_ok && my_ok)) && break
   sleep 0.2
 done
+# runuser does not pass signals on: record the servers' own process ids for stopping them.
+head -n1 "$pg/data/postmaster.pid" 2>/dev/null >>"$state/pids" || true
+cat "$my/mysqld.pid" 2>/dev/null >>"$state/pids" || true
 if ! ((pg_ok && my_ok)); then
   echo "databases: ERROR: servers not ready after 30 s (postgres=$pg_ok mariadb=$my_ok)" >&2
   tail -n 20 "$state/pg.log" "$state/mariadb.log" >&2
-  kill $(cat "$state/pids") 2>/dev/null || true
+  kill $(cat "$state/pids") "${starters[@]}" 2>/dev/null || true
   exit 1
 fi
 mariadb --no-defaults -S "$my/mysqld.sock" -u root <<SQL

@@ -93,10 +93,11 @@ pipe_tables() { # target [table]
 export -f pipe_tables psql_
 export pg_base
 
-# pgloader with its defaults (4 workers). Its Lisp heap is 1 GiB as Debian builds it; when it
-# runs out, SBCL's debugger waits on stdin, hence </dev/null.
+# pgloader with its defaults (4 workers). Debian builds it with a 1 GiB Lisp heap, which this
+# ledger exhausts ("Heap exhausted, game over"), so it gets 4 GiB. When it does fail, SBCL's
+# debugger waits on stdin, hence </dev/null.
 pgloader_run() { # load-file
-  measure pgloader --no-ssl-cert-verification "$1" </dev/null
+  measure pgloader --dynamic-space-size 4096 --no-ssl-cert-verification "$1" </dev/null
 }
 
 ledger='CRONUS International Ltd_$G_L Entry'

@@ -20,21 +20,31 @@ fn peak_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
 }
 
 fn spec(path: &Path, create: bool) -> ConnectSpec {
-    ConnectSpec { url: format!("sqlite://{}", path.display()), password: None, max_connections: 2, create }
+    ConnectSpec {
+        url: format!("sqlite://{}", path.display()),
+        password: None,
+        max_connections: 2,
+        create,
+    }
 }
 
 async fn make_source(path: &Path, rows: i64) {
     let db = Database::connect(&spec(path, true)).await.unwrap();
-    let exec = |sql: &str| Statement { sql: sql.to_string(), params: vec![] };
+    let exec = |sql: &str| Statement {
+        sql: sql.to_string(),
+        params: vec![],
+    };
     db.execute(&exec(
         "CREATE TABLE \"CRONUS$G_L Entry\" (\"Entry No_\" INTEGER PRIMARY KEY, \"Description\" VARCHAR(100), \
          \"Amount\" TEXT, \"Posting Date\" DATETIME, \"Comment\" TEXT)",
@@ -57,9 +67,12 @@ async fn make_source(path: &Path, rows: i64) {
                 ]
             })
             .collect();
-        db.execute(&Statement { sql: format!("INSERT INTO \"CRONUS$G_L Entry\" VALUES {marks}"), params })
-            .await
-            .unwrap();
+        db.execute(&Statement {
+            sql: format!("INSERT INTO \"CRONUS$G_L Entry\" VALUES {marks}"),
+            params,
+        })
+        .await
+        .unwrap();
         i += n;
     }
     db.execute(&exec("COMMIT")).await.unwrap();
@@ -80,7 +93,9 @@ async fn one(rows: i64) {
         parallelism: 4,
     };
     let started = Instant::now();
-    let report = engine::run(&config, &Quiet, Arc::new(ReadProgress::default())).await.unwrap();
+    let report = engine::run(&config, &Quiet, Arc::new(ReadProgress::default()))
+        .await
+        .unwrap();
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(report.rows(), rows as u64);
     println!(
@@ -94,7 +109,11 @@ async fn one(rows: i64) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let Some(rows) = args.iter().position(|a| a == "--rows").and_then(|i| args.get(i + 1)) {
+    if let Some(rows) = args
+        .iter()
+        .position(|a| a == "--rows")
+        .and_then(|i| args.get(i + 1))
+    {
         let rows: i64 = rows.parse().unwrap();
         tokio::runtime::Runtime::new().unwrap().block_on(one(rows));
         return;
@@ -106,7 +125,10 @@ fn main() {
     println!("| rows      | data        | time     | speed          | peak RSS   |");
     println!("|---|---|---|---|---|");
     for rows in SIZES {
-        let status = Command::new(&args[0]).args(["--rows", &rows.to_string()]).status().unwrap();
+        let status = Command::new(&args[0])
+            .args(["--rows", &rows.to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 }

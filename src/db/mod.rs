@@ -198,7 +198,7 @@ pub const OWN_PREFIX: &str = "cloudmigrate_";
 /// binary COPY format when both sides have the same column types.
 pub enum Chunk {
     Rows(Vec<Vec<Value>>),
-    Raw(Vec<u8>),
+    Raw(bytes::Bytes),
     /// The reader reached the end of the table. A loader commits only after it.
     End,
 }

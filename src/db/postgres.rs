@@ -313,14 +313,14 @@ pub async fn read_table(
             buf.extend_from_slice(&bytes);
             spec.progress.add(0, bytes.len() as u64);
             if buf.len() >= CHUNK_BYTES {
-                let chunk = buf.split().freeze().to_vec();
+                let chunk = buf.split().freeze();
                 if out.send(Chunk::Raw(chunk)).await.is_err() {
                     return Ok(rows_read);
                 }
             }
         }
         drop(stream);
-        if (!buf.is_empty() && out.send(Chunk::Raw(buf.to_vec())).await.is_err())
+        if (!buf.is_empty() && out.send(Chunk::Raw(buf.freeze())).await.is_err())
             || out.send(Chunk::End).await.is_err()
         {
             return Ok(rows_read);

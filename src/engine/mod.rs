@@ -156,15 +156,14 @@ pub async fn run(
     drop(snapshot);
     // Tables that did not load have no line in the log yet: add it now.
     let d = target.dialect();
-    for r in reports
+    let unlogged: Vec<TableReport> = reports
         .iter()
         .chain(&copied)
         .filter(|r| r.mode == Mode::None || r.result == TableResult::Failed)
-    {
-        target
-            .execute(&state::table_log(d, &config.run_id, r))
-            .await
-            .map_err(EngineError::Target)?;
+        .cloned()
+        .collect();
+    for stmt in state::table_logs(d, &config.run_id, &unlogged) {
+        target.execute(&stmt).await.map_err(EngineError::Target)?;
     }
     reports.extend(copied);
     reports.sort_by(|a, b| (&a.company, &a.table).cmp(&(&b.company, &b.table)));

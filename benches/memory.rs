@@ -91,6 +91,8 @@ async fn one(rows: i64) {
         plan: PlanOptions::default(),
         create_missing_tables: true,
         parallelism: 4,
+        full: false,
+        retention: cloudmigrate::engine::tracking::DEFAULT_RETENTION,
     };
     let started = Instant::now();
     let report = engine::run(&config, &Quiet, Arc::new(ReadProgress::default()))

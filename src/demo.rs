@@ -426,5 +426,7 @@ pub fn run_config(dir: &Path) -> RunConfig {
         },
         create_missing_tables: true,
         parallelism: 4,
+        full: false,
+        retention: crate::engine::tracking::DEFAULT_RETENTION,
     }
 }

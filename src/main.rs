@@ -45,6 +45,9 @@ enum Command {
         /// Show only the tables with warnings or failures in the results table.
         #[arg(long)]
         only_problems: bool,
+        /// Copy every table in full, even where change tracking allows an incremental copy.
+        #[arg(long)]
+        full: bool,
     },
     /// Print the CustomResourceDefinitions of every cloudmigrate kind, ready for
     /// `kubectl apply --server-side -f -`.
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
             source_password_file,
             target_password_file,
             only_problems,
+            full,
         } => {
             let source = PasswordSource {
                 env: "CLOUDMIGRATE_SOURCE_PASSWORD".into(),
@@ -81,7 +85,8 @@ fn main() -> ExitCode {
                 env: "CLOUDMIGRATE_TARGET_PASSWORD".into(),
                 file: target_password_file,
             };
-            runtime().and_then(|rt| rt.block_on(run_file(file, source, target, only_problems)))
+            runtime()
+                .and_then(|rt| rt.block_on(run_file(file, source, target, only_problems, full)))
         }
     };
     match result {
@@ -128,6 +133,7 @@ async fn run_file(
     source: PasswordSource,
     target: PasswordSource,
     only_problems: bool,
+    full: bool,
 ) -> Result<ExitCode, String> {
     let m = manifest::load(&file)?;
     let name = m
@@ -137,7 +143,7 @@ async fn run_file(
         .clone()
         .unwrap_or_else(|| "run".into());
     let run_id = format!("{name}-{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
-    let config = manifest::run_config(&m, &source, &target, run_id)?;
+    let config = manifest::run_config(&m, &source, &target, run_id, full)?;
     migrate(&config, only_problems).await
 }
 

@@ -102,6 +102,7 @@ pub fn run_config(
     source_password: &PasswordSource,
     target_password: &PasswordSource,
     run_id: String,
+    full: bool,
 ) -> Result<RunConfig, String> {
     let spec = &manifest.schedule.spec;
     let product = match spec.product {
@@ -132,5 +133,7 @@ pub fn run_config(
         },
         create_missing_tables: spec.target.create_missing_tables,
         parallelism: spec.runtime.parallelism.max(1) as usize,
+        full,
+        retention: crate::engine::tracking::DEFAULT_RETENTION,
     })
 }

@@ -227,8 +227,56 @@ pub struct ReadSpec {
     pub snapshot: Option<String>,
     /// Rows and bytes read so far, for progress displays.
     pub progress: std::sync::Arc<ReadProgress>,
+    /// Read only the rows with these primary keys (an incremental run). None: every row.
+    pub keys: Option<KeyFilter>,
 }
 
+/// A set of rows named by their primary key values, given as text.
+#[derive(Clone, Debug, Default)]
+pub struct KeyFilter {
+    /// The key columns: name and type as the database spells it.
+    pub columns: Vec<(String, String)>,
+    /// One entry per row: the key values in column order, as text (NULL as None).
+    pub keys: Vec<Vec<Option<String>>>,
+}
+
+/// Keys per statement when reading or deleting by key.
+pub const KEYS_PER_STATEMENT: usize = 500;
+
+impl KeyFilter {
+    /// `WHERE` conditions for one batch of keys, with their parameters: `(k1, k2) IN ((?, ?), ...)`.
+    /// PostgreSQL gets casts to the column types; the others convert text by themselves.
+    pub fn condition(&self, d: Dialect, batch: &[Vec<Option<String>>]) -> (String, Vec<Value>) {
+        let cast = |ty: &str| {
+            if d == Dialect::Postgres {
+                format!("CAST(? AS {ty})")
+            } else {
+                "?".to_string()
+            }
+        };
+        let one: Vec<String> = self.columns.iter().map(|(_, ty)| cast(ty)).collect();
+        let tuple = if one.len() == 1 {
+            one[0].clone()
+        } else {
+            format!("({})", one.join(", "))
+        };
+        let cols: Vec<String> = self.columns.iter().map(|(c, _)| d.quote(c)).collect();
+        let lhs = if cols.len() == 1 {
+            cols[0].clone()
+        } else {
+            format!("({})", cols.join(", "))
+        };
+        let sql = format!("{lhs} IN ({})", vec![tuple; batch.len()].join(", "));
+        let params = batch
+            .iter()
+            .flat_map(|k| {
+                k.iter()
+                    .map(|v| v.clone().map(Value::Text).unwrap_or(Value::Null))
+            })
+            .collect();
+        (sql, params)
+    }
+}
 /// Rows and bytes a reader has sent so far.
 #[derive(Debug, Default)]
 pub struct ReadProgress {
@@ -252,6 +300,42 @@ pub struct LoadColumn {
     pub max_chars: Option<i64>,
 }
 
+/// The statements that clear what a load replaces: the whole table, or the rows of some keys.
+pub(crate) fn clear_statements(d: Dialect, spec: &LoadSpec) -> Vec<(String, Vec<Value>)> {
+    let table = d.quote(&spec.table);
+    match &spec.replace {
+        None => vec![(format!("DELETE FROM {table}"), vec![])],
+        Some(filter) => filter
+            .keys
+            .chunks(KEYS_PER_STATEMENT)
+            .map(|batch| {
+                let (cond, params) = filter.condition(d, batch);
+                (format!("DELETE FROM {table} WHERE {cond}"), params)
+            })
+            .collect(),
+    }
+}
+
+/// The SELECT statements a reader runs: the whole table, or the rows of some keys in batches.
+pub(crate) fn select_statements(
+    d: Dialect,
+    spec: &ReadSpec,
+    exprs: &[String],
+) -> Vec<(String, Vec<Value>)> {
+    let base = format!("SELECT {} FROM {}", exprs.join(", "), d.quote(&spec.table));
+    match &spec.keys {
+        None => vec![(base, vec![])],
+        Some(filter) => filter
+            .keys
+            .chunks(KEYS_PER_STATEMENT)
+            .map(|batch| {
+                let (cond, params) = filter.condition(d, batch);
+                (format!("{base} WHERE {cond}"), params)
+            })
+            .collect(),
+    }
+}
+
 /// How to load one table.
 #[derive(Clone, Debug)]
 pub struct LoadSpec {
@@ -261,6 +345,9 @@ pub struct LoadSpec {
     pub key: Vec<usize>,
     /// The data arrives in PostgreSQL's binary COPY format.
     pub raw: bool,
+    /// Which rows to remove before loading: None clears the table (a full copy); a key filter
+    /// removes only those rows (an incremental run: changed rows are replaced, deleted ones go).
+    pub replace: Option<KeyFilter>,
 }
 
 /// The statements a load runs in its transaction before it commits, given what it wrote.
@@ -366,6 +453,16 @@ impl Database {
         }
     }
 
+    /// Runs statements in one transaction, at READ COMMITTED: rows that other transactions
+    /// have written but not committed are neither seen nor waited for.
+    pub async fn in_transaction(&self, stmts: &[Statement]) -> Result<(), DbError> {
+        match self {
+            Database::Postgres(p) => postgres::in_transaction(p, stmts).await,
+            Database::MySql(p) => mysql::in_transaction(p, stmts).await,
+            Database::Sqlite(p) => sqlite::in_transaction(p, stmts).await,
+        }
+    }
+
     /// Runs a query and returns its rows as values.
     pub async fn query(
         &self,
@@ -401,6 +498,7 @@ impl Database {
             raw: false,
             snapshot: None,
             progress: Default::default(),
+            keys: None,
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel(CHANNEL_CHUNKS);
         let reader = self.read_table(&spec, tx);
@@ -478,7 +576,8 @@ pub(crate) fn insert_batch_rows(limit: usize, columns: usize) -> usize {
 }
 
 /// Decodes a stream of rows into chunks and sends them on. Stops early, without error, when
-/// the loader has gone (it failed, and says why). Returns the rows read.
+/// the loader has gone (it failed, and says why). Returns the rows read. The caller sends
+/// `Chunk::End` after its last statement.
 pub(crate) async fn pump_rows<R, S>(
     mut stream: S,
     decode: impl Fn(&R) -> Result<Vec<Value>, DbError>,
@@ -511,10 +610,9 @@ where
         }
     }
     progress.add(batch.len() as u64, bytes as u64);
-    if !batch.is_empty() && out.send(Chunk::Rows(batch)).await.is_err() {
-        return Ok(rows_read);
+    if !batch.is_empty() {
+        let _ = out.send(Chunk::Rows(batch)).await;
     }
-    let _ = out.send(Chunk::End).await;
     Ok(rows_read)
 }
 

@@ -175,11 +175,41 @@ fn arguments(params: &[Value]) -> Result<MySqlArguments, DbError> {
 }
 
 pub async fn execute(pool: &MySqlPool, stmt: &Statement) -> Result<u64, DbError> {
+    // Trigger definitions are not allowed as prepared statements: without parameters, the text
+    // protocol runs the statement as it is.
+    if stmt.params.is_empty() {
+        return sqlx::raw_sql(AssertSqlSafe(stmt.sql.clone()))
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(|e| DbError::sql("statement failed", e));
+    }
     sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(&stmt.params)?)
         .execute(pool)
         .await
         .map(|r| r.rows_affected())
         .map_err(|e| DbError::sql("statement failed", e))
+}
+
+pub async fn in_transaction(pool: &MySqlPool, stmts: &[Statement]) -> Result<(), DbError> {
+    let mut conn = pool
+        .acquire()
+        .await
+        .map_err(|e| DbError::sql("acquiring a connection", e))?;
+    sqlx::query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| DbError::sql("setting the isolation level", e))?;
+    let mut tx = sqlx::Connection::begin(&mut *conn)
+        .await
+        .map_err(|e| DbError::sql("starting a transaction", e))?;
+    for stmt in stmts {
+        sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(&stmt.params)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| DbError::sql("statement failed", e))?;
+    }
+    tx.commit().await.map_err(|e| DbError::sql("committing", e))
 }
 
 pub async fn query(
@@ -263,13 +293,29 @@ pub async fn read_table(
         .await
         .map_err(|e| DbError::sql("starting the read transaction", e))?;
     let exprs: Vec<String> = spec.columns.iter().map(select_expr).collect();
-    let sql = format!("SELECT {} FROM {}", exprs.join(", "), Q.quote(&spec.table));
     let kinds: Vec<Kind> = spec.columns.iter().map(|c| c.kind).collect();
-    let result = {
-        let stream = sqlx::query(AssertSqlSafe(sql)).fetch(&mut *conn);
-        super::pump_rows(stream, |row| decode_row(row, &kinds), &out, &spec.progress).await
-    };
+    let mut result = Ok(0);
+    for (sql, params) in super::select_statements(Q, spec, &exprs) {
+        let args = match arguments(&params) {
+            Ok(a) => a,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        let stream = sqlx::query_with(AssertSqlSafe(sql), args).fetch(&mut *conn);
+        match super::pump_rows(stream, |row| decode_row(row, &kinds), &out, &spec.progress).await {
+            Ok(n) => result = result.map(|total| total + n),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
     let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    if result.is_ok() {
+        let _ = out.send(Chunk::End).await;
+    }
     result
 }
 
@@ -285,13 +331,12 @@ pub async fn load_table(
         .map_err(|e| DbError::sql("starting the load transaction", e))?;
     // DELETE, not TRUNCATE: TRUNCATE would commit on its own, and the old rows must survive a
     // failed load.
-    sqlx::query(AssertSqlSafe(format!(
-        "DELETE FROM {}",
-        Q.quote(&spec.table)
-    )))
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| DbError::sql("clearing the cloud table", e))?;
+    for (sql, params) in super::clear_statements(Q, spec) {
+        sqlx::query_with(AssertSqlSafe(sql), arguments(&params)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| DbError::sql("clearing the cloud rows", e))?;
+    }
     let per_insert = insert_batch_rows(MAX_PARAMS, spec.columns.len());
     let full_sql = insert_sql(Q, spec, per_insert);
     let mut stats = LoadStats::default();

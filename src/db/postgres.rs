@@ -187,6 +187,21 @@ pub async fn execute(pool: &PgPool, stmt: &Statement) -> Result<u64, DbError> {
         .map_err(|e| DbError::sql("statement failed", e))
 }
 
+pub async fn in_transaction(pool: &PgPool, stmts: &[Statement]) -> Result<(), DbError> {
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(|e| DbError::sql("starting a transaction", e))?;
+    for stmt in stmts {
+        let (sql, args) = prepare(&stmt.sql, &stmt.params)?;
+        sqlx::query_with(AssertSqlSafe(sql), args)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| DbError::sql("statement failed", e))?;
+    }
+    tx.commit().await.map_err(|e| DbError::sql("committing", e))
+}
+
 pub async fn query(
     pool: &PgPool,
     stmt: &Statement,
@@ -328,11 +343,17 @@ pub async fn read_table(
         // The loader learns the row count from COPY; the bytes here are not parsed into rows.
     } else {
         let exprs: Vec<String> = spec.columns.iter().map(select_expr).collect();
-        let sql = format!("SELECT {} FROM {table}", exprs.join(", "));
         let kinds: Vec<Kind> = spec.columns.iter().map(|c| c.kind).collect();
-        let stream = sqlx::query(AssertSqlSafe(sql)).fetch(&mut *tx);
-        rows_read =
-            super::pump_rows(stream, |row| decode_row(row, &kinds), &out, &spec.progress).await?;
+        for (sql, params) in super::select_statements(Q, spec, &exprs) {
+            let (sql, args) = prepare(&sql, &params)?;
+            let stream = sqlx::query_with(AssertSqlSafe(sql), args).fetch(&mut *tx);
+            rows_read +=
+                super::pump_rows(stream, |row| decode_row(row, &kinds), &out, &spec.progress)
+                    .await?;
+        }
+        if out.send(Chunk::End).await.is_err() {
+            return Ok(rows_read);
+        }
     }
     tx.rollback()
         .await
@@ -393,10 +414,13 @@ pub async fn load_table(
         .await
         .map_err(|e| DbError::sql("starting the load transaction", e))?;
     let table = Q.quote(&spec.table);
-    sqlx::query(AssertSqlSafe(format!("DELETE FROM {table}")))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| DbError::sql("clearing the cloud table", e))?;
+    for (sql, params) in super::clear_statements(Q, spec) {
+        let (sql, args) = prepare(&sql, &params)?;
+        sqlx::query_with(AssertSqlSafe(sql), args)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| DbError::sql("clearing the cloud rows", e))?;
+    }
     let cols: Vec<String> = spec.columns.iter().map(|c| Q.quote(&c.name)).collect();
     let format = if spec.raw { "binary" } else { "text" };
     let sql = format!(

@@ -206,6 +206,20 @@ pub async fn execute(pool: &SqlitePool, stmt: &Statement) -> Result<u64, DbError
         .map_err(|e| DbError::sql("statement failed", e))
 }
 
+pub async fn in_transaction(pool: &SqlitePool, stmts: &[Statement]) -> Result<(), DbError> {
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(|e| DbError::sql("starting a transaction", e))?;
+    for stmt in stmts {
+        sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(&stmt.params)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| DbError::sql("statement failed", e))?;
+    }
+    tx.commit().await.map_err(|e| DbError::sql("committing", e))
+}
+
 pub async fn query(
     pool: &SqlitePool,
     stmt: &Statement,
@@ -290,11 +304,14 @@ pub async fn read_table(
         .await
         .map_err(|e| DbError::sql("starting the read transaction", e))?;
     let cols: Vec<String> = spec.columns.iter().map(|c| Q.quote(&c.name)).collect();
-    let sql = format!("SELECT {} FROM {}", cols.join(", "), Q.quote(&spec.table));
     let kinds: Vec<Kind> = spec.columns.iter().map(|c| c.kind).collect();
-    let stream = sqlx::query(AssertSqlSafe(sql)).fetch(&mut *tx);
-    let rows_read =
-        super::pump_rows(stream, |row| decode_row(row, &kinds), &out, &spec.progress).await?;
+    let mut rows_read = 0;
+    for (sql, params) in super::select_statements(Q, spec, &cols) {
+        let stream = sqlx::query_with(AssertSqlSafe(sql), arguments(&params)?).fetch(&mut *tx);
+        rows_read +=
+            super::pump_rows(stream, |row| decode_row(row, &kinds), &out, &spec.progress).await?;
+    }
+    let _ = out.send(Chunk::End).await;
     tx.rollback()
         .await
         .map_err(|e| DbError::sql("ending the read transaction", e))?;
@@ -315,13 +332,12 @@ pub async fn load_table(
         .begin()
         .await
         .map_err(|e| DbError::sql("starting the load transaction", e))?;
-    sqlx::query(AssertSqlSafe(format!(
-        "DELETE FROM {}",
-        Q.quote(&spec.table)
-    )))
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| DbError::sql("clearing the cloud table", e))?;
+    for (sql, params) in super::clear_statements(Q, spec) {
+        sqlx::query_with(AssertSqlSafe(sql), arguments(&params)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| DbError::sql("clearing the cloud rows", e))?;
+    }
     let per_insert = insert_batch_rows(MAX_PARAMS, spec.columns.len());
     let full_sql = insert_sql(Q, spec, per_insert);
     let mut stats = LoadStats::default();

@@ -4,9 +4,10 @@
 use super::plan::PlannedTable;
 use super::report::{Mode, TableReport, TableResult};
 use super::state;
+use super::tracking::{self, Changes, Clock};
 use crate::db::{
-    CHANNEL_CHUNKS, Database, DbError, Dialect, LoadColumn, LoadSpec, LoadStats, ReadProgress,
-    ReadSpec, Statement, TableDef, create_table_sql,
+    CHANNEL_CHUNKS, Database, DbError, Dialect, KeyFilter, LoadColumn, LoadSpec, LoadStats,
+    ReadProgress, ReadSpec, Statement, TableDef, create_table_sql,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,24 +24,74 @@ pub struct CopyContext {
     pub run_id: String,
     /// The source snapshot every reader joins (PostgreSQL sources).
     pub snapshot: Option<String>,
+    /// Change tracking on the source: the run's versions, or why it is not available.
+    pub tracking: Result<Clock, String>,
+    /// Tables whose triggers were in place before this run, with the key columns they record.
+    pub tracked: HashMap<String, String>,
+    /// Tables whose triggers could not be installed, and why.
+    pub enable_errors: HashMap<String, String>,
+    /// What the target recorded of each table after its last successful copy.
+    pub target_state: HashMap<String, TableState>,
+    /// Copy every table in full, whatever the state.
+    pub force_full: bool,
+}
+
+/// What the target recorded of a table: its watermark and its schema fingerprint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableState {
+    pub ct_version: Option<i64>,
+    pub schema_hash: String,
+}
+
+/// How one table is copied this run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// Every row; the reason is reported.
+    Full(&'static str),
+    /// Only the changes since the watermark.
+    Incremental(Changes),
+}
+
+/// Decides between a full and an incremental copy. Pure: what the source and the target
+/// recorded in, the decision out.
+pub fn decide(
+    table: &TableDef,
+    force_full: bool,
+    state: Option<&TableState>,
+    clock: Option<Clock>,
+    tracked: bool,
+) -> Result<(&'static str, i64, Option<i64>), &'static str> {
+    if force_full {
+        return Err("Requested");
+    }
+    if table.primary_key.is_empty() {
+        return Err("NoPrimaryKey");
+    }
+    let Some(state) = state else {
+        return Err("FirstRun");
+    };
+    if state.schema_hash != schema_hash(table) {
+        return Err("SchemaChanged");
+    }
+    let (Some(clock), Some(watermark)) = (clock, state.ct_version) else {
+        return Err("NoChangeTracking");
+    };
+    if !tracked {
+        return Err("NoChangeTracking");
+    }
+    if watermark < clock.min_valid_version {
+        return Err("RetentionExpired");
+    }
+    Ok(("Incremental", watermark, Some(clock.version)))
 }
 
 /// A stable fingerprint of a table's columns, to notice schema changes between runs.
 pub fn schema_hash(t: &TableDef) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for c in &t.columns {
-        for b in c
-            .name
-            .bytes()
-            .chain([0])
-            .chain(c.type_name.bytes())
-            .chain([0])
-        {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    format!("{h:016x}")
+    super::tracking::fingerprint(
+        t.columns
+            .iter()
+            .flat_map(|c| [c.name.as_str(), c.type_name.as_str()]),
+    )
 }
 
 fn report(t: &PlannedTable, result: TableResult, started: Instant) -> TableReport {
@@ -52,6 +103,7 @@ fn report(t: &PlannedTable, result: TableResult, started: Instant) -> TableRepor
         mode: Mode::None,
         full_reason: None,
         rows: 0,
+        changes: None,
         bytes: 0,
         duration: started.elapsed(),
         message: None,
@@ -74,7 +126,7 @@ pub async fn copy_table(
     let started = Instant::now();
     let src = &t.source.def;
     let (sd, td) = (ctx.source.dialect(), ctx.target.dialect());
-    let mut warning = None;
+    let mut warning: Option<String> = None;
     let target_def = match ctx.target_tables.get(&t.target_name) {
         Some(def) => def.clone(),
         None if ctx.create_missing_tables => {
@@ -132,7 +184,82 @@ pub async fn copy_table(
             max_chars: tc.max_chars,
         });
     }
-    let raw = sd == Dialect::Postgres
+    // Full or incremental: the pure decision, then the changes where it says incremental.
+    let clock = ctx.tracking.as_ref().ok().copied();
+    let tracked = ctx.tracked.get(&src.name) == Some(&tracking::key_columns(src));
+    let mut decision = match decide(
+        src,
+        ctx.force_full,
+        ctx.target_state.get(&src.name),
+        clock,
+        tracked,
+    ) {
+        Err(reason) => Decision::Full(reason),
+        Ok((_, watermark, Some(upto))) => {
+            match tracking::changes(&ctx.source, &src.name, watermark, upto).await {
+                Ok(c) if c.truncated => Decision::Full("Truncated"),
+                Ok(c) => Decision::Incremental(c),
+                Err(e) => {
+                    return problem(
+                        report(t, TableResult::Failed, started),
+                        format!("reading the changes of the on-premises table failed: {e}"),
+                        "Check that the source is reachable and that its cloudmigrate_ct_* tables are intact; \
+                     run a Full run to start over.",
+                    );
+                }
+            }
+        }
+        Ok((_, _, None)) => Decision::Full("NoChangeTracking"),
+    };
+    // A table without working change tracking is copied in full on every run; say so.
+    let mut watermark = clock.map(|c| c.version);
+    if let Decision::Full(_) = decision {
+        let reason = match (&ctx.tracking, src.primary_key.is_empty()) {
+            (_, true) => Some("the table has no primary key, so every run copies it in full".to_string()),
+            (Err(why), _) => Some(why.clone()),
+            (Ok(_), false) => ctx.enable_errors.get(&src.name).map(|e| {
+                format!("change tracking could not be enabled on the table, so every run copies it in full: {e}")
+            }),
+        };
+        if let Some(why) = reason {
+            watermark = None;
+            warning = Some(match warning {
+                Some(w) => format!("{w}; {why}"),
+                None => why,
+            });
+        }
+    }
+    let key_filter = |def: &TableDef, names: &[String]| KeyFilter {
+        columns: names
+            .iter()
+            .map(|k| {
+                (
+                    k.clone(),
+                    def.column(k)
+                        .map(|c| c.type_name.clone())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect(),
+        keys: vec![],
+    };
+    let target_keys: Vec<String> = src
+        .primary_key
+        .iter()
+        .map(|k| super::plan::target_name(Some(td), k))
+        .collect();
+    let (read_keys, replace) = match &mut decision {
+        Decision::Incremental(c) => {
+            let mut read = key_filter(src, &src.primary_key);
+            read.keys = std::mem::take(&mut c.present);
+            let mut replace = key_filter(&target_def, &target_keys);
+            replace.keys = std::mem::take(&mut c.keys);
+            (Some(read), Some(replace))
+        }
+        Decision::Full(_) => (None, None),
+    };
+    let raw = read_keys.is_none()
+        && sd == Dialect::Postgres
         && td == Dialect::Postgres
         && src.columns.iter().zip(&columns).all(|(s, l)| {
             target_def
@@ -149,6 +276,7 @@ pub async fn copy_table(
         columns,
         key,
         raw,
+        replace,
     };
     let read = ReadSpec {
         table: src.name.clone(),
@@ -156,28 +284,44 @@ pub async fn copy_table(
         raw,
         snapshot: ctx.snapshot.clone(),
         progress,
+        keys: read_keys,
     };
 
     let mut done = report(t, TableResult::Migrated, started);
-    done.mode = Mode::Full;
-    done.full_reason = Some("FirstRun".into());
+    match &decision {
+        Decision::Full(reason) => {
+            done.mode = Mode::Full;
+            done.full_reason = Some((*reason).into());
+        }
+        Decision::Incremental(c) => {
+            done.mode = Mode::Incremental;
+            done.changes = Some((c.inserted, c.updated, c.deleted));
+        }
+    }
     done.message = warning.clone();
     if warning.is_some() {
         done.result = TableResult::Warning;
-        done.guidance =
-            Some("Check that the created table matches the cloud product's schema.".into());
+        done.guidance = Some(
+            "Check the message: a created table must match the cloud product's schema, and a \
+             table without change tracking is copied in full on every run."
+                .into(),
+        );
     }
     let hash = schema_hash(src);
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     let source = ctx.source.clone();
     let reader = tokio::spawn(async move { source.read_table(&read, tx).await });
+    let rows_of = |r: &TableReport, stats: &LoadStats| match r.changes {
+        Some((i, u, d)) => i + u + d,
+        None => stats.rows,
+    };
     let finish = |stats: &LoadStats| {
         let mut r = done.clone();
-        r.rows = stats.rows;
+        r.rows = rows_of(&r, stats);
         r.bytes = stats.bytes;
         r.duration = started.elapsed();
         vec![
-            state::table_state(td, &ctx.run_id, &r, None, &hash),
+            state::table_state(td, &ctx.run_id, &r, watermark, &hash),
             state::table_log(td, &ctx.run_id, &r),
         ]
     };
@@ -190,7 +334,7 @@ pub async fn copy_table(
     r.duration = started.elapsed();
     match (read, loaded) {
         (Ok(_), Ok(stats)) => {
-            r.rows = stats.rows;
+            r.rows = rows_of(&r, &stats);
             r.bytes = stats.bytes;
             r
         }

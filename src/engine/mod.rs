@@ -6,6 +6,7 @@ pub mod copy;
 pub mod plan;
 pub mod report;
 pub mod state;
+pub mod tracking;
 
 use crate::db::{ConnectSpec, Database, DbError, ReadProgress};
 use catalog::Catalog;
@@ -26,6 +27,10 @@ pub struct RunConfig {
     pub create_missing_tables: bool,
     /// Tables copied at the same time.
     pub parallelism: usize,
+    /// Copy every table in full (a Full run), whatever change tracking says.
+    pub full: bool,
+    /// How long the source keeps changes.
+    pub retention: std::time::Duration,
 }
 
 /// Problems that stop a run before any table is copied.
@@ -50,6 +55,46 @@ pub trait Observer: Send + Sync {
 /// An observer that ignores everything.
 pub struct Quiet;
 impl Observer for Quiet {}
+
+/// Installs change tracking where it is missing and stamps the run's version. Returns the clock
+/// (or why there is none), the tables tracked before this run, and the tables whose triggers
+/// could not be installed, with the reason.
+async fn prepare_tracking(
+    source: &Database,
+    plan: &plan::Plan,
+    retention: std::time::Duration,
+) -> (
+    Result<tracking::Clock, String>,
+    HashMap<String, String>,
+    HashMap<String, String>,
+) {
+    let unavailable = |e: crate::db::DbError| {
+        format!(
+            "change tracking is not available on the source, so every run copies every table in \
+             full: {e}. Grant the migration login the right to create tables and triggers."
+        )
+    };
+    if let Err(e) = tracking::install(source).await {
+        return (Err(unavailable(e)), HashMap::new(), HashMap::new());
+    }
+    let tracked = match tracking::enabled(source).await {
+        Ok(t) => t,
+        Err(e) => return (Err(unavailable(e)), HashMap::new(), HashMap::new()),
+    };
+    let mut errors = HashMap::new();
+    for t in plan.to_copy().map(|t| &t.source.def) {
+        if t.primary_key.is_empty() || tracked.get(&t.name) == Some(&tracking::key_columns(t)) {
+            continue;
+        }
+        if let Err(e) = tracking::enable(source, t).await {
+            errors.insert(t.name.clone(), e.to_string());
+        }
+    }
+    let clock = tracking::stamp(source, retention)
+        .await
+        .map_err(unavailable);
+    (clock, tracked, errors)
+}
 
 /// Runs one migration from source to target.
 pub async fn run(
@@ -77,9 +122,13 @@ pub async fn run(
     let plan = plan::plan(&catalog, &options)?;
 
     state::ensure(&target).await.map_err(EngineError::Target)?;
-    state::start_run(&target, &config.run_id, "Full")
-        .await
-        .map_err(EngineError::Target)?;
+    state::start_run(
+        &target,
+        &config.run_id,
+        if config.full { "Full" } else { "Auto" },
+    )
+    .await
+    .map_err(EngineError::Target)?;
     let target_tables: HashMap<_, _> = target
         .tables()
         .await
@@ -87,6 +136,15 @@ pub async fn run(
         .into_iter()
         .map(|t| (t.name.clone(), t))
         .collect();
+    let target_state = state::read_table_states(&target)
+        .await
+        .map_err(EngineError::Target)?;
+
+    // Change tracking: the log and the clock, then triggers on every table that lacks them,
+    // then the run's version, and only then the snapshot the tables are read in. In this order
+    // nothing that changes during the run can be missed.
+    let (tracking, tracked, enable_errors) =
+        prepare_tracking(&source, &plan, config.retention).await;
     let snapshot = source
         .export_snapshot()
         .await
@@ -98,6 +156,11 @@ pub async fn run(
         create_missing_tables: config.create_missing_tables,
         run_id: config.run_id.clone(),
         snapshot: snapshot.as_ref().map(|s| s.id.clone()),
+        tracking,
+        tracked,
+        enable_errors,
+        target_state,
+        force_full: config.full,
     };
 
     let mut reports = Vec::with_capacity(plan.tables.len());
@@ -118,6 +181,7 @@ pub async fn run(
             mode: Mode::None,
             full_reason: None,
             rows: 0,
+            changes: None,
             bytes: 0,
             duration: Default::default(),
             message: Some(skip.message(&t.source)),

@@ -54,6 +54,8 @@ pub struct TableReport {
     /// Why the table was copied in full: FirstRun, Requested, ...
     pub full_reason: Option<String>,
     pub rows: u64,
+    /// Rows inserted, updated and deleted by an incremental copy.
+    pub changes: Option<(u64, u64, u64)>,
     pub bytes: u64,
     pub duration: Duration,
     pub message: Option<String>,

@@ -200,6 +200,50 @@ pub fn table_logs(d: Dialect, run_id: &str, reports: &[TableReport]) -> Vec<Stat
         .collect()
 }
 
+/// What the target recorded of each table: its watermark and schema fingerprint.
+pub async fn read_table_states(
+    db: &Database,
+) -> Result<std::collections::HashMap<String, super::copy::TableState>, DbError> {
+    let d = db.dialect();
+    let rows = db
+        .query(
+            &Statement {
+                sql: format!(
+                    "SELECT table_name, ct_version, schema_hash FROM {}",
+                    d.quote(STATE_TABLE)
+                ),
+                params: vec![],
+            },
+            &[Kind::Text, Kind::Int, Kind::Text],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let mut it = r.into_iter();
+            let name = match it.next() {
+                Some(Value::Text(n)) => n,
+                _ => return None,
+            };
+            let ct_version = match it.next() {
+                Some(Value::Int(v)) => Some(v),
+                _ => None,
+            };
+            let schema_hash = match it.next() {
+                Some(Value::Text(h)) => h,
+                _ => String::new(),
+            };
+            Some((
+                name,
+                super::copy::TableState {
+                    ct_version,
+                    schema_hash,
+                },
+            ))
+        })
+        .collect())
+}
+
 /// The run log of one run, as stored: (table, company, result, rows, message).
 pub async fn read_log(db: &Database, run_id: &str) -> Result<Vec<Vec<Value>>, DbError> {
     let d = db.dialect();

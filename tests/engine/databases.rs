@@ -186,6 +186,8 @@ pub fn config(source: &TestDb, target: &TestDb, create_missing_tables: bool) -> 
         plan: PlanOptions::default(),
         create_missing_tables,
         parallelism: 3,
+        full: false,
+        retention: cloudmigrate::engine::tracking::DEFAULT_RETENTION,
     }
 }
 

@@ -6,3 +6,4 @@ mod databases;
 mod failures;
 mod fidelity;
 mod identifiers;
+mod incremental;

@@ -1,0 +1,287 @@
+//! Incremental runs through change tracking: only the net changes move, and every reason for a
+//! full copy is detected and reported.
+
+use crate::databases::{Server, TestDb, config, run, table};
+use cloudmigrate::db::{Dialect, Value};
+use cloudmigrate::engine::report::{Mode, TableResult};
+use cloudmigrate::engine::tracking;
+
+const T: &str = "CRONUS$Cust_ Ledger Entry";
+
+fn q(d: Dialect, s: &str) -> String {
+    d.quote(s)
+}
+
+async fn setup(source: Server, target: Server) -> (TestDb, TestDb) {
+    let src = TestDb::new(source, "inc_src").await;
+    let dst = TestDb::new(target, "inc_dst").await;
+    let d = src.dialect;
+    let text = if d == Dialect::Sqlite {
+        "TEXT"
+    } else {
+        "VARCHAR(100)"
+    };
+    src.exec(&format!(
+        "CREATE TABLE {} ({} BIGINT NOT NULL PRIMARY KEY, {} {text}, {} DECIMAL(20,2))",
+        q(d, T),
+        q(d, "Entry No_"),
+        q(d, "Description"),
+        q(d, "Amount")
+    ))
+    .await;
+    let values: Vec<String> = (1..=100)
+        .map(|i| format!("({i}, 'entry {i}', {i}.50)"))
+        .collect();
+    src.exec(&format!(
+        "INSERT INTO {} VALUES {}",
+        q(d, T),
+        values.join(", ")
+    ))
+    .await;
+    (src, dst)
+}
+
+/// Source and target hold the same rows.
+async fn assert_same(src: &TestDb, dst: &TestDb) {
+    let canon = |rows: Vec<Vec<Value>>| {
+        rows.into_iter()
+            .map(|r| {
+                r.iter()
+                    .map(|v| v.to_text().unwrap_or_default())
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (canon(src.rows(T).await), canon(dst.rows(T).await));
+    assert_eq!(a.len(), b.len(), "row counts differ");
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x[0], y[0]);
+        assert_eq!(x[1], y[1]);
+        assert_eq!(
+            x[2].trim_end_matches('0').trim_end_matches('.'),
+            y[2].trim_end_matches('0').trim_end_matches('.')
+        );
+    }
+}
+
+async fn changes_then_incremental(source: Server, target: Server) {
+    let (src, dst) = setup(source, target).await;
+    let d = src.dialect;
+    let cfg = config(&src, &dst, true);
+    let first = run(&cfg).await;
+    let t = table(&first, T);
+    assert_eq!(
+        (t.mode, t.full_reason.as_deref(), t.rows),
+        (Mode::Full, Some("FirstRun"), 100),
+        "{:?}",
+        t.message
+    );
+
+    let (tb, no, desc) = (q(d, T), q(d, "Entry No_"), q(d, "Description"));
+    src.exec(&format!(
+        "UPDATE {tb} SET {desc} = 'changed' WHERE {no} <= 5;\n\
+         INSERT INTO {tb} VALUES (101, 'new', 1.00);\n\
+         INSERT INTO {tb} VALUES (102, 'new', 2.00);\n\
+         INSERT INTO {tb} VALUES (103, 'new', 3.00);\n\
+         DELETE FROM {tb} WHERE {no} IN (50, 51);\n\
+         INSERT INTO {tb} VALUES (104, 'short-lived', 4.00);\n\
+         DELETE FROM {tb} WHERE {no} = 104;\n\
+         INSERT INTO {tb} VALUES (105, 'inserted', 5.00);\n\
+         UPDATE {tb} SET {desc} = 'then updated' WHERE {no} = 105;\n\
+         DELETE FROM {tb} WHERE {no} = 60;\n\
+         INSERT INTO {tb} VALUES (60, 'reinserted', 60.00);\n\
+         UPDATE {tb} SET {no} = 200 WHERE {no} = 70"
+    ))
+    .await;
+    let second = run(&config(&src, &dst, true)).await;
+    let t = table(&second, T);
+    assert_eq!(
+        t.mode,
+        Mode::Incremental,
+        "{source:?}->{target:?}: {:?} {:?}",
+        t.full_reason,
+        t.message
+    );
+    // Inserted: 101, 102, 103, 105, 200. Updated: 1-5, 60. Deleted: 50, 51, 70. 104: nothing.
+    assert_eq!(t.changes, Some((5, 6, 3)), "{source:?}->{target:?}");
+    assert_eq!(t.result, TableResult::Migrated);
+    assert_same(&src, &dst).await;
+
+    let third = run(&config(&src, &dst, true)).await;
+    assert_eq!(table(&third, T).changes, Some((0, 0, 0)));
+    assert_same(&src, &dst).await;
+}
+
+#[tokio::test]
+async fn incremental_pg_to_pg() {
+    changes_then_incremental(Server::Postgres, Server::Postgres).await;
+}
+
+#[tokio::test]
+async fn incremental_mysql_to_pg() {
+    changes_then_incremental(Server::MariaDb, Server::Postgres).await;
+}
+
+#[tokio::test]
+async fn incremental_sqlite_to_sqlite() {
+    changes_then_incremental(Server::Sqlite, Server::Sqlite).await;
+}
+
+#[tokio::test]
+async fn incremental_pg_to_mysql() {
+    changes_then_incremental(Server::Postgres, Server::MariaDb).await;
+}
+
+async fn full_reason_after(src: &TestDb, dst: &TestDb, change: &str) -> (Mode, Option<String>) {
+    run(&config(src, dst, true)).await;
+    src.exec(change).await;
+    let report = run(&config(src, dst, true)).await;
+    let t = table(&report, T);
+    assert_same(src, dst).await;
+    (t.mode, t.full_reason.clone())
+}
+
+#[tokio::test]
+async fn a_truncate_makes_the_next_copy_full() {
+    let (src, dst) = setup(Server::Postgres, Server::Postgres).await;
+    let sql = format!(
+        "TRUNCATE {};\nINSERT INTO {} VALUES (1, 'after truncate', 1.00)",
+        q(src.dialect, T),
+        q(src.dialect, T)
+    );
+    assert_eq!(
+        full_reason_after(&src, &dst, &sql).await,
+        (Mode::Full, Some("Truncated".into()))
+    );
+}
+
+#[tokio::test]
+async fn a_schema_change_makes_the_next_copy_full() {
+    let (src, dst) = setup(Server::Sqlite, Server::Sqlite).await;
+    run(&config(&src, &dst, true)).await;
+    for db in [&src, &dst] {
+        db.exec(&format!(
+            "ALTER TABLE {} ADD COLUMN \"Comment\" TEXT",
+            q(db.dialect, T)
+        ))
+        .await;
+    }
+    let report = run(&config(&src, &dst, true)).await;
+    let t = table(&report, T);
+    assert_eq!(
+        (t.mode, t.full_reason.as_deref()),
+        (Mode::Full, Some("SchemaChanged"))
+    );
+}
+
+#[tokio::test]
+async fn an_expired_watermark_makes_the_next_copy_full() {
+    let (src, dst) = setup(Server::Postgres, Server::Postgres).await;
+    run(&config(&src, &dst, true)).await;
+    src.exec(&format!(
+        "UPDATE {} SET \"Description\" = 'x' WHERE \"Entry No_\" = 1",
+        q(src.dialect, T)
+    ))
+    .await;
+    // A run that skips the table stamps its change without moving its watermark...
+    let mut skip = config(&src, &dst, true);
+    skip.plan.exclude = vec!["*Ledger Entry".into()];
+    run(&skip).await;
+    // ...and with no retention at all, that change is cleaned up before the next run reads it.
+    let mut cfg = config(&src, &dst, true);
+    cfg.retention = std::time::Duration::ZERO;
+    let report = run(&cfg).await;
+    let t = table(&report, T);
+    assert_eq!(
+        (t.mode, t.full_reason.as_deref()),
+        (Mode::Full, Some("RetentionExpired"))
+    );
+    assert_same(&src, &dst).await;
+}
+
+#[tokio::test]
+async fn a_full_run_copies_everything_and_says_why() {
+    let (src, dst) = setup(Server::MariaDb, Server::Sqlite).await;
+    run(&config(&src, &dst, true)).await;
+    let mut cfg = config(&src, &dst, true);
+    cfg.full = true;
+    let t = run(&cfg).await;
+    assert_eq!(
+        (
+            table(&t, T).mode,
+            table(&t, T).full_reason.as_deref(),
+            table(&t, T).rows
+        ),
+        (Mode::Full, Some("Requested"), 100)
+    );
+}
+
+#[tokio::test]
+async fn a_table_without_primary_key_is_copied_in_full_with_a_warning() {
+    let src = TestDb::new(Server::Postgres, "nopk_src").await;
+    let dst = TestDb::new(Server::Postgres, "nopk_dst").await;
+    src.exec("CREATE TABLE \"CRONUS$Log\" (msg text)").await;
+    src.exec("INSERT INTO \"CRONUS$Log\" VALUES ('a'), ('b')")
+        .await;
+    for _ in 0..2 {
+        let report = run(&config(&src, &dst, true)).await;
+        let t = table(&report, "CRONUS$Log");
+        assert_eq!(
+            (t.mode, t.full_reason.as_deref(), t.result),
+            (Mode::Full, Some("NoPrimaryKey"), TableResult::Warning)
+        );
+        assert!(
+            t.message.as_deref().unwrap().contains("no primary key"),
+            "{:?}",
+            t.message
+        );
+        assert_eq!(dst.count("CRONUS$Log").await, 2);
+    }
+}
+
+#[tokio::test]
+async fn disabling_change_tracking_leaves_the_source_as_it_was() {
+    for server in [Server::Postgres, Server::MariaDb, Server::Sqlite] {
+        let (src, dst) = setup(server, Server::Sqlite).await;
+        let before = src.connect().await.tables().await.unwrap();
+        run(&config(&src, &dst, true)).await;
+        let db = src.connect().await;
+        assert_eq!(tracking::disable_all(&db).await.unwrap(), 1);
+        let after = db.tables().await.unwrap();
+        assert_eq!(before, after, "{server:?}: tables differ after disabling");
+        let triggers = match server {
+            Server::Postgres => "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal",
+            Server::MariaDb => {
+                "SELECT count(*) FROM information_schema.triggers WHERE trigger_schema = DATABASE()"
+            }
+            Server::Sqlite => "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'",
+        };
+        let n = db
+            .query(
+                &cloudmigrate::db::Statement {
+                    sql: triggers.into(),
+                    params: vec![],
+                },
+                &[cloudmigrate::db::Kind::Int],
+            )
+            .await
+            .unwrap();
+        assert_eq!(n[0][0], Value::Int(0), "{server:?}: triggers left behind");
+        let own = db
+            .query(
+                &cloudmigrate::db::Statement {
+                    sql: match server {
+                        Server::Postgres => "SELECT count(*) FROM pg_proc WHERE proname LIKE 'cloudmigrate%'".into(),
+                        Server::MariaDb => "SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name LIKE 'cloudmigrate%'".into(),
+                        Server::Sqlite => "SELECT count(*) FROM sqlite_schema WHERE name LIKE 'cloudmigrate%'".into(),
+                    },
+                    params: vec![],
+                },
+                &[cloudmigrate::db::Kind::Int],
+            )
+            .await
+            .unwrap();
+        assert_eq!(own[0][0], Value::Int(0), "{server:?}: objects left behind");
+        db.close().await;
+    }
+}

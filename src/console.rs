@@ -118,10 +118,18 @@ pub fn results_table(report: &RunReport, only_problems: bool) -> String {
                 human_duration(t.duration),
             )
         };
+        let copy = match (t.mode, t.changes, &t.full_reason) {
+            (crate::engine::report::Mode::Incremental, Some((i, u, d)), _) => {
+                format!("changes +{i} ~{u} -{d}")
+            }
+            (crate::engine::report::Mode::Full, _, Some(reason)) => format!("full: {reason}"),
+            _ => String::new(),
+        };
         table.add_row(vec![
             Cell::new(company),
             Cell::new(&t.table),
             result_cell(t.result),
+            Cell::new(copy),
             Cell::new(rows),
             Cell::new(size),
             Cell::new(time),

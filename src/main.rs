@@ -49,6 +49,17 @@ enum Command {
         #[arg(long)]
         full: bool,
     },
+    /// Remove change tracking (its triggers and cloudmigrate_ct_* tables) from the source of a
+    /// MigrationSchedule manifest, leaving the source as it was.
+    DisableTracking {
+        /// The manifest with the MigrationSchedule.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+        /// A file whose first line is the source database's password. Otherwise the variable
+        /// CLOUDMIGRATE_SOURCE_PASSWORD is used.
+        #[arg(long, value_name = "FILE")]
+        source_password_file: Option<PathBuf>,
+    },
     /// Print the CustomResourceDefinitions of every cloudmigrate kind, ready for
     /// `kubectl apply --server-side -f -`.
     Crds {
@@ -67,6 +78,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Crds { out_dir } => print_crds(out_dir).map(|()| ExitCode::SUCCESS),
+        Command::DisableTracking {
+            file,
+            source_password_file,
+        } => {
+            let source = PasswordSource {
+                env: "CLOUDMIGRATE_SOURCE_PASSWORD".into(),
+                file: source_password_file,
+            };
+            runtime().and_then(|rt| rt.block_on(disable_tracking(file, source)))
+        }
         Command::Demo { dir, only_problems } => {
             runtime().and_then(|rt| rt.block_on(demo(dir, only_problems)))
         }
@@ -145,6 +166,20 @@ async fn run_file(
     let run_id = format!("{name}-{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
     let config = manifest::run_config(&m, &source, &target, run_id, full)?;
     migrate(&config, only_problems).await
+}
+
+async fn disable_tracking(file: PathBuf, source: PasswordSource) -> Result<ExitCode, String> {
+    let m = manifest::load(&file)?;
+    let spec = manifest::source_spec(&m, &source)?;
+    let db = cloudmigrate::db::Database::connect(&spec)
+        .await
+        .map_err(|e| format!("source database: {e}"))?;
+    let n = cloudmigrate::engine::tracking::disable_all(&db)
+        .await
+        .map_err(|e| format!("source database: {e}"))?;
+    db.close().await;
+    println!("Change tracking removed from {n} tables; the next run copies every table in full.");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn migrate(config: &RunConfig, only_problems: bool) -> Result<ExitCode, String> {

@@ -96,6 +96,17 @@ pub fn load(path: &Path) -> Result<Manifest, String> {
     })
 }
 
+/// How to reach the schedule's source database.
+pub fn source_spec(manifest: &Manifest, password: &PasswordSource) -> Result<ConnectSpec, String> {
+    let source = &manifest.schedule.spec.source;
+    Ok(ConnectSpec {
+        url: source.url.clone(),
+        password: password.read("source", source.password_secret_ref.as_ref())?,
+        max_connections: 1,
+        create: false,
+    })
+}
+
 /// The engine's configuration for one run of a manifest's schedule.
 pub fn run_config(
     manifest: &Manifest,
@@ -112,12 +123,7 @@ pub fn run_config(
     };
     Ok(RunConfig {
         run_id,
-        source: ConnectSpec {
-            url: spec.source.url.clone(),
-            password: source_password.read("source", spec.source.password_secret_ref.as_ref())?,
-            max_connections: 1,
-            create: false,
-        },
+        source: source_spec(manifest, source_password)?,
         target: ConnectSpec {
             url: spec.target.url.clone(),
             password: target_password.read("target", spec.target.password_secret_ref.as_ref())?,

@@ -91,7 +91,7 @@ async fn one(rows: i64) {
         plan: PlanOptions::default(),
         create_missing_tables: true,
         parallelism: 4,
-        full: false,
+        run_type: cloudmigrate::engine::RunType::Auto,
         retention: cloudmigrate::engine::tracking::DEFAULT_RETENTION,
     };
     let started = Instant::now();

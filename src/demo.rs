@@ -426,7 +426,7 @@ pub fn run_config(dir: &Path) -> RunConfig {
         },
         create_missing_tables: true,
         parallelism: 4,
-        full: false,
+        run_type: crate::engine::RunType::Auto,
         retention: crate::engine::tracking::DEFAULT_RETENTION,
     }
 }

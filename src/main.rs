@@ -45,9 +45,10 @@ enum Command {
         /// Show only the tables with warnings or failures in the results table.
         #[arg(long)]
         only_problems: bool,
-        /// Copy every table in full, even where change tracking allows an incremental copy.
-        #[arg(long)]
-        full: bool,
+        /// `auto`: only what changed, where change tracking allows; `full`: every table in full;
+        /// `diagnostic`: write nothing, check both databases and report what a run would do.
+        #[arg(long = "type", value_enum, default_value_t = RunKind::Auto)]
+        run_type: RunKind,
     },
     /// Remove change tracking (its triggers and cloudmigrate_ct_* tables) from the source of a
     /// MigrationSchedule manifest, leaving the source as it was.
@@ -67,6 +68,24 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+}
+
+/// The run types of the command line.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum RunKind {
+    Auto,
+    Full,
+    Diagnostic,
+}
+
+impl From<RunKind> for engine::RunType {
+    fn from(k: RunKind) -> Self {
+        match k {
+            RunKind::Auto => engine::RunType::Auto,
+            RunKind::Full => engine::RunType::Full,
+            RunKind::Diagnostic => engine::RunType::Diagnostic,
+        }
+    }
 }
 
 /// Exit codes: 0 every table migrated (perhaps with warnings), 1 some table failed, 2 the run
@@ -96,7 +115,7 @@ fn main() -> ExitCode {
             source_password_file,
             target_password_file,
             only_problems,
-            full,
+            run_type,
         } => {
             let source = PasswordSource {
                 env: "CLOUDMIGRATE_SOURCE_PASSWORD".into(),
@@ -106,8 +125,15 @@ fn main() -> ExitCode {
                 env: "CLOUDMIGRATE_TARGET_PASSWORD".into(),
                 file: target_password_file,
             };
-            runtime()
-                .and_then(|rt| rt.block_on(run_file(file, source, target, only_problems, full)))
+            runtime().and_then(|rt| {
+                rt.block_on(run_file(
+                    file,
+                    source,
+                    target,
+                    only_problems,
+                    run_type.into(),
+                ))
+            })
         }
     };
     match result {
@@ -154,7 +180,7 @@ async fn run_file(
     source: PasswordSource,
     target: PasswordSource,
     only_problems: bool,
-    full: bool,
+    run_type: engine::RunType,
 ) -> Result<ExitCode, String> {
     let m = manifest::load(&file)?;
     let name = m
@@ -164,7 +190,7 @@ async fn run_file(
         .clone()
         .unwrap_or_else(|| "run".into());
     let run_id = format!("{name}-{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
-    let config = manifest::run_config(&m, &source, &target, run_id, full)?;
+    let config = manifest::run_config(&m, &source, &target, run_id, run_type)?;
     migrate(&config, only_problems).await
 }
 

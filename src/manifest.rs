@@ -113,7 +113,7 @@ pub fn run_config(
     source_password: &PasswordSource,
     target_password: &PasswordSource,
     run_id: String,
-    full: bool,
+    run_type: crate::engine::RunType,
 ) -> Result<RunConfig, String> {
     let spec = &manifest.schedule.spec;
     let product = match spec.product {
@@ -139,7 +139,7 @@ pub fn run_config(
         },
         create_missing_tables: spec.target.create_missing_tables,
         parallelism: spec.runtime.parallelism.max(1) as usize,
-        full,
+        run_type,
         retention: crate::engine::tracking::DEFAULT_RETENTION,
     })
 }

@@ -34,6 +34,8 @@ pub struct CopyContext {
     pub target_state: HashMap<String, TableState>,
     /// Copy every table in full, whatever the state.
     pub force_full: bool,
+    /// Write nothing: report what a run would do.
+    pub diagnostic: bool,
 }
 
 /// What the target recorded of a table: its watermark and its schema fingerprint.
@@ -129,6 +131,15 @@ pub async fn copy_table(
     let mut warning: Option<String> = None;
     let target_def = match ctx.target_tables.get(&t.target_name) {
         Some(def) => def.clone(),
+        None if ctx.create_missing_tables && ctx.diagnostic => {
+            return problem(
+                report(t, TableResult::Warning, started),
+                "diagnostic: the table does not exist in the cloud database; a run would create it \
+                 from the on-premises definition"
+                    .into(),
+                "Check that a created table would match the cloud product's schema.",
+            );
+        }
         None if ctx.create_missing_tables => {
             let sql = create_table_sql(td, sd, src, &t.target_name);
             if let Err(e) = ctx
@@ -211,6 +222,9 @@ pub async fn copy_table(
         }
         Ok((_, _, None)) => Decision::Full("NoChangeTracking"),
     };
+    if ctx.diagnostic {
+        return diagnose(ctx, t, &target_def, &decision, started).await;
+    }
     // A table without working change tracking is copied in full on every run; say so.
     let mut watermark = clock.map(|c| c.version);
     if let Decision::Full(_) = decision {
@@ -341,6 +355,105 @@ pub async fn copy_table(
         (Err(e), _) => failed(r, format!("reading the on-premises table failed: {e}"), &e),
         (_, Err(e)) => failed(r, format!("writing to the cloud failed: {e}"), &e),
     }
+}
+
+/// What a run would do with a table, and the problems it would meet, found without writing:
+/// values longer than their cloud column are looked for in the source.
+async fn diagnose(
+    ctx: &CopyContext,
+    t: &PlannedTable,
+    target_def: &TableDef,
+    decision: &Decision,
+    started: Instant,
+) -> TableReport {
+    let src = &t.source.def;
+    let d = ctx.source.dialect();
+    let length = match d {
+        Dialect::Postgres => "char_length",
+        Dialect::MySql => "CHAR_LENGTH",
+        Dialect::Sqlite => "length",
+    };
+    for c in src
+        .columns
+        .iter()
+        .filter(|c| c.kind == crate::db::Kind::Text)
+    {
+        let name = super::plan::target_name(Some(ctx.target.dialect()), &c.name);
+        let Some(max) = target_def.column(&name).and_then(|tc| tc.max_chars) else {
+            continue;
+        };
+        if c.max_chars.is_some_and(|m| m <= max) {
+            continue;
+        }
+        let keys: Vec<String> = src.primary_key.iter().map(|k| d.quote(k)).collect();
+        let mut select = keys.clone();
+        select.push(format!("{length}({})", d.quote(&c.name)));
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {length}({}) > ? LIMIT 1",
+            select
+                .iter()
+                .map(|e| format!(
+                    "CAST({e} AS {})",
+                    if d == Dialect::MySql { "CHAR" } else { "TEXT" }
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
+            d.quote(&src.name),
+            d.quote(&c.name)
+        );
+        let kinds = vec![crate::db::Kind::Text; select.len()];
+        match ctx
+            .source
+            .query(
+                &Statement {
+                    sql,
+                    params: vec![crate::db::Value::Int(max)],
+                },
+                &kinds,
+            )
+            .await
+        {
+            Ok(rows) if !rows.is_empty() => {
+                let row = &rows[0];
+                let key: Vec<String> = src
+                    .primary_key
+                    .iter()
+                    .zip(row)
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                return problem(
+                    report(t, TableResult::Failed, started),
+                    format!(
+                        "diagnostic: value too long for column {:?}: {} characters, the cloud column holds {max} \
+                         (first offending row: {})",
+                        c.name,
+                        row.last().and_then(|v| v.to_text()).unwrap_or_default(),
+                        key.join(", ")
+                    ),
+                    "Correct the value in the on-premises database or widen the cloud column before the run.",
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return problem(
+                    report(t, TableResult::Failed, started),
+                    format!("diagnostic: reading the on-premises table failed: {e}"),
+                    "Check that the migration login may read the table.",
+                );
+            }
+        }
+    }
+    let mut r = report(t, TableResult::Migrated, started);
+    r.message = Some(match decision {
+        Decision::Full(reason) => {
+            format!("diagnostic: a run would copy the table in full ({reason})")
+        }
+        Decision::Incremental(c) => format!(
+            "diagnostic: a run would copy changes only: +{} ~{} -{} so far",
+            c.inserted, c.updated, c.deleted
+        ),
+    });
+    r
 }
 
 fn failed(mut r: TableReport, message: String, e: &DbError) -> TableReport {

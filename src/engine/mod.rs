@@ -27,10 +27,33 @@ pub struct RunConfig {
     pub create_missing_tables: bool,
     /// Tables copied at the same time.
     pub parallelism: usize,
-    /// Copy every table in full (a Full run), whatever change tracking says.
-    pub full: bool,
+    /// Auto, Full or Diagnostic.
+    pub run_type: RunType,
     /// How long the source keeps changes.
     pub retention: std::time::Duration,
+}
+
+/// The kind of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RunType {
+    /// Incremental where change tracking allows, full elsewhere.
+    #[default]
+    Auto,
+    /// Every table in full.
+    Full,
+    /// Nothing written anywhere: connections, schemas and change tracking are checked, and each
+    /// table reports what a run would do.
+    Diagnostic,
+}
+
+impl RunType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunType::Auto => "Auto",
+            RunType::Full => "Full",
+            RunType::Diagnostic => "Diagnostic",
+        }
+    }
 }
 
 /// Problems that stop a run before any table is copied.
@@ -121,14 +144,13 @@ pub async fn run(
     options.target = Some(target.dialect());
     let plan = plan::plan(&catalog, &options)?;
 
-    state::ensure(&target).await.map_err(EngineError::Target)?;
-    state::start_run(
-        &target,
-        &config.run_id,
-        if config.full { "Full" } else { "Auto" },
-    )
-    .await
-    .map_err(EngineError::Target)?;
+    let diagnostic = config.run_type == RunType::Diagnostic;
+    if !diagnostic {
+        state::ensure(&target).await.map_err(EngineError::Target)?;
+        state::start_run(&target, &config.run_id, config.run_type.as_str())
+            .await
+            .map_err(EngineError::Target)?;
+    }
     let target_tables: HashMap<_, _> = target
         .tables()
         .await
@@ -136,19 +158,29 @@ pub async fn run(
         .into_iter()
         .map(|t| (t.name.clone(), t))
         .collect();
-    let target_state = state::read_table_states(&target)
-        .await
-        .map_err(EngineError::Target)?;
+    let target_state = match state::read_table_states(&target).await {
+        Ok(s) => s,
+        // A diagnostic run may meet a target that no run has written to yet.
+        Err(_) if diagnostic => HashMap::new(),
+        Err(e) => return Err(EngineError::Target(e)),
+    };
 
     // Change tracking: the log and the clock, then triggers on every table that lacks them,
     // then the run's version, and only then the snapshot the tables are read in. In this order
     // nothing that changes during the run can be missed.
-    let (tracking, tracked, enable_errors) =
-        prepare_tracking(&source, &plan, config.retention).await;
-    let snapshot = source
-        .export_snapshot()
-        .await
-        .map_err(EngineError::Source)?;
+    let (tracking, tracked, enable_errors) = if diagnostic {
+        tracking::peek(&source).await
+    } else {
+        prepare_tracking(&source, &plan, config.retention).await
+    };
+    let snapshot = if diagnostic {
+        None
+    } else {
+        source
+            .export_snapshot()
+            .await
+            .map_err(EngineError::Source)?
+    };
     let ctx = copy::CopyContext {
         source: source.clone(),
         target: target.clone(),
@@ -160,7 +192,8 @@ pub async fn run(
         tracked,
         enable_errors,
         target_state,
-        force_full: config.full,
+        force_full: config.run_type == RunType::Full,
+        diagnostic,
     };
 
     let mut reports = Vec::with_capacity(plan.tables.len());
@@ -219,6 +252,17 @@ pub async fn run(
         .await;
     drop(snapshot);
     // Tables that did not load have no line in the log yet: add it now.
+    if diagnostic {
+        reports.extend(copied);
+        reports.sort_by(|a, b| (&a.company, &a.table).cmp(&(&b.company, &b.table)));
+        source.close().await;
+        target.close().await;
+        return Ok(RunReport {
+            run_id: config.run_id.clone(),
+            tables: reports,
+            duration: started.elapsed(),
+        });
+    }
     let d = target.dialect();
     let unlogged: Vec<TableReport> = reports
         .iter()

@@ -368,6 +368,46 @@ pub async fn stamp(db: &Database, retention: Duration) -> Result<Clock, DbError>
     }
 }
 
+/// What change tracking holds now, read without writing anything (for diagnostic runs): the
+/// clock, and the tracked tables.
+pub async fn peek(
+    db: &Database,
+) -> (
+    Result<Clock, String>,
+    HashMap<String, String>,
+    HashMap<String, String>,
+) {
+    let not_installed = "change tracking is not installed on the source yet; the first run \
+                         installs it and copies every table in full"
+        .to_string();
+    let Ok(tracked) = enabled(db).await else {
+        return (Err(not_installed), HashMap::new(), HashMap::new());
+    };
+    let d = db.dialect();
+    let clock = db
+        .query(
+            &stmt(format!(
+                "SELECT version, min_valid_version FROM {} WHERE id = 1",
+                d.quote(CLOCK)
+            )),
+            &[Kind::Int, Kind::Int],
+        )
+        .await;
+    let clock = match clock
+        .as_deref()
+        .ok()
+        .and_then(|r| r.first())
+        .map(|r| (&r[0], &r[1]))
+    {
+        Some((Value::Int(v), Value::Int(m))) => Ok(Clock {
+            version: *v,
+            min_valid_version: *m,
+        }),
+        _ => Err(not_installed),
+    };
+    (clock, tracked, HashMap::new())
+}
+
 /// The net changes of one table between two versions, per primary key.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Changes {

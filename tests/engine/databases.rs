@@ -186,7 +186,7 @@ pub fn config(source: &TestDb, target: &TestDb, create_missing_tables: bool) -> 
         plan: PlanOptions::default(),
         create_missing_tables,
         parallelism: 3,
-        full: false,
+        run_type: cloudmigrate::engine::RunType::Auto,
         retention: cloudmigrate::engine::tracking::DEFAULT_RETENTION,
     }
 }

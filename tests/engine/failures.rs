@@ -257,3 +257,71 @@ async fn a_wrong_password_is_an_error_without_the_password() {
     assert!(text.contains("Access denied"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+#[tokio::test]
+async fn a_diagnostic_run_reports_what_a_run_would_do_and_writes_nothing() {
+    let src = TestDb::new(Server::Postgres, "diag_src").await;
+    let dst = TestDb::new(Server::MariaDb, "diag_dst").await;
+    src.exec(&format!(
+        "{};\n{};\n{}",
+        ddl(&src, "CRONUS$Customer", 120, ""),
+        ddl(&src, "CRONUS$Item", 50, ""),
+        ddl(&src, "CRONUS$Vendor", 50, "")
+    ))
+    .await;
+    let long = "a name far longer than the thirty characters the cloud keeps";
+    src.insert(
+        "CRONUS$Customer",
+        vec![row("C1", "Adatum"), row("C2", long)],
+    )
+    .await;
+    src.insert("CRONUS$Item", vec![row("I1", "Bicycle")]).await;
+    dst.exec(&format!(
+        "{};\n{}",
+        ddl(&dst, "CRONUS$Customer", 30, ""),
+        ddl(&dst, "CRONUS$Item", 50, "")
+    ))
+    .await;
+    dst.insert("CRONUS$Item", vec![row("OLD", "kept")]).await;
+
+    let mut cfg = config(&src, &dst, false);
+    cfg.run_type = cloudmigrate::engine::RunType::Diagnostic;
+    let report = run(&cfg).await;
+    let customer = table(&report, "CRONUS$Customer");
+    assert_eq!(customer.result, TableResult::Failed);
+    let message = customer.message.as_deref().unwrap();
+    assert!(
+        message.contains("value too long for column \"Name\"") && message.contains("No_=\"C2\""),
+        "{message}"
+    );
+    let item = table(&report, "CRONUS$Item");
+    assert_eq!(item.result, TableResult::Migrated);
+    assert!(
+        item.message
+            .as_deref()
+            .unwrap()
+            .contains("would copy the table in full (FirstRun)"),
+        "{:?}",
+        item.message
+    );
+    assert_eq!(table(&report, "CRONUS$Vendor").result, TableResult::Warning);
+
+    // Nothing was written on either side.
+    assert_eq!(dst.rows("CRONUS$Item").await, vec![row("OLD", "kept")]);
+    for db in [&src, &dst] {
+        let names: Vec<String> = db
+            .connect()
+            .await
+            .tables()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        assert!(
+            !names.iter().any(|n| n.starts_with("cloudmigrate")),
+            "{:?} got {names:?}",
+            db.dialect
+        );
+    }
+}

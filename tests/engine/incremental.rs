@@ -204,7 +204,7 @@ async fn a_full_run_copies_everything_and_says_why() {
     let (src, dst) = setup(Server::MariaDb, Server::Sqlite).await;
     run(&config(&src, &dst, true)).await;
     let mut cfg = config(&src, &dst, true);
-    cfg.full = true;
+    cfg.run_type = cloudmigrate::engine::RunType::Full;
     let t = run(&cfg).await;
     assert_eq!(
         (

@@ -189,7 +189,7 @@ async fn run_file(
         .name
         .clone()
         .unwrap_or_else(|| "run".into());
-    let run_id = format!("{name}-{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
+    let run_id = format!("{name}-{}", chrono::Utc::now().format("%Y%m%d%H%M%S%3f"));
     let config = manifest::run_config(&m, &source, &target, run_id, run_type)?;
     migrate(&config, only_problems).await
 }

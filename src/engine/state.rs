@@ -84,11 +84,14 @@ pub async fn start_run(db: &Database, run_id: &str, run_type: &str) -> Result<()
         params: vec![text(run_id)],
     })
     .await?;
-    db.execute(&Statement {
-        sql: format!("DELETE FROM {runs} WHERE run_id = ?"),
-        params: vec![text(run_id)],
-    })
-    .await?;
+    // A run started again under the same id (a retried Job, say) starts its log over.
+    for table in [RUNS_TABLE, LOG_TABLE] {
+        db.execute(&Statement {
+            sql: format!("DELETE FROM {} WHERE run_id = ?", d.quote(table)),
+            params: vec![text(run_id)],
+        })
+        .await?;
+    }
     db.execute(&Statement {
         sql: format!(
             "INSERT INTO {runs} (run_id, run_type, state, started_at) VALUES (?, ?, 'Running', ?)"

@@ -19,10 +19,10 @@ pub struct TestDb {
     pub url: String,
     pub password: Option<String>,
     pub dialect: Dialect,
-    _dir: Option<tempdir::Dir>,
+    pub _dir: Option<tempdir::Dir>,
 }
 
-mod tempdir {
+pub mod tempdir {
     /// A directory removed when dropped.
     pub struct Dir(pub std::path::PathBuf);
     impl Drop for Dir {

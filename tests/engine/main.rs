@@ -7,3 +7,4 @@ mod failures;
 mod fidelity;
 mod identifiers;
 mod incremental;
+mod reliability;

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Change tracking, measured:
+#   1. An incremental run against a full run, on the 2,000,000-row ledger with 1% of its rows
+#      changed (updates, inserts and deletes mixed), PostgreSQL to PostgreSQL.
+#   2. What the triggers cost the ERP's own writes: insert and update throughput on a ledger-like
+#      table with and without change tracking, on PostgreSQL and MariaDB.
+#
+# Usage: benches/tracking.sh [LEDGER_ROWS] [WRITE_ROWS]      (default 2000000 100000)
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+rows=${1:-2000000}
+writes=${2:-100000}
+export CLOUDMIGRATE_CACHE=${CLOUDMIGRATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudmigrate}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CLOUDMIGRATE_CACHE/target}
+cargo build --release --locked -q
+bin=$CARGO_TARGET_DIR/release/cloudmigrate
+state=$(mktemp -d "${TMPDIR:-/tmp}/cloudmigrate-tracking.XXXXXX")
+chmod 755 "$state"
+trap 'kill $(cat "$state"/db/pids) 2>/dev/null; sleep 0.5; rm -rf "$state"' EXIT
+tests/databases/start.sh "$state/db"
+. "$state/db/env"
+export PGPASSWORD=$CLOUDMIGRATE_TEST_DB_PASSWORD
+export CLOUDMIGRATE_SOURCE_PASSWORD=$PGPASSWORD CLOUDMIGRATE_TARGET_PASSWORD=$PGPASSWORD
+pg=${CLOUDMIGRATE_TEST_PG_URL%/*}
+my=${CLOUDMIGRATE_TEST_MYSQL_URL%/*}
+my_port=${my##*:}
+psql_() { psql -X -q -v ON_ERROR_STOP=1 "$pg/$1" "${@:2}"; }
+mysql_() { mariadb --no-defaults -h 127.0.0.1 -P "$my_port" -u cloudmigrate -p"$PGPASSWORD" "$@"; }
+secs() { python3 -c "import time; print(time.time())"; }
+elapsed() { python3 -c "print(f'{$2 - $1:.2f}')"; }
+
+ledger='CRONUS International Ltd_$G_L Entry'
+echo "1. incremental against full, $rows-row ledger" >&2
+psql_ postgres -c "CREATE DATABASE src" -c "CREATE DATABASE dst"
+PGOPTIONS="-c bench.small_tables=0" psql_ src -v ledger_rows="$rows" -f benches/bc_like.sql
+pg_dump --schema-only --no-owner "$pg/src" | psql_ dst >/dev/null
+cat >"$state/m.yaml" <<YAML
+apiVersion: cloudmigrate.io/v1alpha1
+kind: MigrationSchedule
+metadata: {name: bench}
+spec:
+  source: {url: "$pg/src", passwordSecretRef: {name: x}}
+  target: {url: "$pg/dst", passwordSecretRef: {name: x}}
+  tables: {include: ["G_L Entry"]}
+YAML
+t0=$(secs); "$bin" run -f "$state/m.yaml" --only-problems >/dev/null; t1=$(secs)
+full=$(elapsed "$t0" "$t1")
+# 1% of the rows: half updated, a quarter inserted, a quarter deleted.
+n=$((rows / 100))
+psql_ src <<SQL
+UPDATE "$ledger" SET "Description" = 'changed', "Amount" = "Amount" + 1 WHERE "Entry No_" % 200 = 7;
+INSERT INTO "$ledger" ("Entry No_", "G_L Account No_", "Description", "Amount", "Posting Date", "\$systemId")
+  SELECT $rows + i, '9999', 'new', i, now(), md5('n' || i)::uuid FROM generate_series(1, $n / 4) i;
+DELETE FROM "$ledger" WHERE "Entry No_" % 400 = 11;
+SQL
+t0=$(secs); "$bin" run -f "$state/m.yaml" >"$state/inc.out"; t1=$(secs)
+incremental=$(elapsed "$t0" "$t1")
+grep -o 'changes +[0-9]* ~[0-9]* -[0-9]*' "$state/inc.out" >&2 || true
+check="SELECT count(*), md5(string_agg(\"Entry No_\"::text || \"Description\" || \"Amount\"::text, ',' ORDER BY \"Entry No_\")) FROM \"$ledger\""
+[[ $(psql_ src -Atc "$check") == $(psql_ dst -Atc "$check") ]] || echo "WARNING: source and target differ after the incremental run" >&2
+pct=$(python3 -c "print(f'{100 * $incremental / $full:.1f}')")
+
+echo "2. trigger overhead on writes, $writes rows" >&2
+cols='"Entry No_" bigint PRIMARY KEY, "G_L Account No_" varchar(20), "Description" varchar(100), "Amount" numeric(38,20), "Posting Date" timestamp, "$systemId" uuid'
+results=()
+pg_case() { # label tracked
+  psql_ postgres -c "DROP DATABASE IF EXISTS w" -c "CREATE DATABASE w"
+  psql_ w -c "CREATE TABLE \"CRONUS\$Entry\" ($cols)"
+  if [[ $2 == yes ]]; then
+    cat >"$state/w.yaml" <<YAML
+apiVersion: cloudmigrate.io/v1alpha1
+kind: MigrationSchedule
+metadata: {name: w}
+spec:
+  source: {url: "$pg/w", passwordSecretRef: {name: x}}
+  target: {url: "sqlite://$state/w-pg.db", createMissingTables: true}
+YAML
+    "$bin" run -f "$state/w.yaml" --only-problems >/dev/null
+  fi
+  local a b c
+  a=$(secs)
+  psql_ w -c "INSERT INTO \"CRONUS\$Entry\" SELECT i, '1000', 'entry ' || i, i / 3.0, now(), md5(i::text)::uuid FROM generate_series(1, $writes) i"
+  b=$(secs)
+  psql_ w -c "UPDATE \"CRONUS\$Entry\" SET \"Description\" = 'changed', \"Amount\" = \"Amount\" + 1"
+  c=$(secs)
+  results+=("| PostgreSQL | $1 | $(python3 -c "print(f'{$writes / ($b - $a):,.0f}')") rows/s | $(python3 -c "print(f'{$writes / ($c - $b):,.0f}')") rows/s |")
+}
+my_case() { # label tracked
+  mysql_ -e "DROP DATABASE IF EXISTS w; CREATE DATABASE w"
+  mysql_ w -e "CREATE TABLE \`CRONUS\$Entry\` (\`Entry No_\` BIGINT PRIMARY KEY, \`G_L Account No_\` VARCHAR(20), \`Description\` VARCHAR(100), \`Amount\` DECIMAL(38,20), \`Posting Date\` DATETIME(6), \`\$systemId\` CHAR(36))"
+  if [[ $2 == yes ]]; then
+    cat >"$state/w.yaml" <<YAML
+apiVersion: cloudmigrate.io/v1alpha1
+kind: MigrationSchedule
+metadata: {name: w}
+spec:
+  source: {url: "$my/w", passwordSecretRef: {name: x}}
+  target: {url: "sqlite://$state/w-my.db", createMissingTables: true}
+YAML
+    "$bin" run -f "$state/w.yaml" --only-problems >/dev/null
+  fi
+  local a b c
+  a=$(secs)
+  mysql_ w -e "INSERT INTO \`CRONUS\$Entry\` SELECT seq, '1000', CONCAT('entry ', seq), seq / 3, NOW(6), UUID() FROM seq_1_to_$writes"
+  b=$(secs)
+  mysql_ w -e "UPDATE \`CRONUS\$Entry\` SET \`Description\` = 'changed', \`Amount\` = \`Amount\` + 1"
+  c=$(secs)
+  results+=("| MariaDB | $1 | $(python3 -c "print(f'{$writes / ($b - $a):,.0f}')") rows/s | $(python3 -c "print(f'{$writes / ($c - $b):,.0f}')") rows/s |")
+}
+pg_case "without change tracking" no
+pg_case "with change tracking" yes
+my_case "without change tracking" no
+my_case "with change tracking" yes
+
+echo
+echo "| Ledger | Full run | Incremental run (1% changed) | Incremental / full |"
+echo "|---|---|---|---|"
+echo "| $rows rows | $full s | $incremental s | $pct % |"
+echo
+echo "| Database | Change tracking | INSERT ($writes rows, one statement) | UPDATE (all rows, one statement) |"
+echo "|---|---|---|---|"
+printf '%s\n' "${results[@]}"

@@ -244,27 +244,38 @@ pub struct KeyFilter {
 pub const KEYS_PER_STATEMENT: usize = 500;
 
 impl KeyFilter {
-    /// `WHERE` conditions for one batch of keys, with their parameters: `(k1, k2) IN ((?, ?), ...)`.
-    /// PostgreSQL gets casts to the column types; the others convert text by themselves.
+    /// `WHERE` conditions for one batch of keys, with their parameters. PostgreSQL takes every
+    /// key in one statement, as one array per key column: `(k1, k2) IN (SELECT * FROM
+    /// unnest(CAST(? AS int8[]), CAST(? AS text[])))`. The others get `(k1, k2) IN ((?, ?), ...)`
+    /// and convert the text by themselves.
     pub fn condition(&self, d: Dialect, batch: &[Vec<Option<String>>]) -> (String, Vec<Value>) {
-        let cast = |ty: &str| {
-            if d == Dialect::Postgres {
-                format!("CAST(? AS {ty})")
-            } else {
-                "?".to_string()
-            }
-        };
-        let one: Vec<String> = self.columns.iter().map(|(_, ty)| cast(ty)).collect();
-        let tuple = if one.len() == 1 {
-            one[0].clone()
-        } else {
-            format!("({})", one.join(", "))
-        };
         let cols: Vec<String> = self.columns.iter().map(|(c, _)| d.quote(c)).collect();
         let lhs = if cols.len() == 1 {
             cols[0].clone()
         } else {
             format!("({})", cols.join(", "))
+        };
+        if d == Dialect::Postgres {
+            let arrays: Vec<String> = self
+                .columns
+                .iter()
+                .map(|(_, ty)| format!("CAST(? AS {ty}[])"))
+                .collect();
+            let params = (0..self.columns.len())
+                .map(|i| {
+                    Value::TextList(batch.iter().map(|k| k.get(i).cloned().flatten()).collect())
+                })
+                .collect();
+            return (
+                format!("{lhs} IN (SELECT * FROM unnest({}))", arrays.join(", ")),
+                params,
+            );
+        }
+        let one = vec!["?"; self.columns.len()].join(", ");
+        let tuple = if self.columns.len() == 1 {
+            one
+        } else {
+            format!("({one})")
         };
         let sql = format!("{lhs} IN ({})", vec![tuple; batch.len()].join(", "));
         let params = batch
@@ -276,7 +287,18 @@ impl KeyFilter {
             .collect();
         (sql, params)
     }
+
+    /// The batches statements take: every key at once for PostgreSQL's arrays.
+    fn batches(&self, d: Dialect) -> std::slice::Chunks<'_, Vec<Option<String>>> {
+        let size = if d == Dialect::Postgres {
+            self.keys.len().max(1)
+        } else {
+            KEYS_PER_STATEMENT
+        };
+        self.keys.chunks(size)
+    }
 }
+
 /// Rows and bytes a reader has sent so far.
 #[derive(Debug, Default)]
 pub struct ReadProgress {
@@ -306,8 +328,7 @@ pub(crate) fn clear_statements(d: Dialect, spec: &LoadSpec) -> Vec<(String, Vec<
     match &spec.replace {
         None => vec![(format!("DELETE FROM {table}"), vec![])],
         Some(filter) => filter
-            .keys
-            .chunks(KEYS_PER_STATEMENT)
+            .batches(d)
             .map(|batch| {
                 let (cond, params) = filter.condition(d, batch);
                 (format!("DELETE FROM {table} WHERE {cond}"), params)
@@ -326,8 +347,7 @@ pub(crate) fn select_statements(
     match &spec.keys {
         None => vec![(base, vec![])],
         Some(filter) => filter
-            .keys
-            .chunks(KEYS_PER_STATEMENT)
+            .batches(d)
             .map(|batch| {
                 let (cond, params) = filter.condition(d, batch);
                 (format!("{base} WHERE {cond}"), params)

@@ -162,6 +162,11 @@ fn bind(args: &mut MySqlArguments, v: &Value, target: Kind) -> Result<(), DbErro
         Value::Time(t) => args.add(*t),
         Value::Timestamp(t) => args.add(*t),
         Value::TimestampTz(t) => args.add(t.naive_utc()),
+        Value::TextList(_) => {
+            return Err(DbError::Sql(
+                "list parameters are for PostgreSQL only".into(),
+            ));
+        }
     };
     r.map_err(|e| DbError::Sql(format!("binding a parameter: {e}")))
 }

@@ -185,6 +185,11 @@ fn bind(args: &mut SqliteArguments, v: &Value, target: Kind) -> Result<(), DbErr
         ),
         Value::Bytes(b) => args.add(b.clone()),
         Value::Uuid(u) if target == Kind::Bytes => args.add(u.as_bytes().to_vec()),
+        Value::TextList(_) => {
+            return Err(DbError::Sql(
+                "list parameters are for PostgreSQL only".into(),
+            ));
+        }
         other => args.add(other.to_text()),
     };
     r.map_err(|e| DbError::Sql(format!("binding a parameter: {e}")))

@@ -36,6 +36,8 @@ pub enum Value {
     Time(NaiveTime),
     Timestamp(NaiveDateTime),
     TimestampTz(DateTime<Utc>),
+    /// A list of texts, bound as one array parameter (PostgreSQL only), for key lists.
+    TextList(Vec<Option<String>>),
 }
 
 impl Value {
@@ -49,6 +51,7 @@ impl Value {
             Value::Uuid(_) => 16,
             Value::Decimal(s) | Value::Text(s) => s.len(),
             Value::Bytes(b) => b.len(),
+            Value::TextList(l) => l.iter().map(|s| s.as_ref().map_or(1, String::len)).sum(),
         }
     }
 
@@ -66,6 +69,7 @@ impl Value {
             Value::Time(t) => t.format("%H:%M:%S%.f").to_string(),
             Value::Timestamp(t) => t.format("%Y-%m-%d %H:%M:%S%.f").to_string(),
             Value::TimestampTz(t) => t.format("%Y-%m-%d %H:%M:%S%.f+00:00").to_string(),
+            Value::TextList(l) => format!("{l:?}"),
         })
     }
 }

@@ -119,6 +119,19 @@ async fn prepare_tracking(
     (clock, tracked, errors)
 }
 
+/// Copies one table and tells the observer. A named function rather than a closure, so that the
+/// run's future stays `Send` and can be spawned (the in-process runner does).
+async fn copy_and_report(
+    ctx: &copy::CopyContext,
+    t: &plan::PlannedTable,
+    progress: Arc<ReadProgress>,
+    observer: &dyn Observer,
+) -> TableReport {
+    let r = copy::copy_table(ctx, t, progress).await;
+    observer.table_done(&r);
+    r
+}
+
 /// Runs one migration from source to target.
 pub async fn run(
     config: &RunConfig,
@@ -237,16 +250,10 @@ pub async fn run(
             .map(|t| t.source.def.est_rows.max(0) as u64)
             .sum(),
     );
-    let copied: Vec<TableReport> = futures_util::stream::iter(to_copy)
-        .map(|t| {
-            let ctx = &ctx;
-            let progress = progress.clone();
-            async move {
-                let r = copy::copy_table(ctx, t, progress).await;
-                observer.table_done(&r);
-                r
-            }
-        })
+    // By index: a closure over `&PlannedTable` would make the future not `Send` (the compiler
+    // cannot prove it for every lifetime).
+    let copied: Vec<TableReport> = futures_util::stream::iter(0..to_copy.len())
+        .map(|i| copy_and_report(&ctx, to_copy[i], progress.clone(), observer))
         .buffer_unordered(parallelism)
         .collect()
         .await;

@@ -355,3 +355,134 @@ async fn concurrent_writes_end_equal_pg_to_pg() {
 async fn concurrent_writes_end_equal_mysql_to_sqlite() {
     concurrent_writer(Server::MariaDb, Server::Sqlite).await;
 }
+
+/// The source's server restarts in the middle of a run: the tables in flight fail with a clear
+/// message, the others complete, and the next run heals everything. The test runs its own
+/// PostgreSQL, since it restarts it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_restart_fails_the_tables_in_flight_and_the_next_run_heals() {
+    let dir = std::env::temp_dir().join(format!("cm-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let start = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/databases/start.sh");
+    let status = Command::new(start).arg(&dir).status().unwrap();
+    assert!(status.success(), "starting a private PostgreSQL failed");
+    let pg_bin = std::fs::read_dir("/usr/lib/postgresql")
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("bin/pg_ctl");
+    let _servers = PrivateServers {
+        dir: dir.clone(),
+        pg_ctl: pg_bin.clone(),
+    };
+    let env = std::fs::read_to_string(dir.join("env")).unwrap();
+    let var = |name: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+            .unwrap()
+            .to_string()
+    };
+    let admin = var("CLOUDMIGRATE_TEST_PG_URL");
+    let password = var("CLOUDMIGRATE_TEST_DB_PASSWORD");
+    let base = admin.rsplit_once('/').unwrap().0.to_string();
+    let spec = |db: &str| cloudmigrate::db::ConnectSpec {
+        url: format!("{base}/{db}"),
+        password: Some(password.clone()),
+        max_connections: 2,
+        create: false,
+    };
+    let admin_db = cloudmigrate::db::Database::connect(&spec("postgres"))
+        .await
+        .unwrap();
+    exec(&admin_db, "CREATE DATABASE src").await;
+    admin_db.close().await;
+    let src = TestDb {
+        url: format!("{base}/src"),
+        password: Some(password.clone()),
+        dialect: Dialect::Postgres,
+        _dir: None,
+    };
+    fill(&src, 400_000).await;
+    let dst = TestDb::new(Server::Sqlite, "restart_dst").await;
+
+    let cfg = config(&src, &dst, true);
+    let running = tokio::spawn(async move {
+        cloudmigrate::engine::run(&cfg, &cloudmigrate::engine::Quiet, Default::default()).await
+    });
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let restart = Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(&pg_bin)
+        .args(["restart", "-m", "fast", "-w", "-D"])
+        .arg(dir.join("pg/data"))
+        .arg("-l")
+        .arg(dir.join("pg/restart.log"))
+        .output()
+        .unwrap();
+    assert!(
+        restart.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restart.stderr)
+    );
+    let report = running.await.unwrap();
+    match &report {
+        Ok(r) => {
+            let failed: Vec<_> = r
+                .tables
+                .iter()
+                .filter(|t| t.result == cloudmigrate::engine::report::TableResult::Failed)
+                .collect();
+            assert!(!failed.is_empty(), "the restart hit no table");
+            for t in &failed {
+                let m = t.message.as_deref().unwrap();
+                assert!(m.contains("on-premises") || m.contains("cloud"), "{m}");
+            }
+        }
+        // The restart may also land before any table started: then the whole run stops cleanly.
+        Err(e) => assert!(e.to_string().contains("source database"), "{e}"),
+    }
+    let healed = run(&config(&src, &dst, true)).await;
+    assert_eq!(
+        healed.result(),
+        "Succeeded",
+        "{:#?}",
+        healed
+            .tables
+            .iter()
+            .filter(|t| t.message.is_some())
+            .collect::<Vec<_>>()
+    );
+    assert_equal(&src, &dst, "after the restart").await;
+}
+
+/// Servers of one test, stopped however the test ends.
+struct PrivateServers {
+    dir: std::path::PathBuf,
+    pg_ctl: std::path::PathBuf,
+}
+
+impl Drop for PrivateServers {
+    fn drop(&mut self) {
+        // The postmaster's pid changed with the restart: stop it by its data directory.
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(&self.pg_ctl)
+            .args(["stop", "-m", "immediate", "-D"])
+            .arg(self.dir.join("pg/data"))
+            .output();
+        let pids = std::fs::read_to_string(self.dir.join("pids")).unwrap_or_default();
+        for pid in pids.split_whitespace() {
+            let _ = Command::new("kill").arg(pid).status();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -255,6 +255,13 @@ impl KeyFilter {
         } else {
             format!("({})", cols.join(", "))
         };
+        if d == Dialect::Postgres && self.columns.len() == 1 {
+            // `= ANY` lets the planner probe the primary key index once per key.
+            let ty = &self.columns[0].1;
+            let list =
+                Value::TextList(batch.iter().map(|k| k.first().cloned().flatten()).collect());
+            return (format!("{lhs} = ANY(CAST(? AS {ty}[]))"), vec![list]);
+        }
         if d == Dialect::Postgres {
             let arrays: Vec<String> = self
                 .columns

@@ -225,6 +225,7 @@ pub async fn copy_table(
     if ctx.diagnostic {
         return diagnose(ctx, t, &target_def, &decision, started).await;
     }
+    tracing::debug!(table = %src.name, ms = started.elapsed().as_millis() as u64, "decided");
     // A table without working change tracking is copied in full on every run; say so.
     let mut watermark = clock.map(|c| c.version);
     if let Decision::Full(_) = decision {
@@ -339,11 +340,14 @@ pub async fn copy_table(
             state::table_log(td, &ctx.run_id, &r),
         ]
     };
+    tracing::debug!(table = %src.name, ms = started.elapsed().as_millis() as u64, "loading");
     let loaded = ctx.target.load_table(&load, rx, &finish).await;
+    tracing::debug!(table = %src.name, ms = started.elapsed().as_millis() as u64, "loaded");
     let read = match reader.await {
         Ok(r) => r,
         Err(e) => Err(DbError::Sql(format!("the reader stopped: {e}"))),
     };
+    tracing::debug!(table = %src.name, ms = started.elapsed().as_millis() as u64, "reader joined");
     let mut r = done.clone();
     r.duration = started.elapsed();
     match (read, loaded) {

@@ -97,12 +97,18 @@ async fn prepare_tracking(
              full: {e}. Grant the migration login the right to create tables and triggers."
         )
     };
-    if let Err(e) = tracking::install(source).await {
-        return (Err(unavailable(e)), HashMap::new(), HashMap::new());
-    }
+    // Installed already (the usual case): no DDL. Otherwise install, then read again.
     let tracked = match tracking::enabled(source).await {
         Ok(t) => t,
-        Err(e) => return (Err(unavailable(e)), HashMap::new(), HashMap::new()),
+        Err(_) => {
+            if let Err(e) = tracking::install(source).await {
+                return (Err(unavailable(e)), HashMap::new(), HashMap::new());
+            }
+            match tracking::enabled(source).await {
+                Ok(t) => t,
+                Err(e) => return (Err(unavailable(e)), HashMap::new(), HashMap::new()),
+            }
+        }
     };
     let mut errors = HashMap::new();
     for t in plan.to_copy().map(|t| &t.source.def) {
@@ -113,9 +119,11 @@ async fn prepare_tracking(
             errors.insert(t.name.clone(), e.to_string());
         }
     }
+    let started = Instant::now();
     let clock = tracking::stamp(source, retention)
         .await
         .map_err(unavailable);
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "changes stamped");
     (clock, tracked, errors)
 }
 
@@ -152,7 +160,9 @@ pub async fn run(
         .await
         .map_err(EngineError::Target)?;
 
+    tracing::info!(run = %config.run_id, ms = started.elapsed().as_millis() as u64, "connected");
     let catalog = Catalog::read(&source).await.map_err(EngineError::Source)?;
+    tracing::info!(run = %config.run_id, ms = started.elapsed().as_millis() as u64, tables = catalog.tables.len(), "catalog read");
     let mut options = config.plan.clone();
     options.target = Some(target.dialect());
     let plan = plan::plan(&catalog, &options)?;
@@ -186,6 +196,7 @@ pub async fn run(
     } else {
         prepare_tracking(&source, &plan, config.retention).await
     };
+    tracing::info!(run = %config.run_id, ms = started.elapsed().as_millis() as u64, "change tracking ready");
     let snapshot = if diagnostic {
         None
     } else {
@@ -257,7 +268,9 @@ pub async fn run(
         .buffer_unordered(parallelism)
         .collect()
         .await;
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "copies joined");
     drop(snapshot);
+    tracing::info!(run = %config.run_id, ms = started.elapsed().as_millis() as u64, "tables done");
     // Tables that did not load have no line in the log yet: add it now.
     if diagnostic {
         reports.extend(copied);

@@ -325,15 +325,32 @@ pub async fn stamp(db: &Database, retention: Duration) -> Result<Clock, DbError>
             Value::Text(format!("-{secs} seconds")),
         ),
     };
-    let expired = db
+    // The oldest entry first, through the primary key: most runs find nothing expired and so
+    // never scan the log.
+    let oldest_expired = db
         .query(
+            &Statement {
+                sql: format!(
+                    "SELECT COUNT(*) FROM (SELECT changed_at FROM {log} ORDER BY id LIMIT 1) oldest \
+                     WHERE oldest.changed_at < {cutoff}"
+                ),
+                params: vec![param.clone()],
+            },
+            &[Kind::Int],
+        )
+        .await?;
+    let expired = if oldest_expired.first().and_then(|r| r.first()) == Some(&Value::Int(1)) {
+        db.query(
             &Statement {
                 sql: format!("SELECT MAX(version) FROM {log} WHERE version IS NOT NULL AND changed_at < {cutoff}"),
                 params: vec![param],
             },
             &[Kind::Int],
         )
-        .await?;
+        .await?
+    } else {
+        vec![]
+    };
     if let Some(Value::Int(m)) = expired.first().and_then(|r| r.first()) {
         db.in_transaction(&[
             Statement {

@@ -243,11 +243,18 @@ async fn a_table_without_primary_key_is_copied_in_full_with_a_warning() {
 async fn disabling_change_tracking_leaves_the_source_as_it_was() {
     for server in [Server::Postgres, Server::MariaDb, Server::Sqlite] {
         let (src, dst) = setup(server, Server::Sqlite).await;
-        let before = src.connect().await.tables().await.unwrap();
+        // Structure only: the size estimates move on their own (autovacuum).
+        let shape = |tables: Vec<cloudmigrate::db::TableDef>| {
+            tables
+                .into_iter()
+                .map(|t| (t.name, t.columns, t.primary_key))
+                .collect::<Vec<_>>()
+        };
+        let before = shape(src.connect().await.tables().await.unwrap());
         run(&config(&src, &dst, true)).await;
         let db = src.connect().await;
         assert_eq!(tracking::disable_all(&db).await.unwrap(), 1);
-        let after = db.tables().await.unwrap();
+        let after = shape(db.tables().await.unwrap());
         assert_eq!(before, after, "{server:?}: tables differ after disabling");
         let triggers = match server {
             Server::Postgres => "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal",

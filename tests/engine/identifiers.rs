@@ -150,6 +150,31 @@ async fn injection(source: Server, target: Server) {
         dst.rows(&evil_table).await,
         vec![vec![Value::Text("payload'); DROP TABLE victim; --".into())]]
     );
+
+    // The incremental path names changed rows by their keys: those keys are quoted too.
+    let evil_key = "$cm$}'\"); DROP TABLE victim; --";
+    src.insert(&evil_table, vec![vec![Value::Text(evil_key.into())]])
+        .await;
+    let report = run(&config(&src, &dst, true)).await;
+    let t = table(&report, &evil_table);
+    assert_eq!(t.changes, Some((1, 0, 0)), "{:?}", t.message);
+    let mut rows = dst.rows(&evil_table).await;
+    rows.sort_by_key(|r| r[0].to_text());
+    assert_eq!(
+        rows,
+        vec![
+            vec![Value::Text(evil_key.into())],
+            vec![Value::Text("payload'); DROP TABLE victim; --".into())]
+        ]
+    );
+    for db in [&src, &dst] {
+        assert_eq!(
+            db.count("victim").await,
+            1,
+            "the victim table survived in {:?}",
+            db.dialect
+        );
+    }
 }
 
 #[tokio::test]

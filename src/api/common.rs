@@ -91,8 +91,3 @@ const URL_SCHEME_MESSAGE: &str = "url must start with postgres://, postgresql://
 const URL_PASSWORD_RULE: &str = "!self.url.matches('^[a-z]+://[^/@]*:[^/@]*@')";
 const URL_PASSWORD_MESSAGE: &str = "url must not contain a password: remove it from the url and \
      put it in a Secret named by passwordSecretRef";
-
-/// The outcome of a one-shot request, as in the `Succeeded` condition.
-pub const CONDITION_SUCCEEDED: &str = "Succeeded";
-/// Whether the object is valid and its references resolve.
-pub const CONDITION_READY: &str = "Ready";

@@ -55,14 +55,14 @@ pub enum Decision {
 }
 
 /// Decides between a full and an incremental copy. Pure: what the source and the target
-/// recorded in, the decision out.
+/// recorded in; out, the versions to read changes between, or why the copy must be full.
 pub fn decide(
     table: &TableDef,
     force_full: bool,
     state: Option<&TableState>,
     clock: Option<Clock>,
     tracked: bool,
-) -> Result<(&'static str, i64, Option<i64>), &'static str> {
+) -> Result<(i64, i64), &'static str> {
     if force_full {
         return Err("Requested");
     }
@@ -84,7 +84,7 @@ pub fn decide(
     if watermark < clock.min_valid_version {
         return Err("RetentionExpired");
     }
-    Ok(("Incremental", watermark, Some(clock.version)))
+    Ok((watermark, clock.version))
 }
 
 /// A stable fingerprint of a table's columns, to notice schema changes between runs.
@@ -206,7 +206,7 @@ pub async fn copy_table(
         tracked,
     ) {
         Err(reason) => Decision::Full(reason),
-        Ok((_, watermark, Some(upto))) => {
+        Ok((watermark, upto)) => {
             match tracking::changes(&ctx.source, &src.name, watermark, upto).await {
                 Ok(c) if c.truncated => Decision::Full("Truncated"),
                 Ok(c) => Decision::Incremental(c),
@@ -220,7 +220,6 @@ pub async fn copy_table(
                 }
             }
         }
-        Ok((_, _, None)) => Decision::Full("NoChangeTracking"),
     };
     if ctx.diagnostic {
         return diagnose(ctx, t, &target_def, &decision, started).await;
@@ -473,4 +472,73 @@ fn failed(mut r: TableReport, message: String, e: &DbError) -> TableReport {
         .into(),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{ColumnDef, Kind};
+
+    fn table(key: bool) -> TableDef {
+        TableDef {
+            name: "CRONUS$Item".into(),
+            columns: vec![ColumnDef {
+                name: "No_".into(),
+                kind: Kind::Text,
+                type_name: "varchar(20)".into(),
+                nullable: false,
+                max_chars: Some(20),
+                precision: None,
+                scale: None,
+            }],
+            primary_key: if key { vec!["No_".into()] } else { vec![] },
+            est_rows: 0,
+            est_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn every_reason_for_a_full_copy() {
+        let t = table(true);
+        let state = |v: Option<i64>| TableState {
+            ct_version: v,
+            schema_hash: schema_hash(&t),
+        };
+        let clock = Some(Clock {
+            version: 9,
+            min_valid_version: 4,
+        });
+        let ok = state(Some(5));
+        assert_eq!(decide(&t, false, Some(&ok), clock, true), Ok((5, 9)));
+        assert_eq!(decide(&t, true, Some(&ok), clock, true), Err("Requested"));
+        assert_eq!(
+            decide(&table(false), false, Some(&ok), clock, true),
+            Err("NoPrimaryKey")
+        );
+        assert_eq!(decide(&t, false, None, clock, true), Err("FirstRun"));
+        let drifted = TableState {
+            ct_version: Some(5),
+            schema_hash: "other".into(),
+        };
+        assert_eq!(
+            decide(&t, false, Some(&drifted), clock, true),
+            Err("SchemaChanged")
+        );
+        assert_eq!(
+            decide(&t, false, Some(&state(None)), clock, true),
+            Err("NoChangeTracking")
+        );
+        assert_eq!(
+            decide(&t, false, Some(&ok), None, true),
+            Err("NoChangeTracking")
+        );
+        assert_eq!(
+            decide(&t, false, Some(&ok), clock, false),
+            Err("NoChangeTracking")
+        );
+        assert_eq!(
+            decide(&t, false, Some(&state(Some(3))), clock, true),
+            Err("RetentionExpired")
+        );
+    }
 }

@@ -246,28 +246,3 @@ pub async fn read_table_states(
         })
         .collect())
 }
-
-/// The run log of one run, as stored: (table, company, result, rows, message).
-pub async fn read_log(db: &Database, run_id: &str) -> Result<Vec<Vec<Value>>, DbError> {
-    let d = db.dialect();
-    db.query(
-        &Statement {
-            sql: format!(
-                "SELECT table_name, company, result, mode, row_count, duration_ms, message FROM {} \
-                 WHERE run_id = ? ORDER BY company, table_name",
-                d.quote(LOG_TABLE)
-            ),
-            params: vec![text(run_id)],
-        },
-        &[
-            Kind::Text,
-            Kind::Text,
-            Kind::Text,
-            Kind::Text,
-            Kind::Int,
-            Kind::Int,
-            Kind::Text,
-        ],
-    )
-    .await
-}

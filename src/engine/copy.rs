@@ -30,6 +30,8 @@ pub struct CopyContext {
     pub tracked: HashMap<String, String>,
     /// Tables whose triggers could not be installed, and why.
     pub enable_errors: HashMap<String, String>,
+    /// Tables made anew since change tracking was enabled (a TRUNCATE on MySQL or MariaDB).
+    pub recreated: std::collections::HashSet<String>,
     /// What the target recorded of each table after its last successful copy.
     pub target_state: HashMap<String, TableState>,
     /// Copy every table in full, whatever the state.
@@ -206,6 +208,7 @@ pub async fn copy_table(
         tracked,
     ) {
         Err(reason) => Decision::Full(reason),
+        Ok(_) if ctx.recreated.contains(&src.name) => Decision::Full("Truncated"),
         Ok((watermark, upto)) => {
             match tracking::changes(&ctx.source, &src.name, watermark, upto).await {
                 Ok(c) if c.truncated => Decision::Full("Truncated"),

@@ -79,18 +79,31 @@ pub trait Observer: Send + Sync {
 pub struct Quiet;
 impl Observer for Quiet {}
 
-/// Installs change tracking where it is missing and stamps the run's version. Returns the clock
-/// (or why there is none), the tables tracked before this run, and the tables whose triggers
-/// could not be installed, with the reason.
+/// What change tracking looks like for a run.
+pub(crate) struct TrackingState {
+    /// The run's versions, or why change tracking is not available.
+    pub clock: Result<tracking::Clock, String>,
+    /// Tables tracked before this run, with the key columns their triggers record.
+    pub tracked: HashMap<String, String>,
+    /// Tables whose triggers could not be installed, and why.
+    pub enable_errors: HashMap<String, String>,
+    /// Tables made anew since they were registered (a TRUNCATE on MySQL or MariaDB).
+    pub recreated: std::collections::HashSet<String>,
+}
+
+/// Installs change tracking where it is missing (and again on tables made anew), then stamps
+/// the run's version.
 async fn prepare_tracking(
     source: &Database,
     plan: &plan::Plan,
     retention: std::time::Duration,
-) -> (
-    Result<tracking::Clock, String>,
-    HashMap<String, String>,
-    HashMap<String, String>,
-) {
+) -> TrackingState {
+    let mut st = TrackingState {
+        clock: Err(String::new()),
+        tracked: HashMap::new(),
+        enable_errors: HashMap::new(),
+        recreated: Default::default(),
+    };
     let unavailable = |e: crate::db::DbError| {
         format!(
             "change tracking is not available on the source, so every run copies every table in \
@@ -98,33 +111,56 @@ async fn prepare_tracking(
         )
     };
     // Installed already (the usual case): no DDL. Otherwise install, then read again.
-    let tracked = match tracking::enabled(source).await {
-        Ok(t) => t,
-        Err(_) => {
-            if let Err(e) = tracking::install(source).await {
-                return (Err(unavailable(e)), HashMap::new(), HashMap::new());
+    let registered = match tracking::enabled(source).await {
+        Ok(r) => r,
+        Err(_) => match tracking::install(source).await {
+            Err(e) => {
+                st.clock = Err(unavailable(e));
+                return st;
             }
-            match tracking::enabled(source).await {
-                Ok(t) => t,
-                Err(e) => return (Err(unavailable(e)), HashMap::new(), HashMap::new()),
-            }
+            Ok(()) => match tracking::enabled(source).await {
+                Ok(r) => r,
+                Err(e) => {
+                    st.clock = Err(unavailable(e));
+                    return st;
+                }
+            },
+        },
+    };
+    let names: Vec<&str> = plan.to_copy().map(|t| t.source.def.name.as_str()).collect();
+    let ids = match tracking::table_ids(source, &names).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            st.clock = Err(unavailable(e));
+            return st;
         }
     };
-    let mut errors = HashMap::new();
     for t in plan.to_copy().map(|t| &t.source.def) {
-        if t.primary_key.is_empty() || tracked.get(&t.name) == Some(&tracking::key_columns(t)) {
+        if t.primary_key.is_empty() {
             continue;
         }
-        if let Err(e) = tracking::enable(source, t).await {
-            errors.insert(t.name.clone(), e.to_string());
+        let id = ids.get(&t.name).copied();
+        if let Some(r) = registered
+            .get(&t.name)
+            .filter(|r| r.key_columns == tracking::key_columns(t))
+        {
+            st.tracked.insert(t.name.clone(), r.key_columns.clone());
+            if r.table_id == id {
+                continue;
+            }
+            // Tracked, but made anew: the triggers go in again and the table is copied in full.
+            st.recreated.insert(t.name.clone());
+        }
+        if let Err(e) = tracking::enable(source, t, id).await {
+            st.enable_errors.insert(t.name.clone(), e.to_string());
         }
     }
     let started = Instant::now();
-    let clock = tracking::stamp(source, retention)
+    st.clock = tracking::stamp(source, retention)
         .await
         .map_err(unavailable);
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "changes stamped");
-    (clock, tracked, errors)
+    st
 }
 
 /// Copies one table and tells the observer. A named function rather than a closure, so that the
@@ -191,8 +227,14 @@ pub async fn run(
     // Change tracking: the log and the clock, then triggers on every table that lacks them,
     // then the run's version, and only then the snapshot the tables are read in. In this order
     // nothing that changes during the run can be missed.
-    let (tracking, tracked, enable_errors) = if diagnostic {
-        tracking::peek(&source).await
+    let tracking_state = if diagnostic {
+        let (clock, tracked) = tracking::peek(&source).await;
+        TrackingState {
+            clock,
+            tracked,
+            enable_errors: HashMap::new(),
+            recreated: Default::default(),
+        }
     } else {
         prepare_tracking(&source, &plan, config.retention).await
     };
@@ -212,9 +254,10 @@ pub async fn run(
         create_missing_tables: config.create_missing_tables,
         run_id: config.run_id.clone(),
         snapshot: snapshot.as_ref().map(|s| s.id.clone()),
-        tracking,
-        tracked,
-        enable_errors,
+        tracking: tracking_state.clock,
+        tracked: tracking_state.tracked,
+        enable_errors: tracking_state.enable_errors,
+        recreated: tracking_state.recreated,
         target_state,
         force_full: config.run_type == RunType::Full,
         diagnostic,

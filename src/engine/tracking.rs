@@ -62,7 +62,7 @@ pub async fn install(db: &Database) -> Result<(), DbError> {
             format!("CREATE INDEX IF NOT EXISTS cloudmigrate_ct_log_version ON {log} (version, table_name)"),
             format!("CREATE TABLE IF NOT EXISTS {clock} (id int PRIMARY KEY, version bigint NOT NULL, min_valid_version bigint NOT NULL)"),
             format!("INSERT INTO {clock} VALUES (1, 0, 0) ON CONFLICT DO NOTHING"),
-            format!("CREATE TABLE IF NOT EXISTS {tables} (table_name text PRIMARY KEY, key_columns text NOT NULL)"),
+            format!("CREATE TABLE IF NOT EXISTS {tables} (table_name text PRIMARY KEY, key_columns text NOT NULL, table_id bigint)"),
             format!(
                 "CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $fn$
                  DECLARE new_pk text; old_pk text;
@@ -94,7 +94,7 @@ pub async fn install(db: &Database) -> Result<(), DbError> {
                      version BIGINT NULL, KEY cloudmigrate_ct_log_version (version, table_name))"),
             format!("CREATE TABLE IF NOT EXISTS {clock} (id INT PRIMARY KEY, version BIGINT NOT NULL, min_valid_version BIGINT NOT NULL)"),
             format!("INSERT IGNORE INTO {clock} VALUES (1, 0, 0)"),
-            format!("CREATE TABLE IF NOT EXISTS {tables} (table_name VARCHAR(255) PRIMARY KEY, key_columns TEXT NOT NULL)"),
+            format!("CREATE TABLE IF NOT EXISTS {tables} (table_name VARCHAR(255) PRIMARY KEY, key_columns TEXT NOT NULL, table_id BIGINT)"),
         ],
         Dialect::Sqlite => vec![
             format!("CREATE TABLE IF NOT EXISTS {log} (id INTEGER PRIMARY KEY AUTOINCREMENT, table_name TEXT NOT NULL, \
@@ -102,7 +102,7 @@ pub async fn install(db: &Database) -> Result<(), DbError> {
             format!("CREATE INDEX IF NOT EXISTS cloudmigrate_ct_log_version ON {log} (version, table_name)"),
             format!("CREATE TABLE IF NOT EXISTS {clock} (id INTEGER PRIMARY KEY, version INTEGER NOT NULL, min_valid_version INTEGER NOT NULL)"),
             format!("INSERT OR IGNORE INTO {clock} VALUES (1, 0, 0)"),
-            format!("CREATE TABLE IF NOT EXISTS {tables} (table_name TEXT PRIMARY KEY, key_columns TEXT NOT NULL)"),
+            format!("CREATE TABLE IF NOT EXISTS {tables} (table_name TEXT PRIMARY KEY, key_columns TEXT NOT NULL, table_id INTEGER)"),
         ],
     };
     for s in sql.drain(..) {
@@ -111,23 +111,109 @@ pub async fn install(db: &Database) -> Result<(), DbError> {
     Ok(())
 }
 
-/// The tables with change tracking on, and the key columns their triggers record.
-pub async fn enabled(db: &Database) -> Result<HashMap<String, String>, DbError> {
+/// A table with change tracking on: the key columns its triggers record, and (MySQL and
+/// MariaDB) the storage engine's id of the table, which a TRUNCATE changes without firing any
+/// trigger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registration {
+    pub key_columns: String,
+    pub table_id: Option<i64>,
+}
+
+/// The tables with change tracking on.
+pub async fn enabled(db: &Database) -> Result<HashMap<String, Registration>, DbError> {
     let d = db.dialect();
     let rows = db
         .query(
             &stmt(format!(
-                "SELECT table_name, key_columns FROM {}",
+                "SELECT table_name, key_columns, table_id FROM {}",
                 d.quote(TABLES)
             )),
-            &[Kind::Text, Kind::Text],
+            &[Kind::Text, Kind::Text, Kind::Int],
         )
         .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|r| match (&r[0], &r[1]) {
-            (Value::Text(t), Value::Text(k)) => Some((t.clone(), k.clone())),
+        .filter_map(|r| match (&r[0], &r[1], &r[2]) {
+            (Value::Text(t), Value::Text(k), id) => Some((
+                t.clone(),
+                Registration {
+                    key_columns: k.clone(),
+                    table_id: match id {
+                        Value::Int(i) => Some(*i),
+                        _ => None,
+                    },
+                },
+            )),
             _ => None,
+        })
+        .collect())
+}
+
+/// A name as InnoDB stores it: letters, digits and `_` as they are, other ASCII characters as
+/// `@` and four hex digits. Names with other characters use further codes: None.
+fn innodb_name(name: &str) -> Option<String> {
+    let mut out = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' => out.push(c),
+            c if c.is_ascii() => out.push_str(&format!("@{:04x}", c as u32)),
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// The storage engine's id of each table, where the dialect has one (InnoDB on MySQL and
+/// MariaDB), by table name. Tables whose names InnoDB encodes beyond ASCII are left out.
+pub async fn table_ids(db: &Database, names: &[&str]) -> Result<HashMap<String, i64>, DbError> {
+    if db.dialect() != Dialect::MySql {
+        return Ok(HashMap::new());
+    }
+    let schema = db
+        .query(
+            &stmt("SELECT CAST(DATABASE() AS CHAR)".into()),
+            &[Kind::Text],
+        )
+        .await?;
+    let Some(Value::Text(schema)) = schema.first().and_then(|r| r.first()).cloned() else {
+        return Ok(HashMap::new());
+    };
+    let Some(prefix) = innodb_name(&schema) else {
+        return Ok(HashMap::new());
+    };
+    // MariaDB names the view INNODB_SYS_TABLES; MySQL 8 names it INNODB_TABLES.
+    let mut rows = Vec::new();
+    for view in ["INNODB_SYS_TABLES", "INNODB_TABLES"] {
+        let sql = format!(
+            "SELECT CAST(NAME AS CHAR), CAST(TABLE_ID AS SIGNED) FROM information_schema.{view} WHERE NAME LIKE ?"
+        );
+        if let Ok(r) = db
+            .query(
+                &Statement {
+                    sql,
+                    params: vec![Value::Text(format!("{prefix}/%"))],
+                },
+                &[Kind::Text, Kind::Int],
+            )
+            .await
+        {
+            rows = r;
+            break;
+        }
+    }
+    let ids: HashMap<String, i64> = rows
+        .into_iter()
+        .filter_map(|r| match (&r[0], &r[1]) {
+            (Value::Text(n), Value::Int(id)) => Some((n.clone(), *id)),
+            _ => None,
+        })
+        .collect();
+    Ok(names
+        .iter()
+        .filter_map(|n| {
+            let key = format!("{prefix}/{}", innodb_name(n)?);
+            ids.get(&key).map(|id| (n.to_string(), *id))
         })
         .collect())
 }
@@ -137,8 +223,9 @@ pub fn key_columns(table: &TableDef) -> String {
     serde_json::to_string(&table.primary_key).unwrap_or_default()
 }
 
-/// Installs the triggers of one table (replacing older ones) and registers it.
-pub async fn enable(db: &Database, table: &TableDef) -> Result<(), DbError> {
+/// Installs the triggers of one table (replacing older ones) and registers it, with the
+/// storage engine's id of the table where there is one.
+pub async fn enable(db: &Database, table: &TableDef, table_id: Option<i64>) -> Result<(), DbError> {
     let d = db.dialect();
     let t = d.quote(&table.name);
     let name = trigger_name(&table.name);
@@ -243,10 +330,12 @@ pub async fn enable(db: &Database, table: &TableDef) -> Result<(), DbError> {
     }
     let upsert = match d {
         Dialect::MySql => {
-            "INSERT INTO {t} (table_name, key_columns) VALUES (?, ?) ON DUPLICATE KEY UPDATE key_columns = VALUES(key_columns)"
+            "INSERT INTO {t} (table_name, key_columns, table_id) VALUES (?, ?, ?) \
+             ON DUPLICATE KEY UPDATE key_columns = VALUES(key_columns), table_id = VALUES(table_id)"
         }
         _ => {
-            "INSERT INTO {t} (table_name, key_columns) VALUES (?, ?) ON CONFLICT (table_name) DO UPDATE SET key_columns = excluded.key_columns"
+            "INSERT INTO {t} (table_name, key_columns, table_id) VALUES (?, ?, ?) ON CONFLICT (table_name) \
+             DO UPDATE SET key_columns = excluded.key_columns, table_id = excluded.table_id"
         }
     };
     db.execute(&Statement {
@@ -254,6 +343,7 @@ pub async fn enable(db: &Database, table: &TableDef) -> Result<(), DbError> {
         params: vec![
             Value::Text(table.name.clone()),
             Value::Text(key_columns(table)),
+            table_id.map(Value::Int).unwrap_or(Value::Null),
         ],
     })
     .await?;
@@ -387,19 +477,17 @@ pub async fn stamp(db: &Database, retention: Duration) -> Result<Clock, DbError>
 
 /// What change tracking holds now, read without writing anything (for diagnostic runs): the
 /// clock, and the tracked tables.
-pub async fn peek(
-    db: &Database,
-) -> (
-    Result<Clock, String>,
-    HashMap<String, String>,
-    HashMap<String, String>,
-) {
+pub async fn peek(db: &Database) -> (Result<Clock, String>, HashMap<String, String>) {
     let not_installed = "change tracking is not installed on the source yet; the first run \
                          installs it and copies every table in full"
         .to_string();
-    let Ok(tracked) = enabled(db).await else {
-        return (Err(not_installed), HashMap::new(), HashMap::new());
+    let Ok(registered) = enabled(db).await else {
+        return (Err(not_installed), HashMap::new());
     };
+    let tracked = registered
+        .into_iter()
+        .map(|(t, r)| (t, r.key_columns))
+        .collect();
     let d = db.dialect();
     let clock = db
         .query(
@@ -422,7 +510,7 @@ pub async fn peek(
         }),
         _ => Err(not_installed),
     };
-    (clock, tracked, HashMap::new())
+    (clock, tracked)
 }
 
 /// The net changes of one table between two versions, per primary key.
@@ -550,6 +638,15 @@ mod tests {
         assert!(!c.truncated);
         let t = net_changes([("T".to_string(), None)]).unwrap();
         assert!(t.truncated);
+    }
+
+    #[test]
+    fn innodb_names_encode_ascii_only() {
+        assert_eq!(
+            innodb_name("CRONUS$G_L Entry.x-y").as_deref(),
+            Some("CRONUS@0024G_L@0020Entry@002ex@002dy")
+        );
+        assert_eq!(innodb_name("Café"), None);
     }
 
     #[test]

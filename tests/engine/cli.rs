@@ -21,8 +21,8 @@ fn demo_then_run_from_a_manifest() {
     let dir = std::env::temp_dir().join(format!("cm-demo-{}", std::process::id()));
     let dir_s = dir.to_string_lossy().to_string();
     let (code, out, err) = cloudmigrate(&["demo", "--dir", &dir_s], &[]);
-    // One table fails by design (a value too long for the cloud), so the exit code is 1.
-    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    // One table fails by design (a value too long for the cloud); the demo still succeeds.
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     assert!(err.contains("3 companies"), "{err}");
     for expected in [
         "Tables migrated",

@@ -575,6 +575,61 @@ impl Database {
     }
 }
 
+/// The part of a load by multi-row INSERTs that MySQL and SQLite share: takes the reader's
+/// chunks, checks each row, counts what goes in, and gives each group of rows its INSERT. The
+/// dialect binds and runs it.
+pub(crate) struct InsertBatches<'a> {
+    dialect: Dialect,
+    spec: &'a LoadSpec,
+    /// Rows per INSERT, as many as the parameter limit allows.
+    pub per_insert: usize,
+    full_sql: String,
+    pub stats: LoadStats,
+}
+
+impl<'a> InsertBatches<'a> {
+    pub fn new(dialect: Dialect, spec: &'a LoadSpec, max_params: usize) -> Self {
+        let per_insert = insert_batch_rows(max_params, spec.columns.len());
+        let full_sql = insert_sql(dialect, spec, per_insert);
+        Self {
+            dialect,
+            spec,
+            per_insert,
+            full_sql,
+            stats: LoadStats::default(),
+        }
+    }
+
+    /// The next rows from the reader; None once it has read the whole table.
+    pub async fn next_rows(
+        &self,
+        input: &mut tokio::sync::mpsc::Receiver<Chunk>,
+    ) -> Result<Option<Vec<Vec<Value>>>, DbError> {
+        match input.recv().await.ok_or_else(ended_early)? {
+            Chunk::End => Ok(None),
+            Chunk::Rows(rows) => Ok(Some(rows)),
+            Chunk::Raw(_) => Err(DbError::Sql(format!(
+                "binary COPY data cannot be loaded into {}",
+                self.dialect
+            ))),
+        }
+    }
+
+    /// The INSERT for a group of at most `per_insert` rows, once each row fits its columns.
+    pub fn insert_for(&mut self, group: &[Vec<Value>]) -> Result<String, DbError> {
+        for row in group {
+            check_row(self.spec, row)?;
+            self.stats.bytes += row.iter().map(|v| v.size() as u64).sum::<u64>();
+        }
+        self.stats.rows += group.len() as u64;
+        Ok(if group.len() == self.per_insert {
+            self.full_sql.clone()
+        } else {
+            insert_sql(self.dialect, self.spec, group.len())
+        })
+    }
+}
+
 /// The SQL of a multi-row INSERT with `rows` rows of `columns` placeholders.
 pub(crate) fn insert_sql(dialect: Dialect, spec: &LoadSpec, rows: usize) -> String {
     let cols: Vec<String> = spec

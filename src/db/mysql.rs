@@ -2,7 +2,7 @@
 
 use super::{
     Chunk, ColumnDef, ConnectSpec, DbError, Dialect, Finish, Kind, LoadSpec, LoadStats, ReadSpec,
-    Statement, TableDef, Value, check_row, describe, insert_batch_rows, insert_sql, redact_url,
+    Statement, TableDef, Value, describe, redact_url,
 };
 use sqlx::mysql::{MySqlArguments, MySqlConnectOptions, MySqlPoolOptions, MySqlRow};
 use sqlx::{Arguments, AssertSqlSafe, MySqlPool, Row};
@@ -342,40 +342,23 @@ pub async fn load_table(
             .await
             .map_err(|e| DbError::sql("clearing the cloud rows", e))?;
     }
-    let per_insert = insert_batch_rows(MAX_PARAMS, spec.columns.len());
-    let full_sql = insert_sql(Q, spec, per_insert);
-    let mut stats = LoadStats::default();
-    loop {
-        let rows = match input.recv().await.ok_or_else(super::ended_early)? {
-            Chunk::End => break,
-            Chunk::Rows(rows) => rows,
-            Chunk::Raw(_) => {
-                return Err(DbError::Sql(
-                    "binary COPY data cannot be loaded into MySQL".into(),
-                ));
-            }
-        };
-        for group in rows.chunks(per_insert) {
+    let mut batches = super::InsertBatches::new(Q, spec, MAX_PARAMS);
+    while let Some(rows) = batches.next_rows(&mut input).await? {
+        for group in rows.chunks(batches.per_insert) {
+            let sql = batches.insert_for(group)?;
             let mut args = MySqlArguments::default();
             for row in group {
-                check_row(spec, row)?;
                 for (v, c) in row.iter().zip(&spec.columns) {
-                    stats.bytes += v.size() as u64;
                     bind(&mut args, v, c.kind)?;
                 }
             }
-            let sql = if group.len() == per_insert {
-                full_sql.clone()
-            } else {
-                insert_sql(Q, spec, group.len())
-            };
             sqlx::query_with(AssertSqlSafe(sql), args)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| DbError::sql("loading", e))?;
-            stats.rows += group.len() as u64;
         }
     }
+    let stats = batches.stats;
     for stmt in finish(&stats) {
         sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(&stmt.params)?)
             .execute(&mut *tx)

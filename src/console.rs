@@ -94,6 +94,7 @@ pub fn results_table(report: &RunReport, only_problems: bool) -> String {
             "Company",
             "Table",
             "Result",
+            "Copy",
             "Rows",
             "Size",
             "Time",

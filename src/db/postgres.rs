@@ -312,8 +312,12 @@ pub async fn read_table(
     let mut rows_read = 0u64;
     if spec.raw {
         let cols: Vec<String> = spec.columns.iter().map(|c| Q.quote(&c.name)).collect();
+        let filter = match &spec.keys {
+            Some(keys) => format!(" WHERE {}", keys.postgres_literal_condition()),
+            None => String::new(),
+        };
         let sql = format!(
-            "COPY (SELECT {} FROM {table}) TO STDOUT (FORMAT binary)",
+            "COPY (SELECT {} FROM {table}{filter}) TO STDOUT (FORMAT binary)",
             cols.join(", ")
         );
         let mut stream = tx
@@ -400,6 +404,39 @@ fn escape_into(buf: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// Empties a table with TRUNCATE inside a savepoint, waiting at most a few seconds for its lock.
+/// False when TRUNCATE was refused; the transaction goes on as before it was tried.
+async fn truncate(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    table: &str,
+) -> Result<bool, DbError> {
+    let step = |sql: &'static str| sqlx::query(sql);
+    step("SAVEPOINT cloudmigrate_truncate")
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| DbError::sql("clearing the cloud rows", e))?;
+    step("SET LOCAL lock_timeout = '5s'")
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| DbError::sql("clearing the cloud rows", e))?;
+    let truncated = sqlx::query(AssertSqlSafe(format!("TRUNCATE {table}")))
+        .execute(&mut **tx)
+        .await;
+    let end = if truncated.is_ok() {
+        "RELEASE SAVEPOINT cloudmigrate_truncate"
+    } else {
+        "ROLLBACK TO SAVEPOINT cloudmigrate_truncate"
+    };
+    step(end)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| DbError::sql("clearing the cloud rows", e))?;
+    if let Err(e) = &truncated {
+        tracing::debug!(table, error = %e, "TRUNCATE refused; clearing with DELETE");
+    }
+    Ok(truncated.is_ok())
+}
+
 pub async fn load_table(
     pool: &PgPool,
     spec: &LoadSpec,
@@ -415,17 +452,25 @@ pub async fn load_table(
         .await
         .map_err(|e| DbError::sql("starting the load transaction", e))?;
     let table = Q.quote(&spec.table);
-    for (sql, params) in super::clear_statements(Q, spec) {
-        let (sql, args) = prepare(&sql, &params)?;
-        sqlx::query_with(AssertSqlSafe(sql), args)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| DbError::sql("clearing the cloud rows", e))?;
+    // A full copy empties the table with TRUNCATE where it can, which lets COPY write the rows
+    // frozen: no dead rows from the old content, and no later pass of VACUUM or of the first
+    // reader over two million fresh rows. TRUNCATE needs its own privilege and an exclusive
+    // lock, and fails when a foreign key points at the table; then DELETE does the job.
+    let frozen = spec.replace.is_none() && truncate(&mut tx, &table).await?;
+    if !frozen {
+        for (sql, params) in super::clear_statements(Q, spec) {
+            let (sql, args) = prepare(&sql, &params)?;
+            sqlx::query_with(AssertSqlSafe(sql), args)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| DbError::sql("clearing the cloud rows", e))?;
+        }
     }
     let cols: Vec<String> = spec.columns.iter().map(|c| Q.quote(&c.name)).collect();
     let format = if spec.raw { "binary" } else { "text" };
+    let freeze = if frozen { ", FREEZE" } else { "" };
     let sql = format!(
-        "COPY {table} ({}) FROM STDIN (FORMAT {format})",
+        "COPY {table} ({}) FROM STDIN (FORMAT {format}{freeze})",
         cols.join(", ")
     );
     let mut stats = LoadStats::default();

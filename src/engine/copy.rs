@@ -275,8 +275,7 @@ pub async fn copy_table(
         }
         Decision::Full(_) => (None, None),
     };
-    let raw = read_keys.is_none()
-        && sd == Dialect::Postgres
+    let raw = sd == Dialect::Postgres
         && td == Dialect::Postgres
         && src.columns.iter().zip(&columns).all(|(s, l)| {
             target_def

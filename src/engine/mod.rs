@@ -189,54 +189,69 @@ pub async fn run(
     source_spec.create = false;
     let mut target_spec = config.target.clone();
     target_spec.max_connections = parallelism as u32 + 1;
-    let source = Database::connect(&source_spec)
-        .await
-        .map_err(EngineError::Source)?;
-    let target = Database::connect(&target_spec)
-        .await
-        .map_err(EngineError::Target)?;
-
+    let (source, target) = tokio::join!(
+        Database::connect(&source_spec),
+        Database::connect(&target_spec)
+    );
+    let source = source.map_err(EngineError::Source)?;
+    let target = target.map_err(EngineError::Target)?;
     tracing::info!(run = %config.run_id, ms = started.elapsed().as_millis() as u64, "connected");
-    let catalog = Catalog::read(&source).await.map_err(EngineError::Source)?;
-    tracing::info!(run = %config.run_id, ms = started.elapsed().as_millis() as u64, tables = catalog.tables.len(), "catalog read");
-    let mut options = config.plan.clone();
-    options.target = Some(target.dialect());
-    let plan = plan::plan(&catalog, &options)?;
 
+    // The source side (catalog, plan, change tracking) and the target side (replication state,
+    // tables) are independent until the copies start: both go at once.
     let diagnostic = config.run_type == RunType::Diagnostic;
-    if !diagnostic {
-        state::ensure(&target).await.map_err(EngineError::Target)?;
-        state::start_run(&target, &config.run_id, config.run_type.as_str())
-            .await
-            .map_err(EngineError::Target)?;
-    }
-    let target_tables: HashMap<_, _> = target
-        .tables()
-        .await
-        .map_err(EngineError::Target)?
-        .into_iter()
-        .map(|t| (t.name.clone(), t))
-        .collect();
-    let target_state = match state::read_table_states(&target).await {
-        Ok(s) => s,
-        // A diagnostic run may meet a target that no run has written to yet.
-        Err(_) if diagnostic => HashMap::new(),
-        Err(e) => return Err(EngineError::Target(e)),
+    let source_side = async {
+        let catalog = Catalog::read(&source).await.map_err(EngineError::Source)?;
+        tracing::info!(run = %config.run_id, ms = started.elapsed().as_millis() as u64, tables = catalog.tables.len(), "catalog read");
+        let mut options = config.plan.clone();
+        options.target = Some(target.dialect());
+        let plan = plan::plan(&catalog, &options)?;
+        // Change tracking: the log and the clock, then triggers on every table that lacks
+        // them, then the run's version, and only then the snapshot the tables are read in. In
+        // this order nothing that changes during the run can be missed.
+        let tracking_state = if diagnostic {
+            let (clock, tracked) = tracking::peek(&source).await;
+            TrackingState {
+                clock,
+                tracked,
+                enable_errors: HashMap::new(),
+                recreated: Default::default(),
+            }
+        } else {
+            prepare_tracking(&source, &plan, config.retention).await
+        };
+        Ok::<_, EngineError>((plan, tracking_state))
     };
-
-    // Change tracking: the log and the clock, then triggers on every table that lacks them,
-    // then the run's version, and only then the snapshot the tables are read in. In this order
-    // nothing that changes during the run can be missed.
-    let tracking_state = if diagnostic {
-        let (clock, tracked) = tracking::peek(&source).await;
-        TrackingState {
-            clock,
-            tracked,
-            enable_errors: HashMap::new(),
-            recreated: Default::default(),
+    let target_side = async {
+        if !diagnostic {
+            state::ensure(&target).await?;
+            state::start_run(&target, &config.run_id, config.run_type.as_str()).await?;
         }
-    } else {
-        prepare_tracking(&source, &plan, config.retention).await
+        let tables: HashMap<_, _> = target
+            .tables()
+            .await?
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect();
+        let states = match state::read_table_states(&target).await {
+            Ok(s) => s,
+            // A diagnostic run may meet a target that no run has written to yet.
+            Err(_) if diagnostic => HashMap::new(),
+            Err(e) => return Err(e),
+        };
+        Ok((tables, states))
+    };
+    let (source_side, target_side) = tokio::join!(source_side, target_side);
+    let (target_tables, target_state) = target_side.map_err(EngineError::Target)?;
+    let (plan, tracking_state) = match source_side {
+        Ok(s) => s,
+        Err(e) => {
+            // The run was recorded as started in the target: record that it ended.
+            if !diagnostic {
+                let _ = state::finish_run(&target, &config.run_id, "Failed").await;
+            }
+            return Err(e);
+        }
     };
     tracing::info!(run = %config.run_id, ms = started.elapsed().as_millis() as u64, "change tracking ready");
     let snapshot = if diagnostic {

@@ -1,7 +1,15 @@
 //! Change tracking on the source, modelled on SQL Server Change Tracking: triggers record each
-//! changed primary key in one log table, and each run stamps the changes committed so far with
-//! the next version of one counter per database. Versions are given at read time, so a change
-//! that commits late simply gets a later version: nothing falls into a gap.
+//! changed primary key in one log table, with a version that orders it against runs. A run
+//! reads the changes with versions up to its own and leaves later ones to the next run.
+//!
+//! How a change gets its version differs by database, and neither way leaves a gap for a change
+//! that commits late:
+//! - PostgreSQL: the writing transaction's id (`pg_current_xact_id()`), set by the log's column
+//!   default. A run's version is one below the oldest transaction still running when it starts,
+//!   so every change up to it has committed (or rolled back) before the run reads. Runs write
+//!   nothing to the source but the cleanup.
+//! - MySQL, MariaDB and SQLite: each run stamps the committed, unstamped changes with the next
+//!   value of one counter per database.
 //!
 //! Every object is named `cloudmigrate_ct_*`, creating them is idempotent, and `disable_all`
 //! removes them all.
@@ -58,7 +66,7 @@ pub async fn install(db: &Database) -> Result<(), DbError> {
     let mut sql = match d {
         Dialect::Postgres => vec![
             format!("CREATE TABLE IF NOT EXISTS {log} (id bigserial PRIMARY KEY, table_name text NOT NULL, \
-                     op char(1) NOT NULL, pk text, changed_at timestamptz NOT NULL DEFAULT now(), version bigint)"),
+                     op char(1) NOT NULL, pk text, changed_at timestamptz NOT NULL DEFAULT now(), version bigint DEFAULT pg_current_xact_id()::text::bigint)"),
             format!("CREATE INDEX IF NOT EXISTS cloudmigrate_ct_log_version ON {log} (version, table_name)"),
             format!("CREATE TABLE IF NOT EXISTS {clock} (id int PRIMARY KEY, version bigint NOT NULL, min_valid_version bigint NOT NULL)"),
             format!("INSERT INTO {clock} VALUES (1, 0, 0) ON CONFLICT DO NOTHING"),
@@ -451,15 +459,28 @@ pub async fn stamp(db: &Database, retention: Duration) -> Result<Clock, DbError>
         ])
         .await?;
     }
-    db.in_transaction(&[
-        stmt(format!("UPDATE {clock} SET version = version + 1 WHERE id = 1")),
-        stmt(format!("UPDATE {log} SET version = (SELECT version FROM {clock} WHERE id = 1) WHERE version IS NULL")),
-    ])
-    .await?;
+    if d != Dialect::Postgres {
+        db.in_transaction(&[
+            stmt(format!("UPDATE {clock} SET version = version + 1 WHERE id = 1")),
+            stmt(format!("UPDATE {log} SET version = (SELECT version FROM {clock} WHERE id = 1) WHERE version IS NULL")),
+        ])
+        .await?;
+    }
+    read_clock(db).await
+}
+
+/// The clock as it stands. On PostgreSQL the version is one below the oldest running
+/// transaction: every change with a version up to it is finished.
+async fn read_clock(db: &Database) -> Result<Clock, DbError> {
+    let clock = db.dialect().quote(CLOCK);
+    let version = match db.dialect() {
+        Dialect::Postgres => "pg_snapshot_xmin(pg_current_snapshot())::text::bigint - 1",
+        _ => "version",
+    };
     let row = db
         .query(
             &stmt(format!(
-                "SELECT version, min_valid_version FROM {clock} WHERE id = 1"
+                "SELECT {version}, min_valid_version FROM {clock} WHERE id = 1"
             )),
             &[Kind::Int, Kind::Int],
         )
@@ -488,28 +509,7 @@ pub async fn peek(db: &Database) -> (Result<Clock, String>, HashMap<String, Stri
         .into_iter()
         .map(|(t, r)| (t, r.key_columns))
         .collect();
-    let d = db.dialect();
-    let clock = db
-        .query(
-            &stmt(format!(
-                "SELECT version, min_valid_version FROM {} WHERE id = 1",
-                d.quote(CLOCK)
-            )),
-            &[Kind::Int, Kind::Int],
-        )
-        .await;
-    let clock = match clock
-        .as_deref()
-        .ok()
-        .and_then(|r| r.first())
-        .map(|r| (&r[0], &r[1]))
-    {
-        Some((Value::Int(v), Value::Int(m))) => Ok(Clock {
-            version: *v,
-            min_valid_version: *m,
-        }),
-        _ => Err(not_installed),
-    };
+    let clock = read_clock(db).await.map_err(|_| not_installed);
     (clock, tracked)
 }
 
@@ -577,6 +577,7 @@ pub async fn changes(
     upto: i64,
 ) -> Result<Changes, DbError> {
     let d = db.dialect();
+    let started = std::time::Instant::now();
     let rows = db
         .query(
             &Statement {
@@ -589,6 +590,12 @@ pub async fn changes(
             &[Kind::Text, Kind::Text],
         )
         .await?;
+    tracing::debug!(
+        table,
+        records = rows.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "change records read"
+    );
     net_changes(rows.into_iter().map(|r| {
         let mut it = r.into_iter();
         let op = match it.next() {

@@ -317,3 +317,79 @@ async fn disabling_change_tracking_leaves_the_source_as_it_was() {
         db.close().await;
     }
 }
+
+/// Key values that need escaping in an array literal (quotes, backslashes, commas, braces, the
+/// word NULL, unicode) survive an incremental run, with one key column and with two.
+#[tokio::test]
+async fn awkward_key_values_survive_an_incremental_run() {
+    let src = TestDb::new(Server::Postgres, "keys_src").await;
+    let dst = TestDb::new(Server::Postgres, "keys_dst").await;
+    let (one, two) = ("CRONUS$Item Code", "CRONUS$Item Line");
+    src.exec(&format!(
+        "CREATE TABLE {} (\"Code\" varchar(50) PRIMARY KEY, \"Note\" text);\n\
+         CREATE TABLE {} (\"Code\" varchar(50), \"Line\" int, \"Note\" text, PRIMARY KEY (\"Code\", \"Line\"))",
+        q(Dialect::Postgres, one),
+        q(Dialect::Postgres, two)
+    ))
+    .await;
+    let codes = [
+        "a\"b",
+        "c\\d",
+        "e,f",
+        "{g}",
+        "h'i",
+        "NULL",
+        "ünï ✓",
+        " space ",
+        "x\\\"y",
+        "",
+    ];
+    for (table, lines) in [(one, 1), (two, 3)] {
+        let mut rows = vec![];
+        for c in codes {
+            for l in 0..lines {
+                let mut row = vec![Value::Text(c.into())];
+                if lines > 1 {
+                    row.push(Value::Int(l));
+                }
+                row.push(Value::Text("before".into()));
+                rows.push(row);
+            }
+        }
+        src.insert(table, rows).await;
+    }
+    run(&config(&src, &dst, true)).await;
+    src.exec(&format!(
+        "UPDATE {0} SET \"Note\" = 'after';\n\
+         DELETE FROM {0} WHERE \"Code\" = 'e,f';\n\
+         INSERT INTO {0} VALUES ('new''\"\\{{', 'after');\n\
+         UPDATE {1} SET \"Note\" = 'after' WHERE \"Line\" = 1;\n\
+         DELETE FROM {1} WHERE \"Code\" = 'h''i' AND \"Line\" = 2;\n\
+         INSERT INTO {1} VALUES ('NULL', 7, 'after')",
+        q(Dialect::Postgres, one),
+        q(Dialect::Postgres, two)
+    ))
+    .await;
+    let report = run(&config(&src, &dst, true)).await;
+    let (a, b) = (table(&report, one), table(&report, two));
+    assert_eq!(
+        (a.mode, a.changes, a.result),
+        (Mode::Incremental, Some((1, 9, 1)), TableResult::Migrated),
+        "{:?}",
+        a.message
+    );
+    assert_eq!(
+        (b.mode, b.changes, b.result),
+        (Mode::Incremental, Some((1, 10, 1)), TableResult::Migrated),
+        "{:?}",
+        b.message
+    );
+    for t in [one, two] {
+        let mut expected = src.rows(t).await;
+        let mut actual = dst.rows(t).await;
+        let key = |r: &Vec<Value>| format!("{r:?}");
+        expected.sort_by_key(key);
+        actual.sort_by_key(key);
+        assert_eq!(actual, expected, "{t}");
+    }
+}

@@ -91,8 +91,8 @@ pub(crate) struct TrackingState {
     pub recreated: std::collections::HashSet<String>,
 }
 
-/// Installs change tracking where it is missing (and again on tables made anew), then stamps
-/// the run's version.
+/// Installs change tracking where it is missing (and again on tables made anew), then fixes
+/// the run's version (see `tracking`).
 async fn prepare_tracking(
     source: &Database,
     plan: &plan::Plan,

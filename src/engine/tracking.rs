@@ -409,8 +409,9 @@ pub struct Clock {
     pub min_valid_version: i64,
 }
 
-/// Cleans up changes older than `retention`, then stamps every committed, unstamped change with
-/// the next version.
+/// Cleans up changes older than `retention`, then gives the run its version: on MySQL, MariaDB
+/// and SQLite by stamping every committed, unstamped change with the next version; on
+/// PostgreSQL from the oldest running transaction.
 pub async fn stamp(db: &Database, retention: Duration) -> Result<Clock, DbError> {
     let d = db.dialect();
     let (log, clock) = (d.quote(LOG), d.quote(CLOCK));

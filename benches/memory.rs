@@ -93,6 +93,8 @@ async fn one(rows: i64) {
         parallelism: 4,
         run_type: cloudmigrate::engine::RunType::Auto,
         retention: cloudmigrate::engine::tracking::DEFAULT_RETENTION,
+        stop: Default::default(),
+        share: None,
     };
     let started = Instant::now();
     let report = engine::run(&config, &Quiet, Arc::new(ReadProgress::default()))

@@ -65,7 +65,7 @@ fn result_cell(r: TableResult) -> Cell {
         TableResult::Migrated => Color::Green,
         TableResult::Warning => Color::Yellow,
         TableResult::Failed => Color::Red,
-        TableResult::Excluded => Color::DarkGrey,
+        TableResult::Excluded | TableResult::NotStarted => Color::DarkGrey,
     };
     Cell::new(r.as_str()).fg(color)
 }
@@ -75,6 +75,7 @@ pub fn results_table(report: &RunReport, only_problems: bool) -> String {
     let order = |r: TableResult| match r {
         TableResult::Migrated => 0,
         TableResult::Excluded => 1,
+        TableResult::NotStarted => 2,
         TableResult::Warning => 2,
         TableResult::Failed => 3,
     };
@@ -82,7 +83,11 @@ pub fn results_table(report: &RunReport, only_problems: bool) -> String {
         .tables
         .iter()
         .filter(|t| {
-            !only_problems || matches!(t.result, TableResult::Warning | TableResult::Failed)
+            !only_problems
+                || matches!(
+                    t.result,
+                    TableResult::Warning | TableResult::Failed | TableResult::NotStarted
+                )
         })
         .collect();
     rows.sort_by_key(|t| (order(t.result), t.company.clone(), t.table.clone()));

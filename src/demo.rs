@@ -428,5 +428,7 @@ pub fn run_config(dir: &Path) -> RunConfig {
         parallelism: 4,
         run_type: crate::engine::RunType::Auto,
         retention: crate::engine::tracking::DEFAULT_RETENTION,
+        stop: Default::default(),
+        share: None,
     }
 }

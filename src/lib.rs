@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod console;
+pub mod controller;
 pub mod db;
 pub mod demo;
 pub mod engine;

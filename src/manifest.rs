@@ -141,5 +141,7 @@ pub fn run_config(
         parallelism: spec.runtime.parallelism.max(1) as usize,
         run_type,
         retention: crate::engine::tracking::DEFAULT_RETENTION,
+        stop: Default::default(),
+        share: None,
     })
 }

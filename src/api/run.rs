@@ -156,6 +156,69 @@ pub struct MigrationRunStatus {
     /// How many migrated tables are left out of `tables` to keep the status small.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tables_omitted: Option<i64>,
+    /// Each worker's own account of its share, written by the worker itself. The controller
+    /// adds them up into `progress` and decides the result when all have finished.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(transform = worker_list_map)]
+    pub workers: Vec<WorkerStatus>,
+    /// How many times the run was started: more than 1 when a runner was lost (a controller
+    /// restart, a pod killed) and the run went on from the state saved in the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<i32>,
+}
+
+fn worker_list_map(schema: &mut schemars::Schema) {
+    list_map(schema, &["index"]);
+}
+
+/// One worker's share of a run.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerStatus {
+    /// The worker's index: 0 for the in-process runner, the Job completion index otherwise.
+    pub index: i32,
+    /// Running, Finished, Stopped or Failed (the worker could not run at all; see message).
+    pub phase: WorkerPhase,
+    /// The attempt of the run this worker belongs to.
+    #[serde(default)]
+    pub attempt: i32,
+    /// Tables in this worker's share.
+    #[serde(default)]
+    pub tables_total: i64,
+    /// Tables of the share that are done, whatever their result.
+    #[serde(default)]
+    pub tables_done: i64,
+    #[serde(default)]
+    pub tables_migrated: i64,
+    #[serde(default)]
+    pub tables_with_warnings: i64,
+    #[serde(default)]
+    pub tables_failed: i64,
+    #[serde(default)]
+    pub tables_excluded: i64,
+    /// Tables left unstarted because the run was stopped.
+    #[serde(default)]
+    pub tables_not_started: i64,
+    #[serde(default)]
+    pub rows_copied: i64,
+    #[serde(default)]
+    pub bytes_copied: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// Why the worker could not run (a connection refused, a Secret missing), with the fix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum WorkerPhase {
+    #[default]
+    Running,
+    Finished,
+    Stopped,
+    Failed,
 }
 
 fn table_list_map(schema: &mut schemars::Schema) {

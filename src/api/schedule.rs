@@ -263,9 +263,13 @@ pub struct MigrationScheduleStatus {
     /// The name of the MigrationRun in progress, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_run: Option<String>,
-    /// When the next scheduled run starts (RFC 3339, in UTC).
+    /// When the next scheduled run starts: RFC 3339, in the schedule's time zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_run_time: Option<String>,
+    /// The scheduled time handled last: a run started for it, or it was skipped. Due times up
+    /// to this one never start a run again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<Time>,
     /// When the last run that ended Succeeded finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_successful_time: Option<Time>,

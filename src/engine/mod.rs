@@ -31,6 +31,44 @@ pub struct RunConfig {
     pub run_type: RunType,
     /// How long the source keeps changes.
     pub retention: std::time::Duration,
+    /// Set to stop the run: the tables in progress finish, the others are left NotStarted.
+    pub stop: StopSignal,
+    /// Copy only this worker's share of the tables: (index, count). None: all of them.
+    pub share: Option<(usize, usize)>,
+}
+
+/// A flag that stops a run between tables. Clones share the flag.
+#[derive(Clone, Debug, Default)]
+pub struct StopSignal(Arc<std::sync::atomic::AtomicBool>);
+
+impl StopSignal {
+    pub fn stop(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The tables of one worker's share, out of tables sorted biggest first: each goes to the
+/// worker with the smallest total so far (ties to the lower index). Every worker computes the
+/// same split from the same list.
+pub fn share_of<T>(tables: Vec<T>, size: impl Fn(&T) -> u64, index: usize, count: usize) -> Vec<T> {
+    let count = count.max(1);
+    let mut totals = vec![0u64; count];
+    let mut mine = vec![];
+    for t in tables {
+        let (w, _) = totals
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, total)| (**total, *i))
+            .unwrap_or((0, &0));
+        totals[w] += size(&t).max(1);
+        if w == index {
+            mine.push(t);
+        }
+    }
+    mine
 }
 
 /// The kind of a run.
@@ -170,8 +208,26 @@ async fn copy_and_report(
     t: &plan::PlannedTable,
     progress: Arc<ReadProgress>,
     observer: &dyn Observer,
+    stop: &StopSignal,
 ) -> TableReport {
-    let r = copy::copy_table(ctx, t, progress).await;
+    let r = if stop.is_stopped() {
+        TableReport {
+            company: t.source.company.clone().unwrap_or_default(),
+            table: t.source.display_name(),
+            source_name: t.source.def.name.clone(),
+            result: TableResult::NotStarted,
+            mode: Mode::None,
+            full_reason: None,
+            rows: 0,
+            changes: None,
+            bytes: 0,
+            duration: Default::default(),
+            message: Some("the run was stopped before this table started".into()),
+            guidance: Some("The next run copies it.".into()),
+        }
+    } else {
+        copy::copy_table(ctx, t, progress).await
+    };
     observer.table_done(&r);
     r
 }
@@ -279,9 +335,12 @@ pub async fn run(
     };
 
     let mut reports = Vec::with_capacity(plan.tables.len());
+    // With the tables shared among workers, the first one reports those that are not copied.
+    let reports_skipped = config.share.is_none_or(|(index, _)| index == 0);
     for (t, skip) in plan
         .tables
         .iter()
+        .filter(|_| reports_skipped)
         .filter_map(|t| t.skip.as_ref().map(|s| (t, s)))
     {
         let r = TableReport {
@@ -311,7 +370,23 @@ pub async fn run(
     }
     // Biggest tables first, so that the last minutes are not spent on one large table alone.
     let mut to_copy: Vec<_> = plan.to_copy().collect();
-    to_copy.sort_by_key(|t| std::cmp::Reverse((t.source.def.est_bytes, t.source.def.est_rows)));
+    to_copy.sort_by(|a, b| {
+        let key = |t: &plan::PlannedTable| {
+            (
+                std::cmp::Reverse((t.source.def.est_bytes, t.source.def.est_rows)),
+                t.source.def.name.clone(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    if let Some((index, count)) = config.share {
+        to_copy = share_of(
+            to_copy,
+            |t| t.source.def.est_bytes.max(0) as u64,
+            index,
+            count,
+        );
+    }
     observer.planned(
         to_copy.len() as u64,
         to_copy
@@ -322,7 +397,7 @@ pub async fn run(
     // By index: a closure over `&PlannedTable` would make the future not `Send` (the compiler
     // cannot prove it for every lifetime).
     let copied: Vec<TableReport> = futures_util::stream::iter(0..to_copy.len())
-        .map(|i| copy_and_report(&ctx, to_copy[i], progress.clone(), observer))
+        .map(|i| copy_and_report(&ctx, to_copy[i], progress.clone(), observer, &config.stop))
         .buffer_unordered(parallelism)
         .collect()
         .await;

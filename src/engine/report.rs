@@ -9,6 +9,8 @@ pub enum TableResult {
     Warning,
     Failed,
     Excluded,
+    /// The run was stopped before the table started; the next run copies it.
+    NotStarted,
 }
 
 impl TableResult {
@@ -18,6 +20,7 @@ impl TableResult {
             TableResult::Warning => "Warning",
             TableResult::Failed => "Failed",
             TableResult::Excluded => "Excluded",
+            TableResult::NotStarted => "NotStarted",
         }
     }
 }
@@ -69,6 +72,8 @@ pub struct Tiles {
     pub with_warnings: u64,
     pub failed: u64,
     pub not_migrated: u64,
+    /// Left unstarted because the run was stopped.
+    pub not_started: u64,
 }
 
 /// A whole run.
@@ -88,6 +93,7 @@ impl RunReport {
                 TableResult::Warning => t.with_warnings += 1,
                 TableResult::Failed => t.failed += 1,
                 TableResult::Excluded => t.not_migrated += 1,
+                TableResult::NotStarted => t.not_started += 1,
             }
         }
         t
@@ -101,10 +107,12 @@ impl RunReport {
         self.tables.iter().map(|t| t.bytes).sum()
     }
 
-    /// Succeeded, PartiallySucceeded or Failed, as the MigrationRun reports it.
+    /// Succeeded, PartiallySucceeded, Failed or Stopped, as the MigrationRun reports it.
     pub fn result(&self) -> &'static str {
         let t = self.tiles();
-        if t.failed == 0 {
+        if t.not_started > 0 {
+            "Stopped"
+        } else if t.failed == 0 {
             "Succeeded"
         } else if t.migrated + t.with_warnings > 0 {
             "PartiallySucceeded"

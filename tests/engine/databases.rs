@@ -188,6 +188,8 @@ pub fn config(source: &TestDb, target: &TestDb, create_missing_tables: bool) -> 
         parallelism: 3,
         run_type: cloudmigrate::engine::RunType::Auto,
         retention: cloudmigrate::engine::tracking::DEFAULT_RETENTION,
+        stop: Default::default(),
+        share: None,
     }
 }
 

@@ -1,0 +1,61 @@
+//! Status conditions: set one by type, keeping its transition time while its status holds.
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+/// Sets the condition of `type_` in `list`. The transition time moves only when the status
+/// changes.
+pub fn set(
+    list: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    let status = if status { "True" } else { "False" }.to_string();
+    let since = list
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| super::clock::time(now));
+    list.retain(|c| c.type_ != type_);
+    list.push(Condition {
+        type_: type_.to_string(),
+        status,
+        reason: reason.to_string(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time: since,
+    });
+    list.sort_by(|a, b| a.type_.cmp(&b.type_));
+}
+
+/// The status of the condition of `type_`: Some(true) for True.
+pub fn is_true(list: &[Condition], type_: &str) -> Option<bool> {
+    list.iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status == "True")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn transition_time_moves_only_with_the_status() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let t1 = Utc.with_ymd_and_hms(2026, 1, 2, 0, 0, 0).unwrap();
+        let mut list = vec![];
+        set(&mut list, "Ready", true, "Valid", "ok", Some(1), t0);
+        set(&mut list, "Ready", true, "Valid", "still ok", Some(2), t1);
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].last_transition_time, super::super::clock::time(t0));
+        assert_eq!(list[0].message, "still ok");
+        set(&mut list, "Ready", false, "InvalidSchedule", "bad", Some(3), t1);
+        assert_eq!(list[0].last_transition_time, super::super::clock::time(t1));
+        assert_eq!(is_true(&list, "Ready"), Some(false));
+    }
+}

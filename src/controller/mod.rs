@@ -5,3 +5,4 @@ pub mod clock;
 pub mod conditions;
 pub mod cron;
 pub mod schedule_decide;
+pub mod run_decide;

@@ -1,0 +1,513 @@
+//! What a MigrationRun should do now, as a pure function of what the reconciler observed:
+//! start (or restart) its runner, stop it, or end the run; and the status the controller
+//! writes. The workers write their own parts of the status (`workers`, `tables`).
+
+use super::clock::{time, utc};
+use super::conditions;
+use super::schedule_decide::Note;
+use crate::api::run::{
+    MigrationRunSpec, MigrationRunStatus, RunProgress, RunResult, WorkerPhase, WorkerStatus,
+};
+use chrono::{DateTime, Utc};
+
+/// What the run's reconciler knows about its schedule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduleFacts {
+    pub workers: i32,
+    pub backoff_limit: i32,
+    pub disabled: bool,
+}
+
+/// Everything decide needs.
+#[derive(Clone, Debug)]
+pub struct RunObserved<'a> {
+    pub generation: Option<i64>,
+    pub spec: &'a MigrationRunSpec,
+    pub status: MigrationRunStatus,
+    /// Scheduled, Manual or Immediate, from the annotation the schedule set; None for a run a
+    /// person created.
+    pub trigger: Option<String>,
+    /// None: the schedule does not exist.
+    pub schedule: Option<ScheduleFacts>,
+    /// The runner of the current attempt is still at work.
+    pub runner_alive: bool,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunAction {
+    /// Start the runner for this attempt.
+    Start { attempt: i32 },
+    /// Tell the runner to stop after the tables in progress.
+    Stop,
+    Nothing,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunDecision {
+    pub action: RunAction,
+    /// The controller's part of the status (no `workers`, no `tables`).
+    pub status: MigrationRunStatus,
+    /// Set when the run ends now.
+    pub finished: Option<RunResult>,
+    pub notes: Vec<Note>,
+}
+
+/// Adds up the workers of one attempt.
+pub fn progress(workers: &[&WorkerStatus]) -> RunProgress {
+    let mut p = RunProgress::default();
+    for w in workers {
+        p.tables_total += w.tables_total;
+        p.tables_done += w.tables_done;
+        p.tables_migrated += w.tables_migrated;
+        p.tables_with_warnings += w.tables_with_warnings;
+        p.tables_failed += w.tables_failed;
+        p.tables_excluded += w.tables_excluded;
+        p.rows_copied += w.rows_copied;
+        p.bytes_copied += w.bytes_copied;
+    }
+    p.tables = format!("{}/{}", p.tables_done, p.tables_total);
+    p
+}
+
+fn human(d: chrono::Duration) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// Decides. Pure.
+pub fn decide(o: RunObserved<'_>) -> RunDecision {
+    let now = o.now;
+    let mut status = o.status.clone();
+    // The workers' parts are theirs: never sent back by the controller.
+    let workers = std::mem::take(&mut status.workers);
+    let tables_listed = std::mem::take(&mut status.tables).len() as i64;
+    status.observed_generation = o.generation;
+    if status.trigger.is_none() {
+        status.trigger = Some(o.trigger.clone().unwrap_or_else(|| "Manual".into()));
+    }
+    let mut notes = vec![];
+    let set = |status: &mut MigrationRunStatus, t: &str, ok: bool, reason: &str, msg: String| {
+        conditions::set(&mut status.conditions, t, ok, reason, msg, o.generation, now)
+    };
+    let end = |status: &mut MigrationRunStatus, result: RunResult, reason: &str, msg: String| {
+        status.result = Some(result);
+        status.completion_time = Some(time(now));
+        if let Some(start) = &status.start_time {
+            status.duration = Some(human(now - utc(start)));
+        }
+        set(status, "Running", false, "Ended", format!("the run ended {result:?}"));
+        set(status, "Succeeded", result == RunResult::Succeeded, reason, msg);
+    };
+
+    // Ended already: nothing changes any more.
+    if status.result.is_some() {
+        return RunDecision {
+            action: RunAction::Nothing,
+            status,
+            finished: None,
+            notes,
+        };
+    }
+    let attempt = status.attempts.unwrap_or(0);
+
+    // Not started yet.
+    if status.start_time.is_none() {
+        let refuse = match &o.schedule {
+            None => Some((
+                "ScheduleNotFound",
+                format!(
+                    "MigrationSchedule {:?} does not exist in this namespace; create it, or \
+                     point spec.scheduleRef at an existing one in a new MigrationRun",
+                    o.spec.schedule_ref.name
+                ),
+            )),
+            Some(s) if s.disabled => Some((
+                "Disabled",
+                format!(
+                    "MigrationSchedule {:?} is disabled (spec.disabled: true); set it to false \
+                     and create the run again",
+                    o.spec.schedule_ref.name
+                ),
+            )),
+            _ if o.spec.stop => Some(("Stopped", "stopped before it started".to_string())),
+            _ => None,
+        };
+        if let Some((reason, msg)) = refuse {
+            let result = if reason == "Stopped" {
+                RunResult::Stopped
+            } else {
+                RunResult::Failed
+            };
+            notes.push(Note {
+                warning: result == RunResult::Failed,
+                reason: "RunFailed",
+                message: msg.clone(),
+            });
+            end(&mut status, result, reason, msg);
+            return RunDecision {
+                action: RunAction::Nothing,
+                status,
+                finished: Some(result),
+                notes,
+            };
+        }
+        status.start_time = Some(time(now));
+        status.attempts = Some(1);
+        status.progress = Some(RunProgress {
+            tables: "0/?".into(),
+            ..Default::default()
+        });
+        set(&mut status, "Running", true, "Started", "the run started".into());
+        set(
+            &mut status,
+            "Succeeded",
+            false,
+            "Running",
+            "the run has not ended yet".into(),
+        );
+        notes.push(Note {
+            warning: false,
+            reason: "RunStarted",
+            message: format!("{:?} run started", o.spec.r#type),
+        });
+        return RunDecision {
+            action: RunAction::Start { attempt: 1 },
+            status,
+            finished: None,
+            notes,
+        };
+    }
+
+    // Started: add up the workers of this attempt.
+    let expected = o.schedule.as_ref().map(|s| s.workers.max(1)).unwrap_or(1) as usize;
+    let current: Vec<&WorkerStatus> = workers.iter().filter(|w| w.attempt == attempt).collect();
+    let p = progress(&current);
+    status.tables_omitted = (p.tables_done > tables_listed).then_some(p.tables_done - tables_listed);
+    status.progress = Some(p.clone());
+    let ended: Vec<&&WorkerStatus> = current
+        .iter()
+        .filter(|w| w.phase != WorkerPhase::Running)
+        .collect();
+    if ended.len() >= expected {
+        let failed_to_run: Vec<&&&WorkerStatus> = ended
+            .iter()
+            .filter(|w| w.phase == WorkerPhase::Failed)
+            .collect();
+        let stopped = ended.iter().any(|w| w.phase == WorkerPhase::Stopped)
+            || current.iter().any(|w| w.tables_not_started > 0);
+        let copied = p.tables_migrated + p.tables_with_warnings;
+        let (result, reason, msg) = if let Some(w) = failed_to_run.first()
+            && copied == 0
+        {
+            (
+                RunResult::Failed,
+                "RunnerFailed",
+                w.message.clone().unwrap_or_else(|| "the worker could not run".into()),
+            )
+        } else if stopped {
+            (
+                RunResult::Stopped,
+                "Stopped",
+                "stopped after the tables in progress; the next run goes on from the state saved \
+                 in the target"
+                    .to_string(),
+            )
+        } else if p.tables_failed > 0 || !failed_to_run.is_empty() {
+            let r = if copied > 0 {
+                RunResult::PartiallySucceeded
+            } else {
+                RunResult::Failed
+            };
+            (
+                r,
+                "TablesFailed",
+                format!(
+                    "{} of {} tables failed; each has its message and guidance in status.tables",
+                    p.tables_failed, p.tables_total
+                ),
+            )
+        } else {
+            (
+                RunResult::Succeeded,
+                "Succeeded",
+                format!(
+                    "{} tables migrated, {} with warnings, {} not migrated by design",
+                    p.tables_migrated, p.tables_with_warnings, p.tables_excluded
+                ),
+            )
+        };
+        notes.push(Note {
+            warning: result != RunResult::Succeeded,
+            reason: if result == RunResult::Failed {
+                "RunFailed"
+            } else {
+                "RunFinished"
+            },
+            message: format!("the run ended {result:?}: {msg}"),
+        });
+        end(&mut status, result, reason, msg);
+        return RunDecision {
+            action: RunAction::Nothing,
+            status,
+            finished: Some(result),
+            notes,
+        };
+    }
+
+    // Running, but its runner is gone (a controller restart, a lost pod): go again from the
+    // state saved in the target, up to the schedule's backoffLimit.
+    if !o.runner_alive {
+        let limit = o.schedule.as_ref().map(|s| s.backoff_limit).unwrap_or(0) + 1;
+        if o.spec.stop {
+            let msg = "stopped; its runner was gone, so the tables in progress did not finish \
+                       and stay as they were"
+                .to_string();
+            end(&mut status, RunResult::Stopped, "Stopped", msg.clone());
+            notes.push(Note {
+                warning: false,
+                reason: "RunFinished",
+                message: msg,
+            });
+            return RunDecision {
+                action: RunAction::Nothing,
+                status,
+                finished: Some(RunResult::Stopped),
+                notes,
+            };
+        }
+        if attempt < limit {
+            let next = attempt + 1;
+            status.attempts = Some(next);
+            notes.push(Note {
+                warning: true,
+                reason: "RunnerLost",
+                message: format!(
+                    "the runner of attempt {attempt} is gone; attempt {next} goes on from the \
+                     state saved in the target"
+                ),
+            });
+            set(
+                &mut status,
+                "Running",
+                true,
+                "Restarted",
+                format!("attempt {next} of at most {limit}"),
+            );
+            return RunDecision {
+                action: RunAction::Start { attempt: next },
+                status,
+                finished: None,
+                notes,
+            };
+        }
+        let msg = format!(
+            "the runner was lost {attempt} times, the limit of spec.runtime.backoffLimit + 1; \
+             look at the controller's log, then start a new run"
+        );
+        notes.push(Note {
+            warning: true,
+            reason: "RunFailed",
+            message: msg.clone(),
+        });
+        end(&mut status, RunResult::Failed, "RunnerLost", msg);
+        return RunDecision {
+            action: RunAction::Nothing,
+            status,
+            finished: Some(RunResult::Failed),
+            notes,
+        };
+    }
+
+    let action = if o.spec.stop {
+        set(
+            &mut status,
+            "Running",
+            true,
+            "Stopping",
+            "stopping after the tables in progress".into(),
+        );
+        RunAction::Stop
+    } else {
+        RunAction::Nothing
+    };
+    RunDecision {
+        action,
+        status,
+        finished: None,
+        notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::common::ScheduleRef;
+    use chrono::TimeZone;
+
+    fn at(min: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 5, 1, 2, min, 0).unwrap()
+    }
+
+    fn spec() -> MigrationRunSpec {
+        MigrationRunSpec {
+            schedule_ref: ScheduleRef {
+                name: "nightly".into(),
+            },
+            r#type: Default::default(),
+            companies: vec![],
+            stop: false,
+        }
+    }
+
+    fn facts() -> Option<ScheduleFacts> {
+        Some(ScheduleFacts {
+            workers: 1,
+            backoff_limit: 1,
+            disabled: false,
+        })
+    }
+
+    fn observe(spec: &MigrationRunSpec, status: MigrationRunStatus, now: u32) -> RunObserved<'_> {
+        RunObserved {
+            generation: Some(1),
+            spec,
+            status,
+            trigger: Some("Scheduled".into()),
+            schedule: facts(),
+            runner_alive: true,
+            now: at(now),
+        }
+    }
+
+    fn worker(phase: WorkerPhase, migrated: i64, failed: i64) -> WorkerStatus {
+        WorkerStatus {
+            index: 0,
+            phase,
+            attempt: 1,
+            tables_total: migrated + failed,
+            tables_done: migrated + failed,
+            tables_migrated: migrated,
+            tables_failed: failed,
+            rows_copied: 1000,
+            ..Default::default()
+        }
+    }
+
+    fn started(s: &MigrationRunSpec) -> MigrationRunStatus {
+        decide(observe(s, MigrationRunStatus::default(), 0)).status
+    }
+
+    #[test]
+    fn a_new_run_starts_its_runner() {
+        let s = spec();
+        let d = decide(observe(&s, MigrationRunStatus::default(), 0));
+        assert_eq!(d.action, RunAction::Start { attempt: 1 });
+        assert_eq!(d.status.trigger.as_deref(), Some("Scheduled"));
+        assert!(d.status.start_time.is_some());
+        assert_eq!(conditions::is_true(&d.status.conditions, "Running"), Some(true));
+        assert_eq!(d.notes[0].reason, "RunStarted");
+    }
+
+    #[test]
+    fn a_run_without_its_schedule_fails_with_guidance() {
+        let s = spec();
+        let mut o = observe(&s, MigrationRunStatus::default(), 0);
+        o.schedule = None;
+        o.trigger = None;
+        let d = decide(o);
+        assert_eq!(d.finished, Some(RunResult::Failed));
+        assert_eq!(d.status.trigger.as_deref(), Some("Manual"));
+        let c = d.status.conditions.iter().find(|c| c.type_ == "Succeeded").unwrap();
+        assert_eq!(c.reason, "ScheduleNotFound");
+        assert!(c.message.contains("nightly"));
+    }
+
+    #[test]
+    fn workers_are_added_up_and_the_result_follows_the_tables() {
+        let s = spec();
+        let mut st = started(&s);
+        st.workers = vec![worker(WorkerPhase::Running, 3, 0)];
+        let d = decide(observe(&s, st.clone(), 1));
+        assert_eq!(d.action, RunAction::Nothing);
+        assert_eq!(d.status.progress.as_ref().unwrap().tables, "3/3");
+        assert!(d.status.workers.is_empty(), "the workers' part is theirs");
+
+        for (w, result) in [
+            (worker(WorkerPhase::Finished, 3, 0), RunResult::Succeeded),
+            (worker(WorkerPhase::Finished, 2, 1), RunResult::PartiallySucceeded),
+            (worker(WorkerPhase::Finished, 0, 2), RunResult::Failed),
+            (worker(WorkerPhase::Stopped, 1, 0), RunResult::Stopped),
+        ] {
+            let mut st = st.clone();
+            st.workers = vec![w];
+            let d = decide(observe(&s, st, 5));
+            assert_eq!(d.finished, Some(result));
+            assert_eq!(d.status.result, Some(result));
+            assert_eq!(d.status.duration.as_deref(), Some("5m00s"));
+            assert_eq!(conditions::is_true(&d.status.conditions, "Running"), Some(false));
+        }
+    }
+
+    #[test]
+    fn a_worker_that_could_not_run_fails_the_run_with_its_message() {
+        let s = spec();
+        let mut st = started(&s);
+        let mut w = worker(WorkerPhase::Failed, 0, 0);
+        w.message = Some("Secret \"erp\" has no key \"password\"".into());
+        st.workers = vec![w];
+        let d = decide(observe(&s, st, 1));
+        assert_eq!(d.finished, Some(RunResult::Failed));
+        let c = d.status.conditions.iter().find(|c| c.type_ == "Succeeded").unwrap();
+        assert!(c.message.contains("Secret"));
+    }
+
+    #[test]
+    fn a_lost_runner_is_restarted_up_to_the_limit() {
+        let s = spec();
+        let st = started(&s);
+        let mut o = observe(&s, st, 1);
+        o.runner_alive = false;
+        let d = decide(o.clone());
+        assert_eq!(d.action, RunAction::Start { attempt: 2 });
+        assert_eq!(d.status.attempts, Some(2));
+        // The old attempt's worker entry does not count for the new one.
+        let mut again = d.status.clone();
+        again.workers = vec![worker(WorkerPhase::Running, 1, 0)];
+        let mut o2 = observe(&s, again, 2);
+        o2.runner_alive = false;
+        let d2 = decide(o2);
+        assert_eq!(d2.finished, Some(RunResult::Failed));
+        let c = d2.status.conditions.iter().find(|c| c.type_ == "Succeeded").unwrap();
+        assert_eq!(c.reason, "RunnerLost");
+    }
+
+    #[test]
+    fn stop_is_passed_to_the_runner() {
+        let mut s = spec();
+        let st = started(&spec());
+        s.stop = true;
+        assert_eq!(decide(observe(&s, st, 1)).action, RunAction::Stop);
+        // Before it started, a stopped run just ends.
+        let d = decide(observe(&s, MigrationRunStatus::default(), 0));
+        assert_eq!(d.finished, Some(RunResult::Stopped));
+    }
+
+    #[test]
+    fn an_ended_run_stays_ended() {
+        let s = spec();
+        let mut st = started(&s);
+        st.workers = vec![worker(WorkerPhase::Finished, 3, 0)];
+        let ended = decide(observe(&s, st, 1)).status;
+        let mut o = observe(&s, ended.clone(), 9);
+        o.runner_alive = false;
+        let d = decide(o);
+        assert_eq!(d.action, RunAction::Nothing);
+        assert_eq!(d.finished, None);
+        assert_eq!(d.status.completion_time, ended.completion_time);
+    }
+}

@@ -8,3 +8,4 @@ pub mod db;
 pub mod demo;
 pub mod engine;
 pub mod manifest;
+pub mod runner;

@@ -61,6 +61,26 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         source_password_file: Option<PathBuf>,
     },
+    /// Run the operator: reconcile MigrationSchedules and MigrationRuns in the cluster of the
+    /// current kubeconfig (or the in-cluster service account).
+    Controller {
+        /// Where /metrics, /healthz and /readyz are served.
+        #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDRESS:PORT")]
+        listen: std::net::SocketAddr,
+        /// Take part in leader election, so that only one replica acts at a time.
+        #[arg(long)]
+        leader_elect: bool,
+        /// The Lease that leader election uses, as NAMESPACE/NAME. The namespace defaults to
+        /// POD_NAMESPACE, else "default".
+        #[arg(long, value_name = "NAMESPACE/NAME")]
+        leader_lease: Option<String>,
+        /// Watch only this namespace.
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// Write logs as JSON lines.
+        #[arg(long)]
+        log_json: bool,
+    },
     /// Print the CustomResourceDefinitions of every cloudmigrate kind, ready for
     /// `kubectl apply --server-side -f -`.
     Crds {
@@ -96,14 +116,59 @@ const EXIT_ERROR: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr, filtered by RUST_LOG (for example `RUST_LOG=cloudmigrate=debug`).
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let (level, json) = match &cli.command {
+        // sqlx reports every server NOTICE at info; they are not the operator's news.
+        Command::Controller { log_json, .. } => ("info,sqlx=warn", *log_json),
+        _ => ("warn", false),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let result = match cli.command {
+        Command::Controller {
+            listen,
+            leader_elect,
+            leader_lease,
+            namespace,
+            log_json: _,
+        } => {
+            let lease = match (leader_elect, leader_lease) {
+                (false, None) => Ok(None),
+                (_, Some(l)) => match l.split_once('/') {
+                    Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+                        Ok(Some((ns.to_string(), name.to_string())))
+                    }
+                    _ => Err(format!(
+                        "--leader-lease {l:?} must be NAMESPACE/NAME, for example \
+                         cloudmigrate-system/cloudmigrate-controller"
+                    )),
+                },
+                (true, None) => Ok(Some((
+                    std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into()),
+                    "cloudmigrate-controller".to_string(),
+                ))),
+            };
+            lease.and_then(|leader_lease| {
+                runtime().and_then(|rt| {
+                    rt.block_on(cloudmigrate::controller::run(
+                        cloudmigrate::controller::Options {
+                            listen,
+                            leader_lease,
+                            namespace,
+                        },
+                    ))
+                    .map(|()| ExitCode::SUCCESS)
+                    .map_err(|e| e.to_string())
+                })
+            })
+        }
         Command::Crds { out_dir } => print_crds(out_dir).map(|()| ExitCode::SUCCESS),
         Command::DisableTracking {
             file,

@@ -54,7 +54,15 @@ mod tests {
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].last_transition_time, super::super::clock::time(t0));
         assert_eq!(list[0].message, "still ok");
-        set(&mut list, "Ready", false, "InvalidSchedule", "bad", Some(3), t1);
+        set(
+            &mut list,
+            "Ready",
+            false,
+            "InvalidSchedule",
+            "bad",
+            Some(3),
+            t1,
+        );
         assert_eq!(list[0].last_transition_time, super::super::clock::time(t1));
         assert_eq!(is_true(&list, "Ready"), Some(false));
     }

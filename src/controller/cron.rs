@@ -95,7 +95,14 @@ mod tests {
 
     #[test]
     fn rejects_wrong_field_counts_and_bad_values() {
-        for bad in ["* * * *", "0 0 2 * * *", "61 * * * *", "0 25 * * *", "every day", ""] {
+        for bad in [
+            "* * * *",
+            "0 0 2 * * *",
+            "61 * * * *",
+            "0 25 * * *",
+            "every day",
+            "",
+        ] {
             let e = CronSchedule::parse(bad, "UTC").unwrap_err();
             assert_eq!(e.reason, "InvalidSchedule", "{bad}");
             assert!(e.message.contains("minute hour"), "{bad}: {}", e.message);
@@ -117,10 +124,7 @@ mod tests {
             s.next_after(utc(2026, 1, 10, 12, 0)),
             Some(utc(2026, 1, 11, 1, 0))
         );
-        assert_eq!(
-            s.local(utc(2026, 1, 11, 1, 0)),
-            "2026-01-11T02:00:00+01:00"
-        );
+        assert_eq!(s.local(utc(2026, 1, 11, 1, 0)), "2026-01-11T02:00:00+01:00");
     }
 
     #[test]

@@ -37,7 +37,9 @@ pub struct RunObserved<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunAction {
     /// Start the runner for this attempt.
-    Start { attempt: i32 },
+    Start {
+        attempt: i32,
+    },
     /// Tell the runner to stop after the tables in progress.
     Stop,
     Nothing,
@@ -92,7 +94,15 @@ pub fn decide(o: RunObserved<'_>) -> RunDecision {
     }
     let mut notes = vec![];
     let set = |status: &mut MigrationRunStatus, t: &str, ok: bool, reason: &str, msg: String| {
-        conditions::set(&mut status.conditions, t, ok, reason, msg, o.generation, now)
+        conditions::set(
+            &mut status.conditions,
+            t,
+            ok,
+            reason,
+            msg,
+            o.generation,
+            now,
+        )
     };
     let end = |status: &mut MigrationRunStatus, result: RunResult, reason: &str, msg: String| {
         status.result = Some(result);
@@ -100,8 +110,20 @@ pub fn decide(o: RunObserved<'_>) -> RunDecision {
         if let Some(start) = &status.start_time {
             status.duration = Some(human(now - utc(start)));
         }
-        set(status, "Running", false, "Ended", format!("the run ended {result:?}"));
-        set(status, "Succeeded", result == RunResult::Succeeded, reason, msg);
+        set(
+            status,
+            "Running",
+            false,
+            "Ended",
+            format!("the run ended {result:?}"),
+        );
+        set(
+            status,
+            "Succeeded",
+            result == RunResult::Succeeded,
+            reason,
+            msg,
+        );
     };
 
     // Ended already: nothing changes any more.
@@ -162,7 +184,13 @@ pub fn decide(o: RunObserved<'_>) -> RunDecision {
             tables: "0/?".into(),
             ..Default::default()
         });
-        set(&mut status, "Running", true, "Started", "the run started".into());
+        set(
+            &mut status,
+            "Running",
+            true,
+            "Started",
+            "the run started".into(),
+        );
         set(
             &mut status,
             "Succeeded",
@@ -187,7 +215,8 @@ pub fn decide(o: RunObserved<'_>) -> RunDecision {
     let expected = o.schedule.as_ref().map(|s| s.workers.max(1)).unwrap_or(1) as usize;
     let current: Vec<&WorkerStatus> = workers.iter().filter(|w| w.attempt == attempt).collect();
     let p = progress(&current);
-    status.tables_omitted = (p.tables_done > tables_listed).then_some(p.tables_done - tables_listed);
+    status.tables_omitted =
+        (p.tables_done > tables_listed).then_some(p.tables_done - tables_listed);
     status.progress = Some(p.clone());
     let ended: Vec<&&WorkerStatus> = current
         .iter()
@@ -207,7 +236,9 @@ pub fn decide(o: RunObserved<'_>) -> RunDecision {
             (
                 RunResult::Failed,
                 "RunnerFailed",
-                w.message.clone().unwrap_or_else(|| "the worker could not run".into()),
+                w.message
+                    .clone()
+                    .unwrap_or_else(|| "the worker could not run".into()),
             )
         } else if stopped {
             (
@@ -409,7 +440,10 @@ mod tests {
         assert_eq!(d.action, RunAction::Start { attempt: 1 });
         assert_eq!(d.status.trigger.as_deref(), Some("Scheduled"));
         assert!(d.status.start_time.is_some());
-        assert_eq!(conditions::is_true(&d.status.conditions, "Running"), Some(true));
+        assert_eq!(
+            conditions::is_true(&d.status.conditions, "Running"),
+            Some(true)
+        );
         assert_eq!(d.notes[0].reason, "RunStarted");
     }
 
@@ -422,7 +456,12 @@ mod tests {
         let d = decide(o);
         assert_eq!(d.finished, Some(RunResult::Failed));
         assert_eq!(d.status.trigger.as_deref(), Some("Manual"));
-        let c = d.status.conditions.iter().find(|c| c.type_ == "Succeeded").unwrap();
+        let c = d
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Succeeded")
+            .unwrap();
         assert_eq!(c.reason, "ScheduleNotFound");
         assert!(c.message.contains("nightly"));
     }
@@ -439,7 +478,10 @@ mod tests {
 
         for (w, result) in [
             (worker(WorkerPhase::Finished, 3, 0), RunResult::Succeeded),
-            (worker(WorkerPhase::Finished, 2, 1), RunResult::PartiallySucceeded),
+            (
+                worker(WorkerPhase::Finished, 2, 1),
+                RunResult::PartiallySucceeded,
+            ),
             (worker(WorkerPhase::Finished, 0, 2), RunResult::Failed),
             (worker(WorkerPhase::Stopped, 1, 0), RunResult::Stopped),
         ] {
@@ -449,7 +491,10 @@ mod tests {
             assert_eq!(d.finished, Some(result));
             assert_eq!(d.status.result, Some(result));
             assert_eq!(d.status.duration.as_deref(), Some("5m00s"));
-            assert_eq!(conditions::is_true(&d.status.conditions, "Running"), Some(false));
+            assert_eq!(
+                conditions::is_true(&d.status.conditions, "Running"),
+                Some(false)
+            );
         }
     }
 
@@ -462,7 +507,12 @@ mod tests {
         st.workers = vec![w];
         let d = decide(observe(&s, st, 1));
         assert_eq!(d.finished, Some(RunResult::Failed));
-        let c = d.status.conditions.iter().find(|c| c.type_ == "Succeeded").unwrap();
+        let c = d
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Succeeded")
+            .unwrap();
         assert!(c.message.contains("Secret"));
     }
 
@@ -482,7 +532,12 @@ mod tests {
         o2.runner_alive = false;
         let d2 = decide(o2);
         assert_eq!(d2.finished, Some(RunResult::Failed));
-        let c = d2.status.conditions.iter().find(|c| c.type_ == "Succeeded").unwrap();
+        let c = d2
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Succeeded")
+            .unwrap();
         assert_eq!(c.reason, "RunnerLost");
     }
 

@@ -1,6 +1,7 @@
 //! What a MigrationSchedule should do now, as a pure function of what the reconciler observed:
 //! which run to start, which runs to stop or prune, and the status to write.
 
+use super::clock::{time, utc as to_utc};
 use super::conditions;
 use super::cron::CronSchedule;
 use crate::api::run::{RunResult, RunType};
@@ -9,7 +10,6 @@ use crate::api::schedule::{
     RunSummary,
 };
 use chrono::{DateTime, Utc};
-use super::clock::{time, utc as to_utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::time::Duration;
 
@@ -189,9 +189,18 @@ pub fn decide(o: Observed<'_>) -> Decision {
     let mut notes = vec![];
     let mut create = None;
     let mut stop = None;
-    let set = |status: &mut MigrationScheduleStatus, t: &str, ok: bool, reason: &str, msg: String| {
-        conditions::set(&mut status.conditions, t, ok, reason, msg, o.generation, now)
-    };
+    let set =
+        |status: &mut MigrationScheduleStatus, t: &str, ok: bool, reason: &str, msg: String| {
+            conditions::set(
+                &mut status.conditions,
+                t,
+                ok,
+                reason,
+                msg,
+                o.generation,
+                now,
+            )
+        };
 
     // Runs by age, newest first.
     let mut runs = o.runs.clone();
@@ -224,7 +233,11 @@ pub fn decide(o: Observed<'_>) -> Decision {
         &mut status,
         "Conflict",
         o.conflict.is_some(),
-        if o.conflict.is_some() { "SharedDatabase" } else { "NoConflict" },
+        if o.conflict.is_some() {
+            "SharedDatabase"
+        } else {
+            "NoConflict"
+        },
         o.conflict.clone().unwrap_or_default(),
     );
     set(
@@ -291,12 +304,18 @@ pub fn decide(o: Observed<'_>) -> Decision {
 
     if let Some(due) = due {
         let (label, token, scheduled) = match &due {
-            Due::Request(t) => (format!("the run requested by runRequest {t:?}"), Some(t.clone()), None),
+            Due::Request(t) => (
+                format!("the run requested by runRequest {t:?}"),
+                Some(t.clone()),
+                None,
+            ),
             Due::Immediate => ("the first run (runImmediately)".to_string(), None, None),
             Due::Scheduled(t) => (
                 format!(
                     "the run due at {}",
-                    schedule.map(|s| s.local(*t)).unwrap_or_else(|| t.to_rfc3339())
+                    schedule
+                        .map(|s| s.local(*t))
+                        .unwrap_or_else(|| t.to_rfc3339())
                 ),
                 None,
                 Some(*t),
@@ -333,7 +352,13 @@ pub fn decide(o: Observed<'_>) -> Decision {
                 reason: "RunSkipped",
                 message: format!("{label} did not start: {why}"),
             });
-            set(&mut status, "Scheduled", false, reason, format!("{label} did not start: {why}"));
+            set(
+                &mut status,
+                "Scheduled",
+                false,
+                reason,
+                format!("{label} did not start: {why}"),
+            );
             handled(&mut status);
         } else if deadline_missed {
             let why = format!(
@@ -402,7 +427,12 @@ pub fn decide(o: Observed<'_>) -> Decision {
 
     // The next due time, and the Scheduled condition when nothing above set it this time.
     let next = schedule.and_then(|s| {
-        let from = status.last_schedule_time.as_ref().map(to_utc).unwrap_or(cursor).max(now);
+        let from = status
+            .last_schedule_time
+            .as_ref()
+            .map(to_utc)
+            .unwrap_or(cursor)
+            .max(now);
         s.next_after(from)
     });
     status.next_run_time = match (next, may_run && !spec.suspend) {
@@ -558,13 +588,19 @@ mod tests {
     fn an_invalid_cron_is_not_ready_and_starts_nothing() {
         let s = spec(Some("0 2 * *"));
         let d = decide(observe(&s, utc(2026, 5, 2, 3, 0)));
-        assert_eq!(condition(&d, "Ready"), ("False".into(), "InvalidSchedule".into()));
+        assert_eq!(
+            condition(&d, "Ready"),
+            ("False".into(), "InvalidSchedule".into())
+        );
         assert!(d.create.is_none());
         assert!(d.status.next_run_time.is_none());
         let mut s = spec(Some("0 2 * * *"));
         s.time_zone = "Nowhere/Special".into();
         let d = decide(observe(&s, utc(2026, 5, 2, 3, 0)));
-        assert_eq!(condition(&d, "Ready"), ("False".into(), "InvalidTimeZone".into()));
+        assert_eq!(
+            condition(&d, "Ready"),
+            ("False".into(), "InvalidTimeZone".into())
+        );
     }
 
     #[test]
@@ -615,7 +651,10 @@ mod tests {
         o.status.last_schedule_time = Some(time(utc(2026, 5, 1, 9, 0)));
         let d = decide(o);
         assert!(d.create.is_none());
-        assert_eq!(condition(&d, "Scheduled"), ("False".into(), "RunMissed".into()));
+        assert_eq!(
+            condition(&d, "Scheduled"),
+            ("False".into(), "RunMissed".into())
+        );
         assert_eq!(d.notes[0].reason, "RunMissed");
         // The missed time is consumed: the next look does not start it.
         assert_eq!(
@@ -685,7 +724,10 @@ mod tests {
         let d = decide(o);
         assert!(d.create.is_none());
         assert!(d.status.next_run_time.is_none());
-        assert_eq!(condition(&d, "Scheduled"), ("False".into(), "Suspended".into()));
+        assert_eq!(
+            condition(&d, "Scheduled"),
+            ("False".into(), "Suspended".into())
+        );
         assert_eq!(
             d.status.last_schedule_time,
             Some(time(utc(2026, 5, 1, 14, 0)))
@@ -723,7 +765,10 @@ mod tests {
             d.status.last_handled_run_request.as_deref(),
             Some("2026-05-01 please")
         );
-        assert_eq!(condition(&d, "Scheduled"), ("False".into(), "NoSchedule".into()));
+        assert_eq!(
+            condition(&d, "Scheduled"),
+            ("False".into(), "NoSchedule".into())
+        );
     }
 
     #[test]
@@ -749,7 +794,10 @@ mod tests {
         s.run_immediately = true;
         let d = decide(observe(&s, utc(2026, 5, 1, 0, 0)));
         let new = d.create.unwrap();
-        assert_eq!((new.name.as_str(), new.trigger), ("nightly-202605010000", "Immediate"));
+        assert_eq!(
+            (new.name.as_str(), new.trigger),
+            ("nightly-202605010000", "Immediate")
+        );
         let mut o = observe(&s, utc(2026, 5, 1, 0, 1));
         o.runs = vec![RunView {
             name: new.name,
@@ -835,6 +883,9 @@ mod tests {
         let dec = decide(o);
         assert!(dec.create.is_none());
         assert_eq!(condition(&dec, "Conflict").0, "True");
-        assert_eq!(condition(&dec, "Ready"), ("False".into(), "Conflict".into()));
+        assert_eq!(
+            condition(&dec, "Ready"),
+            ("False".into(), "Conflict".into())
+        );
     }
 }

@@ -1,0 +1,151 @@
+//! The MigrationRun reconciler: read the run, its schedule and its runner, decide
+//! (`run_decide`), then act: start or stop the runner, write the controller's part of the
+//! status, and count the ended run in the metrics.
+
+use super::context::{Context, MANAGER};
+use super::run_decide::{self, RunAction, RunObserved, ScheduleFacts};
+use super::schedule::Error;
+use super::schedule_decide::TRIGGER_ANNOTATION;
+use crate::api::MigrationSchedule;
+use crate::api::run::MigrationRun;
+use crate::api::schedule::Runner;
+use crate::runner::WorkerSpec;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub async fn reconcile(run: Arc<MigrationRun>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let kind = super::metrics::Metrics::kind("MigrationRun");
+    ctx.metrics.reconciles.get_or_create(&kind).inc();
+    let result = reconcile_inner(&run, &ctx).await;
+    ctx.metrics
+        .duration
+        .get_or_create(&kind)
+        .observe(started.elapsed().as_secs_f64());
+    if result.is_err() {
+        ctx.metrics.errors.get_or_create(&kind).inc();
+    }
+    result
+}
+
+async fn reconcile_inner(run: &MigrationRun, ctx: &Context) -> Result<Action, Error> {
+    let ns = run
+        .namespace()
+        .ok_or_else(|| Error::Invalid("a MigrationRun is namespaced".into()))?;
+    let name = run.name_any();
+    let key = format!("{ns}/{name}");
+    let uid = run.uid().unwrap_or_default();
+    let runs: Api<MigrationRun> = Api::namespaced(ctx.client.clone(), &ns);
+    let schedules: Api<MigrationSchedule> = Api::namespaced(ctx.client.clone(), &ns);
+
+    // Read.
+    let schedule = schedules.get_opt(&run.spec.schedule_ref.name).await?;
+    let status = run.status.clone().unwrap_or_default();
+    let attempt = status.attempts.unwrap_or(0);
+    let runner = schedule
+        .as_ref()
+        .map(|s| s.spec.runtime.runner)
+        .unwrap_or_default();
+    let runner_alive = ctx.inprocess.alive(&key, &uid, attempt);
+
+    // Decide.
+    let decision = run_decide::decide(RunObserved {
+        generation: run.metadata.generation,
+        spec: &run.spec,
+        status,
+        trigger: run.annotations().get(TRIGGER_ANNOTATION).cloned(),
+        schedule: schedule.as_ref().map(|s| ScheduleFacts {
+            // The in-process runner is one worker.
+            workers: match s.spec.runtime.runner {
+                Runner::InProcess => 1,
+                Runner::Job => s.spec.runtime.workers,
+            },
+            backoff_limit: s.spec.runtime.backoff_limit,
+            disabled: s.spec.disabled,
+        }),
+        runner_alive,
+        now: chrono::Utc::now(),
+    });
+
+    // Act: the status first, so that a start is on record before the runner writes.
+    let body = json!({
+        "apiVersion": MigrationRun::api_version(&()),
+        "kind": MigrationRun::kind(&()),
+        "status": decision.status,
+    });
+    runs.patch_status(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await?;
+    match decision.action {
+        RunAction::Start { attempt } => match runner {
+            Runner::InProcess => ctx.inprocess.start(
+                ctx.client.clone(),
+                &uid,
+                WorkerSpec {
+                    namespace: ns.clone(),
+                    name: name.clone(),
+                    index: 0,
+                    count: 1,
+                    attempt,
+                },
+            ),
+            Runner::Job => {
+                // Not in this controller yet: say so on the run instead of waiting forever.
+                let msg = "spec.runtime.runner Job is not available in this version of the \
+                           controller; set spec.runtime.runner: InProcess on the schedule and \
+                           create a new run";
+                let body = json!({
+                    "apiVersion": MigrationRun::api_version(&()),
+                    "kind": MigrationRun::kind(&()),
+                    "status": {"workers": [{
+                        "index": 0, "phase": "Failed", "attempt": attempt, "message": msg
+                    }]},
+                });
+                runs.patch_status(
+                    &name,
+                    &PatchParams::apply(&crate::runner::field_manager(0)).force(),
+                    &Patch::Apply(body),
+                )
+                .await?;
+            }
+        },
+        RunAction::Stop => ctx.inprocess.stop(&key),
+        RunAction::Nothing => {}
+    }
+    if let Some(result) = decision.finished {
+        let label = format!("{result:?}");
+        ctx.metrics
+            .runs
+            .get_or_create(&super::metrics::Metrics::result(&label))
+            .inc();
+        if let Some(p) = &decision.status.progress {
+            for (r, n) in [
+                ("Migrated", p.tables_migrated),
+                ("Warning", p.tables_with_warnings),
+                ("Failed", p.tables_failed),
+                ("Excluded", p.tables_excluded),
+            ] {
+                ctx.metrics
+                    .tables
+                    .get_or_create(&super::metrics::Metrics::result(r))
+                    .inc_by(n.max(0) as u64);
+            }
+            ctx.metrics.rows.inc_by(p.rows_copied.max(0) as u64);
+        }
+    }
+    ctx.publish(run, &decision.notes).await;
+    // A running run is looked at again now and then: a lost runner is noticed even when no
+    // status write wakes the reconciler.
+    Ok(if decision.status.result.is_some() {
+        Action::await_change()
+    } else {
+        Action::requeue(Duration::from_secs(10))
+    })
+}

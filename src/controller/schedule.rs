@@ -1,0 +1,201 @@
+//! The MigrationSchedule reconciler: read the schedule, its runs and its neighbours, decide
+//! (`schedule_decide`), then act: create, adopt, stop and prune runs, write the status.
+
+use super::clock::utc;
+use super::context::{Context, MANAGER};
+use super::schedule_decide::{
+    self, Counts, Observed, RUN_REQUEST_ANNOTATION, RunView, SCHEDULED_TIME_ANNOTATION,
+    TRIGGER_ANNOTATION,
+};
+use crate::api::run::{MigrationRun, MigrationRunSpec};
+use crate::api::{MigrationSchedule, common::ScheduleRef};
+use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Label on every run with its schedule's name (when it fits a label value).
+pub const SCHEDULE_LABEL: &str = "cloudmigrate.io/schedule";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What a run looks like to its schedule.
+pub fn run_view(run: &MigrationRun, schedule_uid: Option<&str>) -> RunView {
+    let status = run.status.clone().unwrap_or_default();
+    let p = status.progress.clone().unwrap_or_default();
+    RunView {
+        name: run.name_any(),
+        created: run.creation_timestamp().map(|t| utc(&t)),
+        run_type: run.spec.r#type,
+        run_request: run.annotations().get(RUN_REQUEST_ANNOTATION).cloned(),
+        result: status.result,
+        start_time: status.start_time,
+        completion_time: status.completion_time,
+        stop_requested: run.spec.stop,
+        owned: run
+            .owner_references()
+            .iter()
+            .any(|o| Some(o.uid.as_str()) == schedule_uid),
+        counts: Counts {
+            migrated: p.tables_migrated,
+            with_warnings: p.tables_with_warnings,
+            failed: p.tables_failed,
+            not_migrated: p.tables_excluded,
+        },
+    }
+}
+
+pub async fn reconcile(
+    schedule: Arc<MigrationSchedule>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let kind = super::metrics::Metrics::kind("MigrationSchedule");
+    ctx.metrics.reconciles.get_or_create(&kind).inc();
+    let result = reconcile_inner(&schedule, &ctx).await;
+    ctx.metrics
+        .duration
+        .get_or_create(&kind)
+        .observe(started.elapsed().as_secs_f64());
+    if result.is_err() {
+        ctx.metrics.errors.get_or_create(&kind).inc();
+    }
+    result
+}
+
+async fn reconcile_inner(schedule: &MigrationSchedule, ctx: &Context) -> Result<Action, Error> {
+    let ns = schedule
+        .namespace()
+        .ok_or_else(|| Error::Invalid("a MigrationSchedule is namespaced".into()))?;
+    let name = schedule.name_any();
+    let uid = schedule.uid();
+    let runs_api: Api<MigrationRun> = Api::namespaced(ctx.client.clone(), &ns);
+    let schedules: Api<MigrationSchedule> = Api::namespaced(ctx.client.clone(), &ns);
+
+    // Read.
+    let runs: Vec<MigrationRun> = runs_api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|r| r.spec.schedule_ref.name == name)
+        .collect();
+    let others = schedules.list(&ListParams::default()).await?.items;
+    let created =
+        |s: &MigrationSchedule| s.creation_timestamp().map(|t| utc(&t)).unwrap_or_default();
+    let conflict = schedule_decide::conflict(
+        (&name, created(schedule), &schedule.spec),
+        others
+            .iter()
+            .filter(|o| o.metadata.deletion_timestamp.is_none())
+            .map(|o| {
+                (
+                    o.metadata.name.as_deref().unwrap_or_default(),
+                    created(o),
+                    &o.spec,
+                )
+            }),
+    );
+    let now = chrono::Utc::now();
+
+    // Decide.
+    let decision = schedule_decide::decide(Observed {
+        name: &name,
+        generation: schedule.metadata.generation,
+        created: created(schedule),
+        spec: &schedule.spec,
+        status: schedule.status.clone().unwrap_or_default(),
+        runs: runs.iter().map(|r| run_view(r, uid.as_deref())).collect(),
+        conflict,
+        now,
+    });
+
+    // Act.
+    let owner = schedule.controller_owner_ref(&());
+    for run in &decision.adopt {
+        if let Some(owner) = &owner {
+            let patch = json!({"metadata": {"ownerReferences": [owner]}});
+            runs_api
+                .patch(run, &PatchParams::default(), &Patch::Merge(patch))
+                .await?;
+            tracing::info!(schedule = %name, namespace = %ns, run = %run, "adopted a MigrationRun created by hand");
+        }
+    }
+    if let Some(run) = &decision.stop {
+        runs_api
+            .patch(
+                run,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"stop": true}})),
+            )
+            .await?;
+    }
+    if let Some(new) = &decision.create {
+        let mut annotations = BTreeMap::new();
+        annotations.insert(TRIGGER_ANNOTATION.to_string(), new.trigger.to_string());
+        if let Some(t) = new.scheduled_time {
+            annotations.insert(SCHEDULED_TIME_ANNOTATION.to_string(), t.to_rfc3339());
+        }
+        if let Some(r) = &new.run_request {
+            annotations.insert(RUN_REQUEST_ANNOTATION.to_string(), r.clone());
+        }
+        let mut labels = BTreeMap::new();
+        if name.len() <= 63 {
+            labels.insert(SCHEDULE_LABEL.to_string(), name.clone());
+        }
+        let run = MigrationRun {
+            metadata: ObjectMeta {
+                name: Some(new.name.clone()),
+                namespace: Some(ns.clone()),
+                owner_references: owner.clone().map(|o| vec![o]),
+                annotations: Some(annotations),
+                labels: Some(labels),
+                ..Default::default()
+            },
+            spec: MigrationRunSpec {
+                schedule_ref: ScheduleRef { name: name.clone() },
+                r#type: Default::default(),
+                companies: vec![],
+                stop: false,
+            },
+            status: None,
+        };
+        match runs_api.create(&PostParams::default(), &run).await {
+            Ok(_) => {}
+            // Made before a restart: adopted as it is.
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    for old in &decision.delete {
+        match runs_api.delete(old, &DeleteParams::background()).await {
+            Ok(_) => {
+                tracing::info!(schedule = %name, namespace = %ns, run = %old, "pruned a run beyond the history limits")
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let body = json!({
+        "apiVersion": MigrationSchedule::api_version(&()),
+        "kind": MigrationSchedule::kind(&()),
+        "status": decision.status,
+    });
+    schedules
+        .patch_status(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(body),
+        )
+        .await?;
+    ctx.publish(schedule, &decision.notes).await;
+    Ok(Action::requeue(decision.requeue_after))
+}

@@ -1,0 +1,424 @@
+//! How a MigrationRun executes: one or more workers, each running the engine on its share of
+//! the tables and writing its progress and per-table results into the run's status. The
+//! in-process runner spawns the worker in the controller; `cloudmigrate replicate` is the
+//! worker of a Job's pod.
+
+pub mod inprocess;
+
+use crate::api::common::SecretKeyRef;
+use crate::api::run::{
+    CopyMode, MigrationRun, RunType as ApiRunType, TableResult as ApiTableResult, TableStatus,
+    WorkerPhase, WorkerStatus,
+};
+use crate::api::schedule::{MigrationScheduleSpec, Product as ApiProduct};
+use crate::controller::clock::time;
+use crate::db::{ConnectSpec, ReadProgress};
+use crate::engine::plan::{PlanOptions, Product};
+use crate::engine::report::{Mode, TableReport, TableResult};
+use crate::engine::{self, Observer, RunConfig, RunType, StopSignal};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Past this many tables in a run, the status lists only the tables that did not migrate
+/// cleanly; the complete list stays in the target's run log (`cloudmigrate runs show`).
+pub const STATUS_TABLE_CAP: usize = 2000;
+
+/// How often a worker writes its progress while it runs.
+const FLUSH_EVERY: Duration = Duration::from_secs(2);
+
+/// The engine's configuration for a run of a schedule. Passwords are given, never read here.
+pub fn engine_config(
+    spec: &MigrationScheduleSpec,
+    companies: Option<Vec<String>>,
+    passwords: (Option<String>, Option<String>),
+    run_id: String,
+    run_type: RunType,
+) -> RunConfig {
+    let product = match spec.product {
+        ApiProduct::BusinessCentral => Product::BusinessCentral,
+        ApiProduct::Nav => Product::Nav,
+        ApiProduct::Gp => Product::Gp,
+    };
+    RunConfig {
+        run_id,
+        source: ConnectSpec {
+            url: spec.source.url.clone(),
+            password: passwords.0,
+            max_connections: 1,
+            create: false,
+        },
+        target: ConnectSpec {
+            url: spec.target.url.clone(),
+            password: passwords.1,
+            max_connections: 1,
+            create: true,
+        },
+        plan: PlanOptions {
+            product,
+            include: spec.tables.include.clone(),
+            exclude: spec.tables.exclude.clone(),
+            companies,
+            target: None,
+        },
+        create_missing_tables: spec.target.create_missing_tables,
+        parallelism: spec.runtime.parallelism.max(1) as usize,
+        run_type,
+        retention: engine::tracking::DEFAULT_RETENTION,
+        stop: StopSignal::default(),
+        share: None,
+    }
+}
+
+/// The API's run type as the engine's.
+pub fn run_type(t: ApiRunType) -> RunType {
+    match t {
+        ApiRunType::Auto => RunType::Auto,
+        ApiRunType::Full => RunType::Full,
+        ApiRunType::Diagnostic => RunType::Diagnostic,
+    }
+}
+
+/// A table's result as the run's status lists it.
+pub fn table_status(r: &TableReport) -> TableStatus {
+    let changes = r.changes;
+    TableStatus {
+        company: r.company.clone(),
+        table: r.table.clone(),
+        result: match r.result {
+            TableResult::Migrated => ApiTableResult::Migrated,
+            TableResult::Warning => ApiTableResult::Warning,
+            TableResult::Failed => ApiTableResult::Failed,
+            TableResult::Excluded => ApiTableResult::Excluded,
+            TableResult::NotStarted => ApiTableResult::NotStarted,
+        },
+        mode: Some(match r.mode {
+            Mode::Full => CopyMode::Full,
+            Mode::Incremental => CopyMode::Incremental,
+            Mode::None => CopyMode::None,
+        }),
+        full_reason: r.full_reason.clone(),
+        rows: r.rows as i64,
+        inserted: changes.map(|c| c.0 as i64),
+        updated: changes.map(|c| c.1 as i64),
+        deleted: changes.map(|c| c.2 as i64),
+        bytes: (r.bytes > 0).then_some(r.bytes as i64),
+        duration_ms: (!r.duration.is_zero()).then_some(r.duration.as_millis() as i64),
+        message: r.message.clone(),
+        guidance: r.guidance.clone(),
+    }
+}
+
+/// Reads one key of a Secret in the run's namespace. The error names the Secret and the key,
+/// never the value.
+pub async fn secret_value(
+    client: &kube::Client,
+    namespace: &str,
+    r: &SecretKeyRef,
+) -> Result<String, String> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = match api.get_opt(&r.name).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return Err(format!(
+                "Secret {:?} does not exist in namespace {namespace:?}; create it with the \
+                 password under key {:?}",
+                r.name, r.key
+            ));
+        }
+        Err(e) => {
+            return Err(format!(
+                "reading Secret {:?} in namespace {namespace:?} failed: {e}; the controller's \
+                 service account needs get on secrets",
+                r.name
+            ));
+        }
+    };
+    let value = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&r.key))
+        .map(|b| {
+            String::from_utf8_lossy(&b.0)
+                .trim_end_matches(['\r', '\n'])
+                .to_string()
+        })
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(&r.key))
+                .cloned()
+        });
+    value.ok_or_else(|| {
+        format!(
+            "Secret {:?} has no key {:?}; add the password under that key, or point \
+             passwordSecretRef.key at the key that holds it",
+            r.name, r.key
+        )
+    })
+}
+
+/// What one worker knows while it runs; written to the run's status as it goes.
+struct Progress {
+    me: WorkerStatus,
+    /// Every table result of this worker's share.
+    tables: Vec<TableStatus>,
+    planned: bool,
+}
+
+/// The engine observer of a worker: counts and per-table results, flushed to the status.
+struct Reporter {
+    state: Mutex<Progress>,
+    read: Arc<ReadProgress>,
+}
+
+impl Reporter {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
+        // A panic while the lock is held leaves counts that are still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The status body this worker applies: its own entry in `workers`, and its tables.
+    fn body(&self) -> serde_json::Value {
+        let p = self.lock();
+        let mut me = p.me.clone();
+        if me.phase == WorkerPhase::Running {
+            use std::sync::atomic::Ordering::Relaxed;
+            me.rows_copied = me.rows_copied.max(self.read.rows.load(Relaxed) as i64);
+            me.bytes_copied = me.bytes_copied.max(self.read.bytes.load(Relaxed) as i64);
+        }
+        let tables: Vec<&TableStatus> =
+            if p.tables.len() > STATUS_TABLE_CAP || me.tables_total as usize > STATUS_TABLE_CAP {
+                p.tables
+                    .iter()
+                    .filter(|t| {
+                        !matches!(
+                            t.result,
+                            ApiTableResult::Migrated | ApiTableResult::Excluded
+                        )
+                    })
+                    .collect()
+            } else {
+                p.tables.iter().collect()
+            };
+        json!({
+            "apiVersion": "cloudmigrate.io/v1alpha1",
+            "kind": "MigrationRun",
+            "status": { "workers": [me], "tables": tables },
+        })
+    }
+}
+
+impl Observer for Reporter {
+    fn planned(&self, tables: u64, _rows: u64) {
+        let mut p = self.lock();
+        p.me.tables_total = p.me.tables_done + tables as i64;
+        p.planned = true;
+    }
+
+    fn table_done(&self, r: &TableReport) {
+        let mut p = self.lock();
+        p.me.tables_done += 1;
+        match r.result {
+            TableResult::Migrated => p.me.tables_migrated += 1,
+            TableResult::Warning => p.me.tables_with_warnings += 1,
+            TableResult::Failed => p.me.tables_failed += 1,
+            TableResult::Excluded => p.me.tables_excluded += 1,
+            TableResult::NotStarted => p.me.tables_not_started += 1,
+        }
+        if !p.planned {
+            p.me.tables_total = p.me.tables_done;
+        }
+        p.me.rows_copied += r.rows as i64;
+        p.me.bytes_copied += r.bytes as i64;
+        p.tables.push(table_status(r));
+    }
+}
+
+/// Where a worker runs: which run, which share, which attempt.
+#[derive(Clone, Debug)]
+pub struct WorkerSpec {
+    pub namespace: String,
+    pub name: String,
+    pub index: i32,
+    pub count: i32,
+    pub attempt: i32,
+}
+
+/// The field manager of a worker's status writes.
+pub fn field_manager(index: i32) -> String {
+    format!("cloudmigrate-worker-{index}")
+}
+
+/// Runs one worker to the end: reads the run and its schedule, the passwords from their
+/// Secrets, runs the engine on the share, and keeps the status up to date. Returns the phase
+/// it ended in. Stops between tables when `stop` is set, or when the run is deleted.
+pub async fn work(client: kube::Client, w: WorkerSpec, stop: StopSignal) -> WorkerPhase {
+    let runs: Api<MigrationRun> = Api::namespaced(client.clone(), &w.namespace);
+    let reporter = Arc::new(Reporter {
+        state: Mutex::new(Progress {
+            me: WorkerStatus {
+                index: w.index,
+                phase: WorkerPhase::Running,
+                attempt: w.attempt,
+                start_time: Some(time(chrono::Utc::now())),
+                ..Default::default()
+            },
+            tables: vec![],
+            planned: false,
+        }),
+        read: Arc::new(ReadProgress::default()),
+    });
+    let apply = {
+        let params = PatchParams::apply(&field_manager(w.index)).force();
+        let name = w.name.clone();
+        move |body: serde_json::Value| {
+            let runs = runs.clone();
+            let params = params.clone();
+            let name = name.clone();
+            async move { runs.patch_status(&name, &params, &Patch::Apply(body)).await }
+        }
+    };
+
+    let prepared = prepare(&client, &w).await;
+    let config = match prepared {
+        Ok(mut c) => {
+            c.stop = stop.clone();
+            c
+        }
+        Err(message) => {
+            tracing::warn!(run = %w.name, namespace = %w.namespace, worker = w.index, %message, "the worker cannot run");
+            {
+                let mut p = reporter.lock();
+                p.me.phase = WorkerPhase::Failed;
+                p.me.message = Some(message);
+                p.me.completion_time = Some(time(chrono::Utc::now()));
+            }
+            if let Err(e) = apply(reporter.body()).await {
+                tracing::warn!(run = %w.name, error = %e, "writing the worker status failed");
+            }
+            return WorkerPhase::Failed;
+        }
+    };
+
+    // Write progress every few seconds while the engine runs; a deleted run stops the worker.
+    let flusher = {
+        let reporter = reporter.clone();
+        let stop = stop.clone();
+        let apply = apply.clone();
+        let run = w.name.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(FLUSH_EVERY).await;
+                match apply(reporter.body()).await {
+                    Err(kube::Error::Api(e)) if e.code == 404 => {
+                        tracing::info!(%run, "the run was deleted: stopping after the tables in progress");
+                        stop.stop();
+                    }
+                    Err(e) => {
+                        tracing::warn!(%run, error = %e, "writing progress failed; trying again")
+                    }
+                    Ok(_) => {}
+                }
+            }
+        })
+    };
+    if let Err(e) = apply(reporter.body()).await {
+        tracing::warn!(run = %w.name, error = %e, "writing the worker status failed");
+    }
+    tracing::info!(run = %w.name, namespace = %w.namespace, worker = w.index, attempt = w.attempt, "worker started");
+    let outcome = engine::run(&config, reporter.as_ref(), reporter.read.clone()).await;
+    flusher.abort();
+    let phase = {
+        let mut p = reporter.lock();
+        p.me.completion_time = Some(time(chrono::Utc::now()));
+        p.me.phase = match &outcome {
+            Err(e) => {
+                p.me.message = Some(format!(
+                    "{e}. Check the address, the login and the network path from the runner to \
+                     the database, then start a new run."
+                ));
+                WorkerPhase::Failed
+            }
+            Ok(_) if p.me.tables_not_started > 0 || stop.is_stopped() => WorkerPhase::Stopped,
+            Ok(_) => WorkerPhase::Finished,
+        };
+        p.me.phase
+    };
+    match &outcome {
+        Ok(r) => {
+            tracing::info!(run = %w.name, namespace = %w.namespace, worker = w.index, result = r.result(), tables = r.tables.len(), rows = r.rows(), "worker finished")
+        }
+        Err(e) => {
+            tracing::warn!(run = %w.name, namespace = %w.namespace, worker = w.index, error = %e, "worker failed")
+        }
+    }
+    // The last word matters: try it a few times.
+    for delay in [0u64, 1, 2, 4, 8] {
+        tokio::time::sleep(Duration::from_secs(delay)).await;
+        match apply(reporter.body()).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(e)) if e.code == 404 => break,
+            Err(e) => tracing::warn!(run = %w.name, error = %e, "writing the final status failed"),
+        }
+    }
+    phase
+}
+
+/// The engine configuration of a worker: run and schedule read, passwords from Secrets.
+async fn prepare(client: &kube::Client, w: &WorkerSpec) -> Result<RunConfig, String> {
+    let runs: Api<MigrationRun> = Api::namespaced(client.clone(), &w.namespace);
+    let run = runs
+        .get(&w.name)
+        .await
+        .map_err(|e| format!("reading MigrationRun {}/{}: {e}", w.namespace, w.name))?;
+    let schedules: Api<crate::api::MigrationSchedule> =
+        Api::namespaced(client.clone(), &w.namespace);
+    let schedule = schedules
+        .get_opt(&run.spec.schedule_ref.name)
+        .await
+        .map_err(|e| {
+            format!(
+                "reading MigrationSchedule {:?}: {e}",
+                run.spec.schedule_ref.name
+            )
+        })?
+        .ok_or_else(|| {
+            format!(
+                "MigrationSchedule {:?} does not exist in namespace {:?}",
+                run.spec.schedule_ref.name, w.namespace
+            )
+        })?;
+    let spec = &schedule.spec;
+    let mut passwords = (None, None);
+    if let Some(r) = &spec.source.password_secret_ref {
+        passwords.0 = Some(
+            secret_value(client, &w.namespace, r)
+                .await
+                .map_err(|e| format!("the source password: {e}"))?,
+        );
+    }
+    if let Some(r) = &spec.target.password_secret_ref {
+        passwords.1 = Some(
+            secret_value(client, &w.namespace, r)
+                .await
+                .map_err(|e| format!("the target password: {e}"))?,
+        );
+    }
+    let companies = (!run.spec.companies.is_empty()).then(|| run.spec.companies.clone());
+    let mut config = engine_config(
+        spec,
+        companies,
+        passwords,
+        w.name.clone(),
+        run_type(run.spec.r#type),
+    );
+    if w.count > 1 {
+        config.share = Some((w.index.max(0) as usize, w.count as usize));
+    }
+    Ok(config)
+}

@@ -5,6 +5,7 @@
 //! own, so they run in parallel.
 
 mod api_server;
+mod controller;
 mod crds;
 mod examples;
 mod validation;

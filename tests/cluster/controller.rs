@@ -1,0 +1,526 @@
+//! The controller end to end: the real `cloudmigrate controller` process, the real API server,
+//! kubectl, and real PostgreSQL databases, with the in-process runner.
+
+use crate::api_server::{Kubectl, TestNamespace};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with tests/run.sh, which starts the databases")
+    })
+}
+
+/// The test PostgreSQL server's URL without a database, and its password.
+fn pg() -> (String, String) {
+    let url = env("CLOUDMIGRATE_TEST_PG_URL");
+    let base = url.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+    (base, env("CLOUDMIGRATE_TEST_DB_PASSWORD"))
+}
+
+/// Runs SQL with psql in a database of the test server.
+fn psql(db: &str, sql: &str) -> String {
+    let (base, password) = pg();
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"])
+        .arg(format!("{base}/{db}"))
+        .arg("-c")
+        .arg(sql)
+        .env("PGPASSWORD", password)
+        .output()
+        .expect("psql must be on PATH");
+    assert!(
+        out.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A fresh database on the test server; its URL carries no password.
+fn database(label: &str) -> String {
+    let name = format!(
+        "{label}_{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            & 0xffff_ffff
+    );
+    psql("postgres", &format!("CREATE DATABASE {name}"));
+    name
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `cloudmigrate controller` process watching one namespace. The database password reaches
+/// it as PGPASSWORD, the way a pod gets it from its environment: the test API server has no
+/// core API, so no Secrets.
+struct Controller {
+    child: Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Controller {
+    fn start(ns: &str) -> Self {
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("cloudmigrate-controller-{ns}-{port}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_cloudmigrate"))
+            .args(["controller", "--namespace", ns, "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .env("PGPASSWORD", pg().1)
+            .env("RUST_LOG", "info,sqlx=warn")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Self { child, port, log }
+    }
+
+    fn get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+                let mut out = String::new();
+                s.read_to_string(&mut out).unwrap();
+                return out;
+            }
+            assert!(Instant::now() < deadline, "the controller serves no {path}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `jsonpath` of an object until `done` accepts it.
+fn wait_for(
+    ns: &TestNamespace,
+    object: &str,
+    jsonpath: &str,
+    done: impl Fn(&str) -> bool,
+    controller: &Controller,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = ns.kubectl(
+            &["get", object, "-o", &format!("jsonpath={jsonpath}")],
+            None,
+        );
+        if out.ok && done(&out.stdout) {
+            return out.stdout;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{object} {jsonpath} never got there; last: {:?} {}\ncontroller log:\n{}",
+            out.stdout,
+            out.stderr,
+            controller.log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn schedule_yaml(name: &str, src: &str, dst: &str, cron: &str) -> String {
+    let (base, _) = pg();
+    format!(
+        "apiVersion: cloudmigrate.io/v1alpha1\n\
+         kind: MigrationSchedule\n\
+         metadata: {{name: {name}}}\n\
+         spec:\n\
+         \x20 source: {{url: \"{base}/{src}\"}}\n\
+         \x20 target: {{url: \"{base}/{dst}\", createMissingTables: true}}\n\
+         \x20 schedule: \"{cron}\"\n\
+         \x20 timeZone: Europe/Berlin\n\
+         \x20 runtime: {{runner: InProcess}}\n"
+    )
+}
+
+fn runs(ns: &TestNamespace) -> Vec<String> {
+    ns.kubectl(&["get", "mrun", "-o", "name"], None)
+        .expect_ok("listing runs")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn ok(out: Kubectl, what: &str) -> String {
+    out.expect_ok(what)
+}
+
+#[test]
+fn a_run_request_runs_and_every_table_shows_in_kubectl() {
+    let ns = TestNamespace::new("ctl-run");
+    let (src, dst) = (database("ctl_src"), database("ctl_dst"));
+    psql(
+        &src,
+        "CREATE TABLE \"Company\" (\"Name\" varchar(30) PRIMARY KEY);\n\
+         INSERT INTO \"Company\" VALUES ('CRONUS');\n\
+         CREATE TABLE \"CRONUS$Item\" (\"No_\" varchar(20) PRIMARY KEY, \"Description\" varchar(100));\n\
+         INSERT INTO \"CRONUS$Item\" SELECT i::text, 'item ' || i FROM generate_series(1, 1000) i;\n\
+         CREATE TABLE \"CRONUS$Customer\" (\"No_\" varchar(20) PRIMARY KEY, \"Name\" varchar(200));\n\
+         INSERT INTO \"CRONUS$Customer\" VALUES ('C1', repeat('x', 150));\n\
+         CREATE TABLE \"CRONUS$Access Control\" (\"User\" varchar(50) PRIMARY KEY)",
+    );
+    // The cloud has its schema, with one column narrower than on-premises.
+    psql(
+        &dst,
+        "CREATE TABLE \"Company\" (\"Name\" varchar(30) PRIMARY KEY);\n\
+         CREATE TABLE \"CRONUS$Item\" (\"No_\" varchar(20) PRIMARY KEY, \"Description\" varchar(100));\n\
+         CREATE TABLE \"CRONUS$Customer\" (\"No_\" varchar(20) PRIMARY KEY, \"Name\" varchar(50))",
+    );
+    let controller = Controller::start(&ns.name);
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&schedule_yaml("erp", &src, &dst, "0 2 * * *")),
+        ),
+        "applying the schedule",
+    );
+    // Ready, with the next run in the schedule's zone, and no run yet.
+    wait_for(
+        &ns,
+        "msched/erp",
+        "{.status.conditions[?(@.type==\"Ready\")].status}",
+        |s| s == "True",
+        &controller,
+    );
+    let next = wait_for(
+        &ns,
+        "msched/erp",
+        "{.status.nextRunTime}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert!(
+        next.ends_with("T02:00:00+01:00") || next.ends_with("T02:00:00+02:00"),
+        "{next}"
+    );
+    assert!(runs(&ns).is_empty());
+
+    // Run Migration Now.
+    ok(
+        ns.kubectl(
+            &[
+                "patch",
+                "msched",
+                "erp",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"runRequest":"now-1"}}"#,
+            ],
+            None,
+        ),
+        "requesting a run",
+    );
+    let result = wait_for(
+        &ns,
+        "msched/erp",
+        "{.status.lastRun.result}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert_eq!(result, "PartiallySucceeded");
+    let names = runs(&ns);
+    assert_eq!(names.len(), 1, "{names:?}");
+    let run = names[0]
+        .trim_start_matches("migrationrun.cloudmigrate.io/")
+        .to_string();
+    assert!(run.starts_with("erp-"), "{run}");
+    assert_eq!(
+        wait_for(
+            &ns,
+            "msched/erp",
+            "{.status.lastHandledRunRequest}",
+            |s| !s.is_empty(),
+            &controller
+        ),
+        "now-1"
+    );
+
+    // kubectl get shows the results and the counts.
+    let get_runs = ok(ns.kubectl(&["get", "mrun"], None), "kubectl get mrun");
+    assert!(get_runs.contains("PartiallySucceeded"), "{get_runs}");
+    assert!(get_runs.contains("4/4"), "{get_runs}");
+    let get_sched = ok(ns.kubectl(&["get", "msched"], None), "kubectl get msched");
+    let row: Vec<&str> = get_sched
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // NAME, SCHEDULE (5 words), SUSPENDED, LAST RUN, RESULT, MIGRATED, FAILED, NEXT RUN, AGE
+    assert_eq!(
+        &row[6..11],
+        &["false", run.as_str(), "PartiallySucceeded", "2", "1"],
+        "{get_sched}"
+    );
+
+    // -o yaml shows every table, and the failing one says why and what to do.
+    let yaml = ok(
+        ns.kubectl(&["get", "mrun", &run, "-o", "yaml"], None),
+        "kubectl get -o yaml",
+    );
+    for table in [
+        "table: Item",
+        "table: Company",
+        "table: Customer",
+        "table: Access Control",
+    ] {
+        assert!(yaml.contains(table), "{table} missing:\n{yaml}");
+    }
+    let failed = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "mrun",
+                &run,
+                "-o",
+                "jsonpath={.status.tables[?(@.result==\"Failed\")]}",
+            ],
+            None,
+        ),
+        "the failed table",
+    );
+    assert!(failed.contains("value too long for column"), "{failed}");
+    assert!(failed.contains("widen the cloud column"), "{failed}");
+    assert_eq!(psql(&dst, "SELECT count(*) FROM \"CRONUS$Item\""), "1000");
+
+    // A second request: the next run copies only what changed.
+    psql(
+        &src,
+        "UPDATE \"CRONUS$Item\" SET \"Description\" = 'changed' WHERE \"No_\" = '7'",
+    );
+    ok(
+        ns.kubectl(
+            &[
+                "patch",
+                "msched",
+                "erp",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"runRequest":"now-2"}}"#,
+            ],
+            None,
+        ),
+        "requesting a second run",
+    );
+    wait_for(
+        &ns,
+        "msched/erp",
+        "{.status.lastHandledRunRequest}",
+        |s| s == "now-2",
+        &controller,
+    );
+    let second = wait_for(
+        &ns,
+        "msched/erp",
+        "{.status.lastRun.name}",
+        |s| s != run,
+        &controller,
+    );
+    wait_for(
+        &ns,
+        &format!("mrun/{second}"),
+        "{.status.result}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    let item = ok(
+        ns.kubectl(
+            &["get", "mrun", &second, "-o", "jsonpath={.status.tables[?(@.table==\"Item\")].mode} {.status.tables[?(@.table==\"Item\")].updated}"],
+            None,
+        ),
+        "the second run's Item",
+    );
+    assert_eq!(item, "Incremental 1");
+    assert_eq!(runs(&ns).len(), 2);
+
+    // Metrics and health.
+    let metrics = controller.get("/metrics");
+    assert!(
+        metrics.contains("cloudmigrate_runs_total{result=\"PartiallySucceeded\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cloudmigrate_reconciles_total{kind=\"MigrationRun\"}"),
+        "{metrics}"
+    );
+    assert!(
+        controller.get("/healthz").starts_with("HTTP/1.0 200")
+            || controller.get("/healthz").starts_with("HTTP/1.1 200")
+    );
+    assert!(controller.get("/readyz").contains("ready"));
+    // The password is nowhere in what the controller wrote.
+    let password = pg().1;
+    assert!(!controller.log().contains(&password));
+    assert!(!yaml.contains(&password));
+}
+
+#[test]
+fn an_invalid_cron_shows_ready_false_with_the_fix() {
+    let ns = TestNamespace::new("ctl-cron");
+    let controller = Controller::start(&ns.name);
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&schedule_yaml(
+                "bad",
+                "nowhere_src",
+                "nowhere_dst",
+                "0 2 * *",
+            )),
+        ),
+        "applying the schedule",
+    );
+    let reason = wait_for(
+        &ns,
+        "msched/bad",
+        "{.status.conditions[?(@.type==\"Ready\")].reason}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert_eq!(reason, "InvalidSchedule");
+    let message = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "msched",
+                "bad",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].message}",
+            ],
+            None,
+        ),
+        "the Ready message",
+    );
+    assert!(message.contains("it needs 5"), "{message}");
+    assert!(message.contains("0 2 * * *"), "{message}");
+    // Fixing it makes the schedule ready.
+    ok(
+        ns.kubectl(
+            &[
+                "patch",
+                "msched",
+                "bad",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"schedule":"0 2 * * *"}}"#,
+            ],
+            None,
+        ),
+        "fixing the cron",
+    );
+    wait_for(
+        &ns,
+        "msched/bad",
+        "{.status.conditions[?(@.type==\"Ready\")].status}",
+        |s| s == "True",
+        &controller,
+    );
+}
+
+#[test]
+fn a_controller_killed_mid_run_neither_duplicates_nor_loses_the_run() {
+    let ns = TestNamespace::new("ctl-kill");
+    let (src, dst) = (database("kill_src"), database("kill_dst"));
+    psql(
+        &src,
+        "CREATE TABLE \"CRONUS$G_L Entry\" (\"Entry No_\" bigint PRIMARY KEY, \"Description\" text, \"Amount\" numeric(38,20));\n\
+         INSERT INTO \"CRONUS$G_L Entry\" SELECT i, repeat('entry ', 20) || i, i / 7.0 FROM generate_series(1, 600000) i",
+    );
+    let mut controller = Controller::start(&ns.name);
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&schedule_yaml("big", &src, &dst, "0 2 * * *")),
+        ),
+        "applying the schedule",
+    );
+    ok(
+        ns.kubectl(
+            &[
+                "patch",
+                "msched",
+                "big",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"runRequest":"go"}}"#,
+            ],
+            None,
+        ),
+        "requesting a run",
+    );
+    let run = wait_for(
+        &ns,
+        "msched/big",
+        "{.status.activeRun}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    wait_for(
+        &ns,
+        &format!("mrun/{run}"),
+        "{.status.workers[0].phase}",
+        |s| s == "Running",
+        &controller,
+    );
+    controller.kill();
+    let killed_log = controller.log();
+    assert!(
+        !killed_log.contains("worker finished"),
+        "the run ended before the kill:\n{killed_log}"
+    );
+
+    let controller = Controller::start(&ns.name);
+    let result = wait_for(
+        &ns,
+        &format!("mrun/{run}"),
+        "{.status.result}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert_eq!(result, "Succeeded", "{}", controller.log());
+    let attempts = ok(
+        ns.kubectl(
+            &["get", "mrun", &run, "-o", "jsonpath={.status.attempts}"],
+            None,
+        ),
+        "attempts",
+    );
+    assert_eq!(attempts, "2");
+    assert_eq!(runs(&ns).len(), 1, "a duplicate run was created");
+    assert_eq!(
+        psql(
+            &dst,
+            "SELECT count(*), sum(\"Amount\") FROM \"CRONUS$G_L Entry\""
+        ),
+        psql(
+            &src,
+            "SELECT count(*), sum(\"Amount\") FROM \"CRONUS$G_L Entry\""
+        )
+    );
+}

@@ -261,3 +261,42 @@ async fn shutdown_signal(leadership: Option<tokio::sync::watch::Receiver<bool>>)
         _ = tokio::signal::ctrl_c() => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Request, Response};
+    use kube::client::Body;
+
+    #[tokio::test]
+    async fn missing_crds_stop_the_controller_with_the_install_command() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let server = tokio::spawn(async move {
+            let (req, send) = handle.next_request().await.unwrap();
+            assert_eq!(
+                req.uri().to_string(),
+                "/apis/cloudmigrate.io/v1alpha1/migrationschedules?&limit=1"
+            );
+            let status = serde_json::json!({
+                "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": "the server could not find the requested resource",
+                "reason": "NotFound", "code": 404
+            });
+            send.send_response(
+                Response::builder()
+                    .status(404)
+                    .body(Body::from(serde_json::to_vec(&status).unwrap()))
+                    .unwrap(),
+            );
+        });
+        let e = check_crds(&client, &None).await.unwrap_err().to_string();
+        server.await.unwrap();
+        assert!(e.contains("CRDs are not installed"), "{e}");
+        assert!(
+            e.contains("cloudmigrate crds | kubectl apply --server-side -f -"),
+            "{e}"
+        );
+        assert!(e.contains("migrationschedules.cloudmigrate.io"), "{e}");
+    }
+}

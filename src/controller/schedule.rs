@@ -199,3 +199,155 @@ async fn reconcile_inner(schedule: &MigrationSchedule, ctx: &Context) -> Result<
     ctx.publish(schedule, &decision.notes).await;
     Ok(Action::requeue(decision.requeue_after))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The exact API calls of a reconcile, against a tower-test mock of the API server.
+    use super::*;
+    use http::{Method, Request, Response};
+    use kube::client::Body;
+    use serde_json::Value;
+
+    type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+    async fn next(
+        handle: &mut Handle,
+    ) -> (
+        Method,
+        String,
+        Value,
+        tower_test::mock::SendResponse<Response<Body>>,
+    ) {
+        let (req, send) = handle
+            .next_request()
+            .await
+            .expect("the reconcile made no further call");
+        let method = req.method().clone();
+        let uri = req.uri().to_string();
+        let bytes = req.into_body().collect_bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        (method, uri, body, send)
+    }
+
+    fn reply(send: tower_test::mock::SendResponse<Response<Body>>, status: u16, body: Value) {
+        send.send_response(
+            Response::builder()
+                .status(status)
+                .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                .unwrap(),
+        );
+    }
+
+    fn list(kind: &str) -> Value {
+        json!({"apiVersion": "cloudmigrate.io/v1alpha1", "kind": format!("{kind}List"), "metadata": {}, "items": []})
+    }
+
+    #[tokio::test]
+    async fn a_run_request_creates_an_owned_run_then_acknowledges_it() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let schedule: MigrationSchedule = serde_json::from_value(json!({
+            "apiVersion": "cloudmigrate.io/v1alpha1",
+            "kind": "MigrationSchedule",
+            "metadata": {"name": "erp", "namespace": "shop", "uid": "u-1", "generation": 3,
+                         "creationTimestamp": "2026-05-01T00:00:00Z"},
+            "spec": {
+                "source": {"url": "postgres://erp.example/nav"},
+                "target": {"url": "postgres://cloud.example/bc"},
+                "runRequest": "please",
+                "runtime": {"runner": "InProcess"}
+            }
+        }))
+        .unwrap();
+        let ctx = Arc::new(Context::new(
+            client,
+            crate::controller::metrics::Metrics::default(),
+            None,
+        ));
+        let task = tokio::spawn(reconcile(Arc::new(schedule.clone()), ctx));
+
+        let (m, uri, _, send) = next(&mut handle).await;
+        assert_eq!(
+            (m, uri.as_str()),
+            (
+                Method::GET,
+                "/apis/cloudmigrate.io/v1alpha1/namespaces/shop/migrationruns?"
+            )
+        );
+        reply(send, 200, list("MigrationRun"));
+
+        let (m, uri, _, send) = next(&mut handle).await;
+        assert_eq!(
+            (m, uri.as_str()),
+            (
+                Method::GET,
+                "/apis/cloudmigrate.io/v1alpha1/namespaces/shop/migrationschedules?"
+            )
+        );
+        let mut schedules = list("MigrationSchedule");
+        schedules["items"] = json!([schedule]);
+        reply(send, 200, schedules);
+
+        let (m, uri, body, send) = next(&mut handle).await;
+        assert_eq!(
+            (m, uri.as_str()),
+            (
+                Method::POST,
+                "/apis/cloudmigrate.io/v1alpha1/namespaces/shop/migrationruns?"
+            )
+        );
+        let name = body["metadata"]["name"].as_str().unwrap().to_string();
+        assert!(name.starts_with("erp-"), "{name}");
+        assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "u-1");
+        assert_eq!(body["metadata"]["ownerReferences"][0]["controller"], true);
+        assert_eq!(
+            body["metadata"]["annotations"][TRIGGER_ANNOTATION],
+            "Manual"
+        );
+        assert_eq!(
+            body["metadata"]["annotations"][RUN_REQUEST_ANNOTATION],
+            "please"
+        );
+        assert_eq!(body["metadata"]["labels"][SCHEDULE_LABEL], "erp");
+        assert_eq!(body["spec"]["scheduleRef"]["name"], "erp");
+        reply(send, 201, body.clone());
+
+        let (m, uri, body, send) = next(&mut handle).await;
+        assert_eq!(m, Method::PATCH);
+        assert_eq!(
+            uri,
+            "/apis/cloudmigrate.io/v1alpha1/namespaces/shop/migrationschedules/erp/status?&force=true&fieldManager=cloudmigrate-controller"
+        );
+        assert_eq!(body["apiVersion"], "cloudmigrate.io/v1alpha1");
+        assert_eq!(body["kind"], "MigrationSchedule");
+        assert_eq!(body["status"]["lastHandledRunRequest"], "please");
+        assert_eq!(body["status"]["activeRun"], name.as_str());
+        assert_eq!(body["status"]["observedGeneration"], 3);
+        let mut obj = serde_json::to_value(&schedule).unwrap();
+        obj["status"] = body["status"].clone();
+        reply(send, 200, obj);
+
+        // The event of the new run.
+        let (m, uri, body, send) = next(&mut handle).await;
+        assert_eq!(
+            (m, uri.as_str()),
+            (
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/shop/events?"
+            )
+        );
+        assert_eq!(body["reason"], "RunCreated");
+        assert_eq!(body["regarding"]["name"], "erp");
+        reply(send, 201, body);
+
+        let action = task.await.unwrap().unwrap();
+        assert_eq!(
+            action,
+            Action::requeue(std::time::Duration::from_secs(3600))
+        );
+    }
+}

@@ -188,23 +188,31 @@ pub struct WorkerStatus {
     /// Tables of the share that are done, whatever their result.
     #[serde(default)]
     pub tables_done: i64,
+    /// Tables of the share that migrated cleanly.
     #[serde(default)]
     pub tables_migrated: i64,
+    /// Tables of the share that migrated with a warning, or did not because of one.
     #[serde(default)]
     pub tables_with_warnings: i64,
+    /// Tables of the share whose copy failed.
     #[serde(default)]
     pub tables_failed: i64,
+    /// Tables not migrated by design or by the table filter (reported by worker 0).
     #[serde(default)]
     pub tables_excluded: i64,
     /// Tables left unstarted because the run was stopped.
     #[serde(default)]
     pub tables_not_started: i64,
+    /// Rows copied so far (while running, rows read so far).
     #[serde(default)]
     pub rows_copied: i64,
+    /// Bytes copied so far.
     #[serde(default)]
     pub bytes_copied: i64,
+    /// When the worker started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
+    /// When the worker ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
     /// Why the worker could not run (a connection refused, a Secret missing), with the fix.
@@ -212,6 +220,7 @@ pub struct WorkerStatus {
     pub message: Option<String>,
 }
 
+/// Where a worker is.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum WorkerPhase {
     #[default]

@@ -81,12 +81,35 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
+    /// Read what runs did.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
     /// Print the CustomResourceDefinitions of every cloudmigrate kind, ready for
     /// `kubectl apply --server-side -f -`.
     Crds {
         /// Write one file per kind into this directory instead of printing them.
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RunsCommand {
+    /// Print every table of a MigrationRun from the run log in its target database. The run's
+    /// status keeps only the tables that did not migrate cleanly once a run passes 2,000 tables;
+    /// the log keeps them all.
+    Show {
+        /// The run, as NAMESPACE/NAME.
+        run: String,
+        /// A file whose first line is the target database's password. Otherwise the variable
+        /// CLOUDMIGRATE_TARGET_PASSWORD, else the Secret of the schedule's passwordSecretRef.
+        #[arg(long, value_name = "FILE")]
+        target_password_file: Option<PathBuf>,
+        /// Show only the tables with warnings or failures.
+        #[arg(long)]
+        only_problems: bool,
     },
 }
 
@@ -169,6 +192,15 @@ fn main() -> ExitCode {
                 })
             })
         }
+        Command::Runs {
+            command:
+                RunsCommand::Show {
+                    run,
+                    target_password_file,
+                    only_problems,
+                },
+        } => runtime()
+            .and_then(|rt| rt.block_on(runs_show(run, target_password_file, only_problems))),
         Command::Crds { out_dir } => print_crds(out_dir).map(|()| ExitCode::SUCCESS),
         Command::DisableTracking {
             file,
@@ -216,6 +248,99 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// `cloudmigrate runs show NS/NAME`: the run log of a run, read from its target.
+async fn runs_show(
+    run: String,
+    target_password_file: Option<PathBuf>,
+    only_problems: bool,
+) -> Result<ExitCode, String> {
+    use cloudmigrate::api::{MigrationRun, MigrationSchedule};
+    let (ns, name) = run
+        .split_once('/')
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+        .ok_or_else(|| {
+            format!("{run:?} must be NAMESPACE/NAME, for example shop/erp-202605010200")
+        })?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API: {e}; check KUBECONFIG"))?;
+    let runs: kube::Api<MigrationRun> = kube::Api::namespaced(client.clone(), ns);
+    let mrun = runs
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("reading MigrationRun {run}: {e}"))?
+        .ok_or_else(|| {
+            format!("MigrationRun {run} does not exist; list runs with kubectl get mrun -n {ns}")
+        })?;
+    let schedules: kube::Api<MigrationSchedule> = kube::Api::namespaced(client.clone(), ns);
+    let schedule = schedules
+        .get_opt(&mrun.spec.schedule_ref.name)
+        .await
+        .map_err(|e| format!("reading its MigrationSchedule: {e}"))?
+        .ok_or_else(|| {
+            format!(
+                "its MigrationSchedule {:?} no longer exists, so its target is unknown",
+                mrun.spec.schedule_ref.name
+            )
+        })?;
+    let target = &schedule.spec.target;
+    let source = PasswordSource {
+        env: "CLOUDMIGRATE_TARGET_PASSWORD".into(),
+        file: target_password_file,
+    };
+    let password = match (
+        &source.file,
+        std::env::var(&source.env),
+        &target.password_secret_ref,
+    ) {
+        (Some(f), _, _) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| format!("reading {}: {e}", f.display()))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        (None, Ok(pw), _) => Some(pw),
+        (None, Err(_), Some(secret)) => {
+            Some(cloudmigrate::runner::secret_value(&client, ns, secret).await?)
+        }
+        (None, Err(_), None) => None,
+    };
+    let db = cloudmigrate::db::Database::connect(&cloudmigrate::db::ConnectSpec {
+        url: target.url.clone(),
+        password,
+        max_connections: 1,
+        create: false,
+    })
+    .await
+    .map_err(|e| format!("target database: {e}"))?;
+    let tables = cloudmigrate::engine::state::read_run_log(&db, name)
+        .await
+        .map_err(|e| format!("reading the run log in the target: {e}"))?;
+    if tables.is_empty() {
+        return Err(format!(
+            "the target has no run log for {name}: the run has not written any table yet"
+        ));
+    }
+    let report = cloudmigrate::engine::report::RunReport {
+        run_id: name.to_string(),
+        tables,
+        duration: Default::default(),
+    };
+    println!("{}", results_table(&report, only_problems));
+    let status = mrun.status.unwrap_or_default();
+    println!(
+        "Run {run}: {} ({} tables in the log)",
+        status
+            .result
+            .map(|r| format!("{r:?}"))
+            .unwrap_or_else(|| "still running".into()),
+        report.tables.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {

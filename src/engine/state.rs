@@ -246,3 +246,71 @@ pub async fn read_table_states(
         })
         .collect())
 }
+
+/// The run log of one run: every table's line, as the run recorded it (without the change
+/// counts, which only the run's status keeps).
+pub async fn read_run_log(db: &Database, run_id: &str) -> Result<Vec<TableReport>, DbError> {
+    use crate::engine::report::{Mode, TableResult};
+    let d = db.dialect();
+    let rows = db
+        .query(
+            &Statement {
+                sql: format!(
+                    "SELECT table_name, company, base_table, result, mode, full_reason, row_count, \
+                     byte_count, duration_ms, message, guidance FROM {} WHERE run_id = ? \
+                     ORDER BY company, base_table",
+                    d.quote(LOG_TABLE)
+                ),
+                params: vec![text(run_id)],
+            },
+            &[
+                Kind::Text,
+                Kind::Text,
+                Kind::Text,
+                Kind::Text,
+                Kind::Text,
+                Kind::Text,
+                Kind::Int,
+                Kind::Int,
+                Kind::Int,
+                Kind::Text,
+                Kind::Text,
+            ],
+        )
+        .await?;
+    let s = |v: &Value| match v {
+        Value::Text(t) => Some(t.clone()),
+        _ => None,
+    };
+    let n = |v: &Value| match v {
+        Value::Int(i) => (*i).max(0) as u64,
+        _ => 0,
+    };
+    Ok(rows
+        .iter()
+        .map(|r| TableReport {
+            source_name: s(&r[0]).unwrap_or_default(),
+            company: s(&r[1]).unwrap_or_default(),
+            table: s(&r[2]).unwrap_or_default(),
+            result: match s(&r[3]).as_deref() {
+                Some("Migrated") => TableResult::Migrated,
+                Some("Warning") => TableResult::Warning,
+                Some("Excluded") => TableResult::Excluded,
+                Some("NotStarted") => TableResult::NotStarted,
+                _ => TableResult::Failed,
+            },
+            mode: match s(&r[4]).as_deref() {
+                Some("Full") => Mode::Full,
+                Some("Incremental") => Mode::Incremental,
+                _ => Mode::None,
+            },
+            full_reason: s(&r[5]),
+            rows: n(&r[6]),
+            changes: None,
+            bytes: n(&r[7]),
+            duration: std::time::Duration::from_millis(n(&r[8])),
+            message: s(&r[9]),
+            guidance: s(&r[10]),
+        })
+        .collect())
+}

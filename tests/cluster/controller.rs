@@ -309,6 +309,28 @@ fn a_run_request_runs_and_every_table_shows_in_kubectl() {
     assert!(failed.contains("widen the cloud column"), "{failed}");
     assert_eq!(psql(&dst, "SELECT count(*) FROM \"CRONUS$Item\""), "1000");
 
+    // The complete table log, from the target.
+    let show = Command::new(env!("CARGO_BIN_EXE_cloudmigrate"))
+        .args(["runs", "show", &format!("{}/{run}", ns.name)])
+        .env("CLOUDMIGRATE_TARGET_PASSWORD", pg().1)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
+    for needle in [
+        "Item",
+        "Company",
+        "Access Control",
+        "value too long",
+        "PartiallySucceeded (4 tables",
+    ] {
+        assert!(out.contains(needle), "{needle} missing:\n{out}");
+    }
+
     // A second request: the next run copies only what changed.
     psql(
         &src,

@@ -81,6 +81,23 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
+    /// Work on a MigrationRun as one worker of its Job: take this worker's share of the tables,
+    /// copy them, and write progress and results into the run's status. SIGTERM stops it after
+    /// the tables in progress.
+    Replicate {
+        /// The run, as NAMESPACE/NAME.
+        #[arg(long)]
+        run: String,
+        /// This worker's index; by default CLOUDMIGRATE_WORKER_INDEX or JOB_COMPLETION_INDEX.
+        #[arg(long, env = "CLOUDMIGRATE_WORKER_INDEX")]
+        worker_index: Option<i32>,
+        /// How many workers share the run.
+        #[arg(long, default_value_t = 1)]
+        workers: i32,
+        /// The attempt of the run this worker belongs to (status.attempts).
+        #[arg(long, default_value_t = 1)]
+        attempt: i32,
+    },
     /// Read what runs did.
     Runs {
         #[command(subcommand)]
@@ -142,6 +159,7 @@ fn main() -> ExitCode {
     let (level, json) = match &cli.command {
         // sqlx reports every server NOTICE at info; they are not the operator's news.
         Command::Controller { log_json, .. } => ("info,sqlx=warn", *log_json),
+        Command::Replicate { .. } => ("info,sqlx=warn", true),
         _ => ("warn", false),
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -192,6 +210,12 @@ fn main() -> ExitCode {
                 })
             })
         }
+        Command::Replicate {
+            run,
+            worker_index,
+            workers,
+            attempt,
+        } => runtime().and_then(|rt| rt.block_on(replicate(run, worker_index, workers, attempt))),
         Command::Runs {
             command:
                 RunsCommand::Show {
@@ -248,6 +272,61 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// `cloudmigrate replicate`: one worker of a run's Job.
+async fn replicate(
+    run: String,
+    worker_index: Option<i32>,
+    workers: i32,
+    attempt: i32,
+) -> Result<ExitCode, String> {
+    use cloudmigrate::api::run::WorkerPhase;
+    let (ns, name) = run
+        .split_once('/')
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+        .ok_or_else(|| format!("--run {run:?} must be NAMESPACE/NAME"))?;
+    let index = match worker_index {
+        Some(i) => i,
+        None => std::env::var("JOB_COMPLETION_INDEX")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    };
+    if !(0..workers.max(1)).contains(&index) {
+        return Err(format!(
+            "--worker-index {index} is outside 0..{workers}: give an index below --workers"
+        ));
+    }
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    let stop = engine::StopSignal::default();
+    let on_term = stop.clone();
+    tokio::spawn(async move {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+            tracing::warn!("SIGTERM: stopping after the tables in progress");
+            on_term.stop();
+        }
+    });
+    let phase = cloudmigrate::runner::work(
+        client,
+        cloudmigrate::runner::WorkerSpec {
+            namespace: ns.to_string(),
+            name: name.to_string(),
+            index,
+            count: workers.max(1),
+            attempt,
+        },
+        stop,
+    )
+    .await;
+    Ok(match phase {
+        WorkerPhase::Failed => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    })
 }
 
 /// `cloudmigrate runs show NS/NAME`: the run log of a run, read from its target.

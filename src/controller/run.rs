@@ -10,7 +10,9 @@ use crate::api::MigrationSchedule;
 use crate::api::run::MigrationRun;
 use crate::api::schedule::Runner;
 use crate::runner::WorkerSpec;
-use kube::api::{Patch, PatchParams};
+use crate::runner::job;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
@@ -50,7 +52,15 @@ async fn reconcile_inner(run: &MigrationRun, ctx: &Context) -> Result<Action, Er
         .as_ref()
         .map(|s| s.spec.runtime.runner)
         .unwrap_or_default();
-    let runner_alive = ctx.inprocess.alive(&key, &uid, attempt);
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let runner_alive = match runner {
+        Runner::InProcess => ctx.inprocess.alive(&key, &uid, attempt),
+        Runner::Job if attempt == 0 => false,
+        Runner::Job => match jobs.get_opt(&job::job_name(&name, attempt)).await? {
+            Some(j) => job::job_alive(j.status.as_ref()),
+            None => false,
+        },
+    };
 
     // Decide.
     let decision = run_decide::decide(RunObserved {
@@ -97,25 +107,20 @@ async fn reconcile_inner(run: &MigrationRun, ctx: &Context) -> Result<Action, Er
                 },
             ),
             Runner::Job => {
-                // Not in this controller yet: say so on the run instead of waiting forever.
-                let msg = "spec.runtime.runner Job is not available in this version of the \
-                           controller; set spec.runtime.runner: InProcess on the schedule and \
-                           create a new run";
-                let body = json!({
-                    "apiVersion": MigrationRun::api_version(&()),
-                    "kind": MigrationRun::kind(&()),
-                    "status": {"workers": [{
-                        "index": 0, "phase": "Failed", "attempt": attempt, "message": msg
-                    }]},
-                });
-                runs.patch_status(
-                    &name,
-                    &PatchParams::apply(&crate::runner::field_manager(0)).force(),
-                    &Patch::Apply(body),
-                )
-                .await?;
+                if let Some(schedule) = &schedule {
+                    let account = std::env::var("CLOUDMIGRATE_WORKER_SERVICE_ACCOUNT")
+                        .unwrap_or_else(|_| job::DEFAULT_SERVICE_ACCOUNT.to_string());
+                    let j = job::job_for(run, schedule, attempt, &account);
+                    match jobs.create(&PostParams::default(), &j).await {
+                        Ok(_) => {}
+                        // Created before a restart.
+                        Err(kube::Error::Api(e)) if e.code == 409 => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
             }
         },
+        // A Job's workers read spec.stop themselves.
         RunAction::Stop => ctx.inprocess.stop(&key),
         RunAction::Nothing => {}
     }

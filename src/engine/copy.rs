@@ -336,10 +336,9 @@ pub async fn copy_table(
         r.rows = rows_of(&r, stats);
         r.bytes = stats.bytes;
         r.duration = started.elapsed();
-        vec![
-            state::table_state(td, &ctx.run_id, &r, watermark, &hash),
-            state::table_log(td, &ctx.run_id, &r),
-        ]
+        let mut stmts = vec![state::table_state(td, &ctx.run_id, &r, watermark, &hash)];
+        stmts.extend(state::table_log(td, &ctx.run_id, &r));
+        stmts
     };
     tracing::debug!(table = %src.name, ms = started.elapsed().as_millis() as u64, "loading");
     let loaded = ctx.target.load_table(&load, rx, &finish).await;

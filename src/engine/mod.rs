@@ -33,9 +33,14 @@ pub struct RunConfig {
     pub retention: std::time::Duration,
     /// Set to stop the run: the tables in progress finish, the others are left NotStarted.
     pub stop: StopSignal,
-    /// Copy only this worker's share of the tables: (index, count). None: all of them.
+    /// This worker's place among the workers sharing the run: (index, count). Each table is
+    /// claimed by one worker in the target (`state::claim`). None: one worker copies all.
     pub share: Option<(usize, usize)>,
 }
+
+/// How long a worker of a shared run waits for the others to claim their shares before it
+/// takes every table still unclaimed.
+const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A flag that stops a run between tables. Clones share the flag.
 #[derive(Clone, Debug, Default)]
@@ -52,7 +57,8 @@ impl StopSignal {
 
 /// The tables of one worker's share, out of tables sorted biggest first: each goes to the
 /// worker with the smallest total so far (ties to the lower index). Every worker computes the
-/// same split from the same list.
+/// same split from the same list; it is each worker's preference, and the claims in the target
+/// settle who copies what.
 pub fn share_of<T>(tables: Vec<T>, size: impl Fn(&T) -> u64, index: usize, count: usize) -> Vec<T> {
     let count = count.max(1);
     let mut totals = vec![0u64; count];
@@ -134,6 +140,7 @@ pub(crate) struct TrackingState {
 async fn prepare_tracking(
     source: &Database,
     plan: &plan::Plan,
+    owned: Option<&std::collections::HashSet<String>>,
     retention: std::time::Duration,
 ) -> TrackingState {
     let mut st = TrackingState {
@@ -151,7 +158,7 @@ async fn prepare_tracking(
     // Installed already (the usual case): no DDL. Otherwise install, then read again.
     let registered = match tracking::enabled(source).await {
         Ok(r) => r,
-        Err(_) => match tracking::install(source).await {
+        Err(_) => match with_retries(|| tracking::install(source)).await {
             Err(e) => {
                 st.clock = Err(unavailable(e));
                 return st;
@@ -173,7 +180,11 @@ async fn prepare_tracking(
             return st;
         }
     };
-    for t in plan.to_copy().map(|t| &t.source.def) {
+    // Each worker enables change tracking on its own share only.
+    for t in tables_to_copy(plan, owned)
+        .into_iter()
+        .map(|t| &t.source.def)
+    {
         if t.primary_key.is_empty() {
             continue;
         }
@@ -199,6 +210,48 @@ async fn prepare_tracking(
         .map_err(unavailable);
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "changes stamped");
     st
+}
+
+/// The tables this run copies, biggest first: all of the plan's, or one worker's share.
+fn tables_to_copy<'p>(
+    plan: &'p plan::Plan,
+    owned: Option<&std::collections::HashSet<String>>,
+) -> Vec<&'p plan::PlannedTable> {
+    let mut to_copy: Vec<_> = plan.to_copy().collect();
+    to_copy.sort_by(|a, b| {
+        let key = |t: &plan::PlannedTable| {
+            (
+                std::cmp::Reverse((t.source.def.est_bytes, t.source.def.est_rows)),
+                t.source.def.name.clone(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    if let Some(owned) = owned {
+        to_copy.retain(|t| owned.contains(&t.source.def.name));
+    }
+    to_copy
+}
+
+/// Runs a step that creates shared objects (`CREATE ... IF NOT EXISTS`) again when it fails:
+/// two workers of one run creating the same object at the same moment make one of them fail
+/// once, and the second try finds the object made.
+async fn with_retries<T, F, Fut>(mut step: F) -> Result<T, crate::db::DbError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, crate::db::DbError>>,
+{
+    let mut tries = 0;
+    loop {
+        match step().await {
+            Err(e) if tries < 4 => {
+                tries += 1;
+                tracing::debug!(error = %e, tries, "creating shared objects failed; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(150 * tries)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Copies one table and tells the observer. A named function rather than a closure, so that the
@@ -261,27 +314,13 @@ pub async fn run(
         tracing::info!(run = %config.run_id, ms = started.elapsed().as_millis() as u64, tables = catalog.tables.len(), "catalog read");
         let mut options = config.plan.clone();
         options.target = Some(target.dialect());
-        let plan = plan::plan(&catalog, &options)?;
-        // Change tracking: the log and the clock, then triggers on every table that lacks
-        // them, then the run's version, and only then the snapshot the tables are read in. In
-        // this order nothing that changes during the run can be missed.
-        let tracking_state = if diagnostic {
-            let (clock, tracked) = tracking::peek(&source).await;
-            TrackingState {
-                clock,
-                tracked,
-                enable_errors: HashMap::new(),
-                recreated: Default::default(),
-            }
-        } else {
-            prepare_tracking(&source, &plan, config.retention).await
-        };
-        Ok::<_, EngineError>((plan, tracking_state))
+        Ok::<_, EngineError>(plan::plan(&catalog, &options)?)
     };
     let target_side = async {
         if !diagnostic {
-            state::ensure(&target).await?;
-            state::start_run(&target, &config.run_id, config.run_type.as_str()).await?;
+            with_retries(|| state::ensure(&target)).await?;
+            let shared = config.share.is_some_and(|(_, count)| count > 1);
+            state::start_run(&target, &config.run_id, config.run_type.as_str(), shared).await?;
         }
         let tables: HashMap<_, _> = target
             .tables()
@@ -299,7 +338,7 @@ pub async fn run(
     };
     let (source_side, target_side) = tokio::join!(source_side, target_side);
     let (target_tables, target_state) = target_side.map_err(EngineError::Target)?;
-    let (plan, tracking_state) = match source_side {
+    let plan = match source_side {
         Ok(s) => s,
         Err(e) => {
             // The run was recorded as started in the target: record that it ended.
@@ -308,6 +347,58 @@ pub async fn run(
             }
             return Err(e);
         }
+    };
+    // Workers sharing a run: each claims its preferred share, then every table still
+    // unclaimed, and copies what it owns. Each table has exactly one owner, even when the
+    // workers' catalogs saw slightly different sizes.
+    let owned = match config.share {
+        Some((index, count)) if count > 1 && !diagnostic => {
+            let all: Vec<&str> = tables_to_copy(&plan, None)
+                .into_iter()
+                .map(|t| t.source.def.name.as_str())
+                .collect();
+            let mine: Vec<&str> = share_of(
+                tables_to_copy(&plan, None),
+                |t| t.source.def.est_bytes.max(0) as u64,
+                index,
+                count,
+            )
+            .into_iter()
+            .map(|t| t.source.def.name.as_str())
+            .collect();
+            // A marker row says this worker has made its claims, even with an empty share.
+            let marker = format!("#worker-{index}");
+            let claimed = async {
+                state::claim(&target, &config.run_id, index, &mine).await?;
+                state::claim(&target, &config.run_id, index, &[marker.as_str()]).await?;
+                // Wait a little for the others, so that a worker that starts first does not
+                // take every table; one that never comes leaves its tables to the rest.
+                let waited = Instant::now();
+                while state::claimants(&target, &config.run_id).await? < count
+                    && waited.elapsed() < CLAIM_WAIT
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                state::claim(&target, &config.run_id, index, &all).await?;
+                state::claimed(&target, &config.run_id, index).await
+            };
+            Some(claimed.await.map_err(EngineError::Target)?)
+        }
+        _ => None,
+    };
+    // Change tracking: the log and the clock, then triggers on every table that lacks them,
+    // then the run's version, and only then the snapshot the tables are read in. In this order
+    // nothing that changes during the run can be missed.
+    let tracking_state = if diagnostic {
+        let (clock, tracked) = tracking::peek(&source).await;
+        TrackingState {
+            clock,
+            tracked,
+            enable_errors: HashMap::new(),
+            recreated: Default::default(),
+        }
+    } else {
+        prepare_tracking(&source, &plan, owned.as_ref(), config.retention).await
     };
     tracing::info!(run = %config.run_id, ms = started.elapsed().as_millis() as u64, "change tracking ready");
     let snapshot = if diagnostic {
@@ -369,24 +460,7 @@ pub async fn run(
         reports.push(r);
     }
     // Biggest tables first, so that the last minutes are not spent on one large table alone.
-    let mut to_copy: Vec<_> = plan.to_copy().collect();
-    to_copy.sort_by(|a, b| {
-        let key = |t: &plan::PlannedTable| {
-            (
-                std::cmp::Reverse((t.source.def.est_bytes, t.source.def.est_rows)),
-                t.source.def.name.clone(),
-            )
-        };
-        key(a).cmp(&key(b))
-    });
-    if let Some((index, count)) = config.share {
-        to_copy = share_of(
-            to_copy,
-            |t| t.source.def.est_bytes.max(0) as u64,
-            index,
-            count,
-        );
-    }
+    let to_copy = tables_to_copy(&plan, owned.as_ref());
     observer.planned(
         to_copy.len() as u64,
         to_copy
@@ -439,4 +513,24 @@ pub async fn run(
     source.close().await;
     target.close().await;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share_of;
+
+    #[test]
+    fn shares_are_balanced_by_size_and_cover_every_table_once() {
+        let sizes = [900u64, 500, 400, 300, 200, 100, 100, 50];
+        let shares: Vec<Vec<u64>> = (0..3)
+            .map(|i| share_of(sizes.to_vec(), |s| *s, i, 3))
+            .collect();
+        let mut all: Vec<u64> = shares.concat();
+        all.sort_unstable();
+        let mut expected = sizes.to_vec();
+        expected.sort_unstable();
+        assert_eq!(all, expected);
+        let totals: Vec<u64> = shares.iter().map(|s| s.iter().sum()).collect();
+        assert_eq!(totals, vec![900, 850, 800]);
+    }
 }

@@ -6,6 +6,8 @@ use crate::db::{Database, DbError, Dialect, Kind, Statement, Value};
 
 pub const STATE_TABLE: &str = "cloudmigrate_table_state";
 pub const LOG_TABLE: &str = "cloudmigrate_table_log";
+/// Which worker of a shared run copies which table: one row per table, so exactly one.
+pub const CLAIMS_TABLE: &str = "cloudmigrate_run_claims";
 pub const RUNS_TABLE: &str = "cloudmigrate_runs";
 
 /// A short text column that can be part of a key in every dialect.
@@ -47,6 +49,11 @@ pub async fn ensure(db: &Database) -> Result<(), DbError> {
              state {k} NOT NULL, started_at {k} NOT NULL, finished_at {k}, result {k})",
             d.quote(RUNS_TABLE)
         ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (run_id {k} NOT NULL, table_name {k} NOT NULL, \
+             worker {int} NOT NULL, PRIMARY KEY (run_id, table_name))",
+            d.quote(CLAIMS_TABLE)
+        ),
     ];
     for sql in ddl {
         db.execute(&Statement {
@@ -74,7 +81,15 @@ fn opt_text(s: &Option<String>) -> Value {
 
 /// Records the start of a run. Runs still marked Running from before were interrupted: they
 /// are marked so.
-pub async fn start_run(db: &Database, run_id: &str, run_type: &str) -> Result<(), DbError> {
+///
+/// `shared`: several workers run under this id at once, so none of them starts the log over;
+/// each table's line replaces the one an earlier attempt wrote.
+pub async fn start_run(
+    db: &Database,
+    run_id: &str,
+    run_type: &str,
+    shared: bool,
+) -> Result<(), DbError> {
     let d = db.dialect();
     let runs = d.quote(RUNS_TABLE);
     db.execute(&Statement {
@@ -84,8 +99,23 @@ pub async fn start_run(db: &Database, run_id: &str, run_type: &str) -> Result<()
         params: vec![text(run_id)],
     })
     .await?;
-    // A run started again under the same id (a retried Job, say) starts its log over.
-    for table in [RUNS_TABLE, LOG_TABLE] {
+    // Claims of runs that no longer run are of no use.
+    db.execute(&Statement {
+        sql: format!(
+            "DELETE FROM {} WHERE run_id <> ? AND run_id NOT IN \
+             (SELECT run_id FROM {runs} WHERE state = 'Running')",
+            d.quote(CLAIMS_TABLE)
+        ),
+        params: vec![text(run_id)],
+    })
+    .await?;
+    // A run started again under the same id (a retried run, say) starts its log over.
+    let tables: &[&str] = if shared {
+        &[RUNS_TABLE]
+    } else {
+        &[RUNS_TABLE, LOG_TABLE]
+    };
+    for table in tables {
         db.execute(&Statement {
             sql: format!("DELETE FROM {} WHERE run_id = ?", d.quote(table)),
             params: vec![text(run_id)],
@@ -176,19 +206,29 @@ fn log_values(run_id: &str, report: &TableReport, finished_at: &str) -> Vec<Valu
 }
 
 /// The statement that adds a table's line to the run log.
-pub fn table_log(d: Dialect, run_id: &str, report: &TableReport) -> Statement {
-    table_logs(d, run_id, std::slice::from_ref(report)).remove(0)
+pub fn table_log(d: Dialect, run_id: &str, report: &TableReport) -> Vec<Statement> {
+    table_logs(d, run_id, std::slice::from_ref(report))
 }
 
 /// Statements that add many tables' lines to the run log, a few hundred lines each: 20,000
 /// excluded tables must not cost 20,000 round trips.
+/// A line written before for the same run and table (a retried worker) is replaced.
 pub fn table_logs(d: Dialect, run_id: &str, reports: &[TableReport]) -> Vec<Statement> {
     let now = now();
     reports
         .chunks(200)
-        .map(|group| {
+        .flat_map(|group| {
             let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-            Statement {
+            let names: Vec<Value> = group.iter().map(|r| text(&r.source_name)).collect();
+            let clear = Statement {
+                sql: format!(
+                    "DELETE FROM {} WHERE run_id = ? AND table_name IN ({})",
+                    d.quote(LOG_TABLE),
+                    vec!["?"; names.len()].join(", ")
+                ),
+                params: std::iter::once(text(run_id)).chain(names).collect(),
+            };
+            let insert = Statement {
                 sql: format!(
                     "INSERT INTO {} ({LOG_COLUMNS}) VALUES {}",
                     d.quote(LOG_TABLE),
@@ -198,7 +238,8 @@ pub fn table_logs(d: Dialect, run_id: &str, reports: &[TableReport]) -> Vec<Stat
                     .iter()
                     .flat_map(|r| log_values(run_id, r, &now))
                     .collect(),
-            }
+            };
+            [clear, insert]
         })
         .collect()
 }
@@ -313,4 +354,83 @@ pub async fn read_run_log(db: &Database, run_id: &str) -> Result<Vec<TableReport
             guidance: s(&r[10]),
         })
         .collect())
+}
+
+/// Claims tables of a shared run for a worker: each table that no worker has claimed yet
+/// becomes this worker's. A claim never moves, so a worker started again gets its tables back.
+pub async fn claim(
+    db: &Database,
+    run_id: &str,
+    worker: usize,
+    tables: &[&str],
+) -> Result<(), DbError> {
+    let d = db.dialect();
+    let claims = d.quote(CLAIMS_TABLE);
+    for group in tables.chunks(200) {
+        let values = vec!["(?, ?, ?)"; group.len()].join(", ");
+        let sql = match d {
+            Dialect::Postgres | Dialect::Sqlite => format!(
+                "INSERT INTO {claims} (run_id, table_name, worker) VALUES {values} \
+                 ON CONFLICT (run_id, table_name) DO NOTHING"
+            ),
+            Dialect::MySql => {
+                format!("INSERT IGNORE INTO {claims} (run_id, table_name, worker) VALUES {values}")
+            }
+        };
+        let params = group
+            .iter()
+            .flat_map(|t| [text(run_id), text(t), Value::Int(worker as i64)])
+            .collect();
+        db.execute(&Statement { sql, params }).await?;
+    }
+    Ok(())
+}
+
+/// The tables a worker of a shared run owns.
+pub async fn claimed(
+    db: &Database,
+    run_id: &str,
+    worker: usize,
+) -> Result<std::collections::HashSet<String>, DbError> {
+    let d = db.dialect();
+    let rows = db
+        .query(
+            &Statement {
+                sql: format!(
+                    "SELECT table_name FROM {} WHERE run_id = ? AND worker = ?",
+                    d.quote(CLAIMS_TABLE)
+                ),
+                params: vec![text(run_id), Value::Int(worker as i64)],
+            },
+            &[Kind::Text],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| match r.into_iter().next() {
+            Some(Value::Text(t)) => Some(t),
+            _ => None,
+        })
+        .collect())
+}
+
+/// How many workers of a shared run have made their claims so far.
+pub async fn claimants(db: &Database, run_id: &str) -> Result<usize, DbError> {
+    let d = db.dialect();
+    let rows = db
+        .query(
+            &Statement {
+                sql: format!(
+                    "SELECT COUNT(DISTINCT worker) FROM {} WHERE run_id = ?",
+                    d.quote(CLAIMS_TABLE)
+                ),
+                params: vec![text(run_id)],
+            },
+            &[Kind::Int],
+        )
+        .await?;
+    Ok(match rows.first().and_then(|r| r.first()) {
+        Some(Value::Int(n)) => (*n).max(0) as usize,
+        _ => 0,
+    })
 }

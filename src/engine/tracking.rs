@@ -570,7 +570,10 @@ pub fn net_changes(
     Ok(changes)
 }
 
-/// The net changes of a table with versions in `(after, upto]`.
+/// The net changes of a table with versions in `(after, upto]`. On PostgreSQL the upper bound
+/// is left open: a change above the run's version that is already visible is applied now and
+/// again by the next run (replacing a row with its current content changes nothing), so a long
+/// transaction elsewhere on the server, which holds the run's version back, delays no change.
 pub async fn changes(
     db: &Database,
     table: &str,
@@ -586,7 +589,11 @@ pub async fn changes(
                     "SELECT op, pk FROM {} WHERE table_name = ? AND version > ? AND version <= ? ORDER BY id",
                     d.quote(LOG)
                 ),
-                params: vec![Value::Text(table.to_string()), Value::Int(after), Value::Int(upto)],
+                params: vec![
+                    Value::Text(table.to_string()),
+                    Value::Int(after),
+                    Value::Int(if d == Dialect::Postgres { i64::MAX } else { upto }),
+                ],
             },
             &[Kind::Text, Kind::Text],
         )

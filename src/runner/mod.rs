@@ -4,6 +4,7 @@
 //! worker of a Job's pod.
 
 pub mod inprocess;
+pub mod job;
 
 use crate::api::common::SecretKeyRef;
 use crate::api::run::{
@@ -321,6 +322,11 @@ pub async fn work(client: kube::Client, w: WorkerSpec, stop: StopSignal) -> Work
                     }
                     Err(e) => {
                         tracing::warn!(%run, error = %e, "writing progress failed; trying again")
+                    }
+                    // spec.stop reaches the worker with the answer to its own write.
+                    Ok(obj) if obj.spec.stop && !stop.is_stopped() => {
+                        tracing::info!(%run, "spec.stop is set: stopping after the tables in progress");
+                        stop.stop();
                     }
                     Ok(_) => {}
                 }

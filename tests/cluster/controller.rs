@@ -546,3 +546,124 @@ fn a_controller_killed_mid_run_neither_duplicates_nor_loses_the_run() {
         )
     );
 }
+
+/// Two `cloudmigrate replicate` workers, as a Job's pods run them, share one run: each takes
+/// its share of the tables, and their status writes (two field managers, server-side apply)
+/// merge instead of overwriting each other.
+#[test]
+fn two_workers_share_a_run_and_both_show_in_its_status() {
+    let ns = TestNamespace::new("ctl-workers");
+    let (src, dst) = (database("wk_src"), database("wk_dst"));
+    let mut sql = String::new();
+    for i in 0..8 {
+        sql.push_str(&format!(
+            "CREATE TABLE \"CRONUS$Table {i}\" (\"No_\" int PRIMARY KEY, \"Text\" text);\n\
+             INSERT INTO \"CRONUS$Table {i}\" SELECT g, 'row ' || g FROM generate_series(1, {}) g;\n",
+            1000 * (i + 1)
+        ));
+    }
+    psql(&src, &sql);
+    let yaml = schedule_yaml("shared", &src, &dst, "0 2 * * *")
+        .replace("runner: InProcess", "runner: Job, workers: 2");
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(&yaml)),
+        "applying the schedule",
+    );
+    ok(
+        ns.kubectl(
+            &["create", "-f", "-"],
+            Some(
+                "apiVersion: cloudmigrate.io/v1alpha1\nkind: MigrationRun\nmetadata: {name: by-hand}\n\
+                 spec: {scheduleRef: {name: shared}}\n",
+            ),
+        ),
+        "creating the run",
+    );
+    let workers: Vec<Child> = (0..2)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_cloudmigrate"))
+                .args([
+                    "replicate",
+                    "--run",
+                    &format!("{}/by-hand", ns.name),
+                    "--workers",
+                    "2",
+                ])
+                .args(["--worker-index", &i.to_string(), "--attempt", "1"])
+                .env("PGPASSWORD", pg().1)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for w in workers {
+        let out = w.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let phases = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "mrun",
+                "by-hand",
+                "-o",
+                "jsonpath={.status.workers[*].phase}",
+            ],
+            None,
+        ),
+        "the workers",
+    );
+    assert_eq!(phases, "Finished Finished");
+    let totals = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "mrun",
+                "by-hand",
+                "-o",
+                "jsonpath={.status.workers[*].tablesDone}",
+            ],
+            None,
+        ),
+        "the shares",
+    );
+    let shares: Vec<i64> = totals
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(shares.iter().sum::<i64>(), 8, "{totals}");
+    assert!(
+        shares.iter().all(|n| *n >= 3),
+        "an unbalanced split: {totals}"
+    );
+    let results = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "mrun",
+                "by-hand",
+                "-o",
+                "jsonpath={.status.tables[*].result}",
+            ],
+            None,
+        ),
+        "the tables",
+    );
+    // Created in the cloud from the on-premises definition: a warning each.
+    let warnings = results
+        .split_whitespace()
+        .filter(|r| *r == "Warning")
+        .count();
+    assert_eq!(warnings, 8, "{results}");
+    for i in 0..8 {
+        assert_eq!(
+            psql(&dst, &format!("SELECT count(*) FROM \"CRONUS$Table {i}\"")),
+            (1000 * (i + 1)).to_string()
+        );
+    }
+}

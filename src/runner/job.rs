@@ -1,0 +1,229 @@
+//! The Job runner: one indexed batch/v1 Job per run attempt, `completions = parallelism =
+//! runtime.workers`; each pod runs `cloudmigrate replicate` on its share of the tables.
+
+use crate::api::run::MigrationRun;
+use crate::api::schedule::MigrationSchedule;
+use k8s_openapi::api::batch::v1::{Job, JobSpec, JobStatus};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSecurityContext,
+    PodSpec, PodTemplateSpec, SeccompProfile, SecurityContext,
+};
+use kube::api::ObjectMeta;
+use kube::{Resource, ResourceExt};
+use std::collections::BTreeMap;
+
+/// The image the workers run when the schedule names none: this build's version.
+pub const DEFAULT_IMAGE: &str = concat!(
+    "ghcr.io/cloudmigrate/cloudmigrate:",
+    env!("CARGO_PKG_VERSION")
+);
+
+/// The service account of worker pods unless the controller is told otherwise
+/// (CLOUDMIGRATE_WORKER_SERVICE_ACCOUNT): it needs get on migrationruns, migrationschedules and
+/// secrets, and patch on migrationruns/status.
+pub const DEFAULT_SERVICE_ACCOUNT: &str = "cloudmigrate-worker";
+
+/// Label on a run's Jobs and pods with the run's name (when it fits a label value).
+pub const RUN_LABEL: &str = "cloudmigrate.io/run";
+
+/// The Job of one attempt of a run: `<run>-<attempt>`, owned by the run.
+pub fn job_name(run: &str, attempt: i32) -> String {
+    format!("{run}-{attempt}")
+}
+
+/// Builds the Job of a run attempt. Pure.
+pub fn job_for(
+    run: &MigrationRun,
+    schedule: &MigrationSchedule,
+    attempt: i32,
+    service_account: &str,
+) -> Job {
+    let rt = &schedule.spec.runtime;
+    let workers = rt.workers.max(1);
+    let name = run.name_any();
+    let namespace = run.namespace().unwrap_or_default();
+    let mut labels = BTreeMap::new();
+    labels.insert(
+        "app.kubernetes.io/name".to_string(),
+        "cloudmigrate".to_string(),
+    );
+    labels.insert(
+        "app.kubernetes.io/component".to_string(),
+        "worker".to_string(),
+    );
+    if name.len() <= 63 {
+        labels.insert(RUN_LABEL.to_string(), name.clone());
+    }
+    let container = Container {
+        name: "worker".into(),
+        image: Some(
+            rt.image
+                .clone()
+                .unwrap_or_else(|| DEFAULT_IMAGE.to_string()),
+        ),
+        args: Some(vec![
+            "replicate".into(),
+            "--run".into(),
+            format!("{namespace}/{name}"),
+            "--workers".into(),
+            workers.to_string(),
+            "--attempt".into(),
+            attempt.to_string(),
+        ]),
+        env: Some(vec![EnvVar {
+            // Kubernetes sets JOB_COMPLETION_INDEX too; the annotation is spelled out so that
+            // the index reaches the worker on every version.
+            name: "CLOUDMIGRATE_WORKER_INDEX".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+                        .into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        resources: rt.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Job {
+        metadata: ObjectMeta {
+            name: Some(job_name(&name, attempt)),
+            namespace: Some(namespace),
+            labels: Some(labels.clone()),
+            owner_references: run.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            completion_mode: Some("Indexed".into()),
+            completions: Some(workers),
+            parallelism: Some(workers),
+            backoff_limit: Some(rt.backoff_limit),
+            active_deadline_seconds: rt.active_deadline_seconds,
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    service_account_name: Some(service_account.to_string()),
+                    // The worker finishes its tables in progress on SIGTERM.
+                    termination_grace_period_seconds: Some(300),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(65532),
+                        run_as_group: Some(65532),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    containers: vec![container],
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// Whether a Job still works on its run: it exists and has not failed for good.
+pub fn job_alive(status: Option<&JobStatus>) -> bool {
+    let Some(s) = status else { return true };
+    !s.conditions
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Failed" && c.status == "True")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_job_spec_of_a_run() {
+        let schedule: MigrationSchedule = serde_json::from_value(serde_json::json!({
+            "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationSchedule",
+            "metadata": {"name": "erp", "namespace": "shop"},
+            "spec": {
+                "source": {"url": "postgres://erp.example/nav"},
+                "target": {"url": "postgres://cloud.example/bc"},
+                "runtime": {"runner": "Job", "workers": 3, "backoffLimit": 4,
+                            "activeDeadlineSeconds": 7200, "image": "registry.example/cm:1",
+                            "resources": {"limits": {"memory": "512Mi"}}}
+            }
+        }))
+        .unwrap();
+        let run: MigrationRun = serde_json::from_value(serde_json::json!({
+            "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationRun",
+            "metadata": {"name": "erp-202605010200", "namespace": "shop", "uid": "r-1"},
+            "spec": {"scheduleRef": {"name": "erp"}}
+        }))
+        .unwrap();
+        let job = job_for(&run, &schedule, 2, "cm-worker");
+        let v = serde_json::to_value(&job).unwrap();
+        assert_eq!(v["metadata"]["name"], "erp-202605010200-2");
+        assert_eq!(v["metadata"]["ownerReferences"][0]["uid"], "r-1");
+        assert_eq!(v["metadata"]["ownerReferences"][0]["kind"], "MigrationRun");
+        assert_eq!(v["metadata"]["labels"][RUN_LABEL], "erp-202605010200");
+        let spec = &v["spec"];
+        assert_eq!(spec["completionMode"], "Indexed");
+        assert_eq!(
+            (spec["completions"].clone(), spec["parallelism"].clone()),
+            (3.into(), 3.into())
+        );
+        assert_eq!(spec["backoffLimit"], 4);
+        assert_eq!(spec["activeDeadlineSeconds"], 7200);
+        let pod = &spec["template"]["spec"];
+        assert_eq!(pod["restartPolicy"], "Never");
+        assert_eq!(pod["serviceAccountName"], "cm-worker");
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        let c = &pod["containers"][0];
+        assert_eq!(c["image"], "registry.example/cm:1");
+        assert_eq!(
+            c["args"],
+            serde_json::json!([
+                "replicate",
+                "--run",
+                "shop/erp-202605010200",
+                "--workers",
+                "3",
+                "--attempt",
+                "2"
+            ])
+        );
+        assert_eq!(c["resources"]["limits"]["memory"], "512Mi");
+        assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+        assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
+        assert_eq!(
+            c["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+        );
+    }
+
+    #[test]
+    fn a_failed_job_is_not_alive() {
+        let failed: JobStatus = serde_json::from_value(serde_json::json!({
+            "conditions": [{"type": "Failed", "status": "True"}]
+        }))
+        .unwrap();
+        assert!(!job_alive(Some(&failed)));
+        assert!(job_alive(Some(&JobStatus::default())));
+        assert!(job_alive(None));
+    }
+}

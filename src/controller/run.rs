@@ -154,3 +154,124 @@ async fn reconcile_inner(run: &MigrationRun, ctx: &Context) -> Result<Action, Er
         Action::requeue(Duration::from_secs(10))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! The exact API calls of a run's first reconcile with the Job runner, against a mock.
+    use super::*;
+    use http::{Method, Request, Response};
+    use kube::client::Body;
+    use serde_json::Value;
+
+    #[tokio::test]
+    async fn a_new_job_run_records_its_start_then_creates_its_job() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let run: MigrationRun = serde_json::from_value(json!({
+            "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationRun",
+            "metadata": {"name": "erp-1", "namespace": "shop", "uid": "r-1", "generation": 1,
+                         "annotations": {"cloudmigrate.io/trigger": "Scheduled"}},
+            "spec": {"scheduleRef": {"name": "erp"}, "type": "Full"}
+        }))
+        .unwrap();
+        let schedule = json!({
+            "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationSchedule",
+            "metadata": {"name": "erp", "namespace": "shop", "uid": "s-1"},
+            "spec": {"source": {"url": "postgres://erp.example/nav"},
+                     "target": {"url": "postgres://cloud.example/bc"},
+                     "runtime": {"runner": "Job", "workers": 2}}
+        });
+        let ctx = Arc::new(Context::new(
+            client,
+            crate::controller::metrics::Metrics::default(),
+            None,
+        ));
+        let task = tokio::spawn(reconcile(Arc::new(run), ctx));
+        let mut next = async || {
+            let (req, send) = handle.next_request().await.expect("no further call");
+            let (method, uri) = (req.method().clone(), req.uri().to_string());
+            let bytes = req.into_body().collect_bytes().await.unwrap();
+            let body: Value = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).unwrap()
+            };
+            (method, uri, body, send)
+        };
+        let reply = |send: tower_test::mock::SendResponse<Response<Body>>, code: u16, v: Value| {
+            send.send_response(
+                Response::builder()
+                    .status(code)
+                    .body(Body::from(serde_json::to_vec(&v).unwrap()))
+                    .unwrap(),
+            )
+        };
+
+        let (m, uri, _, send) = next().await;
+        assert_eq!(
+            (m, uri.as_str()),
+            (
+                Method::GET,
+                "/apis/cloudmigrate.io/v1alpha1/namespaces/shop/migrationschedules/erp"
+            )
+        );
+        reply(send, 200, schedule);
+
+        let (m, uri, body, send) = next().await;
+        assert_eq!(m, Method::PATCH);
+        assert_eq!(
+            uri,
+            "/apis/cloudmigrate.io/v1alpha1/namespaces/shop/migrationruns/erp-1/status?&force=true&fieldManager=cloudmigrate-controller"
+        );
+        assert_eq!(body["kind"], "MigrationRun");
+        assert_eq!(body["status"]["attempts"], 1);
+        assert_eq!(body["status"]["trigger"], "Scheduled");
+        assert!(
+            body["status"].get("workers").is_none(),
+            "the workers' part is theirs"
+        );
+        assert!(
+            body["status"].get("tables").is_none(),
+            "the workers' part is theirs"
+        );
+        reply(
+            send,
+            200,
+            json!({
+                "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationRun",
+                "metadata": {"name": "erp-1", "namespace": "shop"},
+                "spec": {"scheduleRef": {"name": "erp"}}, "status": body["status"].clone()
+            }),
+        );
+
+        let (m, uri, body, send) = next().await;
+        assert_eq!(
+            (m, uri.as_str()),
+            (Method::POST, "/apis/batch/v1/namespaces/shop/jobs?")
+        );
+        assert_eq!(body["metadata"]["name"], "erp-1-1");
+        assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "r-1");
+        assert_eq!(body["spec"]["completions"], 2);
+        assert_eq!(body["spec"]["completionMode"], "Indexed");
+        assert_eq!(
+            body["spec"]["template"]["spec"]["containers"][0]["args"][2],
+            "shop/erp-1"
+        );
+        reply(send, 201, body);
+
+        let (m, uri, body, send) = next().await;
+        assert_eq!(
+            (m, uri.as_str()),
+            (
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/shop/events?"
+            )
+        );
+        assert_eq!(body["reason"], "RunStarted");
+        assert_eq!(body["type"], "Normal");
+        reply(send, 201, body);
+
+        let action = task.await.unwrap().unwrap();
+        assert_eq!(action, Action::requeue(Duration::from_secs(10)));
+    }
+}

@@ -428,3 +428,65 @@ async fn prepare(client: &kube::Client, w: &WorkerSpec) -> Result<RunConfig, Str
     }
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Request, Response};
+    use kube::client::Body;
+
+    /// A client whose API server answers one GET of a Secret with `status` and `body`.
+    async fn read(status: u16, body: serde_json::Value, key: &str) -> Result<String, String> {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let server = tokio::spawn(async move {
+            let (req, send) = handle.next_request().await.unwrap();
+            assert_eq!(
+                req.uri().to_string(),
+                "/api/v1/namespaces/shop/secrets/erp-db"
+            );
+            send.send_response(
+                Response::builder()
+                    .status(status)
+                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                    .unwrap(),
+            );
+        });
+        let r = secret_value(
+            &client,
+            "shop",
+            &SecretKeyRef {
+                name: "erp-db".into(),
+                key: key.into(),
+            },
+        )
+        .await;
+        server.await.unwrap();
+        r
+    }
+
+    fn secret() -> serde_json::Value {
+        // "s3cret\n" in base64: a trailing newline from `echo` is not part of the password.
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "erp-db"},
+               "data": {"password": "czNjcmV0Cg=="}})
+    }
+
+    #[tokio::test]
+    async fn a_password_is_read_from_its_secret() {
+        assert_eq!(read(200, secret(), "password").await.unwrap(), "s3cret");
+    }
+
+    #[tokio::test]
+    async fn a_missing_key_or_secret_is_named_without_any_value() {
+        let e = read(200, secret(), "pw").await.unwrap_err();
+        assert!(e.contains("has no key \"pw\""), "{e}");
+        assert!(!e.contains("s3cret") && !e.contains("czNjcmV0"), "{e}");
+        let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                               "reason": "NotFound", "code": 404, "message": "not found"});
+        let e = read(404, not_found, "password").await.unwrap_err();
+        assert!(
+            e.contains("Secret \"erp-db\" does not exist in namespace \"shop\""),
+            "{e}"
+        );
+    }
+}

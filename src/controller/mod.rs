@@ -16,6 +16,7 @@ use context::Context;
 use futures_util::StreamExt;
 use kube::api::ListParams;
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use std::net::SocketAddr;
@@ -205,7 +206,16 @@ pub async fn run(options: Options) -> Result<(), Error> {
     let runs = api::<MigrationRun>(&client, &options.namespace);
     let schedules = api::<MigrationSchedule>(&client, &options.namespace);
     let schedule_controller = Controller::new(schedules, watcher::Config::default())
-        .owns(runs.clone(), watcher::Config::default())
+        // Every run wakes its schedule, also one a person made without an owner reference:
+        // that is how it gets adopted.
+        .watches(
+            runs.clone(),
+            watcher::Config::default(),
+            |run: MigrationRun| {
+                let ns = run.metadata.namespace.clone().unwrap_or_default();
+                Some(ObjectRef::new(&run.spec.schedule_ref.name).within(&ns))
+            },
+        )
         .graceful_shutdown_on(shutdown_signal(leadership.clone()))
         .run(schedule::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});

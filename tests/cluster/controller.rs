@@ -667,3 +667,253 @@ fn two_workers_share_a_run_and_both_show_in_its_status() {
         );
     }
 }
+
+/// A run made with `kubectl create` is adopted and runs; a second schedule on the same source
+/// database gets Conflict and starts nothing.
+#[test]
+fn a_hand_made_run_is_adopted_and_a_second_schedule_on_the_source_conflicts() {
+    let ns = TestNamespace::new("ctl-adopt");
+    let (src, dst, other) = (database("ad_src"), database("ad_dst"), database("ad_other"));
+    psql(
+        &src,
+        "CREATE TABLE \"CRONUS$Item\" (\"No_\" int PRIMARY KEY); INSERT INTO \"CRONUS$Item\" VALUES (1), (2)",
+    );
+    let controller = Controller::start(&ns.name);
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&schedule_yaml("first", &src, &dst, "0 2 * * *")),
+        ),
+        "applying the first schedule",
+    );
+    wait_for(
+        &ns,
+        "msched/first",
+        "{.status.conditions[?(@.type==\"Ready\")].status}",
+        |s| s == "True",
+        &controller,
+    );
+    ok(
+        ns.kubectl(
+            &["create", "-f", "-"],
+            Some("apiVersion: cloudmigrate.io/v1alpha1\nkind: MigrationRun\nmetadata: {name: mine}\nspec: {scheduleRef: {name: first}, type: Full}\n"),
+        ),
+        "creating a run by hand",
+    );
+    let owner = wait_for(
+        &ns,
+        "mrun/mine",
+        "{.metadata.ownerReferences[0].name}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert_eq!(owner, "first");
+    let result = wait_for(
+        &ns,
+        "mrun/mine",
+        "{.status.result}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert_eq!(result, "Succeeded");
+    let trigger = ok(
+        ns.kubectl(
+            &["get", "mrun", "mine", "-o", "jsonpath={.status.trigger}"],
+            None,
+        ),
+        "trigger",
+    );
+    assert_eq!(trigger, "Manual");
+    // Its spec and annotations are as the person wrote them.
+    let spec = ok(
+        ns.kubectl(&["get", "mrun", "mine", "-o", "jsonpath={.spec}"], None),
+        "spec",
+    );
+    assert!(!spec.contains("stop\":true"), "{spec}");
+
+    // The same source, another target.
+    let second = schedule_yaml("second", &src, &other, "0 3 * * *").replace(
+        "schedule: \"0 3 * * *\"",
+        "schedule: \"0 3 * * *\"\n  runRequest: \"go\"",
+    );
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(&second)),
+        "applying the second schedule",
+    );
+    let conflict = wait_for(
+        &ns,
+        "msched/second",
+        "{.status.conditions[?(@.type==\"Conflict\")].status}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert_eq!(conflict, "True");
+    let message = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "msched",
+                "second",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].message}",
+            ],
+            None,
+        ),
+        "the Ready message",
+    );
+    assert!(
+        message.contains("\"first\" already migrates the same source database"),
+        "{message}"
+    );
+    // Its run request was handled by refusing it, and no run exists for it.
+    wait_for(
+        &ns,
+        "msched/second",
+        "{.status.lastHandledRunRequest}",
+        |s| s == "go",
+        &controller,
+    );
+    let all = runs(&ns);
+    assert_eq!(all.len(), 1, "{all:?}");
+    // The first schedule is not in conflict: it came first.
+    let first = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "msched",
+                "first",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Conflict\")].status}",
+            ],
+            None,
+        ),
+        "the first schedule's Conflict",
+    );
+    assert_eq!(first, "False");
+}
+
+/// `spec.stop` finishes the table in progress and ends the run Stopped; the next run does the
+/// rest.
+#[test]
+fn stop_ends_a_run_after_the_table_in_progress() {
+    let ns = TestNamespace::new("ctl-stop");
+    let (src, dst) = (database("st_src"), database("st_dst"));
+    let mut sql = String::new();
+    for i in 0..6 {
+        sql.push_str(&format!(
+            "CREATE TABLE \"CRONUS$Ledger {i}\" (\"Entry No_\" int PRIMARY KEY, \"Text\" text);\n\
+             INSERT INTO \"CRONUS$Ledger {i}\" SELECT g, repeat('x', 40) || g FROM generate_series(1, 150000) g;\n"
+        ));
+    }
+    psql(&src, &sql);
+    let controller = Controller::start(&ns.name);
+    let yaml = schedule_yaml("slow", &src, &dst, "0 2 * * *")
+        .replace("runner: InProcess", "runner: InProcess, parallelism: 1");
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(&yaml)),
+        "applying the schedule",
+    );
+    ok(
+        ns.kubectl(
+            &[
+                "patch",
+                "msched",
+                "slow",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"runRequest":"1"}}"#,
+            ],
+            None,
+        ),
+        "requesting a run",
+    );
+    let run = wait_for(
+        &ns,
+        "msched/slow",
+        "{.status.activeRun}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    wait_for(
+        &ns,
+        &format!("mrun/{run}"),
+        "{.status.workers[0].phase}",
+        |s| s == "Running",
+        &controller,
+    );
+    ok(
+        ns.kubectl(
+            &[
+                "patch",
+                "mrun",
+                &run,
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"stop":true}}"#,
+            ],
+            None,
+        ),
+        "stopping the run",
+    );
+    let result = wait_for(
+        &ns,
+        &format!("mrun/{run}"),
+        "{.status.result}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert_eq!(result, "Stopped", "{}", controller.log());
+    let not_started = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "mrun",
+                &run,
+                "-o",
+                "jsonpath={.status.tables[?(@.result==\"NotStarted\")].table}",
+            ],
+            None,
+        ),
+        "the tables not started",
+    );
+    assert!(
+        !not_started.is_empty(),
+        "every table ran: the stop came too late"
+    );
+
+    ok(
+        ns.kubectl(
+            &[
+                "patch",
+                "msched",
+                "slow",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"runRequest":"2"}}"#,
+            ],
+            None,
+        ),
+        "requesting the next run",
+    );
+    let next = wait_for(
+        &ns,
+        "msched/slow",
+        "{.status.lastRun.name}",
+        |s| s != run,
+        &controller,
+    );
+    let result = wait_for(
+        &ns,
+        &format!("mrun/{next}"),
+        "{.status.result}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert_eq!(result, "Succeeded");
+    for i in 0..6 {
+        assert_eq!(
+            psql(&dst, &format!("SELECT count(*) FROM \"CRONUS$Ledger {i}\"")),
+            "150000"
+        );
+    }
+}

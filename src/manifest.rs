@@ -2,11 +2,9 @@
 //! CompanySelection) read from a file, with passwords from the environment or files.
 
 use crate::api::common::SecretKeyRef;
-use crate::api::schedule::Product as ApiProduct;
 use crate::api::{CompanySelection, MigrationSchedule};
 use crate::db::ConnectSpec;
 use crate::engine::RunConfig;
-use crate::engine::plan::{PlanOptions, Product};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -116,32 +114,15 @@ pub fn run_config(
     run_type: crate::engine::RunType,
 ) -> Result<RunConfig, String> {
     let spec = &manifest.schedule.spec;
-    let product = match spec.product {
-        ApiProduct::BusinessCentral => Product::BusinessCentral,
-        ApiProduct::Nav => Product::Nav,
-        ApiProduct::Gp => Product::Gp,
-    };
-    Ok(RunConfig {
+    let passwords = (
+        source_password.read("source", spec.source.password_secret_ref.as_ref())?,
+        target_password.read("target", spec.target.password_secret_ref.as_ref())?,
+    );
+    Ok(crate::runner::engine_config(
+        spec,
+        manifest.companies.clone(),
+        passwords,
         run_id,
-        source: source_spec(manifest, source_password)?,
-        target: ConnectSpec {
-            url: spec.target.url.clone(),
-            password: target_password.read("target", spec.target.password_secret_ref.as_ref())?,
-            max_connections: 1,
-            create: true,
-        },
-        plan: PlanOptions {
-            product,
-            include: spec.tables.include.clone(),
-            exclude: spec.tables.exclude.clone(),
-            companies: manifest.companies.clone(),
-            target: None,
-        },
-        create_missing_tables: spec.target.create_missing_tables,
-        parallelism: spec.runtime.parallelism.max(1) as usize,
         run_type,
-        retention: crate::engine::tracking::DEFAULT_RETENTION,
-        stop: Default::default(),
-        share: None,
-    })
+    ))
 }

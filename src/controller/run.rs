@@ -57,7 +57,7 @@ async fn reconcile_inner(run: &MigrationRun, ctx: &Context) -> Result<Action, Er
         Runner::InProcess => ctx.inprocess.alive(&key, &uid, attempt),
         Runner::Job if attempt == 0 => false,
         Runner::Job => match jobs.get_opt(&job::job_name(&name, attempt)).await? {
-            Some(j) => job::job_alive(j.status.as_ref()),
+            Some(j) => job::job_alive(j.status.as_ref(), chrono::Utc::now()),
             None => false,
         },
     };

@@ -141,14 +141,27 @@ pub fn job_for(
     }
 }
 
-/// Whether a Job still works on its run: it exists and has not failed for good.
-pub fn job_alive(status: Option<&JobStatus>) -> bool {
+/// How long after its Job completed a run may still wait for its workers' last status writes.
+const FINAL_WORD: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether a Job still works on its run: it has not failed for good, and it has not completed
+/// so long ago that its workers' last words should have arrived.
+pub fn job_alive(status: Option<&JobStatus>, now: chrono::DateTime<chrono::Utc>) -> bool {
     let Some(s) = status else { return true };
-    !s.conditions
-        .as_deref()
-        .unwrap_or_default()
+    let conditions = s.conditions.as_deref().unwrap_or_default();
+    let failed = conditions
         .iter()
-        .any(|c| c.type_ == "Failed" && c.status == "True")
+        .any(|c| c.type_ == "Failed" && c.status == "True");
+    let completed_long_ago = conditions.iter().any(|c| {
+        c.type_ == "Complete"
+            && c.status == "True"
+            && c.last_transition_time.as_ref().is_some_and(|t| {
+                (now - crate::controller::clock::utc(t))
+                    .to_std()
+                    .is_ok_and(|d| d > FINAL_WORD)
+            })
+    });
+    !failed && !completed_long_ago
 }
 
 #[cfg(test)]
@@ -222,8 +235,18 @@ mod tests {
             "conditions": [{"type": "Failed", "status": "True"}]
         }))
         .unwrap();
-        assert!(!job_alive(Some(&failed)));
-        assert!(job_alive(Some(&JobStatus::default())));
-        assert!(job_alive(None));
+        let now = chrono::Utc::now();
+        assert!(!job_alive(Some(&failed), now));
+        assert!(job_alive(Some(&JobStatus::default()), now));
+        assert!(job_alive(None, now));
+        // Complete: alive while the workers' last status writes may still be on their way.
+        let complete: JobStatus = serde_json::from_value(serde_json::json!({
+            "conditions": [{"type": "Complete", "status": "True",
+                            "lastTransitionTime": "2026-05-01T02:00:00Z"}]
+        }))
+        .unwrap();
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        assert!(job_alive(Some(&complete), at("2026-05-01T02:00:30Z")));
+        assert!(!job_alive(Some(&complete), at("2026-05-01T02:05:00Z")));
     }
 }

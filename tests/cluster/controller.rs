@@ -1142,3 +1142,144 @@ fn past_two_thousand_tables_the_status_keeps_the_problems() {
     );
     assert!(out.contains("CRONUS$T2100"));
 }
+
+/// When the cron expression comes due, a run named after the due minute starts by itself.
+#[test]
+fn a_due_time_starts_a_run_named_after_it() {
+    let ns = TestNamespace::new("ctl-cron-due");
+    let (src, dst) = (database("due_src"), database("due_dst"));
+    psql(
+        &src,
+        "CREATE TABLE \"CRONUS$Item\" (\"No_\" int PRIMARY KEY); INSERT INTO \"CRONUS$Item\" VALUES (1)",
+    );
+    let controller = Controller::start(&ns.name);
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&schedule_yaml("tick", &src, &dst, "* * * * *")),
+        ),
+        "applying the schedule",
+    );
+    let next = wait_for(
+        &ns,
+        "msched/tick",
+        "{.status.nextRunTime}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    // Every minute, in Berlin time: the next start is at a whole minute with Berlin's offset.
+    assert!(
+        next.ends_with(":00+01:00") || next.ends_with(":00+02:00"),
+        "{next}"
+    );
+    let run = wait_for(
+        &ns,
+        "msched/tick",
+        "{.status.lastRun.name}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    let scheduled = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "mrun",
+                &run,
+                "-o",
+                "jsonpath={.metadata.annotations.cloudmigrate\\.io/scheduled-time}",
+            ],
+            None,
+        ),
+        "the scheduled time",
+    );
+    let at = chrono::DateTime::parse_from_rfc3339(&scheduled)
+        .unwrap()
+        .to_utc();
+    assert_eq!(run, format!("tick-{}", at.format("%Y%m%d%H%M")));
+    let result = wait_for(
+        &ns,
+        &format!("mrun/{run}"),
+        "{.status.result}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert_eq!(result, "Succeeded");
+    let trigger = ok(
+        ns.kubectl(
+            &["get", "mrun", &run, "-o", "jsonpath={.status.trigger}"],
+            None,
+        ),
+        "trigger",
+    );
+    assert_eq!(trigger, "Scheduled");
+}
+
+/// Deleting a run in progress stops its worker after the table in progress.
+#[test]
+fn deleting_a_run_stops_it() {
+    let ns = TestNamespace::new("ctl-delete");
+    let (src, dst) = (database("del_src"), database("del_dst"));
+    let mut sql = String::new();
+    // Enough tables that the run outlasts the worker's next status write (every 2 s).
+    for i in 0..24 {
+        sql.push_str(&format!(
+            "CREATE TABLE \"CRONUS$Ledger {i}\" (\"Entry No_\" int PRIMARY KEY, \"Text\" text);\n\
+             INSERT INTO \"CRONUS$Ledger {i}\" SELECT g, repeat('x', 40) || g FROM generate_series(1, 150000) g;\n"
+        ));
+    }
+    psql(&src, &sql);
+    let controller = Controller::start(&ns.name);
+    let yaml = schedule_yaml("gone", &src, &dst, "0 2 * * *")
+        .replace("runner: InProcess", "runner: InProcess, parallelism: 1")
+        .replace(
+            "schedule: \"0 2 * * *\"",
+            "schedule: \"0 2 * * *\"\n  runRequest: \"1\"",
+        );
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(&yaml)),
+        "applying the schedule",
+    );
+    let run = wait_for(
+        &ns,
+        "msched/gone",
+        "{.status.activeRun}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    wait_for(
+        &ns,
+        &format!("mrun/{run}"),
+        "{.status.workers[0].phase}",
+        |s| s == "Running",
+        &controller,
+    );
+    ok(
+        ns.kubectl(&["delete", "mrun", &run], None),
+        "deleting the run",
+    );
+    // The target's own record of the run says how it ended.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let state = psql(
+            &dst,
+            &format!(
+                "SELECT state || ' ' || coalesce(result, '') FROM cloudmigrate_runs WHERE run_id = '{run}'"
+            ),
+        );
+        if state.starts_with("Completed") {
+            assert_eq!(state, "Completed Stopped", "{}", controller.log());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the deleted run went on: {state}\n{}",
+            controller.log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        controller.log().contains("the run was deleted"),
+        "{}",
+        controller.log()
+    );
+}

@@ -34,6 +34,26 @@ impl Context {
         }
     }
 
+    /// Runs one reconcile of `kind`, counting it, its time and its failure in the metrics.
+    pub async fn measured<T, E>(
+        &self,
+        kind: &str,
+        reconcile: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let started = std::time::Instant::now();
+        let kind = super::metrics::Metrics::kind(kind);
+        self.metrics.reconciles.get_or_create(&kind).inc();
+        let result = reconcile.await;
+        self.metrics
+            .duration
+            .get_or_create(&kind)
+            .observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            self.metrics.errors.get_or_create(&kind).inc();
+        }
+        result
+    }
+
     /// Records events about an object. A cluster without the events API (the test API server
     /// serves custom resources only) gets them in the log instead.
     pub async fn publish<K: Resource<DynamicType = ()>>(&self, obj: &K, notes: &[Note]) {

@@ -20,18 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub async fn reconcile(run: Arc<MigrationRun>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = std::time::Instant::now();
-    let kind = super::metrics::Metrics::kind("MigrationRun");
-    ctx.metrics.reconciles.get_or_create(&kind).inc();
-    let result = reconcile_inner(&run, &ctx).await;
-    ctx.metrics
-        .duration
-        .get_or_create(&kind)
-        .observe(started.elapsed().as_secs_f64());
-    if result.is_err() {
-        ctx.metrics.errors.get_or_create(&kind).inc();
-    }
-    result
+    ctx.measured("MigrationRun", reconcile_inner(&run, &ctx))
+        .await
 }
 
 async fn reconcile_inner(run: &MigrationRun, ctx: &Context) -> Result<Action, Error> {

@@ -429,6 +429,14 @@ mod tests {
         }
     }
 
+    fn succeeded(d: &RunDecision) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        d.status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Succeeded")
+            .unwrap()
+    }
+
     fn started(s: &MigrationRunSpec) -> MigrationRunStatus {
         decide(observe(s, MigrationRunStatus::default(), 0)).status
     }
@@ -456,12 +464,7 @@ mod tests {
         let d = decide(o);
         assert_eq!(d.finished, Some(RunResult::Failed));
         assert_eq!(d.status.trigger.as_deref(), Some("Manual"));
-        let c = d
-            .status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Succeeded")
-            .unwrap();
+        let c = succeeded(&d);
         assert_eq!(c.reason, "ScheduleNotFound");
         assert!(c.message.contains("nightly"));
     }
@@ -507,12 +510,7 @@ mod tests {
         st.workers = vec![w];
         let d = decide(observe(&s, st, 1));
         assert_eq!(d.finished, Some(RunResult::Failed));
-        let c = d
-            .status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Succeeded")
-            .unwrap();
+        let c = succeeded(&d);
         assert!(c.message.contains("Secret"));
     }
 
@@ -532,12 +530,7 @@ mod tests {
         o2.runner_alive = false;
         let d2 = decide(o2);
         assert_eq!(d2.finished, Some(RunResult::Failed));
-        let c = d2
-            .status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Succeeded")
-            .unwrap();
+        let c = succeeded(&d2);
         assert_eq!(c.reason, "RunnerLost");
     }
 

@@ -57,18 +57,8 @@ pub async fn reconcile(
     schedule: Arc<MigrationSchedule>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let started = std::time::Instant::now();
-    let kind = super::metrics::Metrics::kind("MigrationSchedule");
-    ctx.metrics.reconciles.get_or_create(&kind).inc();
-    let result = reconcile_inner(&schedule, &ctx).await;
-    ctx.metrics
-        .duration
-        .get_or_create(&kind)
-        .observe(started.elapsed().as_secs_f64());
-    if result.is_err() {
-        ctx.metrics.errors.get_or_create(&kind).inc();
-    }
-    result
+    ctx.measured("MigrationSchedule", reconcile_inner(&schedule, &ctx))
+        .await
 }
 
 async fn reconcile_inner(schedule: &MigrationSchedule, ctx: &Context) -> Result<Action, Error> {

@@ -98,7 +98,8 @@ pub fn schema_hash(t: &TableDef) -> String {
     )
 }
 
-fn report(t: &PlannedTable, result: TableResult, started: Instant) -> TableReport {
+/// A table's report before any copying: its names and result, nothing counted yet.
+pub(crate) fn report(t: &PlannedTable, result: TableResult, started: Instant) -> TableReport {
     TableReport {
         company: t.source.company.clone().unwrap_or_default(),
         table: t.source.display_name(),

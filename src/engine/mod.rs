@@ -254,6 +254,20 @@ where
     }
 }
 
+/// The report of a table that was not copied, and why.
+fn uncopied(
+    t: &plan::PlannedTable,
+    result: TableResult,
+    message: String,
+    guidance: Option<String>,
+) -> TableReport {
+    let mut r = copy::report(t, result, Instant::now());
+    r.duration = Default::default();
+    r.message = Some(message);
+    r.guidance = guidance;
+    r
+}
+
 /// Copies one table and tells the observer. A named function rather than a closure, so that the
 /// run's future stays `Send` and can be spawned (the in-process runner does).
 async fn copy_and_report(
@@ -264,20 +278,12 @@ async fn copy_and_report(
     stop: &StopSignal,
 ) -> TableReport {
     let r = if stop.is_stopped() {
-        TableReport {
-            company: t.source.company.clone().unwrap_or_default(),
-            table: t.source.display_name(),
-            source_name: t.source.def.name.clone(),
-            result: TableResult::NotStarted,
-            mode: Mode::None,
-            full_reason: None,
-            rows: 0,
-            changes: None,
-            bytes: 0,
-            duration: Default::default(),
-            message: Some("the run was stopped before this table started".into()),
-            guidance: Some("The next run copies it.".into()),
-        }
+        uncopied(
+            t,
+            TableResult::NotStarted,
+            "the run was stopped before this table started".into(),
+            Some("The next run copies it.".into()),
+        )
     } else {
         copy::copy_table(ctx, t, progress).await
     };
@@ -434,28 +440,20 @@ pub async fn run(
         .filter(|_| reports_skipped)
         .filter_map(|t| t.skip.as_ref().map(|s| (t, s)))
     {
-        let r = TableReport {
-            company: t.source.company.clone().unwrap_or_default(),
-            table: t.source.display_name(),
-            source_name: t.source.def.name.clone(),
-            result: if skip.is_error() {
+        let r = uncopied(
+            t,
+            if skip.is_error() {
                 TableResult::Failed
             } else {
                 TableResult::Excluded
             },
-            mode: Mode::None,
-            full_reason: None,
-            rows: 0,
-            changes: None,
-            bytes: 0,
-            duration: Default::default(),
-            message: Some(skip.message(&t.source)),
-            guidance: skip.is_error().then(|| {
+            skip.message(&t.source),
+            skip.is_error().then(|| {
                 "Rename one of the tables in the source so that the names differ within the \
                  target's identifier limit, or exclude one with spec.tables.exclude."
                     .to_string()
             }),
-        };
+        );
         observer.table_done(&r);
         reports.push(r);
     }

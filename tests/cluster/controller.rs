@@ -196,6 +196,49 @@ fn schedule_yaml(name: &str, src: &str, dst: &str, cron: &str) -> String {
     )
 }
 
+/// SQL that makes `count` ledger tables of `rows` rows each: `CRONUS$Ledger 0`, ...
+fn ledgers(count: usize, rows: usize) -> String {
+    (0..count)
+        .map(|i| {
+            format!(
+                "CREATE TABLE \"CRONUS$Ledger {i}\" (\"Entry No_\" int PRIMARY KEY, \"Text\" text);\n\
+                 INSERT INTO \"CRONUS$Ledger {i}\" SELECT g, repeat('x', 40) || g FROM generate_series(1, {rows}) g;\n"
+            )
+        })
+        .collect()
+}
+
+/// Waits until the schedule's active run has a worker at work, and names that run.
+fn running(ns: &TestNamespace, schedule: &str, controller: &Controller) -> String {
+    let run = wait_for(
+        ns,
+        &format!("msched/{schedule}"),
+        "{.status.activeRun}",
+        |s| !s.is_empty(),
+        controller,
+    );
+    wait_for(
+        ns,
+        &format!("mrun/{run}"),
+        "{.status.workers[0].phase}",
+        |s| s == "Running",
+        controller,
+    );
+    run
+}
+
+/// Run Migration Now: a new `spec.runRequest` token.
+fn request_run(ns: &TestNamespace, schedule: &str, token: &str) {
+    let patch = format!(r#"{{"spec":{{"runRequest":"{token}"}}}}"#);
+    ok(
+        ns.kubectl(
+            &["patch", "msched", schedule, "--type=merge", "-p", &patch],
+            None,
+        ),
+        "requesting a run",
+    );
+}
+
 fn runs(ns: &TestNamespace) -> Vec<String> {
     ns.kubectl(&["get", "mrun", "-o", "name"], None)
         .expect_ok("listing runs")
@@ -259,20 +302,7 @@ fn a_run_request_runs_and_every_table_shows_in_kubectl() {
     assert!(runs(&ns).is_empty());
 
     // Run Migration Now.
-    ok(
-        ns.kubectl(
-            &[
-                "patch",
-                "msched",
-                "erp",
-                "--type=merge",
-                "-p",
-                r#"{"spec":{"runRequest":"now-1"}}"#,
-            ],
-            None,
-        ),
-        "requesting a run",
-    );
+    request_run(&ns, "erp", "now-1");
     let result = wait_for(
         &ns,
         "msched/erp",
@@ -373,20 +403,7 @@ fn a_run_request_runs_and_every_table_shows_in_kubectl() {
         &src,
         "UPDATE \"CRONUS$Item\" SET \"Description\" = 'changed' WHERE \"No_\" = '7'",
     );
-    ok(
-        ns.kubectl(
-            &[
-                "patch",
-                "msched",
-                "erp",
-                "--type=merge",
-                "-p",
-                r#"{"spec":{"runRequest":"now-2"}}"#,
-            ],
-            None,
-        ),
-        "requesting a second run",
-    );
+    request_run(&ns, "erp", "now-2");
     wait_for(
         &ns,
         "msched/erp",
@@ -519,34 +536,8 @@ fn a_controller_killed_mid_run_neither_duplicates_nor_loses_the_run() {
         ),
         "applying the schedule",
     );
-    ok(
-        ns.kubectl(
-            &[
-                "patch",
-                "msched",
-                "big",
-                "--type=merge",
-                "-p",
-                r#"{"spec":{"runRequest":"go"}}"#,
-            ],
-            None,
-        ),
-        "requesting a run",
-    );
-    let run = wait_for(
-        &ns,
-        "msched/big",
-        "{.status.activeRun}",
-        |s| !s.is_empty(),
-        &controller,
-    );
-    wait_for(
-        &ns,
-        &format!("mrun/{run}"),
-        "{.status.workers[0].phase}",
-        |s| s == "Running",
-        &controller,
-    );
+    request_run(&ns, "big", "go");
+    let run = running(&ns, "big", &controller);
     controller.kill();
     let killed_log = controller.log();
     assert!(
@@ -835,14 +826,7 @@ fn a_hand_made_run_is_adopted_and_a_second_schedule_on_the_source_conflicts() {
 fn stop_ends_a_run_after_the_table_in_progress() {
     let ns = TestNamespace::new("ctl-stop");
     let (src, dst) = (database("st_src"), database("st_dst"));
-    let mut sql = String::new();
-    for i in 0..6 {
-        sql.push_str(&format!(
-            "CREATE TABLE \"CRONUS$Ledger {i}\" (\"Entry No_\" int PRIMARY KEY, \"Text\" text);\n\
-             INSERT INTO \"CRONUS$Ledger {i}\" SELECT g, repeat('x', 40) || g FROM generate_series(1, 150000) g;\n"
-        ));
-    }
-    psql(&src, &sql);
+    psql(&src, &ledgers(6, 150_000));
     let controller = Controller::start(&ns.name);
     let yaml = schedule_yaml("slow", &src, &dst, "0 2 * * *")
         .replace("runner: InProcess", "runner: InProcess, parallelism: 1");
@@ -850,34 +834,8 @@ fn stop_ends_a_run_after_the_table_in_progress() {
         ns.kubectl(&["apply", "-f", "-"], Some(&yaml)),
         "applying the schedule",
     );
-    ok(
-        ns.kubectl(
-            &[
-                "patch",
-                "msched",
-                "slow",
-                "--type=merge",
-                "-p",
-                r#"{"spec":{"runRequest":"1"}}"#,
-            ],
-            None,
-        ),
-        "requesting a run",
-    );
-    let run = wait_for(
-        &ns,
-        "msched/slow",
-        "{.status.activeRun}",
-        |s| !s.is_empty(),
-        &controller,
-    );
-    wait_for(
-        &ns,
-        &format!("mrun/{run}"),
-        "{.status.workers[0].phase}",
-        |s| s == "Running",
-        &controller,
-    );
+    request_run(&ns, "slow", "1");
+    let run = running(&ns, "slow", &controller);
     ok(
         ns.kubectl(
             &[
@@ -918,20 +876,7 @@ fn stop_ends_a_run_after_the_table_in_progress() {
         "every table ran: the stop came too late"
     );
 
-    ok(
-        ns.kubectl(
-            &[
-                "patch",
-                "msched",
-                "slow",
-                "--type=merge",
-                "-p",
-                r#"{"spec":{"runRequest":"2"}}"#,
-            ],
-            None,
-        ),
-        "requesting the next run",
-    );
+    request_run(&ns, "slow", "2");
     let next = wait_for(
         &ns,
         "msched/slow",
@@ -1219,15 +1164,8 @@ fn a_due_time_starts_a_run_named_after_it() {
 fn deleting_a_run_stops_it() {
     let ns = TestNamespace::new("ctl-delete");
     let (src, dst) = (database("del_src"), database("del_dst"));
-    let mut sql = String::new();
     // Enough tables that the run outlasts the worker's next status write (every 2 s).
-    for i in 0..24 {
-        sql.push_str(&format!(
-            "CREATE TABLE \"CRONUS$Ledger {i}\" (\"Entry No_\" int PRIMARY KEY, \"Text\" text);\n\
-             INSERT INTO \"CRONUS$Ledger {i}\" SELECT g, repeat('x', 40) || g FROM generate_series(1, 150000) g;\n"
-        ));
-    }
-    psql(&src, &sql);
+    psql(&src, &ledgers(24, 150_000));
     let controller = Controller::start(&ns.name);
     let yaml = schedule_yaml("gone", &src, &dst, "0 2 * * *")
         .replace("runner: InProcess", "runner: InProcess, parallelism: 1")
@@ -1239,20 +1177,7 @@ fn deleting_a_run_stops_it() {
         ns.kubectl(&["apply", "-f", "-"], Some(&yaml)),
         "applying the schedule",
     );
-    let run = wait_for(
-        &ns,
-        "msched/gone",
-        "{.status.activeRun}",
-        |s| !s.is_empty(),
-        &controller,
-    );
-    wait_for(
-        &ns,
-        &format!("mrun/{run}"),
-        "{.status.workers[0].phase}",
-        |s| s == "Running",
-        &controller,
-    );
+    let run = running(&ns, "gone", &controller);
     ok(
         ns.kubectl(&["delete", "mrun", &run], None),
         "deleting the run",

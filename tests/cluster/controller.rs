@@ -20,6 +20,11 @@ fn pg() -> (String, String) {
 
 /// Runs SQL with psql in a database of the test server.
 fn psql(db: &str, sql: &str) -> String {
+    try_psql(db, sql).unwrap_or_else(|e| panic!("psql failed: {e}"))
+}
+
+/// Runs SQL with psql; the error is psql's message.
+fn try_psql(db: &str, sql: &str) -> Result<String, String> {
     let (base, password) = pg();
     let out = Command::new("psql")
         .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"])
@@ -29,12 +34,10 @@ fn psql(db: &str, sql: &str) -> String {
         .env("PGPASSWORD", password)
         .output()
         .expect("psql must be on PATH");
-    assert!(
-        out.status.success(),
-        "psql failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// A fresh database on the test server; its URL carries no password.
@@ -1185,12 +1188,14 @@ fn deleting_a_run_stops_it() {
     // The target's own record of the run says how it ended.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let state = psql(
+        // The state tables appear when the worker's engine gets there.
+        let state = try_psql(
             &dst,
             &format!(
                 "SELECT state || ' ' || coalesce(result, '') FROM cloudmigrate_runs WHERE run_id = '{run}'"
             ),
-        );
+        )
+        .unwrap_or_default();
         if state.starts_with("Completed") {
             assert_eq!(state, "Completed Stopped", "{}", controller.log());
             break;

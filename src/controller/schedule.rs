@@ -340,4 +340,82 @@ mod tests {
             Action::requeue(std::time::Duration::from_secs(3600))
         );
     }
+
+    #[tokio::test]
+    async fn runs_beyond_the_history_limits_are_deleted() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let schedule: MigrationSchedule = serde_json::from_value(json!({
+            "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationSchedule",
+            "metadata": {"name": "erp", "namespace": "shop", "uid": "u-1",
+                         "creationTimestamp": "2026-05-01T00:00:00Z"},
+            "spec": {"source": {"url": "postgres://erp.example/nav"},
+                     "target": {"url": "postgres://cloud.example/bc"},
+                     "history": {"successful": 1, "failed": 1}}
+        }))
+        .unwrap();
+        let run = |name: &str, result: &str, end: &str| {
+            json!({
+                "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationRun",
+                "metadata": {"name": name, "namespace": "shop",
+                             "creationTimestamp": end,
+                             "ownerReferences": [{"apiVersion": "cloudmigrate.io/v1alpha1",
+                                 "kind": "MigrationSchedule", "name": "erp", "uid": "u-1",
+                                 "controller": true}]},
+                "spec": {"scheduleRef": {"name": "erp"}},
+                "status": {"result": result, "completionTime": end}
+            })
+        };
+        let ctx = Arc::new(Context::new(
+            client,
+            crate::controller::metrics::Metrics::default(),
+            None,
+        ));
+        let task = tokio::spawn(reconcile(Arc::new(schedule.clone()), ctx));
+
+        let (_, _, _, send) = next(&mut handle).await;
+        let mut runs = list("MigrationRun");
+        runs["items"] = json!([
+            run("erp-1", "Succeeded", "2026-05-01T02:00:00Z"),
+            run("erp-2", "Failed", "2026-05-02T02:00:00Z"),
+            run("erp-3", "Succeeded", "2026-05-03T02:00:00Z"),
+            run("erp-4", "Stopped", "2026-05-04T02:00:00Z"),
+        ]);
+        reply(send, 200, runs);
+        let (_, _, _, send) = next(&mut handle).await;
+        let mut schedules = list("MigrationSchedule");
+        schedules["items"] = json!([schedule]);
+        reply(send, 200, schedules);
+
+        // The older of each kind goes: erp-2 (failed side), erp-1 (successful side).
+        let mut deleted = vec![];
+        for _ in 0..2 {
+            let (m, uri, _, send) = next(&mut handle).await;
+            assert_eq!(m, Method::DELETE);
+            deleted.push(uri.clone());
+            reply(
+                send,
+                200,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+            );
+        }
+        deleted.sort();
+        assert_eq!(
+            deleted,
+            vec![
+                "/apis/cloudmigrate.io/v1alpha1/namespaces/shop/migrationruns/erp-1?",
+                "/apis/cloudmigrate.io/v1alpha1/namespaces/shop/migrationruns/erp-2?",
+            ]
+        );
+
+        let (m, uri, body, send) = next(&mut handle).await;
+        assert_eq!(m, Method::PATCH);
+        assert!(uri.contains("/migrationschedules/erp/status?"), "{uri}");
+        assert_eq!(body["status"]["lastRun"]["name"], "erp-4");
+        assert_eq!(body["status"]["lastSuccessfulTime"], "2026-05-03T02:00:00Z");
+        let mut obj = serde_json::to_value(&schedule).unwrap();
+        obj["status"] = body["status"].clone();
+        reply(send, 200, obj);
+        task.await.unwrap().unwrap();
+    }
 }

@@ -25,7 +25,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Past this many tables in a run, the status lists only the tables that did not migrate
-/// cleanly; the complete list stays in the target's run log (`cloudmigrate runs show`).
+/// cleanly; the complete list stays in the target's run log (`cloudmigrate runs show`). With
+/// several workers, each keeps to its part of the limit.
 pub const STATUS_TABLE_CAP: usize = 2000;
 
 /// How often a worker writes its progress while it runs.
@@ -175,6 +176,8 @@ struct Progress {
 struct Reporter {
     state: Mutex<Progress>,
     read: Arc<ReadProgress>,
+    /// This worker's part of the run's table limit: the workers together stay within it.
+    cap: usize,
 }
 
 impl Reporter {
@@ -193,7 +196,7 @@ impl Reporter {
             me.bytes_copied = me.bytes_copied.max(self.read.bytes.load(Relaxed) as i64);
         }
         let tables: Vec<&TableStatus> =
-            if p.tables.len() > STATUS_TABLE_CAP || me.tables_total as usize > STATUS_TABLE_CAP {
+            if p.tables.len() > self.cap || me.tables_total as usize > self.cap {
                 p.tables
                     .iter()
                     .filter(|t| {
@@ -273,6 +276,7 @@ pub async fn work(client: kube::Client, w: WorkerSpec, stop: StopSignal) -> Work
             planned: false,
         }),
         read: Arc::new(ReadProgress::default()),
+        cap: STATUS_TABLE_CAP / w.count.max(1) as usize,
     });
     let apply = {
         let params = PatchParams::apply(&field_manager(w.index)).force();

@@ -519,6 +519,9 @@ pub fn decide(o: Observed<'_>) -> Decision {
     }
 
     let requeue_after = match next {
+        // A conflict ends when the other schedule goes, which wakes nothing here: look again
+        // every minute.
+        _ if o.conflict.is_some() => Duration::from_secs(60),
         Some(t) if may_run && !spec.suspend => {
             let secs = (t - now).num_seconds().clamp(1, 3600) as u64;
             Duration::from_secs(secs)
@@ -882,6 +885,7 @@ mod tests {
         o.conflict = Some(why);
         let dec = decide(o);
         assert!(dec.create.is_none());
+        assert_eq!(dec.requeue_after, Duration::from_secs(60));
         assert_eq!(condition(&dec, "Conflict").0, "True");
         assert_eq!(
             condition(&dec, "Ready"),

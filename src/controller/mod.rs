@@ -6,6 +6,7 @@ pub mod conditions;
 pub mod context;
 pub mod cron;
 pub mod metrics;
+pub mod permissions;
 pub mod run;
 pub mod run_decide;
 pub mod schedule;

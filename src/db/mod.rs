@@ -2,6 +2,7 @@
 //! reading rows and writing them. The engine above sees one interface for all three.
 
 pub mod mysql;
+mod nodelay;
 pub mod postgres;
 pub mod sqlite;
 mod value;

@@ -27,6 +27,13 @@ pub async fn connect(spec: &ConnectSpec) -> Result<MySqlPool, DbError> {
     }
     super::check_connect::<sqlx::MySqlConnection>(&options, &redacted).await?;
     Ok(MySqlPoolOptions::new()
+        // Every new connection: see `nodelay`.
+        .after_connect(|_, _| {
+            Box::pin(async {
+                super::nodelay::apply();
+                Ok(())
+            })
+        })
         .max_connections(spec.max_connections.max(1))
         .acquire_timeout(Duration::from_secs(3600))
         .connect_lazy_with(options))

@@ -181,6 +181,7 @@ async fn prepare_tracking(
         }
     };
     // Each worker enables change tracking on its own share only.
+    let mut to_enable = vec![];
     for t in tables_to_copy(plan, owned)
         .into_iter()
         .map(|t| &t.source.def)
@@ -200,10 +201,9 @@ async fn prepare_tracking(
             // Tracked, but made anew: the triggers go in again and the table is copied in full.
             st.recreated.insert(t.name.clone());
         }
-        if let Err(e) = tracking::enable(source, t, id).await {
-            st.enable_errors.insert(t.name.clone(), e.to_string());
-        }
+        to_enable.push((t, id));
     }
+    st.enable_errors = tracking::enable(source, &to_enable).await;
     let started = Instant::now();
     st.clock = tracking::stamp(source, retention)
         .await

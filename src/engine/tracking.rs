@@ -233,8 +233,9 @@ pub fn key_columns(table: &TableDef) -> String {
 
 /// Installs the triggers of one table (replacing older ones) and registers it, with the
 /// storage engine's id of the table where there is one.
-pub async fn enable(db: &Database, table: &TableDef, table_id: Option<i64>) -> Result<(), DbError> {
-    let d = db.dialect();
+/// The statements that put change tracking on a table: its triggers, dropped and made anew,
+/// and its entry in the registry.
+fn enable_statements(d: Dialect, table: &TableDef, table_id: Option<i64>) -> Vec<Statement> {
     let t = d.quote(&table.name);
     let name = trigger_name(&table.name);
     let lit = literal(d, &table.name);
@@ -333,9 +334,7 @@ pub async fn enable(db: &Database, table: &TableDef, table_id: Option<i64>) -> R
             ]
         }
     };
-    for s in sql {
-        db.execute(&stmt(s)).await?;
-    }
+    let mut statements: Vec<Statement> = sql.into_iter().map(stmt).collect();
     let upsert = match d {
         Dialect::MySql => {
             "INSERT INTO {t} (table_name, key_columns, table_id) VALUES (?, ?, ?) \
@@ -346,16 +345,44 @@ pub async fn enable(db: &Database, table: &TableDef, table_id: Option<i64>) -> R
              DO UPDATE SET key_columns = excluded.key_columns, table_id = excluded.table_id"
         }
     };
-    db.execute(&Statement {
+    statements.push(Statement {
         sql: upsert.replace("{t}", &d.quote(TABLES)),
         params: vec![
             Value::Text(table.name.clone()),
             Value::Text(key_columns(table)),
             table_id.map(Value::Int).unwrap_or(Value::Null),
         ],
-    })
-    .await?;
-    Ok(())
+    });
+    statements
+}
+
+/// Puts change tracking on tables (with the storage engine's table id where there is one).
+/// Returns the tables it failed on, with the error.
+///
+/// Each table's statements run in one transaction on one connection: on PostgreSQL the old
+/// trigger and the new one swap with no moment in between where a write goes unlogged, and
+/// each table is locked only for its own swap. SQLite gets all tables in one transaction: every
+/// schema change makes the other connections read the whole schema again, which for hundreds
+/// of tables one by one takes seconds.
+pub async fn enable(db: &Database, tables: &[(&TableDef, Option<i64>)]) -> HashMap<String, String> {
+    let d = db.dialect();
+    let mut errors = HashMap::new();
+    if d == Dialect::Sqlite {
+        let all: Vec<Statement> = tables
+            .iter()
+            .flat_map(|(t, id)| enable_statements(d, t, *id))
+            .collect();
+        if db.in_transaction(&all).await.is_ok() {
+            return errors;
+        }
+        // One of them failed: find which, table by table.
+    }
+    for (t, id) in tables {
+        if let Err(e) = db.in_transaction(&enable_statements(d, t, *id)).await {
+            errors.insert(t.name.clone(), e.to_string());
+        }
+    }
+    errors
 }
 
 /// Removes every change tracking object: triggers, log, clock, registry and function.

@@ -82,7 +82,9 @@ cloudmigrate_run() { # source target include
 pipe_tables() { # target [table]
   set -o pipefail
   local tables
-  if [[ -n ${2:-} ]]; then tables=$2; else tables=$(psql_ src -Atc "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"); fi
+  if [[ -n ${2:-} ]]; then tables=$2; else tables=$(psql_ src -Atc "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE 'cloudmigrate\\_%'"); fi
+  # The ERP's tables only: change tracking's own tables (cloudmigrate_*), which the runs above
+  # installed on the source, are not data to migrate.
   while IFS= read -r t; do
     local q=\"${t//\"/\"\"}\"
     psql -X -q -v ON_ERROR_STOP=1 "$pg_base/src" -c "\\copy $q to stdout (format binary)" |
@@ -128,10 +130,12 @@ row "whole database ($size)" "pgloader" "$s" "$m"
 
 # The same data in SQLite and MariaDB (made by cloudmigrate, not timed), then into PostgreSQL.
 manifest "$pg_base/src" "sqlite://$state/src.db" "" true >"$state/m.yaml"
-CLOUDMIGRATE_SOURCE_PASSWORD=$PGPASSWORD "$bin" run -f "$state/m.yaml" --only-problems >/dev/null
+CLOUDMIGRATE_SOURCE_PASSWORD=$PGPASSWORD "$bin" run -f "$state/m.yaml" --only-problems >"$state/prep.out" ||
+  { cat "$state/prep.out" >&2; exit 1; }
 mariadb --no-defaults -h 127.0.0.1 -P "${my_hostport##*:}" -u cloudmigrate -p"$PGPASSWORD" -e 'CREATE DATABASE src'
 manifest "$pg_base/src" "$my_base/src" "" true >"$state/m.yaml"
-CLOUDMIGRATE_SOURCE_PASSWORD=$PGPASSWORD CLOUDMIGRATE_TARGET_PASSWORD=$PGPASSWORD "$bin" run -f "$state/m.yaml" --only-problems >/dev/null
+CLOUDMIGRATE_SOURCE_PASSWORD=$PGPASSWORD CLOUDMIGRATE_TARGET_PASSWORD=$PGPASSWORD "$bin" run -f "$state/m.yaml" --only-problems >"$state/prep.out" ||
+  { cat "$state/prep.out" >&2; exit 1; }
 
 target t_cm_sqlite
 read -r s m < <(cloudmigrate_run "sqlite://$state/src.db" "$pg_base/t_cm_sqlite")

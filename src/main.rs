@@ -157,10 +157,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr, filtered by RUST_LOG (for example `RUST_LOG=cloudmigrate=debug`).
     let (level, json) = match &cli.command {
-        // sqlx reports every server NOTICE at info; they are not the operator's news.
-        Command::Controller { log_json, .. } => ("info,sqlx=warn", *log_json),
-        Command::Replicate { .. } => ("info,sqlx=warn", true),
-        _ => ("warn", false),
+        // sqlx reports every server NOTICE at info, and every statement over a second as a
+        // warning: a bulk copy is made of such statements. Neither is the operator's news.
+        Command::Controller { log_json, .. } => ("info,sqlx=error", *log_json),
+        Command::Replicate { .. } => ("info,sqlx=error", true),
+        _ => ("warn,sqlx=error", false),
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));

@@ -215,22 +215,38 @@ pub fn table_log(d: Dialect, run_id: &str, report: &TableReport) -> Vec<Statemen
 /// A line written before for the same run and table (a retried worker) is replaced.
 pub fn table_logs(d: Dialect, run_id: &str, reports: &[TableReport]) -> Vec<Statement> {
     let now = now();
+    // An upsert, not a delete and an insert: parallel loads into InnoDB deadlock on the gap
+    // locks of deletes that find nothing.
+    let updated: Vec<&str> = LOG_COLUMNS
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !matches!(*c, "run_id" | "table_name"))
+        .collect();
+    let on_conflict = match d {
+        Dialect::MySql => format!(
+            " ON DUPLICATE KEY UPDATE {}",
+            updated
+                .iter()
+                .map(|c| format!("{c} = VALUES({c})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Dialect::Postgres | Dialect::Sqlite => format!(
+            " ON CONFLICT (run_id, table_name) DO UPDATE SET {}",
+            updated
+                .iter()
+                .map(|c| format!("{c} = excluded.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     reports
         .chunks(200)
-        .flat_map(|group| {
+        .map(|group| {
             let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-            let names: Vec<Value> = group.iter().map(|r| text(&r.source_name)).collect();
-            let clear = Statement {
+            Statement {
                 sql: format!(
-                    "DELETE FROM {} WHERE run_id = ? AND table_name IN ({})",
-                    d.quote(LOG_TABLE),
-                    vec!["?"; names.len()].join(", ")
-                ),
-                params: std::iter::once(text(run_id)).chain(names).collect(),
-            };
-            let insert = Statement {
-                sql: format!(
-                    "INSERT INTO {} ({LOG_COLUMNS}) VALUES {}",
+                    "INSERT INTO {} ({LOG_COLUMNS}) VALUES {}{on_conflict}",
                     d.quote(LOG_TABLE),
                     vec![one; group.len()].join(", ")
                 ),
@@ -238,8 +254,7 @@ pub fn table_logs(d: Dialect, run_id: &str, reports: &[TableReport]) -> Vec<Stat
                     .iter()
                     .flat_map(|r| log_values(run_id, r, &now))
                     .collect(),
-            };
-            [clear, insert]
+            }
         })
         .collect()
 }

@@ -117,7 +117,7 @@ impl Controller {
             .args(extra)
             .env("POD_NAME", identity)
             .env("PGPASSWORD", pg().1)
-            .env("RUST_LOG", "info,sqlx=warn")
+            .env("RUST_LOG", "info,sqlx=error")
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()

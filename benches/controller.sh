@@ -35,7 +35,7 @@ export PGPASSWORD=$CLOUDMIGRATE_TEST_DB_PASSWORD
 export CLOUDMIGRATE_SOURCE_PASSWORD=$PGPASSWORD CLOUDMIGRATE_TARGET_PASSWORD=$PGPASSWORD
 pg=${CLOUDMIGRATE_TEST_PG_URL%/*}
 psql_() { psql -X -q -v ON_ERROR_STOP=1 "$pg/$1" "${@:2}"; }
-k() { kubectl "$@" 2>&1 | grep -v "version difference"; }
+k() { kubectl "$@" 2> >(grep -v "version difference" >&2); }
 secs() { date +%s.%N; }
 elapsed() { python3 -c "print(f'{$2 - $1:.2f}')"; }
 rss() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
@@ -69,10 +69,11 @@ YAML
 k apply -f "$state/schedule.yaml" >/dev/null
 t0=$(secs)
 k -n bench patch msched bench --type=merge -p '{"spec":{"runRequest":"bench"}}' >/dev/null
-until [[ -n $(k -n bench get msched bench -o jsonpath='{.status.lastRun.result}') ]]; do sleep 0.2; done
+until [[ -n ${run:-} ]]; do run=$(k -n bench get msched bench -o jsonpath='{.status.activeRun}'); done
+# One watching kubectl, not a polling loop: kubectl's own starts would compete for the CPU.
+k -n bench wait "mrun/$run" --for=condition=Running=false --timeout=3600s >/dev/null
 t1=$(secs)
 via_controller=$(elapsed "$t0" "$t1")
-run=$(k -n bench get msched bench -o jsonpath='{.status.lastRun.name}')
 result=$(k -n bench get mrun "$run" -o jsonpath='{.status.result} {.status.progress.tables}')
 status_bytes=$(k -n bench get mrun "$run" -o json | wc -c)
 peak=$(hwm "$controller")

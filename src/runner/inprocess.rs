@@ -57,7 +57,13 @@ impl InProcess {
                 *ended.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
             }
         });
-        self.tasks().insert(
+        let mut tasks = self.tasks();
+        // Forget runs whose workers returned long ago: their final word is in their status.
+        tasks.retain(|_, t| {
+            let ended = *t.ended.lock().unwrap_or_else(|p| p.into_inner());
+            ended.is_none_or(|e| e.elapsed() < FINAL_WORD)
+        });
+        tasks.insert(
             key,
             Task {
                 uid: uid.to_string(),

@@ -348,10 +348,16 @@ pub async fn work(client: kube::Client, w: WorkerSpec, stop: StopSignal) -> Work
         p.me.completion_time = Some(time(chrono::Utc::now()));
         p.me.phase = match &outcome {
             Err(e) => {
-                p.me.message = Some(format!(
-                    "{e}. Check the address, the login and the network path from the runner to \
-                     the database, then start a new run."
-                ));
+                let fix = match e {
+                    engine::EngineError::Plan(_) => {
+                        "Correct spec.tables of the MigrationSchedule, then start a new run."
+                    }
+                    _ => {
+                        "Check the address, the login and the network path from the runner to \
+                         the database, then start a new run."
+                    }
+                };
+                p.me.message = Some(format!("{e}. {fix}"));
                 WorkerPhase::Failed
             }
             Ok(_) if p.me.tables_not_started > 0 || stop.is_stopped() => WorkerPhase::Stopped,

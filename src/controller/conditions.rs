@@ -32,6 +32,27 @@ pub fn set(
     list.sort_by(|a, b| a.type_.cmp(&b.type_));
 }
 
+/// The conditions of one object as seen at one moment: its generation, and the time.
+#[derive(Clone, Copy, Debug)]
+pub struct At {
+    pub generation: Option<i64>,
+    pub now: DateTime<Utc>,
+}
+
+impl At {
+    /// Sets the condition of `type_` in `list`, as `set` does.
+    pub fn set(
+        &self,
+        list: &mut Vec<Condition>,
+        type_: &str,
+        ok: bool,
+        reason: &str,
+        message: String,
+    ) {
+        set(list, type_, ok, reason, message, self.generation, self.now)
+    }
+}
+
 /// The status of the condition of `type_`: Some(true) for True.
 pub fn is_true(list: &[Condition], type_: &str) -> Option<bool> {
     list.iter()

@@ -81,6 +81,16 @@ fn human(d: chrono::Duration) -> String {
     }
 }
 
+/// The decision for a run that ends now with `result`.
+fn ends_now(status: MigrationRunStatus, result: RunResult, notes: Vec<Note>) -> RunDecision {
+    RunDecision {
+        action: RunAction::Nothing,
+        status,
+        finished: Some(result),
+        notes,
+    }
+}
+
 /// Decides. Pure.
 pub fn decide(o: RunObserved<'_>) -> RunDecision {
     let now = o.now;
@@ -93,16 +103,12 @@ pub fn decide(o: RunObserved<'_>) -> RunDecision {
         status.trigger = Some(o.trigger.clone().unwrap_or_else(|| "Manual".into()));
     }
     let mut notes = vec![];
+    let at = conditions::At {
+        generation: o.generation,
+        now,
+    };
     let set = |status: &mut MigrationRunStatus, t: &str, ok: bool, reason: &str, msg: String| {
-        conditions::set(
-            &mut status.conditions,
-            t,
-            ok,
-            reason,
-            msg,
-            o.generation,
-            now,
-        )
+        at.set(&mut status.conditions, t, ok, reason, msg)
     };
     let end = |status: &mut MigrationRunStatus, result: RunResult, reason: &str, msg: String| {
         status.result = Some(result);
@@ -171,12 +177,7 @@ pub fn decide(o: RunObserved<'_>) -> RunDecision {
                 message: msg.clone(),
             });
             end(&mut status, result, reason, msg);
-            return RunDecision {
-                action: RunAction::Nothing,
-                status,
-                finished: Some(result),
-                notes,
-            };
+            return ends_now(status, result, notes);
         }
         status.start_time = Some(time(now));
         status.attempts = Some(1);
@@ -282,12 +283,7 @@ pub fn decide(o: RunObserved<'_>) -> RunDecision {
             message: format!("the run ended {result:?}: {msg}"),
         });
         end(&mut status, result, reason, msg);
-        return RunDecision {
-            action: RunAction::Nothing,
-            status,
-            finished: Some(result),
-            notes,
-        };
+        return ends_now(status, result, notes);
     }
 
     // Running, but its runner is gone (a controller restart, a lost pod): go again from the
@@ -304,12 +300,7 @@ pub fn decide(o: RunObserved<'_>) -> RunDecision {
                 reason: "RunFinished",
                 message: msg,
             });
-            return RunDecision {
-                action: RunAction::Nothing,
-                status,
-                finished: Some(RunResult::Stopped),
-                notes,
-            };
+            return ends_now(status, RunResult::Stopped, notes);
         }
         if attempt < limit {
             let next = attempt + 1;
@@ -346,12 +337,7 @@ pub fn decide(o: RunObserved<'_>) -> RunDecision {
             message: msg.clone(),
         });
         end(&mut status, RunResult::Failed, "RunnerLost", msg);
-        return RunDecision {
-            action: RunAction::Nothing,
-            status,
-            finished: Some(RunResult::Failed),
-            notes,
-        };
+        return ends_now(status, RunResult::Failed, notes);
     }
 
     let action = if o.spec.stop {

@@ -189,17 +189,13 @@ pub fn decide(o: Observed<'_>) -> Decision {
     let mut notes = vec![];
     let mut create = None;
     let mut stop = None;
+    let at = conditions::At {
+        generation: o.generation,
+        now,
+    };
     let set =
         |status: &mut MigrationScheduleStatus, t: &str, ok: bool, reason: &str, msg: String| {
-            conditions::set(
-                &mut status.conditions,
-                t,
-                ok,
-                reason,
-                msg,
-                o.generation,
-                now,
-            )
+            at.set(&mut status.conditions, t, ok, reason, msg)
         };
 
     // Runs by age, newest first.

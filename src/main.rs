@@ -370,24 +370,12 @@ async fn runs_show(
         env: "CLOUDMIGRATE_TARGET_PASSWORD".into(),
         file: target_password_file,
     };
-    let password = match (
-        &source.file,
-        std::env::var(&source.env),
-        &target.password_secret_ref,
-    ) {
-        (Some(f), _, _) => Some(
-            std::fs::read_to_string(f)
-                .map_err(|e| format!("reading {}: {e}", f.display()))?
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_string(),
-        ),
-        (None, Ok(pw), _) => Some(pw),
-        (None, Err(_), Some(secret)) => {
+    let password = match (source.given("target")?, &target.password_secret_ref) {
+        (Some(pw), _) => Some(pw),
+        (None, Some(secret)) => {
             Some(cloudmigrate::runner::secret_value(&client, ns, secret).await?)
         }
-        (None, Err(_), None) => None,
+        (None, None) => None,
     };
     let db = cloudmigrate::db::Database::connect(&cloudmigrate::db::ConnectSpec {
         url: target.url.clone(),

@@ -18,13 +18,18 @@ pub struct PasswordSource {
 }
 
 impl PasswordSource {
-    fn read(&self, side: &str, secret: Option<&SecretKeyRef>) -> Result<Option<String>, String> {
+    /// The password given outside a cluster: from the file, else the environment variable.
+    pub fn given(&self, side: &str) -> Result<Option<String>, String> {
         if let Some(path) = &self.file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("reading the {side} password file {}: {e}", path.display()))?;
             return Ok(Some(text.lines().next().unwrap_or_default().to_string()));
         }
-        if let Ok(pw) = std::env::var(&self.env) {
+        Ok(std::env::var(&self.env).ok())
+    }
+
+    fn read(&self, side: &str, secret: Option<&SecretKeyRef>) -> Result<Option<String>, String> {
+        if let Some(pw) = self.given(side)? {
             return Ok(Some(pw));
         }
         match secret {

@@ -359,12 +359,10 @@ pub async fn run(
     // workers' catalogs saw slightly different sizes.
     let owned = match config.share {
         Some((index, count)) if count > 1 && !diagnostic => {
-            let all: Vec<&str> = tables_to_copy(&plan, None)
-                .into_iter()
-                .map(|t| t.source.def.name.as_str())
-                .collect();
+            let sorted = tables_to_copy(&plan, None);
+            let all: Vec<&str> = sorted.iter().map(|t| t.source.def.name.as_str()).collect();
             let mine: Vec<&str> = share_of(
-                tables_to_copy(&plan, None),
+                sorted.clone(),
                 |t| t.source.def.est_bytes.max(0) as u64,
                 index,
                 count,

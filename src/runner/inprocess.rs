@@ -1,7 +1,7 @@
 //! The in-process runner: the controller runs a MigrationRun's worker as a tokio task. For small
 //! installs, local clusters and tests.
 
-use super::{WorkerSpec, work};
+use super::{FINAL_WORD, WorkerSpec, work};
 use crate::engine::StopSignal;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,8 +17,13 @@ struct Task {
     ended: Arc<Mutex<Option<std::time::Instant>>>,
 }
 
-/// How long a returned worker counts as alive, for its final status to arrive.
-const FINAL_WORD: std::time::Duration = std::time::Duration::from_secs(60);
+impl Task {
+    /// The worker returned long enough ago that its last status write has arrived.
+    fn gone(&self) -> bool {
+        let ended = *self.ended.lock().unwrap_or_else(|p| p.into_inner());
+        ended.is_some_and(|e| e.elapsed() >= FINAL_WORD)
+    }
+}
 
 /// The runs this controller process is running, by namespace/name.
 #[derive(Clone, Default)]
@@ -34,10 +39,9 @@ impl InProcess {
 
     /// Whether this process runs the attempt of the run (same object, same attempt).
     pub fn alive(&self, key: &str, uid: &str, attempt: i32) -> bool {
-        self.tasks().get(key).is_some_and(|t| {
-            let ended = *t.ended.lock().unwrap_or_else(|p| p.into_inner());
-            t.uid == uid && t.attempt == attempt && ended.is_none_or(|e| e.elapsed() < FINAL_WORD)
-        })
+        self.tasks()
+            .get(key)
+            .is_some_and(|t| t.uid == uid && t.attempt == attempt && !t.gone())
     }
 
     /// Starts the worker of an attempt, unless it runs already.
@@ -59,10 +63,7 @@ impl InProcess {
         });
         let mut tasks = self.tasks();
         // Forget runs whose workers returned long ago: their final word is in their status.
-        tasks.retain(|_, t| {
-            let ended = *t.ended.lock().unwrap_or_else(|p| p.into_inner());
-            ended.is_none_or(|e| e.elapsed() < FINAL_WORD)
-        });
+        tasks.retain(|_, t| !t.gone());
         tasks.insert(
             key,
             Task {

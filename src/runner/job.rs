@@ -1,6 +1,7 @@
 //! The Job runner: one indexed batch/v1 Job per run attempt, `completions = parallelism =
 //! runtime.workers`; each pod runs `cloudmigrate replicate` on its share of the tables.
 
+use super::FINAL_WORD;
 use crate::api::run::MigrationRun;
 use crate::api::schedule::MigrationSchedule;
 use k8s_openapi::api::batch::v1::{Job, JobSpec, JobStatus};
@@ -140,9 +141,6 @@ pub fn job_for(
         status: None,
     }
 }
-
-/// How long after its Job completed a run may still wait for its workers' last status writes.
-const FINAL_WORD: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Whether a Job still works on its run: it has not failed for good, and it has not completed
 /// so long ago that its workers' last words should have arrived.

@@ -29,6 +29,10 @@ use std::time::Duration;
 /// several workers, each keeps to its part of the limit.
 pub const STATUS_TABLE_CAP: usize = 2000;
 
+/// How long after a worker returned its last status write may still be on its way to the
+/// controller; until then its runner counts as alive.
+pub(crate) const FINAL_WORD: Duration = Duration::from_secs(60);
+
 /// How often a worker writes its progress while it runs.
 const FLUSH_EVERY: Duration = Duration::from_secs(2);
 

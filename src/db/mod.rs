@@ -241,6 +241,20 @@ pub struct KeyFilter {
     pub keys: Vec<Vec<Option<String>>>,
 }
 
+/// A one-column key list as integers, when the column is a PostgreSQL integer type and every
+/// key reads as one.
+fn integer_list(type_name: &str, keys: &[Vec<Option<String>>]) -> Option<Vec<Option<i64>>> {
+    if !matches!(type_name, "bigint" | "integer" | "smallint") {
+        return None;
+    }
+    keys.iter()
+        .map(|k| match k.first() {
+            Some(Some(v)) => v.parse().ok().map(Some),
+            _ => Some(None),
+        })
+        .collect()
+}
+
 /// Keys per statement when reading or deleting by key.
 pub const KEYS_PER_STATEMENT: usize = 500;
 
@@ -309,8 +323,11 @@ impl KeyFilter {
         if d == Dialect::Postgres && self.columns.len() == 1 {
             // `= ANY` lets the planner probe the primary key index once per key.
             let ty = &self.columns[0].1;
-            let list =
-                Value::TextList(batch.iter().map(|k| k.first().cloned().flatten()).collect());
+            let first = |k: &Vec<Option<String>>| k.first().cloned().flatten();
+            let list = match integer_list(ty, batch) {
+                Some(ints) => Value::IntList(ints),
+                None => Value::TextList(batch.iter().map(first).collect()),
+            };
             return (format!("{lhs} = ANY(CAST(? AS {ty}[]))"), vec![list]);
         }
         if d == Dialect::Postgres {
@@ -862,6 +879,25 @@ mod tests {
                 .to_string()
                 .contains("use postgres://")
         );
+    }
+
+    #[test]
+    fn integer_keys_go_as_one_binary_array_and_others_as_text() {
+        let filter = |ty: &str| KeyFilter {
+            columns: vec![("Entry No_".into(), ty.into())],
+            keys: vec![],
+        };
+        let keys = |list: &[&str]| -> Vec<Vec<Option<String>>> {
+            list.iter().map(|k| vec![Some(k.to_string())]).collect()
+        };
+        let (sql, params) = filter("bigint").condition(Dialect::Postgres, &keys(&["7", "-2"]));
+        assert_eq!(sql, r#""Entry No_" = ANY(CAST(? AS bigint[]))"#);
+        assert_eq!(params, vec![Value::IntList(vec![Some(7), Some(-2)])]);
+        // A key that does not read as an integer keeps the whole list as text.
+        let (_, params) = filter("integer").condition(Dialect::Postgres, &keys(&["7", "x"]));
+        assert!(matches!(&params[0], Value::TextList(l) if l.len() == 2));
+        let (_, params) = filter("varchar(20)").condition(Dialect::Postgres, &keys(&["10"]));
+        assert!(matches!(&params[0], Value::TextList(_)));
     }
 
     #[test]

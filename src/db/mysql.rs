@@ -169,7 +169,7 @@ fn bind(args: &mut MySqlArguments, v: &Value, target: Kind) -> Result<(), DbErro
         Value::Time(t) => args.add(*t),
         Value::Timestamp(t) => args.add(*t),
         Value::TimestampTz(t) => args.add(t.naive_utc()),
-        Value::TextList(_) => {
+        Value::TextList(_) | Value::IntList(_) => {
             return Err(DbError::Sql(
                 "list parameters are for PostgreSQL only".into(),
             ));

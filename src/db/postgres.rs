@@ -151,6 +151,7 @@ fn bind(args: &mut PgArguments, v: &Value) -> Result<(), DbError> {
         Value::Timestamp(t) => args.add(*t),
         Value::TimestampTz(t) => args.add(*t),
         Value::TextList(l) => args.add(l.as_slice()),
+        Value::IntList(l) => args.add(l.as_slice()),
     };
     r.map_err(|e| DbError::Sql(format!("binding a parameter: {e}")))
 }

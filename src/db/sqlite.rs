@@ -185,7 +185,7 @@ fn bind(args: &mut SqliteArguments, v: &Value, target: Kind) -> Result<(), DbErr
         ),
         Value::Bytes(b) => args.add(b.clone()),
         Value::Uuid(u) if target == Kind::Bytes => args.add(u.as_bytes().to_vec()),
-        Value::TextList(_) => {
+        Value::TextList(_) | Value::IntList(_) => {
             return Err(DbError::Sql(
                 "list parameters are for PostgreSQL only".into(),
             ));

@@ -38,6 +38,9 @@ pub enum Value {
     TimestampTz(DateTime<Utc>),
     /// A list of texts, bound as one array parameter (PostgreSQL only), for key lists.
     TextList(Vec<Option<String>>),
+    /// A list of integers, bound as one `bigint[]` parameter (PostgreSQL only): integer keys
+    /// travel in binary, with nothing for the server to parse.
+    IntList(Vec<Option<i64>>),
 }
 
 impl Value {
@@ -52,6 +55,7 @@ impl Value {
             Value::Decimal(s) | Value::Text(s) => s.len(),
             Value::Bytes(b) => b.len(),
             Value::TextList(l) => l.iter().map(|s| s.as_ref().map_or(1, String::len)).sum(),
+            Value::IntList(l) => l.len() * 8,
         }
     }
 
@@ -70,6 +74,7 @@ impl Value {
             Value::Timestamp(t) => t.format("%Y-%m-%d %H:%M:%S%.f").to_string(),
             Value::TimestampTz(t) => t.format("%Y-%m-%d %H:%M:%S%.f+00:00").to_string(),
             Value::TextList(l) => format!("{l:?}"),
+            Value::IntList(l) => format!("{l:?}"),
         })
     }
 }

@@ -557,32 +557,32 @@ pub struct Changes {
 
 /// Folds a sequence of (operation, key) into net changes, as CHANGETABLE(CHANGES ...) does: an
 /// insert then an update is an insert, an insert then a delete is nothing, a delete then an
-/// insert is an update.
+/// insert is an update. Keys come out in the order they first changed.
 pub fn net_changes(
     ops: impl IntoIterator<Item = (String, Option<String>)>,
 ) -> Result<Changes, DbError> {
-    let mut order: Vec<String> = Vec::new();
-    let mut seen: HashMap<String, (char, char)> = HashMap::new();
     let mut changes = Changes::default();
+    let mut records: Vec<(char, String)> = Vec::new();
     for (op, pk) in ops {
         let op = op.chars().next().unwrap_or('U');
         if op == 'T' {
             changes.truncated = true;
-            continue;
-        }
-        let Some(pk) = pk else { continue };
-        match seen.get_mut(&pk) {
-            Some(entry) => entry.1 = op,
-            None => {
-                seen.insert(pk.clone(), (op, op));
-                order.push(pk);
-            }
+        } else if let Some(pk) = pk {
+            records.push((op, pk));
         }
     }
-    for pk in order {
-        let (first, last) = seen[&pk];
-        let key: Vec<Option<String>> = serde_json::from_str(&pk)
-            .map_err(|e| DbError::Sql(format!("unreadable key {pk:?} in {LOG}: {e}")))?;
+    // Per key: where it first appears, its first and its last operation.
+    let mut seen: HashMap<&str, (usize, char, char)> = HashMap::with_capacity(records.len());
+    for (i, (op, pk)) in records.iter().enumerate() {
+        seen.entry(pk.as_str())
+            .and_modify(|e| e.2 = *op)
+            .or_insert((i, *op, *op));
+    }
+    let mut firsts: Vec<(usize, char, char)> = seen.into_values().collect();
+    firsts.sort_unstable_by_key(|e| e.0);
+    changes.keys.reserve(firsts.len());
+    for (i, first, last) in firsts {
+        let key = parse_key(&records[i].1)?;
         match (first, last) {
             ('I', 'D') => {}
             ('I', _) => changes.inserted += 1,
@@ -595,6 +595,18 @@ pub fn net_changes(
         changes.keys.push(key);
     }
     Ok(changes)
+}
+
+/// A key as the triggers write it: a JSON array of the key's values as text. A one-column key
+/// without escapes (`["1042"]`, the common case) is read without the JSON parser.
+fn parse_key(pk: &str) -> Result<Vec<Option<String>>, DbError> {
+    if let Some(inner) = pk.strip_prefix("[\"").and_then(|r| r.strip_suffix("\"]")) {
+        if !inner.contains(['"', '\\']) {
+            return Ok(vec![Some(inner.to_string())]);
+        }
+    }
+    serde_json::from_str(pk)
+        .map_err(|e| DbError::Sql(format!("unreadable key {pk:?} in {LOG}: {e}")))
 }
 
 /// The net changes of a table with versions in `(after, upto]`. On PostgreSQL the upper bound
@@ -680,6 +692,16 @@ mod tests {
         assert!(!c.truncated);
         let t = net_changes([("T".to_string(), None)]).unwrap();
         assert!(t.truncated);
+    }
+
+    #[test]
+    fn keys_read_with_and_without_the_json_parser() {
+        let some = |v: &[&str]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
+        assert_eq!(parse_key(r#"["1042"]"#).unwrap(), some(&["1042"]));
+        assert_eq!(parse_key(r#"["10","A\"B"]"#).unwrap(), some(&["10", "A\"B"]));
+        assert_eq!(parse_key(r#"["C:\\x"]"#).unwrap(), some(&["C:\\x"]));
+        assert_eq!(parse_key(r#"[null]"#).unwrap(), vec![None]);
+        assert!(parse_key("[1042").is_err());
     }
 
     #[test]

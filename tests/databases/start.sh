@@ -7,6 +7,8 @@
 # Stop them with: kill $(cat STATE_DIR/pids)    (the servers' own process ids)
 #
 # Usage: start.sh STATE_DIR
+# PostgreSQL's shared_buffers is 256MB unless CLOUDMIGRATE_PG_SHARED_BUFFERS says otherwise: the
+# tests need little, a benchmark may want a production-sized cache.
 set -euo pipefail
 
 state=${1:?usage: start.sh STATE_DIR}
@@ -39,7 +41,7 @@ as_user postgres "$pg_bin/initdb" -D "$pg/data" -U cloudmigrate --pwfile="$state
 pg_port=$(free_port)
 as_user postgres "$pg_bin/postgres" -D "$pg/data" -p "$pg_port" -k "$pg" -c listen_addresses=127.0.0.1 \
   -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 \
-  -c shared_buffers=256MB >"$state/pg.log" 2>&1 &
+  -c shared_buffers="${CLOUDMIGRATE_PG_SHARED_BUFFERS:-256MB}" >"$state/pg.log" 2>&1 &
 starters=($!)
 
 # MariaDB: a user with a password, utf8mb4, strict mode.

@@ -21,7 +21,8 @@ use std::time::Duration;
 pub const LOG: &str = "cloudmigrate_ct_log";
 pub const CLOCK: &str = "cloudmigrate_ct_clock";
 pub const TABLES: &str = "cloudmigrate_ct_tables";
-const FUNCTION: &str = "cloudmigrate_ct_capture";
+/// The capture function of earlier versions, shared by all tables; `disable_all` still removes it.
+const OLD_FUNCTION: &str = "cloudmigrate_ct_capture";
 
 /// How long changes are kept: the vendor's minimum, 3 days.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3 * 24 * 3600);
@@ -59,58 +60,56 @@ fn trigger_name(table: &str) -> String {
     format!("cloudmigrate_ct_{}", fingerprint([table]))
 }
 
-/// Creates the log, the clock and the registry (and on PostgreSQL the capture function).
+/// Creates the log, the clock and the registry.
 pub async fn install(db: &Database) -> Result<(), DbError> {
     let d = db.dialect();
     let (log, clock, tables) = (d.quote(LOG), d.quote(CLOCK), d.quote(TABLES));
     let mut sql = match d {
         Dialect::Postgres => vec![
-            format!("CREATE TABLE IF NOT EXISTS {log} (id bigserial PRIMARY KEY, table_name text NOT NULL, \
-                     op char(1) NOT NULL, pk text, changed_at timestamptz NOT NULL DEFAULT now(), version bigint DEFAULT pg_current_xact_id()::text::bigint)"),
-            format!("CREATE INDEX IF NOT EXISTS cloudmigrate_ct_log_version ON {log} (version, table_name)"),
-            format!("CREATE TABLE IF NOT EXISTS {clock} (id int PRIMARY KEY, version bigint NOT NULL, min_valid_version bigint NOT NULL)"),
-            format!("INSERT INTO {clock} VALUES (1, 0, 0) ON CONFLICT DO NOTHING"),
-            format!("CREATE TABLE IF NOT EXISTS {tables} (table_name text PRIMARY KEY, key_columns text NOT NULL, table_id bigint)"),
             format!(
-                "CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $fn$
-                 DECLARE new_pk text; old_pk text;
-                 BEGIN
-                   IF TG_OP = 'TRUNCATE' THEN
-                     INSERT INTO {log} (table_name, op, pk) VALUES (TG_TABLE_NAME, 'T', NULL);
-                     RETURN NULL;
-                   END IF;
-                   IF TG_OP <> 'DELETE' THEN
-                     SELECT jsonb_agg(to_jsonb(NEW) ->> k ORDER BY o)::text INTO new_pk
-                       FROM unnest(TG_ARGV) WITH ORDINALITY AS a(k, o);
-                   END IF;
-                   IF TG_OP <> 'INSERT' THEN
-                     SELECT jsonb_agg(to_jsonb(OLD) ->> k ORDER BY o)::text INTO old_pk
-                       FROM unnest(TG_ARGV) WITH ORDINALITY AS a(k, o);
-                   END IF;
-                   IF TG_OP = 'UPDATE' AND old_pk IS DISTINCT FROM new_pk THEN
-                     INSERT INTO {log} (table_name, op, pk) VALUES (TG_TABLE_NAME, 'D', old_pk), (TG_TABLE_NAME, 'I', new_pk);
-                   ELSE
-                     INSERT INTO {log} (table_name, op, pk) VALUES (TG_TABLE_NAME, left(TG_OP, 1), coalesce(new_pk, old_pk));
-                   END IF;
-                   RETURN NULL;
-                 END $fn$"
+                "CREATE TABLE IF NOT EXISTS {log} (id bigserial PRIMARY KEY, table_name text NOT NULL, \
+                     op char(1) NOT NULL, pk text, changed_at timestamptz NOT NULL DEFAULT now(), version bigint DEFAULT pg_current_xact_id()::text::bigint)"
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS cloudmigrate_ct_log_version ON {log} (version, table_name)"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {clock} (id int PRIMARY KEY, version bigint NOT NULL, min_valid_version bigint NOT NULL)"
+            ),
+            format!("INSERT INTO {clock} VALUES (1, 0, 0) ON CONFLICT DO NOTHING"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {tables} (table_name text PRIMARY KEY, key_columns text NOT NULL, table_id bigint)"
             ),
         ],
         Dialect::MySql => vec![
-            format!("CREATE TABLE IF NOT EXISTS {log} (id BIGINT AUTO_INCREMENT PRIMARY KEY, table_name VARCHAR(255) NOT NULL, \
+            format!(
+                "CREATE TABLE IF NOT EXISTS {log} (id BIGINT AUTO_INCREMENT PRIMARY KEY, table_name VARCHAR(255) NOT NULL, \
                      op CHAR(1) NOT NULL, pk TEXT, changed_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
-                     version BIGINT NULL, KEY cloudmigrate_ct_log_version (version, table_name))"),
-            format!("CREATE TABLE IF NOT EXISTS {clock} (id INT PRIMARY KEY, version BIGINT NOT NULL, min_valid_version BIGINT NOT NULL)"),
+                     version BIGINT NULL, KEY cloudmigrate_ct_log_version (version, table_name))"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {clock} (id INT PRIMARY KEY, version BIGINT NOT NULL, min_valid_version BIGINT NOT NULL)"
+            ),
             format!("INSERT IGNORE INTO {clock} VALUES (1, 0, 0)"),
-            format!("CREATE TABLE IF NOT EXISTS {tables} (table_name VARCHAR(255) PRIMARY KEY, key_columns TEXT NOT NULL, table_id BIGINT)"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {tables} (table_name VARCHAR(255) PRIMARY KEY, key_columns TEXT NOT NULL, table_id BIGINT)"
+            ),
         ],
         Dialect::Sqlite => vec![
-            format!("CREATE TABLE IF NOT EXISTS {log} (id INTEGER PRIMARY KEY AUTOINCREMENT, table_name TEXT NOT NULL, \
-                     op TEXT NOT NULL, pk TEXT, changed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')), version INTEGER)"),
-            format!("CREATE INDEX IF NOT EXISTS cloudmigrate_ct_log_version ON {log} (version, table_name)"),
-            format!("CREATE TABLE IF NOT EXISTS {clock} (id INTEGER PRIMARY KEY, version INTEGER NOT NULL, min_valid_version INTEGER NOT NULL)"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {log} (id INTEGER PRIMARY KEY AUTOINCREMENT, table_name TEXT NOT NULL, \
+                     op TEXT NOT NULL, pk TEXT, changed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')), version INTEGER)"
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS cloudmigrate_ct_log_version ON {log} (version, table_name)"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {clock} (id INTEGER PRIMARY KEY, version INTEGER NOT NULL, min_valid_version INTEGER NOT NULL)"
+            ),
             format!("INSERT OR IGNORE INTO {clock} VALUES (1, 0, 0)"),
-            format!("CREATE TABLE IF NOT EXISTS {tables} (table_name TEXT PRIMARY KEY, key_columns TEXT NOT NULL, table_id INTEGER)"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {tables} (table_name TEXT PRIMARY KEY, key_columns TEXT NOT NULL, table_id INTEGER)"
+            ),
         ],
     };
     for s in sql.drain(..) {
@@ -231,6 +230,46 @@ pub fn key_columns(table: &TableDef) -> String {
     serde_json::to_string(&table.primary_key).unwrap_or_default()
 }
 
+/// The PostgreSQL capture function of one table. Its triggers fire once per statement, not once
+/// per row, and read the statement's rows from transition tables: a bulk write logs its keys
+/// with one INSERT ... SELECT. An UPDATE logs `U` for a key that is both before and after it,
+/// `D` for a key only before (the key was changed) and `I` for a key only after.
+///
+/// Keys are written as a JSON array of the key values' JSON text (`["1042"]`). The body is
+/// plain SQL with every identifier quoted, between dollar quotes that occur nowhere inside it.
+fn postgres_capture_function(function: &str, log: &str, keys: &[String]) -> String {
+    let d = Dialect::Postgres;
+    let parts: Vec<String> = keys
+        .iter()
+        .map(|k| format!("to_jsonb(r.{}) #>> '{{}}'", d.quote(k)))
+        .collect();
+    let key = format!("jsonb_build_array({})::text", parts.join(", "));
+    let body = format!(
+        "BEGIN
+           IF TG_OP = 'INSERT' THEN
+             INSERT INTO {log} (table_name, op, pk) SELECT TG_TABLE_NAME, 'I', {key} FROM cloudmigrate_new r;
+           ELSIF TG_OP = 'DELETE' THEN
+             INSERT INTO {log} (table_name, op, pk) SELECT TG_TABLE_NAME, 'D', {key} FROM cloudmigrate_old r;
+           ELSIF TG_OP = 'UPDATE' THEN
+             INSERT INTO {log} (table_name, op, pk)
+               SELECT TG_TABLE_NAME, CASE WHEN o.pk IS NULL THEN 'I' WHEN n.pk IS NULL THEN 'D' ELSE 'U' END, coalesce(n.pk, o.pk)
+               FROM (SELECT {key} AS pk FROM cloudmigrate_new r) n
+               FULL JOIN (SELECT {key} AS pk FROM cloudmigrate_old r) o ON n.pk = o.pk;
+           ELSE
+             INSERT INTO {log} (table_name, op, pk) VALUES (TG_TABLE_NAME, 'T', NULL);
+           END IF;
+           RETURN NULL;
+         END"
+    );
+    let mut tag = String::from("$cloudmigrate$");
+    while body.contains(&tag) {
+        tag.insert(tag.len() - 1, '_');
+    }
+    format!(
+        "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS {tag}{body}{tag}"
+    )
+}
+
 /// Installs the triggers of one table (replacing older ones) and registers it, with the
 /// storage engine's id of the table where there is one.
 /// The statements that put change tracking on a table: its triggers, dropped and made anew,
@@ -243,23 +282,33 @@ fn enable_statements(d: Dialect, table: &TableDef, table_id: Option<i64>) -> Vec
     let keys = &table.primary_key;
     let sql: Vec<String> = match d {
         Dialect::Postgres => {
-            let args: Vec<String> = keys.iter().map(|k| literal(d, k)).collect();
-            vec![
+            let function = d.quote(&name);
+            let q = |suffix: &str| d.quote(&format!("{name}_{suffix}"));
+            let mut sql = vec![
+                // The row trigger of earlier versions.
                 format!("DROP TRIGGER IF EXISTS {} ON {t}", d.quote(&name)),
-                format!(
-                    "DROP TRIGGER IF EXISTS {} ON {t}",
-                    d.quote(&format!("{name}_t"))
+                format!("DROP TRIGGER IF EXISTS {} ON {t}", q("t")),
+                format!("DROP TRIGGER IF EXISTS {} ON {t}", q("i")),
+                format!("DROP TRIGGER IF EXISTS {} ON {t}", q("u")),
+                format!("DROP TRIGGER IF EXISTS {} ON {t}", q("d")),
+                postgres_capture_function(&function, &log, keys),
+            ];
+            for (suffix, event, tables) in [
+                ("i", "INSERT", "REFERENCING NEW TABLE AS cloudmigrate_new"),
+                (
+                    "u",
+                    "UPDATE",
+                    "REFERENCING OLD TABLE AS cloudmigrate_old NEW TABLE AS cloudmigrate_new",
                 ),
-                format!(
-                    "CREATE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {t} FOR EACH ROW EXECUTE FUNCTION {FUNCTION}({})",
-                    d.quote(&name),
-                    args.join(", ")
-                ),
-                format!(
-                    "CREATE TRIGGER {} AFTER TRUNCATE ON {t} FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}()",
-                    d.quote(&format!("{name}_t"))
-                ),
-            ]
+                ("d", "DELETE", "REFERENCING OLD TABLE AS cloudmigrate_old"),
+                ("t", "TRUNCATE", ""),
+            ] {
+                sql.push(format!(
+                    "CREATE TRIGGER {} AFTER {event} ON {t} {tables} FOR EACH STATEMENT EXECUTE FUNCTION {function}()",
+                    q(suffix)
+                ));
+            }
+            sql
         }
         Dialect::MySql | Dialect::Sqlite => {
             let (cast, json) = if d == Dialect::MySql {
@@ -394,19 +443,18 @@ pub async fn disable_all(db: &Database) -> Result<usize, DbError> {
     };
     for table in tables.keys() {
         let name = trigger_name(table);
-        let sql = match d {
-            Dialect::Postgres => vec![
-                format!(
-                    "DROP TRIGGER IF EXISTS {} ON {}",
-                    d.quote(&name),
-                    d.quote(table)
-                ),
-                format!(
-                    "DROP TRIGGER IF EXISTS {} ON {}",
-                    d.quote(&format!("{name}_t")),
-                    d.quote(table)
-                ),
-            ],
+        let sql: Vec<String> = match d {
+            Dialect::Postgres => ["", "_t", "_i", "_u", "_d"]
+                .iter()
+                .map(|s| {
+                    format!(
+                        "DROP TRIGGER IF EXISTS {} ON {}",
+                        d.quote(&format!("{name}{s}")),
+                        d.quote(table)
+                    )
+                })
+                .chain([format!("DROP FUNCTION IF EXISTS {}()", d.quote(&name))])
+                .collect(),
             _ => ["i", "u", "d"]
                 .iter()
                 .map(|s| format!("DROP TRIGGER IF EXISTS {}", d.quote(&format!("{name}_{s}"))))
@@ -422,7 +470,7 @@ pub async fn disable_all(db: &Database) -> Result<usize, DbError> {
             .await?;
     }
     if d == Dialect::Postgres {
-        db.execute(&stmt(format!("DROP FUNCTION IF EXISTS {FUNCTION}()")))
+        db.execute(&stmt(format!("DROP FUNCTION IF EXISTS {OLD_FUNCTION}()")))
             .await?;
     }
     Ok(tables.len())
@@ -600,10 +648,10 @@ pub fn net_changes(
 /// A key as the triggers write it: a JSON array of the key's values as text. A one-column key
 /// without escapes (`["1042"]`, the common case) is read without the JSON parser.
 fn parse_key(pk: &str) -> Result<Vec<Option<String>>, DbError> {
-    if let Some(inner) = pk.strip_prefix("[\"").and_then(|r| r.strip_suffix("\"]")) {
-        if !inner.contains(['"', '\\']) {
-            return Ok(vec![Some(inner.to_string())]);
-        }
+    if let Some(inner) = pk.strip_prefix("[\"").and_then(|r| r.strip_suffix("\"]"))
+        && !inner.contains(['"', '\\'])
+    {
+        return Ok(vec![Some(inner.to_string())]);
     }
     serde_json::from_str(pk)
         .map_err(|e| DbError::Sql(format!("unreadable key {pk:?} in {LOG}: {e}")))
@@ -698,7 +746,10 @@ mod tests {
     fn keys_read_with_and_without_the_json_parser() {
         let some = |v: &[&str]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
         assert_eq!(parse_key(r#"["1042"]"#).unwrap(), some(&["1042"]));
-        assert_eq!(parse_key(r#"["10","A\"B"]"#).unwrap(), some(&["10", "A\"B"]));
+        assert_eq!(
+            parse_key(r#"["10","A\"B"]"#).unwrap(),
+            some(&["10", "A\"B"])
+        );
         assert_eq!(parse_key(r#"["C:\\x"]"#).unwrap(), some(&["C:\\x"]));
         assert_eq!(parse_key(r#"[null]"#).unwrap(), vec![None]);
         assert!(parse_key("[1042").is_err());

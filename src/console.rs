@@ -25,7 +25,10 @@ impl ProgressDisplay {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
-        bar.enable_steady_tick(Duration::from_millis(200));
+        // No terminal, nothing drawn: then no thread ticks either.
+        if !bar.is_hidden() {
+            bar.enable_steady_tick(Duration::from_millis(200));
+        }
         Self { bar, rows }
     }
 

@@ -310,9 +310,9 @@ impl KeyFilter {
     }
 
     /// `WHERE` conditions for one batch of keys, with their parameters. PostgreSQL takes every
-    /// key in one statement, as one array per key column: `(k1, k2) IN (SELECT * FROM
-    /// unnest(CAST(? AS int8[]), CAST(? AS text[])))`. The others get `(k1, k2) IN ((?, ?), ...)`
-    /// and convert the text by themselves.
+    /// key in one statement, as one array per key column: `k = ANY(...)` for one column,
+    /// `(k1, k2) IN (SELECT * FROM unnest(CAST(? AS int8[]), CAST(? AS text[])))` for more.
+    /// The others get `(k1, k2) IN ((?, ?), ...)` and convert the text by themselves.
     pub fn condition(&self, d: Dialect, batch: &[Vec<Option<String>>]) -> (String, Vec<Value>) {
         let cols: Vec<String> = self.columns.iter().map(|(c, _)| d.quote(c)).collect();
         let lhs = if cols.len() == 1 {
@@ -321,14 +321,19 @@ impl KeyFilter {
             format!("({})", cols.join(", "))
         };
         if d == Dialect::Postgres && self.columns.len() == 1 {
-            // `= ANY` lets the planner probe the primary key index once per key.
+            // `= ANY` lets the planner probe the primary key index once per key. The array sits
+            // in a sub-select: given the array itself, the planner would weigh every key's
+            // selectivity, milliseconds for thousands of keys, to pick the same plan.
             let ty = &self.columns[0].1;
             let first = |k: &Vec<Option<String>>| k.first().cloned().flatten();
             let list = match integer_list(ty, batch) {
                 Some(ints) => Value::IntList(ints),
                 None => Value::TextList(batch.iter().map(first).collect()),
             };
-            return (format!("{lhs} = ANY(CAST(? AS {ty}[]))"), vec![list]);
+            return (
+                format!("{lhs} = ANY(CAST((SELECT CAST(? AS {ty}[])) AS {ty}[]))"),
+                vec![list],
+            );
         }
         if d == Dialect::Postgres {
             let arrays: Vec<String> = self
@@ -891,7 +896,10 @@ mod tests {
             list.iter().map(|k| vec![Some(k.to_string())]).collect()
         };
         let (sql, params) = filter("bigint").condition(Dialect::Postgres, &keys(&["7", "-2"]));
-        assert_eq!(sql, r#""Entry No_" = ANY(CAST(? AS bigint[]))"#);
+        assert_eq!(
+            sql,
+            r#""Entry No_" = ANY(CAST((SELECT CAST(? AS bigint[])) AS bigint[]))"#
+        );
         assert_eq!(params, vec![Value::IntList(vec![Some(7), Some(-2)])]);
         // A key that does not read as an integer keeps the whole list as text.
         let (_, params) = filter("integer").condition(Dialect::Postgres, &keys(&["7", "x"]));

@@ -607,12 +607,11 @@ pub struct Changes {
 /// insert then an update is an insert, an insert then a delete is nothing, a delete then an
 /// insert is an update. Keys come out in the order they first changed.
 pub fn net_changes(
-    ops: impl IntoIterator<Item = (String, Option<String>)>,
+    ops: impl IntoIterator<Item = (char, Option<String>)>,
 ) -> Result<Changes, DbError> {
     let mut changes = Changes::default();
     let mut records: Vec<(char, String)> = Vec::new();
     for (op, pk) in ops {
-        let op = op.chars().next().unwrap_or('U');
         if op == 'T' {
             changes.truncated = true;
         } else if let Some(pk) = pk {
@@ -669,40 +668,78 @@ pub async fn changes(
 ) -> Result<Changes, DbError> {
     let d = db.dialect();
     let started = std::time::Instant::now();
-    let rows = db
-        .query(
+    let log = d.quote(LOG);
+    let params = vec![
+        Value::Text(table.to_string()),
+        Value::Int(after),
+        Value::Int(if d == Dialect::Postgres {
+            i64::MAX
+        } else {
+            upto
+        }),
+    ];
+    let filter = "table_name = ? AND version > ? AND version <= ?";
+    let records: Vec<(char, Option<String>)> = if d == Dialect::Postgres {
+        // The records as a few texts, a line each: decoding tens of thousands of rows one by
+        // one takes the client longer than the server takes to find them. A line is the
+        // operation, then the key; a key is JSON, which has no raw line break. One text per
+        // million ids keeps each well below PostgreSQL's limit of 1 GB for a value.
+        let rows = db
+            .query(
+                &Statement {
+                    sql: format!(
+                        "SELECT string_agg(op || coalesce(pk, ''), chr(10) ORDER BY id) FROM {log} \
+                         WHERE {filter} GROUP BY id / 1048576 ORDER BY id / 1048576"
+                    ),
+                    params,
+                },
+                &[Kind::Text],
+            )
+            .await?;
+        let mut records = vec![];
+        for row in &rows {
+            let Some(Value::Text(lines)) = row.first() else {
+                continue;
+            };
+            records.extend(lines.split('\n').map(|line| {
+                let mut chars = line.chars();
+                let op = chars.next().unwrap_or('U');
+                let pk = chars.as_str();
+                (op, (!pk.is_empty()).then(|| pk.to_string()))
+            }));
+        }
+        records
+    } else {
+        db.query(
             &Statement {
-                sql: format!(
-                    "SELECT op, pk FROM {} WHERE table_name = ? AND version > ? AND version <= ? ORDER BY id",
-                    d.quote(LOG)
-                ),
-                params: vec![
-                    Value::Text(table.to_string()),
-                    Value::Int(after),
-                    Value::Int(if d == Dialect::Postgres { i64::MAX } else { upto }),
-                ],
+                sql: format!("SELECT op, pk FROM {log} WHERE {filter} ORDER BY id"),
+                params,
             },
             &[Kind::Text, Kind::Text],
         )
-        .await?;
+        .await?
+        .into_iter()
+        .map(|r| {
+            let mut it = r.into_iter();
+            let op = match it.next() {
+                Some(Value::Text(s)) => s.chars().next().unwrap_or('U'),
+                _ => 'U',
+            };
+            let pk = match it.next() {
+                Some(Value::Text(s)) => Some(s),
+                _ => None,
+            };
+            (op, pk)
+        })
+        .collect()
+    };
     tracing::debug!(
         table,
-        records = rows.len(),
+        records = records.len(),
         ms = started.elapsed().as_millis() as u64,
         "change records read"
     );
-    net_changes(rows.into_iter().map(|r| {
-        let mut it = r.into_iter();
-        let op = match it.next() {
-            Some(Value::Text(s)) => s,
-            _ => String::new(),
-        };
-        let pk = match it.next() {
-            Some(Value::Text(s)) => Some(s),
-            _ => None,
-        };
-        (op, pk)
-    }))
+    net_changes(records)
 }
 
 #[cfg(test)]
@@ -712,7 +749,7 @@ mod tests {
     fn ops(list: &[(&str, &str)]) -> Changes {
         net_changes(
             list.iter()
-                .map(|(o, k)| (o.to_string(), Some(format!("[\"{k}\"]")))),
+                .map(|(o, k)| (o.chars().next().unwrap_or('U'), Some(format!("[\"{k}\"]")))),
         )
         .unwrap()
     }
@@ -738,7 +775,7 @@ mod tests {
         let present: Vec<_> = c.present.iter().map(|k| k[0].clone().unwrap()).collect();
         assert_eq!(present, ["a", "c", "e"]);
         assert!(!c.truncated);
-        let t = net_changes([("T".to_string(), None)]).unwrap();
+        let t = net_changes([('T', None)]).unwrap();
         assert!(t.truncated);
     }
 

@@ -3,7 +3,8 @@
 #   1. An incremental run against a full run, on the 2,000,000-row ledger with 1% of its rows
 #      changed (updates, inserts and deletes mixed), PostgreSQL to PostgreSQL.
 #   2. What the triggers cost the ERP's own writes: insert and update throughput on a ledger-like
-#      table with and without change tracking, on PostgreSQL and MariaDB.
+#      table with and without change tracking, on PostgreSQL and MariaDB, for bulk statements
+#      and for statements of one row each, the way a posting routine writes.
 #
 # Usage: benches/tracking.sh [LEDGER_ROWS] [WRITE_ROWS]      (default 2000000 100000)
 #
@@ -17,6 +18,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 rows=${1:-2000000}
 writes=${2:-100000}
+singles=$((writes / 10))
 export CLOUDMIGRATE_CACHE=${CLOUDMIGRATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudmigrate}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CLOUDMIGRATE_CACHE/target}
 cargo build --release --locked -q
@@ -37,6 +39,7 @@ psql_() { psql -X -q -v ON_ERROR_STOP=1 "$pg/$1" "${@:2}"; }
 mysql_() { mariadb --no-defaults -h 127.0.0.1 -P "$my_port" -u cloudmigrate -p"$PGPASSWORD" "$@"; }
 secs() { date +%s.%N; }
 elapsed() { python3 -c "print(f'{$2 - $1:.2f}')"; }
+rate() { python3 -c "print(f'{$1 / ($3 - $2):,.0f} rows/s')"; } # rows start end
 
 ledger='CRONUS International Ltd_$G_L Entry'
 median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
@@ -102,13 +105,16 @@ spec:
 YAML
     "$bin" run -f "$state/w.yaml" --only-problems >/dev/null
   fi
-  local a b c
+  local a b c e
   a=$(secs)
   psql_ w -c "INSERT INTO \"CRONUS\$Entry\" SELECT i, '1000', 'entry ' || i, i / 3.0, now(), md5(i::text)::uuid FROM generate_series(1, $writes) i"
   b=$(secs)
   psql_ w -c "UPDATE \"CRONUS\$Entry\" SET \"Description\" = 'changed', \"Amount\" = \"Amount\" + 1"
   c=$(secs)
-  results+=("| PostgreSQL | $1 | $(python3 -c "print(f'{$writes / ($b - $a):,.0f}')") rows/s | $(python3 -c "print(f'{$writes / ($c - $b):,.0f}')") rows/s |")
+  psql_ w -c "DO \$\$ BEGIN FOR i IN $((writes + 1))..$((writes + singles)) LOOP
+    INSERT INTO \"CRONUS\$Entry\" VALUES (i, '1000', 'entry ' || i, i / 3.0, now(), md5(i::text)::uuid); END LOOP; END \$\$"
+  e=$(secs)
+  results+=("| PostgreSQL | $1 | $(rate "$writes" "$a" "$b") | $(rate "$writes" "$b" "$c") | $(rate "$singles" "$c" "$e") |")
 }
 my_case() { # label tracked
   mysql_ -e "DROP DATABASE IF EXISTS w; CREATE DATABASE w"
@@ -124,13 +130,26 @@ spec:
 YAML
     "$bin" run -f "$state/w.yaml" --only-problems >/dev/null
   fi
-  local a b c
+  local a b c e
   a=$(secs)
   mysql_ w -e "INSERT INTO \`CRONUS\$Entry\` SELECT seq, '1000', CONCAT('entry ', seq), seq / 3, NOW(6), UUID() FROM seq_1_to_$writes"
   b=$(secs)
   mysql_ w -e "UPDATE \`CRONUS\$Entry\` SET \`Description\` = 'changed', \`Amount\` = \`Amount\` + 1"
   c=$(secs)
-  results+=("| MariaDB | $1 | $(python3 -c "print(f'{$writes / ($b - $a):,.0f}')") rows/s | $(python3 -c "print(f'{$writes / ($c - $b):,.0f}')") rows/s |")
+  mysql_ w <<SQL
+DELIMITER //
+START TRANSACTION//
+BEGIN NOT ATOMIC
+  DECLARE i INT DEFAULT $((writes + 1));
+  WHILE i <= $((writes + singles)) DO
+    INSERT INTO \`CRONUS\$Entry\` VALUES (i, '1000', CONCAT('entry ', i), i / 3, NOW(6), UUID());
+    SET i = i + 1;
+  END WHILE;
+END//
+COMMIT//
+SQL
+  e=$(secs)
+  results+=("| MariaDB | $1 | $(rate "$writes" "$a" "$b") | $(rate "$writes" "$b" "$c") | $(rate "$singles" "$c" "$e") |")
 }
 pg_case "without change tracking" no
 pg_case "with change tracking" yes
@@ -144,6 +163,6 @@ echo "| Ledger | Full run (median of ${fulls[*]}) | Incremental run, 1% changed 
 echo "|---|---|---|---|"
 echo "| $rows rows | $full s | $incremental s | $pct % |"
 echo
-echo "| Database | Change tracking | INSERT ($writes rows, one statement) | UPDATE (all rows, one statement) |"
-echo "|---|---|---|---|"
+echo "| Database | Change tracking | INSERT ($writes rows, one statement) | UPDATE (all rows, one statement) | INSERT ($singles statements of one row, one transaction) |"
+echo "|---|---|---|---|---|"
 printf '%s\n' "${results[@]}"

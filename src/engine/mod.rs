@@ -136,13 +136,15 @@ pub(crate) struct TrackingState {
 }
 
 /// Installs change tracking where it is missing (and again on tables made anew), then fixes
-/// the run's version (see `tracking`).
+/// the run's version (see `tracking`). With `install` false it installs nothing: when
+/// something is missing it returns `None` and leaves the source as it was.
 async fn prepare_tracking(
     source: &Database,
     plan: &plan::Plan,
     owned: Option<&std::collections::HashSet<String>>,
     retention: std::time::Duration,
-) -> TrackingState {
+    install: bool,
+) -> Option<TrackingState> {
     let mut st = TrackingState {
         clock: Err(String::new()),
         tracked: HashMap::new(),
@@ -158,16 +160,17 @@ async fn prepare_tracking(
     // Installed already (the usual case): no DDL. Otherwise install, then read again.
     let registered = match tracking::enabled(source).await {
         Ok(r) => r,
+        Err(_) if !install => return None,
         Err(_) => match with_retries(|| tracking::install(source)).await {
             Err(e) => {
                 st.clock = Err(unavailable(e));
-                return st;
+                return Some(st);
             }
             Ok(()) => match tracking::enabled(source).await {
                 Ok(r) => r,
                 Err(e) => {
                     st.clock = Err(unavailable(e));
-                    return st;
+                    return Some(st);
                 }
             },
         },
@@ -177,7 +180,7 @@ async fn prepare_tracking(
         Ok(ids) => ids,
         Err(e) => {
             st.clock = Err(unavailable(e));
-            return st;
+            return Some(st);
         }
     };
     // Each worker enables change tracking on its own share only.
@@ -203,13 +206,16 @@ async fn prepare_tracking(
         }
         to_enable.push((t, id));
     }
+    if !to_enable.is_empty() && !install {
+        return None;
+    }
     st.enable_errors = tracking::enable(source, &to_enable).await;
     let started = Instant::now();
     st.clock = tracking::stamp(source, retention)
         .await
         .map_err(unavailable);
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "changes stamped");
-    st
+    Some(st)
 }
 
 /// The tables this run copies, biggest first: all of the plan's, or one worker's share.
@@ -315,36 +321,52 @@ pub async fn run(
     // The source side (catalog, plan, change tracking) and the target side (replication state,
     // tables) are independent until the copies start: both go at once.
     let diagnostic = config.run_type == RunType::Diagnostic;
+    let shared = config.share.is_some_and(|(_, count)| count > 1);
     let source_side = async {
         let catalog = Catalog::read(&source).await.map_err(EngineError::Source)?;
         tracing::info!(run = %config.run_id, ms = started.elapsed().as_millis() as u64, tables = catalog.tables.len(), "catalog read");
         let mut options = config.plan.clone();
         options.target = Some(target.dialect());
-        Ok::<_, EngineError>(plan::plan(&catalog, &options)?)
+        let plan = plan::plan(&catalog, &options)?;
+        // Change tracking that is in place already needs nothing from the target, so it gets
+        // ready meanwhile. Installing waits until the target has answered, so that a run that
+        // cannot use its target leaves no trigger behind; workers sharing a run wait for their
+        // claims.
+        let tracking = if diagnostic {
+            let (clock, tracked) = tracking::peek(&source).await;
+            Some(TrackingState {
+                clock,
+                tracked,
+                enable_errors: HashMap::new(),
+                recreated: Default::default(),
+            })
+        } else if shared {
+            None
+        } else {
+            prepare_tracking(&source, &plan, None, config.retention, false).await
+        };
+        Ok::<_, EngineError>((plan, tracking))
     };
     let target_side = async {
-        if !diagnostic {
-            with_retries(|| state::ensure(&target)).await?;
-            let shared = config.share.is_some_and(|(_, count)| count > 1);
-            state::start_run(&target, &config.run_id, config.run_type.as_str(), shared).await?;
-        }
-        let tables: HashMap<_, _> = target
-            .tables()
-            .await?
-            .into_iter()
-            .map(|t| (t.name.clone(), t))
-            .collect();
-        let states = match state::read_table_states(&target).await {
-            Ok(s) => s,
-            // A diagnostic run may meet a target that no run has written to yet.
-            Err(_) if diagnostic => HashMap::new(),
-            Err(e) => return Err(e),
+        let bookkeeping = async {
+            if !diagnostic {
+                with_retries(|| state::ensure(&target)).await?;
+                state::start_run(&target, &config.run_id, config.run_type.as_str(), shared).await?;
+            }
+            match state::read_table_states(&target).await {
+                Ok(s) => Ok(s),
+                // A diagnostic run may meet a target that no run has written to yet.
+                Err(_) if diagnostic => Ok(HashMap::new()),
+                Err(e) => Err(e),
+            }
         };
-        Ok((tables, states))
+        let (tables, states) = tokio::join!(target.tables(), bookkeeping);
+        let tables: HashMap<_, _> = tables?.into_iter().map(|t| (t.name.clone(), t)).collect();
+        Ok((tables, states?))
     };
     let (source_side, target_side) = tokio::join!(source_side, target_side);
     let (target_tables, target_state) = target_side.map_err(EngineError::Target)?;
-    let plan = match source_side {
+    let (plan, ready_tracking) = match source_side {
         Ok(s) => s,
         Err(e) => {
             // The run was recorded as started in the target: record that it ended.
@@ -393,16 +415,18 @@ pub async fn run(
     // Change tracking: the log and the clock, then triggers on every table that lacks them,
     // then the run's version, and only then the snapshot the tables are read in. In this order
     // nothing that changes during the run can be missed.
-    let tracking_state = if diagnostic {
-        let (clock, tracked) = tracking::peek(&source).await;
-        TrackingState {
-            clock,
-            tracked,
-            enable_errors: HashMap::new(),
-            recreated: Default::default(),
-        }
-    } else {
-        prepare_tracking(&source, &plan, owned.as_ref(), config.retention).await
+    let tracking_state = match ready_tracking {
+        Some(st) => st,
+        // Allowed to install, prepare_tracking always answers; were it not to, the tables go
+        // in full, as without change tracking.
+        None => prepare_tracking(&source, &plan, owned.as_ref(), config.retention, true)
+            .await
+            .unwrap_or_else(|| TrackingState {
+                clock: Err("change tracking could not be prepared on the source".into()),
+                tracked: HashMap::new(),
+                enable_errors: HashMap::new(),
+                recreated: Default::default(),
+            }),
     };
     tracing::info!(run = %config.run_id, ms = started.elapsed().as_millis() as u64, "change tracking ready");
     let snapshot = if diagnostic {

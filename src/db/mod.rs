@@ -96,22 +96,57 @@ pub(crate) async fn check_connect<C: sqlx::Connection>(
     options: &<C as sqlx::Connection>::Options,
     redacted: &str,
 ) -> Result<(), DbError> {
-    const LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
-    let connect_error = |message: String| DbError::Connect {
-        url: redacted.to_string(),
-        message,
-    };
-    match tokio::time::timeout(LIMIT, C::connect_with(options)).await {
-        Err(_) => Err(connect_error(format!(
-            "no answer within {} s",
-            LIMIT.as_secs()
-        ))),
-        Ok(Err(e)) => Err(connect_error(describe(&e))),
+    match tokio::time::timeout(CONNECT_LIMIT, C::connect_with(options)).await {
+        Err(_) => Err(connect_error(redacted, no_answer())),
+        Ok(Err(e)) => Err(connect_error(redacted, describe(&e))),
         Ok(Ok(conn)) => {
             let _ = conn.close().await;
             Ok(())
         }
     }
+}
+
+/// How long opening a connection may take before the run gives up on the server.
+const CONNECT_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn no_answer() -> String {
+    format!("no answer within {} s", CONNECT_LIMIT.as_secs())
+}
+
+fn connect_error(redacted: &str, message: String) -> DbError {
+    DbError::Connect {
+        url: redacted.to_string(),
+        message,
+    }
+}
+
+/// Makes a pool for a database server and opens its first connection, which checks the
+/// address and the login: a wrong password or database name fails it at once, with the
+/// server's words. A refused or silent address the pool would keep trying; if the connection is
+/// not there within a second, one direct attempt says why (`check_connect`). The connection
+/// stays in the pool for the run's first steps, so that a run logs in only as often as it
+/// needs connections: each login costs the server a process and a password hash.
+pub(crate) async fn open_server_pool<DB: sqlx::Database>(
+    pool_options: sqlx::pool::PoolOptions<DB>,
+    options: <DB::Connection as sqlx::Connection>::Options,
+    redacted: &str,
+) -> Result<sqlx::Pool<DB>, DbError> {
+    let pool = pool_options.connect_lazy_with(options.clone());
+    let first = pool.acquire();
+    tokio::pin!(first);
+    let first = tokio::select! {
+        first = &mut first => first,
+        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {
+            check_connect::<DB::Connection>(&options, redacted).await?;
+            // The server answers now: the pool's own attempt follows.
+            match tokio::time::timeout(CONNECT_LIMIT, first).await {
+                Ok(first) => first,
+                Err(_) => return Err(connect_error(redacted, no_answer())),
+            }
+        }
+    };
+    drop(first.map_err(|e| connect_error(redacted, describe(&e)))?);
+    Ok(pool)
 }
 
 /// Errors of the database layer. Messages never carry a password.

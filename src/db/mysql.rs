@@ -25,8 +25,7 @@ pub async fn connect(spec: &ConnectSpec) -> Result<MySqlPool, DbError> {
     if let Some(pw) = &spec.password {
         options = options.password(pw);
     }
-    super::check_connect::<sqlx::MySqlConnection>(&options, &redacted).await?;
-    Ok(MySqlPoolOptions::new()
+    let pool = MySqlPoolOptions::new()
         // Every new connection: see `nodelay`.
         .after_connect(|_, _| {
             Box::pin(async {
@@ -35,8 +34,8 @@ pub async fn connect(spec: &ConnectSpec) -> Result<MySqlPool, DbError> {
             })
         })
         .max_connections(spec.max_connections.max(1))
-        .acquire_timeout(Duration::from_secs(3600))
-        .connect_lazy_with(options))
+        .acquire_timeout(Duration::from_secs(3600));
+    super::open_server_pool(pool, options, &redacted).await
 }
 
 fn kind_of(data_type: &str, column_type: &str) -> Kind {

@@ -27,8 +27,7 @@ pub async fn connect(spec: &ConnectSpec) -> Result<PgPool, DbError> {
         options = options.password(pw);
     }
     options = options.application_name("cloudmigrate");
-    super::check_connect::<sqlx::PgConnection>(&options, &redacted).await?;
-    Ok(PgPoolOptions::new()
+    let pool = PgPoolOptions::new()
         // Every new connection: see `nodelay`.
         .after_connect(|_, _| {
             Box::pin(async {
@@ -37,8 +36,8 @@ pub async fn connect(spec: &ConnectSpec) -> Result<PgPool, DbError> {
             })
         })
         .max_connections(spec.max_connections.max(1))
-        .acquire_timeout(Duration::from_secs(3600))
-        .connect_lazy_with(options))
+        .acquire_timeout(Duration::from_secs(3600));
+    super::open_server_pool(pool, options, &redacted).await
 }
 
 fn kind_of(typname: &str) -> Kind {

@@ -385,13 +385,19 @@ async fn awkward_key_values_survive_an_incremental_run() {
         b.message
     );
     for t in [one, two] {
-        let mut expected = src.rows(t).await;
-        let mut actual = dst.rows(t).await;
-        let key = |r: &Vec<Value>| format!("{r:?}");
-        expected.sort_by_key(key);
-        actual.sort_by_key(key);
-        assert_eq!(actual, expected, "{t}");
+        assert_same_rows(&src, &dst, t).await;
     }
+}
+
+/// Source and target hold the same rows of `t`, in any order. Returns how many.
+async fn assert_same_rows(src: &TestDb, dst: &TestDb, t: &str) -> usize {
+    let mut expected = src.rows(t).await;
+    let mut actual = dst.rows(t).await;
+    let key = |r: &Vec<Value>| format!("{r:?}");
+    expected.sort_by_key(key);
+    actual.sort_by_key(key);
+    assert_eq!(actual, expected, "{t}");
+    actual.len()
 }
 
 /// PostgreSQL logs changes once per statement, from the statement's transition tables. The
@@ -435,12 +441,6 @@ async fn statement_level_capture_nets_upserts_swaps_and_moved_keys() {
             "{t}: {:?}",
             r.message
         );
-        let mut expected = src.rows(t).await;
-        let mut actual = dst.rows(t).await;
-        let key = |r: &Vec<Value>| format!("{r:?}");
-        expected.sort_by_key(key);
-        actual.sort_by_key(key);
-        assert_eq!(actual, expected, "{t}");
-        assert_eq!(actual.len(), 20, "{t}");
+        assert_eq!(assert_same_rows(&src, &dst, t).await, 20, "{t}");
     }
 }

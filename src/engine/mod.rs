@@ -437,6 +437,22 @@ pub async fn run(
             .await
             .map_err(EngineError::Source)?
     };
+    // One query finds the tables with change records since the lowest watermark among this
+    // run's tables; the others have nothing to read.
+    let changed = match (&tracking_state.clock, config.run_type) {
+        (Ok(_), RunType::Auto | RunType::Diagnostic) => {
+            let lowest = plan
+                .to_copy()
+                .filter_map(|t| target_state.get(&t.source.def.name))
+                .filter_map(|s| s.ct_version)
+                .min();
+            match lowest {
+                Some(v) => tracking::changed_tables(&source, v).await.ok(),
+                None => None,
+            }
+        }
+        _ => None,
+    };
     let ctx = copy::CopyContext {
         source: source.clone(),
         target: target.clone(),
@@ -448,6 +464,7 @@ pub async fn run(
         tracked: tracking_state.tracked,
         enable_errors: tracking_state.enable_errors,
         recreated: tracking_state.recreated,
+        changed,
         target_state,
         force_full: config.run_type == RunType::Full,
         diagnostic,

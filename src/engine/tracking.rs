@@ -656,6 +656,33 @@ fn parse_key(pk: &str) -> Result<Vec<Option<String>>, DbError> {
         .map_err(|e| DbError::Sql(format!("unreadable key {pk:?} in {LOG}: {e}")))
 }
 
+/// The tables with change records above version `after`, in one query, for a run to skip
+/// reading the changes of every other table.
+pub async fn changed_tables(
+    db: &Database,
+    after: i64,
+) -> Result<std::collections::HashSet<String>, DbError> {
+    let rows = db
+        .query(
+            &Statement {
+                sql: format!(
+                    "SELECT DISTINCT table_name FROM {} WHERE version > ?",
+                    db.dialect().quote(LOG)
+                ),
+                params: vec![Value::Int(after)],
+            },
+            &[Kind::Text],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| match r.into_iter().next() {
+            Some(Value::Text(t)) => Some(t),
+            _ => None,
+        })
+        .collect())
+}
+
 /// The net changes of a table with versions in `(after, upto]`. On PostgreSQL the upper bound
 /// is left open: a change above the run's version that is already visible is applied now and
 /// again by the next run (replacing a row with its current content changes nothing), so a long

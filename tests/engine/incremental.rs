@@ -224,6 +224,65 @@ async fn an_expired_watermark_makes_the_next_copy_full() {
     assert_same(&src, &dst).await;
 }
 
+/// A table without change records is neither read nor written, yet its watermark moves on
+/// with the run, so that cleanup of other tables' records does not leave it behind.
+#[tokio::test]
+async fn an_unchanged_table_moves_its_watermark_without_a_copy() {
+    for server in [Server::Postgres, Server::MariaDb] {
+        let (src, dst) = setup(server, Server::Postgres).await;
+        let d = src.dialect;
+        let other = q(d, "CRONUS$Other");
+        src.exec(&format!(
+            "CREATE TABLE {other} ({} INT PRIMARY KEY, {} VARCHAR(20))",
+            q(d, "Id"),
+            q(d, "Note")
+        ))
+        .await;
+        run(&config(&src, &dst, true)).await;
+        let before = watermark(&dst, T).await;
+        src.exec(&format!("INSERT INTO {other} VALUES (1, 'n')"))
+            .await;
+        let report = run(&config(&src, &dst, true)).await;
+        assert_eq!(
+            (table(&report, T).mode, table(&report, T).changes),
+            (Mode::Incremental, Some((0, 0, 0))),
+            "{server:?}"
+        );
+        assert_eq!(
+            table(&report, "CRONUS$Other").changes,
+            Some((1, 0, 0)),
+            "{server:?}"
+        );
+        let after = watermark(&dst, T).await;
+        assert!(after > before, "{server:?}: watermark {before} -> {after}");
+        assert_eq!(after, watermark(&dst, "CRONUS$Other").await, "{server:?}");
+        assert_same(&src, &dst).await;
+    }
+}
+
+/// The watermark the target recorded for a table.
+async fn watermark(dst: &TestDb, table: &str) -> i64 {
+    let db = dst.connect().await;
+    let rows = db
+        .query(
+            &cloudmigrate::db::Statement {
+                sql: format!(
+                    "SELECT ct_version FROM {} WHERE table_name = ?",
+                    q(dst.dialect, "cloudmigrate_table_state")
+                ),
+                params: vec![Value::Text(table.into())],
+            },
+            &[cloudmigrate::db::Kind::Int],
+        )
+        .await
+        .unwrap();
+    db.close().await;
+    match rows.first().and_then(|r| r.first()) {
+        Some(Value::Int(v)) => *v,
+        other => panic!("no watermark for {table}: {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn a_full_run_copies_everything_and_says_why() {
     let (src, dst) = setup(Server::MariaDb, Server::Sqlite).await;

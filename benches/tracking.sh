@@ -2,7 +2,8 @@
 # Change tracking, measured:
 #   1. An incremental run against a full run, on the 2,000,000-row ledger with 1% of its rows
 #      changed (updates, inserts and deletes mixed), PostgreSQL to PostgreSQL.
-#   2. What the triggers cost the ERP's own writes: insert and update throughput on a ledger-like
+#   2. A run that finds nothing changed, on a database of 900 small tables.
+#   3. What the triggers cost the ERP's own writes: insert and update throughput on a ledger-like
 #      table with and without change tracking, on PostgreSQL and MariaDB, for bulk statements
 #      and for statements of one row each, the way a posting routine writes.
 #
@@ -93,7 +94,21 @@ full=$(median "${fulls[@]}")
 incremental=$(median "${incs[@]}")
 pct=$(python3 -c "print(f'{100 * $incremental / $full:.1f}')")
 
-echo "2. trigger overhead on writes, $writes rows" >&2
+echo "2. a run that finds nothing changed, 900 small tables" >&2
+psql_ postgres -c "CREATE DATABASE src2" -c "CREATE DATABASE dst2"
+PGOPTIONS="-c bench.small_tables=900" psql_ src2 -v ledger_rows=1000 -f benches/bc_like.sql
+pg_dump --schema-only --no-owner "$pg/src2" | psql_ dst2 >/dev/null
+sed "s|/src\"|/src2\"|; s|/dst\"|/dst2\"|; /tables:/d" "$state/m.yaml" >"$state/m2.yaml"
+"$bin" run -f "$state/m2.yaml" --only-problems >/dev/null
+quiet=()
+for _ in 1 2 3; do
+  psql_ postgres -c CHECKPOINT
+  t0=$(secs); "$bin" run -f "$state/m2.yaml" --only-problems >/dev/null; t1=$(secs)
+  quiet+=("$(elapsed "$t0" "$t1")")
+done
+tables2=$(psql_ src2 -Atc "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename NOT LIKE 'cloudmigrate%'")
+
+echo "3. trigger overhead on writes, $writes rows" >&2
 cols='"Entry No_" bigint PRIMARY KEY, "G_L Account No_" varchar(20), "Description" varchar(100), "Amount" numeric(38,20), "Posting Date" timestamp, "$systemId" uuid'
 results=()
 pg_case() { # label tracked
@@ -167,6 +182,8 @@ echo
 echo "| Ledger | Full run (median of ${fulls[*]}) | Incremental run, 1% changed (median of ${incs[*]}) | Incremental / full |"
 echo "|---|---|---|---|"
 echo "| $rows rows | $full s | $incremental s | $pct % |"
+echo
+echo "A run with nothing changed, $tables2 tables: $(median "${quiet[@]}") s (median of ${quiet[*]})"
 echo
 echo "| Database | Change tracking | INSERT ($writes rows, one statement) | UPDATE (all rows, one statement) | INSERT ($singles statements of one row, one transaction) |"
 echo "|---|---|---|---|---|"

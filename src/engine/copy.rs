@@ -1,5 +1,6 @@
-//! The full copy of one table: match it to the target, pick the fastest path, stream it
-//! through a bounded channel, and turn the outcome into a per-table result.
+//! The copy of one table, full or of its changes: match it to the target, decide, pick the
+//! fastest path, stream it through a bounded channel, and turn the outcome into a per-table
+//! result.
 
 use super::plan::PlannedTable;
 use super::report::{Mode, TableReport, TableResult};

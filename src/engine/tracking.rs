@@ -1,6 +1,8 @@
 //! Change tracking on the source, modelled on SQL Server Change Tracking: triggers record each
 //! changed primary key in one log table, with a version that orders it against runs. A run
 //! reads the changes with versions up to its own and leaves later ones to the next run.
+//! PostgreSQL's triggers fire once per statement and log its rows from transition tables;
+//! MySQL, MariaDB and SQLite have row triggers only.
 //!
 //! How a change gets its version differs by database, and neither way leaves a gap for a change
 //! that commits late:
@@ -270,10 +272,9 @@ fn postgres_capture_function(function: &str, log: &str, keys: &[String]) -> Stri
     )
 }
 
-/// Installs the triggers of one table (replacing older ones) and registers it, with the
-/// storage engine's id of the table where there is one.
-/// The statements that put change tracking on a table: its triggers, dropped and made anew,
-/// and its entry in the registry.
+/// The statements that put change tracking on a table: its triggers (and on PostgreSQL its
+/// capture function), dropped and made anew, and its entry in the registry with the storage
+/// engine's id of the table where there is one.
 fn enable_statements(d: Dialect, table: &TableDef, table_id: Option<i64>) -> Vec<Statement> {
     let t = d.quote(&table.name);
     let name = trigger_name(&table.name);

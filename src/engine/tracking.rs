@@ -241,11 +241,28 @@ pub fn key_columns(table: &TableDef) -> String {
 /// plain SQL with every identifier quoted, between dollar quotes that occur nowhere inside it.
 fn postgres_capture_function(function: &str, log: &str, keys: &[String]) -> String {
     let d = Dialect::Postgres;
-    let parts: Vec<String> = keys
+    let json = |columns: Vec<String>| {
+        let parts: Vec<String> = columns
+            .iter()
+            .map(|c| format!("to_jsonb({c}) #>> '{{}}'"))
+            .collect();
+        format!("jsonb_build_array({})::text", parts.join(", "))
+    };
+    let key = json(keys.iter().map(|k| format!("r.{}", d.quote(k))).collect());
+    // An UPDATE pairs the rows before and after by their key columns, typed as they are: a key
+    // only after is `I`, only before `D`, both `U`.
+    let either = json(
+        keys.iter()
+            .map(|k| format!("coalesce(n.{0}, o.{0})", d.quote(k)))
+            .collect(),
+    );
+    // Only tables with a primary key get change tracking; without one the SQL fails to install.
+    let first = keys.first().map(|k| d.quote(k)).unwrap_or_default();
+    let on: Vec<String> = keys
         .iter()
-        .map(|k| format!("to_jsonb(r.{}) #>> '{{}}'", d.quote(k)))
+        .map(|k| format!("n.{0} = o.{0}", d.quote(k)))
         .collect();
-    let key = format!("jsonb_build_array({})::text", parts.join(", "));
+    let on = on.join(" AND ");
     let body = format!(
         "BEGIN
            IF TG_OP = 'INSERT' THEN
@@ -254,9 +271,8 @@ fn postgres_capture_function(function: &str, log: &str, keys: &[String]) -> Stri
              INSERT INTO {log} (table_name, op, pk) SELECT TG_TABLE_NAME, 'D', {key} FROM cloudmigrate_old r;
            ELSIF TG_OP = 'UPDATE' THEN
              INSERT INTO {log} (table_name, op, pk)
-               SELECT TG_TABLE_NAME, CASE WHEN o.pk IS NULL THEN 'I' WHEN n.pk IS NULL THEN 'D' ELSE 'U' END, coalesce(n.pk, o.pk)
-               FROM (SELECT {key} AS pk FROM cloudmigrate_new r) n
-               FULL JOIN (SELECT {key} AS pk FROM cloudmigrate_old r) o ON n.pk = o.pk;
+               SELECT TG_TABLE_NAME, CASE WHEN o.{first} IS NULL THEN 'I' WHEN n.{first} IS NULL THEN 'D' ELSE 'U' END, {either}
+               FROM cloudmigrate_new n FULL JOIN cloudmigrate_old o ON {on};
            ELSE
              INSERT INTO {log} (table_name, op, pk) VALUES (TG_TABLE_NAME, 'T', NULL);
            END IF;

@@ -8,7 +8,7 @@ pub mod report;
 pub mod state;
 pub mod tracking;
 
-use crate::db::{ConnectSpec, Database, DbError, ReadProgress};
+use crate::db::{ConnectSpec, Database, DbError, Dialect, ReadProgress};
 use catalog::Catalog;
 use futures_util::StreamExt;
 use plan::{PlanError, PlanOptions};
@@ -438,9 +438,11 @@ pub async fn run(
             .map_err(EngineError::Source)?
     };
     // One query finds the tables with change records since the lowest watermark among this
-    // run's tables; the others have nothing to read.
+    // run's tables; the others have nothing to read. Not on MySQL and MariaDB: under a
+    // case-insensitive collation DISTINCT would return one of two names that differ only in
+    // case, and the other table would miss its changes.
     let changed = match (&tracking_state.clock, config.run_type) {
-        (Ok(_), RunType::Auto | RunType::Diagnostic) => {
+        (Ok(_), RunType::Auto | RunType::Diagnostic) if source.dialect() != Dialect::MySql => {
             let lowest = plan
                 .to_copy()
                 .filter_map(|t| target_state.get(&t.source.def.name))

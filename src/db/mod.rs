@@ -611,6 +611,22 @@ impl Database {
         }
     }
 
+    /// The first column of a query's rows, as a set of texts.
+    pub async fn query_text_set(
+        &self,
+        stmt: &Statement,
+    ) -> Result<std::collections::HashSet<String>, DbError> {
+        Ok(self
+            .query(stmt, &[Kind::Text])
+            .await?
+            .into_iter()
+            .filter_map(|r| match r.into_iter().next() {
+                Some(Value::Text(t)) => Some(t),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Reads a table within one snapshot and sends it in chunks. Returns the rows read.
     pub async fn read_table(
         &self,

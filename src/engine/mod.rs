@@ -135,6 +135,18 @@ pub(crate) struct TrackingState {
     pub recreated: std::collections::HashSet<String>,
 }
 
+impl TrackingState {
+    /// The run's versions and the tables tracked before it; nothing installed, nothing made anew.
+    fn new(clock: Result<tracking::Clock, String>, tracked: HashMap<String, String>) -> Self {
+        Self {
+            clock,
+            tracked,
+            enable_errors: HashMap::new(),
+            recreated: Default::default(),
+        }
+    }
+}
+
 /// Installs change tracking where it is missing (and again on tables made anew), then fixes
 /// the run's version (see `tracking`). With `install` false it installs nothing: when
 /// something is missing it returns `None` and leaves the source as it was.
@@ -145,12 +157,7 @@ async fn prepare_tracking(
     retention: std::time::Duration,
     install: bool,
 ) -> Option<TrackingState> {
-    let mut st = TrackingState {
-        clock: Err(String::new()),
-        tracked: HashMap::new(),
-        enable_errors: HashMap::new(),
-        recreated: Default::default(),
-    };
+    let mut st = TrackingState::new(Err(String::new()), HashMap::new());
     let unavailable = |e: crate::db::DbError| {
         format!(
             "change tracking is not available on the source, so every run copies every table in \
@@ -334,12 +341,7 @@ pub async fn run(
         // claims.
         let tracking = if diagnostic {
             let (clock, tracked) = tracking::peek(&source).await;
-            Some(TrackingState {
-                clock,
-                tracked,
-                enable_errors: HashMap::new(),
-                recreated: Default::default(),
-            })
+            Some(TrackingState::new(clock, tracked))
         } else if shared {
             None
         } else {
@@ -421,11 +423,11 @@ pub async fn run(
         // in full, as without change tracking.
         None => prepare_tracking(&source, &plan, owned.as_ref(), config.retention, true)
             .await
-            .unwrap_or_else(|| TrackingState {
-                clock: Err("change tracking could not be prepared on the source".into()),
-                tracked: HashMap::new(),
-                enable_errors: HashMap::new(),
-                recreated: Default::default(),
+            .unwrap_or_else(|| {
+                TrackingState::new(
+                    Err("change tracking could not be prepared on the source".into()),
+                    HashMap::new(),
+                )
             }),
     };
     tracing::info!(run = %config.run_id, ms = started.elapsed().as_millis() as u64, "change tracking ready");

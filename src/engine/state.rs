@@ -407,26 +407,14 @@ pub async fn claimed(
     run_id: &str,
     worker: usize,
 ) -> Result<std::collections::HashSet<String>, DbError> {
-    let d = db.dialect();
-    let rows = db
-        .query(
-            &Statement {
-                sql: format!(
-                    "SELECT table_name FROM {} WHERE run_id = ? AND worker = ?",
-                    d.quote(CLAIMS_TABLE)
-                ),
-                params: vec![text(run_id), Value::Int(worker as i64)],
-            },
-            &[Kind::Text],
-        )
-        .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| match r.into_iter().next() {
-            Some(Value::Text(t)) => Some(t),
-            _ => None,
-        })
-        .collect())
+    db.query_text_set(&Statement {
+        sql: format!(
+            "SELECT table_name FROM {} WHERE run_id = ? AND worker = ?",
+            db.dialect().quote(CLAIMS_TABLE)
+        ),
+        params: vec![text(run_id), Value::Int(worker as i64)],
+    })
+    .await
 }
 
 /// How many workers of a shared run have made their claims so far.

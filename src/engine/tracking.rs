@@ -699,25 +699,14 @@ pub async fn changed_tables(
     db: &Database,
     after: i64,
 ) -> Result<std::collections::HashSet<String>, DbError> {
-    let rows = db
-        .query(
-            &Statement {
-                sql: format!(
-                    "SELECT DISTINCT table_name FROM {} WHERE version > ?",
-                    db.dialect().quote(LOG)
-                ),
-                params: vec![Value::Int(after)],
-            },
-            &[Kind::Text],
-        )
-        .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| match r.into_iter().next() {
-            Some(Value::Text(t)) => Some(t),
-            _ => None,
-        })
-        .collect())
+    db.query_text_set(&Statement {
+        sql: format!(
+            "SELECT DISTINCT table_name FROM {} WHERE version > ?",
+            db.dialect().quote(LOG)
+        ),
+        params: vec![Value::Int(after)],
+    })
+    .await
 }
 
 /// The net changes of a table with versions in `(after, upto]`. On PostgreSQL the upper bound

@@ -2,10 +2,13 @@
 //! Central, NAV or GP style) into a cloud tenant database and keeps it in step until switch-over.
 
 pub mod api;
+pub mod clock;
 pub mod console;
 pub mod controller;
 pub mod db;
 pub mod demo;
 pub mod engine;
+#[cfg(test)]
+pub mod fixtures;
 pub mod manifest;
 pub mod runner;

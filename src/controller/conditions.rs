@@ -19,7 +19,7 @@ pub fn set(
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)
         .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| super::clock::time(now));
+        .unwrap_or_else(|| crate::clock::time(now));
     list.retain(|c| c.type_ != type_);
     list.push(Condition {
         type_: type_.to_string(),
@@ -73,7 +73,7 @@ mod tests {
         set(&mut list, "Ready", true, "Valid", "ok", Some(1), t0);
         set(&mut list, "Ready", true, "Valid", "still ok", Some(2), t1);
         assert_eq!(list.len(), 1);
-        assert_eq!(list[0].last_transition_time, super::super::clock::time(t0));
+        assert_eq!(list[0].last_transition_time, crate::clock::time(t0));
         assert_eq!(list[0].message, "still ok");
         set(
             &mut list,
@@ -84,7 +84,7 @@ mod tests {
             Some(3),
             t1,
         );
-        assert_eq!(list[0].last_transition_time, super::super::clock::time(t1));
+        assert_eq!(list[0].last_transition_time, crate::clock::time(t1));
         assert_eq!(is_true(&list, "Ready"), Some(false));
     }
 }

@@ -1,24 +1,36 @@
-//! What every reconcile shares: the API client, the in-process runner, metrics and events.
+//! What every reconcile shares: the API client, the caches, the in-process runner, metrics
+//! and events.
 
+use super::cache::Caches;
+use super::error::Error;
 use super::metrics::Metrics;
-use super::schedule_decide::Note;
+use super::note::Note;
 use crate::runner::inprocess::InProcess;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 
 /// Field manager of the controller's own writes.
 pub const MANAGER: &str = "cloudmigrate-controller";
 
-#[derive(Clone)]
 pub struct Context {
     pub client: kube::Client,
+    pub caches: Caches,
     pub inprocess: InProcess,
     pub metrics: Metrics,
     pub recorder: Recorder,
+    /// Failed reconciles in a row, by object, for the back-off of `error_policy`.
+    failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    pub fn new(client: kube::Client, metrics: Metrics, instance: Option<String>) -> Self {
+    pub fn new(
+        client: kube::Client,
+        caches: Caches,
+        metrics: Metrics,
+        instance: Option<String>,
+    ) -> Self {
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -28,28 +40,42 @@ impl Context {
         );
         Self {
             client,
+            caches,
             inprocess: InProcess::default(),
             metrics,
             recorder,
+            failures: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Runs one reconcile of `kind`, counting it, its time and its failure in the metrics.
-    pub async fn measured<T, E>(
+    /// Counts a failed reconcile of the object `key`; returns the failures before this one.
+    pub fn failed(&self, key: &str) -> u32 {
+        let mut failures = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = failures.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n - 1
+    }
+
+    /// Runs one reconcile of the object `key` (kind/namespace/name), counting it and its time
+    /// in the metrics; a success ends the object's back-off.
+    pub async fn measured<T>(
         &self,
-        kind: &str,
-        reconcile: impl std::future::Future<Output = Result<T, E>>,
-    ) -> Result<T, E> {
+        key: &str,
+        reconcile: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
         let started = std::time::Instant::now();
-        let kind = super::metrics::Metrics::kind(kind);
+        let kind = Metrics::kind(key.split('/').next().unwrap_or_default());
         self.metrics.reconciles.get_or_create(&kind).inc();
         let result = reconcile.await;
         self.metrics
             .duration
             .get_or_create(&kind)
             .observe(started.elapsed().as_secs_f64());
-        if result.is_err() {
-            self.metrics.errors.get_or_create(&kind).inc();
+        if result.is_ok() {
+            self.failures
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(key);
         }
         result
     }
@@ -73,13 +99,25 @@ impl Context {
             if let Err(e) = self.recorder.publish(&event, &reference).await {
                 tracing::debug!(error = %e, "recording an event failed");
             }
-            tracing::info!(
-                object = %format!("{}/{}", reference.namespace.as_deref().unwrap_or_default(), reference.name.as_deref().unwrap_or_default()),
-                kind = reference.kind.as_deref().unwrap_or_default(),
-                reason = n.reason,
-                "{}",
-                n.message
-            );
+            // The object is a field of the reconcile's span.
+            tracing::info!(reason = n.reason, "{}", n.message);
         }
+    }
+}
+
+#[cfg(test)]
+impl Context {
+    /// A context on `client`, with caches that hold `schedules` and `runs`.
+    pub fn for_test(
+        client: kube::Client,
+        schedules: Vec<crate::api::MigrationSchedule>,
+        runs: Vec<crate::api::MigrationRun>,
+    ) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self::new(
+            client,
+            Caches::of(schedules, runs),
+            Metrics::default(),
+            None,
+        ))
     }
 }

@@ -12,6 +12,13 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+/// A failed reconcile: the kind, and the step that failed (invalid, read, act, status).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabel {
+    pub kind: String,
+    pub error: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
     pub result: String,
@@ -21,7 +28,7 @@ pub struct ResultLabel {
 #[derive(Clone)]
 pub struct Metrics {
     pub reconciles: Family<KindLabel, Counter>,
-    pub errors: Family<KindLabel, Counter>,
+    pub errors: Family<ErrorLabel, Counter>,
     pub duration: Family<KindLabel, Histogram>,
     pub runs: Family<ResultLabel, Counter>,
     pub tables: Family<ResultLabel, Counter>,
@@ -33,7 +40,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("cloudmigrate");
         let reconciles = Family::<KindLabel, Counter>::default();
-        let errors = Family::<KindLabel, Counter>::default();
+        let errors = Family::<ErrorLabel, Counter>::default();
         let duration = Family::<KindLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.005, 2.0, 12))
         });
@@ -43,7 +50,7 @@ impl Default for Metrics {
         registry.register("reconciles", "Reconciles, by kind", reconciles.clone());
         registry.register(
             "reconcile_errors",
-            "Reconciles that failed, by kind",
+            "Reconciles that failed, by kind and by the step that failed",
             errors.clone(),
         );
         registry.register(
@@ -73,6 +80,13 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    pub fn error(kind: &str, step: &str) -> ErrorLabel {
+        ErrorLabel {
+            kind: kind.into(),
+            error: step.into(),
+        }
     }
 
     pub fn kind(kind: &str) -> KindLabel {

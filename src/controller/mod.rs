@@ -1,29 +1,33 @@
-//! The operator: reconcilers for MigrationSchedule and MigrationRun, and the process that runs
-//! them (`cloudmigrate controller`): health and metrics endpoints, and leader election.
+//! The operator: one folder per kind (`schedule/`, `run/`), each a reconcile of three steps
+//! (read, a pure decide, act), and what they share at this root: the caches, the context, the
+//! error type, notes, annotations and conditions. This file is the process that runs them
+//! (`cloudmigrate controller`): the watches, health and metrics endpoints, and leader election.
 
-pub mod clock;
+pub mod annotations;
+pub mod cache;
 pub mod conditions;
 pub mod context;
 pub mod cron;
+pub mod error;
+pub mod jitter;
 pub mod metrics;
+pub mod note;
 pub mod permissions;
 pub mod run;
-pub mod run_decide;
 pub mod schedule;
-pub mod schedule_decide;
 
-use crate::api::{MigrationRun, MigrationSchedule};
+use crate::api::{CompanySelection, MigrationRun, MigrationSchedule, UserMapping};
+use cache::{Caches, Index};
 use context::Context;
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use kube::api::ListParams;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 /// How the controller runs.
 #[derive(Clone, Debug)]
@@ -68,46 +72,45 @@ where
     }
 }
 
-/// Checks that both kinds are served; the message says how to install them when not.
+/// Checks that the watched kinds are served, one after the other; the message says how to
+/// install them when one is not.
 async fn check_crds(client: &Client, namespace: &Option<String>) -> Result<(), Error> {
     let one = ListParams::default().limit(1);
-    let checks = [
+    let served = |r: Result<(), kube::Error>, kind: &str| match r {
+        Ok(()) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Err(Error::CrdsMissing(format!(
+            "{kind}.cloudmigrate.io is not served"
+        ))),
+        Err(e) => Err(Error::Api(format!("listing {kind}: {e}"))),
+    };
+    served(
         api::<MigrationSchedule>(client, namespace)
             .list(&one)
             .await
             .map(|_| ()),
+        "migrationschedules",
+    )?;
+    served(
         api::<MigrationRun>(client, namespace)
             .list(&one)
             .await
             .map(|_| ()),
-    ];
-    for (kind, check) in ["migrationschedules", "migrationruns"].iter().zip(checks) {
-        match check {
-            Ok(()) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {
-                return Err(Error::CrdsMissing(format!(
-                    "{kind}.cloudmigrate.io is not served"
-                )));
-            }
-            Err(e) => return Err(Error::Api(format!("listing {kind}: {e}"))),
-        }
-    }
-    Ok(())
-}
-
-fn error_policy<K: Resource<DynamicType = ()>>(
-    obj: Arc<K>,
-    error: &schedule::Error,
-    _ctx: Arc<Context>,
-) -> Action {
-    let r = obj.object_ref(&());
-    tracing::warn!(
-        kind = r.kind.as_deref().unwrap_or_default(),
-        object = %format!("{}/{}", r.namespace.unwrap_or_default(), r.name.unwrap_or_default()),
-        %error,
-        "reconcile failed; trying again in 10 s"
-    );
-    Action::requeue(Duration::from_secs(10))
+        "migrationruns",
+    )?;
+    served(
+        api::<CompanySelection>(client, namespace)
+            .list(&one)
+            .await
+            .map(|_| ()),
+        "companyselections",
+    )?;
+    served(
+        api::<UserMapping>(client, namespace)
+            .list(&one)
+            .await
+            .map(|_| ()),
+        "usermappings",
+    )
 }
 
 /// Serves `/metrics`, `/healthz` (the process is up) and `/readyz` (the CRDs are there and,
@@ -199,34 +202,49 @@ pub async fn run(options: Options) -> Result<(), Error> {
         None => None,
     };
     ready.store(true, Ordering::SeqCst);
+    let (caches, watches, wake) = watch(&client, &options.namespace);
+    let events = tokio::spawn(watches.events);
+    // A schedule decides from its runs: none is reconciled before both caches are filled.
+    let filled = async {
+        caches.schedules.wait_until_ready().await.is_ok()
+            && caches.runs.wait_until_ready().await.is_ok()
+    };
+    tokio::select! {
+        ok = filled => if !ok {
+            return Err(Error::Api("the watches stopped before the caches were filled".into()));
+        },
+        _ = shutdown_signal(None) => return Ok(()),
+    }
+    tracing::info!(
+        schedules = caches.schedules.state().len(),
+        runs = caches.runs.state().len(),
+        "caches filled"
+    );
     let ctx = Arc::new(Context::new(
         client.clone(),
+        caches.clone(),
         metrics,
         std::env::var("POD_NAME").ok(),
     ));
-    let runs = api::<MigrationRun>(&client, &options.namespace);
-    let schedules = api::<MigrationSchedule>(&client, &options.namespace);
-    let schedule_controller = Controller::new(schedules, watcher::Config::default())
-        // Every run wakes its schedule, also one a person made without an owner reference:
-        // that is how it gets adopted.
-        .watches(
-            runs.clone(),
-            watcher::Config::default(),
-            |run: MigrationRun| {
-                let ns = run.metadata.namespace.clone().unwrap_or_default();
-                Some(ObjectRef::new(&run.spec.schedule_ref.name).within(&ns))
-            },
-        )
-        .graceful_shutdown_on(shutdown_signal(leadership.clone()))
-        .run(schedule::reconcile, error_policy, ctx.clone())
-        .for_each(|_| async {});
-    let run_controller = Controller::new(runs, watcher::Config::default())
+    let config = controller::Config::default().concurrency(RECONCILE_CONCURRENCY);
+    let schedule_controller =
+        Controller::for_shared_stream(watches.schedules, caches.schedules.clone())
+            // A run, a CompanySelection or a UserMapping that changes wakes its schedule;
+            // nothing else does.
+            .reconcile_on(wake)
+            .with_config(config.clone())
+            .graceful_shutdown_on(shutdown_signal(leadership.clone()))
+            .run(schedule::reconcile, error::error_policy, ctx.clone())
+            .for_each(|_| async {});
+    let run_controller = Controller::for_shared_stream(watches.runs, caches.runs.clone())
+        .with_config(config)
         .graceful_shutdown_on(shutdown_signal(leadership.take()))
-        .run(run::reconcile, error_policy, ctx.clone())
+        .run(run::reconcile, error::error_policy, ctx.clone())
         .for_each(|_| async {});
     tracing::info!(listen = %options.listen, "controller started");
     tokio::select! {
         _ = async { tokio::join!(schedule_controller, run_controller) } => {}
+        _ = events => {}
         r = server => {
             if let Ok(Err(e)) = r {
                 return Err(e);
@@ -237,6 +255,119 @@ pub async fn run(options: Options) -> Result<(), Error> {
     tracing::info!("stopping: in-process runs finish the tables in progress");
     ctx.inprocess.shutdown().await;
     Ok(())
+}
+
+/// How many objects of one kind are reconciled at once. Each reconcile holds only its own
+/// object and a few API calls, so this bounds the controller's work, not its memory.
+pub const RECONCILE_CONCURRENCY: u16 = 8;
+
+/// The shared watches: what wakes each controller, and the stream that keeps them all going.
+struct Watches {
+    schedules: kube::runtime::reflector::ReflectHandle<MigrationSchedule>,
+    runs: kube::runtime::reflector::ReflectHandle<MigrationRun>,
+    events: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+}
+
+/// One watch per kind, in the namespace or in all of them: the caches they fill, the handles
+/// that wake the controllers, and the schedules to wake for a changed run, CompanySelection
+/// or UserMapping.
+fn watch(
+    client: &Client,
+    namespace: &Option<String>,
+) -> (
+    Caches,
+    Watches,
+    impl Stream<Item = ObjectRef<MigrationSchedule>> + Send + 'static,
+) {
+    let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel();
+    let runs_index = Index::new(cache::run_keys);
+    let schedules_index = Index::new(cache::database_keys);
+    let (schedule_store, schedule_handle, schedule_events) = cache::watch(
+        api::<MigrationSchedule>(client, namespace),
+        watcher::Config::default(),
+        schedules_index.clone(),
+        cache::slim_schedule,
+        |_| {},
+    );
+    let (run_store, run_handle, run_events) = cache::watch(
+        api::<MigrationRun>(client, namespace),
+        watcher::Config::default(),
+        runs_index.clone(),
+        cache::slim_run,
+        wakes(wake_tx.clone(), |r: &MigrationRun| {
+            &r.spec.schedule_ref.name
+        }),
+    );
+    // CompanySelections and UserMappings are not cached yet: they only wake their schedule.
+    let selections = pointers(
+        api::<CompanySelection>(client, namespace),
+        wakes(wake_tx.clone(), |c: &CompanySelection| {
+            &c.spec.schedule_ref.name
+        }),
+    );
+    let mappings = pointers(
+        api::<UserMapping>(client, namespace),
+        wakes(wake_tx, |u: &UserMapping| &u.spec.schedule_ref.name),
+    );
+    let events = futures_util::stream::select_all([
+        schedule_events.boxed(),
+        run_events.boxed(),
+        selections.boxed(),
+        mappings.boxed(),
+    ])
+    .for_each(|_| async {});
+    let events = Box::pin(events);
+    let caches = Caches {
+        schedules: schedule_store,
+        runs: run_store,
+        runs_by_schedule: runs_index,
+        schedules_by_database: schedules_index,
+    };
+    let wake =
+        futures_util::stream::unfold(
+            wake_rx,
+            |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
+        );
+    (
+        caches,
+        Watches {
+            schedules: schedule_handle,
+            runs: run_handle,
+            events,
+        },
+        wake,
+    )
+}
+
+/// For each change (or deletion) of an object that names a schedule, that schedule to wake.
+fn wakes<K: Resource + 'static>(
+    tx: tokio::sync::mpsc::UnboundedSender<ObjectRef<MigrationSchedule>>,
+    schedule: fn(&K) -> &str,
+) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
+    move |event| {
+        if let watcher::Event::Apply(obj) | watcher::Event::Delete(obj) = event {
+            let r = ObjectRef::new(schedule(obj))
+                .within(obj.meta().namespace.as_deref().unwrap_or_default());
+            // The receiver lives as long as the schedule controller.
+            let _ = tx.send(r);
+        }
+    }
+}
+
+/// A watch of a kind whose objects point at a schedule, calling `on_event` for each event.
+fn pointers<K>(
+    api: Api<K>,
+    mut on_event: impl FnMut(&watcher::Event<K>) + Send + 'static,
+) -> impl Stream<Item = ()> + Send
+where
+    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .map(move |event| match event {
+            Ok(e) => on_event(&e),
+            Err(e) => tracing::warn!(error = %e, "watch failed; it starts again after a pause"),
+        })
 }
 
 /// Resolves on SIGTERM, SIGINT, or the loss of leadership.
@@ -276,33 +407,28 @@ async fn shutdown_signal(leadership: Option<tokio::sync::watch::Receiver<bool>>)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::{Request, Response};
-    use kube::client::Body;
+    use crate::fixtures::{ApiServer, status};
+    use http::Method;
 
     #[tokio::test]
     async fn missing_crds_stop_the_controller_with_the_install_command() {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let client = Client::new(service, "default");
-        let server = tokio::spawn(async move {
-            let (req, send) = handle.next_request().await.unwrap();
-            assert_eq!(
-                req.uri().to_string(),
-                "/apis/cloudmigrate.io/v1alpha1/migrationschedules?&limit=1"
+        let (client, mut server) = ApiServer::new();
+        let check = tokio::spawn(async move { check_crds(&client, &None).await });
+        server
+            .expect(
+                Method::GET,
+                "/apis/cloudmigrate.io/v1alpha1/migrationschedules?&limit=1",
+            )
+            .await
+            .reply(
+                404,
+                status(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                ),
             );
-            let status = serde_json::json!({
-                "kind": "Status", "apiVersion": "v1", "status": "Failure",
-                "message": "the server could not find the requested resource",
-                "reason": "NotFound", "code": 404
-            });
-            send.send_response(
-                Response::builder()
-                    .status(404)
-                    .body(Body::from(serde_json::to_vec(&status).unwrap()))
-                    .unwrap(),
-            );
-        });
-        let e = check_crds(&client, &None).await.unwrap_err().to_string();
-        server.await.unwrap();
+        let e = check.await.unwrap().unwrap_err().to_string();
         assert!(e.contains("CRDs are not installed"), "{e}");
         assert!(
             e.contains("cloudmigrate crds | kubectl apply --server-side -f -"),

@@ -154,7 +154,7 @@ pub fn job_alive(status: Option<&JobStatus>, now: chrono::DateTime<chrono::Utc>)
         c.type_ == "Complete"
             && c.status == "True"
             && c.last_transition_time.as_ref().is_some_and(|t| {
-                (now - crate::controller::clock::utc(t))
+                (now - crate::clock::utc(t))
                     .to_std()
                     .is_ok_and(|d| d > FINAL_WORD)
             })

@@ -12,7 +12,7 @@ use crate::api::run::{
     WorkerPhase, WorkerStatus,
 };
 use crate::api::schedule::{MigrationScheduleSpec, Product as ApiProduct};
-use crate::controller::clock::time;
+use crate::clock::time;
 use crate::db::{ConnectSpec, ReadProgress};
 use crate::engine::plan::{PlanOptions, Product};
 use crate::engine::report::{Mode, TableReport, TableResult};
@@ -446,25 +446,15 @@ async fn prepare(client: &kube::Client, w: &WorkerSpec) -> Result<RunConfig, Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::{Request, Response};
-    use kube::client::Body;
 
     /// A client whose API server answers one GET of a Secret with `status` and `body`.
     async fn read(status: u16, body: serde_json::Value, key: &str) -> Result<String, String> {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let client = kube::Client::new(service, "default");
-        let server = tokio::spawn(async move {
-            let (req, send) = handle.next_request().await.unwrap();
-            assert_eq!(
-                req.uri().to_string(),
-                "/api/v1/namespaces/shop/secrets/erp-db"
-            );
-            send.send_response(
-                Response::builder()
-                    .status(status)
-                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
-                    .unwrap(),
-            );
+        let (client, mut server) = crate::fixtures::ApiServer::new();
+        let answer = tokio::spawn(async move {
+            server
+                .expect(http::Method::GET, "/api/v1/namespaces/shop/secrets/erp-db")
+                .await
+                .reply(status, body);
         });
         let r = secret_value(
             &client,
@@ -475,7 +465,7 @@ mod tests {
             },
         )
         .await;
-        server.await.unwrap();
+        answer.await.unwrap();
         r
     }
 

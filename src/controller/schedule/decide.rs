@@ -1,24 +1,25 @@
 //! What a MigrationSchedule should do now, as a pure function of what the reconciler observed:
-//! which run to start, which runs to stop or prune, and the status to write.
+//! which run to start, which runs to stop or prune, and the status to write. Its steps, in
+//! order:
+//! 1. `gate`: may runs start at all (a valid cron and time zone, no conflict, not disabled)?
+//! 2. `due`: what is due now: a run request, the first run, or a scheduled time;
+//! 3. `admit`: does the due run start, by the gate, the deadline and the concurrency policy?
+//! 4. `summarize`: the next due time, the active and last runs, the migration counts;
+//! 5. `prune`: which finished runs fall outside the history limits.
 
-use super::clock::{time, utc as to_utc};
-use super::conditions;
-use super::cron::CronSchedule;
+use super::super::cache::database_identity;
+use super::super::conditions::At;
+use super::super::cron::CronSchedule;
+use super::super::note::Note;
 use crate::api::run::{RunResult, RunType};
 use crate::api::schedule::{
-    ConcurrencyPolicy, MigrationInformation, MigrationScheduleSpec, MigrationScheduleStatus,
-    RunSummary,
+    ConcurrencyPolicy, History, MigrationInformation, MigrationScheduleSpec,
+    MigrationScheduleStatus, RunSummary,
 };
+use crate::clock::{time, utc as to_utc};
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::time::Duration;
-
-/// Annotation on a run that names the `spec.runRequest` token it was started for.
-pub const RUN_REQUEST_ANNOTATION: &str = "cloudmigrate.io/run-request";
-/// Annotation on a run: Scheduled, Manual or Immediate.
-pub const TRIGGER_ANNOTATION: &str = "cloudmigrate.io/trigger";
-/// Annotation on a scheduled run: the due time it was started for (RFC 3339, UTC).
-pub const SCHEDULED_TIME_ANNOTATION: &str = "cloudmigrate.io/scheduled-time";
 
 /// What the schedule's reconciler sees of one of the schedule's runs.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -70,12 +71,15 @@ pub struct NewRun {
     pub run_request: Option<String>,
 }
 
-/// A Kubernetes event to record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Note {
-    pub warning: bool,
-    pub reason: &'static str,
-    pub message: String,
+/// When the reconciler looks at the schedule again, if nothing wakes it before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requeue {
+    /// At the next due time: on time, not spread.
+    At(Duration),
+    /// A periodic recheck, spread a little so that many schedules do not come back together.
+    Recheck(Duration),
+    /// Only when the schedule, one of its runs, or a resource pointing at it changes.
+    OnChange,
 }
 
 /// What to do.
@@ -90,8 +94,7 @@ pub struct Decision {
     pub delete: Vec<String>,
     pub status: MigrationScheduleStatus,
     pub notes: Vec<Note>,
-    /// When to look again even if nothing changes.
-    pub requeue_after: Duration,
+    pub requeue: Requeue,
 }
 
 /// The name of a scheduled run: the schedule's name and the due minute in UTC.
@@ -104,51 +107,33 @@ pub fn manual_run_name(schedule: &str, at: DateTime<Utc>) -> String {
     format!("{schedule}-{}", at.format("%Y%m%d%H%M%S"))
 }
 
-/// How a schedule's database URL names its database, for spotting two schedules on one
-/// database: scheme, host, port and database, without user or password; SQLite by file.
-pub fn database_identity(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(u) if u.scheme() == "sqlite" => {
-            format!("sqlite:{}{}", u.host_str().unwrap_or_default(), u.path())
-        }
-        Ok(u) => {
-            let scheme = match u.scheme() {
-                "postgresql" => "postgres",
-                "mariadb" => "mysql",
-                s => s,
-            };
-            let port = u.port().unwrap_or(match scheme {
-                "postgres" => 5432,
-                _ => 3306,
-            });
-            let host = u.host_str().unwrap_or("localhost").to_lowercase();
-            let host = if host == "127.0.0.1" || host == "::1" || host == "[::1]" {
-                "localhost".to_string()
-            } else {
-                host
-            };
-            format!("{scheme}://{host}:{port}{}", u.path())
-        }
-        Err(_) => url.to_string(),
-    }
-}
-
-/// The conflict of a schedule with others in the same namespace, if any: the same source or
-/// the same target as another schedule. The older schedule keeps running; the newer one (by
-/// creation time, then name) gets the condition.
+/// The conflict of a schedule with others, if any: the same source or the same target as
+/// another schedule. The older schedule keeps running; the newer one (by creation time, then
+/// name) gets the condition. Names are `namespace/name`; the message leaves out the
+/// namespace of a schedule in the same namespace.
 pub fn conflict<'a>(
     me: (&str, DateTime<Utc>, &MigrationScheduleSpec),
     others: impl IntoIterator<Item = (&'a str, DateTime<Utc>, &'a MigrationScheduleSpec)>,
 ) -> Option<String> {
     let (name, created, spec) = me;
+    let my_namespace = name.split_once('/').map(|(ns, _)| ns);
+    let shown = |other: &'a str| match other.split_once('/') {
+        Some((ns, short)) if Some(ns) == my_namespace => short,
+        _ => other,
+    };
     let (src, dst) = (
         database_identity(&spec.source.url),
         database_identity(&spec.target.url),
     );
-    for (other, other_created, other_spec) in others {
-        if other == name || (other_created, other) > (created, name) {
-            continue;
-        }
+    let mut older: Vec<_> = others
+        .into_iter()
+        .filter(|(other, other_created, _)| {
+            *other != name && (*other_created, *other) <= (created, name)
+        })
+        .collect();
+    older.sort_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
+    for (other, _, other_spec) in older {
+        let other = shown(other);
         if database_identity(&other_spec.source.url) == src {
             return Some(format!(
                 "MigrationSchedule {other:?} already migrates the same source database; one \
@@ -182,39 +167,64 @@ fn summary(run: &RunView) -> RunSummary {
 
 /// Decides. Pure: the same observation always gives the same decision.
 pub fn decide(o: Observed<'_>) -> Decision {
-    let spec = o.spec;
-    let now = o.now;
     let mut status = o.status.clone();
     status.observed_generation = o.generation;
-    let mut notes = vec![];
-    let mut create = None;
-    let mut stop = None;
-    let at = conditions::At {
+    let at = At {
         generation: o.generation,
-        now,
+        now: o.now,
     };
-    let set =
-        |status: &mut MigrationScheduleStatus, t: &str, ok: bool, reason: &str, msg: String| {
-            at.set(&mut status.conditions, t, ok, reason, msg)
-        };
-
     // Runs by age, newest first.
     let mut runs = o.runs.clone();
     runs.sort_by(|a, b| (b.created, &b.name).cmp(&(a.created, &a.name)));
-    let active = runs.iter().find(|r| r.result.is_none());
-    let adopt: Vec<String> = runs
+    let adopt = runs
         .iter()
         .filter(|r| !r.owned)
         .map(|r| r.name.clone())
         .collect();
 
-    // Timing, conflict and the disabled switch decide whether runs may start at all.
+    let gate = gate(&o, at, &mut status);
+    let due = due(&o, &runs, gate.schedule.as_ref(), &mut status);
+    let admitted = match due {
+        Some(due) => admit(&o, &runs, &gate, due, at, &mut status),
+        None => Admission::default(),
+    };
+    let next = summarize(&o, &runs, &gate, &admitted, at, &mut status);
+    let requeue = match next {
+        // A conflict ends when the other schedule goes, which wakes nothing here.
+        _ if o.conflict.is_some() => Requeue::Recheck(Duration::from_secs(60)),
+        Some(t) if gate.blocked.is_none() && !o.spec.suspend => {
+            // Rounded up, so that the wake-up never comes just before the due time.
+            let ms = (t - o.now).num_milliseconds().max(0) as u64;
+            Requeue::At(Duration::from_secs(ms.div_ceil(1000).max(1)))
+        }
+        _ => Requeue::OnChange,
+    };
+    Decision {
+        create: admitted.create,
+        adopt,
+        stop: admitted.stop,
+        delete: prune(&o.spec.history, &runs),
+        status,
+        notes: admitted.notes,
+        requeue,
+    }
+}
+
+/// What the gate found: the parsed timing, and why runs may not start, if they may not.
+struct Gate {
+    schedule: Option<CronSchedule>,
+    blocked: Option<(&'static str, String)>,
+}
+
+/// Step 1: whether runs may start at all. Sets Conflict, Disabled and Ready.
+fn gate(o: &Observed<'_>, at: At, status: &mut MigrationScheduleStatus) -> Gate {
+    let spec = o.spec;
     let timing = spec
         .schedule
         .as_deref()
         .map(|expr| CronSchedule::parse(expr, &spec.time_zone))
         .transpose();
-    let blocked: Option<(&str, String)> = match (&timing, &o.conflict) {
+    let blocked: Option<(&'static str, String)> = match (&timing, &o.conflict) {
         (Err(problem), _) => Some((problem.reason, problem.message.clone())),
         (_, Some(why)) => Some(("Conflict", why.clone())),
         _ if spec.disabled => Some((
@@ -225,19 +235,20 @@ pub fn decide(o: Observed<'_>) -> Decision {
         )),
         _ => None,
     };
-    set(
-        &mut status,
+    let conflicted = o.conflict.is_some();
+    at.set(
+        &mut status.conditions,
         "Conflict",
-        o.conflict.is_some(),
-        if o.conflict.is_some() {
+        conflicted,
+        if conflicted {
             "SharedDatabase"
         } else {
             "NoConflict"
         },
         o.conflict.clone().unwrap_or_default(),
     );
-    set(
-        &mut status,
+    at.set(
+        &mut status.conditions,
         "Disabled",
         spec.disabled,
         if spec.disabled { "Disabled" } else { "Enabled" },
@@ -248,20 +259,43 @@ pub fn decide(o: Observed<'_>) -> Decision {
         },
     );
     match &blocked {
-        Some((reason, message)) if *reason != "Disabled" => {
-            set(&mut status, "Ready", false, reason, message.clone())
-        }
-        _ => set(
-            &mut status,
+        Some((reason, message)) if *reason != "Disabled" => at.set(
+            &mut status.conditions,
+            "Ready",
+            false,
+            reason,
+            message.clone(),
+        ),
+        _ => at.set(
+            &mut status.conditions,
             "Ready",
             true,
             "Valid",
             "the schedule is valid".into(),
         ),
     }
-    let may_run = blocked.is_none();
+    Gate {
+        schedule: timing.ok().flatten(),
+        blocked,
+    }
+}
 
-    // What is due: a run request, the first run, or a scheduled time.
+/// Something that asks for a run now.
+enum Due {
+    Request(String),
+    Immediate,
+    Scheduled(DateTime<Utc>),
+}
+
+/// Step 2: what is due: a new run request, the first run (runImmediately), or the latest
+/// scheduled time since the last one. A suspended schedule lets its due times pass.
+fn due(
+    o: &Observed<'_>,
+    runs: &[RunView],
+    schedule: Option<&CronSchedule>,
+    status: &mut MigrationScheduleStatus,
+) -> Option<Due> {
+    let spec = o.spec;
     let cursor = status
         .last_schedule_time
         .as_ref()
@@ -276,15 +310,8 @@ pub fn decide(o: Observed<'_>) -> Decision {
         && status.last_run.is_none()
         && runs.is_empty()
         && status.last_schedule_time.is_none();
-    let schedule = timing.as_ref().ok().and_then(|t| t.as_ref());
-    let due_time = schedule.and_then(|s| s.latest_due(cursor, now));
-
-    enum Due {
-        Request(String),
-        Immediate,
-        Scheduled(DateTime<Utc>),
-    }
-    let due = if let Some(token) = request {
+    let due_time = schedule.and_then(|s| s.latest_due(cursor, o.now));
+    if let Some(token) = request {
         Some(Due::Request(token))
     } else if immediate {
         Some(Due::Immediate)
@@ -296,149 +323,169 @@ pub fn decide(o: Observed<'_>) -> Decision {
         None
     } else {
         due_time.map(Due::Scheduled)
-    };
-
-    if let Some(due) = due {
-        let (label, token, scheduled) = match &due {
-            Due::Request(t) => (
-                format!("the run requested by runRequest {t:?}"),
-                Some(t.clone()),
-                None,
-            ),
-            Due::Immediate => ("the first run (runImmediately)".to_string(), None, None),
-            Due::Scheduled(t) => (
-                format!(
-                    "the run due at {}",
-                    schedule
-                        .map(|s| s.local(*t))
-                        .unwrap_or_else(|| t.to_rfc3339())
-                ),
-                None,
-                Some(*t),
-            ),
-        };
-        // Each due thing is handled once: acknowledged, whether it starts a run or not.
-        let handled = |status: &mut MigrationScheduleStatus| {
-            if let Some(t) = &token {
-                status.last_handled_run_request = Some(t.clone());
-            }
-            if let Some(t) = scheduled {
-                status.last_schedule_time = Some(time(t));
-            }
-        };
-        let deadline_missed = match (scheduled, spec.starting_deadline_seconds) {
-            (Some(t), Some(secs)) => (now - t).num_seconds() > secs,
-            _ => false,
-        };
-        let already = match &due {
-            Due::Request(t) => runs.iter().find(|r| r.run_request.as_ref() == Some(t)),
-            Due::Immediate => None,
-            Due::Scheduled(t) => {
-                let name = run_name(o.name, *t);
-                runs.iter().find(|r| r.name == name)
-            }
-        };
-        if already.is_some() {
-            // Created before a restart that came before the acknowledgement: nothing to add.
-            handled(&mut status);
-        } else if !may_run {
-            let (reason, why) = blocked.clone().unwrap_or_default();
-            notes.push(Note {
-                warning: true,
-                reason: "RunSkipped",
-                message: format!("{label} did not start: {why}"),
-            });
-            set(
-                &mut status,
-                "Scheduled",
-                false,
-                reason,
-                format!("{label} did not start: {why}"),
-            );
-            handled(&mut status);
-        } else if deadline_missed {
-            let why = format!(
-                "{label} was missed by more than startingDeadlineSeconds ({}s), while the \
-                 controller was not running; the next one starts on time",
-                spec.starting_deadline_seconds.unwrap_or_default()
-            );
-            notes.push(Note {
-                warning: true,
-                reason: "RunMissed",
-                message: why.clone(),
-            });
-            set(&mut status, "Scheduled", false, "RunMissed", why);
-            handled(&mut status);
-        } else if let Some(a) = active {
-            match spec.concurrency_policy {
-                ConcurrencyPolicy::Forbid => {
-                    let why = format!(
-                        "{label} was skipped: run {} is still active, and runs of one schedule \
-                         never overlap (concurrencyPolicy Forbid)",
-                        a.name
-                    );
-                    notes.push(Note {
-                        warning: true,
-                        reason: "RunSkipped",
-                        message: why.clone(),
-                    });
-                    set(&mut status, "Scheduled", false, "SkippedActiveRun", why);
-                    handled(&mut status);
-                }
-                ConcurrencyPolicy::Replace => {
-                    // Stop the active run; the due one starts once it has ended.
-                    if !a.stop_requested {
-                        stop = Some(a.name.clone());
-                        notes.push(Note {
-                            warning: false,
-                            reason: "RunReplaced",
-                            message: format!(
-                                "stopping run {} so that {label} can start (concurrencyPolicy Replace)",
-                                a.name
-                            ),
-                        });
-                    }
-                }
-            }
-        } else {
-            let (name, trigger) = match &due {
-                Due::Request(_) => (manual_run_name(o.name, now), "Manual"),
-                Due::Immediate => (run_name(o.name, o.created), "Immediate"),
-                Due::Scheduled(t) => (run_name(o.name, *t), "Scheduled"),
-            };
-            notes.push(Note {
-                warning: false,
-                reason: "RunCreated",
-                message: format!("created MigrationRun {name} for {label}"),
-            });
-            create = Some(NewRun {
-                name,
-                trigger,
-                scheduled_time: scheduled,
-                run_request: token.clone(),
-            });
-            handled(&mut status);
-        }
     }
+}
 
-    // The next due time, and the Scheduled condition when nothing above set it this time.
+/// What admit decided.
+#[derive(Default)]
+struct Admission {
+    create: Option<NewRun>,
+    stop: Option<String>,
+    notes: Vec<Note>,
+    /// Admit set the Scheduled condition (a run skipped or missed).
+    scheduled_set: bool,
+}
+
+/// Step 3: whether the due run starts now. It does unless the gate blocks it, its starting
+/// deadline has passed, or another run is active (Forbid skips it; Replace stops the active
+/// run and waits). Each due thing is acknowledged once, whether it starts a run or not.
+fn admit(
+    o: &Observed<'_>,
+    runs: &[RunView],
+    gate: &Gate,
+    due: Due,
+    at: At,
+    status: &mut MigrationScheduleStatus,
+) -> Admission {
+    let spec = o.spec;
+    let now = o.now;
+    let mut out = Admission::default();
+    let (label, token, scheduled) = match &due {
+        Due::Request(t) => (
+            format!("the run requested by runRequest {t:?}"),
+            Some(t.clone()),
+            None,
+        ),
+        Due::Immediate => ("the first run (runImmediately)".to_string(), None, None),
+        Due::Scheduled(t) => (
+            format!(
+                "the run due at {}",
+                gate.schedule
+                    .as_ref()
+                    .map(|s| s.local(*t))
+                    .unwrap_or_else(|| t.to_rfc3339())
+            ),
+            None,
+            Some(*t),
+        ),
+    };
+    let handled = |status: &mut MigrationScheduleStatus| {
+        if let Some(t) = &token {
+            status.last_handled_run_request = Some(t.clone());
+        }
+        if let Some(t) = scheduled {
+            status.last_schedule_time = Some(time(t));
+        }
+    };
+    let skip = |status: &mut MigrationScheduleStatus,
+                out: &mut Admission,
+                event: &'static str,
+                reason: &str,
+                why: String| {
+        out.notes.push(Note::warning(event, why.clone()));
+        at.set(&mut status.conditions, "Scheduled", false, reason, why);
+        out.scheduled_set = true;
+        handled(status);
+    };
+    let deadline_missed = match (scheduled, spec.starting_deadline_seconds) {
+        (Some(t), Some(secs)) => (now - t).num_seconds() > secs,
+        _ => false,
+    };
+    let already = match &due {
+        Due::Request(t) => runs.iter().any(|r| r.run_request.as_ref() == Some(t)),
+        Due::Immediate => false,
+        Due::Scheduled(t) => {
+            let name = run_name(o.name, *t);
+            runs.iter().any(|r| r.name == name)
+        }
+    };
+    let active = runs.iter().find(|r| r.result.is_none());
+    if already {
+        // Created before a restart that came before the acknowledgement: nothing to add.
+        handled(status);
+    } else if let Some((reason, why)) = &gate.blocked {
+        let why = format!("{label} did not start: {why}");
+        skip(status, &mut out, "RunSkipped", reason, why);
+    } else if deadline_missed {
+        let why = format!(
+            "{label} was missed by more than startingDeadlineSeconds ({}s), while the \
+             controller was not running; the next one starts on time",
+            spec.starting_deadline_seconds.unwrap_or_default()
+        );
+        skip(status, &mut out, "RunMissed", "RunMissed", why);
+    } else if let Some(a) = active {
+        match spec.concurrency_policy {
+            ConcurrencyPolicy::Forbid => {
+                let why = format!(
+                    "{label} was skipped: run {} is still active, and runs of one schedule \
+                     never overlap (concurrencyPolicy Forbid)",
+                    a.name
+                );
+                skip(status, &mut out, "RunSkipped", "SkippedActiveRun", why);
+            }
+            ConcurrencyPolicy::Replace => {
+                // Stop the active run; the due one starts once it has ended.
+                if !a.stop_requested {
+                    out.stop = Some(a.name.clone());
+                    out.notes.push(Note::normal(
+                        "RunReplaced",
+                        format!(
+                            "stopping run {} so that {label} can start (concurrencyPolicy \
+                             Replace)",
+                            a.name
+                        ),
+                    ));
+                }
+            }
+        }
+    } else {
+        let (name, trigger) = match &due {
+            Due::Request(_) => (manual_run_name(o.name, now), "Manual"),
+            Due::Immediate => (run_name(o.name, o.created), "Immediate"),
+            Due::Scheduled(t) => (run_name(o.name, *t), "Scheduled"),
+        };
+        out.notes.push(Note::normal(
+            "RunCreated",
+            format!("created MigrationRun {name} for {label}"),
+        ));
+        out.create = Some(NewRun {
+            name,
+            trigger,
+            scheduled_time: scheduled,
+            run_request: token.clone(),
+        });
+        handled(status);
+    }
+    out
+}
+
+/// Step 4: the next due time and the Scheduled condition (unless admit set it), the active
+/// and newest runs, the counts of the newest finished run, and the last success. Returns the
+/// next due time.
+fn summarize(
+    o: &Observed<'_>,
+    runs: &[RunView],
+    gate: &Gate,
+    admitted: &Admission,
+    at: At,
+    status: &mut MigrationScheduleStatus,
+) -> Option<DateTime<Utc>> {
+    let spec = o.spec;
+    let schedule = gate.schedule.as_ref();
     let next = schedule.and_then(|s| {
         let from = status
             .last_schedule_time
             .as_ref()
             .map(to_utc)
-            .unwrap_or(cursor)
-            .max(now);
+            .unwrap_or(o.created)
+            .max(o.now);
         s.next_after(from)
     });
-    status.next_run_time = match (next, may_run && !spec.suspend) {
+    status.next_run_time = match (next, gate.blocked.is_none() && !spec.suspend) {
         (Some(t), true) => schedule.map(|s| s.local(t)),
         _ => None,
     };
-    let scheduled_set_now = notes
-        .iter()
-        .any(|n| matches!(n.reason, "RunSkipped" | "RunMissed"));
-    if !scheduled_set_now {
+    if !admitted.scheduled_set {
         let (ok, reason, msg) = match (&status.next_run_time, spec.schedule.is_some()) {
             (Some(t), _) => (true, "Scheduled", format!("the next run starts at {t}")),
             (None, false) => (
@@ -453,18 +500,18 @@ pub fn decide(o: Observed<'_>) -> Decision {
             ),
             (None, true) => (
                 false,
-                blocked.as_ref().map(|b| b.0).unwrap_or("NoNextTime"),
-                blocked
+                gate.blocked.as_ref().map(|b| b.0).unwrap_or("NoNextTime"),
+                gate.blocked
                     .as_ref()
                     .map(|b| b.1.clone())
                     .unwrap_or_else(|| "the cron expression has no future time".into()),
             ),
         };
-        set(&mut status, "Scheduled", ok, reason, msg);
+        at.set(&mut status.conditions, "Scheduled", ok, reason, msg);
     }
 
-    // The view of all runs: the newest, the active one, and the last success.
-    status.active_run = match (&create, active) {
+    let active = runs.iter().find(|r| r.result.is_none());
+    status.active_run = match (&admitted.create, active) {
         (Some(new), _) => Some(new.name.clone()),
         (None, Some(a)) => Some(a.name.clone()),
         (None, None) => None,
@@ -493,8 +540,12 @@ pub fn decide(o: Observed<'_>) -> Decision {
     {
         status.last_successful_time = Some(t);
     }
+    next
+}
 
-    // History: the newest finished runs within the limits stay.
+/// Step 5: the finished runs beyond the history limits, oldest first out: the newest
+/// `successful` succeeded runs and the newest `failed` others stay.
+fn prune(history: &History, runs: &[RunView]) -> Vec<String> {
     let (mut ok, mut other) = (0, 0);
     let mut delete = vec![];
     let mut finished: Vec<&RunView> = runs.iter().filter(|r| r.result.is_some()).collect();
@@ -504,41 +555,21 @@ pub fn decide(o: Observed<'_>) -> Decision {
     });
     for r in finished {
         let (count, limit) = if r.result == Some(RunResult::Succeeded) {
-            (&mut ok, spec.history.successful)
+            (&mut ok, history.successful)
         } else {
-            (&mut other, spec.history.failed)
+            (&mut other, history.failed)
         };
         *count += 1;
         if *count > limit.max(0) {
             delete.push(r.name.clone());
         }
     }
-
-    let requeue_after = match next {
-        // A conflict ends when the other schedule goes, which wakes nothing here: look again
-        // every minute.
-        _ if o.conflict.is_some() => Duration::from_secs(60),
-        Some(t) if may_run && !spec.suspend => {
-            let secs = (t - now).num_seconds().clamp(1, 3600) as u64;
-            Duration::from_secs(secs)
-        }
-        _ => Duration::from_secs(3600),
-    };
-    Decision {
-        create,
-        adopt,
-        stop,
-        delete,
-        status,
-        notes,
-        requeue_after,
-    }
+    delete
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::schedule::History;
     use chrono::TimeZone;
 
     fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
@@ -626,7 +657,7 @@ mod tests {
         let s = spec(Some("0 2 * * *"));
         let d = decide(observe(&s, utc(2026, 5, 1, 1, 59)));
         assert!(d.create.is_none());
-        assert_eq!(d.requeue_after, Duration::from_secs(60));
+        assert_eq!(d.requeue, Requeue::At(Duration::from_secs(60)));
     }
 
     #[test]
@@ -881,7 +912,7 @@ mod tests {
         o.conflict = Some(why);
         let dec = decide(o);
         assert!(dec.create.is_none());
-        assert_eq!(dec.requeue_after, Duration::from_secs(60));
+        assert_eq!(dec.requeue, Requeue::Recheck(Duration::from_secs(60)));
         assert_eq!(condition(&dec, "Conflict").0, "True");
         assert_eq!(
             condition(&dec, "Ready"),

@@ -2,12 +2,12 @@
 //! start (or restart) its runner, stop it, or end the run; and the status the controller
 //! writes. The workers write their own parts of the status (`workers`, `tables`).
 
-use super::clock::{time, utc};
-use super::conditions;
-use super::schedule_decide::Note;
+use super::super::conditions;
+use super::super::note::Note;
 use crate::api::run::{
     MigrationRunSpec, MigrationRunStatus, RunProgress, RunResult, WorkerPhase, WorkerStatus,
 };
+use crate::clock::{time, utc};
 use chrono::{DateTime, Utc};
 
 /// What the run's reconciler knows about its schedule.

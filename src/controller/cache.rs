@@ -1,0 +1,298 @@
+//! The controller's view of the cluster: one watch per kind, held in memory, and the indexes
+//! that the reconcilers look things up by (a schedule's runs, the schedules on one database).
+//! A reconcile reads here and never lists: its cost does not grow with the number of objects
+//! around it.
+
+use crate::api::{MigrationRun, MigrationSchedule};
+use futures_util::{Stream, StreamExt};
+use kube::Resource;
+use kube::runtime::reflector::{self, Lookup, ObjectRef, ReflectHandle, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, PoisonError, RwLock};
+
+/// How a database URL names its database, for spotting two schedules on one database:
+/// scheme, host, port and database, without user or password; SQLite by file.
+pub fn database_identity(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) if u.scheme() == "sqlite" => {
+            format!("sqlite:{}{}", u.host_str().unwrap_or_default(), u.path())
+        }
+        Ok(u) => {
+            let scheme = match u.scheme() {
+                "postgresql" => "postgres",
+                "mariadb" => "mysql",
+                s => s,
+            };
+            let port = u.port().unwrap_or(match scheme {
+                "postgres" => 5432,
+                _ => 3306,
+            });
+            let host = u.host_str().unwrap_or("localhost").to_lowercase();
+            let host = if host == "127.0.0.1" || host == "::1" || host == "[::1]" {
+                "localhost".to_string()
+            } else {
+                host
+            };
+            format!("{scheme}://{host}:{port}{}", u.path())
+        }
+        Err(_) => url.to_string(),
+    }
+}
+
+/// The index keys of a schedule: its source database and its target database.
+pub fn database_keys(schedule: &MigrationSchedule) -> Vec<String> {
+    vec![
+        format!("source {}", database_identity(&schedule.spec.source.url)),
+        format!("target {}", database_identity(&schedule.spec.target.url)),
+    ]
+}
+
+/// The index key of the schedule `name` in `namespace`.
+pub fn schedule_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+/// The index key of a run: the schedule it belongs to.
+pub fn run_keys(run: &MigrationRun) -> Vec<String> {
+    vec![schedule_key(
+        run.metadata.namespace.as_deref().unwrap_or_default(),
+        &run.spec.schedule_ref.name,
+    )]
+}
+
+struct Keys<K: Lookup<DynamicType = ()>> {
+    of: HashMap<ObjectRef<K>, Vec<String>>,
+    by: HashMap<String, HashSet<ObjectRef<K>>>,
+}
+
+impl<K: Lookup<DynamicType = ()>> Default for Keys<K> {
+    fn default() -> Self {
+        Self {
+            of: HashMap::new(),
+            by: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Lookup<DynamicType = ()>> Keys<K> {
+    fn remove(&mut self, r: &ObjectRef<K>) {
+        for key in self.of.remove(r).unwrap_or_default() {
+            if let Some(set) = self.by.get_mut(&key) {
+                set.remove(r);
+                if set.is_empty() {
+                    self.by.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, r: ObjectRef<K>, keys: Vec<String>) {
+        self.remove(&r);
+        for key in &keys {
+            self.by.entry(key.clone()).or_default().insert(r.clone());
+        }
+        self.of.insert(r, keys);
+    }
+}
+
+struct IndexState<K: Lookup<DynamicType = ()>> {
+    live: Keys<K>,
+    /// Filled during a (re)list, and put live when it is complete.
+    building: Keys<K>,
+}
+
+/// A secondary index over a watched kind: objects by keys that a function computes from each,
+/// kept up to date from the same watch events as the store. The counterpart of an informer
+/// index (`MatchingFields` in controller-runtime).
+pub struct Index<K: Lookup<DynamicType = ()>> {
+    keys: fn(&K) -> Vec<String>,
+    state: Arc<RwLock<IndexState<K>>>,
+}
+
+impl<K: Lookup<DynamicType = ()>> Clone for Index<K> {
+    fn clone(&self) -> Self {
+        Self {
+            keys: self.keys,
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl<K: Resource<DynamicType = ()> + Lookup<DynamicType = ()>> Index<K> {
+    pub fn new(keys: fn(&K) -> Vec<String>) -> Self {
+        Self {
+            keys,
+            state: Arc::new(RwLock::new(IndexState {
+                live: Keys::default(),
+                building: Keys::default(),
+            })),
+        }
+    }
+
+    /// Takes in one watch event.
+    pub fn apply(&self, event: &watcher::Event<K>) {
+        // A panic while holding the lock leaves the maps whole: each update is one insert or
+        // remove, so a poisoned lock is still safe to use.
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        match event {
+            watcher::Event::Apply(obj) => state
+                .live
+                .insert(ObjectRef::from_obj(obj), (self.keys)(obj)),
+            watcher::Event::Delete(obj) => state.live.remove(&ObjectRef::from_obj(obj)),
+            watcher::Event::Init => state.building = Keys::default(),
+            watcher::Event::InitApply(obj) => state
+                .building
+                .insert(ObjectRef::from_obj(obj), (self.keys)(obj)),
+            watcher::Event::InitDone => {
+                let built = std::mem::take(&mut state.building);
+                state.live = built;
+            }
+        }
+    }
+
+    /// The objects with `key`.
+    pub fn get(&self, key: &str) -> Vec<ObjectRef<K>> {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        state
+            .live
+            .by
+            .get(key)
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// How many objects the index holds.
+    pub fn len(&self) -> usize {
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        state.live.of.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What the reconcilers read: the watched schedules and runs, and their indexes.
+#[derive(Clone)]
+pub struct Caches {
+    pub schedules: Store<MigrationSchedule>,
+    pub runs: Store<MigrationRun>,
+    pub runs_by_schedule: Index<MigrationRun>,
+    pub schedules_by_database: Index<MigrationSchedule>,
+}
+
+impl Caches {
+    /// The runs that name the schedule `name` in `namespace`.
+    pub fn runs_of(&self, namespace: &str, name: &str) -> Vec<Arc<MigrationRun>> {
+        self.runs_by_schedule
+            .get(&schedule_key(namespace, name))
+            .iter()
+            .filter_map(|r| self.runs.get(r))
+            .collect()
+    }
+
+    /// The schedule `name` in `namespace`, as last seen.
+    pub fn schedule(&self, namespace: &str, name: &str) -> Option<Arc<MigrationSchedule>> {
+        self.schedules.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// The other schedules, in every watched namespace, that use the source or the target
+    /// database of `schedule`.
+    pub fn sharing_a_database(&self, schedule: &MigrationSchedule) -> Vec<Arc<MigrationSchedule>> {
+        let me = ObjectRef::from_obj(schedule);
+        let mut refs: Vec<ObjectRef<MigrationSchedule>> = database_keys(schedule)
+            .iter()
+            .flat_map(|k| self.schedules_by_database.get(k))
+            .filter(|r| *r != me)
+            .collect();
+        refs.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        refs.dedup();
+        refs.iter().filter_map(|r| self.schedules.get(r)).collect()
+    }
+
+    /// Caches filled with `schedules` and `runs`, without a watch: for tests and tools.
+    pub fn of(schedules: Vec<MigrationSchedule>, runs: Vec<MigrationRun>) -> Self {
+        let (schedule_store, mut schedule_writer) = reflector::store();
+        let (run_store, mut run_writer) = reflector::store();
+        let caches = Caches {
+            schedules: schedule_store,
+            runs: run_store,
+            runs_by_schedule: Index::new(run_keys),
+            schedules_by_database: Index::new(database_keys),
+        };
+        for s in schedules {
+            let event = watcher::Event::Apply(s);
+            caches.schedules_by_database.apply(&event);
+            schedule_writer.apply_watcher_event(&event);
+        }
+        for r in runs {
+            let event = watcher::Event::Apply(r);
+            caches.runs_by_schedule.apply(&event);
+            run_writer.apply_watcher_event(&event);
+        }
+        caches
+    }
+}
+
+/// Drops what the controller never reads from a cached object, to keep the caches small:
+/// the managed fields of every object.
+pub fn slim_schedule(schedule: &mut MigrationSchedule) {
+    schedule.metadata.managed_fields = None;
+}
+
+/// As `slim_schedule`, and for a run that has ended, its per-table and per-worker entries: an
+/// ended run is never acted on again, and its schedule reads only its counts.
+pub fn slim_run(run: &mut MigrationRun) {
+    run.metadata.managed_fields = None;
+    if let Some(status) = run.status.as_mut()
+        && status.result.is_some()
+    {
+        status.tables = Vec::new();
+        status.workers = Vec::new();
+    }
+}
+
+/// One shared watch of a kind: the store it fills, a handle that wakes a controller for each
+/// object that changed, and the stream that must be polled to keep both going. `on_event`
+/// sees every event, after the index and before the store.
+pub fn watch<K>(
+    api: kube::Api<K>,
+    config: watcher::Config,
+    index: Index<K>,
+    slim: fn(&mut K),
+    mut on_event: impl FnMut(&watcher::Event<K>) + Send + 'static,
+) -> (Store<K>, ReflectHandle<K>, impl Stream<Item = ()> + Send)
+where
+    K: Resource<DynamicType = ()>
+        + Lookup<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store_shared(1024);
+    // A store made with store_shared always hands out subscribers.
+    let handle = writer
+        .subscribe()
+        .expect("store_shared makes a store that can be subscribed to");
+    let events = watcher(api, config)
+        .default_backoff()
+        .modify(slim)
+        .map(move |event| {
+            if let Ok(e) = &event {
+                index.apply(e);
+                on_event(e);
+            }
+            event
+        })
+        .reflect_shared(writer)
+        .map(|event| {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, "watch failed; it starts again after a pause");
+            }
+        });
+    (store, handle, events)
+}

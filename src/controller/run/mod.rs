@@ -1,0 +1,350 @@
+//! The MigrationRun reconciler: read the run's schedule (from the cache) and its runner,
+//! decide (`decide`), then act: start or stop the runner, write the controller's part of the
+//! status when it changed, and count the ended run in the metrics. A run that has ended is
+//! never looked at again.
+
+pub mod decide;
+
+use super::annotations::TRIGGER;
+use super::context::{Context, MANAGER};
+use super::error::Error;
+use crate::api::MigrationSchedule;
+use crate::api::run::MigrationRun;
+use crate::api::schedule::Runner;
+use crate::runner::WorkerSpec;
+use crate::runner::job;
+use decide::{RunAction, RunDecision, RunObserved, ScheduleFacts};
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tracing::instrument(skip_all, fields(run = %format!("{}/{}", run.namespace().unwrap_or_default(), run.name_any())))]
+pub async fn reconcile(run: Arc<MigrationRun>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Terminal: an ended run is never evaluated again, not after a restart either.
+    if run.status.as_ref().is_some_and(|s| s.result.is_some()) {
+        return Ok(Action::await_change());
+    }
+    let key = format!(
+        "MigrationRun/{}/{}",
+        run.namespace().unwrap_or_default(),
+        run.name_any()
+    );
+    ctx.measured(&key, async {
+        let read = read(&run, &ctx).await?;
+        let decision = decide::decide(RunObserved {
+            generation: run.metadata.generation,
+            spec: &run.spec,
+            status: run.status.clone().unwrap_or_default(),
+            trigger: run.annotations().get(TRIGGER).cloned(),
+            schedule: read.schedule.as_ref().map(|s| ScheduleFacts {
+                // The in-process runner is one worker.
+                workers: match s.spec.runtime.runner {
+                    Runner::InProcess => 1,
+                    Runner::Job => s.spec.runtime.workers,
+                },
+                backoff_limit: s.spec.runtime.backoff_limit,
+                disabled: s.spec.disabled,
+            }),
+            runner_alive: read.runner_alive,
+            now: chrono::Utc::now(),
+        });
+        act(&run, &ctx, read, decision).await
+    })
+    .await
+}
+
+/// What the read step found.
+struct Read {
+    schedule: Option<Arc<MigrationSchedule>>,
+    runner: Runner,
+    runner_alive: bool,
+}
+
+/// Read: the schedule from the cache (asked of the API server only when the cache does not
+/// have it yet: a run and its schedule applied together), and whether the runner is at work.
+async fn read(run: &MigrationRun, ctx: &Context) -> Result<Read, Error> {
+    let ns = run
+        .namespace()
+        .ok_or_else(|| Error::Invalid("a MigrationRun is namespaced".into()))?;
+    let name = run.name_any();
+    let schedule_name = &run.spec.schedule_ref.name;
+    let schedule = match ctx.caches.schedule(&ns, schedule_name) {
+        Some(s) => Some(s),
+        None => Api::<MigrationSchedule>::namespaced(ctx.client.clone(), &ns)
+            .get_opt(schedule_name)
+            .await
+            .map_err(|e| Error::Read(format!("MigrationSchedule {schedule_name}"), e))?
+            .map(Arc::new),
+    };
+    let attempt = run.status.as_ref().and_then(|s| s.attempts).unwrap_or(0);
+    let runner = schedule
+        .as_ref()
+        .map(|s| s.spec.runtime.runner)
+        .unwrap_or_default();
+    let runner_alive = match runner {
+        Runner::InProcess => ctx.inprocess.alive(
+            &format!("{ns}/{name}"),
+            &run.uid().unwrap_or_default(),
+            attempt,
+        ),
+        Runner::Job if attempt == 0 => false,
+        Runner::Job => {
+            let job_name = job::job_name(&name, attempt);
+            match Api::<Job>::namespaced(ctx.client.clone(), &ns)
+                .get_opt(&job_name)
+                .await
+                .map_err(|e| Error::Read(format!("Job {job_name}"), e))?
+            {
+                Some(j) => job::job_alive(j.status.as_ref(), chrono::Utc::now()),
+                None => false,
+            }
+        }
+    };
+    Ok(Read {
+        schedule,
+        runner,
+        runner_alive,
+    })
+}
+
+/// Act: the status first, so that a start is on record before the runner writes; then the
+/// runner; then the metrics and events of a run that ended.
+async fn act(
+    run: &MigrationRun,
+    ctx: &Context,
+    read: Read,
+    decision: RunDecision,
+) -> Result<Action, Error> {
+    let ns = run.namespace().unwrap_or_default();
+    let name = run.name_any();
+    let uid = run.uid().unwrap_or_default();
+    let mut current = run.status.clone().unwrap_or_default();
+    // The workers' parts are theirs; only the controller's part is compared.
+    current.workers.clear();
+    current.tables.clear();
+    if current != decision.status || run.status.is_none() {
+        let body = json!({
+            "apiVersion": MigrationRun::api_version(&()),
+            "kind": MigrationRun::kind(&()),
+            "status": decision.status,
+        });
+        Api::<MigrationRun>::namespaced(ctx.client.clone(), &ns)
+            .patch_status(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(body),
+            )
+            .await
+            .map_err(Error::Status)?;
+    }
+    match decision.action {
+        RunAction::Start { attempt } => match read.runner {
+            Runner::InProcess => ctx.inprocess.start(
+                ctx.client.clone(),
+                &uid,
+                WorkerSpec {
+                    namespace: ns.clone(),
+                    name: name.clone(),
+                    index: 0,
+                    count: 1,
+                    attempt,
+                },
+            ),
+            Runner::Job => {
+                if let Some(schedule) = &read.schedule {
+                    let account = std::env::var("CLOUDMIGRATE_WORKER_SERVICE_ACCOUNT")
+                        .unwrap_or_else(|_| job::DEFAULT_SERVICE_ACCOUNT.to_string());
+                    let j = job::job_for(run, schedule, attempt, &account);
+                    match Api::<Job>::namespaced(ctx.client.clone(), &ns)
+                        .create(&PostParams::default(), &j)
+                        .await
+                    {
+                        Ok(_) => {}
+                        // Created before a restart.
+                        Err(kube::Error::Api(e)) if e.code == 409 => {}
+                        Err(e) => {
+                            return Err(Error::Act(
+                                format!("creating Job {}", job::job_name(&name, attempt)),
+                                e,
+                            ));
+                        }
+                    }
+                }
+            }
+        },
+        // A Job's workers read spec.stop themselves.
+        RunAction::Stop => ctx.inprocess.stop(&format!("{ns}/{name}")),
+        RunAction::Nothing => {}
+    }
+    if let Some(result) = decision.finished {
+        count_ended(ctx, result, &decision);
+    }
+    ctx.publish(run, &decision.notes).await;
+    // A running run is looked at again now and then: a lost runner is noticed even when no
+    // status write wakes the reconciler.
+    Ok(if decision.status.result.is_some() {
+        Action::await_change()
+    } else {
+        Action::requeue(super::jitter::spread(Duration::from_secs(10), &(ns, name)))
+    })
+}
+
+/// Counts a run that ended, and its tables and rows, in the metrics.
+fn count_ended(ctx: &Context, result: crate::api::run::RunResult, decision: &RunDecision) {
+    use super::metrics::Metrics;
+    ctx.metrics
+        .runs
+        .get_or_create(&Metrics::result(&format!("{result:?}")))
+        .inc();
+    if let Some(p) = &decision.status.progress {
+        for (r, n) in [
+            ("Migrated", p.tables_migrated),
+            ("Warning", p.tables_with_warnings),
+            ("Failed", p.tables_failed),
+            ("Excluded", p.tables_excluded),
+        ] {
+            ctx.metrics
+                .tables
+                .get_or_create(&Metrics::result(r))
+                .inc_by(n.max(0) as u64);
+        }
+        ctx.metrics.rows.inc_by(p.rows_copied.max(0) as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The exact API calls of a run's first reconcile with the Job runner, against a mock.
+    use super::*;
+    use crate::fixtures::ApiServer;
+    use http::Method;
+
+    fn run() -> MigrationRun {
+        serde_json::from_value(json!({
+            "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationRun",
+            "metadata": {"name": "erp-1", "namespace": "shop", "uid": "r-1", "generation": 1,
+                         "annotations": {"cloudmigrate.io/trigger": "Scheduled"}},
+            "spec": {"scheduleRef": {"name": "erp"}, "type": "Full"}
+        }))
+        .unwrap()
+    }
+
+    fn schedule() -> MigrationSchedule {
+        serde_json::from_value(json!({
+            "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationSchedule",
+            "metadata": {"name": "erp", "namespace": "shop", "uid": "s-1"},
+            "spec": {"source": {"url": "postgres://erp.example/nav"},
+                     "target": {"url": "postgres://cloud.example/bc"},
+                     "runtime": {"runner": "Job", "workers": 2}}
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_new_job_run_records_its_start_then_creates_its_job() {
+        let (client, mut server) = ApiServer::new();
+        // The schedule is in the cache: no call reads it.
+        let ctx = Context::for_test(client, vec![schedule()], vec![]);
+        let task = tokio::spawn(reconcile(Arc::new(run()), ctx));
+
+        let call = server
+            .expect(
+                Method::PATCH,
+                "/apis/cloudmigrate.io/v1alpha1/namespaces/shop/migrationruns/erp-1/status?&force=true&fieldManager=cloudmigrate-controller",
+            )
+            .await;
+        let body = call.body.clone();
+        assert_eq!(body["kind"], "MigrationRun");
+        assert_eq!(body["status"]["attempts"], 1);
+        assert_eq!(body["status"]["trigger"], "Scheduled");
+        assert!(
+            body["status"].get("workers").is_none(),
+            "the workers' part is theirs"
+        );
+        assert!(
+            body["status"].get("tables").is_none(),
+            "the workers' part is theirs"
+        );
+        call.reply(
+            200,
+            json!({
+                "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationRun",
+                "metadata": {"name": "erp-1", "namespace": "shop"},
+                "spec": {"scheduleRef": {"name": "erp"}}, "status": body["status"].clone()
+            }),
+        );
+
+        let call = server
+            .expect(Method::POST, "/apis/batch/v1/namespaces/shop/jobs?")
+            .await;
+        let body = &call.body;
+        assert_eq!(body["metadata"]["name"], "erp-1-1");
+        assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "r-1");
+        assert_eq!(body["spec"]["completions"], 2);
+        assert_eq!(body["spec"]["completionMode"], "Indexed");
+        assert_eq!(
+            body["spec"]["template"]["spec"]["containers"][0]["args"][2],
+            "shop/erp-1"
+        );
+        call.echo(201);
+
+        let call = server
+            .expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/shop/events?",
+            )
+            .await;
+        assert_eq!(call.body["reason"], "RunStarted");
+        assert_eq!(call.body["type"], "Normal");
+        call.echo(201);
+
+        task.await.unwrap().unwrap();
+        server.assert_no_list();
+    }
+
+    #[tokio::test]
+    async fn a_run_whose_schedule_is_not_cached_yet_reads_it_once() {
+        let (client, mut server) = ApiServer::new();
+        let ctx = Context::for_test(client, vec![], vec![]);
+        let mut run = run();
+        run.spec.stop = true;
+        let run_copy = run.clone();
+        let task = tokio::spawn(reconcile(Arc::new(run), ctx));
+        let call = server
+            .expect(
+                Method::GET,
+                "/apis/cloudmigrate.io/v1alpha1/namespaces/shop/migrationschedules/erp",
+            )
+            .await;
+        call.reply(200, serde_json::to_value(schedule()).unwrap());
+        // Stopped before it started: the status says so, and nothing starts.
+        let call = server.next().await;
+        assert_eq!(call.method, Method::PATCH);
+        assert_eq!(call.body["status"]["result"], "Stopped");
+        let mut obj = serde_json::to_value(run_copy).unwrap();
+        obj["status"] = call.body["status"].clone();
+        call.reply(200, obj);
+        let call = server.next().await;
+        assert_eq!(call.method, Method::POST, "{}", call.uri);
+        assert!(call.uri.contains("/events"), "{}", call.uri);
+        call.echo(201);
+        assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
+    }
+
+    #[tokio::test]
+    async fn an_ended_run_makes_no_call() {
+        let (client, server) = ApiServer::new();
+        let ctx = Context::for_test(client, vec![schedule()], vec![]);
+        let mut run = run();
+        run.status = Some(serde_json::from_value(json!({"result": "Succeeded"})).unwrap());
+        assert_eq!(
+            reconcile(Arc::new(run), ctx).await.unwrap(),
+            Action::await_change()
+        );
+        assert!(server.seen.is_empty());
+    }
+}

@@ -1,0 +1,470 @@
+//! The MigrationSchedule reconciler: read the schedule's runs and the schedules that share
+//! its databases from the caches, decide (`decide`), then act: create, adopt, stop and prune
+//! runs, and write the status when it changed.
+
+pub mod decide;
+
+use super::annotations::{RUN_REQUEST, SCHEDULE_LABEL, SCHEDULED_TIME, TRIGGER};
+use super::context::{Context, MANAGER};
+use super::error::Error;
+use crate::api::run::{MigrationRun, MigrationRunSpec};
+use crate::api::{MigrationSchedule, common::ScheduleRef};
+use crate::clock::utc;
+use decide::{Counts, Decision, Observed, Requeue, RunView};
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What a run looks like to its schedule.
+pub fn run_view(run: &MigrationRun, schedule_uid: Option<&str>) -> RunView {
+    let status = run.status.clone().unwrap_or_default();
+    let p = status.progress.clone().unwrap_or_default();
+    RunView {
+        name: run.name_any(),
+        created: run.creation_timestamp().map(|t| utc(&t)),
+        run_type: run.spec.r#type,
+        run_request: run.annotations().get(RUN_REQUEST).cloned(),
+        result: status.result,
+        start_time: status.start_time,
+        completion_time: status.completion_time,
+        stop_requested: run.spec.stop,
+        owned: run
+            .owner_references()
+            .iter()
+            .any(|o| Some(o.uid.as_str()) == schedule_uid),
+        counts: Counts {
+            migrated: p.tables_migrated,
+            with_warnings: p.tables_with_warnings,
+            failed: p.tables_failed,
+            not_migrated: p.tables_excluded,
+        },
+    }
+}
+
+#[tracing::instrument(skip_all, fields(schedule = %format!("{}/{}", schedule.namespace().unwrap_or_default(), schedule.name_any())))]
+pub async fn reconcile(
+    schedule: Arc<MigrationSchedule>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let key = format!(
+        "MigrationSchedule/{}/{}",
+        schedule.namespace().unwrap_or_default(),
+        schedule.name_any()
+    );
+    ctx.measured(&key, async {
+        let observed = read(&schedule, &ctx)?;
+        let decision = decide::decide(observed.observed(&schedule));
+        act(&schedule, &ctx, decision).await
+    })
+    .await
+}
+
+/// What the read step found: the schedule's runs and its conflict, from the caches.
+struct Read {
+    runs: Vec<RunView>,
+    conflict: Option<String>,
+}
+
+impl Read {
+    fn observed<'a>(&self, schedule: &'a MigrationSchedule) -> Observed<'a> {
+        Observed {
+            name: schedule.meta().name.as_deref().unwrap_or_default(),
+            generation: schedule.metadata.generation,
+            created: created(schedule),
+            spec: &schedule.spec,
+            status: schedule.status.clone().unwrap_or_default(),
+            runs: self.runs.clone(),
+            conflict: self.conflict.clone(),
+            now: chrono::Utc::now(),
+        }
+    }
+}
+
+fn created(s: &MigrationSchedule) -> chrono::DateTime<chrono::Utc> {
+    s.creation_timestamp().map(|t| utc(&t)).unwrap_or_default()
+}
+
+/// Read: no API call; the caches hold the runs and the neighbours.
+fn read(schedule: &MigrationSchedule, ctx: &Context) -> Result<Read, Error> {
+    let ns = schedule
+        .namespace()
+        .ok_or_else(|| Error::Invalid("a MigrationSchedule is namespaced".into()))?;
+    let name = schedule.name_any();
+    let uid = schedule.uid();
+    let runs = ctx
+        .caches
+        .runs_of(&ns, &name)
+        .iter()
+        .map(|r| run_view(r, uid.as_deref()))
+        .collect();
+    let sharing = ctx.caches.sharing_a_database(schedule);
+    let qualified =
+        |s: &MigrationSchedule| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any());
+    let names: Vec<String> = sharing.iter().map(|s| qualified(s)).collect();
+    let conflict = decide::conflict(
+        (&qualified(schedule), created(schedule), &schedule.spec),
+        sharing
+            .iter()
+            .zip(&names)
+            .filter(|(o, _)| o.metadata.deletion_timestamp.is_none())
+            .map(|(o, n)| (n.as_str(), created(o), &o.spec)),
+    );
+    Ok(Read { runs, conflict })
+}
+
+/// The run to create, as an object.
+fn new_run(schedule: &MigrationSchedule, ns: &str, new: &decide::NewRun) -> MigrationRun {
+    let name = schedule.name_any();
+    let mut annotations = BTreeMap::new();
+    annotations.insert(TRIGGER.to_string(), new.trigger.to_string());
+    if let Some(t) = new.scheduled_time {
+        annotations.insert(SCHEDULED_TIME.to_string(), t.to_rfc3339());
+    }
+    if let Some(r) = &new.run_request {
+        annotations.insert(RUN_REQUEST.to_string(), r.clone());
+    }
+    let mut labels = BTreeMap::new();
+    if name.len() <= 63 {
+        labels.insert(SCHEDULE_LABEL.to_string(), name.clone());
+    }
+    MigrationRun {
+        metadata: ObjectMeta {
+            name: Some(new.name.clone()),
+            namespace: Some(ns.to_string()),
+            owner_references: schedule.controller_owner_ref(&()).map(|o| vec![o]),
+            annotations: Some(annotations),
+            labels: Some(labels),
+            ..Default::default()
+        },
+        spec: MigrationRunSpec {
+            schedule_ref: ScheduleRef { name },
+            r#type: Default::default(),
+            companies: vec![],
+            stop: false,
+        },
+        status: None,
+    }
+}
+
+/// Act: the writes the decision asks for, then the status if it changed.
+async fn act(
+    schedule: &MigrationSchedule,
+    ctx: &Context,
+    decision: Decision,
+) -> Result<Action, Error> {
+    let ns = schedule.namespace().unwrap_or_default();
+    let name = schedule.name_any();
+    let runs_api: Api<MigrationRun> = Api::namespaced(ctx.client.clone(), &ns);
+    if let Some(owner) = schedule.controller_owner_ref(&()) {
+        for run in &decision.adopt {
+            let patch = json!({"metadata": {"ownerReferences": [owner]}});
+            runs_api
+                .patch(run, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map_err(|e| Error::Act(format!("adopting MigrationRun {run}"), e))?;
+            tracing::info!(%run, "adopted a MigrationRun created by hand");
+        }
+    }
+    if let Some(run) = &decision.stop {
+        runs_api
+            .patch(
+                run,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"stop": true}})),
+            )
+            .await
+            .map_err(|e| Error::Act(format!("stopping MigrationRun {run}"), e))?;
+    }
+    if let Some(new) = &decision.create {
+        match runs_api
+            .create(&PostParams::default(), &new_run(schedule, &ns, new))
+            .await
+        {
+            Ok(_) => {}
+            // Made before a restart: adopted as it is.
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(Error::Act(format!("creating MigrationRun {}", new.name), e)),
+        }
+    }
+    for old in &decision.delete {
+        match runs_api.delete(old, &DeleteParams::background()).await {
+            Ok(_) => tracing::info!(run = %old, "pruned a run beyond the history limits"),
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(Error::Act(format!("deleting MigrationRun {old}"), e)),
+        }
+    }
+    // An unchanged status is not written again: a quiet schedule costs no API call.
+    if schedule.status.as_ref() != Some(&decision.status) {
+        let body = json!({
+            "apiVersion": MigrationSchedule::api_version(&()),
+            "kind": MigrationSchedule::kind(&()),
+            "status": decision.status,
+        });
+        Api::<MigrationSchedule>::namespaced(ctx.client.clone(), &ns)
+            .patch_status(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(body),
+            )
+            .await
+            .map_err(Error::Status)?;
+    }
+    ctx.publish(schedule, &decision.notes).await;
+    Ok(match decision.requeue {
+        Requeue::At(wait) => Action::requeue(wait),
+        Requeue::Recheck(wait) => Action::requeue(super::jitter::spread(wait, &(ns, name))),
+        Requeue::OnChange => Action::await_change(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    //! The exact API calls of a reconcile, against a tower-test mock of the API server.
+    use super::*;
+    use crate::fixtures::ApiServer;
+    use http::Method;
+
+    fn schedule(spec: serde_json::Value) -> MigrationSchedule {
+        serde_json::from_value(json!({
+            "apiVersion": "cloudmigrate.io/v1alpha1",
+            "kind": "MigrationSchedule",
+            "metadata": {"name": "erp", "namespace": "shop", "uid": "u-1", "generation": 3,
+                         "creationTimestamp": "2026-05-01T00:00:00Z"},
+            "spec": spec
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_run_request_creates_an_owned_run_then_acknowledges_it_without_a_list() {
+        let (client, mut server) = ApiServer::new();
+        let schedule = schedule(json!({
+            "source": {"url": "postgres://erp.example/nav"},
+            "target": {"url": "postgres://cloud.example/bc"},
+            "runRequest": "please",
+            "runtime": {"runner": "InProcess"}
+        }));
+        let ctx = Context::for_test(client, vec![schedule.clone()], vec![]);
+        let task = tokio::spawn(reconcile(Arc::new(schedule.clone()), ctx));
+
+        // The runs and the neighbours come from the caches: the first call is the new run.
+        let call = server
+            .expect(
+                Method::POST,
+                "/apis/cloudmigrate.io/v1alpha1/namespaces/shop/migrationruns?",
+            )
+            .await;
+        let body = &call.body;
+        let name = body["metadata"]["name"].as_str().unwrap().to_string();
+        assert!(name.starts_with("erp-"), "{name}");
+        assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "u-1");
+        assert_eq!(body["metadata"]["ownerReferences"][0]["controller"], true);
+        assert_eq!(body["metadata"]["annotations"][TRIGGER], "Manual");
+        assert_eq!(body["metadata"]["annotations"][RUN_REQUEST], "please");
+        assert_eq!(body["metadata"]["labels"][SCHEDULE_LABEL], "erp");
+        assert_eq!(body["spec"]["scheduleRef"]["name"], "erp");
+        call.echo(201);
+
+        let call = server
+            .expect(
+                Method::PATCH,
+                "/apis/cloudmigrate.io/v1alpha1/namespaces/shop/migrationschedules/erp/status?&force=true&fieldManager=cloudmigrate-controller",
+            )
+            .await;
+        let body = call.body.clone();
+        assert_eq!(body["apiVersion"], "cloudmigrate.io/v1alpha1");
+        assert_eq!(body["kind"], "MigrationSchedule");
+        assert_eq!(body["status"]["lastHandledRunRequest"], "please");
+        assert_eq!(body["status"]["activeRun"], name.as_str());
+        assert_eq!(body["status"]["observedGeneration"], 3);
+        let mut obj = serde_json::to_value(&schedule).unwrap();
+        obj["status"] = body["status"].clone();
+        call.reply(200, obj);
+
+        // The event of the new run.
+        let call = server
+            .expect(
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/shop/events?",
+            )
+            .await;
+        assert_eq!(call.body["reason"], "RunCreated");
+        assert_eq!(call.body["regarding"]["name"], "erp");
+        call.echo(201);
+
+        // No cron: nothing brings the schedule back but a change.
+        let action = task.await.unwrap().unwrap();
+        assert_eq!(action, Action::await_change());
+        server.assert_no_list();
+    }
+
+    #[tokio::test]
+    async fn a_quiet_schedule_makes_no_call_and_sleeps_until_its_due_time() {
+        let (client, server) = ApiServer::new();
+        let mut schedule = schedule(json!({
+            "source": {"url": "postgres://erp.example/nav"},
+            "target": {"url": "postgres://cloud.example/bc"},
+            "schedule": "0 2 * * *"
+        }));
+        // The status as the previous reconcile wrote it.
+        let now = chrono::Utc::now();
+        let observed = Read {
+            runs: vec![],
+            conflict: None,
+        };
+        // The first look at it starts today's run, if 02:00 has passed; the next one is quiet.
+        let mut o = observed.observed(&schedule);
+        o.now = now;
+        schedule.status = Some(decide::decide(o).status);
+        let mut o = observed.observed(&schedule);
+        o.now = now;
+        let decision = decide::decide(o);
+        let Requeue::At(due_in) = decision.requeue else {
+            panic!(
+                "a cron schedule wakes at its due time: {:?}",
+                decision.requeue
+            );
+        };
+        assert!(
+            due_in <= std::time::Duration::from_secs(24 * 3600),
+            "{due_in:?}"
+        );
+        schedule.status = Some(decision.status);
+        let ctx = Context::for_test(client, vec![schedule.clone()], vec![]);
+        let mut server = server;
+        let action = tokio::select! {
+            a = reconcile(Arc::new(schedule), ctx) => a.unwrap(),
+            call = server.next() => panic!("a quiet schedule called {} {}: {}", call.method, call.uri, call.body),
+        };
+        // The same wake-up, give or take the second that passed since.
+        let second = std::time::Duration::from_secs(1);
+        assert!(
+            [due_in - second, due_in, due_in + second]
+                .iter()
+                .any(|d| action == Action::requeue(*d)),
+            "{action:?} is not in {due_in:?}"
+        );
+        assert!(server.seen.is_empty(), "calls: {:?}", server.seen);
+    }
+
+    #[tokio::test]
+    async fn runs_beyond_the_history_limits_are_deleted() {
+        let (client, mut server) = ApiServer::new();
+        let schedule = schedule(json!({
+            "source": {"url": "postgres://erp.example/nav"},
+            "target": {"url": "postgres://cloud.example/bc"},
+            "history": {"successful": 1, "failed": 1}
+        }));
+        let run = |name: &str, result: &str, end: &str| -> MigrationRun {
+            serde_json::from_value(json!({
+                "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationRun",
+                "metadata": {"name": name, "namespace": "shop",
+                             "creationTimestamp": end,
+                             "ownerReferences": [{"apiVersion": "cloudmigrate.io/v1alpha1",
+                                 "kind": "MigrationSchedule", "name": "erp", "uid": "u-1",
+                                 "controller": true}]},
+                "spec": {"scheduleRef": {"name": "erp"}},
+                "status": {"result": result, "completionTime": end}
+            }))
+            .unwrap()
+        };
+        let runs = vec![
+            run("erp-1", "Succeeded", "2026-05-01T02:00:00Z"),
+            run("erp-2", "Failed", "2026-05-02T02:00:00Z"),
+            run("erp-3", "Succeeded", "2026-05-03T02:00:00Z"),
+            run("erp-4", "Stopped", "2026-05-04T02:00:00Z"),
+            // Another schedule's run, in the same namespace: not this one's to prune.
+            serde_json::from_value(json!({
+                "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationRun",
+                "metadata": {"name": "other-1", "namespace": "shop",
+                             "creationTimestamp": "2026-04-01T02:00:00Z"},
+                "spec": {"scheduleRef": {"name": "other"}},
+                "status": {"result": "Failed", "completionTime": "2026-04-01T02:00:00Z"}
+            }))
+            .unwrap(),
+        ];
+        let ctx = Context::for_test(client, vec![schedule.clone()], runs);
+        let task = tokio::spawn(reconcile(Arc::new(schedule.clone()), ctx));
+
+        // The older of each kind goes: erp-2 (failed side), erp-1 (successful side).
+        let mut deleted = vec![];
+        for _ in 0..2 {
+            let call = server.next().await;
+            assert_eq!(call.method, Method::DELETE);
+            deleted.push(call.uri.clone());
+            call.reply(
+                200,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+            );
+        }
+        deleted.sort();
+        assert_eq!(
+            deleted,
+            vec![
+                "/apis/cloudmigrate.io/v1alpha1/namespaces/shop/migrationruns/erp-1?",
+                "/apis/cloudmigrate.io/v1alpha1/namespaces/shop/migrationruns/erp-2?",
+            ]
+        );
+
+        let call = server.next().await;
+        assert_eq!(call.method, Method::PATCH);
+        assert!(
+            call.uri.contains("/migrationschedules/erp/status?"),
+            "{}",
+            call.uri
+        );
+        assert_eq!(call.body["status"]["lastRun"]["name"], "erp-4");
+        assert_eq!(
+            call.body["status"]["lastSuccessfulTime"],
+            "2026-05-03T02:00:00Z"
+        );
+        let mut obj = serde_json::to_value(&schedule).unwrap();
+        obj["status"] = call.body["status"].clone();
+        call.reply(200, obj);
+        task.await.unwrap().unwrap();
+        server.assert_no_list();
+    }
+
+    #[tokio::test]
+    async fn a_schedule_on_another_namespaces_database_is_in_conflict() {
+        let (client, mut server) = ApiServer::new();
+        let spec = json!({
+            "source": {"url": "postgres://erp.example/nav"},
+            "target": {"url": "postgres://cloud.example/bc"}
+        });
+        let mine = schedule(spec.clone());
+        let mut older: MigrationSchedule = schedule(spec);
+        older.metadata.namespace = Some("other-tenant".into());
+        older.metadata.uid = Some("u-0".into());
+        older.metadata.creation_timestamp = Some(crate::clock::time(
+            chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+                .unwrap()
+                .to_utc(),
+        ));
+        let ctx = Context::for_test(client, vec![mine.clone(), older], vec![]);
+        let task = tokio::spawn(reconcile(Arc::new(mine.clone()), ctx));
+        let call = server.next().await;
+        assert_eq!(call.method, Method::PATCH);
+        let conditions = call.body["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let conflict = conditions.iter().find(|c| c["type"] == "Conflict").unwrap();
+        assert_eq!(conflict["status"], "True");
+        let message = conflict["message"].as_str().unwrap();
+        assert!(message.contains("other-tenant/erp"), "{message}");
+        let mut obj = serde_json::to_value(&mine).unwrap();
+        obj["status"] = call.body["status"].clone();
+        call.reply(200, obj);
+        let action = task.await.unwrap().unwrap();
+        assert_ne!(
+            action,
+            Action::await_change(),
+            "a conflict is looked at again"
+        );
+        server.assert_no_list();
+    }
+}

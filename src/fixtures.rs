@@ -78,11 +78,13 @@ impl ApiServer {
             // A collection's path ends in its plural: .../namespaces/NS/PLURAL or
             // /apis/GROUP/VERSION/PLURAL.
             let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-            let collection = match segments.as_slice() {
-                ["apis", _, _, "namespaces", _, _] | ["api", _, "namespaces", _, _] => true,
-                ["apis", _, _, _] | ["api", _, _] => true,
-                _ => false,
-            };
+            let collection = matches!(
+                segments.as_slice(),
+                ["apis", _, _, "namespaces", _, _]
+                    | ["api", _, "namespaces", _, _]
+                    | ["apis", _, _, _]
+                    | ["api", _, _]
+            );
             assert!(
                 !(*method == Method::GET && collection),
                 "the reconcile listed a collection: {method} {uri}"

@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""The controller at scale, on the local API server: N MigrationSchedules in one namespace,
+each with its own SQLite source and target and a daily cron, and 10 finished runs kept per
+schedule. One `cloudmigrate controller --namespace bench` starts on them. For each N it
+reports:
+  - the time from the controller's start until every schedule shows status.nextRunTime;
+  - the controller's peak RSS;
+  - its CPU over the 30 s after that (idle CPU);
+  - the API requests per minute over those 30 s (from the API server's own counter).
+
+Usage: benches/controller_scale.py [N ...]        (default: 100 300 1000 3000)
+The API server is started afresh for each N (tests/apiserver/start.sh, built and cached by
+tests/apiserver/build.sh); the controller is the release build.
+"""
+import concurrent.futures
+import http.client
+import json
+import os
+import re
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHE = os.environ.get("CLOUDMIGRATE_CACHE", os.path.expanduser("~/.cache/cloudmigrate"))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(CACHE, "target"))
+BIN = os.path.join(TARGET, "release", "cloudmigrate")
+NS = "bench"
+RUNS_PER_SCHEDULE = 10
+IDLE_SECONDS = 30
+GROUP = "/apis/cloudmigrate.io/v1alpha1"
+
+
+class Api:
+    """A keep-alive HTTPS client per thread, authenticated by the test kubeconfig's cert."""
+
+    def __init__(self, state):
+        pki = os.path.join(state, "pki")
+        with open(os.path.join(state, "kubeconfig")) as f:
+            self.port = int(re.search(r"server: https://127\.0\.0\.1:(\d+)", f.read()).group(1))
+        self.ctx = ssl.create_default_context(cafile=os.path.join(pki, "ca.crt"))
+        self.ctx.load_cert_chain(os.path.join(pki, "admin.crt"), os.path.join(pki, "admin.key"))
+        self.local = threading.local()
+
+    def call(self, method, path, body=None, content_type="application/json"):
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=120)
+            self.local.conn = conn
+        data = None if body is None else json.dumps(body).encode()
+        conn.request(method, path, body=data, headers={"Content-Type": content_type})
+        resp = conn.getresponse()
+        text = resp.read()
+        if resp.status >= 300:
+            raise RuntimeError(f"{method} {path}: {resp.status} {text[:300]!r}")
+        return text
+
+    def json(self, method, path, body=None, content_type="application/json"):
+        return json.loads(self.call(method, path, body, content_type))
+
+
+def requests_total(api):
+    """The API server's count of requests served so far."""
+    text = api.call("GET", "/metrics").decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("apiserver_request_total{")
+    )
+
+
+def populate(api, state, n):
+    """N schedules, each with 10 finished, owned runs."""
+    files = os.path.join(state, "sqlite")
+    os.makedirs(files, exist_ok=True)
+
+    def schedule(i):
+        name = f"s{i:05d}"
+        obj = {
+            "apiVersion": "cloudmigrate.io/v1alpha1",
+            "kind": "MigrationSchedule",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {
+                "source": {"url": f"sqlite://{files}/{name}-source.db"},
+                "target": {"url": f"sqlite://{files}/{name}-target.db"},
+                "schedule": "0 2 * * *",
+                "runtime": {"runner": "InProcess"},
+            },
+        }
+        for side in ("source", "target"):
+            open(os.path.join(files, f"{name}-{side}.db"), "wb").close()
+        created = api.json("POST", f"{GROUP}/namespaces/{NS}/migrationschedules", obj)
+        uid = created["metadata"]["uid"]
+        for r in range(RUNS_PER_SCHEDULE):
+            run_name = f"{name}-202601{r + 1:02d}0200"
+            run = {
+                "apiVersion": "cloudmigrate.io/v1alpha1",
+                "kind": "MigrationRun",
+                "metadata": {
+                    "name": run_name,
+                    "namespace": NS,
+                    "labels": {"cloudmigrate.io/schedule": name},
+                    "ownerReferences": [{
+                        "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationSchedule",
+                        "name": name, "uid": uid, "controller": True,
+                    }],
+                },
+                "spec": {"scheduleRef": {"name": name}, "type": "Auto"},
+            }
+            api.call("POST", f"{GROUP}/namespaces/{NS}/migrationruns", run)
+            day = f"2026-01-{r + 1:02d}"
+            end = f"{day}T02:05:00Z"
+            status = {"status": {
+                "result": "Succeeded", "startTime": f"{day}T02:00:00Z",
+                "completionTime": end, "attempts": 1, "trigger": "Scheduled",
+                "progress": {"tables": "12/12", "tablesTotal": 12, "tablesDone": 12,
+                             "tablesMigrated": 10, "tablesExcluded": 2, "rowsCopied": 5000},
+            }}
+            api.call("PATCH", f"{GROUP}/namespaces/{NS}/migrationruns/{run_name}/status",
+                     status, "application/merge-patch+json")
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        list(pool.map(schedule, range(n)))
+
+
+def scheduled_count(api):
+    items = api.json("GET", f"{GROUP}/namespaces/{NS}/migrationschedules")["items"]
+    return sum(1 for s in items if (s.get("status") or {}).get("nextRunTime")), len(items)
+
+
+def proc_field(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return int(parts[11]) + int(parts[12])
+
+
+def measure(n):
+    state = tempfile.mkdtemp(prefix="cloudmigrate-scale-")
+    os.chmod(state, 0o755)
+    api_state = os.path.join(state, "api")
+    controller = None
+    try:
+        subprocess.run([os.path.join(REPO, "tests/apiserver/start.sh"), api_state], check=True,
+                       stdout=subprocess.DEVNULL)
+        env = dict(os.environ, KUBECONFIG=os.path.join(api_state, "kubeconfig"))
+        crds = subprocess.run([BIN, "crds"], check=True, capture_output=True).stdout
+        subprocess.run(["kubectl", "apply", "--server-side", "-f", "-"], input=crds, env=env,
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(["kubectl", "wait", "--for=condition=Established", "--timeout=60s",
+                        "crd", "--all"], env=env, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        api = Api(api_state)
+        t0 = time.time()
+        populate(api, state, n)
+        print(f"  {n} schedules and {n * RUNS_PER_SCHEDULE} runs created in "
+              f"{time.time() - t0:.0f} s", file=sys.stderr)
+
+        log = open(os.path.join(state, "controller.log"), "w")
+        started = time.time()
+        controller = subprocess.Popen(
+            [BIN, "controller", "--namespace", NS, "--listen", "127.0.0.1:0"],
+            env=dict(env, RUST_LOG="warn"), stdout=log, stderr=log)
+        done = 0
+        while True:
+            done, total = scheduled_count(api)
+            if done == n:
+                break
+            if controller.poll() is not None:
+                raise RuntimeError(f"the controller stopped; see {state}/controller.log")
+            if time.time() - started > 1800:
+                raise RuntimeError(f"only {done}/{total} scheduled after 30 minutes")
+            time.sleep(0.2)
+        until_scheduled = time.time() - started
+
+        # Idle: nothing is due (the cron fires at 02:00 UTC; the bench avoids that hour).
+        time.sleep(2)
+        before_requests = requests_total(api)
+        before_ticks = cpu_ticks(controller.pid)
+        time.sleep(IDLE_SECONDS)
+        after_ticks = cpu_ticks(controller.pid)
+        # The two /metrics reads themselves are requests: not counted.
+        requests = requests_total(api) - before_requests - 1
+        idle_cpu = (after_ticks - before_ticks) / os.sysconf("SC_CLK_TCK") / IDLE_SECONDS * 100
+        peak = proc_field(controller.pid, "VmHWM") / 1024
+        return until_scheduled, peak, idle_cpu, requests * 60 / IDLE_SECONDS
+    finally:
+        if controller is not None:
+            controller.kill()
+            controller.wait()
+        pids = os.path.join(api_state, "pids")
+        if os.path.exists(pids):
+            for pid in open(pids).read().split():
+                try:
+                    os.kill(int(pid), 9)
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.5)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def main():
+    sizes = [int(a) for a in sys.argv[1:]] or [100, 300, 1000, 3000]
+    if time.gmtime().tm_hour in (1, 2):
+        sys.exit("the schedules fire at 02:00 UTC: run this bench outside 01:00-03:00 UTC")
+    subprocess.run(["cargo", "build", "--release", "--locked", "-q"], cwd=REPO, check=True,
+                   env=dict(os.environ, CARGO_TARGET_DIR=TARGET))
+    rows = []
+    for n in sizes:
+        print(f"{n} schedules", file=sys.stderr)
+        rows.append((n, *measure(n)))
+    print()
+    print("| schedules | until all scheduled | controller peak RSS | idle CPU afterwards "
+          "| API requests per minute, idle |")
+    print("|---|---|---|---|---|")
+    for n, t, peak, cpu, rpm in rows:
+        print(f"| {n:,} | {t:.1f} s | {peak:.0f} MiB | {cpu:.2f}% of a core | {rpm:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -37,7 +37,13 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Kubectl {
         "KUBECONFIG is not set. Run the tests with tests/run.sh: it starts a local API server \
          and sets KUBECONFIG (or set KUBECONFIG to a real cluster yourself)."
     );
+    kubectl_at(&kubeconfig, args, stdin)
+}
+
+/// Runs kubectl against the cluster of `kubeconfig`.
+pub fn kubectl_at(kubeconfig: &str, args: &[&str], stdin: Option<&str>) -> Kubectl {
     let mut child = Command::new("kubectl")
+        .env("KUBECONFIG", kubeconfig)
         .args(args)
         .arg("--request-timeout=60s")
         .stdin(if stdin.is_some() {

@@ -8,4 +8,5 @@ mod api_server;
 mod controller;
 mod crds;
 mod examples;
+mod scale;
 mod validation;

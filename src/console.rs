@@ -68,7 +68,9 @@ fn result_cell(r: TableResult) -> Cell {
         TableResult::Migrated => Color::Green,
         TableResult::Warning => Color::Yellow,
         TableResult::Failed => Color::Red,
-        TableResult::Excluded | TableResult::NotStarted => Color::DarkGrey,
+        TableResult::Excluded | TableResult::NotStarted | TableResult::InProgress => {
+            Color::DarkGrey
+        }
     };
     Cell::new(r.as_str()).fg(color)
 }
@@ -78,7 +80,7 @@ pub fn results_table(report: &RunReport, only_problems: bool) -> String {
     let order = |r: TableResult| match r {
         TableResult::Migrated => 0,
         TableResult::Excluded => 1,
-        TableResult::NotStarted => 2,
+        TableResult::NotStarted | TableResult::InProgress => 2,
         TableResult::Warning => 2,
         TableResult::Failed => 3,
     };
@@ -128,10 +130,10 @@ pub fn results_table(report: &RunReport, only_problems: bool) -> String {
             )
         };
         let copy = match (t.mode, t.changes, &t.full_reason) {
-            (crate::engine::report::Mode::Incremental, Some((i, u, d)), _) => {
+            (crate::engine::report::CopyMode::Incremental, Some((i, u, d)), _) => {
                 format!("changes +{i} ~{u} -{d}")
             }
-            (crate::engine::report::Mode::Full, _, Some(reason)) => format!("full: {reason}"),
+            (crate::engine::report::CopyMode::Full, _, Some(reason)) => format!("full: {reason}"),
             _ => String::new(),
         };
         table.add_row(vec![

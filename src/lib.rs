@@ -5,6 +5,7 @@ pub mod api;
 pub mod clock;
 pub mod console;
 pub mod controller;
+pub mod convert;
 pub mod db;
 pub mod demo;
 pub mod engine;

@@ -47,8 +47,8 @@ enum Command {
         only_problems: bool,
         /// `auto`: only what changed, where change tracking allows; `full`: every table in full;
         /// `diagnostic`: write nothing, check both databases and report what a run would do.
-        #[arg(long = "type", value_enum, default_value_t = RunKind::Auto)]
-        run_type: RunKind,
+        #[arg(long = "type", default_value = "auto", value_parser = run_type_arg())]
+        run_type: engine::RunType,
     },
     /// Remove change tracking (its triggers and cloudmigrate_ct_* tables) from the source of a
     /// MigrationSchedule manifest, leaving the source as it was.
@@ -130,22 +130,12 @@ enum RunsCommand {
     },
 }
 
-/// The run types of the command line.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum RunKind {
-    Auto,
-    Full,
-    Diagnostic,
-}
-
-impl From<RunKind> for engine::RunType {
-    fn from(k: RunKind) -> Self {
-        match k {
-            RunKind::Auto => engine::RunType::Auto,
-            RunKind::Full => engine::RunType::Full,
-            RunKind::Diagnostic => engine::RunType::Diagnostic,
-        }
-    }
+/// `--type`: one of the run types, by its lower-case name.
+fn run_type_arg() -> impl clap::builder::TypedValueParser<Value = engine::RunType> {
+    use clap::builder::TypedValueParser;
+    // The possible values are checked first, and each of them parses.
+    clap::builder::PossibleValuesParser::new(["auto", "full", "diagnostic"])
+        .map(|s| s.parse::<engine::RunType>().unwrap_or_default())
 }
 
 /// Exit codes: 0 every table migrated (perhaps with warnings), 1 some table failed, 2 the run
@@ -255,15 +245,8 @@ fn main() -> ExitCode {
                 env: "CLOUDMIGRATE_TARGET_PASSWORD".into(),
                 file: target_password_file,
             };
-            runtime().and_then(|rt| {
-                rt.block_on(run_file(
-                    file,
-                    source,
-                    target,
-                    only_problems,
-                    run_type.into(),
-                ))
-            })
+            runtime()
+                .and_then(|rt| rt.block_on(run_file(file, source, target, only_problems, run_type)))
         }
     };
     match result {

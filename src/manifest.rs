@@ -123,7 +123,7 @@ pub fn run_config(
         source_password.read("source", spec.source.password_secret_ref.as_ref())?,
         target_password.read("target", spec.target.password_secret_ref.as_ref())?,
     );
-    Ok(crate::runner::engine_config(
+    Ok(crate::convert::engine_config(
         spec,
         manifest.companies.clone(),
         passwords,

@@ -77,6 +77,31 @@ pub enum RunType {
     Diagnostic,
 }
 
+impl RunType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunType::Auto => "Auto",
+            RunType::Full => "Full",
+            RunType::Diagnostic => "Diagnostic",
+        }
+    }
+}
+
+impl std::str::FromStr for RunType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(RunType::Auto),
+            "full" => Ok(RunType::Full),
+            "diagnostic" => Ok(RunType::Diagnostic),
+            _ => Err(format!(
+                "{s:?} is not a run type: use auto, full or diagnostic"
+            )),
+        }
+    }
+}
+
 /// How a run ended.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum RunResult {
@@ -91,7 +116,7 @@ pub enum RunResult {
 }
 
 /// The state of one table in a run.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub enum TableResult {
     /// Not begun yet.
     NotStarted,
@@ -107,8 +132,21 @@ pub enum TableResult {
     Excluded,
 }
 
+impl TableResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableResult::NotStarted => "NotStarted",
+            TableResult::InProgress => "InProgress",
+            TableResult::Migrated => "Migrated",
+            TableResult::Warning => "Warning",
+            TableResult::Failed => "Failed",
+            TableResult::Excluded => "Excluded",
+        }
+    }
+}
+
 /// How a table was copied.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub enum CopyMode {
     /// Only the rows change tracking reported as changed.
     Incremental,
@@ -116,6 +154,16 @@ pub enum CopyMode {
     Full,
     /// Nothing copied (diagnostic run, or the table was excluded).
     None,
+}
+
+impl CopyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CopyMode::Full => "Full",
+            CopyMode::Incremental => "Incremental",
+            CopyMode::None => "None",
+        }
+    }
 }
 
 /// What the controller and the workers observed of a run.

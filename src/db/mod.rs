@@ -754,6 +754,70 @@ impl<'a> InsertBatches<'a> {
     }
 }
 
+/// How a dialect that loads by INSERTs binds values: one value into a statement's arguments,
+/// and a statement's parameters as its arguments.
+pub(crate) struct Binder<DB: sqlx::Database> {
+    pub bind: fn(&mut DB::Arguments, &Value, Kind) -> Result<(), DbError>,
+    pub arguments: fn(&[Value]) -> Result<DB::Arguments, DbError>,
+}
+
+/// A load by multi-row INSERTs (MySQL, SQLite), in the transaction `tx`: the old rows go
+/// (DELETE, not TRUNCATE: TRUNCATE would commit on its own, and the old rows must survive a
+/// failed load), the new ones go in, the replication state is written, and one commit makes
+/// it all visible at once.
+pub(crate) async fn load_by_inserts<DB>(
+    mut tx: sqlx::Transaction<'_, DB>,
+    dialect: Dialect,
+    max_params: usize,
+    spec: &LoadSpec,
+    mut input: tokio::sync::mpsc::Receiver<Chunk>,
+    finish: &Finish<'_>,
+    binder: Binder<DB>,
+) -> Result<LoadStats, DbError>
+where
+    DB: sqlx::Database,
+    DB::Arguments: Default + sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    use sqlx::AssertSqlSafe;
+    for (sql, params) in clear_statements(dialect, spec) {
+        sqlx::query_with(AssertSqlSafe(sql), (binder.arguments)(&params)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| DbError::sql("clearing the cloud rows", e))?;
+    }
+    let mut batches = InsertBatches::new(dialect, spec, max_params);
+    while let Some(rows) = batches.next_rows(&mut input).await? {
+        for group in rows.chunks(batches.per_insert) {
+            let sql = batches.insert_for(group)?;
+            let mut args = DB::Arguments::default();
+            for row in group {
+                for (v, c) in row.iter().zip(&spec.columns) {
+                    (binder.bind)(&mut args, v, c.kind)?;
+                }
+            }
+            sqlx::query_with(AssertSqlSafe(sql), args)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| DbError::sql("loading", e))?;
+        }
+    }
+    let stats = batches.stats;
+    for stmt in finish(&stats) {
+        sqlx::query_with(
+            AssertSqlSafe(stmt.sql.clone()),
+            (binder.arguments)(&stmt.params)?,
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| DbError::sql("recording the replication state", e))?;
+    }
+    tx.commit()
+        .await
+        .map_err(|e| DbError::sql("committing", e))?;
+    Ok(stats)
+}
+
 /// The SQL of a multi-row INSERT with `rows` rows of `columns` placeholders.
 pub(crate) fn insert_sql(dialect: Dialect, spec: &LoadSpec, rows: usize) -> String {
     let cols: Vec<String> = spec

@@ -323,51 +323,25 @@ pub async fn read_table(
     Ok(rows_read)
 }
 
+/// Loads one table by batched INSERTs in one transaction (`super::load_by_inserts`).
 pub async fn load_table(
     pool: &SqlitePool,
     spec: &LoadSpec,
-    mut input: mpsc::Receiver<Chunk>,
+    input: mpsc::Receiver<Chunk>,
     finish: &Finish<'_>,
 ) -> Result<LoadStats, DbError> {
-    let mut conn = pool
-        .acquire()
-        .await
-        .map_err(|e| DbError::sql("acquiring a connection", e))?;
-    let mut tx = conn
+    let tx = pool
         .begin()
         .await
         .map_err(|e| DbError::sql("starting the load transaction", e))?;
-    for (sql, params) in super::clear_statements(Q, spec) {
-        sqlx::query_with(AssertSqlSafe(sql), arguments(&params)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| DbError::sql("clearing the cloud rows", e))?;
-    }
-    let mut batches = super::InsertBatches::new(Q, spec, MAX_PARAMS);
-    while let Some(rows) = batches.next_rows(&mut input).await? {
-        for group in rows.chunks(batches.per_insert) {
-            let sql = batches.insert_for(group)?;
-            let mut args = SqliteArguments::default();
-            for row in group {
-                for (v, c) in row.iter().zip(&spec.columns) {
-                    bind(&mut args, v, c.kind)?;
-                }
-            }
-            sqlx::query_with(AssertSqlSafe(sql), args)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| DbError::sql("loading", e))?;
-        }
-    }
-    let stats = batches.stats;
-    for stmt in finish(&stats) {
-        sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(&stmt.params)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| DbError::sql("recording the replication state", e))?;
-    }
-    tx.commit()
-        .await
-        .map_err(|e| DbError::sql("committing", e))?;
-    Ok(stats)
+    super::load_by_inserts(
+        tx,
+        Q,
+        MAX_PARAMS,
+        spec,
+        input,
+        finish,
+        super::Binder { bind, arguments },
+    )
+    .await
 }

@@ -3,8 +3,9 @@
 //! result.
 
 use super::plan::PlannedTable;
-use super::report::{Mode, TableReport, TableResult};
+use super::report::{CopyMode, TableReport, TableResult};
 use super::state;
+use super::state::TableState;
 use super::tracking::{self, Changes, Clock};
 use crate::db::{
     CHANNEL_CHUNKS, Database, DbError, Dialect, KeyFilter, LoadColumn, LoadSpec, LoadStats,
@@ -42,13 +43,6 @@ pub struct CopyContext {
     pub force_full: bool,
     /// Write nothing: report what a run would do.
     pub diagnostic: bool,
-}
-
-/// What the target recorded of a table: its watermark and its schema fingerprint.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TableState {
-    pub ct_version: Option<i64>,
-    pub schema_hash: String,
 }
 
 /// How one table is copied this run.
@@ -109,7 +103,7 @@ pub(crate) fn report(t: &PlannedTable, result: TableResult, started: Instant) ->
         table: t.source.display_name(),
         source_name: t.source.def.name.clone(),
         result,
-        mode: Mode::None,
+        mode: CopyMode::None,
         full_reason: None,
         rows: 0,
         changes: None,
@@ -316,11 +310,11 @@ pub async fn copy_table(
     let mut done = report(t, TableResult::Migrated, started);
     match &decision {
         Decision::Full(reason) => {
-            done.mode = Mode::Full;
+            done.mode = CopyMode::Full;
             done.full_reason = Some((*reason).into());
         }
         Decision::Incremental(c) => {
-            done.mode = Mode::Incremental;
+            done.mode = CopyMode::Incremental;
             done.changes = Some((c.inserted, c.updated, c.deleted));
         }
     }

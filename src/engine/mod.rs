@@ -1,7 +1,19 @@
 //! The replication engine: reads the source's catalog, plans the run, copies each table into
 //! the target and reports per table. Knows SQL, knows nothing of Kubernetes.
+//!
+//! A run (`run`) goes through these phases, in order:
+//! 1. `connect`: a pool on each database, sized to the run's parallelism;
+//! 2. `prepare`: the catalog and the plan on the source side, and at the same time the
+//!    replication state, the run's start and the tables on the target side;
+//! 3. `claims::claim_share`: workers sharing a run claim their tables in the target;
+//! 4. `change_tracking`: triggers where they are missing, and the run's version;
+//! 5. the snapshot the tables are read in, and `changed_tables`: which have changes at all;
+//! 6. `copy_tables`: every table of this worker, biggest first, each in its own transaction
+//!    with its watermark and log line (`copy`);
+//! 7. `finish`: the log lines of tables that did not load, and the run's end in the target.
 
 pub mod catalog;
+pub mod claims;
 pub mod copy;
 pub mod plan;
 pub mod report;
@@ -12,7 +24,7 @@ use crate::db::{ConnectSpec, Database, DbError, Dialect, ReadProgress};
 use catalog::Catalog;
 use futures_util::StreamExt;
 use plan::{PlanError, PlanOptions};
-use report::{Mode, RunReport, TableReport, TableResult};
+use report::{CopyMode, RunReport, TableReport, TableResult};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,10 +49,6 @@ pub struct RunConfig {
     /// claimed by one worker in the target (`state::claim`). None: one worker copies all.
     pub share: Option<(usize, usize)>,
 }
-
-/// How long a worker of a shared run waits for the others to claim their shares before it
-/// takes every table still unclaimed.
-const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A flag that stops a run between tables. Clones share the flag.
 #[derive(Clone, Debug, Default)]
@@ -77,28 +85,7 @@ pub fn share_of<T>(tables: Vec<T>, size: impl Fn(&T) -> u64, index: usize, count
     mine
 }
 
-/// The kind of a run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum RunType {
-    /// Incremental where change tracking allows, full elsewhere.
-    #[default]
-    Auto,
-    /// Every table in full.
-    Full,
-    /// Nothing written anywhere: connections, schemas and change tracking are checked, and each
-    /// table reports what a run would do.
-    Diagnostic,
-}
-
-impl RunType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunType::Auto => "Auto",
-            RunType::Full => "Full",
-            RunType::Diagnostic => "Diagnostic",
-        }
-    }
-}
+pub use crate::api::run::RunType;
 
 /// Problems that stop a run before any table is copied.
 #[derive(Debug, thiserror::Error)]
@@ -304,13 +291,68 @@ async fn copy_and_report(
     r
 }
 
-/// Runs one migration from source to target.
+/// Runs one migration from source to target, phase by phase (see the module doc).
 pub async fn run(
     config: &RunConfig,
     observer: &dyn Observer,
     progress: Arc<ReadProgress>,
 ) -> Result<RunReport, EngineError> {
     let started = Instant::now();
+    let (source, target) = connect(config).await?;
+    tracing::info!(ms = started.elapsed().as_millis() as u64, "connected");
+    let prepared = prepare(config, &source, &target, started).await?;
+    let owned = claims::claim_share(config, &target, &prepared.plan)
+        .await
+        .map_err(EngineError::Target)?;
+    let tracking = change_tracking(config, &source, &prepared, owned.as_ref()).await;
+    tracing::info!(
+        ms = started.elapsed().as_millis() as u64,
+        "change tracking ready"
+    );
+    let diagnostic = config.run_type == RunType::Diagnostic;
+    let snapshot = if diagnostic {
+        None
+    } else {
+        source
+            .export_snapshot()
+            .await
+            .map_err(EngineError::Source)?
+    };
+    let changed = changed_tables(config, &source, &prepared, &tracking).await;
+    let Prepared {
+        plan,
+        target_tables,
+        target_state,
+        ..
+    } = prepared;
+    let ctx = copy::CopyContext {
+        source: source.clone(),
+        target: target.clone(),
+        target_tables,
+        create_missing_tables: config.create_missing_tables,
+        run_id: config.run_id.clone(),
+        snapshot: snapshot.as_ref().map(|s| s.id.clone()),
+        tracking: tracking.clock,
+        tracked: tracking.tracked,
+        enable_errors: tracking.enable_errors,
+        recreated: tracking.recreated,
+        changed,
+        target_state,
+        force_full: config.run_type == RunType::Full,
+        diagnostic,
+    };
+    let (skipped, copied) =
+        copy_tables(config, &ctx, &plan, owned.as_ref(), observer, progress).await;
+    drop(snapshot);
+    tracing::info!(ms = started.elapsed().as_millis() as u64, "tables done");
+    let report = finish(config, &target, skipped, copied, started).await;
+    source.close().await;
+    target.close().await;
+    report
+}
+
+/// Phase 1: connect to both databases at once, with a pool each sized to the run.
+async fn connect(config: &RunConfig) -> Result<(Database, Database), EngineError> {
     let parallelism = config.parallelism.max(1);
     let mut source_spec = config.source.clone();
     source_spec.max_connections = parallelism as u32 + 2;
@@ -321,17 +363,39 @@ pub async fn run(
         Database::connect(&source_spec),
         Database::connect(&target_spec)
     );
-    let source = source.map_err(EngineError::Source)?;
-    let target = target.map_err(EngineError::Target)?;
-    tracing::info!(run = %config.run_id, ms = started.elapsed().as_millis() as u64, "connected");
+    Ok((
+        source.map_err(EngineError::Source)?,
+        target.map_err(EngineError::Target)?,
+    ))
+}
 
-    // The source side (catalog, plan, change tracking) and the target side (replication state,
-    // tables) are independent until the copies start: both go at once.
+/// What phase 2 found on both sides.
+struct Prepared {
+    plan: plan::Plan,
+    /// Change tracking that was in place already, ready for this run; None: still to do.
+    ready_tracking: Option<TrackingState>,
+    target_tables: HashMap<String, crate::db::TableDef>,
+    target_state: HashMap<String, state::TableState>,
+}
+
+/// Phase 2: the source side (catalog, plan, change tracking already in place) and the target
+/// side (replication state, the run's start, the target's tables) at once: they are
+/// independent until the copies start.
+async fn prepare(
+    config: &RunConfig,
+    source: &Database,
+    target: &Database,
+    started: Instant,
+) -> Result<Prepared, EngineError> {
     let diagnostic = config.run_type == RunType::Diagnostic;
     let shared = config.share.is_some_and(|(_, count)| count > 1);
     let source_side = async {
-        let catalog = Catalog::read(&source).await.map_err(EngineError::Source)?;
-        tracing::info!(run = %config.run_id, ms = started.elapsed().as_millis() as u64, tables = catalog.tables.len(), "catalog read");
+        let catalog = Catalog::read(source).await.map_err(EngineError::Source)?;
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            tables = catalog.tables.len(),
+            "catalog read"
+        );
         let mut options = config.plan.clone();
         options.target = Some(target.dialect());
         let plan = plan::plan(&catalog, &options)?;
@@ -340,22 +404,22 @@ pub async fn run(
         // cannot use its target leaves no trigger behind; workers sharing a run wait for their
         // claims.
         let tracking = if diagnostic {
-            let (clock, tracked) = tracking::peek(&source).await;
+            let (clock, tracked) = tracking::peek(source).await;
             Some(TrackingState::new(clock, tracked))
         } else if shared {
             None
         } else {
-            prepare_tracking(&source, &plan, None, config.retention, false).await
+            prepare_tracking(source, &plan, None, config.retention, false).await
         };
         Ok::<_, EngineError>((plan, tracking))
     };
     let target_side = async {
         let bookkeeping = async {
             if !diagnostic {
-                with_retries(|| state::ensure(&target)).await?;
-                state::start_run(&target, &config.run_id, config.run_type.as_str(), shared).await?;
+                with_retries(|| state::ensure(target)).await?;
+                state::start_run(target, &config.run_id, config.run_type.as_str(), shared).await?;
             }
-            match state::read_table_states(&target).await {
+            match state::read_table_states(target).await {
                 Ok(s) => Ok(s),
                 // A diagnostic run may meet a target that no run has written to yet.
                 Err(_) if diagnostic => Ok(HashMap::new()),
@@ -368,114 +432,91 @@ pub async fn run(
     };
     let (source_side, target_side) = tokio::join!(source_side, target_side);
     let (target_tables, target_state) = target_side.map_err(EngineError::Target)?;
-    let (plan, ready_tracking) = match source_side {
-        Ok(s) => s,
+    match source_side {
+        Ok((plan, ready_tracking)) => Ok(Prepared {
+            plan,
+            ready_tracking,
+            target_tables,
+            target_state,
+        }),
         Err(e) => {
             // The run was recorded as started in the target: record that it ended.
             if !diagnostic {
-                let _ = state::finish_run(&target, &config.run_id, "Failed").await;
+                let _ = state::finish_run(target, &config.run_id, "Failed").await;
             }
-            return Err(e);
+            Err(e)
         }
-    };
-    // Workers sharing a run: each claims its preferred share, then every table still
-    // unclaimed, and copies what it owns. Each table has exactly one owner, even when the
-    // workers' catalogs saw slightly different sizes.
-    let owned = match config.share {
-        Some((index, count)) if count > 1 && !diagnostic => {
-            let sorted = tables_to_copy(&plan, None);
-            let all: Vec<&str> = sorted.iter().map(|t| t.source.def.name.as_str()).collect();
-            let mine: Vec<&str> = share_of(
-                sorted.clone(),
-                |t| t.source.def.est_bytes.max(0) as u64,
-                index,
-                count,
+    }
+}
+
+/// Phase 4: change tracking: the log and the clock, then triggers on every table that lacks
+/// them, then the run's version, and only then (phase 5) the snapshot the tables are read in.
+/// In this order nothing that changes during the run can be missed.
+async fn change_tracking(
+    config: &RunConfig,
+    source: &Database,
+    prepared: &Prepared,
+    owned: Option<&std::collections::HashSet<String>>,
+) -> TrackingState {
+    if let Some(st) = &prepared.ready_tracking {
+        return TrackingState {
+            clock: st.clock.clone(),
+            tracked: st.tracked.clone(),
+            enable_errors: st.enable_errors.clone(),
+            recreated: st.recreated.clone(),
+        };
+    }
+    // Allowed to install, prepare_tracking always answers; were it not to, the tables go in
+    // full, as without change tracking.
+    prepare_tracking(source, &prepared.plan, owned, config.retention, true)
+        .await
+        .unwrap_or_else(|| {
+            TrackingState::new(
+                Err("change tracking could not be prepared on the source".into()),
+                HashMap::new(),
             )
-            .into_iter()
-            .map(|t| t.source.def.name.as_str())
-            .collect();
-            // A marker row says this worker has made its claims, even with an empty share.
-            let marker = format!("#worker-{index}");
-            let claimed = async {
-                state::claim(&target, &config.run_id, index, &mine).await?;
-                state::claim(&target, &config.run_id, index, &[marker.as_str()]).await?;
-                // Wait a little for the others, so that a worker that starts first does not
-                // take every table; one that never comes leaves its tables to the rest.
-                let waited = Instant::now();
-                while state::claimants(&target, &config.run_id).await? < count
-                    && waited.elapsed() < CLAIM_WAIT
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-                state::claim(&target, &config.run_id, index, &all).await?;
-                state::claimed(&target, &config.run_id, index).await
-            };
-            Some(claimed.await.map_err(EngineError::Target)?)
-        }
-        _ => None,
-    };
-    // Change tracking: the log and the clock, then triggers on every table that lacks them,
-    // then the run's version, and only then the snapshot the tables are read in. In this order
-    // nothing that changes during the run can be missed.
-    let tracking_state = match ready_tracking {
-        Some(st) => st,
-        // Allowed to install, prepare_tracking always answers; were it not to, the tables go
-        // in full, as without change tracking.
-        None => prepare_tracking(&source, &plan, owned.as_ref(), config.retention, true)
-            .await
-            .unwrap_or_else(|| {
-                TrackingState::new(
-                    Err("change tracking could not be prepared on the source".into()),
-                    HashMap::new(),
-                )
-            }),
-    };
-    tracing::info!(run = %config.run_id, ms = started.elapsed().as_millis() as u64, "change tracking ready");
-    let snapshot = if diagnostic {
-        None
-    } else {
-        source
-            .export_snapshot()
-            .await
-            .map_err(EngineError::Source)?
-    };
-    // One query finds the tables with change records since the lowest watermark among this
-    // run's tables; the others have nothing to read. Not on MySQL and MariaDB: under a
-    // case-insensitive collation DISTINCT would return one of two names that differ only in
-    // case, and the other table would miss its changes.
-    let changed = match (&tracking_state.clock, config.run_type) {
+        })
+}
+
+/// Phase 5, after the snapshot: one query finds the tables with change records since the
+/// lowest watermark among this run's tables; the others have nothing to read. Not on MySQL and
+/// MariaDB: under a case-insensitive collation DISTINCT would return one of two names that
+/// differ only in case, and the other table would miss its changes.
+async fn changed_tables(
+    config: &RunConfig,
+    source: &Database,
+    prepared: &Prepared,
+    tracking: &TrackingState,
+) -> Option<std::collections::HashSet<String>> {
+    match (&tracking.clock, config.run_type) {
         (Ok(_), RunType::Auto | RunType::Diagnostic) if source.dialect() != Dialect::MySql => {
-            let lowest = plan
+            let lowest = prepared
+                .plan
                 .to_copy()
-                .filter_map(|t| target_state.get(&t.source.def.name))
+                .filter_map(|t| prepared.target_state.get(&t.source.def.name))
                 .filter_map(|s| s.ct_version)
                 .min();
             match lowest {
-                Some(v) => tracking::changed_tables(&source, v).await.ok(),
+                Some(v) => tracking::changed_tables(source, v).await.ok(),
                 None => None,
             }
         }
         _ => None,
-    };
-    let ctx = copy::CopyContext {
-        source: source.clone(),
-        target: target.clone(),
-        target_tables,
-        create_missing_tables: config.create_missing_tables,
-        run_id: config.run_id.clone(),
-        snapshot: snapshot.as_ref().map(|s| s.id.clone()),
-        tracking: tracking_state.clock,
-        tracked: tracking_state.tracked,
-        enable_errors: tracking_state.enable_errors,
-        recreated: tracking_state.recreated,
-        changed,
-        target_state,
-        force_full: config.run_type == RunType::Full,
-        diagnostic,
-    };
+    }
+}
 
-    let mut reports = Vec::with_capacity(plan.tables.len());
-    // With the tables shared among workers, the first one reports those that are not copied.
+/// Phase 6: the tables that are not copied are reported (by the first worker of a shared
+/// run), then the tables to copy go, biggest first, `parallelism` at once. Returns the two
+/// lists of reports.
+async fn copy_tables(
+    config: &RunConfig,
+    ctx: &copy::CopyContext,
+    plan: &plan::Plan,
+    owned: Option<&std::collections::HashSet<String>>,
+    observer: &dyn Observer,
+    progress: Arc<ReadProgress>,
+) -> (Vec<TableReport>, Vec<TableReport>) {
+    let mut skipped = Vec::with_capacity(plan.tables.len());
     let reports_skipped = config.share.is_none_or(|(index, _)| index == 0);
     for (t, skip) in plan
         .tables
@@ -498,10 +539,10 @@ pub async fn run(
             }),
         );
         observer.table_done(&r);
-        reports.push(r);
+        skipped.push(r);
     }
     // Biggest tables first, so that the last minutes are not spent on one large table alone.
-    let to_copy = tables_to_copy(&plan, owned.as_ref());
+    let to_copy = tables_to_copy(plan, owned);
     observer.planned(
         to_copy.len() as u64,
         to_copy
@@ -512,34 +553,34 @@ pub async fn run(
     // By index: a closure over `&PlannedTable` would make the future not `Send` (the compiler
     // cannot prove it for every lifetime).
     let copied: Vec<TableReport> = futures_util::stream::iter(0..to_copy.len())
-        .map(|i| copy_and_report(&ctx, to_copy[i], progress.clone(), observer, &config.stop))
-        .buffer_unordered(parallelism)
+        .map(|i| copy_and_report(ctx, to_copy[i], progress.clone(), observer, &config.stop))
+        .buffer_unordered(config.parallelism.max(1))
         .collect()
         .await;
-    tracing::debug!(ms = started.elapsed().as_millis() as u64, "copies joined");
-    drop(snapshot);
-    tracing::info!(run = %config.run_id, ms = started.elapsed().as_millis() as u64, "tables done");
-    // Tables that did not load have no line in the log yet: add it now.
-    if diagnostic {
-        reports.extend(copied);
-        reports.sort_by(|a, b| (&a.company, &a.table).cmp(&(&b.company, &b.table)));
-        source.close().await;
-        target.close().await;
-        return Ok(RunReport {
-            run_id: config.run_id.clone(),
-            tables: reports,
-            duration: started.elapsed(),
-        });
-    }
-    let d = target.dialect();
-    let unlogged: Vec<TableReport> = reports
-        .iter()
-        .chain(&copied)
-        .filter(|r| r.mode == Mode::None || r.result == TableResult::Failed)
-        .cloned()
-        .collect();
-    for stmt in state::table_logs(d, &config.run_id, &unlogged) {
-        target.execute(&stmt).await.map_err(EngineError::Target)?;
+    (skipped, copied)
+}
+
+/// Phase 7: the log lines of the tables that did not load, the run's end in the target, and
+/// the report, sorted by company and table. A diagnostic run writes nothing.
+async fn finish(
+    config: &RunConfig,
+    target: &Database,
+    mut reports: Vec<TableReport>,
+    copied: Vec<TableReport>,
+    started: Instant,
+) -> Result<RunReport, EngineError> {
+    let diagnostic = config.run_type == RunType::Diagnostic;
+    if !diagnostic {
+        // Tables that did not load have no line in the log yet: add it now.
+        let unlogged: Vec<TableReport> = reports
+            .iter()
+            .chain(&copied)
+            .filter(|r| r.mode == CopyMode::None || r.result == TableResult::Failed)
+            .cloned()
+            .collect();
+        for stmt in state::table_logs(target.dialect(), &config.run_id, &unlogged) {
+            target.execute(&stmt).await.map_err(EngineError::Target)?;
+        }
     }
     reports.extend(copied);
     reports.sort_by(|a, b| (&a.company, &a.table).cmp(&(&b.company, &b.table)));
@@ -548,11 +589,11 @@ pub async fn run(
         tables: reports,
         duration: started.elapsed(),
     };
-    state::finish_run(&target, &config.run_id, report.result())
-        .await
-        .map_err(EngineError::Target)?;
-    source.close().await;
-    target.close().await;
+    if !diagnostic {
+        state::finish_run(target, &config.run_id, report.result())
+            .await
+            .map_err(EngineError::Target)?;
+    }
     Ok(report)
 }
 

@@ -6,14 +6,7 @@ use crate::db::Dialect;
 use globset::{GlobSet, GlobSetBuilder};
 use std::collections::HashMap;
 
-/// The ERP product, which decides the tables never migrated by design.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Product {
-    #[default]
-    BusinessCentral,
-    Nav,
-    Gp,
-}
+pub use crate::api::schedule::Product;
 
 /// Permission and user tables: the cloud manages these itself, so they never migrate.
 pub fn by_design_exclusions(product: Product) -> &'static [&'static str] {

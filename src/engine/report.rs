@@ -2,46 +2,7 @@
 
 use std::time::Duration;
 
-/// The result of one table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum TableResult {
-    Migrated,
-    Warning,
-    Failed,
-    Excluded,
-    /// The run was stopped before the table started; the next run copies it.
-    NotStarted,
-}
-
-impl TableResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TableResult::Migrated => "Migrated",
-            TableResult::Warning => "Warning",
-            TableResult::Failed => "Failed",
-            TableResult::Excluded => "Excluded",
-            TableResult::NotStarted => "NotStarted",
-        }
-    }
-}
-
-/// How a table was copied.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    Full,
-    Incremental,
-    None,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Full => "Full",
-            Mode::Incremental => "Incremental",
-            Mode::None => "None",
-        }
-    }
-}
+pub use crate::api::run::{CopyMode, TableResult};
 
 /// One table's outcome.
 #[derive(Clone, Debug, PartialEq)]
@@ -53,7 +14,7 @@ pub struct TableReport {
     /// The full name in the source.
     pub source_name: String,
     pub result: TableResult,
-    pub mode: Mode,
+    pub mode: CopyMode,
     /// Why the table was copied in full: FirstRun, Requested, ...
     pub full_reason: Option<String>,
     pub rows: u64,
@@ -93,7 +54,8 @@ impl RunReport {
                 TableResult::Warning => t.with_warnings += 1,
                 TableResult::Failed => t.failed += 1,
                 TableResult::Excluded => t.not_migrated += 1,
-                TableResult::NotStarted => t.not_started += 1,
+                // A report is made once a table is done or skipped: never in progress.
+                TableResult::NotStarted | TableResult::InProgress => t.not_started += 1,
             }
         }
         t

@@ -4,6 +4,13 @@
 use super::report::TableReport;
 use crate::db::{Database, DbError, Dialect, Kind, Statement, Value};
 
+/// What the target recorded of a table: its watermark and its schema fingerprint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableState {
+    pub ct_version: Option<i64>,
+    pub schema_hash: String,
+}
+
 pub const STATE_TABLE: &str = "cloudmigrate_table_state";
 pub const LOG_TABLE: &str = "cloudmigrate_table_log";
 /// Which worker of a shared run copies which table: one row per table, so exactly one.
@@ -262,7 +269,7 @@ pub fn table_logs(d: Dialect, run_id: &str, reports: &[TableReport]) -> Vec<Stat
 /// What the target recorded of each table: its watermark and schema fingerprint.
 pub async fn read_table_states(
     db: &Database,
-) -> Result<std::collections::HashMap<String, super::copy::TableState>, DbError> {
+) -> Result<std::collections::HashMap<String, TableState>, DbError> {
     let d = db.dialect();
     let rows = db
         .query(
@@ -294,7 +301,7 @@ pub async fn read_table_states(
             };
             Some((
                 name,
-                super::copy::TableState {
+                TableState {
                     ct_version,
                     schema_hash,
                 },
@@ -306,7 +313,7 @@ pub async fn read_table_states(
 /// The run log of one run: every table's line, as the run recorded it (without the change
 /// counts, which only the run's status keeps).
 pub async fn read_run_log(db: &Database, run_id: &str) -> Result<Vec<TableReport>, DbError> {
-    use crate::engine::report::{Mode, TableResult};
+    use crate::engine::report::{CopyMode, TableResult};
     let d = db.dialect();
     let rows = db
         .query(
@@ -356,9 +363,9 @@ pub async fn read_run_log(db: &Database, run_id: &str) -> Result<Vec<TableReport
                 _ => TableResult::Failed,
             },
             mode: match s(&r[4]).as_deref() {
-                Some("Full") => Mode::Full,
-                Some("Incremental") => Mode::Incremental,
-                _ => Mode::None,
+                Some("Full") => CopyMode::Full,
+                Some("Incremental") => CopyMode::Incremental,
+                _ => CopyMode::None,
             },
             full_reason: s(&r[5]),
             rows: n(&r[6]),

@@ -7,16 +7,12 @@ pub mod inprocess;
 pub mod job;
 
 use crate::api::common::SecretKeyRef;
-use crate::api::run::{
-    CopyMode, MigrationRun, RunType as ApiRunType, TableResult as ApiTableResult, TableStatus,
-    WorkerPhase, WorkerStatus,
-};
-use crate::api::schedule::{MigrationScheduleSpec, Product as ApiProduct};
+use crate::api::run::{MigrationRun, TableResult, TableStatus, WorkerPhase, WorkerStatus};
 use crate::clock::time;
-use crate::db::{ConnectSpec, ReadProgress};
-use crate::engine::plan::{PlanOptions, Product};
-use crate::engine::report::{Mode, TableReport, TableResult};
-use crate::engine::{self, Observer, RunConfig, RunType, StopSignal};
+use crate::convert::{engine_config, table_status};
+use crate::db::ReadProgress;
+use crate::engine::report::TableReport;
+use crate::engine::{self, Observer, RunConfig, StopSignal};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -35,88 +31,6 @@ pub(crate) const FINAL_WORD: Duration = Duration::from_secs(60);
 
 /// How often a worker writes its progress while it runs.
 const FLUSH_EVERY: Duration = Duration::from_secs(2);
-
-/// The engine's configuration for a run of a schedule. Passwords are given, never read here.
-pub fn engine_config(
-    spec: &MigrationScheduleSpec,
-    companies: Option<Vec<String>>,
-    passwords: (Option<String>, Option<String>),
-    run_id: String,
-    run_type: RunType,
-) -> RunConfig {
-    let product = match spec.product {
-        ApiProduct::BusinessCentral => Product::BusinessCentral,
-        ApiProduct::Nav => Product::Nav,
-        ApiProduct::Gp => Product::Gp,
-    };
-    RunConfig {
-        run_id,
-        source: ConnectSpec {
-            url: spec.source.url.clone(),
-            password: passwords.0,
-            max_connections: 1,
-            create: false,
-        },
-        target: ConnectSpec {
-            url: spec.target.url.clone(),
-            password: passwords.1,
-            max_connections: 1,
-            create: true,
-        },
-        plan: PlanOptions {
-            product,
-            include: spec.tables.include.clone(),
-            exclude: spec.tables.exclude.clone(),
-            companies,
-            target: None,
-        },
-        create_missing_tables: spec.target.create_missing_tables,
-        parallelism: spec.runtime.parallelism.max(1) as usize,
-        run_type,
-        retention: engine::tracking::DEFAULT_RETENTION,
-        stop: StopSignal::default(),
-        share: None,
-    }
-}
-
-/// The API's run type as the engine's.
-pub fn run_type(t: ApiRunType) -> RunType {
-    match t {
-        ApiRunType::Auto => RunType::Auto,
-        ApiRunType::Full => RunType::Full,
-        ApiRunType::Diagnostic => RunType::Diagnostic,
-    }
-}
-
-/// A table's result as the run's status lists it.
-pub fn table_status(r: &TableReport) -> TableStatus {
-    let changes = r.changes;
-    TableStatus {
-        company: r.company.clone(),
-        table: r.table.clone(),
-        result: match r.result {
-            TableResult::Migrated => ApiTableResult::Migrated,
-            TableResult::Warning => ApiTableResult::Warning,
-            TableResult::Failed => ApiTableResult::Failed,
-            TableResult::Excluded => ApiTableResult::Excluded,
-            TableResult::NotStarted => ApiTableResult::NotStarted,
-        },
-        mode: Some(match r.mode {
-            Mode::Full => CopyMode::Full,
-            Mode::Incremental => CopyMode::Incremental,
-            Mode::None => CopyMode::None,
-        }),
-        full_reason: r.full_reason.clone(),
-        rows: r.rows as i64,
-        inserted: changes.map(|c| c.0 as i64),
-        updated: changes.map(|c| c.1 as i64),
-        deleted: changes.map(|c| c.2 as i64),
-        bytes: (r.bytes > 0).then_some(r.bytes as i64),
-        duration_ms: (!r.duration.is_zero()).then_some(r.duration.as_millis() as i64),
-        message: r.message.clone(),
-        guidance: r.guidance.clone(),
-    }
-}
 
 /// Reads one key of a Secret in the run's namespace. The error names the Secret and the key,
 /// never the value.
@@ -203,12 +117,7 @@ impl Reporter {
             if p.tables.len() > self.cap || me.tables_total as usize > self.cap {
                 p.tables
                     .iter()
-                    .filter(|t| {
-                        !matches!(
-                            t.result,
-                            ApiTableResult::Migrated | ApiTableResult::Excluded
-                        )
-                    })
+                    .filter(|t| !matches!(t.result, TableResult::Migrated | TableResult::Excluded))
                     .collect()
             } else {
                 p.tables.iter().collect()
@@ -236,7 +145,7 @@ impl Observer for Reporter {
             TableResult::Warning => p.me.tables_with_warnings += 1,
             TableResult::Failed => p.me.tables_failed += 1,
             TableResult::Excluded => p.me.tables_excluded += 1,
-            TableResult::NotStarted => p.me.tables_not_started += 1,
+            TableResult::NotStarted | TableResult::InProgress => p.me.tables_not_started += 1,
         }
         if !p.planned {
             p.me.tables_total = p.me.tables_done;
@@ -430,13 +339,7 @@ async fn prepare(client: &kube::Client, w: &WorkerSpec) -> Result<RunConfig, Str
         );
     }
     let companies = (!run.spec.companies.is_empty()).then(|| run.spec.companies.clone());
-    let mut config = engine_config(
-        spec,
-        companies,
-        passwords,
-        w.name.clone(),
-        run_type(run.spec.r#type),
-    );
+    let mut config = engine_config(spec, companies, passwords, w.name.clone(), run.spec.r#type);
     if w.count > 1 {
         config.share = Some((w.index.max(0) as usize, w.count as usize));
     }

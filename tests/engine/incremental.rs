@@ -3,7 +3,7 @@
 
 use crate::databases::{Server, TestDb, config, run, table};
 use cloudmigrate::db::{Dialect, Value};
-use cloudmigrate::engine::report::{Mode, TableResult};
+use cloudmigrate::engine::report::{CopyMode, TableResult};
 use cloudmigrate::engine::tracking;
 
 const T: &str = "CRONUS$Cust_ Ledger Entry";
@@ -72,7 +72,7 @@ async fn changes_then_incremental(source: Server, target: Server) {
     let t = table(&first, T);
     assert_eq!(
         (t.mode, t.full_reason.as_deref(), t.rows),
-        (Mode::Full, Some("FirstRun"), 100),
+        (CopyMode::Full, Some("FirstRun"), 100),
         "{:?}",
         t.message
     );
@@ -97,7 +97,7 @@ async fn changes_then_incremental(source: Server, target: Server) {
     let t = table(&second, T);
     assert_eq!(
         t.mode,
-        Mode::Incremental,
+        CopyMode::Incremental,
         "{source:?}->{target:?}: {:?} {:?}",
         t.full_reason,
         t.message
@@ -132,7 +132,7 @@ async fn incremental_pg_to_mysql() {
     changes_then_incremental(Server::Postgres, Server::MariaDb).await;
 }
 
-async fn full_reason_after(src: &TestDb, dst: &TestDb, change: &str) -> (Mode, Option<String>) {
+async fn full_reason_after(src: &TestDb, dst: &TestDb, change: &str) -> (CopyMode, Option<String>) {
     run(&config(src, dst, true)).await;
     src.exec(change).await;
     let report = run(&config(src, dst, true)).await;
@@ -151,7 +151,7 @@ async fn a_truncate_makes_the_next_copy_full() {
     );
     assert_eq!(
         full_reason_after(&src, &dst, &sql).await,
-        (Mode::Full, Some("Truncated".into()))
+        (CopyMode::Full, Some("Truncated".into()))
     );
 }
 
@@ -167,7 +167,7 @@ async fn a_truncate_on_mysql_makes_the_next_copy_full() {
     );
     assert_eq!(
         full_reason_after(&src, &dst, &sql).await,
-        (Mode::Full, Some("Truncated".into()))
+        (CopyMode::Full, Some("Truncated".into()))
     );
     // Tracked again afterwards: the next change is an incremental one.
     src.exec(&format!(
@@ -195,7 +195,7 @@ async fn a_schema_change_makes_the_next_copy_full() {
     let t = table(&report, T);
     assert_eq!(
         (t.mode, t.full_reason.as_deref()),
-        (Mode::Full, Some("SchemaChanged"))
+        (CopyMode::Full, Some("SchemaChanged"))
     );
 }
 
@@ -219,7 +219,7 @@ async fn an_expired_watermark_makes_the_next_copy_full() {
     let t = table(&report, T);
     assert_eq!(
         (t.mode, t.full_reason.as_deref()),
-        (Mode::Full, Some("RetentionExpired"))
+        (CopyMode::Full, Some("RetentionExpired"))
     );
     assert_same(&src, &dst).await;
 }
@@ -245,7 +245,7 @@ async fn an_unchanged_table_moves_its_watermark_without_a_copy() {
         let report = run(&config(&src, &dst, true)).await;
         assert_eq!(
             (table(&report, T).mode, table(&report, T).changes),
-            (Mode::Incremental, Some((0, 0, 0))),
+            (CopyMode::Incremental, Some((0, 0, 0))),
             "{server:?}"
         );
         assert_eq!(
@@ -296,7 +296,7 @@ async fn a_full_run_copies_everything_and_says_why() {
             table(&t, T).full_reason.as_deref(),
             table(&t, T).rows
         ),
-        (Mode::Full, Some("Requested"), 100)
+        (CopyMode::Full, Some("Requested"), 100)
     );
 }
 
@@ -312,7 +312,7 @@ async fn a_table_without_primary_key_is_copied_in_full_with_a_warning() {
         let t = table(&report, "CRONUS$Log");
         assert_eq!(
             (t.mode, t.full_reason.as_deref(), t.result),
-            (Mode::Full, Some("NoPrimaryKey"), TableResult::Warning)
+            (CopyMode::Full, Some("NoPrimaryKey"), TableResult::Warning)
         );
         assert!(
             t.message.as_deref().unwrap().contains("no primary key"),
@@ -433,13 +433,21 @@ async fn awkward_key_values_survive_an_incremental_run() {
     let (a, b) = (table(&report, one), table(&report, two));
     assert_eq!(
         (a.mode, a.changes, a.result),
-        (Mode::Incremental, Some((1, 9, 1)), TableResult::Migrated),
+        (
+            CopyMode::Incremental,
+            Some((1, 9, 1)),
+            TableResult::Migrated
+        ),
         "{:?}",
         a.message
     );
     assert_eq!(
         (b.mode, b.changes, b.result),
-        (Mode::Incremental, Some((1, 10, 1)), TableResult::Migrated),
+        (
+            CopyMode::Incremental,
+            Some((1, 10, 1)),
+            TableResult::Migrated
+        ),
         "{:?}",
         b.message
     );
@@ -496,7 +504,7 @@ async fn statement_level_capture_nets_upserts_swaps_and_moved_keys() {
         let r = table(&report, t);
         assert_eq!(
             (r.mode, r.changes, r.result),
-            (Mode::Incremental, Some(changes), TableResult::Migrated),
+            (CopyMode::Incremental, Some(changes), TableResult::Migrated),
             "{t}: {:?}",
             r.message
         );

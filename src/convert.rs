@@ -1,0 +1,69 @@
+//! Where the API meets the engine: a MigrationSchedule (and a run's type and companies) into
+//! the engine's configuration, and the engine's per-table reports back into status entries.
+//! The runners and `cloudmigrate run -f` all go through here.
+
+use crate::api::run::{RunType, TableStatus};
+use crate::api::schedule::MigrationScheduleSpec;
+use crate::db::ConnectSpec;
+use crate::engine::plan::PlanOptions;
+use crate::engine::report::TableReport;
+use crate::engine::{self, RunConfig, StopSignal};
+
+/// The engine's configuration for a run of a schedule. Passwords are given, never read here.
+pub fn engine_config(
+    spec: &MigrationScheduleSpec,
+    companies: Option<Vec<String>>,
+    passwords: (Option<String>, Option<String>),
+    run_id: String,
+    run_type: RunType,
+) -> RunConfig {
+    let product = spec.product;
+    RunConfig {
+        run_id,
+        source: ConnectSpec {
+            url: spec.source.url.clone(),
+            password: passwords.0,
+            max_connections: 1,
+            create: false,
+        },
+        target: ConnectSpec {
+            url: spec.target.url.clone(),
+            password: passwords.1,
+            max_connections: 1,
+            create: true,
+        },
+        plan: PlanOptions {
+            product,
+            include: spec.tables.include.clone(),
+            exclude: spec.tables.exclude.clone(),
+            companies,
+            target: None,
+        },
+        create_missing_tables: spec.target.create_missing_tables,
+        parallelism: spec.runtime.parallelism.max(1) as usize,
+        run_type,
+        retention: engine::tracking::DEFAULT_RETENTION,
+        stop: StopSignal::default(),
+        share: None,
+    }
+}
+
+/// A table's result as the run's status lists it.
+pub fn table_status(r: &TableReport) -> TableStatus {
+    let changes = r.changes;
+    TableStatus {
+        company: r.company.clone(),
+        table: r.table.clone(),
+        result: r.result,
+        mode: Some(r.mode),
+        full_reason: r.full_reason.clone(),
+        rows: r.rows as i64,
+        inserted: changes.map(|c| c.0 as i64),
+        updated: changes.map(|c| c.1 as i64),
+        deleted: changes.map(|c| c.2 as i64),
+        bytes: (r.bytes > 0).then_some(r.bytes as i64),
+        duration_ms: (!r.duration.is_zero()).then_some(r.duration.as_millis() as i64),
+        message: r.message.clone(),
+        guidance: r.guidance.clone(),
+    }
+}

@@ -2,7 +2,7 @@
 //! start (or restart) its runner, stop it, or end the run; and the status the controller
 //! writes. The workers write their own parts of the status (`workers`, `tables`).
 
-use super::super::conditions;
+use super::super::conditions::At;
 use super::super::note::Note;
 use crate::api::run::{
     MigrationRunSpec, MigrationRunStatus, RunProgress, RunResult, WorkerPhase, WorkerStatus,
@@ -91,9 +91,34 @@ fn ends_now(status: MigrationRunStatus, result: RunResult, notes: Vec<Note>) -> 
     }
 }
 
-/// Decides. Pure.
+/// Ends the run in `status`: its result, completion time and duration, and the Running and
+/// Succeeded conditions.
+fn end(status: &mut MigrationRunStatus, at: At, result: RunResult, reason: &str, msg: String) {
+    status.result = Some(result);
+    status.completion_time = Some(time(at.now));
+    if let Some(start) = &status.start_time {
+        status.duration = Some(human(at.now - utc(start)));
+    }
+    at.set(
+        &mut status.conditions,
+        "Running",
+        false,
+        "Ended",
+        format!("the run ended {result:?}"),
+    );
+    at.set(
+        &mut status.conditions,
+        "Succeeded",
+        result == RunResult::Succeeded,
+        reason,
+        msg,
+    );
+}
+
+/// Decides, in steps: a run that has not started starts (or is refused: `start`); a started
+/// one adds up its workers, and ends once all of them have (`outcome`); one whose runner is
+/// gone goes again or ends (`runner_lost`); a stop is passed on. Pure.
 pub fn decide(o: RunObserved<'_>) -> RunDecision {
-    let now = o.now;
     let mut status = o.status.clone();
     // The workers' parts are theirs: never sent back by the controller.
     let workers = std::mem::take(&mut status.workers);
@@ -102,34 +127,9 @@ pub fn decide(o: RunObserved<'_>) -> RunDecision {
     if status.trigger.is_none() {
         status.trigger = Some(o.trigger.clone().unwrap_or_else(|| "Manual".into()));
     }
-    let mut notes = vec![];
-    let at = conditions::At {
+    let at = At {
         generation: o.generation,
-        now,
-    };
-    let set = |status: &mut MigrationRunStatus, t: &str, ok: bool, reason: &str, msg: String| {
-        at.set(&mut status.conditions, t, ok, reason, msg)
-    };
-    let end = |status: &mut MigrationRunStatus, result: RunResult, reason: &str, msg: String| {
-        status.result = Some(result);
-        status.completion_time = Some(time(now));
-        if let Some(start) = &status.start_time {
-            status.duration = Some(human(now - utc(start)));
-        }
-        set(
-            status,
-            "Running",
-            false,
-            "Ended",
-            format!("the run ended {result:?}"),
-        );
-        set(
-            status,
-            "Succeeded",
-            result == RunResult::Succeeded,
-            reason,
-            msg,
-        );
+        now: o.now,
     };
 
     // Ended already: nothing changes any more.
@@ -138,211 +138,44 @@ pub fn decide(o: RunObserved<'_>) -> RunDecision {
             action: RunAction::Nothing,
             status,
             finished: None,
-            notes,
+            notes: vec![],
         };
     }
-    let attempt = status.attempts.unwrap_or(0);
-
-    // Not started yet.
     if status.start_time.is_none() {
-        let refuse = match &o.schedule {
-            None => Some((
-                "ScheduleNotFound",
-                format!(
-                    "MigrationSchedule {:?} does not exist in this namespace; create it, or \
-                     point spec.scheduleRef at an existing one in a new MigrationRun",
-                    o.spec.schedule_ref.name
-                ),
-            )),
-            Some(s) if s.disabled => Some((
-                "Disabled",
-                format!(
-                    "MigrationSchedule {:?} is disabled (spec.disabled: true); set it to false \
-                     and create the run again",
-                    o.spec.schedule_ref.name
-                ),
-            )),
-            _ if o.spec.stop => Some(("Stopped", "stopped before it started".to_string())),
-            _ => None,
-        };
-        if let Some((reason, msg)) = refuse {
-            let result = if reason == "Stopped" {
-                RunResult::Stopped
-            } else {
-                RunResult::Failed
-            };
-            notes.push(Note {
-                warning: result == RunResult::Failed,
-                reason: "RunFailed",
-                message: msg.clone(),
-            });
-            end(&mut status, result, reason, msg);
-            return ends_now(status, result, notes);
-        }
-        status.start_time = Some(time(now));
-        status.attempts = Some(1);
-        status.progress = Some(RunProgress {
-            tables: "0/?".into(),
-            ..Default::default()
-        });
-        set(
-            &mut status,
-            "Running",
-            true,
-            "Started",
-            "the run started".into(),
-        );
-        set(
-            &mut status,
-            "Succeeded",
-            false,
-            "Running",
-            "the run has not ended yet".into(),
-        );
-        notes.push(Note {
-            warning: false,
-            reason: "RunStarted",
-            message: format!("{:?} run started", o.spec.r#type),
-        });
-        return RunDecision {
-            action: RunAction::Start { attempt: 1 },
-            status,
-            finished: None,
-            notes,
-        };
+        return start(&o, at, status);
     }
 
     // Started: add up the workers of this attempt.
+    let attempt = status.attempts.unwrap_or(0);
     let expected = o.schedule.as_ref().map(|s| s.workers.max(1)).unwrap_or(1) as usize;
     let current: Vec<&WorkerStatus> = workers.iter().filter(|w| w.attempt == attempt).collect();
     let p = progress(&current);
     status.tables_omitted =
         (p.tables_done > tables_listed).then_some(p.tables_done - tables_listed);
     status.progress = Some(p.clone());
-    let ended: Vec<&&WorkerStatus> = current
+    let ended = current
         .iter()
         .filter(|w| w.phase != WorkerPhase::Running)
-        .collect();
-    if ended.len() >= expected {
-        let failed_to_run: Vec<&&&WorkerStatus> = ended
-            .iter()
-            .filter(|w| w.phase == WorkerPhase::Failed)
-            .collect();
-        let stopped = ended.iter().any(|w| w.phase == WorkerPhase::Stopped)
-            || current.iter().any(|w| w.tables_not_started > 0);
-        let copied = p.tables_migrated + p.tables_with_warnings;
-        let (result, reason, msg) = if let Some(w) = failed_to_run.first()
-            && copied == 0
-        {
-            (
-                RunResult::Failed,
-                "RunnerFailed",
-                w.message
-                    .clone()
-                    .unwrap_or_else(|| "the worker could not run".into()),
-            )
-        } else if stopped {
-            (
-                RunResult::Stopped,
-                "Stopped",
-                "stopped after the tables in progress; the next run goes on from the state saved \
-                 in the target"
-                    .to_string(),
-            )
-        } else if p.tables_failed > 0 || !failed_to_run.is_empty() {
-            let r = if copied > 0 {
-                RunResult::PartiallySucceeded
-            } else {
-                RunResult::Failed
-            };
-            (
-                r,
-                "TablesFailed",
-                format!(
-                    "{} of {} tables failed; each has its message and guidance in status.tables",
-                    p.tables_failed, p.tables_total
-                ),
-            )
+        .count();
+    if ended >= expected {
+        let (result, reason, msg) = outcome(&current, &p);
+        let note = format!("the run ended {result:?}: {msg}");
+        let notes = vec![if result == RunResult::Failed {
+            Note::warning("RunFailed", note)
+        } else if result == RunResult::Succeeded {
+            Note::normal("RunFinished", note)
         } else {
-            (
-                RunResult::Succeeded,
-                "Succeeded",
-                format!(
-                    "{} tables migrated, {} with warnings, {} not migrated by design",
-                    p.tables_migrated, p.tables_with_warnings, p.tables_excluded
-                ),
-            )
-        };
-        notes.push(Note {
-            warning: result != RunResult::Succeeded,
-            reason: if result == RunResult::Failed {
-                "RunFailed"
-            } else {
-                "RunFinished"
-            },
-            message: format!("the run ended {result:?}: {msg}"),
-        });
-        end(&mut status, result, reason, msg);
+            Note::warning("RunFinished", note)
+        }];
+        end(&mut status, at, result, reason, msg);
         return ends_now(status, result, notes);
     }
-
-    // Running, but its runner is gone (a controller restart, a lost pod): go again from the
-    // state saved in the target, up to the schedule's backoffLimit.
     if !o.runner_alive {
-        let limit = o.schedule.as_ref().map(|s| s.backoff_limit).unwrap_or(0) + 1;
-        if o.spec.stop {
-            let msg = "stopped; its runner was gone, so the tables in progress did not finish \
-                       and stay as they were"
-                .to_string();
-            end(&mut status, RunResult::Stopped, "Stopped", msg.clone());
-            notes.push(Note {
-                warning: false,
-                reason: "RunFinished",
-                message: msg,
-            });
-            return ends_now(status, RunResult::Stopped, notes);
-        }
-        if attempt < limit {
-            let next = attempt + 1;
-            status.attempts = Some(next);
-            notes.push(Note {
-                warning: true,
-                reason: "RunnerLost",
-                message: format!(
-                    "the runner of attempt {attempt} is gone; attempt {next} goes on from the \
-                     state saved in the target"
-                ),
-            });
-            set(
-                &mut status,
-                "Running",
-                true,
-                "Restarted",
-                format!("attempt {next} of at most {limit}"),
-            );
-            return RunDecision {
-                action: RunAction::Start { attempt: next },
-                status,
-                finished: None,
-                notes,
-            };
-        }
-        let msg = format!(
-            "the runner was lost {attempt} times, the limit of spec.runtime.backoffLimit + 1; \
-             look at the controller's log, then start a new run"
-        );
-        notes.push(Note {
-            warning: true,
-            reason: "RunFailed",
-            message: msg.clone(),
-        });
-        end(&mut status, RunResult::Failed, "RunnerLost", msg);
-        return ends_now(status, RunResult::Failed, notes);
+        return runner_lost(&o, at, status, attempt);
     }
-
     let action = if o.spec.stop {
-        set(
-            &mut status,
+        at.set(
+            &mut status.conditions,
             "Running",
             true,
             "Stopping",
@@ -356,13 +189,201 @@ pub fn decide(o: RunObserved<'_>) -> RunDecision {
         action,
         status,
         finished: None,
-        notes,
+        notes: vec![],
     }
+}
+
+/// A run that has not started: refused when its schedule is missing or disabled, or when it
+/// was stopped before; started otherwise.
+fn start(o: &RunObserved<'_>, at: At, mut status: MigrationRunStatus) -> RunDecision {
+    let refuse = match &o.schedule {
+        None => Some((
+            "ScheduleNotFound",
+            format!(
+                "MigrationSchedule {:?} does not exist in this namespace; create it, or \
+                 point spec.scheduleRef at an existing one in a new MigrationRun",
+                o.spec.schedule_ref.name
+            ),
+        )),
+        Some(s) if s.disabled => Some((
+            "Disabled",
+            format!(
+                "MigrationSchedule {:?} is disabled (spec.disabled: true); set it to false \
+                 and create the run again",
+                o.spec.schedule_ref.name
+            ),
+        )),
+        _ if o.spec.stop => Some(("Stopped", "stopped before it started".to_string())),
+        _ => None,
+    };
+    if let Some((reason, msg)) = refuse {
+        let result = if reason == "Stopped" {
+            RunResult::Stopped
+        } else {
+            RunResult::Failed
+        };
+        let notes = vec![Note {
+            warning: result == RunResult::Failed,
+            reason: "RunFailed",
+            message: msg.clone(),
+        }];
+        end(&mut status, at, result, reason, msg);
+        return ends_now(status, result, notes);
+    }
+    status.start_time = Some(time(at.now));
+    status.attempts = Some(1);
+    status.progress = Some(RunProgress {
+        tables: "0/?".into(),
+        ..Default::default()
+    });
+    at.set(
+        &mut status.conditions,
+        "Running",
+        true,
+        "Started",
+        "the run started".into(),
+    );
+    at.set(
+        &mut status.conditions,
+        "Succeeded",
+        false,
+        "Running",
+        "the run has not ended yet".into(),
+    );
+    RunDecision {
+        action: RunAction::Start { attempt: 1 },
+        status,
+        finished: None,
+        notes: vec![Note::normal(
+            "RunStarted",
+            format!("{:?} run started", o.spec.r#type),
+        )],
+    }
+}
+
+/// How a run ends once all the workers of its attempt have: the result, the reason of the
+/// Succeeded condition, and its message.
+fn outcome(current: &[&WorkerStatus], p: &RunProgress) -> (RunResult, &'static str, String) {
+    let ended: Vec<&&WorkerStatus> = current
+        .iter()
+        .filter(|w| w.phase != WorkerPhase::Running)
+        .collect();
+    let failed_to_run: Vec<&&&WorkerStatus> = ended
+        .iter()
+        .filter(|w| w.phase == WorkerPhase::Failed)
+        .collect();
+    let stopped = ended.iter().any(|w| w.phase == WorkerPhase::Stopped)
+        || current.iter().any(|w| w.tables_not_started > 0);
+    let copied = p.tables_migrated + p.tables_with_warnings;
+    if let Some(w) = failed_to_run.first()
+        && copied == 0
+    {
+        (
+            RunResult::Failed,
+            "RunnerFailed",
+            w.message
+                .clone()
+                .unwrap_or_else(|| "the worker could not run".into()),
+        )
+    } else if stopped {
+        (
+            RunResult::Stopped,
+            "Stopped",
+            "stopped after the tables in progress; the next run goes on from the state saved \
+             in the target"
+                .to_string(),
+        )
+    } else if p.tables_failed > 0 || !failed_to_run.is_empty() {
+        let r = if copied > 0 {
+            RunResult::PartiallySucceeded
+        } else {
+            RunResult::Failed
+        };
+        (
+            r,
+            "TablesFailed",
+            format!(
+                "{} of {} tables failed; each has its message and guidance in status.tables",
+                p.tables_failed, p.tables_total
+            ),
+        )
+    } else {
+        (
+            RunResult::Succeeded,
+            "Succeeded",
+            format!(
+                "{} tables migrated, {} with warnings, {} not migrated by design",
+                p.tables_migrated, p.tables_with_warnings, p.tables_excluded
+            ),
+        )
+    }
+}
+
+/// Running, but its runner is gone (a controller restart, a lost pod): go again from the state
+/// saved in the target, up to the schedule's backoffLimit; a run asked to stop ends Stopped.
+fn runner_lost(
+    o: &RunObserved<'_>,
+    at: At,
+    mut status: MigrationRunStatus,
+    attempt: i32,
+) -> RunDecision {
+    let limit = o.schedule.as_ref().map(|s| s.backoff_limit).unwrap_or(0) + 1;
+    if o.spec.stop {
+        let msg = "stopped; its runner was gone, so the tables in progress did not finish and \
+                   stay as they were"
+            .to_string();
+        end(&mut status, at, RunResult::Stopped, "Stopped", msg.clone());
+        return ends_now(
+            status,
+            RunResult::Stopped,
+            vec![Note::normal("RunFinished", msg)],
+        );
+    }
+    if attempt < limit {
+        let next = attempt + 1;
+        status.attempts = Some(next);
+        at.set(
+            &mut status.conditions,
+            "Running",
+            true,
+            "Restarted",
+            format!("attempt {next} of at most {limit}"),
+        );
+        return RunDecision {
+            action: RunAction::Start { attempt: next },
+            status,
+            finished: None,
+            notes: vec![Note::warning(
+                "RunnerLost",
+                format!(
+                    "the runner of attempt {attempt} is gone; attempt {next} goes on from the \
+                     state saved in the target"
+                ),
+            )],
+        };
+    }
+    let msg = format!(
+        "the runner was lost {attempt} times, the limit of spec.runtime.backoffLimit + 1; look \
+         at the controller's log, then start a new run"
+    );
+    end(
+        &mut status,
+        at,
+        RunResult::Failed,
+        "RunnerLost",
+        msg.clone(),
+    );
+    ends_now(
+        status,
+        RunResult::Failed,
+        vec![Note::warning("RunFailed", msg)],
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::conditions;
     use crate::api::common::ScheduleRef;
     use chrono::TimeZone;
 

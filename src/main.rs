@@ -1,6 +1,7 @@
 //! The `cloudmigrate` command line.
 
 use clap::{Parser, Subcommand};
+use cloudmigrate::api::common::namespaced_name;
 use cloudmigrate::console::{ProgressDisplay, results_table, summary};
 use cloudmigrate::db::ReadProgress;
 use cloudmigrate::engine::{self, RunConfig};
@@ -173,15 +174,12 @@ fn main() -> ExitCode {
         } => {
             let lease = match (leader_elect, leader_lease) {
                 (false, None) => Ok(None),
-                (_, Some(l)) => match l.split_once('/') {
-                    Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
-                        Ok(Some((ns.to_string(), name.to_string())))
-                    }
-                    _ => Err(format!(
-                        "--leader-lease {l:?} must be NAMESPACE/NAME, for example \
-                         cloudmigrate-system/cloudmigrate-controller"
-                    )),
-                },
+                (_, Some(l)) => namespaced_name(
+                    &l,
+                    "--leader-lease",
+                    "cloudmigrate-system/cloudmigrate-controller",
+                )
+                .map(|(ns, name)| Some((ns.to_string(), name.to_string()))),
                 (true, None) => Ok(Some((
                     std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into()),
                     "cloudmigrate-controller".to_string(),
@@ -266,10 +264,7 @@ async fn replicate(
     attempt: i32,
 ) -> Result<ExitCode, String> {
     use cloudmigrate::api::run::WorkerPhase;
-    let (ns, name) = run
-        .split_once('/')
-        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
-        .ok_or_else(|| format!("--run {run:?} must be NAMESPACE/NAME"))?;
+    let (ns, name) = namespaced_name(&run, "--run", "shop/erp-202605010200")?;
     let index = match worker_index {
         Some(i) => i,
         None => std::env::var("JOB_COMPLETION_INDEX")
@@ -320,12 +315,7 @@ async fn runs_show(
     only_problems: bool,
 ) -> Result<ExitCode, String> {
     use cloudmigrate::api::{MigrationRun, MigrationSchedule};
-    let (ns, name) = run
-        .split_once('/')
-        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
-        .ok_or_else(|| {
-            format!("{run:?} must be NAMESPACE/NAME, for example shop/erp-202605010200")
-        })?;
+    let (ns, name) = namespaced_name(&run, "the run", "shop/erp-202605010200")?;
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot reach the Kubernetes API: {e}; check KUBECONFIG"))?;

@@ -91,3 +91,34 @@ const URL_SCHEME_MESSAGE: &str = "url must start with postgres://, postgresql://
 const URL_PASSWORD_RULE: &str = "!self.url.matches('^[a-z]+://[^/@]*:[^/@]*@')";
 const URL_PASSWORD_MESSAGE: &str = "url must not contain a password: remove it from the url and \
      put it in a Secret named by passwordSecretRef";
+
+/// Splits `NAMESPACE/NAME` as the command line takes an object; the error names `what` (the
+/// flag or argument) and shows `example`.
+pub fn namespaced_name<'a>(
+    value: &'a str,
+    what: &str,
+    example: &str,
+) -> Result<(&'a str, &'a str), String> {
+    value
+        .split_once('/')
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
+        .ok_or_else(|| format!("{what} {value:?} must be NAMESPACE/NAME, for example {example}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaced_names_split_once_and_say_what_is_wrong() {
+        assert_eq!(
+            namespaced_name("shop/erp-1", "--run", "a/b"),
+            Ok(("shop", "erp-1"))
+        );
+        for bad in ["erp-1", "/erp-1", "shop/", "a/b/c", ""] {
+            let e = namespaced_name(bad, "--run", "shop/erp-1").unwrap_err();
+            assert!(e.contains("--run") && e.contains("NAMESPACE/NAME"), "{e}");
+            assert!(e.contains("shop/erp-1"), "{e}");
+        }
+    }
+}

@@ -80,6 +80,38 @@ impl Context {
         result
     }
 
+    /// Writes the controller's part of `obj`'s status, by server-side apply.
+    pub async fn apply_status<K>(
+        &self,
+        obj: &K,
+        status: &impl serde::Serialize,
+    ) -> Result<(), Error>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned,
+    {
+        let body = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": status,
+        });
+        let meta = obj.meta();
+        kube::Api::<K>::namespaced(
+            self.client.clone(),
+            meta.namespace.as_deref().unwrap_or_default(),
+        )
+        .patch_status(
+            meta.name.as_deref().unwrap_or_default(),
+            &kube::api::PatchParams::apply(MANAGER).force(),
+            &kube::api::Patch::Apply(body),
+        )
+        .await
+        .map(|_| ())
+        .map_err(Error::Status)
+    }
+
     /// Records events about an object. A cluster without the events API (the test API server
     /// serves custom resources only) gets them in the log instead.
     pub async fn publish<K: Resource<DynamicType = ()>>(&self, obj: &K, notes: &[Note]) {

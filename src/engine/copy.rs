@@ -120,7 +120,10 @@ fn problem(mut r: TableReport, message: String, guidance: &str) -> TableReport {
     r
 }
 
-/// Copies one planned table in full. Never fails: every problem becomes the table's result.
+/// Copies one planned table, in full or by its changes. Never fails: every problem becomes the
+/// table's result. Its steps: the cloud table (`target_table`), the columns to load
+/// (`load_columns`), full or incremental (`full_or_incremental`), then the read and the load
+/// in one transaction with the table's watermark and log line.
 pub async fn copy_table(
     ctx: &CopyContext,
     t: &PlannedTable,
@@ -128,103 +131,19 @@ pub async fn copy_table(
 ) -> TableReport {
     let started = Instant::now();
     let src = &t.source.def;
-    let (sd, td) = (ctx.source.dialect(), ctx.target.dialect());
-    let mut warning: Option<String> = None;
-    let target_def = match ctx.target_tables.get(&t.target_name) {
-        Some(def) => def.clone(),
-        None if ctx.create_missing_tables && ctx.diagnostic => {
-            return problem(
-                report(t, TableResult::Warning, started),
-                "diagnostic: the table does not exist in the cloud database; a run would create it \
-                 from the on-premises definition"
-                    .into(),
-                "Check that a created table would match the cloud product's schema.",
-            );
-        }
-        None if ctx.create_missing_tables => {
-            let sql = create_table_sql(td, sd, src, &t.target_name);
-            if let Err(e) = ctx
-                .target
-                .execute(&Statement {
-                    sql,
-                    params: vec![],
-                })
-                .await
-            {
-                return problem(
-                    report(t, TableResult::Failed, started),
-                    format!("the table is missing in the cloud and creating it failed: {e}"),
-                    "Create the table in the cloud database by hand, then run again.",
-                );
-            }
-            warning = Some(format!(
-                "the table was missing in the cloud and was created from the on-premises definition ({td} types)"
-            ));
-            let mut def = src.clone();
-            def.name = t.target_name.clone();
-            def
-        }
-        None => {
-            return problem(
-                report(t, TableResult::Warning, started),
-                "not migrated: the table does not exist in the cloud database".into(),
-                "Install the extension that owns this table in the cloud tenant (same version as \
-                 on-premises), or set spec.target.createMissingTables: true to create it from the \
-                 on-premises definition.",
-            );
-        }
+    let td = ctx.target.dialect();
+    let (target_def, mut warning) = match target_table(ctx, t, started).await {
+        Ok(found) => found,
+        Err(report) => return *report,
     };
-
-    // Every source column must exist in the target, under the name the target keeps.
-    let mut columns = Vec::with_capacity(src.columns.len());
-    for c in &src.columns {
-        let name = super::plan::target_name(Some(td), &c.name);
-        let Some(tc) = target_def.column(&name) else {
-            return problem(
-                report(t, TableResult::Failed, started),
-                format!(
-                    "column {:?} of the on-premises table does not exist in the cloud table",
-                    c.name
-                ),
-                "Bring the cloud schema to the same version as on-premises (update the extension \
-                 that owns the table), or exclude the table with spec.tables.exclude.",
-            );
-        };
-        columns.push(LoadColumn {
-            name: tc.name.clone(),
-            kind: tc.kind,
-            max_chars: tc.max_chars,
-        });
-    }
-    // Full or incremental: the pure decision, then the changes where it says incremental.
+    let columns = match load_columns(t, &target_def, td, started) {
+        Ok(columns) => columns,
+        Err(report) => return *report,
+    };
     let clock = ctx.tracking.as_ref().ok().copied();
-    let tracked = ctx.tracked.get(&src.name) == Some(&tracking::key_columns(src));
-    let mut decision = match decide(
-        src,
-        ctx.force_full,
-        ctx.target_state.get(&src.name),
-        clock,
-        tracked,
-    ) {
-        Err(reason) => Decision::Full(reason),
-        Ok(_) if ctx.recreated.contains(&src.name) => Decision::Full("Truncated"),
-        Ok(_) if ctx.changed.as_ref().is_some_and(|c| !c.contains(&src.name)) => {
-            Decision::Incremental(Changes::default())
-        }
-        Ok((watermark, upto)) => {
-            match tracking::changes(&ctx.source, &src.name, watermark, upto).await {
-                Ok(c) if c.truncated => Decision::Full("Truncated"),
-                Ok(c) => Decision::Incremental(c),
-                Err(e) => {
-                    return problem(
-                        report(t, TableResult::Failed, started),
-                        format!("reading the changes of the on-premises table failed: {e}"),
-                        "Check that the source is reachable and that its cloudmigrate_ct_* tables are intact; \
-                     run a Full run to start over.",
-                    );
-                }
-            }
-        }
+    let mut decision = match full_or_incremental(ctx, t, clock, started).await {
+        Ok(d) => d,
+        Err(report) => return *report,
     };
     if ctx.diagnostic {
         return diagnose(ctx, t, &target_def, &decision, started).await;
@@ -232,80 +151,18 @@ pub async fn copy_table(
     tracing::debug!(table = %src.name, ms = started.elapsed().as_millis() as u64, "decided");
     // A table without working change tracking is copied in full on every run; say so.
     let mut watermark = clock.map(|c| c.version);
-    if let Decision::Full(_) = decision {
-        let reason = match (&ctx.tracking, src.primary_key.is_empty()) {
-            (_, true) => Some("the table has no primary key, so every run copies it in full".to_string()),
-            (Err(why), _) => Some(why.clone()),
-            (Ok(_), false) => ctx.enable_errors.get(&src.name).map(|e| {
-                format!("change tracking could not be enabled on the table, so every run copies it in full: {e}")
-            }),
-        };
-        if let Some(why) = reason {
-            watermark = None;
-            warning = Some(match warning {
-                Some(w) => format!("{w}; {why}"),
-                None => why,
-            });
-        }
+    if let Decision::Full(_) = decision
+        && let Some(why) = always_full(ctx, src)
+    {
+        watermark = None;
+        warning = Some(match warning {
+            Some(w) => format!("{w}; {why}"),
+            None => why,
+        });
     }
-    let key_filter = |def: &TableDef, names: &[String]| KeyFilter {
-        columns: names
-            .iter()
-            .map(|k| {
-                (
-                    k.clone(),
-                    def.column(k)
-                        .map(|c| c.type_name.clone())
-                        .unwrap_or_default(),
-                )
-            })
-            .collect(),
-        keys: vec![],
-    };
-    let target_keys: Vec<String> = src
-        .primary_key
-        .iter()
-        .map(|k| super::plan::target_name(Some(td), k))
-        .collect();
     // Nothing changed: no rows to read or write (the keys move into the filters below).
     let unchanged = matches!(&decision, Decision::Incremental(c) if c.keys.is_empty());
-    let (read_keys, replace) = match &mut decision {
-        Decision::Incremental(c) => {
-            let mut read = key_filter(src, &src.primary_key);
-            read.keys = std::mem::take(&mut c.present);
-            let mut replace = key_filter(&target_def, &target_keys);
-            replace.keys = std::mem::take(&mut c.keys);
-            (Some(read), Some(replace))
-        }
-        Decision::Full(_) => (None, None),
-    };
-    let raw = sd == Dialect::Postgres
-        && td == Dialect::Postgres
-        && src.columns.iter().zip(&columns).all(|(s, l)| {
-            target_def
-                .column(&l.name)
-                .is_some_and(|tc| tc.type_name == s.type_name)
-        });
-    let key = src
-        .primary_key
-        .iter()
-        .filter_map(|k| src.columns.iter().position(|c| &c.name == k))
-        .collect();
-    let load = LoadSpec {
-        table: t.target_name.clone(),
-        columns,
-        key,
-        raw,
-        replace,
-    };
-    let read = ReadSpec {
-        table: src.name.clone(),
-        columns: src.columns.clone(),
-        raw,
-        snapshot: ctx.snapshot.clone(),
-        progress,
-        keys: read_keys,
-    };
+    let (read, load) = transfer_specs(ctx, t, &target_def, columns, &mut decision, progress);
 
     let mut done = report(t, TableResult::Migrated, started);
     match &decision {
@@ -379,6 +236,221 @@ pub async fn copy_table(
         (Err(e), _) => failed(r, format!("reading the on-premises table failed: {e}"), &e),
         (_, Err(e)) => failed(r, format!("writing to the cloud failed: {e}"), &e),
     }
+}
+
+/// The cloud table to load into, and a warning when it had to be created; or the table's
+/// report when it is missing and may not (or could not) be created.
+async fn target_table(
+    ctx: &CopyContext,
+    t: &PlannedTable,
+    started: Instant,
+) -> Result<(TableDef, Option<String>), Box<TableReport>> {
+    let src = &t.source.def;
+    let (sd, td) = (ctx.source.dialect(), ctx.target.dialect());
+    match ctx.target_tables.get(&t.target_name) {
+        Some(def) => Ok((def.clone(), None)),
+        None if ctx.create_missing_tables && ctx.diagnostic => Err(Box::new(problem(
+            report(t, TableResult::Warning, started),
+            "diagnostic: the table does not exist in the cloud database; a run would create it \
+             from the on-premises definition"
+                .into(),
+            "Check that a created table would match the cloud product's schema.",
+        ))),
+        None if ctx.create_missing_tables => {
+            let sql = create_table_sql(td, sd, src, &t.target_name);
+            if let Err(e) = ctx
+                .target
+                .execute(&Statement {
+                    sql,
+                    params: vec![],
+                })
+                .await
+            {
+                return Err(Box::new(problem(
+                    report(t, TableResult::Failed, started),
+                    format!("the table is missing in the cloud and creating it failed: {e}"),
+                    "Create the table in the cloud database by hand, then run again.",
+                )));
+            }
+            let mut def = src.clone();
+            def.name = t.target_name.clone();
+            Ok((
+                def,
+                Some(format!(
+                    "the table was missing in the cloud and was created from the on-premises \
+                     definition ({td} types)"
+                )),
+            ))
+        }
+        None => Err(Box::new(problem(
+            report(t, TableResult::Warning, started),
+            "not migrated: the table does not exist in the cloud database".into(),
+            "Install the extension that owns this table in the cloud tenant (same version as \
+             on-premises), or set spec.target.createMissingTables: true to create it from the \
+             on-premises definition.",
+        ))),
+    }
+}
+
+/// Every source column must exist in the target, under the name the target keeps: the columns
+/// to load, or the table's report naming the first that is missing.
+fn load_columns(
+    t: &PlannedTable,
+    target_def: &TableDef,
+    td: Dialect,
+    started: Instant,
+) -> Result<Vec<LoadColumn>, Box<TableReport>> {
+    let src = &t.source.def;
+    let mut columns = Vec::with_capacity(src.columns.len());
+    for c in &src.columns {
+        let name = super::plan::target_name(Some(td), &c.name);
+        let Some(tc) = target_def.column(&name) else {
+            return Err(Box::new(problem(
+                report(t, TableResult::Failed, started),
+                format!(
+                    "column {:?} of the on-premises table does not exist in the cloud table",
+                    c.name
+                ),
+                "Bring the cloud schema to the same version as on-premises (update the extension \
+                 that owns the table), or exclude the table with spec.tables.exclude.",
+            )));
+        };
+        columns.push(LoadColumn {
+            name: tc.name.clone(),
+            kind: tc.kind,
+            max_chars: tc.max_chars,
+        });
+    }
+    Ok(columns)
+}
+
+/// Full or incremental: the pure decision (`decide`), then the changes where it says
+/// incremental; or the table's report when the changes cannot be read.
+async fn full_or_incremental(
+    ctx: &CopyContext,
+    t: &PlannedTable,
+    clock: Option<Clock>,
+    started: Instant,
+) -> Result<Decision, Box<TableReport>> {
+    let src = &t.source.def;
+    let tracked = ctx.tracked.get(&src.name) == Some(&tracking::key_columns(src));
+    Ok(
+        match decide(
+            src,
+            ctx.force_full,
+            ctx.target_state.get(&src.name),
+            clock,
+            tracked,
+        ) {
+            Err(reason) => Decision::Full(reason),
+            Ok(_) if ctx.recreated.contains(&src.name) => Decision::Full("Truncated"),
+            Ok(_) if ctx.changed.as_ref().is_some_and(|c| !c.contains(&src.name)) => {
+                Decision::Incremental(Changes::default())
+            }
+            Ok((watermark, upto)) => {
+                match tracking::changes(&ctx.source, &src.name, watermark, upto).await {
+                    Ok(c) if c.truncated => Decision::Full("Truncated"),
+                    Ok(c) => Decision::Incremental(c),
+                    Err(e) => {
+                        return Err(Box::new(problem(
+                            report(t, TableResult::Failed, started),
+                            format!("reading the changes of the on-premises table failed: {e}"),
+                            "Check that the source is reachable and that its cloudmigrate_ct_* \
+                             tables are intact; run a Full run to start over.",
+                        )));
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Why a table is copied in full on every run, when it is: no primary key, no change tracking
+/// on the source, or none on this table.
+fn always_full(ctx: &CopyContext, src: &TableDef) -> Option<String> {
+    match (&ctx.tracking, src.primary_key.is_empty()) {
+        (_, true) => {
+            Some("the table has no primary key, so every run copies it in full".to_string())
+        }
+        (Err(why), _) => Some(why.clone()),
+        (Ok(_), false) => ctx.enable_errors.get(&src.name).map(|e| {
+            format!(
+                "change tracking could not be enabled on the table, so every run copies it in \
+                 full: {e}"
+            )
+        }),
+    }
+}
+
+/// What the reader reads and what the loader writes. An incremental copy moves the changed
+/// keys out of `decision` into the two key filters.
+fn transfer_specs(
+    ctx: &CopyContext,
+    t: &PlannedTable,
+    target_def: &TableDef,
+    columns: Vec<LoadColumn>,
+    decision: &mut Decision,
+    progress: Arc<ReadProgress>,
+) -> (ReadSpec, LoadSpec) {
+    let src = &t.source.def;
+    let (sd, td) = (ctx.source.dialect(), ctx.target.dialect());
+    let key_filter = |def: &TableDef, names: &[String]| KeyFilter {
+        columns: names
+            .iter()
+            .map(|k| {
+                (
+                    k.clone(),
+                    def.column(k)
+                        .map(|c| c.type_name.clone())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect(),
+        keys: vec![],
+    };
+    let target_keys: Vec<String> = src
+        .primary_key
+        .iter()
+        .map(|k| super::plan::target_name(Some(td), k))
+        .collect();
+    let (read_keys, replace) = match decision {
+        Decision::Incremental(c) => {
+            let mut read = key_filter(src, &src.primary_key);
+            read.keys = std::mem::take(&mut c.present);
+            let mut replace = key_filter(target_def, &target_keys);
+            replace.keys = std::mem::take(&mut c.keys);
+            (Some(read), Some(replace))
+        }
+        Decision::Full(_) => (None, None),
+    };
+    let raw = sd == Dialect::Postgres
+        && td == Dialect::Postgres
+        && src.columns.iter().zip(&columns).all(|(s, l)| {
+            target_def
+                .column(&l.name)
+                .is_some_and(|tc| tc.type_name == s.type_name)
+        });
+    let key = src
+        .primary_key
+        .iter()
+        .filter_map(|k| src.columns.iter().position(|c| &c.name == k))
+        .collect();
+    let load = LoadSpec {
+        table: t.target_name.clone(),
+        columns,
+        key,
+        raw,
+        replace,
+    };
+    let read = ReadSpec {
+        table: src.name.clone(),
+        columns: src.columns.clone(),
+        raw,
+        snapshot: ctx.snapshot.clone(),
+        progress,
+        keys: read_keys,
+    };
+    (read, load)
 }
 
 /// What a run would do with a table, and the problems it would meet, found without writing:

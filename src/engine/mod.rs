@@ -291,7 +291,9 @@ async fn copy_and_report(
     r
 }
 
-/// Runs one migration from source to target, phase by phase (see the module doc).
+/// Runs one migration from source to target, phase by phase (see the module doc). Its log
+/// lines carry the run's id in their span.
+#[tracing::instrument(skip_all, fields(run_id = %config.run_id))]
 pub async fn run(
     config: &RunConfig,
     observer: &dyn Observer,

@@ -174,6 +174,7 @@ pub fn field_manager(index: i32) -> String {
 /// Runs one worker to the end: reads the run and its schedule, the passwords from their
 /// Secrets, runs the engine on the share, and keeps the status up to date. Returns the phase
 /// it ended in. Stops between tables when `stop` is set, or when the run is deleted.
+#[tracing::instrument(skip_all, fields(run = %format!("{}/{}", w.namespace, w.name), worker = w.index, attempt = w.attempt))]
 pub async fn work(client: kube::Client, w: WorkerSpec, stop: StopSignal) -> WorkerPhase {
     let runs: Api<MigrationRun> = Api::namespaced(client.clone(), &w.namespace);
     let reporter = Arc::new(Reporter {
@@ -209,7 +210,7 @@ pub async fn work(client: kube::Client, w: WorkerSpec, stop: StopSignal) -> Work
             c
         }
         Err(message) => {
-            tracing::warn!(run = %w.name, namespace = %w.namespace, worker = w.index, %message, "the worker cannot run");
+            tracing::warn!(%message, "the worker cannot run");
             {
                 let mut p = reporter.lock();
                 p.me.phase = WorkerPhase::Failed;
@@ -217,7 +218,7 @@ pub async fn work(client: kube::Client, w: WorkerSpec, stop: StopSignal) -> Work
                 p.me.completion_time = Some(time(chrono::Utc::now()));
             }
             if let Err(e) = apply(reporter.body()).await {
-                tracing::warn!(run = %w.name, error = %e, "writing the worker status failed");
+                tracing::warn!(error = %e, "writing the worker status failed");
             }
             return WorkerPhase::Failed;
         }
@@ -251,9 +252,9 @@ pub async fn work(client: kube::Client, w: WorkerSpec, stop: StopSignal) -> Work
         })
     };
     if let Err(e) = apply(reporter.body()).await {
-        tracing::warn!(run = %w.name, error = %e, "writing the worker status failed");
+        tracing::warn!(error = %e, "writing the worker status failed");
     }
-    tracing::info!(run = %w.name, namespace = %w.namespace, worker = w.index, attempt = w.attempt, "worker started");
+    tracing::info!("worker started");
     let outcome = engine::run(&config, reporter.as_ref(), reporter.read.clone()).await;
     flusher.abort();
     let phase = {
@@ -280,10 +281,15 @@ pub async fn work(client: kube::Client, w: WorkerSpec, stop: StopSignal) -> Work
     };
     match &outcome {
         Ok(r) => {
-            tracing::info!(run = %w.name, namespace = %w.namespace, worker = w.index, result = r.result(), tables = r.tables.len(), rows = r.rows(), "worker finished")
+            tracing::info!(
+                result = r.result(),
+                tables = r.tables.len(),
+                rows = r.rows(),
+                "worker finished"
+            )
         }
         Err(e) => {
-            tracing::warn!(run = %w.name, namespace = %w.namespace, worker = w.index, error = %e, "worker failed")
+            tracing::warn!(error = %e, "worker failed")
         }
     }
     // The last word matters: try it a few times.
@@ -292,7 +298,7 @@ pub async fn work(client: kube::Client, w: WorkerSpec, stop: StopSignal) -> Work
         match apply(reporter.body()).await {
             Ok(_) => break,
             Err(kube::Error::Api(e)) if e.code == 404 => break,
-            Err(e) => tracing::warn!(run = %w.name, error = %e, "writing the final status failed"),
+            Err(e) => tracing::warn!(error = %e, "writing the final status failed"),
         }
     }
     phase

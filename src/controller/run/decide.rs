@@ -383,8 +383,8 @@ fn runner_lost(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::conditions;
     use crate::api::common::ScheduleRef;
+    use crate::controller::conditions;
     use chrono::TimeZone;
 
     fn at(min: u32) -> DateTime<Utc> {

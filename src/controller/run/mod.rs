@@ -6,7 +6,7 @@
 pub mod decide;
 
 use super::annotations::TRIGGER;
-use super::context::{Context, MANAGER};
+use super::context::Context;
 use super::error::Error;
 use crate::api::MigrationSchedule;
 use crate::api::run::MigrationRun;
@@ -15,10 +15,9 @@ use crate::runner::WorkerSpec;
 use crate::runner::job;
 use decide::{RunAction, RunDecision, RunObserved, ScheduleFacts};
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::runtime::controller::Action;
-use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
+use kube::{Api, ResourceExt};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,19 +126,7 @@ async fn act(
     current.workers.clear();
     current.tables.clear();
     if current != decision.status || run.status.is_none() {
-        let body = json!({
-            "apiVersion": MigrationRun::api_version(&()),
-            "kind": MigrationRun::kind(&()),
-            "status": decision.status,
-        });
-        Api::<MigrationRun>::namespaced(ctx.client.clone(), &ns)
-            .patch_status(
-                &name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(body),
-            )
-            .await
-            .map_err(Error::Status)?;
+        ctx.apply_status(run, &decision.status).await?;
     }
     match decision.action {
         RunAction::Start { attempt } => match read.runner {
@@ -222,6 +209,7 @@ mod tests {
     use super::*;
     use crate::fixtures::ApiServer;
     use http::Method;
+    use serde_json::json;
 
     fn run() -> MigrationRun {
         serde_json::from_value(json!({

@@ -5,7 +5,7 @@
 pub mod decide;
 
 use super::annotations::{RUN_REQUEST, SCHEDULE_LABEL, SCHEDULED_TIME, TRIGGER};
-use super::context::{Context, MANAGER};
+use super::context::Context;
 use super::error::Error;
 use crate::api::run::{MigrationRun, MigrationRunSpec};
 use crate::api::{MigrationSchedule, common::ScheduleRef};
@@ -198,19 +198,7 @@ async fn act(
     }
     // An unchanged status is not written again: a quiet schedule costs no API call.
     if schedule.status.as_ref() != Some(&decision.status) {
-        let body = json!({
-            "apiVersion": MigrationSchedule::api_version(&()),
-            "kind": MigrationSchedule::kind(&()),
-            "status": decision.status,
-        });
-        Api::<MigrationSchedule>::namespaced(ctx.client.clone(), &ns)
-            .patch_status(
-                &name,
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(body),
-            )
-            .await
-            .map_err(Error::Status)?;
+        ctx.apply_status(schedule, &decision.status).await?;
     }
     ctx.publish(schedule, &decision.notes).await;
     Ok(match decision.requeue {

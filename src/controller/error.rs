@@ -1,11 +1,6 @@
-//! Why a reconcile failed, one variant per step of it, and what the controller does next:
-//! an object that is invalid as it stands waits for a change; a failed API call is tried
-//! again, later each time.
+//! Why a reconcile failed, one variant per step of it, and how long to wait before trying
+//! again (`error_policy` in the controller's root acts on it).
 
-use super::context::Context;
-use kube::Resource;
-use kube::runtime::controller::Action;
-use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,37 +41,6 @@ pub fn backoff(failures: u32) -> Duration {
     FIRST_BACKOFF
         .saturating_mul(1u32.checked_shl(failures.min(16)).unwrap_or(u32::MAX))
         .min(MAX_BACKOFF)
-}
-
-/// What the controller does after a failed reconcile of `obj`.
-pub fn error_policy<K: Resource<DynamicType = ()>>(
-    obj: Arc<K>,
-    error: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    let r = obj.object_ref(&());
-    let kind = r.kind.clone().unwrap_or_default();
-    let key = format!(
-        "{kind}/{}/{}",
-        r.namespace.as_deref().unwrap_or_default(),
-        r.name.as_deref().unwrap_or_default()
-    );
-    ctx.metrics
-        .errors
-        .get_or_create(&super::metrics::Metrics::error(&kind, error.step()))
-        .inc();
-    match error {
-        Error::Invalid(_) => {
-            tracing::warn!(%error, "the object is invalid; waiting for it to change");
-            Action::await_change()
-        }
-        _ => {
-            let failures = ctx.failed(&key);
-            let wait = super::jitter::spread(backoff(failures), &key);
-            tracing::warn!(%error, retry_in = ?wait, "reconcile failed; trying again");
-            Action::requeue(wait)
-        }
-    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use cache::{Caches, Index};
 use context::Context;
 use futures_util::{Stream, StreamExt};
 use kube::api::ListParams;
-use kube::runtime::controller::{self, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -111,6 +111,38 @@ async fn check_crds(client: &Client, namespace: &Option<String>) -> Result<(), E
             .map(|_| ()),
         "usermappings",
     )
+}
+
+/// What the controller does after a failed reconcile of `obj`: an object that is invalid as
+/// it stands waits for a change; a failed API call is tried again, later each time.
+pub fn error_policy<K: Resource<DynamicType = ()>>(
+    obj: Arc<K>,
+    error: &error::Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let r = obj.object_ref(&());
+    let kind = r.kind.clone().unwrap_or_default();
+    let key = format!(
+        "{kind}/{}/{}",
+        r.namespace.as_deref().unwrap_or_default(),
+        r.name.as_deref().unwrap_or_default()
+    );
+    ctx.metrics
+        .errors
+        .get_or_create(&metrics::Metrics::error(&kind, error.step()))
+        .inc();
+    match error {
+        error::Error::Invalid(_) => {
+            tracing::warn!(object = %key, %error, "the object is invalid; waiting for it to change");
+            Action::await_change()
+        }
+        _ => {
+            let failures = ctx.failed(&key);
+            let wait = jitter::spread(error::backoff(failures), &key);
+            tracing::warn!(object = %key, %error, retry_in = ?wait, "reconcile failed; trying again");
+            Action::requeue(wait)
+        }
+    }
 }
 
 /// Serves `/metrics`, `/healthz` (the process is up) and `/readyz` (the CRDs are there and,
@@ -234,12 +266,12 @@ pub async fn run(options: Options) -> Result<(), Error> {
             .reconcile_on(wake)
             .with_config(config.clone())
             .graceful_shutdown_on(shutdown_signal(leadership.clone()))
-            .run(schedule::reconcile, error::error_policy, ctx.clone())
+            .run(schedule::reconcile, error_policy, ctx.clone())
             .for_each(|_| async {});
     let run_controller = Controller::for_shared_stream(watches.runs, caches.runs.clone())
         .with_config(config)
         .graceful_shutdown_on(shutdown_signal(leadership.take()))
-        .run(run::reconcile, error::error_policy, ctx.clone())
+        .run(run::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
     tracing::info!(listen = %options.listen, "controller started");
     tokio::select! {
@@ -435,5 +467,56 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("migrationschedules.cloudmigrate.io"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn invalid_objects_wait_for_a_change_and_failed_calls_back_off() {
+        let (client, _server) = ApiServer::new();
+        let ctx = Context::for_test(client, vec![], vec![]);
+        let schedule: MigrationSchedule = serde_json::from_value(serde_json::json!({
+            "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationSchedule",
+            "metadata": {"name": "erp", "namespace": "shop"},
+            "spec": {"source": {"url": "postgres://a/b"}, "target": {"url": "postgres://c/d"}}
+        }))
+        .unwrap();
+        let schedule = Arc::new(schedule);
+        let invalid = error::Error::Invalid("bad".into());
+        assert_eq!(
+            error_policy(schedule.clone(), &invalid, ctx.clone()),
+            Action::await_change()
+        );
+        let failed = || {
+            error::Error::Status(kube::Error::Api(
+                kube::core::Status::failure("etcd is slow", "Timeout")
+                    .with_code(504)
+                    .boxed(),
+            ))
+        };
+        let waits: Vec<Action> = (0..3)
+            .map(|_| error_policy(schedule.clone(), &failed(), ctx.clone()))
+            .collect();
+        // 5 s, 10 s, 20 s, each plus up to a tenth.
+        for (action, base) in waits.iter().zip([5u64, 10, 20]) {
+            let base = std::time::Duration::from_secs(base);
+            assert!(
+                (0..=base.as_millis() as u64 / 10)
+                    .any(|ms| *action
+                        == Action::requeue(base + std::time::Duration::from_millis(ms))),
+                "{action:?} is not {base:?} plus jitter"
+            );
+        }
+        let metrics = ctx.metrics.render();
+        assert!(
+            metrics.contains(
+                r#"cloudmigrate_reconcile_errors_total{kind="MigrationSchedule",error="status"} 3"#
+            ),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(
+                r#"cloudmigrate_reconcile_errors_total{kind="MigrationSchedule",error="invalid"} 1"#
+            ),
+            "{metrics}"
+        );
     }
 }

@@ -1,10 +1,11 @@
 //! The controller's view of the cluster: one watch per kind, held in memory, and the indexes
 //! that the reconcilers look things up by (a schedule's runs, the schedules on one database).
 //! A reconcile reads here and never lists: its cost does not grow with the number of objects
-//! around it.
+//! around it. Worker Jobs are cached too, where the API server serves them.
 
 use crate::api::{MigrationRun, MigrationSchedule};
 use futures_util::{Stream, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
 use kube::Resource;
 use kube::runtime::reflector::{self, Lookup, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -180,6 +181,8 @@ pub struct Caches {
     pub runs: Store<MigrationRun>,
     pub runs_by_schedule: Index<MigrationRun>,
     pub schedules_by_database: Index<MigrationSchedule>,
+    /// The worker Jobs; None where the API server serves no Jobs (or may not be asked).
+    pub jobs: Option<Store<Job>>,
 }
 
 impl Caches {
@@ -190,6 +193,13 @@ impl Caches {
             .iter()
             .filter_map(|r| self.runs.get(r))
             .collect()
+    }
+
+    /// The worker Job `name` in `namespace`, if the cache has it.
+    pub fn job(&self, namespace: &str, name: &str) -> Option<Arc<Job>> {
+        self.jobs
+            .as_ref()
+            .and_then(|jobs| jobs.get(&ObjectRef::new(name).within(namespace)))
     }
 
     /// The schedule `name` in `namespace`, as last seen.
@@ -220,6 +230,7 @@ impl Caches {
             runs: run_store,
             runs_by_schedule: Index::new(run_keys),
             schedules_by_database: Index::new(database_keys),
+            jobs: None,
         };
         for s in schedules {
             let event = watcher::Event::Apply(s);
@@ -239,6 +250,14 @@ impl Caches {
 /// the managed fields of every object.
 pub fn slim_schedule(schedule: &mut MigrationSchedule) {
     schedule.metadata.managed_fields = None;
+}
+
+/// A worker Job as the run's reconciler reads it: its status. The pod template goes.
+pub fn slim_job(job: &mut Job) {
+    job.metadata.managed_fields = None;
+    if let Some(spec) = job.spec.as_mut() {
+        spec.template = Default::default();
+    }
 }
 
 /// As `slim_schedule`, and for a run that has ended, its per-table and per-worker entries: an

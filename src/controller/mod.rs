@@ -20,6 +20,7 @@ use crate::api::{CompanySelection, MigrationRun, MigrationSchedule, UserMapping}
 use cache::{Caches, Index};
 use context::Context;
 use futures_util::{Stream, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
 use kube::api::ListParams;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -234,7 +235,8 @@ pub async fn run(options: Options) -> Result<(), Error> {
         None => None,
     };
     ready.store(true, Ordering::SeqCst);
-    let (caches, watches, wake) = watch(&client, &options.namespace);
+    let jobs_served = jobs_served(&client, &options.namespace).await;
+    let (caches, watches, wake) = watch(&client, &options.namespace, jobs_served);
     let events = tokio::spawn(watches.events);
     // A schedule decides from its runs: none is reconciled before both caches are filled.
     let filled = async {
@@ -268,7 +270,12 @@ pub async fn run(options: Options) -> Result<(), Error> {
             .graceful_shutdown_on(shutdown_signal(leadership.clone()))
             .run(schedule::reconcile, error_policy, ctx.clone())
             .for_each(|_| async {});
-    let run_controller = Controller::for_shared_stream(watches.runs, caches.runs.clone())
+    let mut run_controller = Controller::for_shared_stream(watches.runs, caches.runs.clone());
+    if let Some(jobs) = watches.jobs {
+        // A worker Job that changes wakes its run: a failed Job is seen at once.
+        run_controller = run_controller.owns_shared_stream(jobs);
+    }
+    let run_controller = run_controller
         .with_config(config)
         .graceful_shutdown_on(shutdown_signal(leadership.take()))
         .run(run::reconcile, error_policy, ctx.clone())
@@ -289,6 +296,22 @@ pub async fn run(options: Options) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether worker Jobs can be watched: the API server serves them and the controller may list
+/// them. Where not (the local test API server serves custom resources only), the Job runner
+/// reads a run's Job by GET.
+async fn jobs_served(client: &Client, namespace: &Option<String>) -> bool {
+    let one = ListParams::default()
+        .labels(crate::runner::job::WORKER_SELECTOR)
+        .limit(1);
+    match api::<Job>(client, namespace).list(&one).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "worker Jobs cannot be watched; the Job runner reads them one by one");
+            false
+        }
+    }
+}
+
 /// How many objects of one kind are reconciled at once. Each reconcile holds only its own
 /// object and a few API calls, so this bounds the controller's work, not its memory.
 pub const RECONCILE_CONCURRENCY: u16 = 8;
@@ -297,6 +320,7 @@ pub const RECONCILE_CONCURRENCY: u16 = 8;
 struct Watches {
     schedules: kube::runtime::reflector::ReflectHandle<MigrationSchedule>,
     runs: kube::runtime::reflector::ReflectHandle<MigrationRun>,
+    jobs: Option<kube::runtime::reflector::ReflectHandle<Job>>,
     events: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 }
 
@@ -306,6 +330,7 @@ struct Watches {
 fn watch(
     client: &Client,
     namespace: &Option<String>,
+    jobs_served: bool,
 ) -> (
     Caches,
     Watches,
@@ -341,19 +366,33 @@ fn watch(
         api::<UserMapping>(client, namespace),
         wakes(wake_tx, |u: &UserMapping| &u.spec.schedule_ref.name),
     );
-    let events = futures_util::stream::select_all([
+    let mut streams = vec![
         schedule_events.boxed(),
         run_events.boxed(),
         selections.boxed(),
         mappings.boxed(),
-    ])
-    .for_each(|_| async {});
+    ];
+    let (job_store, job_handle) = if jobs_served {
+        let (store, handle, events) = cache::watch(
+            api::<Job>(client, namespace),
+            watcher::Config::default().labels(crate::runner::job::WORKER_SELECTOR),
+            Index::new(|_| vec![]),
+            cache::slim_job,
+            |_| {},
+        );
+        streams.push(events.boxed());
+        (Some(store), Some(handle))
+    } else {
+        (None, None)
+    };
+    let events = futures_util::stream::select_all(streams).for_each(|_| async {});
     let events = Box::pin(events);
     let caches = Caches {
         schedules: schedule_store,
         runs: run_store,
         runs_by_schedule: runs_index,
         schedules_by_database: schedules_index,
+        jobs: job_store,
     };
     let wake =
         futures_util::stream::unfold(
@@ -365,6 +404,7 @@ fn watch(
         Watches {
             schedules: schedule_handle,
             runs: run_handle,
+            jobs: job_handle,
             events,
         },
         wake,

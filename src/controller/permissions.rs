@@ -18,6 +18,8 @@ pub const CONTROLLER: &[(&str, &str, &str)] = &[
     ("cloudmigrate.io", "companyselections", "watch"),
     ("cloudmigrate.io", "usermappings", "list"),
     ("cloudmigrate.io", "usermappings", "watch"),
+    ("batch", "jobs", "list"),
+    ("batch", "jobs", "watch"),
     ("batch", "jobs", "get"),
     ("batch", "jobs", "create"),
     ("", "secrets", "get"),

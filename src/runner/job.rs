@@ -27,6 +27,10 @@ pub const DEFAULT_SERVICE_ACCOUNT: &str = "cloudmigrate-worker";
 /// Label on a run's Jobs and pods with the run's name (when it fits a label value).
 pub const RUN_LABEL: &str = "cloudmigrate.io/run";
 
+/// The label selector of every worker Job cloudmigrate creates.
+pub const WORKER_SELECTOR: &str =
+    "app.kubernetes.io/name=cloudmigrate,app.kubernetes.io/component=worker";
+
 /// The Job of one attempt of a run: `<run>-<attempt>`, owned by the run.
 pub fn job_name(run: &str, attempt: i32) -> String {
     format!("{run}-{attempt}")

@@ -64,7 +64,8 @@ struct Read {
 }
 
 /// Read: the schedule from the cache (asked of the API server only when the cache does not
-/// have it yet: a run and its schedule applied together), and whether the runner is at work.
+/// have it yet: a run and its schedule applied together), and whether the runner is at work
+/// (a Job's status from the cache, or from the API server when the cache has no such Job).
 async fn read(run: &MigrationRun, ctx: &Context) -> Result<Read, Error> {
     let ns = run
         .namespace()
@@ -93,11 +94,17 @@ async fn read(run: &MigrationRun, ctx: &Context) -> Result<Read, Error> {
         Runner::Job if attempt == 0 => false,
         Runner::Job => {
             let job_name = job::job_name(&name, attempt);
-            match Api::<Job>::namespaced(ctx.client.clone(), &ns)
-                .get_opt(&job_name)
-                .await
-                .map_err(|e| Error::Read(format!("Job {job_name}"), e))?
-            {
+            // A Job created a moment ago may not be in the cache yet: only the API server can
+            // say that it is gone.
+            let job = match ctx.caches.job(&ns, &job_name) {
+                Some(j) => Some(j),
+                None => Api::<Job>::namespaced(ctx.client.clone(), &ns)
+                    .get_opt(&job_name)
+                    .await
+                    .map_err(|e| Error::Read(format!("Job {job_name}"), e))?
+                    .map(Arc::new),
+            };
+            match job {
                 Some(j) => job::job_alive(j.status.as_ref(), chrono::Utc::now()),
                 None => false,
             }
@@ -334,5 +341,55 @@ mod tests {
             Action::await_change()
         );
         assert!(server.seen.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_running_job_run_reads_its_job_from_the_cache() {
+        let (client, server) = ApiServer::new();
+        let mut caches = crate::controller::cache::Caches::of(vec![schedule()], vec![]);
+        let (jobs, mut writer) = kube::runtime::reflector::store();
+        let job: Job = serde_json::from_value(json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "erp-1-1", "namespace": "shop"},
+            "status": {"active": 2}
+        }))
+        .unwrap();
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(job));
+        caches.jobs = Some(jobs);
+        let ctx = Arc::new(Context::new(
+            client,
+            caches,
+            crate::controller::metrics::Metrics::default(),
+            None,
+        ));
+        // Started, its two workers at work: the status the last reconcile wrote.
+        let mut running = run();
+        let facts = ScheduleFacts {
+            workers: 2,
+            backoff_limit: 3,
+            disabled: false,
+        };
+        let mut status = Default::default();
+        for alive in [false, true] {
+            status = decide::decide(RunObserved {
+                generation: Some(1),
+                spec: &running.spec,
+                status,
+                trigger: Some("Scheduled".into()),
+                schedule: Some(facts.clone()),
+                runner_alive: alive,
+                now: chrono::Utc::now(),
+            })
+            .status;
+        }
+        running.status = Some(status);
+        let mut server = server;
+        let action = tokio::select! {
+            a = reconcile(Arc::new(running), ctx) => a.unwrap(),
+            call = server.next() => panic!("called {} {}", call.method, call.uri),
+        };
+        assert_ne!(action, Action::await_change());
+        // No GET of the Job, no status write: nothing changed.
+        assert!(server.seen.is_empty(), "calls: {:?}", server.seen);
     }
 }

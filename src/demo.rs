@@ -3,7 +3,6 @@
 
 use crate::db::{ConnectSpec, Database, DbError, Dialect, Statement, Value};
 use crate::engine::RunConfig;
-use crate::engine::plan::PlanOptions;
 use std::path::Path;
 
 /// The companies of the demo database.
@@ -414,21 +413,53 @@ fn spec(path: &Path, create: bool) -> ConnectSpec {
     }
 }
 
-/// The run the demo makes: every company, the default exclusions, missing tables created.
+/// The schedule of `examples/local/schedule.yaml`, which `cloudmigrate run -f` takes to run
+/// the demo again: the demo's run has its settings, so the two never drift apart.
+const EXAMPLE: &str = include_str!("../examples/local/schedule.yaml");
+
+/// The run the demo makes: the example schedule's settings (its exclusions, missing tables
+/// created, 4 tables at a time) on the demo's files, for every company.
 pub fn run_config(dir: &Path) -> RunConfig {
-    RunConfig {
-        run_id: format!("demo-{}", chrono::Utc::now().format("%Y%m%d%H%M%S")),
-        source: spec(&dir.join("onprem.db"), false),
-        target: spec(&dir.join("cloud.db"), true),
-        plan: PlanOptions {
-            exclude: vec!["*Buffer".into(), "Change Log Entry".into()],
-            ..Default::default()
-        },
-        create_missing_tables: true,
-        parallelism: 4,
-        run_type: crate::engine::RunType::Auto,
-        retention: crate::engine::tracking::DEFAULT_RETENTION,
-        stop: Default::default(),
-        share: None,
+    let mut config =
+        match crate::manifest::parse(EXAMPLE, Path::new("examples/local/schedule.yaml")) {
+            Ok(m) => crate::convert::engine_config(
+                &m.schedule.spec,
+                None,
+                (None, None),
+                String::new(),
+                crate::engine::RunType::Auto,
+            ),
+            // The example is part of the binary, and a test reads it: it always parses.
+            Err(e) => unreachable!("the embedded example schedule does not parse: {e}"),
+        };
+    config.run_id = format!("demo-{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
+    config.source = spec(&dir.join("onprem.db"), false);
+    config.target = spec(&dir.join("cloud.db"), true);
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_runs_with_the_example_schedules_settings() {
+        let config = run_config(Path::new("/tmp/demo"));
+        assert_eq!(config.plan.exclude, vec!["*Buffer", "Change Log Entry"]);
+        assert!(config.create_missing_tables);
+        assert_eq!(config.parallelism, 4);
+        // Every company, whatever the example's CompanySelection picks.
+        assert_eq!(config.plan.companies, None);
+        assert!(
+            config.source.url.ends_with("/tmp/demo/onprem.db"),
+            "{}",
+            config.source.url
+        );
+        assert!(
+            config.target.url.ends_with("/tmp/demo/cloud.db"),
+            "{}",
+            config.target.url
+        );
+        assert!(config.run_id.starts_with("demo-"));
     }
 }

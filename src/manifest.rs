@@ -58,6 +58,11 @@ pub struct Manifest {
 pub fn load(path: &Path) -> Result<Manifest, String> {
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    parse(&text, path)
+}
+
+/// Reads a manifest's text; `path` names it in errors.
+pub fn parse(text: &str, path: &Path) -> Result<Manifest, String> {
     let mut schedule = None;
     let mut companies = None;
     for doc in text

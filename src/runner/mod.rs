@@ -171,6 +171,34 @@ pub fn field_manager(index: i32) -> String {
     format!("cloudmigrate-worker-{index}")
 }
 
+/// Records how the worker ended in its status: its phase, and the error with its fix.
+fn record_end(
+    reporter: &Reporter,
+    outcome: &Result<engine::report::RunReport, engine::EngineError>,
+    stop: &StopSignal,
+) -> WorkerPhase {
+    let mut p = reporter.lock();
+    p.me.completion_time = Some(time(chrono::Utc::now()));
+    p.me.phase = match outcome {
+        Err(e) => {
+            let fix = match e {
+                engine::EngineError::Plan(_) => {
+                    "Correct spec.tables of the MigrationSchedule, then start a new run."
+                }
+                _ => {
+                    "Check the address, the login and the network path from the runner to the \
+                     database, then start a new run."
+                }
+            };
+            p.me.message = Some(format!("{e}. {fix}"));
+            WorkerPhase::Failed
+        }
+        Ok(_) if p.me.tables_not_started > 0 || stop.is_stopped() => WorkerPhase::Stopped,
+        Ok(_) => WorkerPhase::Finished,
+    };
+    p.me.phase
+}
+
 /// Runs one worker to the end: reads the run and its schedule, the passwords from their
 /// Secrets, runs the engine on the share, and keeps the status up to date. Returns the phase
 /// it ended in. Stops between tables when `stop` is set, or when the run is deleted.
@@ -257,28 +285,7 @@ pub async fn work(client: kube::Client, w: WorkerSpec, stop: StopSignal) -> Work
     tracing::info!("worker started");
     let outcome = engine::run(&config, reporter.as_ref(), reporter.read.clone()).await;
     flusher.abort();
-    let phase = {
-        let mut p = reporter.lock();
-        p.me.completion_time = Some(time(chrono::Utc::now()));
-        p.me.phase = match &outcome {
-            Err(e) => {
-                let fix = match e {
-                    engine::EngineError::Plan(_) => {
-                        "Correct spec.tables of the MigrationSchedule, then start a new run."
-                    }
-                    _ => {
-                        "Check the address, the login and the network path from the runner to \
-                         the database, then start a new run."
-                    }
-                };
-                p.me.message = Some(format!("{e}. {fix}"));
-                WorkerPhase::Failed
-            }
-            Ok(_) if p.me.tables_not_started > 0 || stop.is_stopped() => WorkerPhase::Stopped,
-            Ok(_) => WorkerPhase::Finished,
-        };
-        p.me.phase
-    };
+    let phase = record_end(&reporter, &outcome, &stop);
     match &outcome {
         Ok(r) => {
             tracing::info!(

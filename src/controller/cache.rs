@@ -274,7 +274,7 @@ pub fn slim_run(run: &mut MigrationRun) {
 
 /// One shared watch of a kind: the store it fills, a handle that wakes a controller for each
 /// object that changed, and the stream that must be polled to keep both going. `on_event`
-/// sees every event, after the index and before the store.
+/// sees every event once the index and the store hold it.
 pub fn watch<K>(
     api: kube::Api<K>,
     config: watcher::Config,
@@ -303,15 +303,14 @@ where
         .map(move |event| {
             if let Ok(e) = &event {
                 index.apply(e);
-                on_event(e);
             }
             event
         })
         .reflect_shared(writer)
-        .map(|event| {
-            if let Err(e) = event {
-                tracing::warn!(error = %e, "watch failed; it starts again after a pause");
-            }
+        // After the store: whoever is woken finds the object there.
+        .map(move |event| match event {
+            Ok(e) => on_event(&e),
+            Err(e) => tracing::warn!(error = %e, "watch failed; it starts again after a pause"),
         });
     (store, handle, events)
 }

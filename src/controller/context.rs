@@ -22,7 +22,22 @@ pub struct Context {
     pub recorder: Recorder,
     /// Failed reconciles in a row, by object, for the back-off of `error_policy`.
     failures: Mutex<HashMap<String, u32>>,
+    /// Runs created for a schedule (by `namespace/name`) that the cache may not show yet.
+    created: Mutex<HashMap<String, Vec<CreatedRun>>>,
 }
+
+/// A run the controller created: until the cache shows it, the schedule counts it as there,
+/// so that a reconcile in between does not start the same run twice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreatedRun {
+    pub name: String,
+    pub run_request: Option<String>,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// How long a created run is remembered when the cache never shows it (it was deleted at
+/// once, say).
+const CREATED_MEMORY: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 impl Context {
     pub fn new(
@@ -45,7 +60,38 @@ impl Context {
             metrics,
             recorder,
             failures: Mutex::new(HashMap::new()),
+            created: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Remembers a run created for `schedule` (`namespace/name`).
+    pub fn created(&self, schedule: &str, run: CreatedRun) {
+        self.created
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(schedule.to_string())
+            .or_default()
+            .push(run);
+    }
+
+    /// The runs created for `schedule` that `cached` (the names the cache shows) lacks; those
+    /// the cache shows now, or that are too old to wait for, are forgotten.
+    pub fn not_yet_cached(
+        &self,
+        schedule: &str,
+        cached: &[&str],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<CreatedRun> {
+        let mut created = self.created.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(runs) = created.get_mut(schedule) else {
+            return vec![];
+        };
+        runs.retain(|r| !cached.contains(&r.name.as_str()) && now - r.at < CREATED_MEMORY);
+        let left = runs.clone();
+        if left.is_empty() {
+            created.remove(schedule);
+        }
+        left
     }
 
     /// Counts a failed reconcile of the object `key`; returns the failures before this one.

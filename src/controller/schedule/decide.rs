@@ -107,6 +107,23 @@ pub fn manual_run_name(schedule: &str, at: DateTime<Utc>) -> String {
     format!("{schedule}-{}", at.format("%Y%m%d%H%M%S"))
 }
 
+/// `name`, or `name-2`, `name-3`, ... if a run of that name exists: two run requests within
+/// one second get two runs.
+fn free_name(name: String, runs: &[RunView]) -> String {
+    let taken = |n: &str| runs.iter().any(|r| r.name == n);
+    if !taken(&name) {
+        return name;
+    }
+    let mut i = 2;
+    loop {
+        let candidate = format!("{name}-{i}");
+        if !taken(&candidate) {
+            return candidate;
+        }
+        i += 1;
+    }
+}
+
 /// The conflict of a schedule with others, if any: the same source or the same target as
 /// another schedule. The older schedule keeps running; the newer one (by creation time, then
 /// name) gets the condition. Names are `namespace/name`; the message leaves out the
@@ -440,7 +457,7 @@ fn admit(
         }
     } else {
         let (name, trigger) = match &due {
-            Due::Request(_) => (manual_run_name(o.name, now), "Manual"),
+            Due::Request(_) => (free_name(manual_run_name(o.name, now), runs), "Manual"),
             Due::Immediate => (run_name(o.name, o.created), "Immediate"),
             Due::Scheduled(t) => (run_name(o.name, *t), "Scheduled"),
         };
@@ -918,5 +935,21 @@ mod tests {
             condition(&dec, "Ready"),
             ("False".into(), "Conflict".into())
         );
+    }
+
+    #[test]
+    fn two_run_requests_in_one_second_get_two_runs() {
+        let mut s = spec(None);
+        s.run_request = Some("second".into());
+        let now = utc(2026, 5, 1, 10, 30);
+        let mut o = observe(&s, now);
+        o.status.last_handled_run_request = Some("first".into());
+        o.runs = vec![done(
+            &manual_run_name("nightly", now),
+            RunResult::Succeeded,
+            now,
+        )];
+        let d = decide(o);
+        assert_eq!(d.create.unwrap().name, "nightly-20260501103000-2");
     }
 }

@@ -5,7 +5,7 @@
 pub mod decide;
 
 use super::annotations::{RUN_REQUEST, SCHEDULE_LABEL, SCHEDULED_TIME, TRIGGER};
-use super::context::Context;
+use super::context::{Context, CreatedRun};
 use super::error::Error;
 use crate::api::run::{MigrationRun, MigrationRunSpec};
 use crate::api::{MigrationSchedule, common::ScheduleRef};
@@ -94,12 +94,22 @@ fn read(schedule: &MigrationSchedule, ctx: &Context) -> Result<Read, Error> {
         .ok_or_else(|| Error::Invalid("a MigrationSchedule is namespaced".into()))?;
     let name = schedule.name_any();
     let uid = schedule.uid();
-    let runs = ctx
+    let mut runs: Vec<RunView> = ctx
         .caches
         .runs_of(&ns, &name)
         .iter()
         .map(|r| run_view(r, uid.as_deref()))
         .collect();
+    // A run created a moment ago that the cache does not show yet still counts.
+    let cached: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
+    let pending = ctx.not_yet_cached(&format!("{ns}/{name}"), &cached, chrono::Utc::now());
+    runs.extend(pending.into_iter().map(|r| RunView {
+        name: r.name,
+        created: Some(r.at),
+        run_request: r.run_request,
+        owned: true,
+        ..Default::default()
+    }));
     let sharing = ctx.caches.sharing_a_database(schedule);
     let qualified =
         |s: &MigrationSchedule| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any());
@@ -184,10 +194,20 @@ async fn act(
             .await
         {
             Ok(_) => {}
-            // Made before a restart: adopted as it is.
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            // A scheduled or first run made before a restart: adopted as it is. A manual run's
+            // name is new each time, so a clash means the cache was behind: try again once it
+            // has caught up, under a free name.
+            Err(kube::Error::Api(e)) if e.code == 409 && new.trigger != "Manual" => {}
             Err(e) => return Err(Error::Act(format!("creating MigrationRun {}", new.name), e)),
         }
+        ctx.created(
+            &format!("{ns}/{name}"),
+            CreatedRun {
+                name: new.name.clone(),
+                run_request: new.run_request.clone(),
+                at: chrono::Utc::now(),
+            },
+        );
     }
     for old in &decision.delete {
         match runs_api.delete(old, &DeleteParams::background()).await {
@@ -236,7 +256,7 @@ mod tests {
             "runtime": {"runner": "InProcess"}
         }));
         let ctx = Context::for_test(client, vec![schedule.clone()], vec![]);
-        let task = tokio::spawn(reconcile(Arc::new(schedule.clone()), ctx));
+        let task = tokio::spawn(reconcile(Arc::new(schedule.clone()), ctx.clone()));
 
         // The runs and the neighbours come from the caches: the first call is the new run.
         let call = server
@@ -286,6 +306,18 @@ mod tests {
         // No cron: nothing brings the schedule back but a change.
         let action = task.await.unwrap().unwrap();
         assert_eq!(action, Action::await_change());
+
+        // Woken again before the cache shows the new run or the acknowledgement: the run it
+        // created counts, so the request is acknowledged again and no second run starts.
+        let again = tokio::spawn(reconcile(Arc::new(schedule.clone()), ctx));
+        let call = server.next().await;
+        assert_eq!(call.method, Method::PATCH, "{}", call.uri);
+        assert_eq!(call.body["status"]["lastHandledRunRequest"], "please");
+        assert_eq!(call.body["status"]["activeRun"], name.as_str());
+        let mut obj = serde_json::to_value(&schedule).unwrap();
+        obj["status"] = call.body["status"].clone();
+        call.reply(200, obj);
+        again.await.unwrap().unwrap();
         server.assert_no_list();
     }
 

@@ -291,113 +291,129 @@ fn postgres_capture_function(function: &str, log: &str, keys: &[String]) -> Stri
 /// The statements that put change tracking on a table: its triggers (and on PostgreSQL its
 /// capture function), dropped and made anew, and its entry in the registry with the storage
 /// engine's id of the table where there is one.
+/// PostgreSQL: one capture function per table, and statement triggers that read the
+/// statement's rows from transition tables (the row trigger of earlier versions goes).
+fn postgres_triggers(t: &str, name: &str, log: &str, keys: &[String]) -> Vec<String> {
+    let d = Dialect::Postgres;
+    let function = d.quote(name);
+    let q = |suffix: &str| d.quote(&format!("{name}_{suffix}"));
+    let mut sql = vec![
+        // The row trigger of earlier versions.
+        format!("DROP TRIGGER IF EXISTS {} ON {t}", d.quote(name)),
+        format!("DROP TRIGGER IF EXISTS {} ON {t}", q("t")),
+        format!("DROP TRIGGER IF EXISTS {} ON {t}", q("i")),
+        format!("DROP TRIGGER IF EXISTS {} ON {t}", q("u")),
+        format!("DROP TRIGGER IF EXISTS {} ON {t}", q("d")),
+        postgres_capture_function(&function, log, keys),
+    ];
+    for (suffix, event, tables) in [
+        ("i", "INSERT", "REFERENCING NEW TABLE AS cloudmigrate_new"),
+        (
+            "u",
+            "UPDATE",
+            "REFERENCING OLD TABLE AS cloudmigrate_old NEW TABLE AS cloudmigrate_new",
+        ),
+        ("d", "DELETE", "REFERENCING OLD TABLE AS cloudmigrate_old"),
+        ("t", "TRUNCATE", ""),
+    ] {
+        sql.push(format!(
+                "CREATE TRIGGER {} AFTER {event} ON {t} {tables} FOR EACH STATEMENT EXECUTE FUNCTION {function}()",
+                q(suffix)
+            ));
+    }
+    sql
+}
+
+/// MySQL, MariaDB and SQLite: a row trigger per change, each logging the row's key as JSON.
+fn row_triggers(
+    d: Dialect,
+    t: &str,
+    name: &str,
+    lit: &str,
+    log: &str,
+    keys: &[String],
+) -> Vec<String> {
+    let (cast, json) = if d == Dialect::MySql {
+        ("CHAR", "JSON_ARRAY")
+    } else {
+        ("TEXT", "json_array")
+    };
+    let pk = |side: &str| {
+        let parts: Vec<String> = keys
+            .iter()
+            .map(|k| format!("CAST({side}.{} AS {cast})", d.quote(k)))
+            .collect();
+        format!("{json}({})", parts.join(", "))
+    };
+    let same: Vec<String> = keys
+        .iter()
+        .map(|k| {
+            let k = d.quote(k);
+            if d == Dialect::MySql {
+                format!("OLD.{k} <=> NEW.{k}")
+            } else {
+                format!("OLD.{k} IS NEW.{k}")
+            }
+        })
+        .collect();
+    let same = same.join(" AND ");
+    let insert = |op: &str, side: &str| {
+        format!(
+            "INSERT INTO {log} (table_name, op, pk) VALUES ({lit}, '{op}', {})",
+            pk(side)
+        )
+    };
+    let (begin, end) = if d == Dialect::MySql {
+        ("FOR EACH ROW BEGIN", "END")
+    } else {
+        ("BEGIN", "END")
+    };
+    let update = if d == Dialect::MySql {
+        format!(
+            "IF {same} THEN {}; ELSE {}; {}; END IF;",
+            insert("U", "NEW"),
+            insert("D", "OLD"),
+            insert("I", "NEW")
+        )
+    } else {
+        format!(
+            "INSERT INTO {log} (table_name, op, pk) SELECT {lit}, 'D', {} WHERE NOT ({same}); \
+                 INSERT INTO {log} (table_name, op, pk) SELECT {lit}, CASE WHEN {same} THEN 'U' ELSE 'I' END, {};",
+            pk("OLD"),
+            pk("NEW")
+        )
+    };
+    let q = |suffix: &str| d.quote(&format!("{name}_{suffix}"));
+    vec![
+        format!("DROP TRIGGER IF EXISTS {}", q("i")),
+        format!("DROP TRIGGER IF EXISTS {}", q("u")),
+        format!("DROP TRIGGER IF EXISTS {}", q("d")),
+        format!(
+            "CREATE TRIGGER {} AFTER INSERT ON {t} {begin} {}; {end}",
+            q("i"),
+            insert("I", "NEW")
+        ),
+        format!(
+            "CREATE TRIGGER {} AFTER UPDATE ON {t} {begin} {update} {end}",
+            q("u")
+        ),
+        format!(
+            "CREATE TRIGGER {} AFTER DELETE ON {t} {begin} {}; {end}",
+            q("d"),
+            insert("D", "OLD")
+        ),
+    ]
+}
+
 fn enable_statements(d: Dialect, table: &TableDef, table_id: Option<i64>) -> Vec<Statement> {
     let t = d.quote(&table.name);
     let name = trigger_name(&table.name);
-    let lit = literal(d, &table.name);
     let log = d.quote(LOG);
     let keys = &table.primary_key;
     let sql: Vec<String> = match d {
-        Dialect::Postgres => {
-            let function = d.quote(&name);
-            let q = |suffix: &str| d.quote(&format!("{name}_{suffix}"));
-            let mut sql = vec![
-                // The row trigger of earlier versions.
-                format!("DROP TRIGGER IF EXISTS {} ON {t}", d.quote(&name)),
-                format!("DROP TRIGGER IF EXISTS {} ON {t}", q("t")),
-                format!("DROP TRIGGER IF EXISTS {} ON {t}", q("i")),
-                format!("DROP TRIGGER IF EXISTS {} ON {t}", q("u")),
-                format!("DROP TRIGGER IF EXISTS {} ON {t}", q("d")),
-                postgres_capture_function(&function, &log, keys),
-            ];
-            for (suffix, event, tables) in [
-                ("i", "INSERT", "REFERENCING NEW TABLE AS cloudmigrate_new"),
-                (
-                    "u",
-                    "UPDATE",
-                    "REFERENCING OLD TABLE AS cloudmigrate_old NEW TABLE AS cloudmigrate_new",
-                ),
-                ("d", "DELETE", "REFERENCING OLD TABLE AS cloudmigrate_old"),
-                ("t", "TRUNCATE", ""),
-            ] {
-                sql.push(format!(
-                    "CREATE TRIGGER {} AFTER {event} ON {t} {tables} FOR EACH STATEMENT EXECUTE FUNCTION {function}()",
-                    q(suffix)
-                ));
-            }
-            sql
-        }
+        Dialect::Postgres => postgres_triggers(&t, &name, &log, keys),
         Dialect::MySql | Dialect::Sqlite => {
-            let (cast, json) = if d == Dialect::MySql {
-                ("CHAR", "JSON_ARRAY")
-            } else {
-                ("TEXT", "json_array")
-            };
-            let pk = |side: &str| {
-                let parts: Vec<String> = keys
-                    .iter()
-                    .map(|k| format!("CAST({side}.{} AS {cast})", d.quote(k)))
-                    .collect();
-                format!("{json}({})", parts.join(", "))
-            };
-            let same: Vec<String> = keys
-                .iter()
-                .map(|k| {
-                    let k = d.quote(k);
-                    if d == Dialect::MySql {
-                        format!("OLD.{k} <=> NEW.{k}")
-                    } else {
-                        format!("OLD.{k} IS NEW.{k}")
-                    }
-                })
-                .collect();
-            let same = same.join(" AND ");
-            let insert = |op: &str, side: &str| {
-                format!(
-                    "INSERT INTO {log} (table_name, op, pk) VALUES ({lit}, '{op}', {})",
-                    pk(side)
-                )
-            };
-            let (begin, end) = if d == Dialect::MySql {
-                ("FOR EACH ROW BEGIN", "END")
-            } else {
-                ("BEGIN", "END")
-            };
-            let update = if d == Dialect::MySql {
-                format!(
-                    "IF {same} THEN {}; ELSE {}; {}; END IF;",
-                    insert("U", "NEW"),
-                    insert("D", "OLD"),
-                    insert("I", "NEW")
-                )
-            } else {
-                format!(
-                    "INSERT INTO {log} (table_name, op, pk) SELECT {lit}, 'D', {} WHERE NOT ({same}); \
-                     INSERT INTO {log} (table_name, op, pk) SELECT {lit}, CASE WHEN {same} THEN 'U' ELSE 'I' END, {};",
-                    pk("OLD"),
-                    pk("NEW")
-                )
-            };
-            let q = |suffix: &str| d.quote(&format!("{name}_{suffix}"));
-            vec![
-                format!("DROP TRIGGER IF EXISTS {}", q("i")),
-                format!("DROP TRIGGER IF EXISTS {}", q("u")),
-                format!("DROP TRIGGER IF EXISTS {}", q("d")),
-                format!(
-                    "CREATE TRIGGER {} AFTER INSERT ON {t} {begin} {}; {end}",
-                    q("i"),
-                    insert("I", "NEW")
-                ),
-                format!(
-                    "CREATE TRIGGER {} AFTER UPDATE ON {t} {begin} {update} {end}",
-                    q("u")
-                ),
-                format!(
-                    "CREATE TRIGGER {} AFTER DELETE ON {t} {begin} {}; {end}",
-                    q("d"),
-                    insert("D", "OLD")
-                ),
-            ]
+            row_triggers(d, &t, &name, &literal(d, &table.name), &log, keys)
         }
     };
     let mut statements: Vec<Statement> = sql.into_iter().map(stmt).collect();

@@ -314,63 +314,16 @@ async fn runs_show(
     target_password_file: Option<PathBuf>,
     only_problems: bool,
 ) -> Result<ExitCode, String> {
-    use cloudmigrate::api::{MigrationRun, MigrationSchedule};
     let (ns, name) = namespaced_name(&run, "the run", "shop/erp-202605010200")?;
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot reach the Kubernetes API: {e}; check KUBECONFIG"))?;
-    let runs: kube::Api<MigrationRun> = kube::Api::namespaced(client.clone(), ns);
-    let mrun = runs
-        .get_opt(name)
-        .await
-        .map_err(|e| format!("reading MigrationRun {run}: {e}"))?
-        .ok_or_else(|| {
-            format!("MigrationRun {run} does not exist; list runs with kubectl get mrun -n {ns}")
-        })?;
-    let schedules: kube::Api<MigrationSchedule> = kube::Api::namespaced(client.clone(), ns);
-    let schedule = schedules
-        .get_opt(&mrun.spec.schedule_ref.name)
-        .await
-        .map_err(|e| format!("reading its MigrationSchedule: {e}"))?
-        .ok_or_else(|| {
-            format!(
-                "its MigrationSchedule {:?} no longer exists, so its target is unknown",
-                mrun.spec.schedule_ref.name
-            )
-        })?;
-    let target = &schedule.spec.target;
-    let source = PasswordSource {
+    let given = PasswordSource {
         env: "CLOUDMIGRATE_TARGET_PASSWORD".into(),
         file: target_password_file,
-    };
-    let password = match (source.given("target")?, &target.password_secret_ref) {
-        (Some(pw), _) => Some(pw),
-        (None, Some(secret)) => {
-            Some(cloudmigrate::runner::secret_value(&client, ns, secret).await?)
-        }
-        (None, None) => None,
-    };
-    let db = cloudmigrate::db::Database::connect(&cloudmigrate::db::ConnectSpec {
-        url: target.url.clone(),
-        password,
-        max_connections: 1,
-        create: false,
-    })
-    .await
-    .map_err(|e| format!("target database: {e}"))?;
-    let tables = cloudmigrate::engine::state::read_run_log(&db, name)
-        .await
-        .map_err(|e| format!("reading the run log in the target: {e}"))?;
-    if tables.is_empty() {
-        return Err(format!(
-            "the target has no run log for {name}: the run has not written any table yet"
-        ));
     }
-    let report = cloudmigrate::engine::report::RunReport {
-        run_id: name.to_string(),
-        tables,
-        duration: Default::default(),
-    };
+    .given("target")?;
+    let (mrun, report) = cloudmigrate::runner::log::run_log(&client, ns, name, given).await?;
     println!("{}", results_table(&report, only_problems));
     let status = mrun.status.unwrap_or_default();
     println!(

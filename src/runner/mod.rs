@@ -5,6 +5,7 @@
 
 pub mod inprocess;
 pub mod job;
+pub mod log;
 
 use crate::api::common::SecretKeyRef;
 use crate::api::run::{MigrationRun, TableResult, TableStatus, WorkerPhase, WorkerStatus};

@@ -1,0 +1,67 @@
+//! `cloudmigrate runs show`: a run's complete table log, read from its target database (the
+//! run's status keeps only the problems past 2,000 tables).
+
+use super::secret_value;
+use crate::api::{MigrationRun, MigrationSchedule};
+use crate::db::{ConnectSpec, Database};
+use crate::engine::report::RunReport;
+
+/// The run `namespace/name` and the table log its target holds. The target's password is
+/// `given`, or else read from the Secret that the schedule's `passwordSecretRef` names.
+pub async fn run_log(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    given: Option<String>,
+) -> Result<(MigrationRun, RunReport), String> {
+    let run = format!("{namespace}/{name}");
+    let mrun = kube::Api::<MigrationRun>::namespaced(client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("reading MigrationRun {run}: {e}"))?
+        .ok_or_else(|| {
+            format!(
+                "MigrationRun {run} does not exist; list runs with kubectl get mrun -n {namespace}"
+            )
+        })?;
+    let schedule = kube::Api::<MigrationSchedule>::namespaced(client.clone(), namespace)
+        .get_opt(&mrun.spec.schedule_ref.name)
+        .await
+        .map_err(|e| format!("reading its MigrationSchedule: {e}"))?
+        .ok_or_else(|| {
+            format!(
+                "its MigrationSchedule {:?} no longer exists, so its target is unknown",
+                mrun.spec.schedule_ref.name
+            )
+        })?;
+    let target = &schedule.spec.target;
+    let password = match (given, &target.password_secret_ref) {
+        (Some(pw), _) => Some(pw),
+        (None, Some(secret)) => Some(secret_value(client, namespace, secret).await?),
+        (None, None) => None,
+    };
+    let db = Database::connect(&ConnectSpec {
+        url: target.url.clone(),
+        password,
+        max_connections: 1,
+        create: false,
+    })
+    .await
+    .map_err(|e| format!("target database: {e}"))?;
+    let tables = crate::engine::state::read_run_log(&db, name).await;
+    db.close().await;
+    let tables = tables.map_err(|e| format!("reading the run log in the target: {e}"))?;
+    if tables.is_empty() {
+        return Err(format!(
+            "the target has no run log for {name}: the run has not written any table yet"
+        ));
+    }
+    Ok((
+        mrun,
+        RunReport {
+            run_id: name.to_string(),
+            tables,
+            duration: Default::default(),
+        },
+    ))
+}

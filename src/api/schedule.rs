@@ -215,14 +215,15 @@ pub enum Runner {
     InProcess,
 }
 
-/// How many finished runs are kept. Older ones are deleted, oldest first.
+/// How many finished runs are kept. Older ones that the controller created are deleted,
+/// oldest first; a run made by hand is never deleted.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct History {
-    /// Runs that ended Succeeded or PartiallySucceeded. Defaults to 10.
+    /// Runs that ended Succeeded. Defaults to 10.
     #[serde(default = "default_successful")]
     #[schemars(range(min = 0))]
     pub successful: i32,
-    /// Runs that ended Failed or Stopped. Defaults to 5.
+    /// Runs that ended PartiallySucceeded, Failed or Stopped. Defaults to 5.
     #[serde(default = "default_failed")]
     #[schemars(range(min = 0))]
     pub failed: i32,

@@ -35,6 +35,9 @@ pub struct RunView {
     pub completion_time: Option<Time>,
     pub stop_requested: bool,
     pub owned: bool,
+    /// The controller created it (it carries the trigger annotation); a run a person made is
+    /// theirs, and never pruned.
+    pub made_here: bool,
     pub counts: Counts,
 }
 
@@ -536,7 +539,9 @@ fn summarize(
     if let Some(newest) = runs.first() {
         status.last_run = Some(summary(newest));
     }
-    if let Some(done) = runs.iter().find(|r| r.result.is_some()) {
+    // A diagnostic run migrates nothing: it neither sets the tiles nor counts as a success.
+    let migrations = || runs.iter().filter(|r| r.run_type != RunType::Diagnostic);
+    if let Some(done) = migrations().find(|r| r.result.is_some()) {
         status.migration = Some(MigrationInformation {
             tables_migrated: done.counts.migrated,
             tables_with_warnings: done.counts.with_warnings,
@@ -544,8 +549,7 @@ fn summarize(
             tables_not_migrated: done.counts.not_migrated,
         });
     }
-    let last_success = runs
-        .iter()
+    let last_success = migrations()
         .filter(|r| r.result == Some(RunResult::Succeeded))
         .filter_map(|r| r.completion_time.clone())
         .max_by_key(to_utc);
@@ -560,12 +564,16 @@ fn summarize(
     next
 }
 
-/// Step 5: the finished runs beyond the history limits, oldest first out: the newest
-/// `successful` succeeded runs and the newest `failed` others stay.
+/// Step 5: the finished runs the controller created beyond the history limits, oldest first
+/// out: the newest `successful` succeeded runs and the newest `failed` others stay. A run a
+/// person made is never deleted (a GitOps tool would only make it again).
 fn prune(history: &History, runs: &[RunView]) -> Vec<String> {
     let (mut ok, mut other) = (0, 0);
     let mut delete = vec![];
-    let mut finished: Vec<&RunView> = runs.iter().filter(|r| r.result.is_some()).collect();
+    let mut finished: Vec<&RunView> = runs
+        .iter()
+        .filter(|r| r.result.is_some() && r.made_here)
+        .collect();
     finished.sort_by(|a, b| {
         let end = |r: &RunView| r.completion_time.as_ref().map(to_utc).or(r.created);
         (end(b), &b.name).cmp(&(end(a), &a.name))
@@ -627,6 +635,7 @@ mod tests {
             result: Some(result),
             completion_time: Some(time(end)),
             owned: true,
+            made_here: true,
             ..Default::default()
         }
     }
@@ -951,5 +960,40 @@ mod tests {
         )];
         let d = decide(o);
         assert_eq!(d.create.unwrap().name, "nightly-20260501103000-2");
+    }
+
+    #[test]
+    fn a_diagnostic_run_is_not_a_migration() {
+        let s = spec(None);
+        let mut o = observe(&s, utc(2026, 5, 10, 0, 0));
+        let mut diagnostic = done("diag", RunResult::Succeeded, utc(2026, 5, 9, 0, 0));
+        diagnostic.run_type = RunType::Diagnostic;
+        diagnostic.counts.migrated = 99;
+        let mut migration = done("full", RunResult::Failed, utc(2026, 5, 8, 0, 0));
+        migration.counts.failed = 3;
+        o.runs = vec![diagnostic, migration];
+        let d = decide(o);
+        assert_eq!(d.status.migration.as_ref().unwrap().tables_failed, 3);
+        assert_eq!(d.status.migration.as_ref().unwrap().tables_migrated, 0);
+        assert!(d.status.last_successful_time.is_none());
+        // It is still the last run.
+        assert_eq!(d.status.last_run.unwrap().name, "diag");
+    }
+
+    #[test]
+    fn a_run_a_person_made_is_never_pruned() {
+        let mut s = spec(None);
+        s.history = History {
+            successful: 0,
+            failed: 0,
+        };
+        let mut o = observe(&s, utc(2026, 5, 10, 0, 0));
+        let mut by_hand = done("by-hand", RunResult::Succeeded, utc(2026, 5, 1, 0, 0));
+        by_hand.made_here = false;
+        o.runs = vec![
+            by_hand,
+            done("made", RunResult::Succeeded, utc(2026, 5, 2, 0, 0)),
+        ];
+        assert_eq!(decide(o).delete, vec!["made".to_string()]);
     }
 }

@@ -35,6 +35,7 @@ pub fn run_view(run: &MigrationRun, schedule_uid: Option<&str>) -> RunView {
             .owner_references()
             .iter()
             .any(|o| Some(o.uid.as_str()) == schedule_uid),
+        made_here: run.annotations().contains_key(TRIGGER),
         counts: Counts {
             migrated: p.tables_migrated,
             with_warnings: p.tables_with_warnings,
@@ -108,6 +109,7 @@ fn read(schedule: &MigrationSchedule, ctx: &Context) -> Result<Read, Error> {
         created: Some(r.at),
         run_request: r.run_request,
         owned: true,
+        made_here: true,
         ..Default::default()
     }));
     let sharing = ctx.caches.sharing_a_database(schedule);
@@ -383,6 +385,7 @@ mod tests {
                 "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationRun",
                 "metadata": {"name": name, "namespace": "shop",
                              "creationTimestamp": end,
+                             "annotations": {"cloudmigrate.io/trigger": "Scheduled"},
                              "ownerReferences": [{"apiVersion": "cloudmigrate.io/v1alpha1",
                                  "kind": "MigrationSchedule", "name": "erp", "uid": "u-1",
                                  "controller": true}]},

@@ -77,6 +77,17 @@ pub enum RunType {
     Diagnostic,
 }
 
+impl MigrationRun {
+    /// Whether the run is to stop: `spec.stop`, or the controller's `status.stopRequested`.
+    pub fn stop_asked(&self) -> bool {
+        self.spec.stop
+            || self
+                .status
+                .as_ref()
+                .is_some_and(|s| s.stop_requested.is_some())
+    }
+}
+
 impl RunType {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -209,6 +220,11 @@ pub struct MigrationRunStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(transform = worker_list_map)]
     pub workers: Vec<WorkerStatus>,
+    /// Why the controller asked the run to stop, when it did (concurrencyPolicy Replace): the
+    /// tables in progress finish, then the run ends Stopped, as with `spec.stop`, which stays
+    /// as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_requested: Option<String>,
     /// How many times the run was started: more than 1 when a runner was lost (a controller
     /// restart, a pod killed) and the run went on from the state saved in the target.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -270,9 +270,9 @@ pub async fn work(client: kube::Client, w: WorkerSpec, stop: StopSignal) -> Work
                     Err(e) => {
                         tracing::warn!(%run, error = %e, "writing progress failed; trying again")
                     }
-                    // spec.stop reaches the worker with the answer to its own write.
-                    Ok(obj) if obj.spec.stop && !stop.is_stopped() => {
-                        tracing::info!(%run, "spec.stop is set: stopping after the tables in progress");
+                    // A stop reaches the worker with the answer to its own write.
+                    Ok(obj) if obj.stop_asked() && !stop.is_stopped() => {
+                        tracing::info!(%run, "the run is asked to stop: stopping after the tables in progress");
                         stop.stop();
                     }
                     Ok(_) => {}

@@ -917,6 +917,84 @@ fn stop_ends_a_run_after_the_table_in_progress() {
     }
 }
 
+/// `concurrencyPolicy: Replace`: a run request while a run is active stops that run through
+/// its status (its spec stays as written), and the requested run starts once it has ended.
+#[test]
+fn replace_stops_the_active_run_without_touching_its_spec_then_starts_the_next() {
+    let ns = TestNamespace::new("ctl-replace");
+    let (src, dst) = (database("rp_src"), database("rp_dst"));
+    psql(&src, &ledgers(6, 150_000));
+    let controller = Controller::start(&ns.name);
+    let yaml = schedule_yaml("slow", &src, &dst, "0 2 * * *")
+        .replace("runner: InProcess", "runner: InProcess, parallelism: 1")
+        + "  concurrencyPolicy: Replace\n";
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(&yaml)),
+        "applying the schedule",
+    );
+    request_run(&ns, "slow", "1");
+    let first = running(&ns, "slow", &controller);
+    request_run(&ns, "slow", "2");
+    let result = wait_for(
+        &ns,
+        &format!("mrun/{first}"),
+        "{.status.result}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert_eq!(result, "Stopped", "{}", controller.log());
+    let stop = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "mrun",
+                &first,
+                "-o",
+                "jsonpath={.spec.stop}|{.status.stopRequested}",
+            ],
+            None,
+        ),
+        "reading the stopped run",
+    );
+    let (spec_stop, why) = stop.split_once('|').unwrap();
+    assert!(
+        spec_stop.is_empty() || spec_stop == "false",
+        "spec.stop was written: {stop}"
+    );
+    assert!(why.contains("Replace"), "{stop}");
+    let next = wait_for(
+        &ns,
+        "msched/slow",
+        "{.status.lastRun.name}",
+        |s| !s.is_empty() && s != first,
+        &controller,
+    );
+    let result = wait_for(
+        &ns,
+        &format!("mrun/{next}"),
+        "{.status.result}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert_eq!(result, "Succeeded", "{}", controller.log());
+    assert_eq!(
+        ok(
+            ns.kubectl(
+                &[
+                    "get",
+                    "msched",
+                    "slow",
+                    "-o",
+                    "jsonpath={.status.lastHandledRunRequest}"
+                ],
+                None
+            ),
+            "reading the schedule"
+        ),
+        "2"
+    );
+}
+
 /// Two replicas with leader election: one acts, the other waits. Runs leave events.
 #[test]
 fn leader_election_lets_one_replica_act_and_events_mark_the_run() {

@@ -91,6 +91,12 @@ fn ends_now(status: MigrationRunStatus, result: RunResult, notes: Vec<Note>) -> 
     }
 }
 
+/// Whether the run is to stop: its author's `spec.stop`, or the schedule's
+/// `status.stopRequested`.
+fn stop_asked(o: &RunObserved<'_>) -> bool {
+    o.spec.stop || o.status.stop_requested.is_some()
+}
+
 /// Ends the run in `status`: its result, completion time and duration, and the Running and
 /// Succeeded conditions.
 fn end(status: &mut MigrationRunStatus, at: At, result: RunResult, reason: &str, msg: String) {
@@ -173,7 +179,7 @@ pub fn decide(o: RunObserved<'_>) -> RunDecision {
     if !o.runner_alive {
         return runner_lost(&o, at, status, attempt);
     }
-    let action = if o.spec.stop {
+    let action = if stop_asked(&o) {
         at.set(
             &mut status.conditions,
             "Running",
@@ -213,7 +219,7 @@ fn start(o: &RunObserved<'_>, at: At, mut status: MigrationRunStatus) -> RunDeci
                 o.spec.schedule_ref.name
             ),
         )),
-        _ if o.spec.stop => Some(("Stopped", "stopped before it started".to_string())),
+        _ if stop_asked(o) => Some(("Stopped", "stopped before it started".to_string())),
         _ => None,
     };
     if let Some((reason, msg)) = refuse {
@@ -328,7 +334,7 @@ fn runner_lost(
     attempt: i32,
 ) -> RunDecision {
     let limit = o.schedule.as_ref().map(|s| s.backoff_limit).unwrap_or(0) + 1;
-    if o.spec.stop {
+    if stop_asked(o) {
         let msg = "stopped; its runner was gone, so the tables in progress did not finish and \
                    stay as they were"
             .to_string();

@@ -170,7 +170,7 @@ async fn act(
                 }
             }
         },
-        // A Job's workers read spec.stop themselves.
+        // A Job's workers read the stop themselves.
         RunAction::Stop => ctx.inprocess.stop(&format!("{ns}/{name}")),
         RunAction::Nothing => {}
     }

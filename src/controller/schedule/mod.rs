@@ -18,6 +18,9 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Field manager of the stop the schedule asks of an active run.
+pub const STOP_MANAGER: &str = "cloudmigrate-controller-replace";
+
 /// What a run looks like to its schedule.
 pub fn run_view(run: &MigrationRun, schedule_uid: Option<&str>) -> RunView {
     let status = run.status.clone().unwrap_or_default();
@@ -30,7 +33,7 @@ pub fn run_view(run: &MigrationRun, schedule_uid: Option<&str>) -> RunView {
         result: status.result,
         start_time: status.start_time,
         completion_time: status.completion_time,
-        stop_requested: run.spec.stop,
+        stop_requested: run.stop_asked(),
         owned: run
             .owner_references()
             .iter()
@@ -181,11 +184,20 @@ async fn act(
         }
     }
     if let Some(run) = &decision.stop {
+        // Through the run's status, with a field manager of its own: the run's spec is its
+        // author's, and the run's reconciler keeps the field.
+        let body = json!({
+            "apiVersion": MigrationRun::api_version(&()),
+            "kind": MigrationRun::kind(&()),
+            "status": {"stopRequested": format!(
+                "a run of MigrationSchedule {name} is due, and concurrencyPolicy is Replace"
+            )},
+        });
         runs_api
-            .patch(
+            .patch_status(
                 run,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"stop": true}})),
+                &PatchParams::apply(STOP_MANAGER).force(),
+                &Patch::Apply(body),
             )
             .await
             .map_err(|e| Error::Act(format!("stopping MigrationRun {run}"), e))?;
@@ -489,5 +501,59 @@ mod tests {
             "a conflict is looked at again"
         );
         server.assert_no_list();
+    }
+
+    #[tokio::test]
+    async fn replace_stops_the_active_run_through_its_status_not_its_spec() {
+        let (client, mut server) = ApiServer::new();
+        let schedule = schedule(json!({
+            "source": {"url": "postgres://erp.example/nav"},
+            "target": {"url": "postgres://cloud.example/bc"},
+            "runRequest": "now",
+            "concurrencyPolicy": "Replace"
+        }));
+        let active: MigrationRun = serde_json::from_value(json!({
+            "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationRun",
+            "metadata": {"name": "by-hand", "namespace": "shop",
+                         "creationTimestamp": "2026-05-02T00:00:00Z",
+                         "ownerReferences": [{"apiVersion": "cloudmigrate.io/v1alpha1",
+                             "kind": "MigrationSchedule", "name": "erp", "uid": "u-1",
+                             "controller": true}]},
+            "spec": {"scheduleRef": {"name": "erp"}},
+            "status": {"startTime": "2026-05-02T00:00:00Z"}
+        }))
+        .unwrap();
+        let ctx = Context::for_test(client, vec![schedule.clone()], vec![active.clone()]);
+        let task = tokio::spawn(reconcile(Arc::new(schedule.clone()), ctx));
+        let call = server
+            .expect(
+                Method::PATCH,
+                "/apis/cloudmigrate.io/v1alpha1/namespaces/shop/migrationruns/by-hand/status?&force=true&fieldManager=cloudmigrate-controller-replace",
+            )
+            .await;
+        assert!(call.body.get("spec").is_none(), "{}", call.body);
+        let why = call.body["status"]["stopRequested"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(why.contains("Replace"), "{why}");
+        let mut obj = serde_json::to_value(&active).unwrap();
+        obj["status"]["stopRequested"] = why.into();
+        call.reply(200, obj);
+        // The schedule's status, then the event; the request waits until the run has ended.
+        let call = server.next().await;
+        assert!(
+            call.uri.contains("/migrationschedules/erp/status"),
+            "{}",
+            call.uri
+        );
+        assert!(call.body["status"].get("lastHandledRunRequest").is_none());
+        let mut obj = serde_json::to_value(&schedule).unwrap();
+        obj["status"] = call.body["status"].clone();
+        call.reply(200, obj);
+        let call = server.next().await;
+        assert_eq!(call.body["reason"], "RunReplaced");
+        call.echo(201);
+        task.await.unwrap().unwrap();
     }
 }

@@ -162,16 +162,6 @@ impl<K: Resource<DynamicType = ()> + Lookup<DynamicType = ()>> Index<K> {
             .map(|set| set.iter().cloned().collect())
             .unwrap_or_default()
     }
-
-    /// How many objects the index holds.
-    pub fn len(&self) -> usize {
-        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
-        state.live.of.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// What the reconcilers read: the watched schedules and runs, and their indexes.
@@ -313,4 +303,59 @@ where
             Err(e) => tracing::warn!(error = %e, "watch failed; it starts again after a pause"),
         });
     (store, handle, events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(name: &str, schedule: &str) -> MigrationRun {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationRun",
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"scheduleRef": {"name": schedule}}
+        }))
+        .unwrap()
+    }
+
+    fn names(refs: Vec<ObjectRef<MigrationRun>>) -> Vec<String> {
+        let mut names: Vec<String> = refs.into_iter().map(|r| r.name).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_index_follows_applies_deletes_and_relists() {
+        let index = Index::new(run_keys);
+        index.apply(&watcher::Event::Apply(run("a-1", "a")));
+        index.apply(&watcher::Event::Apply(run("a-2", "a")));
+        index.apply(&watcher::Event::Apply(run("b-1", "b")));
+        assert_eq!(names(index.get("shop/a")), vec!["a-1", "a-2"]);
+        index.apply(&watcher::Event::Delete(run("a-1", "a")));
+        assert_eq!(names(index.get("shop/a")), vec!["a-2"]);
+        // A relist replaces everything once it is complete; until then the old view stands.
+        index.apply(&watcher::Event::Init);
+        index.apply(&watcher::Event::InitApply(run("c-1", "c")));
+        assert_eq!(names(index.get("shop/a")), vec!["a-2"]);
+        index.apply(&watcher::Event::InitDone);
+        assert!(index.get("shop/a").is_empty());
+        assert_eq!(names(index.get("shop/c")), vec!["c-1"]);
+    }
+
+    #[test]
+    fn one_database_is_one_key_however_its_url_is_spelled() {
+        assert_eq!(
+            database_identity("postgresql://user:pw@LOCALHOST/erp"),
+            database_identity("postgres://127.0.0.1:5432/erp")
+        );
+        assert_eq!(
+            database_identity("mariadb://db.example/gp"),
+            database_identity("mysql://other@db.example:3306/gp")
+        );
+        assert_ne!(
+            database_identity("postgres://db.example/erp"),
+            database_identity("postgres://db.example/erp2")
+        );
+        assert!(!database_identity("postgres://u:secret@db.example/erp").contains("secret"));
+    }
 }

@@ -676,8 +676,12 @@ impl Database {
     ) -> Result<LoadStats, DbError> {
         match self {
             Database::Postgres(p) => postgres::load_table(p, spec, input, finish).await,
-            Database::MySql(p) => mysql::load_table(p, spec, input, finish).await,
-            Database::Sqlite(p) => sqlite::load_table(p, spec, input, finish).await,
+            Database::MySql(p) => {
+                load_by_inserts(p, Dialect::MySql, &mysql::LOADER, spec, input, finish).await
+            }
+            Database::Sqlite(p) => {
+                load_by_inserts(p, Dialect::Sqlite, &sqlite::LOADER, spec, input, finish).await
+            }
         }
     }
 
@@ -757,6 +761,8 @@ impl<'a> InsertBatches<'a> {
 /// How a dialect that loads by INSERTs binds values: one value into a statement's arguments,
 /// and a statement's parameters as its arguments.
 pub(crate) struct Binder<DB: sqlx::Database> {
+    /// The most parameters one statement may bind.
+    pub max_params: usize,
     pub bind: fn(&mut DB::Arguments, &Value, Kind) -> Result<(), DbError>,
     pub arguments: fn(&[Value]) -> Result<DB::Arguments, DbError>,
 }
@@ -766,13 +772,12 @@ pub(crate) struct Binder<DB: sqlx::Database> {
 /// failed load), the new ones go in, the replication state is written, and one commit makes
 /// it all visible at once.
 pub(crate) async fn load_by_inserts<DB>(
-    mut tx: sqlx::Transaction<'_, DB>,
+    pool: &sqlx::Pool<DB>,
     dialect: Dialect,
-    max_params: usize,
+    binder: &Binder<DB>,
     spec: &LoadSpec,
     mut input: tokio::sync::mpsc::Receiver<Chunk>,
     finish: &Finish<'_>,
-    binder: Binder<DB>,
 ) -> Result<LoadStats, DbError>
 where
     DB: sqlx::Database,
@@ -780,13 +785,17 @@ where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
 {
     use sqlx::AssertSqlSafe;
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(|e| DbError::sql("starting the load transaction", e))?;
     for (sql, params) in clear_statements(dialect, spec) {
         sqlx::query_with(AssertSqlSafe(sql), (binder.arguments)(&params)?)
             .execute(&mut *tx)
             .await
             .map_err(|e| DbError::sql("clearing the cloud rows", e))?;
     }
-    let mut batches = InsertBatches::new(dialect, spec, max_params);
+    let mut batches = InsertBatches::new(dialect, spec, binder.max_params);
     while let Some(rows) = batches.next_rows(&mut input).await? {
         for group in rows.chunks(batches.per_insert) {
             let sql = batches.insert_for(group)?;

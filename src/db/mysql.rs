@@ -1,8 +1,8 @@
 //! MySQL and MariaDB: catalog, consistent-snapshot reads and multi-row INSERT loads.
 
 use super::{
-    Chunk, ColumnDef, ConnectSpec, DbError, Dialect, Finish, Kind, LoadSpec, LoadStats, ReadSpec,
-    Statement, TableDef, Value, describe, redact_url,
+    Chunk, ColumnDef, ConnectSpec, DbError, Dialect, Kind, ReadSpec, Statement, TableDef, Value,
+    describe, redact_url,
 };
 use sqlx::mysql::{MySqlArguments, MySqlConnectOptions, MySqlPoolOptions, MySqlRow};
 use sqlx::{Arguments, AssertSqlSafe, MySqlPool, Row};
@@ -330,25 +330,10 @@ pub async fn read_table(
     result
 }
 
-/// Loads one table by batched INSERTs in one transaction (`super::load_by_inserts`).
-pub async fn load_table(
-    pool: &MySqlPool,
-    spec: &LoadSpec,
-    input: mpsc::Receiver<Chunk>,
-    finish: &Finish<'_>,
-) -> Result<LoadStats, DbError> {
-    let tx = pool
-        .begin()
-        .await
-        .map_err(|e| DbError::sql("starting the load transaction", e))?;
-    super::load_by_inserts(
-        tx,
-        Q,
-        MAX_PARAMS,
-        spec,
-        input,
-        finish,
-        super::Binder { bind, arguments },
-    )
-    .await
-}
+/// How this dialect loads a table: batched INSERTs in one transaction
+/// (`super::load_by_inserts`), as many rows per INSERT as its parameter limit allows.
+pub(crate) const LOADER: super::Binder<sqlx::MySql> = super::Binder {
+    max_params: MAX_PARAMS,
+    bind,
+    arguments,
+};

@@ -837,20 +837,32 @@ fn a_hand_made_run_is_adopted_and_a_second_schedule_on_the_source_conflicts() {
     assert_eq!(first, "False");
 }
 
+/// A controller, and the schedule "slow": six ledgers of 150,000 rows copied one table at a
+/// time, long enough to act on a run while it goes. `extra` is more of the schedule's spec.
+/// Returns the controller and the target database.
+fn slow_schedule(ns: &TestNamespace, label: &str, extra: &str) -> (Controller, String) {
+    let (src, dst) = (
+        database(&format!("{label}_src")),
+        database(&format!("{label}_dst")),
+    );
+    psql(&src, &ledgers(6, 150_000));
+    let controller = Controller::start(&ns.name);
+    let yaml = schedule_yaml("slow", &src, &dst, "0 2 * * *")
+        .replace("runner: InProcess", "runner: InProcess, parallelism: 1")
+        + extra;
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(&yaml)),
+        "applying the schedule",
+    );
+    (controller, dst)
+}
+
 /// `spec.stop` finishes the table in progress and ends the run Stopped; the next run does the
 /// rest.
 #[test]
 fn stop_ends_a_run_after_the_table_in_progress() {
     let ns = TestNamespace::new("ctl-stop");
-    let (src, dst) = (database("st_src"), database("st_dst"));
-    psql(&src, &ledgers(6, 150_000));
-    let controller = Controller::start(&ns.name);
-    let yaml = schedule_yaml("slow", &src, &dst, "0 2 * * *")
-        .replace("runner: InProcess", "runner: InProcess, parallelism: 1");
-    ok(
-        ns.kubectl(&["apply", "-f", "-"], Some(&yaml)),
-        "applying the schedule",
-    );
+    let (controller, dst) = slow_schedule(&ns, "st", "");
     request_run(&ns, "slow", "1");
     let run = running(&ns, "slow", &controller);
     ok(
@@ -922,16 +934,7 @@ fn stop_ends_a_run_after_the_table_in_progress() {
 #[test]
 fn replace_stops_the_active_run_without_touching_its_spec_then_starts_the_next() {
     let ns = TestNamespace::new("ctl-replace");
-    let (src, dst) = (database("rp_src"), database("rp_dst"));
-    psql(&src, &ledgers(6, 150_000));
-    let controller = Controller::start(&ns.name);
-    let yaml = schedule_yaml("slow", &src, &dst, "0 2 * * *")
-        .replace("runner: InProcess", "runner: InProcess, parallelism: 1")
-        + "  concurrencyPolicy: Replace\n";
-    ok(
-        ns.kubectl(&["apply", "-f", "-"], Some(&yaml)),
-        "applying the schedule",
-    );
+    let (controller, _dst) = slow_schedule(&ns, "rp", "  concurrencyPolicy: Replace\n");
     request_run(&ns, "slow", "1");
     let first = running(&ns, "slow", &controller);
     request_run(&ns, "slow", "2");

@@ -302,11 +302,12 @@ pub async fn run(
     let started = Instant::now();
     let (source, target) = connect(config).await?;
     tracing::info!(ms = started.elapsed().as_millis() as u64, "connected");
-    let prepared = prepare(config, &source, &target, started).await?;
+    let mut prepared = prepare(config, &source, &target, started).await?;
     let owned = claims::claim_share(config, &target, &prepared.plan)
         .await
         .map_err(EngineError::Target)?;
-    let tracking = change_tracking(config, &source, &prepared, owned.as_ref()).await;
+    let ready = prepared.ready_tracking.take();
+    let tracking = change_tracking(config, &source, &prepared.plan, ready, owned.as_ref()).await;
     tracing::info!(
         ms = started.elapsed().as_millis() as u64,
         "change tracking ready"
@@ -457,20 +458,16 @@ async fn prepare(
 async fn change_tracking(
     config: &RunConfig,
     source: &Database,
-    prepared: &Prepared,
+    plan: &plan::Plan,
+    ready: Option<TrackingState>,
     owned: Option<&std::collections::HashSet<String>>,
 ) -> TrackingState {
-    if let Some(st) = &prepared.ready_tracking {
-        return TrackingState {
-            clock: st.clock.clone(),
-            tracked: st.tracked.clone(),
-            enable_errors: st.enable_errors.clone(),
-            recreated: st.recreated.clone(),
-        };
+    if let Some(st) = ready {
+        return st;
     }
     // Allowed to install, prepare_tracking always answers; were it not to, the tables go in
     // full, as without change tracking.
-    prepare_tracking(source, &prepared.plan, owned, config.retention, true)
+    prepare_tracking(source, plan, owned, config.retention, true)
         .await
         .unwrap_or_else(|| {
             TrackingState::new(

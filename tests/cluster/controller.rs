@@ -857,6 +857,28 @@ fn slow_schedule(ns: &TestNamespace, label: &str, extra: &str) -> (Controller, S
     (controller, dst)
 }
 
+/// Waits until the run has ended, and gives its result.
+fn ended(ns: &TestNamespace, run: &str, controller: &Controller) -> String {
+    wait_for(
+        ns,
+        &format!("mrun/{run}"),
+        "{.status.result}",
+        |s| !s.is_empty(),
+        controller,
+    )
+}
+
+/// Waits until the schedule's last run is another than `after`, and names it.
+fn next_run(ns: &TestNamespace, schedule: &str, after: &str, controller: &Controller) -> String {
+    wait_for(
+        ns,
+        &format!("msched/{schedule}"),
+        "{.status.lastRun.name}",
+        |s| !s.is_empty() && s != after,
+        controller,
+    )
+}
+
 /// `spec.stop` finishes the table in progress and ends the run Stopped; the next run does the
 /// rest.
 #[test]
@@ -879,13 +901,7 @@ fn stop_ends_a_run_after_the_table_in_progress() {
         ),
         "stopping the run",
     );
-    let result = wait_for(
-        &ns,
-        &format!("mrun/{run}"),
-        "{.status.result}",
-        |s| !s.is_empty(),
-        &controller,
-    );
+    let result = ended(&ns, &run, &controller);
     assert_eq!(result, "Stopped", "{}", controller.log());
     let not_started = ok(
         ns.kubectl(
@@ -906,20 +922,8 @@ fn stop_ends_a_run_after_the_table_in_progress() {
     );
 
     request_run(&ns, "slow", "2");
-    let next = wait_for(
-        &ns,
-        "msched/slow",
-        "{.status.lastRun.name}",
-        |s| s != run,
-        &controller,
-    );
-    let result = wait_for(
-        &ns,
-        &format!("mrun/{next}"),
-        "{.status.result}",
-        |s| !s.is_empty(),
-        &controller,
-    );
+    let next = next_run(&ns, "slow", &run, &controller);
+    let result = ended(&ns, &next, &controller);
     assert_eq!(result, "Succeeded");
     for i in 0..6 {
         assert_eq!(
@@ -938,13 +942,7 @@ fn replace_stops_the_active_run_without_touching_its_spec_then_starts_the_next()
     request_run(&ns, "slow", "1");
     let first = running(&ns, "slow", &controller);
     request_run(&ns, "slow", "2");
-    let result = wait_for(
-        &ns,
-        &format!("mrun/{first}"),
-        "{.status.result}",
-        |s| !s.is_empty(),
-        &controller,
-    );
+    let result = ended(&ns, &first, &controller);
     assert_eq!(result, "Stopped", "{}", controller.log());
     let stop = ok(
         ns.kubectl(
@@ -965,20 +963,8 @@ fn replace_stops_the_active_run_without_touching_its_spec_then_starts_the_next()
         "spec.stop was written: {stop}"
     );
     assert!(why.contains("Replace"), "{stop}");
-    let next = wait_for(
-        &ns,
-        "msched/slow",
-        "{.status.lastRun.name}",
-        |s| !s.is_empty() && s != first,
-        &controller,
-    );
-    let result = wait_for(
-        &ns,
-        &format!("mrun/{next}"),
-        "{.status.result}",
-        |s| !s.is_empty(),
-        &controller,
-    );
+    let next = next_run(&ns, "slow", &first, &controller);
+    let result = ended(&ns, &next, &controller);
     assert_eq!(result, "Succeeded", "{}", controller.log());
     assert_eq!(
         ok(

@@ -8,7 +8,8 @@
 #
 # Environment:
 #   KUBECONFIG          if set, the end-to-end tests use that cluster instead of starting a
-#                       local API server (kind, k3d, a dev cluster)
+#                       local API server (kind, k3d, a dev cluster); the Job runner's tests then
+#                       need the worker image in that cluster
 #   CLOUDMIGRATE_CACHE  where downloads and builds are cached, outside the clone
 #                       (default: ~/.cache/cloudmigrate)
 #   CARGO_TARGET_DIR    the Cargo build directory (default: $CLOUDMIGRATE_CACHE/target)
@@ -42,6 +43,17 @@ command -v kubectl >/dev/null || {
 }
 cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest
 
+# kubernetes-validate carries the published Kubernetes OpenAPI schemas; the tests validate what
+# the controller builds against them, strictly. It lives in a virtualenv in the cache.
+step "installing kubernetes-validate (PyPI) into $CLOUDMIGRATE_CACHE/venv"
+venv=$CLOUDMIGRATE_CACHE/venv
+[[ -x $venv/bin/pip ]] || python3 -m venv "$venv" || {
+  echo "python3 -m venv failed: install Debian's python3-venv" >&2
+  exit 1
+}
+"$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
+export CLOUDMIGRATE_KUBERNETES_VALIDATE=$venv/bin/kubernetes-validate
+
 state=$(mktemp -d "${TMPDIR:-/tmp}/cloudmigrate-tests.XXXXXX")
 # The database servers run as their own system users and must reach their folders.
 chmod 755 "$state"
@@ -62,7 +74,10 @@ tests/databases/start.sh "$state/databases"
 if [[ -n ${KUBECONFIG:-} ]]; then
   step "using the cluster in KUBECONFIG=$KUBECONFIG (unset KUBECONFIG for a local API server)"
 else
-  step "starting a local Kubernetes API server"
+  step "starting a local Kubernetes API server and its Job executor"
+  # The worker image's entrypoint is this build's binary, which nextest builds before any test
+  # starts a Job.
+  export CLOUDMIGRATE_ENTRYPOINTS="ghcr.io/cloudmigrate/cloudmigrate=$CARGO_TARGET_DIR/debug/cloudmigrate"
   tests/apiserver/start.sh "$state/apiserver"
   export KUBECONFIG=$state/apiserver/kubeconfig
 fi

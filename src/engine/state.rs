@@ -116,22 +116,30 @@ pub async fn start_run(
         params: vec![text(run_id)],
     })
     .await?;
-    // A run started again under the same id (a retried run, say) starts its log over.
-    let tables: &[&str] = if shared {
-        &[RUNS_TABLE]
-    } else {
-        &[RUNS_TABLE, LOG_TABLE]
-    };
-    for table in tables {
+    // A run started again under the same id (a retried run, say) starts its log over, unless
+    // other workers share it.
+    if !shared {
         db.execute(&Statement {
-            sql: format!("DELETE FROM {} WHERE run_id = ?", d.quote(table)),
+            sql: format!("DELETE FROM {} WHERE run_id = ?", d.quote(LOG_TABLE)),
             params: vec![text(run_id)],
         })
         .await?;
     }
+    // Workers of a shared run start at once: the run's row is an upsert, never a DELETE and an
+    // INSERT that two of them could interleave.
+    let upsert = match d {
+        Dialect::MySql => {
+            " ON DUPLICATE KEY UPDATE run_type = VALUES(run_type), state = 'Running', \
+             started_at = VALUES(started_at), finished_at = NULL, result = NULL"
+        }
+        _ => {
+            " ON CONFLICT (run_id) DO UPDATE SET run_type = excluded.run_type, state = 'Running', \
+             started_at = excluded.started_at, finished_at = NULL, result = NULL"
+        }
+    };
     db.execute(&Statement {
         sql: format!(
-            "INSERT INTO {runs} (run_id, run_type, state, started_at) VALUES (?, ?, 'Running', ?)"
+            "INSERT INTO {runs} (run_id, run_type, state, started_at) VALUES (?, ?, 'Running', ?){upsert}"
         ),
         params: vec![text(run_id), text(run_type), text(&now())],
     })

@@ -166,6 +166,20 @@ pub fn job_alive(status: Option<&JobStatus>, now: chrono::DateTime<chrono::Utc>)
     !failed && !completed_long_ago
 }
 
+/// Why a Job failed for good (its `Failed` condition), naming the Job; None while it has not.
+pub fn job_failure(name: &str, status: Option<&JobStatus>) -> Option<String> {
+    let failed = status?
+        .conditions
+        .as_deref()?
+        .iter()
+        .find(|c| c.type_ == "Failed" && c.status == "True")?;
+    Some(format!(
+        "Job {name} failed ({}): {}",
+        failed.reason.as_deref().unwrap_or("no reason given"),
+        failed.message.as_deref().unwrap_or("no message")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds (or takes from the cache) a real Kubernetes API server for the tests:
 # the upstream apiextensions-apiserver, compiled from Debian sid's Go source packages with the
-# small main in this folder, plus etcd. Nothing is installed into the system: sid is read through
+# small Go program in this folder (the built-in objects, the Job executor, a garbage collector),
+# plus etcd. Nothing is installed into the system: sid is read through
 # a private apt state directory and its packages are unpacked with dpkg -x into the cache.
 #
 # Prints, on its last line of stdout, the directory holding `apiserver` and `etcd`.
@@ -46,8 +47,8 @@ apt_opts=(
 )
 
 # Refresh the package index at most once an hour. Between refreshes, the build made from the
-# same index and the same main.go is taken without asking apt again.
-main_sum=$(sha256sum "$here/main.go" | cut -c1-64)
+# same index and the same Go files is taken without asking apt again.
+main_sum=$(cat "$here"/*.go | sha256sum | cut -c1-64)
 if [[ -z $(find "$apt_dir/lists" -maxdepth 1 -name '*Packages*' -mmin -60 2>/dev/null) ]]; then
   log "reading Debian sid's package index"
   apt-get "${apt_opts[@]}" -qq update >&2 || use_cached "cannot read Debian sid's package index"
@@ -69,7 +70,7 @@ mapfile -t go_pkgs < <(
 ((${#go_pkgs[@]} > 10)) || use_cached "cannot resolve golang-k8s-apiextensions-apiserver-dev in sid"
 tool_pkgs=(golang-1.27-go golang-1.27-src etcd-server)
 
-# The cache key: every package with its version, plus our own main.
+# The cache key: every package with its version, plus our own Go files.
 manifest=$root/manifest.txt
 apt-cache "${apt_opts[@]}" show --no-all-versions "${tool_pkgs[@]}" "${go_pkgs[@]}" 2>/dev/null |
   awk '/^Package:/{p=$2} /^Version:/{print p "=" $2}' | sort -u >"$manifest.new"
@@ -113,7 +114,7 @@ goroot=$tree/usr/lib/go-1.27
 k8s_version=$(grep '^golang-k8s-apiextensions-apiserver-dev=' "$manifest" | cut -d= -f2 | cut -d- -f1)
 gopath=$tree/usr/share/gocode
 mkdir -p "$gopath/src/cloudmigrate.io/test-apiserver"
-cp "$here/main.go" "$gopath/src/cloudmigrate.io/test-apiserver/"
+cp "$here"/*.go "$gopath/src/cloudmigrate.io/test-apiserver/"
 
 log "building the apiextensions-apiserver v$k8s_version (about 2 minutes on 2 cores)"
 # Library 0.N.P is Kubernetes 1.N.P.

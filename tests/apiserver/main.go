@@ -1,11 +1,17 @@
 // A real Kubernetes API server for cloudmigrate's tests: the upstream apiextensions-apiserver
 // (CustomResourceDefinitions and custom resources, stored in etcd), wrapped so that it runs on
-// its own and works with kubectl and kube-rs. Built by build.sh from Debian's Go source packages.
+// its own and works with kubectl and kube-rs, plus the built-in objects that cloudmigrate uses
+// (core.go). Built by build.sh from Debian's Go source packages.
+//
+// The same binary's `helpers` command plays the cluster's other parts for the tests: the Job
+// controller with the kubelet, and the garbage collector (helpers.go).
 //
 // What differs from the upstream main:
 //   - the delegated authentication/authorization kubeconfigs are optional: clients authenticate
 //     with a certificate of the group system:masters, which is always allowed;
-//   - no core API exists, so the admission plugins and API priority and fairness that need one
+//   - the built-in objects are served from the generic registry store, without kube-apiserver's
+//     admission plugins: nothing checks that a namespace exists, and no quota applies;
+//   - no core API exists for the CRD server's own machinery, so the admission plugins and API priority and fairness that need one
 //     are off, the shared informer factory is empty and services resolve the default way;
 //   - OpenAPI v2 is served (kubectl apply needs it);
 //   - root discovery (/apis) is on and lists every established CRD group.
@@ -17,9 +23,12 @@ import (
 
 	"github.com/spf13/cobra"
 	noopoteltrace "go.opentelemetry.io/otel/trace/noop"
+	batchv1 "k8s.io/api/batch/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apiextensions-apiserver/pkg/apihelpers"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apiextensions-apiserver/pkg/apiserver"
 	"k8s.io/apiextensions-apiserver/pkg/cmd/server/options"
 	generatedopenapi "k8s.io/apiextensions-apiserver/pkg/generated/openapi"
@@ -30,6 +39,7 @@ import (
 	"k8s.io/apiserver/pkg/endpoints/discovery"
 	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	genericoptions "k8s.io/apiserver/pkg/server/options"
 	"k8s.io/apiserver/pkg/util/openapi"
 	"k8s.io/apiserver/pkg/util/webhook"
 	"k8s.io/client-go/informers"
@@ -50,7 +60,7 @@ func main() {
 
 	cmd := &cobra.Command{
 		Use:   "cloudmigrate-test-apiserver",
-		Short: "A Kubernetes API server for custom resources only, for tests",
+		Short: "A Kubernetes API server for custom resources and the built-in objects cloudmigrate uses, for tests",
 		PersistentPreRunE: func(*cobra.Command, []string) error {
 			return o.ServerRunOptions.ComponentGlobalsRegistry.Set()
 		},
@@ -58,6 +68,7 @@ func main() {
 	}
 	cmd.SetContext(genericapiserver.SetupSignalContext())
 	o.AddFlags(cmd.Flags())
+	cmd.AddCommand(helpersCommand())
 	os.Exit(cli.Run(cmd))
 }
 
@@ -73,7 +84,7 @@ func run(c *cobra.Command, o *options.CustomResourceDefinitionsServerOptions) er
 	if err := o.ServerRunOptions.ApplyTo(&cfg.Config); err != nil {
 		return err
 	}
-	defs := openapi.GetOpenAPIDefinitionsWithoutDisabledFeatures(generatedopenapi.GetOpenAPIDefinitions)
+	defs := withServedDefinitions(openapi.GetOpenAPIDefinitionsWithoutDisabledFeatures(generatedopenapi.GetOpenAPIDefinitions))
 	namer := openapinamer.NewDefinitionNamer(apiserver.Scheme, scheme.Scheme)
 	cfg.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(defs, namer)
 	cfg.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(defs, namer)
@@ -108,6 +119,16 @@ func run(c *cobra.Command, o *options.CustomResourceDefinitionsServerOptions) er
 		return err
 	}
 	listCRDGroups(server)
+
+	// The built-in objects: their own codec, the same etcd.
+	etcd := *o.RecommendedOptions.Etcd
+	etcd.StorageConfig.Codec = coreCodecs.LegacyCodec(corev1.SchemeGroupVersion, batchv1.SchemeGroupVersion, coordinationv1.SchemeGroupVersion)
+	etcd.StorageConfig.StorageObjectCountTracker = cfg.StorageObjectCountTracker
+	etcd.WatchCacheSizes = nil
+	restOptions := etcd.CreateRESTOptionsGetter(&genericoptions.SimpleStorageFactory{StorageConfig: etcd.StorageConfig}, cfg.ResourceTransformers)
+	if err := installCoreAPIs(server.GenericAPIServer, restOptions); err != nil {
+		return err
+	}
 	return server.GenericAPIServer.PrepareRun().RunWithContext(c.Context())
 }
 

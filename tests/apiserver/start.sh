@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Starts etcd and the test API server (built by build.sh) on free loopback ports, serving TLS
 # with a fresh self-signed CA, and writes a kubeconfig whose client certificate is in the group
-# system:masters.
+# system:masters. Then starts the helpers: the Job executor, which runs each pod of a Job as a
+# local process, and the garbage collector.
 #
 # Usage: start.sh STATE_DIR
-# Leaves STATE_DIR/kubeconfig, STATE_DIR/pids and the logs STATE_DIR/{etcd,apiserver}.log.
+# Leaves STATE_DIR/kubeconfig, STATE_DIR/pids, the logs STATE_DIR/{etcd,apiserver,helpers}.log
+# and each pod's output in STATE_DIR/pods/.
 # Stop everything with: kill $(cat STATE_DIR/pids)
+#
+# Environment:
+#   CLOUDMIGRATE_ENTRYPOINTS  space-separated IMAGE=PATH pairs: the program that a container of
+#                             IMAGE runs when it sets no command (its image's entrypoint)
+#   CLOUDMIGRATE_POD_BACKOFF  the wait before a failed pod is replaced (default 1s; a real
+#                             cluster waits 10s, doubling)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -49,7 +57,7 @@ echo $! >>"$state/pids"
 "$bin/apiserver" --etcd-servers "http://127.0.0.1:$etcd_port" \
   --bind-address 127.0.0.1 --secure-port "$api_port" \
   --tls-cert-file "$pki/server.crt" --tls-private-key-file "$pki/server.key" \
-  --client-ca-file "$pki/ca.crt" >"$state/apiserver.log" 2>&1 &
+  --client-ca-file "$pki/ca.crt" --enable-garbage-collector=false >"$state/apiserver.log" 2>&1 &
 echo $! >>"$state/pids"
 
 cat >"$state/kubeconfig" <<EOF
@@ -75,6 +83,11 @@ for _ in $(seq 1 150); do
   if curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
     "https://127.0.0.1:$api_port/readyz" >/dev/null 2>&1; then
     echo "apiserver: ready on https://127.0.0.1:$api_port (kubeconfig $state/kubeconfig)" >&2
+    entrypoints=()
+    for e in ${CLOUDMIGRATE_ENTRYPOINTS:-}; do entrypoints+=(--entrypoint "$e"); done
+    "$bin/apiserver" helpers --kubeconfig "$state/kubeconfig" --log-dir "$state/pods" \
+      --pod-backoff "${CLOUDMIGRATE_POD_BACKOFF:-1s}" "${entrypoints[@]}" >"$state/helpers.log" 2>&1 &
+    echo $! >>"$state/pids"
     exit 0
   fi
   sleep 0.2

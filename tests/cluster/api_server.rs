@@ -116,8 +116,8 @@ pub fn install_crds() {
     });
 }
 
-/// A namespace for one test. The local API server serves no Namespace objects, so on it the
-/// name alone isolates; on a real cluster the namespace is created and deleted.
+/// A namespace for one test, created and deleted. (The local API server deletes a namespace's
+/// objects with it only where they have owners: it has no namespace controller.)
 pub struct TestNamespace {
     pub name: String,
     created: bool,
@@ -161,4 +161,54 @@ pub fn yaml_files(dir: &str) -> Vec<PathBuf> {
     files.sort();
     assert!(!files.is_empty(), "no YAML files in {dir}");
     files
+}
+
+/// The Kubernetes version whose published OpenAPI schemas objects are validated against: the
+/// newest that the crate's k8s-openapi types are built for (its `latest` feature).
+pub const SCHEMA_VERSION: &str = "1.37.0";
+
+/// Validates each object strictly against the published Kubernetes OpenAPI schemas, with
+/// kubernetes-validate (unknown fields fail). `tests/run.sh` installs it.
+pub fn validate_strictly(objects: &[serde_json::Value]) -> Result<String, String> {
+    let program = std::env::var("CLOUDMIGRATE_KUBERNETES_VALIDATE").unwrap_or_else(|_| {
+        panic!(
+            "CLOUDMIGRATE_KUBERNETES_VALIDATE is not set: run the tests with tests/run.sh, which \
+             installs kubernetes-validate"
+        )
+    });
+    assert!(!objects.is_empty(), "nothing to validate");
+    let dir = std::env::temp_dir().join(format!(
+        "cloudmigrate-validate-{}-{:x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let files: Vec<PathBuf> = objects
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let f = dir.join(format!("{i}.json"));
+            std::fs::write(&f, serde_json::to_vec_pretty(o).unwrap()).unwrap();
+            f
+        })
+        .collect();
+    let out = Command::new(&program)
+        .args(["--strict", "--no-warn", "-k", SCHEMA_VERSION])
+        .args(&files)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
 }

@@ -63,43 +63,23 @@ fn free_port() -> u16 {
 }
 
 /// A `cloudmigrate controller` process watching one namespace. The database password reaches
-/// it as PGPASSWORD, the way a pod gets it from its environment: the test API server has no
-/// core API, so no Secrets.
+/// it and its workers only from the Secret `pg` in that namespace, which `start` creates, as a
+/// schedule's `passwordSecretRef` names it: the process has no PGPASSWORD.
 struct Controller {
     child: Child,
     port: u16,
     log: std::path::PathBuf,
 }
 
-/// The Lease and events.k8s.io Event APIs, installed as stand-in CRDs where the API server
-/// lacks them (the local test server), once per test process.
-fn core_apis() {
-    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    DONE.get_or_init(|| {
-        let served = crate::api_server::kubectl(
-            &[
-                "api-resources",
-                "--api-group=coordination.k8s.io",
-                "-o",
-                "name",
-            ],
-            None,
-        );
-        if served.ok && served.stdout.contains("leases") {
-            return;
-        }
-        let path = crate::api_server::repo().join("tests/fixtures/core-api/leases-and-events.yaml");
-        let yaml = std::fs::read_to_string(path).unwrap();
-        crate::api_server::kubectl(&["apply", "--server-side", "-f", "-"], Some(&yaml))
-            .expect_ok("installing the Lease and Event stand-ins");
-        for crd in ["crd/leases.coordination.k8s.io", "crd/events.events.k8s.io"] {
-            crate::api_server::kubectl(
-                &["wait", "--for=condition=Established", "--timeout=60s", crd],
-                None,
-            )
-            .expect_ok("waiting for a stand-in CRD");
-        }
-    });
+/// The Secret `pg` with the test server's password under `password`.
+fn password_secret(ns: &str) {
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: pg, namespace: {ns}}}\n\
+         stringData: {{password: \"{}\"}}\n",
+        pg().1
+    );
+    crate::api_server::kubectl(&["apply", "-f", "-"], Some(&secret))
+        .expect_ok("creating the password Secret");
 }
 
 impl Controller {
@@ -109,6 +89,7 @@ impl Controller {
 
     fn start_with(ns: &str, extra: &[&str], identity: &str) -> Self {
         let port = free_port();
+        password_secret(ns);
         let log = std::env::temp_dir().join(format!("cloudmigrate-controller-{ns}-{port}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_cloudmigrate"))
@@ -116,7 +97,7 @@ impl Controller {
             .arg(format!("127.0.0.1:{port}"))
             .args(extra)
             .env("POD_NAME", identity)
-            .env("PGPASSWORD", pg().1)
+            .env_remove("PGPASSWORD")
             .env("RUST_LOG", "info,sqlx=error")
             .stdout(Stdio::null())
             .stderr(file)
@@ -195,8 +176,8 @@ fn schedule_yaml(name: &str, src: &str, dst: &str, cron: &str) -> String {
          kind: MigrationSchedule\n\
          metadata: {{name: {name}}}\n\
          spec:\n\
-         \x20 source: {{url: \"{base}/{src}\"}}\n\
-         \x20 target: {{url: \"{base}/{dst}\", createMissingTables: true}}\n\
+         \x20 source: {{url: \"{base}/{src}\", passwordSecretRef: {{name: pg}}}}\n\
+         \x20 target: {{url: \"{base}/{dst}\", passwordSecretRef: {{name: pg}}, createMissingTables: true}}\n\
          \x20 schedule: \"{cron}\"\n\
          \x20 timeZone: Europe/Berlin\n\
          \x20 runtime: {{runner: InProcess}}\n"
@@ -592,11 +573,12 @@ fn a_controller_killed_mid_run_neither_duplicates_nor_loses_the_run() {
     );
 }
 
-/// Two `cloudmigrate replicate` workers, as a Job's pods run them, share one run: each takes
-/// its share of the tables, and their status writes (two field managers, server-side apply)
-/// merge instead of overwriting each other.
+/// The Job runner, end to end: the controller creates an indexed Job of two workers; the test
+/// API server's Job executor runs each as a `cloudmigrate replicate` process, with the pod's
+/// environment; they share the tables (each copied exactly once), and their status writes (two
+/// field managers, server-side apply) merge instead of overwriting each other.
 #[test]
-fn two_workers_share_a_run_and_both_show_in_its_status() {
+fn a_job_of_two_workers_shares_a_run_and_both_show_in_its_status() {
     let ns = TestNamespace::new("ctl-workers");
     let (src, dst) = (database("wk_src"), database("wk_dst"));
     let mut sql = String::new();
@@ -608,6 +590,7 @@ fn two_workers_share_a_run_and_both_show_in_its_status() {
         ));
     }
     psql(&src, &sql);
+    let controller = Controller::start(&ns.name);
     let yaml = schedule_yaml("shared", &src, &dst, "0 2 * * *")
         .replace("runner: InProcess", "runner: Job, workers: 2");
     ok(
@@ -624,32 +607,37 @@ fn two_workers_share_a_run_and_both_show_in_its_status() {
         ),
         "creating the run",
     );
-    let workers: Vec<Child> = (0..2)
-        .map(|i| {
-            Command::new(env!("CARGO_BIN_EXE_cloudmigrate"))
-                .args([
-                    "replicate",
-                    "--run",
-                    &format!("{}/by-hand", ns.name),
-                    "--workers",
-                    "2",
-                ])
-                .args(["--worker-index", &i.to_string(), "--attempt", "1"])
-                .env("PGPASSWORD", pg().1)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for w in workers {
-        let out = w.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    assert_eq!(ended(&ns, "by-hand", &controller), "Succeeded");
+    let jobs = ok(ns.kubectl(&["get", "jobs"], None), "kubectl get jobs");
+    assert!(
+        jobs.contains("by-hand-1") && jobs.contains("Complete") && jobs.contains("2/2"),
+        "{jobs}"
+    );
+    assert_eq!(
+        ok(
+            ns.kubectl(
+                &[
+                    "get",
+                    "job",
+                    "by-hand-1",
+                    "-o",
+                    "jsonpath={.status.completedIndexes}"
+                ],
+                None
+            ),
+            "the Job's indexes"
+        ),
+        "0-1"
+    );
+    // Each table was claimed by one worker, and both workers took some.
+    assert_eq!(
+        psql(
+            &dst,
+            "SELECT count(*), count(DISTINCT table_name), count(DISTINCT worker) \
+             FROM cloudmigrate_run_claims"
+        ),
+        "8|8|2"
+    );
     let phases = ok(
         ns.kubectl(
             &[
@@ -711,6 +699,239 @@ fn two_workers_share_a_run_and_both_show_in_its_status() {
             (1000 * (i + 1)).to_string()
         );
     }
+    // The Job as the controller sent it and the executor completed it: a valid batch/v1 Job.
+    let job: serde_json::Value = serde_json::from_str(&ok(
+        ns.kubectl(&["get", "job", "by-hand-1", "-o", "json"], None),
+        "the Job",
+    ))
+    .unwrap();
+    crate::api_server::validate_strictly(&[job]).unwrap_or_else(|e| panic!("the Job: {e}"));
+
+    // Owner references: deleting the schedule deletes the run it adopted, and the run's Job.
+    ok(
+        ns.kubectl(&["delete", "msched", "shared"], None),
+        "deleting the schedule",
+    );
+    wait_for(
+        &ns,
+        "mrun,jobs",
+        "{.items[*].metadata.name}",
+        |s| s.is_empty(),
+        &controller,
+    );
+}
+
+/// The pid of a process whose command line holds `args`, in order.
+fn process_with(args: &[&str]) -> Option<u32> {
+    let wanted = args.join("\0");
+    std::fs::read_dir("/proc").ok()?.find_map(|e| {
+        let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        String::from_utf8_lossy(&cmdline)
+            .contains(&wanted)
+            .then_some(pid)
+    })
+}
+
+/// A Job's worker killed mid-run is replaced, as a Job replaces a failed pod, up to the Job's
+/// backoffLimit; then the Job fails, and the run ends Failed with the Job's reason.
+#[test]
+fn a_job_whose_worker_is_killed_is_retried_then_fails_the_run_with_the_reason() {
+    let ns = TestNamespace::new("ctl-killed");
+    let (src, dst) = (database("kw_src"), database("kw_dst"));
+    psql(&src, &ledgers(2, 50_000));
+    let controller = Controller::start(&ns.name);
+    let yaml = schedule_yaml("killed", &src, &dst, "0 2 * * *")
+        .replace("runner: InProcess", "runner: Job, backoffLimit: 1");
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(&yaml)),
+        "applying the schedule",
+    );
+    request_run(&ns, "killed", "1");
+    let run = wait_for(
+        &ns,
+        "msched/killed",
+        "{.status.activeRun}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    let target = format!("{}/{run}", ns.name);
+    let mut killed = vec![];
+    for _ in 0..2 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let pid = loop {
+            match process_with(&["replicate", "--run", &target]) {
+                Some(pid) if !killed.contains(&pid) => break pid,
+                _ => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no worker of {target} ran:\n{}",
+                controller.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        killed.push(pid);
+    }
+    assert_eq!(ended(&ns, &run, &controller), "Failed");
+    let why = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "mrun",
+                &run,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Succeeded\")].reason}|\
+                 {.status.conditions[?(@.type==\"Succeeded\")].message}|{.status.attempts}",
+            ],
+            None,
+        ),
+        "the run's reason",
+    );
+    assert!(why.starts_with("RunnerFailed|"), "{why}");
+    assert!(
+        why.contains(&format!("Job {run}-1 failed (BackoffLimitExceeded)")),
+        "{why}"
+    );
+    // The Job had its retries: no second attempt of the run.
+    assert!(why.ends_with("|1"), "{why}");
+    assert_eq!(
+        ok(
+            ns.kubectl(
+                &[
+                    "get",
+                    "job",
+                    &format!("{run}-1"),
+                    "-o",
+                    "jsonpath={.status.failed}"
+                ],
+                None
+            ),
+            "the Job's failures"
+        ),
+        "2"
+    );
+}
+
+/// A run whose Job the API server refuses (here: a run name too long for the labels of the
+/// Job's pods) says why on the run, goes again up to its limit, and ends Failed with the reason.
+#[test]
+fn a_run_whose_job_is_refused_says_why_and_fails() {
+    let ns = TestNamespace::new("ctl-refused");
+    let (src, dst) = (database("rf_src"), database("rf_dst"));
+    psql(
+        &src,
+        "CREATE TABLE \"CRONUS$Item\" (\"No_\" int PRIMARY KEY)",
+    );
+    let controller = Controller::start(&ns.name);
+    let yaml = schedule_yaml("refused", &src, &dst, "0 2 * * *")
+        .replace("runner: InProcess", "runner: Job, backoffLimit: 1");
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(&yaml)),
+        "applying the schedule",
+    );
+    let name = "a-run-whose-name-is-far-too-long-for-the-pod-labels-of-its-job";
+    assert!(name.len() > 61);
+    ok(
+        ns.kubectl(
+            &["create", "-f", "-"],
+            Some(&format!(
+                "apiVersion: cloudmigrate.io/v1alpha1\nkind: MigrationRun\nmetadata: {{name: {name}}}\n\
+                 spec: {{scheduleRef: {{name: refused}}}}\n"
+            )),
+        ),
+        "creating the run",
+    );
+    assert_eq!(ended(&ns, name, &controller), "Failed");
+    let why = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "mrun",
+                name,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Succeeded\")].reason}|\
+                 {.status.conditions[?(@.type==\"Succeeded\")].message}|{.status.attempts}",
+            ],
+            None,
+        ),
+        "the run's reason",
+    );
+    assert!(why.starts_with("RunnerRefused|"), "{why}");
+    assert!(why.contains("must be no more than 63 characters"), "{why}");
+    assert!(why.contains("a name of at most 61 characters"), "{why}");
+    assert!(why.ends_with("|2"), "{why}");
+    let jobs = ns.kubectl(&["get", "jobs", "-o", "name"], None);
+    assert_eq!(jobs.stdout.trim(), "", "{}", jobs.stderr);
+    let events = ok(ns.kubectl(&["get", "events"], None), "kubectl get events");
+    assert!(events.contains("RunnerRefused"), "{events}");
+}
+
+/// Passwords come only from the Secret that passwordSecretRef names: a missing Secret, or a
+/// missing key, fails the run with a condition that names it, and no value shows anywhere.
+#[test]
+fn a_missing_password_secret_or_key_is_named_in_the_runs_condition() {
+    let ns = TestNamespace::new("ctl-secret");
+    let (src, dst) = (database("ps_src"), database("ps_dst"));
+    psql(
+        &src,
+        "CREATE TABLE \"CRONUS$Item\" (\"No_\" int PRIMARY KEY)",
+    );
+    let controller = Controller::start(&ns.name);
+    let mut previous = String::new();
+    for (token, secret_ref, expected) in [
+        (
+            "1",
+            "{name: nowhere}",
+            format!(
+                "Secret \\\"nowhere\\\" does not exist in namespace \\\"{}\\\"",
+                ns.name
+            ),
+        ),
+        (
+            "2",
+            "{name: pg, key: other}",
+            "Secret \\\"pg\\\" has no key \\\"other\\\"".to_string(),
+        ),
+    ] {
+        let yaml = schedule_yaml("secret", &src, &dst, "0 2 * * *").replacen(
+            "passwordSecretRef: {name: pg}",
+            &format!("passwordSecretRef: {secret_ref}"),
+            1,
+        );
+        ok(
+            ns.kubectl(&["apply", "-f", "-"], Some(&yaml)),
+            "applying the schedule",
+        );
+        request_run(&ns, "secret", token);
+        let run = wait_for(
+            &ns,
+            "msched/secret",
+            "{.status.lastHandledRunRequest}|{.status.lastRun.name}",
+            |s| s.starts_with(&format!("{token}|")) && !s.ends_with(&format!("|{previous}")),
+            &controller,
+        );
+        let run = run.split_once('|').unwrap().1.to_string();
+        previous = run.clone();
+        assert_eq!(ended(&ns, &run, &controller), "Failed");
+        let status = ok(
+            ns.kubectl(&["get", "mrun", &run, "-o", "json"], None),
+            "the run",
+        );
+        assert!(status.contains(&expected), "{expected} not in {status}");
+        assert!(
+            !status.contains(&pg().1),
+            "the password is in the run's status"
+        );
+    }
+    assert!(
+        !controller.log().contains(&pg().1),
+        "the password is in the log"
+    );
 }
 
 /// A run made with `kubectl create` is adopted and runs; a second schedule on the same source
@@ -987,7 +1208,6 @@ fn replace_stops_the_active_run_without_touching_its_spec_then_starts_the_next()
 /// Two replicas with leader election: one acts, the other waits. Runs leave events.
 #[test]
 fn leader_election_lets_one_replica_act_and_events_mark_the_run() {
-    core_apis();
     let ns = TestNamespace::new("ctl-leader");
     let (src, dst) = (database("le_src"), database("le_dst"));
     psql(
@@ -1067,10 +1287,51 @@ fn leader_election_lets_one_replica_act_and_events_mark_the_run() {
         b.log()
     );
 
-    // Taking over from a dead leader is the lease manager's own business, and needs the
-    // strategic merge patches of the built-in Lease API, which a CRD stand-in cannot serve:
-    // that part is for a real cluster.
+    // What the controller sent of these kinds is valid, by the published schemas.
+    let mut sent = vec![];
+    for kind in ["lease/cloudmigrate-test", "events.v1.events.k8s.io"] {
+        let json = ok(ns.kubectl(&["get", kind, "-o", "json"], None), kind);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        match v["items"].as_array() {
+            Some(items) => sent.extend(items.iter().cloned()),
+            None => sent.push(v),
+        }
+    }
+    crate::api_server::validate_strictly(&sent).unwrap_or_else(|e| panic!("{e}"));
+
+    // The same events through the core v1 API, as `kubectl get events` lists them.
+    let listed = ok(ns.kubectl(&["get", "events"], None), "kubectl get events");
+    assert!(
+        listed.contains("RunFinished") && listed.contains(&format!("MigrationRun/{run}")),
+        "{listed}"
+    );
+
+    // The leader dies without a word: the other replica takes the lease over once it expires
+    // (15 s), through the strategic merge patches of the built-in Lease API.
     a.kill();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready(&b) {
+        assert!(
+            Instant::now() < deadline,
+            "replica b never took over:\n{}",
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let holder = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "lease",
+                "cloudmigrate-test",
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ],
+            None,
+        ),
+        "the new lease holder",
+    );
+    assert_eq!(holder, "replica-b");
 }
 
 /// Past 2,000 tables, the run's status keeps only the tables that did not migrate cleanly and

@@ -1,10 +1,12 @@
 //! End-to-end tests against a real Kubernetes API server, with the real kubectl as the client.
 //!
-//! `tests/run.sh` starts a local API server (etcd plus the upstream apiextensions-apiserver) and
-//! points `KUBECONFIG` at it; any real cluster works too. Each test works in a namespace of its
+//! `tests/run.sh` starts a local API server (etcd, the upstream apiextensions-apiserver with the
+//! built-in objects cloudmigrate uses, and a Job executor) and points `KUBECONFIG` at it; a real
+//! cluster works too, where the worker image can be pulled. Each test works in a namespace of its
 //! own, so they run in parallel.
 
 mod api_server;
+mod builtins;
 mod controller;
 mod crds;
 mod examples;

@@ -31,6 +31,9 @@ pub struct RunObserved<'a> {
     pub schedule: Option<ScheduleFacts>,
     /// The runner of the current attempt is still at work.
     pub runner_alive: bool,
+    /// The runner of the current attempt failed for good, and why: a Job that used up its
+    /// backoffLimit or passed its activeDeadlineSeconds.
+    pub runner_failure: Option<String>,
     pub now: DateTime<Utc>,
 }
 
@@ -176,6 +179,25 @@ pub fn decide(o: RunObserved<'_>) -> RunDecision {
         end(&mut status, at, result, reason, msg);
         return ends_now(status, result, notes);
     }
+    if let Some(why) = &o.runner_failure {
+        let msg = format!(
+            "{why}; each worker's own message is in status.workers and the rest is in its pod's \
+             log; start a new run once the cause is fixed: it goes on from the state saved in \
+             the target"
+        );
+        end(
+            &mut status,
+            at,
+            RunResult::Failed,
+            "RunnerFailed",
+            msg.clone(),
+        );
+        return ends_now(
+            status,
+            RunResult::Failed,
+            vec![Note::warning("RunFailed", msg)],
+        );
+    }
     if !o.runner_alive {
         return runner_lost(&o, at, status, attempt);
     }
@@ -267,6 +289,44 @@ fn start(o: &RunObserved<'_>, at: At, mut status: MigrationRunStatus) -> RunDeci
     }
 }
 
+/// The reason of a run's Running condition when the API server refused its runner.
+pub const REFUSED: &str = "RunnerRefused";
+
+/// The API server refused to create the runner of `attempt` (a Job: `code`, `message`): the
+/// run says why and what to do on its Running condition. The next reconcile counts the attempt
+/// as lost (`runner_lost`), so the run goes again up to its limit, then fails with this reason.
+pub fn refused(
+    mut status: MigrationRunStatus,
+    at: At,
+    job: &str,
+    code: u16,
+    message: &str,
+) -> MigrationRunStatus {
+    // The Job's name is `<run>-<attempt>`.
+    let suffix = job.rfind('-').map_or(0, |i| job.len() - i);
+    let fix = match code {
+        401 | 403 => {
+            "give the controller's service account create on jobs (batch) in this namespace"
+                .to_string()
+        }
+        _ if message.contains("must be no more than 63 characters") => format!(
+            "the Job's name is the run's name and the attempt; Kubernetes labels each pod with \
+             it, so it must fit in 63 characters: create the run again with a name of at most \
+             {} characters",
+            63usize.saturating_sub(suffix)
+        ),
+        _ => "fix what the API server names, in the schedule's spec.runtime or the run".to_string(),
+    };
+    at.set(
+        &mut status.conditions,
+        "Running",
+        true,
+        REFUSED,
+        format!("the API server refused Job {job} ({code}): {message}; {fix}"),
+    );
+    status
+}
+
 /// How a run ends once all the workers of its attempt have: the result, the reason of the
 /// Succeeded condition, and its message.
 fn outcome(current: &[&WorkerStatus], p: &RunProgress) -> (RunResult, &'static str, String) {
@@ -345,16 +405,20 @@ fn runner_lost(
             vec![Note::normal("RunFinished", msg)],
         );
     }
+    // The runner of this attempt was refused by the API server (`refused`): say so.
+    let refusal = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Running" && c.reason == REFUSED)
+        .map(|c| c.message.clone());
     if attempt < limit {
         let next = attempt + 1;
         status.attempts = Some(next);
-        at.set(
-            &mut status.conditions,
-            "Running",
-            true,
-            "Restarted",
-            format!("attempt {next} of at most {limit}"),
-        );
+        let mut msg = format!("attempt {next} of at most {limit}");
+        if let Some(why) = &refusal {
+            msg.push_str(&format!("; attempt {attempt}: {why}"));
+        }
+        at.set(&mut status.conditions, "Running", true, "Restarted", msg);
         return RunDecision {
             action: RunAction::Start { attempt: next },
             status,
@@ -368,17 +432,22 @@ fn runner_lost(
             )],
         };
     }
-    let msg = format!(
-        "the runner was lost {attempt} times, the limit of spec.runtime.backoffLimit + 1; look \
-         at the controller's log, then start a new run"
-    );
-    end(
-        &mut status,
-        at,
-        RunResult::Failed,
-        "RunnerLost",
-        msg.clone(),
-    );
+    let (reason, msg) = match refusal {
+        Some(why) => (
+            REFUSED,
+            format!(
+                "the runner was refused {attempt} times, the limit of spec.runtime.backoffLimit + 1: {why}"
+            ),
+        ),
+        None => (
+            "RunnerLost",
+            format!(
+                "the runner was lost {attempt} times, the limit of spec.runtime.backoffLimit + 1; \
+                 look at the controller's log, then start a new run"
+            ),
+        ),
+    };
+    end(&mut status, at, RunResult::Failed, reason, msg.clone());
     ends_now(
         status,
         RunResult::Failed,
@@ -424,6 +493,7 @@ mod tests {
             trigger: Some("Scheduled".into()),
             schedule: facts(),
             runner_alive: true,
+            runner_failure: None,
             now: at(now),
         }
     }
@@ -545,6 +615,90 @@ mod tests {
         assert_eq!(d2.finished, Some(RunResult::Failed));
         let c = succeeded(&d2);
         assert_eq!(c.reason, "RunnerLost");
+    }
+
+    #[test]
+    fn a_job_that_failed_for_good_fails_the_run_with_its_reason() {
+        let s = spec();
+        let mut st = started(&s);
+        // The killed worker's entry still says Running.
+        st.workers = vec![worker(WorkerPhase::Running, 1, 0)];
+        let mut o = observe(&s, st, 3);
+        o.runner_alive = false;
+        o.runner_failure = Some(
+            "Job nightly-1 failed (BackoffLimitExceeded): Job has reached the specified backoff \
+             limit"
+                .into(),
+        );
+        let d = decide(o);
+        // No other attempt: the Job had its retries.
+        assert_eq!(d.action, RunAction::Nothing);
+        assert_eq!(d.finished, Some(RunResult::Failed));
+        let c = succeeded(&d);
+        assert_eq!(c.reason, "RunnerFailed");
+        assert!(c.message.contains("BackoffLimitExceeded"), "{}", c.message);
+        assert!(c.message.contains("pod's log"), "{}", c.message);
+    }
+
+    #[test]
+    fn a_refused_runner_goes_again_then_fails_saying_why() {
+        let s = spec();
+        let now = conditions::At {
+            generation: Some(1),
+            now: at(1),
+        };
+        let long = "r".repeat(62);
+        let st = refused(
+            started(&s),
+            now,
+            &format!("{long}-1"),
+            422,
+            "Job.batch \"x\" is invalid: spec.template.metadata.labels: Invalid value: \"x\": \
+             must be no more than 63 characters",
+        );
+        let running = st.conditions.iter().find(|c| c.type_ == "Running").unwrap();
+        assert_eq!(running.reason, REFUSED);
+        assert!(
+            running.message.contains("at most 61 characters"),
+            "{}",
+            running.message
+        );
+        // The attempt is lost: the next one starts, and says why the last one did not.
+        let mut o = observe(&s, st, 2);
+        o.runner_alive = false;
+        let d = decide(o);
+        assert_eq!(d.action, RunAction::Start { attempt: 2 });
+        let restarted = d
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Running")
+            .unwrap();
+        assert!(
+            restarted.message.contains("63 characters"),
+            "{}",
+            restarted.message
+        );
+        // Refused again at the limit: the run fails with the API server's reason.
+        let st2 = refused(
+            d.status,
+            now,
+            &format!("{long}-2"),
+            403,
+            "jobs.batch is forbidden",
+        );
+        let mut o2 = observe(&s, st2, 3);
+        o2.runner_alive = false;
+        let d2 = decide(o2);
+        assert_eq!(d2.finished, Some(RunResult::Failed));
+        let c = succeeded(&d2);
+        assert_eq!(c.reason, REFUSED);
+        assert!(c.message.contains("forbidden"), "{}", c.message);
+        assert!(
+            c.message.contains("service account create on jobs"),
+            "{}",
+            c.message
+        );
     }
 
     #[test]

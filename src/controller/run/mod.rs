@@ -49,6 +49,7 @@ pub async fn reconcile(run: Arc<MigrationRun>, ctx: Arc<Context>) -> Result<Acti
                 disabled: s.spec.disabled,
             }),
             runner_alive: read.runner_alive,
+            runner_failure: read.runner_failure.clone(),
             now: chrono::Utc::now(),
         });
         act(&run, &ctx, read, decision).await
@@ -61,6 +62,7 @@ struct Read {
     schedule: Option<Arc<MigrationSchedule>>,
     runner: Runner,
     runner_alive: bool,
+    runner_failure: Option<String>,
 }
 
 /// Read: the schedule from the cache (asked of the API server only when the cache does not
@@ -85,13 +87,16 @@ async fn read(run: &MigrationRun, ctx: &Context) -> Result<Read, Error> {
         .as_ref()
         .map(|s| s.spec.runtime.runner)
         .unwrap_or_default();
-    let runner_alive = match runner {
-        Runner::InProcess => ctx.inprocess.alive(
-            &format!("{ns}/{name}"),
-            &run.uid().unwrap_or_default(),
-            attempt,
+    let (runner_alive, runner_failure) = match runner {
+        Runner::InProcess => (
+            ctx.inprocess.alive(
+                &format!("{ns}/{name}"),
+                &run.uid().unwrap_or_default(),
+                attempt,
+            ),
+            None,
         ),
-        Runner::Job if attempt == 0 => false,
+        Runner::Job if attempt == 0 => (false, None),
         Runner::Job => {
             let job_name = job::job_name(&name, attempt);
             // A Job created a moment ago may not be in the cache yet: only the API server can
@@ -105,8 +110,11 @@ async fn read(run: &MigrationRun, ctx: &Context) -> Result<Read, Error> {
                     .map(Arc::new),
             };
             match job {
-                Some(j) => job::job_alive(j.status.as_ref(), chrono::Utc::now()),
-                None => false,
+                Some(j) => (
+                    job::job_alive(j.status.as_ref(), chrono::Utc::now()),
+                    job::job_failure(&job_name, j.status.as_ref()),
+                ),
+                None => (false, None),
             }
         }
     };
@@ -114,6 +122,7 @@ async fn read(run: &MigrationRun, ctx: &Context) -> Result<Read, Error> {
         schedule,
         runner,
         runner_alive,
+        runner_failure,
     })
 }
 
@@ -160,6 +169,24 @@ async fn act(
                         Ok(_) => {}
                         // Created before a restart.
                         Err(kube::Error::Api(e)) if e.code == 409 => {}
+                        // Refused (invalid, forbidden): the run says why, and goes again up to
+                        // its limit.
+                        Err(kube::Error::Api(e)) if (400..500).contains(&e.code) => {
+                            let job_name = job::job_name(&name, attempt);
+                            let at = super::conditions::At {
+                                generation: run.metadata.generation,
+                                now: chrono::Utc::now(),
+                            };
+                            let status =
+                                decide::refused(decision.status, at, &job_name, e.code, &e.message);
+                            ctx.apply_status(run, &status).await?;
+                            let note = super::note::Note::warning(
+                                "RunnerRefused",
+                                format!("the API server refused Job {job_name}: {}", e.message),
+                            );
+                            ctx.publish(run, &[note]).await;
+                            return Ok(Action::requeue(Duration::from_secs(5)));
+                        }
                         Err(e) => {
                             return Err(Error::Act(
                                 format!("creating Job {}", job::job_name(&name, attempt)),
@@ -378,6 +405,7 @@ mod tests {
                 trigger: Some("Scheduled".into()),
                 schedule: Some(facts.clone()),
                 runner_alive: alive,
+                runner_failure: None,
                 now: chrono::Utc::now(),
             })
             .status;

@@ -1,8 +1,8 @@
 // A minimal garbage collector: when an object is deleted, the objects it owns (by
 // ownerReferences) are deleted too, in the background, once none of their owners exists.
 //
-// It watches the metadata of every resource that discovery lists (again every 10 seconds, so
-// that new CRDs are picked up). Before it deletes a dependent, it asks the API server for each
+// It watches the metadata of every resource that discovery lists, and asks discovery again
+// when a CRD changes, so that new custom resources are watched too (no polling). Before it deletes a dependent, it asks the API server for each
 // owner, so that a watch that lags never deletes an object whose owner exists. Foreground and
 // orphan propagation are not implemented: the API server runs with --enable-garbage-collector
 // off, so it never waits on them.
@@ -29,6 +29,8 @@ type collector struct {
 	meta      metadata.Interface
 	discovery discovery.DiscoveryInterface
 	factory   metadatainformer.SharedInformerFactory
+	// rediscover is signalled when a CRD changes.
+	rediscover chan struct{}
 
 	mu         sync.Mutex
 	resources  map[schema.GroupKind]resource         // from discovery
@@ -60,6 +62,7 @@ func newCollector(cfg *rest.Config) (*collector, error) {
 	}
 	return &collector{
 		meta: m, discovery: d, factory: metadatainformer.NewSharedInformerFactory(m, 0),
+		rediscover: make(chan struct{}, 1),
 		resources: map[schema.GroupKind]resource{}, watched: map[schema.GroupVersionResource]bool{},
 		objects: map[types.UID]bool{}, dependents: map[types.UID]map[types.UID]dependent{},
 	}, nil
@@ -71,7 +74,7 @@ func (c *collector) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(10 * time.Second):
+		case <-c.rediscover:
 		}
 	}
 }
@@ -122,6 +125,12 @@ func (c *collector) seen(ctx context.Context, gvr schema.GroupVersionResource, o
 	m, ok := obj.(*metav1.PartialObjectMetadata)
 	if !ok {
 		return
+	}
+	if gvr.Group == "apiextensions.k8s.io" && gvr.Resource == "customresourcedefinitions" {
+		select {
+		case c.rediscover <- struct{}{}:
+		default:
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -14,6 +14,7 @@
 #                             IMAGE runs when it sets no command (its image's entrypoint)
 #   CLOUDMIGRATE_POD_BACKOFF  the wait before a failed pod is replaced (default 1s; a real
 #                             cluster waits 10s, doubling)
+#   CLOUDMIGRATE_HELPERS=off  start no helpers (a benchmark that counts the server's requests)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -83,11 +84,13 @@ for _ in $(seq 1 150); do
   if curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
     "https://127.0.0.1:$api_port/readyz" >/dev/null 2>&1; then
     echo "apiserver: ready on https://127.0.0.1:$api_port (kubeconfig $state/kubeconfig)" >&2
+    [[ ${CLOUDMIGRATE_HELPERS:-on} == off ]] && exit 0
     entrypoints=()
     for e in ${CLOUDMIGRATE_ENTRYPOINTS:-}; do entrypoints+=(--entrypoint "$e"); done
     "$bin/apiserver" helpers --kubeconfig "$state/kubeconfig" --log-dir "$state/pods" \
       --pod-backoff "${CLOUDMIGRATE_POD_BACKOFF:-1s}" "${entrypoints[@]}" >"$state/helpers.log" 2>&1 &
     echo $! >>"$state/pids"
+    echo "apiserver: Job executor and garbage collector started (log $state/helpers.log)" >&2
     exit 0
   fi
   sleep 0.2

@@ -309,7 +309,8 @@ pub fn refused(
             "give the controller's service account create on jobs (batch) in this namespace"
                 .to_string()
         }
-        _ if message.contains("must be no more than 63 characters") => format!(
+        // "characters" before Kubernetes 1.36, "bytes" since.
+        _ if message.contains("must be no more than 63 ") => format!(
             "the Job's name is the run's name and the attempt; Kubernetes labels each pod with \
              it, so it must fit in 63 characters: create the run again with a name of at most \
              {} characters",

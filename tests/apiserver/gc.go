@@ -63,7 +63,7 @@ func newCollector(cfg *rest.Config) (*collector, error) {
 	return &collector{
 		meta: m, discovery: d, factory: metadatainformer.NewSharedInformerFactory(m, 0),
 		rediscover: make(chan struct{}, 1),
-		resources: map[schema.GroupKind]resource{}, watched: map[schema.GroupVersionResource]bool{},
+		resources:  map[schema.GroupKind]resource{}, watched: map[schema.GroupVersionResource]bool{},
 		objects: map[types.UID]bool{}, dependents: map[types.UID]map[types.UID]dependent{},
 	}, nil
 }

@@ -5,7 +5,8 @@
 # local process, and the garbage collector.
 #
 # Usage: start.sh STATE_DIR
-# Leaves STATE_DIR/kubeconfig, STATE_DIR/pids, the logs STATE_DIR/{etcd,apiserver,helpers}.log
+# Leaves STATE_DIR/kubeconfig (and kubeconfig-no-jobs, a client that may do everything but
+# create Jobs), STATE_DIR/pids, the logs STATE_DIR/{etcd,apiserver,helpers}.log
 # and each pod's output in STATE_DIR/pods/.
 # Stop everything with: kill $(cat STATE_DIR/pids)
 #
@@ -41,6 +42,12 @@ mkdir -p "$pki"
   printf 'extendedKeyUsage=clientAuth\n' >admin.ext
   openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
     -extfile admin.ext -out admin.crt 2>/dev/null
+  # A client that may do everything but create Jobs, as RBAC could leave a controller.
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -subj "/O=cloudmigrate-test:forbid:create:jobs/CN=cloudmigrate-no-jobs" \
+    -keyout no-jobs.key -out no-jobs.csr 2>/dev/null
+  openssl x509 -req -in no-jobs.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+    -extfile admin.ext -out no-jobs.crt 2>/dev/null
 )
 
 etcd_port=$(free_port)
@@ -61,7 +68,8 @@ echo $! >>"$state/pids"
   --client-ca-file "$pki/ca.crt" --enable-garbage-collector=false >"$state/apiserver.log" 2>&1 &
 echo $! >>"$state/pids"
 
-cat >"$state/kubeconfig" <<EOF
+kubeconfig() { # USER: a kubeconfig for the client certificate pki/USER.{crt,key}
+  cat <<EOF
 apiVersion: v1
 kind: Config
 clusters:
@@ -70,15 +78,18 @@ clusters:
     server: https://127.0.0.1:$api_port
     certificate-authority: $pki/ca.crt
 users:
-- name: admin
+- name: $1
   user:
-    client-certificate: $pki/admin.crt
-    client-key: $pki/admin.key
+    client-certificate: $pki/$1.crt
+    client-key: $pki/$1.key
 contexts:
 - name: cloudmigrate-test
-  context: {cluster: cloudmigrate-test, user: admin, namespace: default}
+  context: {cluster: cloudmigrate-test, user: $1, namespace: default}
 current-context: cloudmigrate-test
 EOF
+}
+kubeconfig admin >"$state/kubeconfig"
+kubeconfig no-jobs >"$state/kubeconfig-no-jobs"
 
 for _ in $(seq 1 150); do
   if curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \

@@ -88,6 +88,16 @@ impl Controller {
     }
 
     fn start_with(ns: &str, extra: &[&str], identity: &str) -> Self {
+        Self::start_as(
+            ns,
+            extra,
+            identity,
+            &std::env::var("KUBECONFIG").unwrap_or_default(),
+        )
+    }
+
+    /// A controller that reaches the API server as the client of `kubeconfig`.
+    fn start_as(ns: &str, extra: &[&str], identity: &str, kubeconfig: &str) -> Self {
         let port = free_port();
         password_secret(ns);
         let log = std::env::temp_dir().join(format!("cloudmigrate-controller-{ns}-{port}.log"));
@@ -97,6 +107,7 @@ impl Controller {
             .arg(format!("127.0.0.1:{port}"))
             .args(extra)
             .env("POD_NAME", identity)
+            .env("KUBECONFIG", kubeconfig)
             .env_remove("PGPASSWORD")
             .env("RUST_LOG", "info,sqlx=error")
             .stdout(Stdio::null())
@@ -870,6 +881,48 @@ fn a_run_whose_job_is_refused_says_why_and_fails() {
     assert_eq!(jobs.stdout.trim(), "", "{}", jobs.stderr);
     let events = ok(ns.kubectl(&["get", "events"], None), "kubectl get events");
     assert!(events.contains("RunnerRefused"), "{events}");
+    drop(controller);
+
+    // A controller that may not create Jobs, as RBAC could leave it: the local API server's
+    // kubeconfig-no-jobs is such a client.
+    let kubeconfig = std::path::Path::new(&env("KUBECONFIG")).with_file_name("kubeconfig-no-jobs");
+    assert!(
+        kubeconfig.exists(),
+        "{} is missing: this part needs the local API server (tests/run.sh without KUBECONFIG)",
+        kubeconfig.display()
+    );
+    let controller = Controller::start_as(&ns.name, &[], "no-jobs", kubeconfig.to_str().unwrap());
+    ok(
+        ns.kubectl(
+            &["create", "-f", "-"],
+            Some(
+                "apiVersion: cloudmigrate.io/v1alpha1\nkind: MigrationRun\nmetadata: {name: forbidden}\n\
+                 spec: {scheduleRef: {name: refused}}\n",
+            ),
+        ),
+        "creating the run",
+    );
+    assert_eq!(ended(&ns, "forbidden", &controller), "Failed");
+    let why = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "mrun",
+                "forbidden",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Succeeded\")].reason}|\
+                 {.status.conditions[?(@.type==\"Succeeded\")].message}",
+            ],
+            None,
+        ),
+        "the run's reason",
+    );
+    assert!(why.starts_with("RunnerRefused|"), "{why}");
+    assert!(
+        why.contains("(403)") && why.contains("cannot create resource \"jobs\""),
+        "{why}"
+    );
+    assert!(why.contains("service account create on jobs"), "{why}");
 }
 
 /// Passwords come only from the Secret that passwordSecretRef names: a missing Secret, or a

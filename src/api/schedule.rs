@@ -171,7 +171,9 @@ pub struct Runtime {
     /// CPU and memory for each worker pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// How long one run may take, in seconds, before it is stopped. Unset: no limit.
+    /// With the Job runner, how long a run's Job may take, in seconds: past it, its workers are
+    /// stopped and the run fails (DeadlineExceeded). The in-process runner has no limit. Unset:
+    /// no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,

@@ -292,7 +292,7 @@ fn start(o: &RunObserved<'_>, at: At, mut status: MigrationRunStatus) -> RunDeci
 /// The reason of a run's Running condition when the API server refused its runner.
 pub const REFUSED: &str = "RunnerRefused";
 
-/// The API server refused to create the runner of `attempt` (a Job: `code`, `message`): the
+/// The API server refused to create the Job `job` (HTTP `code`, its `message`): the
 /// run says why and what to do on its Running condition. The next reconcile counts the attempt
 /// as lost (`runner_lost`), so the run goes again up to its limit, then fails with this reason.
 pub fn refused(

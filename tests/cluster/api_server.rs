@@ -135,6 +135,35 @@ impl TestNamespace {
         Self { name, created }
     }
 
+    /// Polls `jsonpath` of an object in this namespace until `done` accepts it (two minutes at
+    /// most); a timeout shows the last output and `context()`.
+    pub fn wait_until(
+        &self,
+        object: &str,
+        jsonpath: &str,
+        done: impl Fn(&str) -> bool,
+        context: impl Fn() -> String,
+    ) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let out = self.kubectl(
+                &["get", object, "-o", &format!("jsonpath={jsonpath}")],
+                None,
+            );
+            if out.ok && done(&out.stdout) {
+                return out.stdout;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{object} {jsonpath} never got there; last: {:?} {}\n{}",
+                out.stdout,
+                out.stderr,
+                context()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    }
+
     /// kubectl in this namespace.
     pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Kubectl {
         let mut all = vec!["--namespace", &self.name];

@@ -9,23 +9,7 @@ use std::time::{Duration, Instant};
 
 /// Polls a jsonpath of an object until `done` accepts it.
 fn wait(ns: &TestNamespace, object: &str, jsonpath: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = ns.kubectl(
-            &["get", object, "-o", &format!("jsonpath={jsonpath}")],
-            None,
-        );
-        if out.ok && done(&out.stdout) {
-            return out.stdout;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{object} {jsonpath}: last {:?} {}",
-            out.stdout,
-            out.stderr
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    ns.wait_until(object, jsonpath, done, String::new)
 }
 
 /// Whether a process whose command line holds `marker` runs.

@@ -152,7 +152,7 @@ impl Drop for Controller {
     }
 }
 
-/// Polls `jsonpath` of an object until `done` accepts it.
+/// Polls `jsonpath` of an object until `done` accepts it; a timeout shows the controller's log.
 fn wait_for(
     ns: &TestNamespace,
     object: &str,
@@ -160,24 +160,9 @@ fn wait_for(
     done: impl Fn(&str) -> bool,
     controller: &Controller,
 ) -> String {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let out = ns.kubectl(
-            &["get", object, "-o", &format!("jsonpath={jsonpath}")],
-            None,
-        );
-        if out.ok && done(&out.stdout) {
-            return out.stdout;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{object} {jsonpath} never got there; last: {:?} {}\ncontroller log:\n{}",
-            out.stdout,
-            out.stderr,
-            controller.log()
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    ns.wait_until(object, jsonpath, done, || {
+        format!("controller log:\n{}", controller.log())
+    })
 }
 
 fn schedule_yaml(name: &str, src: &str, dst: &str, cron: &str) -> String {

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
     category = "cloudmigrate",
     status = "CompanySelectionStatus",
     doc = "Which companies of the source database a MigrationSchedule migrates, and how each is \
-           initialized in the cloud. The status lists every company found in the source with \
-           its estimated size.",
+           initialized in the cloud. Runs use the selection; the status (every company found in \
+           the source with its estimated size) and the initialization are not written yet.",
     printcolumn(
         name = "Schedule",
         type_ = "string",
@@ -50,8 +50,10 @@ pub struct CompanySelectionSpec {
     /// The MigrationSchedule this selection is for. It cannot change.
     #[x_kube(validation = Rule::new("self == oldSelf").message("scheduleRef cannot change: create a new CompanySelection for the other schedule"))]
     pub schedule_ref: ScheduleRef,
-    /// The companies to migrate, by name as in the source's Company table. A company of the
-    /// source that is not listed is not migrated.
+    /// The companies to migrate, by name as in the source's Company table. The runs that the
+    /// schedule creates migrate the companies listed here with `migrate: true`, and no other
+    /// (a run made by hand names its own). Of several CompanySelections for one schedule, the
+    /// oldest counts. One that selects no company stops the schedule from starting runs.
     #[serde(default)]
     #[schemars(transform = company_list_map)]
     pub companies: Vec<CompanyChoice>,
@@ -74,6 +76,7 @@ pub struct CompanyChoice {
     /// What to do about the company's initialization in the cloud after a run copied it:
     /// `None` (the default) leaves it, `Initialize` schedules the initialization, and
     /// `MarkInitialized` records it as done (for example when an earlier run initialized it).
+    /// Not acted on yet: nothing initializes a company so far.
     #[serde(default)]
     pub initialization: Initialization,
 }
@@ -109,7 +112,8 @@ pub enum InitializationState {
     Failed,
 }
 
-/// What the controller found of the companies in the source.
+/// What the controller found of the companies in the source. Not written yet: no reconciler
+/// discovers the companies so far.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CompanySelectionStatus {

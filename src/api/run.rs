@@ -55,8 +55,10 @@ pub struct MigrationRunSpec {
     /// table what a run would do.
     #[serde(default)]
     pub r#type: RunType,
-    /// The companies this run migrates, by name. Empty: the companies selected in the
-    /// schedule's CompanySelection when the run starts. Per-database tables always migrate.
+    /// The companies this run migrates, by name. A run that its schedule creates lists the
+    /// companies that the schedule's CompanySelection selected when the run was created, so the
+    /// run records what it was asked to do. Empty: every company of the source. Per-database
+    /// tables always migrate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub companies: Vec<String>,
     /// Set to true to stop the run: tables in progress finish, no new table starts, and the run

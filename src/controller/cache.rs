@@ -3,7 +3,7 @@
 //! A reconcile reads here and never lists: its cost does not grow with the number of objects
 //! around it. Worker Jobs are cached too, where the API server serves them.
 
-use crate::api::{MigrationRun, MigrationSchedule};
+use crate::api::{CompanySelection, MigrationRun, MigrationSchedule};
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use kube::Resource;
@@ -59,6 +59,14 @@ pub fn run_keys(run: &MigrationRun) -> Vec<String> {
     vec![schedule_key(
         run.metadata.namespace.as_deref().unwrap_or_default(),
         &run.spec.schedule_ref.name,
+    )]
+}
+
+/// The index key of a CompanySelection: the schedule it is for.
+pub fn selection_keys(selection: &CompanySelection) -> Vec<String> {
+    vec![schedule_key(
+        selection.metadata.namespace.as_deref().unwrap_or_default(),
+        &selection.spec.schedule_ref.name,
     )]
 }
 
@@ -173,6 +181,8 @@ pub struct Caches {
     pub schedules_by_database: Index<MigrationSchedule>,
     /// The worker Jobs; None where the API server serves no Jobs (or may not be asked).
     pub jobs: Option<Store<Job>>,
+    pub selections: Store<CompanySelection>,
+    pub selections_by_schedule: Index<CompanySelection>,
 }
 
 impl Caches {
@@ -182,6 +192,15 @@ impl Caches {
             .get(&schedule_key(namespace, name))
             .iter()
             .filter_map(|r| self.runs.get(r))
+            .collect()
+    }
+
+    /// The CompanySelections that name the schedule `name` in `namespace`.
+    pub fn selections_of(&self, namespace: &str, name: &str) -> Vec<Arc<CompanySelection>> {
+        self.selections_by_schedule
+            .get(&schedule_key(namespace, name))
+            .iter()
+            .filter_map(|r| self.selections.get(r))
             .collect()
     }
 
@@ -215,12 +234,15 @@ impl Caches {
     pub fn of(schedules: Vec<MigrationSchedule>, runs: Vec<MigrationRun>) -> Self {
         let (schedule_store, mut schedule_writer) = reflector::store();
         let (run_store, mut run_writer) = reflector::store();
+        let (selection_store, _) = reflector::store();
         let caches = Caches {
             schedules: schedule_store,
             runs: run_store,
             runs_by_schedule: Index::new(run_keys),
             schedules_by_database: Index::new(database_keys),
             jobs: None,
+            selections: selection_store,
+            selections_by_schedule: Index::new(selection_keys),
         };
         for s in schedules {
             let event = watcher::Event::Apply(s);
@@ -240,6 +262,11 @@ impl Caches {
 /// the managed fields of every object.
 pub fn slim_schedule(schedule: &mut MigrationSchedule) {
     schedule.metadata.managed_fields = None;
+}
+
+/// A CompanySelection as the schedule reads it: its spec and metadata.
+pub fn slim_selection(selection: &mut CompanySelection) {
+    selection.metadata.managed_fields = None;
 }
 
 /// A worker Job as the run's reconciler reads it: its status. The pod template goes.

@@ -241,6 +241,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
     // A schedule decides from its runs: none is reconciled before both caches are filled.
     let filled = async {
         caches.schedules.wait_until_ready().await.is_ok()
+            && caches.selections.wait_until_ready().await.is_ok()
             && caches.runs.wait_until_ready().await.is_ok()
     };
     tokio::select! {
@@ -355,9 +356,14 @@ fn watch(
             &r.spec.schedule_ref.name
         }),
     );
-    // CompanySelections and UserMappings are not cached yet: they only wake their schedule.
-    let selections = pointers(
+    // A schedule reads its CompanySelection when it creates a run. UserMappings are not cached
+    // yet: they only wake their schedule.
+    let selections_index = Index::new(cache::selection_keys);
+    let (selection_store, _selection_handle, selections) = cache::watch(
         api::<CompanySelection>(client, namespace),
+        watcher::Config::default(),
+        selections_index.clone(),
+        cache::slim_selection,
         wakes(wake_tx.clone(), |c: &CompanySelection| {
             &c.spec.schedule_ref.name
         }),
@@ -393,6 +399,8 @@ fn watch(
         runs_by_schedule: runs_index,
         schedules_by_database: schedules_index,
         jobs: job_store,
+        selections: selection_store,
+        selections_by_schedule: selections_index,
     };
     let wake =
         futures_util::stream::unfold(

@@ -11,6 +11,7 @@ use super::super::cache::database_identity;
 use super::super::conditions::At;
 use super::super::cron::CronSchedule;
 use super::super::note::Note;
+use crate::api::companies::CompanySelectionSpec;
 use crate::api::run::{RunResult, RunType};
 use crate::api::schedule::{
     ConcurrencyPolicy, History, MigrationInformation, MigrationScheduleSpec,
@@ -61,7 +62,40 @@ pub struct Observed<'a> {
     pub runs: Vec<RunView>,
     /// Another schedule that uses the same source or target database, and how.
     pub conflict: Option<String>,
+    /// The companies a new run migrates (`selected_companies`): None without a
+    /// CompanySelection (every company); an error when the selection selects none.
+    pub companies: Result<Option<Vec<String>>, String>,
     pub now: DateTime<Utc>,
+}
+
+/// The companies that the schedule's CompanySelection selects, for its next run. Of several
+/// selections for one schedule, the oldest counts (then the first by name); the others are
+/// ignored. Without a selection, None: every company migrates. A selection that selects no
+/// company is an error that says what to do. Pure.
+pub fn selected_companies(
+    selections: &[(&str, DateTime<Utc>, &CompanySelectionSpec)],
+) -> Result<Option<Vec<String>>, String> {
+    let Some((name, _, spec)) = selections
+        .iter()
+        .min_by_key(|(name, created, _)| (*created, *name))
+    else {
+        return Ok(None);
+    };
+    let mut chosen: Vec<String> = spec
+        .companies
+        .iter()
+        .filter(|c| c.migrate)
+        .map(|c| c.name.clone())
+        .collect();
+    chosen.sort();
+    chosen.dedup();
+    if chosen.is_empty() {
+        return Err(format!(
+            "CompanySelection {name} selects no company: set migrate: true on at least one \
+             company, or delete the selection to migrate every company"
+        ));
+    }
+    Ok(Some(chosen))
 }
 
 /// A run to create.
@@ -72,6 +106,8 @@ pub struct NewRun {
     pub trigger: &'static str,
     pub scheduled_time: Option<DateTime<Utc>>,
     pub run_request: Option<String>,
+    /// The companies it migrates, as the schedule's CompanySelection says; empty: every one.
+    pub companies: Vec<String>,
 }
 
 /// When the reconciler looks at the schedule again, if nothing wakes it before.
@@ -247,6 +283,10 @@ fn gate(o: &Observed<'_>, at: At, status: &mut MigrationScheduleStatus) -> Gate 
     let blocked: Option<(&'static str, String)> = match (&timing, &o.conflict) {
         (Err(problem), _) => Some((problem.reason, problem.message.clone())),
         (_, Some(why)) => Some(("Conflict", why.clone())),
+        _ if o.companies.is_err() => Some((
+            "NoCompanySelected",
+            o.companies.as_ref().err().cloned().unwrap_or_default(),
+        )),
         _ if spec.disabled => Some((
             "Disabled",
             "the migration is disabled (spec.disabled: true): no run starts until it is false \
@@ -473,6 +513,7 @@ fn admit(
             trigger,
             scheduled_time: scheduled,
             run_request: token.clone(),
+            companies: o.companies.clone().ok().flatten().unwrap_or_default(),
         });
         handled(status);
     }
@@ -619,6 +660,7 @@ mod tests {
             status: MigrationScheduleStatus::default(),
             runs: vec![],
             conflict: None,
+            companies: Ok(None),
             now,
         }
     }
@@ -676,6 +718,49 @@ mod tests {
         );
         assert_eq!(d.status.active_run.as_deref(), Some("nightly-202605020200"));
         assert_eq!(condition(&d, "Scheduled").0, "True");
+    }
+
+    #[test]
+    fn a_run_records_the_companies_of_the_oldest_selection() {
+        let selection = |companies: serde_json::Value| -> CompanySelectionSpec {
+            serde_json::from_value(serde_json::json!({
+                "scheduleRef": {"name": "nightly"}, "companies": companies
+            }))
+            .unwrap()
+        };
+        let older = selection(serde_json::json!([
+            {"name": "FABRIKAM"}, {"name": "CRONUS"}, {"name": "ADATUM", "migrate": false}
+        ]));
+        let newer = selection(serde_json::json!([{"name": "ADATUM"}]));
+        let none = selection(serde_json::json!([{"name": "CRONUS", "migrate": false}]));
+        assert_eq!(selected_companies(&[]), Ok(None));
+        let chosen = selected_companies(&[
+            ("b-newer", utc(2026, 5, 2, 0, 0), &newer),
+            ("a-older", utc(2026, 5, 1, 0, 0), &older),
+        ]);
+        assert_eq!(chosen, Ok(Some(vec!["CRONUS".into(), "FABRIKAM".into()])));
+
+        let s = spec(Some("0 2 * * *"));
+        let mut o = observe(&s, utc(2026, 5, 2, 2, 0));
+        o.companies = chosen;
+        let d = decide(o);
+        assert_eq!(d.create.unwrap().companies, vec!["CRONUS", "FABRIKAM"]);
+
+        // A selection of none starts nothing, and says what to do.
+        let refused = selected_companies(&[("only", utc(2026, 5, 1, 0, 0), &none)]);
+        let why = refused.clone().unwrap_err();
+        assert!(
+            why.contains("CompanySelection only selects no company"),
+            "{why}"
+        );
+        let mut o = observe(&s, utc(2026, 5, 2, 2, 0));
+        o.companies = refused;
+        let d = decide(o);
+        assert!(d.create.is_none());
+        assert_eq!(
+            condition(&d, "Ready"),
+            ("False".into(), "NoCompanySelected".into())
+        );
     }
 
     #[test]

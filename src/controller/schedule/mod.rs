@@ -66,10 +66,12 @@ pub async fn reconcile(
     .await
 }
 
-/// What the read step found: the schedule's runs and its conflict, from the caches.
+/// What the read step found: the schedule's runs, its conflict and the companies its
+/// CompanySelection selects, from the caches.
 struct Read {
     runs: Vec<RunView>,
     conflict: Option<String>,
+    companies: Result<Option<Vec<String>>, String>,
 }
 
 impl Read {
@@ -82,6 +84,7 @@ impl Read {
             status: schedule.status.clone().unwrap_or_default(),
             runs: self.runs.clone(),
             conflict: self.conflict.clone(),
+            companies: self.companies.clone(),
             now: chrono::Utc::now(),
         }
     }
@@ -127,7 +130,30 @@ fn read(schedule: &MigrationSchedule, ctx: &Context) -> Result<Read, Error> {
             .filter(|(o, _)| o.metadata.deletion_timestamp.is_none())
             .map(|(o, n)| (n.as_str(), created(o), &o.spec)),
     );
-    Ok(Read { runs, conflict })
+    let selections: Vec<_> = ctx
+        .caches
+        .selections_of(&ns, &name)
+        .into_iter()
+        .filter(|s| s.metadata.deletion_timestamp.is_none())
+        .collect();
+    let companies = decide::selected_companies(
+        &selections
+            .iter()
+            .map(|s| {
+                let created = s.creation_timestamp().map(|t| utc(&t)).unwrap_or_default();
+                (
+                    s.meta().name.as_deref().unwrap_or_default(),
+                    created,
+                    &s.spec,
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    Ok(Read {
+        runs,
+        conflict,
+        companies,
+    })
 }
 
 /// The run to create, as an object.
@@ -157,7 +183,7 @@ fn new_run(schedule: &MigrationSchedule, ns: &str, new: &decide::NewRun) -> Migr
         spec: MigrationRunSpec {
             schedule_ref: ScheduleRef { name },
             r#type: Default::default(),
-            companies: vec![],
+            companies: new.companies.clone(),
             stop: false,
         },
         status: None,
@@ -348,6 +374,7 @@ mod tests {
         let observed = Read {
             runs: vec![],
             conflict: None,
+            companies: Ok(None),
         };
         // The first look at it starts today's run, if 02:00 has passed; the next one is quiet.
         let mut o = observed.observed(&schedule);

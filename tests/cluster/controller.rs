@@ -973,6 +973,94 @@ fn a_missing_password_secret_or_key_is_named_in_the_runs_condition() {
     );
 }
 
+/// A CompanySelection of two of three companies: the run the schedule creates names them in
+/// its spec, and copies their tables and the per-database tables, and nothing of the third.
+/// A selection of none stops the schedule, saying why.
+#[test]
+fn a_run_copies_only_the_selected_companies_and_the_per_database_tables() {
+    let ns = TestNamespace::new("ctl-companies");
+    let (src, dst) = (database("co_src"), database("co_dst"));
+    let mut sql = String::from(
+        "CREATE TABLE \"Company\" (\"Name\" text PRIMARY KEY);\n\
+         INSERT INTO \"Company\" VALUES ('CRONUS'), ('FABRIKAM'), ('ADATUM');\n\
+         CREATE TABLE \"Media\" (\"Id\" int PRIMARY KEY); INSERT INTO \"Media\" VALUES (1);\n",
+    );
+    for company in ["CRONUS", "FABRIKAM", "ADATUM"] {
+        sql.push_str(&format!(
+            "CREATE TABLE \"{company}$Item\" (\"No_\" int PRIMARY KEY);\n\
+             INSERT INTO \"{company}$Item\" VALUES (1), (2);\n"
+        ));
+    }
+    psql(&src, &sql);
+    let controller = Controller::start(&ns.name);
+    let selection = |migrate_adatum: &str, migrate_others: &str| {
+        format!(
+            "apiVersion: cloudmigrate.io/v1alpha1\nkind: CompanySelection\nmetadata: {{name: pick}}\n\
+             spec:\n  scheduleRef: {{name: picked}}\n  companies:\n\
+             \x20 - {{name: CRONUS, migrate: {migrate_others}}}\n\
+             \x20 - {{name: FABRIKAM, migrate: {migrate_others}}}\n\
+             \x20 - {{name: ADATUM, migrate: {migrate_adatum}}}\n"
+        )
+    };
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(&selection("false", "true"))),
+        "applying the selection",
+    );
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&schedule_yaml("picked", &src, &dst, "0 2 * * *")),
+        ),
+        "applying the schedule",
+    );
+    request_run(&ns, "picked", "1");
+    let run = wait_for(
+        &ns,
+        "msched/picked",
+        "{.status.lastRun.name}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert_eq!(ended(&ns, &run, &controller), "Succeeded");
+    assert_eq!(
+        ok(
+            ns.kubectl(
+                &["get", "mrun", &run, "-o", "jsonpath={.spec.companies[*]}"],
+                None
+            ),
+            "the run's companies"
+        ),
+        "CRONUS FABRIKAM"
+    );
+    let copied = psql(
+        &dst,
+        "SELECT string_agg(table_name, ',' ORDER BY table_name COLLATE \"C\") FROM information_schema.tables \
+         WHERE table_schema = 'public' AND table_name NOT LIKE 'cloudmigrate%'",
+    );
+    assert_eq!(copied, "CRONUS$Item,Company,FABRIKAM$Item,Media");
+
+    // Nothing selected: the schedule starts nothing and says why.
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(&selection("false", "false"))),
+        "selecting no company",
+    );
+    let why = wait_for(
+        &ns,
+        "msched/picked",
+        "{.status.conditions[?(@.type==\"Ready\")].reason}|\
+         {.status.conditions[?(@.type==\"Ready\")].message}",
+        |s| s.starts_with("NoCompanySelected|"),
+        &controller,
+    );
+    assert!(
+        why.contains("CompanySelection pick selects no company"),
+        "{why}"
+    );
+    request_run(&ns, "picked", "2");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(runs(&ns).len(), 1, "a run started with no company selected");
+}
+
 /// A run made with `kubectl create` is adopted and runs; a second schedule on the same source
 /// database gets Conflict and starts nothing.
 #[test]

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
     category = "cloudmigrate",
     status = "CompanySelectionStatus",
     doc = "Which companies of the source database a MigrationSchedule migrates, and how each is \
-           initialized in the cloud. Runs use the selection; the status (every company found in \
-           the source with its estimated size) and the initialization are not written yet.",
+           initialized in the cloud. The status lists every company found in the source with \
+           its estimated size. (The initialization is not acted on yet.)",
     printcolumn(
         name = "Schedule",
         type_ = "string",
@@ -112,19 +112,24 @@ pub enum InitializationState {
     Failed,
 }
 
-/// What the controller found of the companies in the source. Not written yet: no reconciler
-/// discovers the companies so far.
+/// What the controller found of the companies in the source.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CompanySelectionStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`: the schedule exists and every selected company exists in the source.
-    /// `TooManyCompanies`: more than 250 companies are selected for one run; split them.
+    /// `Ready`: the schedule exists, the source can be read, and every selected company
+    /// exists in it. `Conflict`: an older CompanySelection names the same schedule, and runs
+    /// use that one. `TooManyCompanies`: more than 250 companies are selected for one run;
+    /// split them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(transform = conditions_list_map)]
     pub conditions: Conditions,
+    /// When the companies and their sizes were last read from the source. They are read
+    /// again after 10 minutes, and after each successful run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sizes_read_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     /// How many companies the source has.
     #[serde(default)]
     pub companies_found: i64,
@@ -158,10 +163,10 @@ pub struct CompanyStatus {
     /// The last MigrationRun that migrated the company.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_migrated_run: Option<String>,
-    /// The company's initialization in the cloud.
+    /// The company's initialization in the cloud. Not written yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initialization: Option<InitializationState>,
-    /// More about the initialization, for example why it failed.
+    /// More about the initialization, for example why it failed. Not written yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }

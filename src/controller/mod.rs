@@ -1,10 +1,11 @@
-//! The operator: one folder per kind (`schedule/`, `run/`), each a reconcile of three steps
+//! The operator: one folder per kind (`schedule/`, `run/`, `companies/`), each a reconcile of three steps
 //! (read, a pure decide, act), and what they share at this root: the caches, the context, the
 //! error type, notes, annotations and conditions. This file is the process that runs them
 //! (`cloudmigrate controller`): the watches, health and metrics endpoints, and leader election.
 
 pub mod annotations;
 pub mod cache;
+pub mod companies;
 pub mod conditions;
 pub mod context;
 pub mod cron;
@@ -262,6 +263,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
         std::env::var("POD_NAME").ok(),
     ));
     let config = controller::Config::default().concurrency(RECONCILE_CONCURRENCY);
+    let leadership_for_selections = leadership.clone();
     let schedule_controller =
         Controller::for_shared_stream(watches.schedules, caches.schedules.clone())
             // A run, a CompanySelection or a UserMapping that changes wakes its schedule;
@@ -281,9 +283,19 @@ pub async fn run(options: Options) -> Result<(), Error> {
         .graceful_shutdown_on(shutdown_signal(leadership.take()))
         .run(run::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
+    let selection_controller =
+        Controller::for_shared_stream(watches.selections, caches.selections.clone())
+            .reconcile_on(futures_util::stream::unfold(
+                watches.selections_wake,
+                |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
+            ))
+            .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
+            .graceful_shutdown_on(shutdown_signal(leadership_for_selections))
+            .run(companies::reconcile, error_policy, ctx.clone())
+            .for_each(|_| async {});
     tracing::info!(listen = %options.listen, "controller started");
     tokio::select! {
-        _ = async { tokio::join!(schedule_controller, run_controller) } => {}
+        _ = async { tokio::join!(schedule_controller, run_controller, selection_controller) } => {}
         _ = events => {}
         r = server => {
             if let Ok(Err(e)) = r {
@@ -320,6 +332,9 @@ pub const RECONCILE_CONCURRENCY: u16 = 8;
 /// The shared watches: what wakes each controller, and the stream that keeps them all going.
 struct Watches {
     schedules: kube::runtime::reflector::ReflectHandle<MigrationSchedule>,
+    selections: kube::runtime::reflector::ReflectHandle<CompanySelection>,
+    /// The CompanySelections whose schedule changed.
+    selections_wake: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<CompanySelection>>,
     runs: kube::runtime::reflector::ReflectHandle<MigrationRun>,
     jobs: Option<kube::runtime::reflector::ReflectHandle<Job>>,
     events: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
@@ -340,12 +355,26 @@ fn watch(
     let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel();
     let runs_index = Index::new(cache::run_keys);
     let schedules_index = Index::new(cache::database_keys);
+    let selections_index = Index::new(cache::selection_keys);
+    // A schedule that changes (created, a run ended) wakes the CompanySelections naming it.
+    let (selection_wake_tx, selection_wake_rx) = tokio::sync::mpsc::unbounded_channel();
+    let selections_of = selections_index.clone();
     let (schedule_store, schedule_handle, schedule_events) = cache::watch(
         api::<MigrationSchedule>(client, namespace),
         watcher::Config::default(),
         schedules_index.clone(),
         cache::slim_schedule,
-        |_| {},
+        move |event| {
+            if let watcher::Event::Apply(s) | watcher::Event::Delete(s) = event {
+                let key = cache::schedule_key(
+                    s.metadata.namespace.as_deref().unwrap_or_default(),
+                    s.metadata.name.as_deref().unwrap_or_default(),
+                );
+                for selection in selections_of.get(&key) {
+                    let _ = selection_wake_tx.send(selection);
+                }
+            }
+        },
     );
     let (run_store, run_handle, run_events) = cache::watch(
         api::<MigrationRun>(client, namespace),
@@ -358,8 +387,7 @@ fn watch(
     );
     // A schedule reads its CompanySelection when it creates a run. UserMappings are not cached
     // yet: they only wake their schedule.
-    let selections_index = Index::new(cache::selection_keys);
-    let (selection_store, _selection_handle, selections) = cache::watch(
+    let (selection_store, selection_handle, selections) = cache::watch(
         api::<CompanySelection>(client, namespace),
         watcher::Config::default(),
         selections_index.clone(),
@@ -411,6 +439,8 @@ fn watch(
         caches,
         Watches {
             schedules: schedule_handle,
+            selections: selection_handle,
+            selections_wake: selection_wake_rx,
             runs: run_handle,
             jobs: job_handle,
             events,

@@ -7,6 +7,7 @@ pub const CONTROLLER: &[(&str, &str, &str)] = &[
     ("cloudmigrate.io", "migrationschedules", "watch"),
     ("cloudmigrate.io", "migrationschedules", "get"),
     ("cloudmigrate.io", "migrationschedules/status", "patch"),
+    ("cloudmigrate.io", "companyselections/status", "patch"),
     ("cloudmigrate.io", "migrationruns", "list"),
     ("cloudmigrate.io", "migrationruns", "watch"),
     ("cloudmigrate.io", "migrationruns", "get"),

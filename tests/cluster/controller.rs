@@ -1039,6 +1039,57 @@ fn a_run_copies_only_the_selected_companies_and_the_per_database_tables() {
     );
     assert_eq!(copied, "CRONUS$Item,Company,FABRIKAM$Item,Media");
 
+    // The selection's status: every company of the source with its size, the selected ones
+    // with the run that migrated them, at a glance in kubectl get.
+    let glance = ns.wait_until(
+        "csel/pick",
+        "{.status.companiesFound}|{.status.companiesSelected}|\
+         {.status.conditions[?(@.type==\"Ready\")].status}|\
+         {.status.companies[?(@.name==\"CRONUS\")].lastMigratedRun}",
+        |s| s.ends_with(&format!("|{run}")),
+        || controller.log(),
+    );
+    assert_eq!(glance, format!("3|2|True|{run}"));
+    let sizes = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "csel",
+                "pick",
+                "-o",
+                "jsonpath={.status.companies[*].estimatedSize}",
+            ],
+            None,
+        ),
+        "the sizes",
+    );
+    assert_eq!(sizes.matches(" KiB").count(), 3, "{sizes}");
+    let table = ok(ns.kubectl(&["get", "csel"], None), "kubectl get csel");
+    assert!(
+        table.contains("FOUND") && table.contains("SELECTED"),
+        "{table}"
+    );
+
+    // A name the source does not have: Ready=False, naming it and the closest one.
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&selection("false", "true").replace("name: FABRIKAM,", "name: Fabrikam Inc,")),
+        ),
+        "selecting an unknown company",
+    );
+    let why = ns.wait_until(
+        "csel/pick",
+        "{.status.conditions[?(@.type==\"Ready\")].reason}|\
+         {.status.conditions[?(@.type==\"Ready\")].message}",
+        |s| s.starts_with("UnknownCompany|"),
+        || controller.log(),
+    );
+    assert!(
+        why.contains("\"Fabrikam Inc\" (did you mean \"FABRIKAM\"?)"),
+        "{why}"
+    );
+
     // Nothing selected: the schedule starts nothing and says why.
     ok(
         ns.kubectl(&["apply", "-f", "-"], Some(&selection("false", "false"))),

@@ -1,0 +1,397 @@
+//! What a CompanySelection's status should say, as a pure function of what the reconciler
+//! observed: the companies found in the source with their sizes, which are selected, whether
+//! every selected name exists, whether another selection for the same schedule counts instead,
+//! and whether too many companies are selected for one run.
+
+use super::super::conditions::At;
+use crate::api::companies::{CompanySelectionSpec, CompanySelectionStatus, CompanyStatus};
+use crate::clock::time;
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+/// How long the companies and sizes read from the source are used before they are read again.
+/// A run that ends successfully makes them stale at once.
+pub const SIZES_FRESH_FOR: Duration = Duration::from_secs(600);
+
+/// More selected companies than this in one run gets a warning, as in the vendor's tool.
+pub const MANY_COMPANIES: usize = 250;
+
+/// One company of the source, as the catalog estimates it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundCompany {
+    pub name: String,
+    pub bytes: i64,
+    pub tables: i64,
+}
+
+/// Everything decide needs.
+#[derive(Clone, Debug)]
+pub struct SelectionObserved<'a> {
+    pub generation: Option<i64>,
+    pub spec: &'a CompanySelectionSpec,
+    pub status: CompanySelectionStatus,
+    /// The schedule named by `spec.scheduleRef` exists.
+    pub schedule_exists: bool,
+    /// An older CompanySelection for the same schedule, which the runs use instead.
+    pub older: Option<String>,
+    /// The companies just read from the source, or why they could not be; None when the ones
+    /// in the status are still fresh (`needs_reading`).
+    pub found: Option<Result<Vec<FoundCompany>, String>>,
+    /// The schedule's last successful run.
+    pub last_success: Option<LastRun>,
+    pub now: DateTime<Utc>,
+}
+
+/// A run that ended successfully: its name, when, and the companies it migrated (empty: all).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastRun {
+    pub name: String,
+    pub at: DateTime<Utc>,
+    pub companies: Vec<String>,
+}
+
+/// Whether the companies in `status` should be read from the source again: never read, read
+/// more than `SIZES_FRESH_FOR` ago, or before the schedule's last successful run.
+pub fn needs_reading(
+    status: &CompanySelectionStatus,
+    last_success: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> bool {
+    let Some(read) = status.sizes_read_at.as_ref().map(crate::clock::utc) else {
+        return true;
+    };
+    let stale = (now - read)
+        .to_std()
+        .map_or(true, |age| age >= SIZES_FRESH_FOR);
+    stale || last_success.is_some_and(|t| t > read)
+}
+
+/// The status. Pure.
+pub fn decide(o: SelectionObserved<'_>) -> CompanySelectionStatus {
+    let mut status = o.status.clone();
+    status.observed_generation = o.generation;
+    let at = At {
+        generation: o.generation,
+        now: o.now,
+    };
+    // The companies: freshly read, or as the status had them.
+    let mut read_error = None;
+    let found: Vec<FoundCompany> = match o.found {
+        Some(Ok(found)) => {
+            status.sizes_read_at = Some(time(o.now));
+            found
+        }
+        Some(Err(e)) => {
+            read_error = Some(e);
+            known(&o.status)
+        }
+        None => known(&o.status),
+    };
+    let selected: Vec<&str> = o
+        .spec
+        .companies
+        .iter()
+        .filter(|c| c.migrate)
+        .map(|c| c.name.as_str())
+        .collect();
+    let before = &o.status.companies;
+    status.companies = found
+        .iter()
+        .map(|f| {
+            let is_selected = selected.contains(&f.name.as_str());
+            let earlier = before.iter().find(|c| c.name == f.name);
+            CompanyStatus {
+                name: f.name.clone(),
+                estimated_bytes: f.bytes,
+                estimated_size: Some(crate::engine::report::human_bytes(f.bytes.max(0) as u64)),
+                tables: f.tables,
+                selected: is_selected,
+                last_migrated_run: match &o.last_success {
+                    Some(run) if run.companies.is_empty() || run.companies.contains(&f.name) => {
+                        Some(run.name.clone())
+                    }
+                    _ => earlier.and_then(|c| c.last_migrated_run.clone()),
+                },
+                initialization: earlier.and_then(|c| c.initialization),
+                message: earlier.and_then(|c| c.message.clone()),
+            }
+        })
+        .collect();
+    status.companies_found = found.len() as i64;
+    status.companies_selected = status.companies.iter().filter(|c| c.selected).count() as i64;
+
+    at.set(
+        &mut status.conditions,
+        "Conflict",
+        o.older.is_some(),
+        if o.older.is_some() {
+            "AnotherSelection"
+        } else {
+            "OnlySelection"
+        },
+        o.older
+            .as_ref()
+            .map(|other| {
+                format!(
+                    "CompanySelection {other} is older and names the same schedule: runs use \
+                     it and ignore this one; delete one of the two"
+                )
+            })
+            .unwrap_or_default(),
+    );
+    let unknown: Vec<&str> = selected
+        .iter()
+        .copied()
+        .filter(|name| !found.iter().any(|f| f.name == *name))
+        .collect();
+    let (ready, reason, message) = if !o.schedule_exists {
+        (
+            false,
+            "ScheduleNotFound",
+            format!(
+                "MigrationSchedule {:?} does not exist in this namespace; create it, or point \
+                 spec.scheduleRef at an existing one in a new CompanySelection",
+                o.spec.schedule_ref.name
+            ),
+        )
+    } else if let Some(e) = read_error.filter(|_| found.is_empty()) {
+        (false, "SourceUnreadable", e)
+    } else if !unknown.is_empty() {
+        (false, "UnknownCompany", unknown_message(&unknown, &found))
+    } else if o.older.is_some() {
+        (
+            false,
+            "Conflict",
+            "another CompanySelection counts for this schedule".into(),
+        )
+    } else {
+        (
+            true,
+            "Valid",
+            format!(
+                "{} of {} companies selected",
+                status.companies_selected, status.companies_found
+            ),
+        )
+    };
+    at.set(&mut status.conditions, "Ready", ready, reason, message);
+    let many = selected.len() > MANY_COMPANIES;
+    at.set(
+        &mut status.conditions,
+        "TooManyCompanies",
+        many,
+        if many { "TooManyCompanies" } else { "Fine" },
+        if many {
+            format!(
+                "{} companies are selected for one run; more than {MANY_COMPANIES} make a run \
+                 long and heavy: split them over several CompanySelections and schedules",
+                selected.len()
+            )
+        } else {
+            String::new()
+        },
+    );
+    status
+}
+
+/// The companies as the status last listed them.
+fn known(status: &CompanySelectionStatus) -> Vec<FoundCompany> {
+    status
+        .companies
+        .iter()
+        .map(|c| FoundCompany {
+            name: c.name.clone(),
+            bytes: c.estimated_bytes,
+            tables: c.tables,
+        })
+        .collect()
+}
+
+/// Names the selected companies that the source does not have, each with the closest names it
+/// does have.
+fn unknown_message(unknown: &[&str], found: &[FoundCompany]) -> String {
+    let parts: Vec<String> = unknown
+        .iter()
+        .map(|name| {
+            let mut close: Vec<(f64, &str)> = found
+                .iter()
+                .map(|f| {
+                    let score = strsim::jaro_winkler(&name.to_lowercase(), &f.name.to_lowercase());
+                    (score, f.name.as_str())
+                })
+                .filter(|(score, _)| *score > 0.7)
+                .collect();
+            close.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let close: Vec<String> = close
+                .iter()
+                .take(3)
+                .map(|(_, n)| format!("{n:?}"))
+                .collect();
+            if close.is_empty() {
+                format!("{name:?}")
+            } else {
+                format!("{name:?} (did you mean {}?)", close.join(" or "))
+            }
+        })
+        .collect();
+    format!(
+        "the source has no company {}; write each name as in the source's Company table, or \
+         remove it",
+        parts.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn spec(companies: serde_json::Value) -> CompanySelectionSpec {
+        serde_json::from_value(serde_json::json!({
+            "scheduleRef": {"name": "erp"}, "companies": companies
+        }))
+        .unwrap()
+    }
+
+    fn found() -> Vec<FoundCompany> {
+        ["ADATUM", "CRONUS International Ltd.", "FABRIKAM"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| FoundCompany {
+                name: n.to_string(),
+                bytes: (i as i64 + 1) << 30,
+                tables: 10 + i as i64,
+            })
+            .collect()
+    }
+
+    fn at(min: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 5, 1, 0, min, 0).unwrap()
+    }
+
+    fn observe(spec: &CompanySelectionSpec) -> SelectionObserved<'_> {
+        SelectionObserved {
+            generation: Some(1),
+            spec,
+            status: Default::default(),
+            schedule_exists: true,
+            older: None,
+            found: Some(Ok(found())),
+            last_success: None,
+            now: at(0),
+        }
+    }
+
+    fn condition(s: &CompanySelectionStatus, t: &str) -> (String, String, String) {
+        let c = s.conditions.iter().find(|c| c.type_ == t).unwrap();
+        (c.status.clone(), c.reason.clone(), c.message.clone())
+    }
+
+    #[test]
+    fn every_company_shows_with_its_size_and_the_selected_are_marked() {
+        let s = spec(serde_json::json!([
+            {"name": "CRONUS International Ltd."}, {"name": "FABRIKAM", "migrate": false}
+        ]));
+        let st = decide(observe(&s));
+        assert_eq!((st.companies_found, st.companies_selected), (3, 1));
+        let cronus = &st.companies[1];
+        assert_eq!(cronus.name, "CRONUS International Ltd.");
+        assert!(cronus.selected);
+        assert_eq!(cronus.estimated_size.as_deref(), Some("2.0 GiB"));
+        assert_eq!(cronus.tables, 11);
+        assert!(!st.companies[2].selected);
+        assert_eq!(condition(&st, "Ready").0, "True");
+        assert_eq!(condition(&st, "Conflict").0, "False");
+        assert_eq!(condition(&st, "TooManyCompanies").0, "False");
+        assert_eq!(st.sizes_read_at, Some(time(at(0))));
+    }
+
+    #[test]
+    fn an_unknown_name_is_named_with_the_closest_ones() {
+        let s = spec(serde_json::json!([{"name": "Cronus International"}, {"name": "Nowhere"}]));
+        let st = decide(observe(&s));
+        let (ok, reason, msg) = condition(&st, "Ready");
+        assert_eq!((ok.as_str(), reason.as_str()), ("False", "UnknownCompany"));
+        assert!(
+            msg.contains("\"Cronus International\" (did you mean \"CRONUS International Ltd.\"?)"),
+            "{msg}"
+        );
+        assert!(msg.contains("\"Nowhere\""), "{msg}");
+    }
+
+    #[test]
+    fn a_second_selection_for_a_schedule_conflicts() {
+        let s = spec(serde_json::json!([{"name": "ADATUM"}]));
+        let mut o = observe(&s);
+        o.older = Some("first".into());
+        let st = decide(o);
+        let (c, reason, msg) = condition(&st, "Conflict");
+        assert_eq!((c.as_str(), reason.as_str()), ("True", "AnotherSelection"));
+        assert!(msg.contains("CompanySelection first is older"), "{msg}");
+        assert_eq!(condition(&st, "Ready").0, "False");
+    }
+
+    #[test]
+    fn more_than_250_selected_companies_get_a_warning() {
+        let names: Vec<serde_json::Value> = (0..251)
+            .map(|i| serde_json::json!({"name": format!("C{i:03}")}))
+            .collect();
+        let s = spec(serde_json::Value::Array(names));
+        let mut o = observe(&s);
+        o.found = Some(Ok((0..251)
+            .map(|i| FoundCompany {
+                name: format!("C{i:03}"),
+                bytes: 1,
+                tables: 1,
+            })
+            .collect()));
+        let st = decide(o);
+        let (c, _, msg) = condition(&st, "TooManyCompanies");
+        assert_eq!(c, "True");
+        assert!(msg.contains("251 companies"), "{msg}");
+        assert_eq!(condition(&st, "Ready").0, "True");
+    }
+
+    #[test]
+    fn sizes_are_read_again_after_ten_minutes_or_a_successful_run() {
+        let s = spec(serde_json::json!([{"name": "ADATUM"}]));
+        let st = decide(observe(&s));
+        assert!(!needs_reading(&st, None, at(5)));
+        assert!(needs_reading(&st, None, at(10)));
+        assert!(needs_reading(&st, Some(at(1)), at(2)));
+        assert!(needs_reading(&Default::default(), None, at(0)));
+        // Kept from the status when not read: a run recorded for the selected companies.
+        let mut o = observe(&s);
+        o.status = st;
+        o.found = None;
+        o.last_success = Some(LastRun {
+            name: "erp-1".into(),
+            at: at(1),
+            companies: vec!["ADATUM".into()],
+        });
+        let st = decide(o);
+        assert_eq!(st.companies_found, 3);
+        assert_eq!(st.companies[0].last_migrated_run.as_deref(), Some("erp-1"));
+        assert_eq!(st.companies[1].last_migrated_run, None);
+    }
+
+    #[test]
+    fn an_unreadable_source_keeps_the_companies_and_says_why() {
+        let s = spec(serde_json::json!([{"name": "ADATUM"}]));
+        let first = decide(observe(&s));
+        let mut o = observe(&s);
+        o.status = first;
+        o.found = Some(Err("source database: connection refused".into()));
+        let st = decide(o);
+        assert_eq!(st.companies_found, 3);
+        assert_eq!(condition(&st, "Ready").0, "True");
+        let mut o = observe(&s);
+        o.found = Some(Err("source database: connection refused".into()));
+        let (ok, reason, msg) = condition(&decide(o), "Ready");
+        assert_eq!(
+            (ok.as_str(), reason.as_str()),
+            ("False", "SourceUnreadable")
+        );
+        assert!(msg.contains("connection refused"));
+    }
+}

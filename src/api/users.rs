@@ -70,7 +70,9 @@ pub struct UserMappingStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`: every mapping is applied.
+    /// `Ready`: every mapping is applied. False with `WaitingForMigration` until a run of the
+    /// schedule has migrated a company; with `InvalidMappings` (nothing written) when a mapping
+    /// names an unknown user, two name one cloud user, or a name is taken or too long.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(transform = conditions_list_map)]
     pub conditions: Conditions,
@@ -90,6 +92,32 @@ pub struct UserMappingStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(transform = mapping_list_map)]
     pub users: Vec<UserMappingResult>,
+    /// The users of the source database's `User` table, by user name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(transform = user_list_map)]
+    pub source_users: Vec<FoundUser>,
+    /// The users of the target database's `User` table, by user name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(transform = user_list_map)]
+    pub cloud_users: Vec<FoundUser>,
+}
+
+fn user_list_map(schema: &mut schemars::Schema) {
+    list_map(schema, &["name"]);
+}
+
+/// A user found in a database.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FoundUser {
+    /// The user name (`User Name`).
+    pub name: String,
+    /// The authentication email, where the table has one (cloud users).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Whether a mapping names this user.
+    #[serde(default)]
+    pub mapped: bool,
 }
 
 /// The state of one mapping.
@@ -100,8 +128,9 @@ pub struct UserMappingResult {
     pub source_user: String,
     /// The cloud user.
     pub cloud_user: String,
-    /// `Applied`, `UnknownSourceUser`, `UnknownCloudUser` or `Conflict` (two mappings name the
-    /// same cloud user, or the name is taken).
+    /// `Applied`, `Waiting` (no company migrated yet), `UnknownSourceUser`,
+    /// `UnknownCloudUser`, `Conflict` (two mappings name the same cloud user, or the name is
+    /// taken) or `TooLong` (the on-premises name does not fit the cloud's `User Name`).
     pub state: String,
     /// More about the state.
     #[serde(default, skip_serializing_if = "Option::is_none")]

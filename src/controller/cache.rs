@@ -3,7 +3,7 @@
 //! A reconcile reads here and never lists: its cost does not grow with the number of objects
 //! around it. Worker Jobs are cached too, where the API server serves them.
 
-use crate::api::{CompanySelection, MigrationRun, MigrationSchedule};
+use crate::api::{CompanySelection, MigrationRun, MigrationSchedule, UserMapping};
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use kube::Resource;
@@ -59,6 +59,14 @@ pub fn run_keys(run: &MigrationRun) -> Vec<String> {
     vec![schedule_key(
         run.metadata.namespace.as_deref().unwrap_or_default(),
         &run.spec.schedule_ref.name,
+    )]
+}
+
+/// The index key of a UserMapping: the schedule it is for.
+pub fn mapping_keys(mapping: &UserMapping) -> Vec<String> {
+    vec![schedule_key(
+        mapping.metadata.namespace.as_deref().unwrap_or_default(),
+        &mapping.spec.schedule_ref.name,
     )]
 }
 
@@ -183,6 +191,7 @@ pub struct Caches {
     pub jobs: Option<Store<Job>>,
     pub selections: Store<CompanySelection>,
     pub selections_by_schedule: Index<CompanySelection>,
+    pub mappings: Store<UserMapping>,
 }
 
 impl Caches {
@@ -235,6 +244,7 @@ impl Caches {
         let (schedule_store, mut schedule_writer) = reflector::store();
         let (run_store, mut run_writer) = reflector::store();
         let (selection_store, _) = reflector::store();
+        let (mapping_store, _) = reflector::store();
         let caches = Caches {
             schedules: schedule_store,
             runs: run_store,
@@ -243,6 +253,7 @@ impl Caches {
             jobs: None,
             selections: selection_store,
             selections_by_schedule: Index::new(selection_keys),
+            mappings: mapping_store,
         };
         for s in schedules {
             let event = watcher::Event::Apply(s);
@@ -267,6 +278,11 @@ pub fn slim_schedule(schedule: &mut MigrationSchedule) {
 /// A CompanySelection as the schedule reads it: its spec and metadata.
 pub fn slim_selection(selection: &mut CompanySelection) {
     selection.metadata.managed_fields = None;
+}
+
+/// A UserMapping without its managed fields.
+pub fn slim_mapping(mapping: &mut UserMapping) {
+    mapping.metadata.managed_fields = None;
 }
 
 /// A worker Job as the run's reconciler reads it: its status. The pod template goes.

@@ -1,4 +1,4 @@
-//! The operator: one folder per kind (`schedule/`, `run/`, `companies/`), each a reconcile of three steps
+//! The operator: one folder per kind (`schedule/`, `run/`, `companies/`, `users/`), each a reconcile of three steps
 //! (read, a pure decide, act), and what they share at this root: the caches, the context, the
 //! error type, notes, annotations and conditions. This file is the process that runs them
 //! (`cloudmigrate controller`): the watches, health and metrics endpoints, and leader election.
@@ -16,6 +16,7 @@ pub mod note;
 pub mod permissions;
 pub mod run;
 pub mod schedule;
+pub mod users;
 
 use crate::api::{CompanySelection, MigrationRun, MigrationSchedule, UserMapping};
 use cache::{Caches, Index};
@@ -25,7 +26,7 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::ListParams;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -264,6 +265,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
     ));
     let config = controller::Config::default().concurrency(RECONCILE_CONCURRENCY);
     let leadership_for_selections = leadership.clone();
+    let leadership_for_mappings = leadership.clone();
     let schedule_controller =
         Controller::for_shared_stream(watches.schedules, caches.schedules.clone())
             // A run, a CompanySelection or a UserMapping that changes wakes its schedule;
@@ -285,17 +287,23 @@ pub async fn run(options: Options) -> Result<(), Error> {
         .for_each(|_| async {});
     let selection_controller =
         Controller::for_shared_stream(watches.selections, caches.selections.clone())
-            .reconcile_on(futures_util::stream::unfold(
-                watches.selections_wake,
-                |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
-            ))
+            .reconcile_on(receiver_stream(watches.selections_wake))
             .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
             .graceful_shutdown_on(shutdown_signal(leadership_for_selections))
             .run(companies::reconcile, error_policy, ctx.clone())
             .for_each(|_| async {});
+    let mapping_controller =
+        Controller::for_shared_stream(watches.mappings, caches.mappings.clone())
+            .reconcile_on(receiver_stream(watches.mappings_wake))
+            .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
+            .graceful_shutdown_on(shutdown_signal(leadership_for_mappings))
+            .run(users::reconcile, error_policy, ctx.clone())
+            .for_each(|_| async {});
     tracing::info!(listen = %options.listen, "controller started");
     tokio::select! {
-        _ = async { tokio::join!(schedule_controller, run_controller, selection_controller) } => {}
+        _ = async {
+            tokio::join!(schedule_controller, run_controller, selection_controller, mapping_controller)
+        } => {}
         _ = events => {}
         r = server => {
             if let Ok(Err(e)) = r {
@@ -335,6 +343,9 @@ struct Watches {
     selections: kube::runtime::reflector::ReflectHandle<CompanySelection>,
     /// The CompanySelections whose schedule changed.
     selections_wake: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<CompanySelection>>,
+    mappings: kube::runtime::reflector::ReflectHandle<UserMapping>,
+    /// The UserMappings whose schedule changed.
+    mappings_wake: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<UserMapping>>,
     runs: kube::runtime::reflector::ReflectHandle<MigrationRun>,
     jobs: Option<kube::runtime::reflector::ReflectHandle<Job>>,
     events: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
@@ -356,9 +367,12 @@ fn watch(
     let runs_index = Index::new(cache::run_keys);
     let schedules_index = Index::new(cache::database_keys);
     let selections_index = Index::new(cache::selection_keys);
-    // A schedule that changes (created, a run ended) wakes the CompanySelections naming it.
+    let mappings_index = Index::new(cache::mapping_keys);
+    // A schedule that changes (created, a run ended) wakes the CompanySelections and the
+    // UserMappings naming it.
     let (selection_wake_tx, selection_wake_rx) = tokio::sync::mpsc::unbounded_channel();
-    let selections_of = selections_index.clone();
+    let (mapping_wake_tx, mapping_wake_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (selections_of, mappings_of) = (selections_index.clone(), mappings_index.clone());
     let (schedule_store, schedule_handle, schedule_events) = cache::watch(
         api::<MigrationSchedule>(client, namespace),
         watcher::Config::default(),
@@ -373,6 +387,9 @@ fn watch(
                 for selection in selections_of.get(&key) {
                     let _ = selection_wake_tx.send(selection);
                 }
+                for mapping in mappings_of.get(&key) {
+                    let _ = mapping_wake_tx.send(mapping);
+                }
             }
         },
     );
@@ -385,8 +402,8 @@ fn watch(
             &r.spec.schedule_ref.name
         }),
     );
-    // A schedule reads its CompanySelection when it creates a run. UserMappings are not cached
-    // yet: they only wake their schedule.
+    // A schedule reads its CompanySelection when it creates a run; a CompanySelection or a
+    // UserMapping that changes wakes its schedule.
     let (selection_store, selection_handle, selections) = cache::watch(
         api::<CompanySelection>(client, namespace),
         watcher::Config::default(),
@@ -396,8 +413,11 @@ fn watch(
             &c.spec.schedule_ref.name
         }),
     );
-    let mappings = pointers(
+    let (mapping_store, mapping_handle, mappings) = cache::watch(
         api::<UserMapping>(client, namespace),
+        watcher::Config::default(),
+        mappings_index.clone(),
+        cache::slim_mapping,
         wakes(wake_tx, |u: &UserMapping| &u.spec.schedule_ref.name),
     );
     let mut streams = vec![
@@ -429,6 +449,7 @@ fn watch(
         jobs: job_store,
         selections: selection_store,
         selections_by_schedule: selections_index,
+        mappings: mapping_store,
     };
     let wake =
         futures_util::stream::unfold(
@@ -441,6 +462,8 @@ fn watch(
             schedules: schedule_handle,
             selections: selection_handle,
             selections_wake: selection_wake_rx,
+            mappings: mapping_handle,
+            mappings_wake: mapping_wake_rx,
             runs: run_handle,
             jobs: job_handle,
             events,
@@ -464,20 +487,11 @@ fn wakes<K: Resource + 'static>(
     }
 }
 
-/// A watch of a kind whose objects point at a schedule, calling `on_event` for each event.
-fn pointers<K>(
-    api: Api<K>,
-    mut on_event: impl FnMut(&watcher::Event<K>) + Send + 'static,
-) -> impl Stream<Item = ()> + Send
-where
-    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
-{
-    watcher(api, watcher::Config::default())
-        .default_backoff()
-        .map(move |event| match event {
-            Ok(e) => on_event(&e),
-            Err(e) => tracing::warn!(error = %e, "watch failed; it starts again after a pause"),
-        })
+/// The messages of a channel as a stream.
+fn receiver_stream<T: Send + 'static>(
+    rx: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl Stream<Item = T> + Send + 'static {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) })
 }
 
 /// Resolves on SIGTERM, SIGINT, or the loss of leadership.

@@ -8,6 +8,7 @@ pub const CONTROLLER: &[(&str, &str, &str)] = &[
     ("cloudmigrate.io", "migrationschedules", "get"),
     ("cloudmigrate.io", "migrationschedules/status", "patch"),
     ("cloudmigrate.io", "companyselections/status", "patch"),
+    ("cloudmigrate.io", "usermappings/status", "patch"),
     ("cloudmigrate.io", "migrationruns", "list"),
     ("cloudmigrate.io", "migrationruns", "watch"),
     ("cloudmigrate.io", "migrationruns", "get"),

@@ -1112,6 +1112,121 @@ fn a_run_copies_only_the_selected_companies_and_the_per_database_tables() {
     assert_eq!(runs(&ns).len(), 1, "a run started with no company selected");
 }
 
+/// A UserMapping: it waits for a migrated company, then renames the cloud user (found by its
+/// authentication email) to the on-premises name; a set with a bad mapping writes nothing and
+/// names the offending users; `kubectl get umap` shows the counts.
+#[test]
+fn a_user_mapping_renames_the_cloud_user_and_refuses_bad_mappings_whole() {
+    let ns = TestNamespace::new("ctl-users");
+    let (src, dst) = (database("um_src"), database("um_dst"));
+    psql(
+        &src,
+        "CREATE TABLE \"User\" (\"User Security ID\" text PRIMARY KEY, \"User Name\" varchar(50));\n\
+         INSERT INTO \"User\" VALUES ('s1', 'CONTOSO\\JSMITH'), ('s2', 'CONTOSO\\ALEE');\n\
+         CREATE TABLE \"CRONUS$Item\" (\"No_\" int PRIMARY KEY); INSERT INTO \"CRONUS$Item\" VALUES (1);",
+    );
+    psql(
+        &dst,
+        "CREATE TABLE \"User\" (\"User Security ID\" text PRIMARY KEY, \"User Name\" varchar(50), \
+         \"Authentication Email\" varchar(250));\n\
+         INSERT INTO \"User\" VALUES ('c1', 'JOHN', 'jsmith@contoso.com'), ('c2', 'ANNA', 'alee@contoso.com');",
+    );
+    let controller = Controller::start(&ns.name);
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&schedule_yaml("users", &src, &dst, "0 2 * * *")),
+        ),
+        "applying the schedule",
+    );
+    let mapping = |entries: &str| {
+        format!(
+            "apiVersion: cloudmigrate.io/v1alpha1\nkind: UserMapping\nmetadata: {{name: people}}\n\
+             spec:\n  scheduleRef: {{name: users}}\n  mappings:\n{entries}"
+        )
+    };
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&mapping(
+                "  - {sourceUser: 'CONTOSO\\JSMITH', cloudUser: jsmith@contoso.com}\n",
+            )),
+        ),
+        "applying the mapping",
+    );
+    let ready = "{.status.conditions[?(@.type==\"Ready\")].reason}|\
+                 {.status.conditions[?(@.type==\"Ready\")].message}";
+    ns.wait_until(
+        "umap/people",
+        ready,
+        |s| s.starts_with("WaitingForMigration|"),
+        || controller.log(),
+    );
+    request_run(&ns, "users", "1");
+    let run = wait_for(
+        &ns,
+        "msched/users",
+        "{.status.lastRun.name}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert_eq!(ended(&ns, &run, &controller), "Succeeded");
+    ns.wait_until(
+        "umap/people",
+        ready,
+        |s| s.starts_with("Applied|"),
+        || controller.log(),
+    );
+    assert_eq!(
+        psql(
+            &dst,
+            "SELECT \"User Name\" FROM \"User\" ORDER BY \"User Security ID\""
+        ),
+        "CONTOSO\\JSMITH\nANNA"
+    );
+    let table = ok(
+        ns.kubectl(&["get", "umap", "people"], None),
+        "kubectl get umap",
+    );
+    let row = table.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.split_whitespace().collect::<Vec<_>>()[..4] == ["people", "users", "1", "0"],
+        "{table}"
+    );
+
+    // Two on-premises users on one cloud user, and an unknown one: refused whole.
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&mapping(
+                "  - {sourceUser: 'CONTOSO\\JSMITH', cloudUser: jsmith@contoso.com}\n\
+                 \x20 - {sourceUser: 'CONTOSO\\ALEE', cloudUser: ANNA}\n\
+                 \x20 - {sourceUser: 'CONTOSO\\NOBODY', cloudUser: ANNA}\n",
+            )),
+        ),
+        "applying bad mappings",
+    );
+    let why = ns.wait_until(
+        "umap/people",
+        ready,
+        |s| s.starts_with("InvalidMappings|"),
+        || controller.log(),
+    );
+    assert!(
+        why.contains("CONTOSO\\NOBODY -> ANNA (UnknownSourceUser)"),
+        "{why}"
+    );
+    assert!(why.contains("CONTOSO\\ALEE -> ANNA (Conflict)"), "{why}");
+    assert_eq!(
+        psql(
+            &dst,
+            "SELECT \"User Name\" FROM \"User\" ORDER BY \"User Security ID\""
+        ),
+        "CONTOSO\\JSMITH\nANNA",
+        "a refused set wrote something"
+    );
+}
+
 /// A run made with `kubectl create` is adopted and runs; a second schedule on the same source
 /// database gets Conflict and starts nothing.
 #[test]

@@ -83,6 +83,30 @@ pub async fn secret_value(
     })
 }
 
+/// Connects to one database of a schedule (`side`: "source" or "target"), with the password
+/// from the Secret that `secret` names: one connection, for a reconciler's reads and writes.
+/// The error names the side and never holds the password.
+pub async fn open_database(
+    client: &kube::Client,
+    namespace: &str,
+    side: &str,
+    url: &str,
+    secret: Option<&SecretKeyRef>,
+) -> Result<crate::db::Database, String> {
+    let password = match secret {
+        Some(r) => Some(secret_value(client, namespace, r).await?),
+        None => None,
+    };
+    crate::db::Database::connect(&crate::db::ConnectSpec {
+        url: url.to_string(),
+        password,
+        max_connections: 1,
+        create: false,
+    })
+    .await
+    .map_err(|e| format!("{side} database: {e}"))
+}
+
 /// What one worker knows while it runs; written to the run's status as it goes.
 struct Progress {
     me: WorkerStatus,

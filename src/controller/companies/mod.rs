@@ -110,26 +110,22 @@ async fn read_companies(
     schedule: &MigrationSchedule,
 ) -> Result<Vec<FoundCompany>, String> {
     let source = &schedule.spec.source;
-    let password = match &source.password_secret_ref {
-        Some(r) => Some(crate::runner::secret_value(client, ns, r).await?),
-        None => None,
-    };
-    let spec = crate::db::ConnectSpec {
-        url: source.url.clone(),
-        password,
-        max_connections: 1,
-        create: false,
-    };
     let read = async {
-        let db = crate::db::Database::connect(&spec).await?;
+        let db = crate::runner::open_database(
+            client,
+            ns,
+            "source",
+            &source.url,
+            source.password_secret_ref.as_ref(),
+        )
+        .await?;
         let catalog = crate::engine::catalog::Catalog::read(&db).await;
         db.close().await;
-        catalog
+        catalog.map_err(|e| format!("reading the source database's companies: {e}"))
     };
     let catalog = tokio::time::timeout(Duration::from_secs(120), read)
         .await
-        .map_err(|_| "reading the source's catalog took over 2 minutes".to_string())?
-        .map_err(|e| format!("reading the source database's companies: {e}"))?;
+        .map_err(|_| "reading the source's catalog took over 2 minutes".to_string())??;
     Ok(catalog
         .company_sizes()
         .into_iter()

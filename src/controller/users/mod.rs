@@ -7,7 +7,6 @@ pub mod decide;
 use super::context::Context;
 use super::error::Error;
 use crate::api::UserMapping;
-use crate::api::common::SecretKeyRef;
 use crate::api::run::{RunResult, RunType};
 use crate::api::schedule::MigrationSchedule;
 use crate::db::{Database, Kind, Statement, Value};
@@ -86,48 +85,16 @@ pub async fn reconcile(mapping: Arc<UserMapping>, ctx: Arc<Context>) -> Result<A
     .await
 }
 
-/// Connects to a database of the schedule, with its password from its Secret.
-async fn open(
-    client: &kube::Client,
-    ns: &str,
-    side: &str,
-    (url, secret): (&str, Option<&SecretKeyRef>),
-) -> Result<Database, String> {
-    let password = match secret {
-        Some(r) => Some(crate::runner::secret_value(client, ns, r).await?),
-        None => None,
-    };
-    Database::connect(&crate::db::ConnectSpec {
-        url: url.to_string(),
-        password,
-        max_connections: 1,
-        create: false,
-    })
-    .await
-    .map_err(|e| format!("{side} database: {e}"))
-}
-
+/// Connects to both databases of the schedule.
 async fn open_both(
     client: &kube::Client,
     ns: &str,
     schedule: &MigrationSchedule,
 ) -> Result<(Database, Database), String> {
     let (s, t) = (&schedule.spec.source, &schedule.spec.target);
-    let source = open(
-        client,
-        ns,
-        "source",
-        (&s.url, s.password_secret_ref.as_ref()),
-    )
-    .await?;
-    match open(
-        client,
-        ns,
-        "target",
-        (&t.url, t.password_secret_ref.as_ref()),
-    )
-    .await
-    {
+    let open = crate::runner::open_database;
+    let source = open(client, ns, "source", &s.url, s.password_secret_ref.as_ref()).await?;
+    match open(client, ns, "target", &t.url, t.password_secret_ref.as_ref()).await {
         Ok(target) => Ok((source, target)),
         Err(e) => {
             source.close().await;

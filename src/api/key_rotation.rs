@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
     status = "RuntimeKeyRotationStatus",
     doc = "Generates a new runtime key for a schedule: the credential its runs use to write to \
            the target. The new key goes into the schedule's key Secret and the old one stops \
-           working. One-shot; the status records the new key's fingerprint, never the key.",
+           working. One-shot; the status records the new key's fingerprint, never the key. Not \
+           acted on yet: no controller handles a RuntimeKeyRotation so far.",
     printcolumn(
         name = "Schedule",
         type_ = "string",

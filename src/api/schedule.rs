@@ -282,10 +282,11 @@ pub struct MigrationScheduleStatus {
     /// Table counts over the runs so far (the Migration Information tiles).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<MigrationInformation>,
-    /// The replication runtime: its key (never the key itself) and its version.
+    /// The replication runtime: its key (never the key itself) and its version. Not written
+    /// yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<RuntimeStatus>,
-    /// The steps left before the cloud tenant can become the primary system.
+    /// The steps left before the cloud tenant can become the primary system. Not written yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(transform = checklist_list_map)]
     pub checklist: Vec<ChecklistStep>,

@@ -19,6 +19,7 @@ pub mod plan;
 pub mod report;
 pub mod state;
 pub mod tracking;
+pub mod users;
 
 use crate::db::{ConnectSpec, Database, DbError, Dialect, ReadProgress};
 use catalog::Catalog;

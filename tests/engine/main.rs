@@ -8,3 +8,4 @@ mod fidelity;
 mod identifiers;
 mod incremental;
 mod reliability;
+mod users;

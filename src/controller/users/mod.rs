@@ -1,6 +1,6 @@
-//! The UserMapping reconciler: read the users of both databases' `User` tables, decide the
-//! renames and the status (`decide`), then act: rename the cloud users in one transaction in
-//! the target, and write the status when it changed.
+//! The UserMapping reconciler: read the users of both databases' `User` tables
+//! (`engine::users`), decide the renames and the status (`decide`), then act: rename the cloud
+//! users in one transaction in the target, and write the status when it changed.
 
 pub mod decide;
 
@@ -9,17 +9,13 @@ use super::error::Error;
 use crate::api::UserMapping;
 use crate::api::run::{RunResult, RunType};
 use crate::api::schedule::MigrationSchedule;
-use crate::db::{Database, Kind, Statement, Value};
+use crate::db::Database;
+use crate::engine::users;
 use decide::{CloudUser, MappingObserved, Rename, Users};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The users' table, as in Business Central.
-const USER_TABLE: &str = "User";
-const USER_NAME: &str = "User Name";
-const USER_EMAIL: &str = "Authentication Email";
 
 /// How often the users are read again when nothing wakes the mapping.
 const RECHECK: Duration = Duration::from_secs(600);
@@ -105,87 +101,33 @@ async fn open_both(
 
 /// The users of both sides, and the length of the cloud's user name column.
 async fn read_users(source: &Database, target: &Database) -> Result<Users, String> {
-    let (source_names, _, _) = users_of(source)
+    let source = users::read(source)
         .await
         .map_err(|e| format!("source database: {e}"))?;
-    let (cloud_names, emails, name_limit) = users_of(target)
+    let target = users::read(target)
         .await
         .map_err(|e| format!("target database: {e}"))?;
     Ok(Users {
-        source: source_names,
-        cloud: cloud_names
+        source: source.users.into_iter().map(|u| u.name).collect(),
+        cloud: target
+            .users
             .into_iter()
-            .zip(emails)
-            .map(|(name, email)| CloudUser { name, email })
+            .map(|u| CloudUser {
+                name: u.name,
+                email: u.email,
+            })
             .collect(),
-        name_limit,
+        name_limit: target.name_limit,
     })
-}
-
-/// The `User Name` (and `Authentication Email`, where the table has it) of every user in a
-/// database's `User` table, and the declared length of `User Name`.
-#[allow(clippy::type_complexity)]
-async fn users_of(
-    db: &Database,
-) -> Result<(Vec<String>, Vec<Option<String>>, Option<usize>), String> {
-    let d = db.dialect();
-    let tables = db.tables().await.map_err(|e| e.to_string())?;
-    let table = tables
-        .iter()
-        .find(|t| t.name == USER_TABLE)
-        .ok_or_else(|| format!("there is no {USER_TABLE:?} table"))?;
-    let name = table
-        .column(USER_NAME)
-        .ok_or_else(|| format!("the {USER_TABLE:?} table has no {USER_NAME:?} column"))?;
-    let limit = name.max_chars.map(|n| n as usize);
-    let has_email = table.column(USER_EMAIL).is_some();
-    let email = if has_email {
-        d.quote(USER_EMAIL)
-    } else {
-        "NULL".to_string()
-    };
-    let rows = db
-        .query(
-            &Statement {
-                sql: format!(
-                    "SELECT {}, {email} FROM {} ORDER BY 1",
-                    d.quote(USER_NAME),
-                    d.quote(USER_TABLE)
-                ),
-                params: vec![],
-            },
-            &[Kind::Text, Kind::Text],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let text = |v: &Value| match v {
-        Value::Text(t) => Some(t.clone()),
-        _ => None,
-    };
-    // Rows without a user name are of no use to a mapping.
-    let named: Vec<(String, Option<String>)> = rows
-        .iter()
-        .filter_map(|r| Some((r.first().and_then(text)?, r.get(1).and_then(text))))
-        .collect();
-    let (names, emails) = named.into_iter().unzip();
-    Ok((names, emails, limit))
 }
 
 /// Renames the cloud users, all in one transaction.
 async fn rename(target: &Database, renames: &[Rename]) -> Result<(), String> {
-    let d = target.dialect();
-    let stmts: Vec<Statement> = renames
+    let pairs: Vec<(String, String)> = renames
         .iter()
-        .map(|r| Statement {
-            sql: format!(
-                "UPDATE {} SET {name} = ? WHERE {name} = ?",
-                d.quote(USER_TABLE),
-                name = d.quote(USER_NAME)
-            ),
-            params: vec![Value::Text(r.to.clone()), Value::Text(r.from.clone())],
-        })
+        .map(|r| (r.from.clone(), r.to.clone()))
         .collect();
-    target.in_transaction(&stmts).await.map_err(|e| {
+    users::rename(target, &pairs).await.map_err(|e| {
         format!("renaming the cloud users in the target failed, and nothing was renamed: {e}")
     })
 }

@@ -1,0 +1,127 @@
+//! Company discovery and size estimates, as the CompanySelection status shows them: the
+//! companies from the `Company` table, matched to the table names, each with the sizes that the
+//! database's own size functions give for its tables.
+
+use crate::databases::{Server, TestDb};
+use cloudmigrate::db::{Kind, Statement, Value};
+use cloudmigrate::engine::catalog::Catalog;
+
+/// Two companies, one whose name is the start of the other's, a per-database table, and rows.
+async fn source(server: Server) -> TestDb {
+    let db = TestDb::new(server, "companies").await;
+    let d = db.dialect;
+    let mut sql = format!(
+        "CREATE TABLE {c} ({n} VARCHAR(30) NOT NULL PRIMARY KEY);\n\
+         INSERT INTO {c} VALUES ('CRONUS');\n\
+         INSERT INTO {c} VALUES ('CRONUS Canada, Inc.');\n\
+         CREATE TABLE {m} ({id} INTEGER PRIMARY KEY)",
+        c = d.quote("Company"),
+        n = d.quote("Name"),
+        m = d.quote("Media"),
+        id = d.quote("Id"),
+    );
+    for (table, rows) in [
+        ("CRONUS$Item", 2000),
+        ("CRONUS$Customer", 500),
+        ("CRONUS Canada, Inc_$Item", 100),
+    ] {
+        sql.push_str(&format!(
+            ";\nCREATE TABLE {t} ({id} INTEGER PRIMARY KEY, {x} VARCHAR(200))",
+            t = d.quote(table),
+            id = d.quote("Id"),
+            x = d.quote("Text"),
+        ));
+        let values: Vec<String> = (0..rows)
+            .map(|i| format!("({i}, '{}')", "x".repeat(150)))
+            .collect();
+        for chunk in values.chunks(200) {
+            sql.push_str(&format!(
+                ";\nINSERT INTO {} VALUES {}",
+                d.quote(table),
+                chunk.join(", ")
+            ));
+        }
+    }
+    db.exec(&sql).await;
+    db
+}
+
+/// What the database itself says the tables of a company take, in bytes.
+async fn size_of(db: &TestDb, tables: &[&str]) -> i64 {
+    let conn = db.connect().await;
+    let list = tables
+        .iter()
+        .map(|t| format!("'{}'", t.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = match db.dialect {
+        cloudmigrate::db::Dialect::Postgres => format!(
+            "SELECT CAST(SUM(pg_total_relation_size(c.oid)) AS BIGINT) FROM pg_class c \
+             JOIN pg_namespace s ON s.oid = c.relnamespace \
+             WHERE s.nspname = current_schema() AND c.relname IN ({list})"
+        ),
+        _ => format!(
+            "SELECT CAST(SUM(data_length + index_length) AS SIGNED) FROM information_schema.tables \
+             WHERE table_schema = DATABASE() AND table_name IN ({list})"
+        ),
+    };
+    let rows = conn
+        .query(
+            &Statement {
+                sql,
+                params: vec![],
+            },
+            &[Kind::Int],
+        )
+        .await
+        .unwrap();
+    conn.close().await;
+    match rows[0][0] {
+        Value::Int(n) => n,
+        ref v => panic!("size: {v:?}"),
+    }
+}
+
+async fn sizes_match_the_database(server: Server) {
+    let db = source(server).await;
+    let conn = db.connect().await;
+    let sizes = Catalog::read(&conn).await.unwrap().company_sizes();
+    conn.close().await;
+    let names: Vec<&str> = sizes.keys().map(String::as_str).collect();
+    assert_eq!(names, ["CRONUS", "CRONUS Canada, Inc."]);
+    // "CRONUS Canada, Inc_$Item" belongs to the longer name, never to CRONUS.
+    assert_eq!(sizes["CRONUS"].tables, 2);
+    assert_eq!(sizes["CRONUS Canada, Inc."].tables, 1);
+    assert_eq!(
+        sizes["CRONUS"].bytes,
+        size_of(&db, &["CRONUS$Item", "CRONUS$Customer"]).await
+    );
+    assert_eq!(
+        sizes["CRONUS Canada, Inc."].bytes,
+        size_of(&db, &["CRONUS Canada, Inc_$Item"]).await
+    );
+    assert!(sizes["CRONUS"].bytes > sizes["CRONUS Canada, Inc."].bytes);
+}
+
+#[tokio::test]
+async fn company_sizes_match_the_database_pg() {
+    sizes_match_the_database(Server::Postgres).await;
+}
+
+#[tokio::test]
+async fn company_sizes_match_the_database_mariadb() {
+    sizes_match_the_database(Server::MariaDb).await;
+}
+
+/// SQLite has no cheap size per table: the companies and their tables are found, the sizes
+/// are 0.
+#[tokio::test]
+async fn sqlite_companies_are_found_without_sizes() {
+    let db = source(Server::Sqlite).await;
+    let conn = db.connect().await;
+    let sizes = Catalog::read(&conn).await.unwrap().company_sizes();
+    conn.close().await;
+    assert_eq!(sizes["CRONUS"].tables, 2);
+    assert_eq!(sizes["CRONUS Canada, Inc."].tables, 1);
+    assert_eq!(sizes["CRONUS"].bytes, 0);
+}

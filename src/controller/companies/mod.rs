@@ -81,7 +81,7 @@ fn older(ctx: &Context, ns: &str, me: &CompanySelection) -> Option<String> {
 }
 
 /// The schedule's newest run that migrated data and succeeded (wholly or in part).
-fn last_success(ctx: &Context, ns: &str, schedule: &str) -> Option<LastRun> {
+pub(super) fn last_success(ctx: &Context, ns: &str, schedule: &str) -> Option<LastRun> {
     ctx.caches
         .runs_of(ns, schedule)
         .iter()

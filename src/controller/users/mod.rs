@@ -7,7 +7,6 @@ pub mod decide;
 use super::context::Context;
 use super::error::Error;
 use crate::api::UserMapping;
-use crate::api::run::{RunResult, RunType};
 use crate::api::schedule::MigrationSchedule;
 use crate::db::Database;
 use crate::engine::users;
@@ -33,15 +32,7 @@ pub async fn reconcile(mapping: Arc<UserMapping>, ctx: Arc<Context>) -> Result<A
             .ok_or_else(|| Error::Invalid("a UserMapping is namespaced".into()))?;
         let schedule_name = &mapping.spec.schedule_ref.name;
         let schedule = ctx.caches.schedule(&ns, schedule_name);
-        let migrated = ctx.caches.runs_of(&ns, schedule_name).iter().any(|r| {
-            r.spec.r#type != RunType::Diagnostic
-                && r.status.as_ref().is_some_and(|s| {
-                    matches!(
-                        s.result,
-                        Some(RunResult::Succeeded | RunResult::PartiallySucceeded)
-                    )
-                })
-        });
+        let migrated = super::companies::last_success(&ctx, &ns, schedule_name).is_some();
         let (users, target) = match &schedule {
             Some(s) => match open_both(&ctx.client, &ns, s).await {
                 Ok((source, target)) => {

@@ -3,7 +3,6 @@
 //! database's own size functions give for its tables.
 
 use crate::databases::{Server, TestDb};
-use cloudmigrate::db::{Kind, Statement, Value};
 use cloudmigrate::engine::catalog::Catalog;
 
 /// Two companies, one whose name is the start of the other's, a per-database table, and rows.
@@ -48,7 +47,6 @@ async fn source(server: Server) -> TestDb {
 
 /// What the database itself says the tables of a company take, in bytes.
 async fn size_of(db: &TestDb, tables: &[&str]) -> i64 {
-    let conn = db.connect().await;
     let list = tables
         .iter()
         .map(|t| format!("'{}'", t.replace('\'', "''")))
@@ -65,21 +63,7 @@ async fn size_of(db: &TestDb, tables: &[&str]) -> i64 {
              WHERE table_schema = DATABASE() AND table_name IN ({list})"
         ),
     };
-    let rows = conn
-        .query(
-            &Statement {
-                sql,
-                params: vec![],
-            },
-            &[Kind::Int],
-        )
-        .await
-        .unwrap();
-    conn.close().await;
-    match rows[0][0] {
-        Value::Int(n) => n,
-        ref v => panic!("size: {v:?}"),
-    }
+    db.int(&sql).await
 }
 
 async fn sizes_match_the_database(server: Server) {

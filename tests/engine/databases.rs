@@ -146,12 +146,20 @@ impl TestDb {
     }
 
     pub async fn count(&self, table: &str) -> i64 {
+        self.int(&format!(
+            "SELECT COUNT(*) FROM {}",
+            self.dialect.quote(table)
+        ))
+        .await
+    }
+
+    /// The one integer that a query returns.
+    pub async fn int(&self, sql: &str) -> i64 {
         let db = self.connect().await;
-        let sql = format!("SELECT COUNT(*) FROM {}", self.dialect.quote(table));
         let rows = db
             .query(
                 &Statement {
-                    sql,
+                    sql: sql.to_string(),
                     params: vec![],
                 },
                 &[Kind::Int],
@@ -161,7 +169,7 @@ impl TestDb {
         db.close().await;
         match rows[0][0] {
             Value::Int(n) => n,
-            ref v => panic!("count: {v:?}"),
+            ref v => panic!("{sql}: {v:?}"),
         }
     }
 }

@@ -265,4 +265,28 @@ mod tests {
         assert!(job_alive(Some(&complete), at("2026-05-01T02:00:30Z")));
         assert!(!job_alive(Some(&complete), at("2026-05-01T02:05:00Z")));
     }
+
+    #[test]
+    fn a_failed_job_says_why_and_a_complete_one_says_nothing() {
+        let failed: JobStatus = serde_json::from_value(serde_json::json!({
+            "conditions": [
+                {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded"},
+                {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                 "message": "Job has reached the specified backoff limit"}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(
+            job_failure("erp-1", Some(&failed)).as_deref(),
+            Some(
+                "Job erp-1 failed (BackoffLimitExceeded): Job has reached the specified backoff limit"
+            )
+        );
+        let complete: JobStatus = serde_json::from_value(serde_json::json!({
+            "conditions": [{"type": "Complete", "status": "True"}]
+        }))
+        .unwrap();
+        assert_eq!(job_failure("erp-1", Some(&complete)), None);
+        assert_eq!(job_failure("erp-1", None), None);
+    }
 }

@@ -162,6 +162,7 @@ async fn act(
                     let account = std::env::var("CLOUDMIGRATE_WORKER_SERVICE_ACCOUNT")
                         .unwrap_or_else(|_| job::DEFAULT_SERVICE_ACCOUNT.to_string());
                     let j = job::job_for(run, schedule, attempt, &account);
+                    let job_name = job::job_name(&name, attempt);
                     match Api::<Job>::namespaced(ctx.client.clone(), &ns)
                         .create(&PostParams::default(), &j)
                         .await
@@ -172,7 +173,6 @@ async fn act(
                         // Refused (invalid, forbidden): the run says why, and goes again up to
                         // its limit.
                         Err(kube::Error::Api(e)) if (400..500).contains(&e.code) => {
-                            let job_name = job::job_name(&name, attempt);
                             let at = super::conditions::At {
                                 generation: run.metadata.generation,
                                 now: chrono::Utc::now(),
@@ -188,10 +188,7 @@ async fn act(
                             return Ok(Action::requeue(Duration::from_secs(5)));
                         }
                         Err(e) => {
-                            return Err(Error::Act(
-                                format!("creating Job {}", job::job_name(&name, attempt)),
-                                e,
-                            ));
+                            return Err(Error::Act(format!("creating Job {job_name}"), e));
                         }
                     }
                 }

@@ -56,7 +56,7 @@ impl Observer for ProgressDisplay {
     }
 
     fn table_done(&self, report: &crate::engine::report::TableReport) {
-        if report.result != TableResult::Excluded {
+        if !matches!(report.result, TableResult::Excluded | TableResult::Skipped) {
             self.bar.inc(1);
         }
         self.tick();
@@ -68,9 +68,10 @@ fn result_cell(r: TableResult) -> Cell {
         TableResult::Migrated => Color::Green,
         TableResult::Warning => Color::Yellow,
         TableResult::Failed => Color::Red,
-        TableResult::Excluded | TableResult::NotStarted | TableResult::InProgress => {
-            Color::DarkGrey
-        }
+        TableResult::Excluded
+        | TableResult::Skipped
+        | TableResult::NotStarted
+        | TableResult::InProgress => Color::DarkGrey,
     };
     Cell::new(r.as_str()).fg(color)
 }
@@ -79,7 +80,7 @@ fn result_cell(r: TableResult) -> Cell {
 pub fn results_table(report: &RunReport, only_problems: bool) -> String {
     let order = |r: TableResult| match r {
         TableResult::Migrated => 0,
-        TableResult::Excluded => 1,
+        TableResult::Excluded | TableResult::Skipped => 1,
         TableResult::NotStarted | TableResult::InProgress => 2,
         TableResult::Warning => 2,
         TableResult::Failed => 3,
@@ -120,7 +121,8 @@ pub fn results_table(report: &RunReport, only_problems: bool) -> String {
         } else {
             t.company.clone()
         };
-        let (rows, size, time) = if t.result == TableResult::Excluded {
+        let (rows, size, time) = if matches!(t.result, TableResult::Excluded | TableResult::Skipped)
+        {
             (String::new(), String::new(), String::new())
         } else {
             (
@@ -172,4 +174,47 @@ pub fn summary(report: &RunReport) -> String {
         t.failed,
         t.not_migrated,
     )
+}
+
+/// A company's data validation, table by table: differing tables last, with their first
+/// differing keys.
+pub fn validation_table(v: &crate::engine::initialize::Validation) -> String {
+    let mut rows: Vec<_> = v.tables.iter().collect();
+    rows.sort_by_key(|t| (t.matches && t.error.is_none(), t.table.clone()));
+    rows.reverse();
+    let mut table = Table::new();
+    table
+        .load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(["Table", "Result", "Source rows", "Target rows", "Notes"]);
+    for t in rows {
+        let ok = t.matches && t.error.is_none();
+        let mut notes: Vec<String> = t
+            .differences
+            .iter()
+            .map(|d| format!("{}: {:?}", d.key, d.difference))
+            .collect();
+        if let Some(e) = &t.error {
+            notes.push(e.clone());
+        }
+        if !t.left_out.is_empty() {
+            notes.push(format!(
+                "not compared: {} ({})",
+                t.left_out.join(", "),
+                t.left_out_reason.as_deref().unwrap_or_default()
+            ));
+        }
+        table.add_row([
+            Cell::new(&t.table),
+            if ok {
+                Cell::new("Matches").fg(Color::Green)
+            } else {
+                Cell::new("Differs").fg(Color::Red)
+            },
+            Cell::new(t.source_rows),
+            Cell::new(t.target_rows),
+            Cell::new(notes.join("\n")),
+        ]);
+    }
+    table.to_string()
 }

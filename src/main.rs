@@ -99,6 +99,38 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         attempt: i32,
     },
+    /// Initialize a migrated company in the target: validate its data against the source
+    /// (row counts and checksums, computed by each database), check its row in the Company
+    /// table, refresh its tables' statistics, run the CompanySelection's initializationSteps,
+    /// and mark it initialized. With -f, from a manifest without a cluster; with --selection,
+    /// as the controller's Job does.
+    #[command(group(clap::ArgGroup::new("from").required(true).args(["file", "selection"])))]
+    Initialize {
+        /// The manifest: a MigrationSchedule, optionally followed by its CompanySelection
+        /// (whose initializationSteps run).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// The CompanySelection, as NAMESPACE/NAME, read from the cluster.
+        #[arg(long, value_name = "NAMESPACE/NAME", requires = "attempt")]
+        selection: Option<String>,
+        /// The company, as in the source's Company table.
+        #[arg(long)]
+        company: String,
+        /// The attempt the controller scheduled (with --selection).
+        #[arg(long)]
+        attempt: Option<String>,
+        /// Record the company as initialized without running anything (with -f).
+        #[arg(long, conflicts_with = "selection")]
+        mark: bool,
+        /// A file whose first line is the source database's password. Otherwise the variable
+        /// CLOUDMIGRATE_SOURCE_PASSWORD is used.
+        #[arg(long, value_name = "FILE")]
+        source_password_file: Option<PathBuf>,
+        /// A file whose first line is the target database's password. Otherwise the variable
+        /// CLOUDMIGRATE_TARGET_PASSWORD is used.
+        #[arg(long, value_name = "FILE")]
+        target_password_file: Option<PathBuf>,
+    },
     /// Read what runs did.
     Runs {
         #[command(subcommand)]
@@ -152,6 +184,9 @@ fn main() -> ExitCode {
         // warning: a bulk copy is made of such statements. Neither is the operator's news.
         Command::Controller { log_json, .. } => ("info,sqlx=error", *log_json),
         Command::Replicate { .. } => ("info,sqlx=error", true),
+        Command::Initialize {
+            selection: Some(_), ..
+        } => ("info,sqlx=error", true),
         _ => ("warn,sqlx=error", false),
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -214,6 +249,36 @@ fn main() -> ExitCode {
                 },
         } => runtime()
             .and_then(|rt| rt.block_on(runs_show(run, target_password_file, only_problems))),
+        Command::Initialize {
+            file,
+            selection,
+            company,
+            attempt,
+            mark,
+            source_password_file,
+            target_password_file,
+        } => runtime().and_then(|rt| match (file, selection) {
+            (_, Some(selection)) => rt.block_on(initialize_worker(
+                selection,
+                company,
+                attempt.unwrap_or_default(),
+            )),
+            (Some(file), None) => {
+                let passwords = (
+                    PasswordSource {
+                        env: "CLOUDMIGRATE_SOURCE_PASSWORD".into(),
+                        file: source_password_file,
+                    },
+                    PasswordSource {
+                        env: "CLOUDMIGRATE_TARGET_PASSWORD".into(),
+                        file: target_password_file,
+                    },
+                );
+                rt.block_on(initialize_file(file, company, mark, passwords))
+            }
+            // clap requires one of the two.
+            (None, None) => Err("give -f FILE or --selection NAMESPACE/NAME".into()),
+        }),
         Command::Crds { out_dir } => print_crds(out_dir).map(|()| ExitCode::SUCCESS),
         Command::DisableTracking {
             file,
@@ -305,6 +370,109 @@ async fn replicate(
     Ok(match phase {
         WorkerPhase::Failed => ExitCode::from(1),
         _ => ExitCode::SUCCESS,
+    })
+}
+
+/// `cloudmigrate initialize --selection`: a company's initialization, as the controller's Job
+/// runs it.
+async fn initialize_worker(
+    selection: String,
+    company: String,
+    attempt: String,
+) -> Result<ExitCode, String> {
+    use cloudmigrate::api::companies::InitializationState;
+    let (ns, name) = namespaced_name(&selection, "--selection", "shop/erp")?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    let state = cloudmigrate::runner::initializer::run(
+        client,
+        cloudmigrate::runner::initializer::InitializationSpec {
+            namespace: ns.to_string(),
+            selection: name.to_string(),
+            company,
+            attempt,
+        },
+    )
+    .await;
+    Ok(match state {
+        InitializationState::Initialized => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
+    })
+}
+
+/// `cloudmigrate initialize -f FILE --company NAME`: a company's initialization without a
+/// cluster, with its validation printed table by table.
+async fn initialize_file(
+    file: PathBuf,
+    company: String,
+    mark: bool,
+    (source, target): (PasswordSource, PasswordSource),
+) -> Result<ExitCode, String> {
+    use cloudmigrate::api::companies::InitializationState;
+    use cloudmigrate::engine::initialize;
+    let m = manifest::load(&file)?;
+    let target_db = cloudmigrate::db::Database::connect(&manifest::target_spec(&m, &target)?)
+        .await
+        .map_err(|e| format!("target database: {e}"))?;
+    let attempt = format!("cli-{}", chrono::Utc::now().timestamp_millis());
+    let db_err = |e: cloudmigrate::db::DbError| format!("target database: {e}");
+    if mark {
+        initialize::record(
+            &target_db,
+            &company,
+            InitializationState::Initialized,
+            &attempt,
+            None,
+            Some("marked as initialized; no initialization step ran"),
+        )
+        .await
+        .map_err(db_err)?;
+        println!("Company {company:?} is marked as initialized.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let source_db = cloudmigrate::db::Database::connect(&manifest::source_spec(&m, &source)?)
+        .await
+        .map_err(|e| format!("source database: {e}"))?;
+    initialize::record(
+        &target_db,
+        &company,
+        InitializationState::Scheduled,
+        &attempt,
+        None,
+        Some("scheduled from the command line"),
+    )
+    .await
+    .map_err(db_err)?;
+    let say = |m: &str| eprintln!("  {m}");
+    let outcome =
+        initialize::initialize(&source_db, &target_db, &company, &attempt, &m.steps, &say).await;
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            let message = format!("{e}");
+            let _ = initialize::set_state(
+                &target_db,
+                &company,
+                &attempt,
+                InitializationState::Failed,
+                Some(&message),
+                None,
+            )
+            .await;
+            return Err(message);
+        }
+    };
+    source_db.close().await;
+    target_db.close().await;
+    println!(
+        "{}",
+        cloudmigrate::console::validation_table(&outcome.validation)
+    );
+    println!("{company}: {:?}. {}", outcome.state, outcome.message);
+    Ok(match outcome.state {
+        InitializationState::Initialized => ExitCode::SUCCESS,
+        _ => ExitCode::from(EXIT_TABLES_FAILED),
     })
 }
 

@@ -52,6 +52,8 @@ struct Head {
 pub struct Manifest {
     pub schedule: MigrationSchedule,
     pub companies: Option<Vec<String>>,
+    /// The CompanySelection's initialization steps.
+    pub steps: Vec<crate::api::companies::InitializationStep>,
 }
 
 /// Reads a manifest: a MigrationSchedule, optionally followed by a CompanySelection.
@@ -65,6 +67,7 @@ pub fn load(path: &Path) -> Result<Manifest, String> {
 pub fn parse(text: &str, path: &Path) -> Result<Manifest, String> {
     let mut schedule = None;
     let mut companies = None;
+    let mut steps = vec![];
     for doc in text
         .split("\n---")
         .map(str::trim)
@@ -84,6 +87,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Manifest, String> {
             Some("CompanySelection") => {
                 let sel: CompanySelection = serde_saphyr::from_str(doc)
                     .map_err(|e| format!("{}: invalid CompanySelection: {e}", path.display()))?;
+                steps = sel.spec.initialization_steps;
                 companies = Some(
                     sel.spec
                         .companies
@@ -101,6 +105,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Manifest, String> {
     Ok(Manifest {
         schedule,
         companies,
+        steps,
     })
 }
 
@@ -110,6 +115,17 @@ pub fn source_spec(manifest: &Manifest, password: &PasswordSource) -> Result<Con
     Ok(ConnectSpec {
         url: source.url.clone(),
         password: password.read("source", source.password_secret_ref.as_ref())?,
+        max_connections: 1,
+        create: false,
+    })
+}
+
+/// How to reach the schedule's target database.
+pub fn target_spec(manifest: &Manifest, password: &PasswordSource) -> Result<ConnectSpec, String> {
+    let target = &manifest.schedule.spec.target;
+    Ok(ConnectSpec {
+        url: target.url.clone(),
+        password: password.read("target", target.password_secret_ref.as_ref())?,
         max_connections: 1,
         create: false,
     })

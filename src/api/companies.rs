@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
     status = "CompanySelectionStatus",
     doc = "Which companies of the source database a MigrationSchedule migrates, and how each is \
            initialized in the cloud. The status lists every company found in the source with \
-           its estimated size. (The initialization is not acted on yet.)",
+           its estimated size, and the initialization of each migrated company.",
     printcolumn(
         name = "Schedule",
         type_ = "string",
@@ -33,6 +33,11 @@ use serde::{Deserialize, Serialize};
         name = "Selected",
         type_ = "integer",
         json_path = ".status.companiesSelected"
+    ),
+    printcolumn(
+        name = "Initialized",
+        type_ = "integer",
+        json_path = ".status.companiesInitialized"
     ),
     printcolumn(
         name = "Ready",
@@ -57,6 +62,31 @@ pub struct CompanySelectionSpec {
     #[serde(default)]
     #[schemars(transform = company_list_map)]
     pub companies: Vec<CompanyChoice>,
+    /// SQL statements that initializing a company runs in the target after the built-in
+    /// steps, in order, in one transaction with the mark that the company is initialized: if
+    /// one fails, none is kept, and the company's message names the step and the database's
+    /// error. In the SQL, `{{company}}` stands for the company's name (passed as a parameter,
+    /// never spliced in) and `{{table:Name}}` for the company's table `Name`, quoted for the
+    /// target, for example `UPDATE {{table:Sales Setup}} SET "Posted Invoice Nos." = 'S-INV'`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(transform = step_list_map)]
+    pub initialization_steps: Vec<InitializationStep>,
+}
+
+fn step_list_map(schema: &mut schemars::Schema) {
+    list_map(schema, &["name"]);
+}
+
+/// One SQL step of a company's initialization.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InitializationStep {
+    /// The step's name, used in messages.
+    #[schemars(length(min = 1, max = 100))]
+    pub name: String,
+    /// One SQL statement in the target's dialect.
+    #[schemars(length(min = 1, max = 65536))]
+    pub sql: String,
 }
 
 fn company_list_map(schema: &mut schemars::Schema) {
@@ -73,10 +103,14 @@ pub struct CompanyChoice {
     /// Whether the company's tables are migrated. Defaults to true.
     #[serde(default = "yes")]
     pub migrate: bool,
-    /// What to do about the company's initialization in the cloud after a run copied it:
-    /// `None` (the default) leaves it, `Initialize` schedules the initialization, and
-    /// `MarkInitialized` records it as done (for example when an earlier run initialized it).
-    /// Not acted on yet: nothing initializes a company so far.
+    /// What to do about the company's initialization in the cloud once a run has migrated it:
+    /// `None` (the default) leaves it, `Initialize` schedules the initialization (data
+    /// validation against the source, the built-in steps, then `initializationSteps`), and
+    /// `MarkInitialized` records it as initialized without running anything (for example when
+    /// an earlier migration initialized it). A failed initialization is tried again after a
+    /// newer run has migrated the company, or when this CompanySelection's spec changes. While
+    /// a company's initialization is scheduled or running, runs skip its tables, and a change
+    /// of its choice waits until the initialization ends.
     #[serde(default)]
     pub initialization: Initialization,
 }
@@ -122,7 +156,9 @@ pub struct CompanySelectionStatus {
     /// `Ready`: the schedule exists, the source can be read, and every selected company
     /// exists in it. `Conflict`: an older CompanySelection names the same schedule, and runs
     /// use that one. `TooManyCompanies`: more than 250 companies are selected for one run;
-    /// split them.
+    /// split them. `Initializing`: a company's initialization is scheduled or running.
+    /// `ChangeRefused`: the choice of a company that is being initialized changed; the change
+    /// takes effect when the initialization ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(transform = conditions_list_map)]
     pub conditions: Conditions,
@@ -136,6 +172,9 @@ pub struct CompanySelectionStatus {
     /// How many of them are selected.
     #[serde(default)]
     pub companies_selected: i64,
+    /// How many of them are initialized in the cloud.
+    #[serde(default)]
+    pub companies_initialized: i64,
     /// Every company found in the source.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(transform = company_list_map)]
@@ -163,10 +202,62 @@ pub struct CompanyStatus {
     /// The last MigrationRun that migrated the company.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_migrated_run: Option<String>,
-    /// The company's initialization in the cloud. Not written yet.
+    /// The company's initialization in the cloud, once a run has migrated it, as the target
+    /// records it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initialization: Option<InitializationState>,
-    /// More about the initialization, for example why it failed. Not written yet.
+    /// More about the initialization: the step it is at, why it failed, or what it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The data validation of the company's last initialization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<CompanyValidation>,
+}
+
+/// How a company's tables in the target compared with the source: row counts and a checksum
+/// over every compared column, computed by each database.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CompanyValidation {
+    /// Tables compared.
+    pub tables_checked: i64,
+    /// Tables whose rows are equal on both sides.
+    pub tables_matching: i64,
+    /// Rows compared, counted in the source.
+    pub rows_compared: i64,
+    /// The company's tables in the source that no run has written to the target, so not
+    /// compared (excluded by the schedule's table filter, for example).
+    #[serde(default)]
+    pub tables_not_migrated: i64,
+    /// The tables that differ (the first 20), each with its first differing keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mismatches: Vec<TableMismatch>,
+    /// Columns that were not compared, and why (the first 20 tables).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<ColumnsLeftOut>,
+}
+
+/// A table whose rows differ between source and target.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TableMismatch {
+    pub table: String,
+    pub source_rows: i64,
+    pub target_rows: i64,
+    /// The first differing rows: key, and how the row differs (`MissingInTarget`,
+    /// `OnlyInTarget`, `ValuesDiffer`), for example `No.=10000: ValuesDiffer`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub first_keys: Vec<String>,
+    /// Why the table could not be compared, where it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Columns of one table left out of the comparison.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ColumnsLeftOut {
+    pub table: String,
+    pub columns: Vec<String>,
+    pub reason: String,
 }

@@ -143,6 +143,9 @@ pub enum TableResult {
     Failed,
     /// Not copied by design or by the table filter; the message says why.
     Excluded,
+    /// Not copied in this run because its company is being initialized; the next run copies
+    /// it.
+    Skipped,
 }
 
 impl TableResult {
@@ -154,6 +157,7 @@ impl TableResult {
             TableResult::Warning => "Warning",
             TableResult::Failed => "Failed",
             TableResult::Excluded => "Excluded",
+            TableResult::Skipped => "Skipped",
         }
     }
 }

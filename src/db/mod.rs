@@ -7,7 +7,7 @@ pub mod postgres;
 pub mod sqlite;
 mod value;
 
-pub use value::{Kind, Value};
+pub use value::{Kind, Value, float_text, hex};
 
 use std::fmt;
 
@@ -164,6 +164,9 @@ pub enum DbError {
     /// A value does not fit the target column.
     #[error("{0}")]
     Data(String),
+    /// Statement `index` (from 0) of a transaction failed; the transaction was rolled back.
+    #[error("statement failed: {message}")]
+    InTransaction { index: usize, message: String },
 }
 
 impl DbError {

@@ -200,12 +200,15 @@ pub async fn in_transaction(pool: &PgPool, stmts: &[Statement]) -> Result<(), Db
         .begin()
         .await
         .map_err(|e| DbError::sql("starting a transaction", e))?;
-    for stmt in stmts {
+    for (i, stmt) in stmts.iter().enumerate() {
         let (sql, args) = prepare(&stmt.sql, &stmt.params)?;
         sqlx::query_with(AssertSqlSafe(sql), args)
             .execute(&mut *tx)
             .await
-            .map_err(|e| DbError::sql("statement failed", e))?;
+            .map_err(|e| DbError::InTransaction {
+                index: i,
+                message: super::describe(&e),
+            })?;
     }
     tx.commit().await.map_err(|e| DbError::sql("committing", e))
 }

@@ -216,11 +216,14 @@ pub async fn in_transaction(pool: &SqlitePool, stmts: &[Statement]) -> Result<()
         .begin()
         .await
         .map_err(|e| DbError::sql("starting a transaction", e))?;
-    for stmt in stmts {
+    for (i, stmt) in stmts.iter().enumerate() {
         sqlx::query_with(AssertSqlSafe(stmt.sql.clone()), arguments(&stmt.params)?)
             .execute(&mut *tx)
             .await
-            .map_err(|e| DbError::sql("statement failed", e))?;
+            .map_err(|e| DbError::InTransaction {
+                index: i,
+                message: super::describe(&e),
+            })?;
     }
     tx.commit().await.map_err(|e| DbError::sql("committing", e))
 }

@@ -15,11 +15,13 @@
 pub mod catalog;
 pub mod claims;
 pub mod copy;
+pub mod initialize;
 pub mod plan;
 pub mod report;
 pub mod state;
 pub mod tracking;
 pub mod users;
+pub mod validate;
 
 use crate::db::{ConnectSpec, Database, DbError, Dialect, ReadProgress};
 use catalog::Catalog;
@@ -423,10 +425,13 @@ async fn prepare(
                 with_retries(|| state::ensure(target)).await?;
                 state::start_run(target, &config.run_id, config.run_type.as_str(), shared).await?;
             }
+            // Read after the run is recorded as running: an initialization scheduled from now
+            // on waits for this run, and one scheduled before is seen here.
+            let busy = initialize::busy(target).await?;
             match state::read_table_states(target).await {
-                Ok(s) => Ok(s),
+                Ok(s) => Ok((s, busy)),
                 // A diagnostic run may meet a target that no run has written to yet.
-                Err(_) if diagnostic => Ok(HashMap::new()),
+                Err(_) if diagnostic => Ok((HashMap::new(), busy)),
                 Err(e) => Err(e),
             }
         };
@@ -435,20 +440,33 @@ async fn prepare(
         Ok((tables, states?))
     };
     let (source_side, target_side) = tokio::join!(source_side, target_side);
-    let (target_tables, target_state) = target_side.map_err(EngineError::Target)?;
+    let (target_tables, (target_state, busy)) = target_side.map_err(EngineError::Target)?;
     match source_side {
-        Ok((plan, ready_tracking)) => Ok(Prepared {
-            plan,
-            ready_tracking,
-            target_tables,
-            target_state,
-        }),
+        Ok((mut plan, ready_tracking)) => {
+            skip_busy_companies(&mut plan, &busy);
+            Ok(Prepared {
+                plan,
+                ready_tracking,
+                target_tables,
+                target_state,
+            })
+        }
         Err(e) => {
             // The run was recorded as started in the target: record that it ended.
             if !diagnostic {
                 let _ = state::finish_run(target, &config.run_id, "Failed").await;
             }
             Err(e)
+        }
+    }
+}
+
+/// The tables of companies that are being initialized are skipped, whatever else the plan
+/// said about them.
+fn skip_busy_companies(plan: &mut plan::Plan, busy: &std::collections::HashSet<String>) {
+    for t in &mut plan.tables {
+        if t.skip.is_none() && t.source.company.as_ref().is_some_and(|c| busy.contains(c)) {
+            t.skip = Some(plan::Skip::BeingInitialized);
         }
     }
 }
@@ -526,11 +544,7 @@ async fn copy_tables(
     {
         let r = uncopied(
             t,
-            if skip.is_error() {
-                TableResult::Failed
-            } else {
-                TableResult::Excluded
-            },
+            skip.result(),
             skip.message(&t.source),
             skip.is_error().then(|| {
                 "Rename one of the tables in the source so that the names differ within the \

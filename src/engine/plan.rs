@@ -82,6 +82,8 @@ pub enum Skip {
     CompanyNotSelected,
     /// Its name cannot exist in the target (too long, or it would collide with another).
     NameConflict(String),
+    /// Its company is being initialized in the target: no run writes to it meanwhile.
+    BeingInitialized,
 }
 
 impl Skip {
@@ -99,6 +101,21 @@ impl Skip {
                 table.company.as_deref().unwrap_or_default()
             ),
             Skip::NameConflict(why) => why.clone(),
+            Skip::BeingInitialized => format!(
+                "skipped: company {:?} is being initialized in the target; the next run after \
+                 the initialization copies it",
+                table.company.as_deref().unwrap_or_default()
+            ),
+        }
+    }
+
+    /// The result a table skipped for this reason gets.
+    pub fn result(&self) -> crate::api::run::TableResult {
+        use crate::api::run::TableResult;
+        match self {
+            Skip::NameConflict(_) => TableResult::Failed,
+            Skip::BeingInitialized => TableResult::Skipped,
+            _ => TableResult::Excluded,
         }
     }
 }

@@ -53,7 +53,7 @@ impl RunReport {
                 TableResult::Migrated => t.migrated += 1,
                 TableResult::Warning => t.with_warnings += 1,
                 TableResult::Failed => t.failed += 1,
-                TableResult::Excluded => t.not_migrated += 1,
+                TableResult::Excluded | TableResult::Skipped => t.not_migrated += 1,
                 // A report is made once a table is done or skipped: never in progress.
                 TableResult::NotStarted | TableResult::InProgress => t.not_started += 1,
             }

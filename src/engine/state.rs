@@ -18,7 +18,7 @@ pub const CLAIMS_TABLE: &str = "cloudmigrate_run_claims";
 pub const RUNS_TABLE: &str = "cloudmigrate_runs";
 
 /// A short text column that can be part of a key in every dialect.
-fn key_text(d: Dialect) -> &'static str {
+pub(crate) fn key_text(d: Dialect) -> &'static str {
     if d == Dialect::MySql {
         "VARCHAR(255)"
     } else {
@@ -367,6 +367,7 @@ pub async fn read_run_log(db: &Database, run_id: &str) -> Result<Vec<TableReport
                 Some("Migrated") => TableResult::Migrated,
                 Some("Warning") => TableResult::Warning,
                 Some("Excluded") => TableResult::Excluded,
+                Some("Skipped") => TableResult::Skipped,
                 Some("NotStarted") => TableResult::NotStarted,
                 _ => TableResult::Failed,
             },

@@ -1,6 +1,7 @@
-//! The in-process runner: the controller runs a MigrationRun's worker as a tokio task. For small
-//! installs, local clusters and tests.
+//! The in-process runner: the controller runs a MigrationRun's worker, or a company's
+//! initialization, as a tokio task. For small installs, local clusters and tests.
 
+use super::initializer::InitializationSpec;
 use super::{FINAL_WORD, WorkerSpec, work};
 use crate::engine::StopSignal;
 use std::collections::HashMap;
@@ -47,22 +48,47 @@ impl InProcess {
     /// Starts the worker of an attempt, unless it runs already.
     pub fn start(&self, client: kube::Client, uid: &str, w: WorkerSpec) {
         let key = format!("{}/{}", w.namespace, w.name);
-        if self.alive(&key, uid, w.attempt) {
+        let attempt = w.attempt;
+        self.spawn(key, uid, attempt, move |stop| async move {
+            work(client, w, stop).await;
+        });
+    }
+
+    /// The key of a company's initialization among the tasks.
+    pub fn initializer_key(s: &InitializationSpec) -> String {
+        format!("initialize:{}/{}/{}", s.namespace, s.selection, s.company)
+    }
+
+    /// Starts a company's initialization attempt, unless it runs already.
+    pub fn start_initializer(&self, client: kube::Client, s: InitializationSpec) {
+        let key = Self::initializer_key(&s);
+        let attempt = s.attempt.clone();
+        self.spawn(key, &attempt, 0, move |_| async move {
+            super::initializer::run(client, s).await;
+        });
+    }
+
+    /// Spawns a task under `key` for the object `uid` and its attempt, unless one runs.
+    fn spawn<F, Fut>(&self, key: String, uid: &str, attempt: i32, task: F)
+    where
+        F: FnOnce(StopSignal) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        if self.alive(&key, uid, attempt) {
             return;
         }
         let stop = StopSignal::default();
-        let attempt = w.attempt;
         let ended = Arc::new(Mutex::new(None));
+        let run = task(stop.clone());
         let handle = tokio::spawn({
-            let stop = stop.clone();
             let ended = ended.clone();
             async move {
-                work(client, w, stop).await;
+                run.await;
                 *ended.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
             }
         });
         let mut tasks = self.tasks();
-        // Forget runs whose workers returned long ago: their final word is in their status.
+        // Forget tasks that returned long ago: their final word is on record.
         tasks.retain(|_, t| !t.gone());
         tasks.insert(
             key,

@@ -3,7 +3,7 @@
 
 use super::FINAL_WORD;
 use crate::api::run::MigrationRun;
-use crate::api::schedule::MigrationSchedule;
+use crate::api::schedule::{MigrationSchedule, Runtime};
 use k8s_openapi::api::batch::v1::{Job, JobSpec, JobStatus};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSecurityContext,
@@ -20,8 +20,8 @@ pub const DEFAULT_IMAGE: &str = concat!(
 );
 
 /// The service account of worker pods unless the controller is told otherwise
-/// (CLOUDMIGRATE_WORKER_SERVICE_ACCOUNT): it needs get on migrationruns, migrationschedules and
-/// secrets, and patch on migrationruns/status.
+/// (CLOUDMIGRATE_WORKER_SERVICE_ACCOUNT): it needs get on migrationruns, migrationschedules,
+/// companyselections and secrets, and patch on migrationruns/status.
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "cloudmigrate-worker";
 
 /// Label on a run's Jobs and pods with the run's name (when it fits a label value).
@@ -61,11 +61,6 @@ pub fn job_for(
     }
     let container = Container {
         name: "worker".into(),
-        image: Some(
-            rt.image
-                .clone()
-                .unwrap_or_else(|| DEFAULT_IMAGE.to_string()),
-        ),
         args: Some(vec![
             "replicate".into(),
             "--run".into(),
@@ -89,38 +84,55 @@ pub fn job_for(
             }),
             ..Default::default()
         }]),
-        resources: rt.resources.clone(),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Default::default()
-            }),
+        ..Default::default()
+    };
+    let mut job = worker_job(rt, service_account, container);
+    job.metadata = ObjectMeta {
+        name: Some(job_name(&name, attempt)),
+        namespace: Some(namespace),
+        labels: Some(labels.clone()),
+        owner_references: run.controller_owner_ref(&()).map(|o| vec![o]),
+        ..Default::default()
+    };
+    if let Some(spec) = job.spec.as_mut() {
+        spec.completion_mode = Some("Indexed".into());
+        spec.completions = Some(workers);
+        spec.parallelism = Some(workers);
+        spec.template.metadata = Some(ObjectMeta {
+            labels: Some(labels),
+            ..Default::default()
+        });
+    }
+    job
+}
+
+/// The Job around one container of cloudmigrate, as the schedule's runtime asks: the image,
+/// resources, back-off and deadline, the service account, and a locked-down security context.
+/// The caller names it and sets its completions.
+pub fn worker_job(rt: &Runtime, service_account: &str, mut container: Container) -> Job {
+    container.image = Some(
+        rt.image
+            .clone()
+            .unwrap_or_else(|| DEFAULT_IMAGE.to_string()),
+    );
+    container.resources = rt.resources.clone();
+    container.security_context = Some(SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
             ..Default::default()
         }),
         ..Default::default()
-    };
+    });
     Job {
-        metadata: ObjectMeta {
-            name: Some(job_name(&name, attempt)),
-            namespace: Some(namespace),
-            labels: Some(labels.clone()),
-            owner_references: run.controller_owner_ref(&()).map(|o| vec![o]),
-            ..Default::default()
-        },
+        metadata: ObjectMeta::default(),
         spec: Some(JobSpec {
-            completion_mode: Some("Indexed".into()),
-            completions: Some(workers),
-            parallelism: Some(workers),
             backoff_limit: Some(rt.backoff_limit),
             active_deadline_seconds: rt.active_deadline_seconds,
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    ..Default::default()
-                }),
+                metadata: None,
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".into()),
                     service_account_name: Some(service_account.to_string()),

@@ -3,6 +3,7 @@
 //! in-process runner spawns the worker in the controller; `cloudmigrate replicate` is the
 //! worker of a Job's pod.
 
+pub mod initializer;
 pub mod inprocess;
 pub mod job;
 pub mod log;
@@ -169,7 +170,7 @@ impl Observer for Reporter {
             TableResult::Migrated => p.me.tables_migrated += 1,
             TableResult::Warning => p.me.tables_with_warnings += 1,
             TableResult::Failed => p.me.tables_failed += 1,
-            TableResult::Excluded => p.me.tables_excluded += 1,
+            TableResult::Excluded | TableResult::Skipped => p.me.tables_excluded += 1,
             TableResult::NotStarted | TableResult::InProgress => p.me.tables_not_started += 1,
         }
         if !p.planned {

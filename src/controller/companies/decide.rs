@@ -4,9 +4,15 @@
 //! and whether too many companies are selected for one run.
 
 use super::super::conditions::At;
-use crate::api::companies::{CompanySelectionSpec, CompanySelectionStatus, CompanyStatus};
+use super::initialization::{self, CompanyFacts, InitAction, Liveness};
+use crate::api::companies::{
+    CompanySelectionSpec, CompanySelectionStatus, CompanyStatus, Initialization,
+    InitializationState,
+};
 use crate::clock::time;
+use crate::engine::initialize::CompanyRecord;
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// How long the companies and sizes read from the source are used before they are read again.
@@ -39,7 +45,23 @@ pub struct SelectionObserved<'a> {
     pub found: Option<Result<Vec<FoundCompany>, String>>,
     /// The schedule's last successful run.
     pub last_success: Option<LastRun>,
+    /// The initialization records in the target, or why they could not be read; None when
+    /// they were not read (no company has been migrated).
+    pub records: Option<Result<Vec<CompanyRecord>, String>>,
+    /// Whether the initializer of each scheduled or running record still works, by company.
+    pub liveness: HashMap<String, Liveness>,
+    /// A run of the schedule that has not ended.
+    pub active_run: Option<String>,
     pub now: DateTime<Utc>,
+}
+
+impl SelectionObserved<'_> {
+    fn records(&self) -> HashMap<String, CompanyRecord> {
+        match &self.records {
+            Some(Ok(r)) => r.iter().map(|r| (r.company.clone(), r.clone())).collect(),
+            _ => HashMap::new(),
+        }
+    }
 }
 
 /// A run that ended successfully: its name, when, and the companies it migrated (empty: all).
@@ -76,13 +98,13 @@ pub fn decide(o: SelectionObserved<'_>) -> CompanySelectionStatus {
     };
     // The companies: freshly read, or as the status had them.
     let mut read_error = None;
-    let found: Vec<FoundCompany> = match o.found {
+    let found: Vec<FoundCompany> = match &o.found {
         Some(Ok(found)) => {
             status.sizes_read_at = Some(time(o.now));
-            found
+            found.clone()
         }
         Some(Err(e)) => {
-            read_error = Some(e);
+            read_error = Some(e.clone());
             known(&o.status)
         }
         None => known(&o.status),
@@ -114,11 +136,37 @@ pub fn decide(o: SelectionObserved<'_>) -> CompanySelectionStatus {
                 },
                 initialization: earlier.and_then(|c| c.initialization),
                 message: earlier.and_then(|c| c.message.clone()),
+                validation: earlier.and_then(|c| c.validation.clone()),
             }
         })
         .collect();
+    let records = o.records();
+    let target_error = match &o.records {
+        Some(Err(e)) => Some(e.clone()),
+        _ => None,
+    };
+    if target_error.is_none() {
+        for c in &mut status.companies {
+            let wants = o
+                .spec
+                .companies
+                .iter()
+                .any(|x| x.name == c.name && x.initialization == Initialization::Initialize);
+            let waiting = o
+                .active_run
+                .as_ref()
+                .filter(|_| wants)
+                .map(|run| format!("the initialization waits for run {run} to end"));
+            initialization::apply_record(c, records.get(&c.name), waiting.as_deref());
+        }
+    }
     status.companies_found = found.len() as i64;
     status.companies_selected = status.companies.iter().filter(|c| c.selected).count() as i64;
+    status.companies_initialized = status
+        .companies
+        .iter()
+        .filter(|c| c.initialization == Some(InitializationState::Initialized))
+        .count() as i64;
 
     at.set(
         &mut status.conditions,
@@ -164,6 +212,12 @@ pub fn decide(o: SelectionObserved<'_>) -> CompanySelectionStatus {
             "Conflict",
             "another CompanySelection counts for this schedule".into(),
         )
+    } else if let Some(e) = target_error {
+        (
+            false,
+            "TargetUnreadable",
+            format!("reading the companies' initialization from the target: {e}"),
+        )
     } else {
         (
             true,
@@ -175,6 +229,50 @@ pub fn decide(o: SelectionObserved<'_>) -> CompanySelectionStatus {
         )
     };
     at.set(&mut status.conditions, "Ready", ready, reason, message);
+    let mut busy: Vec<String> = records
+        .values()
+        .filter(|r| initialization::busy(Some(r)))
+        .map(|r| format!("{:?}", r.company))
+        .collect();
+    busy.sort();
+    at.set(
+        &mut status.conditions,
+        "Initializing",
+        !busy.is_empty(),
+        if busy.is_empty() {
+            "Idle"
+        } else {
+            "Initializing"
+        },
+        if busy.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "initializing {}: runs skip these companies until it ends",
+                busy.join(", ")
+            )
+        },
+    );
+    let refused = initialization::refused_changes(&o.spec.companies, &records);
+    at.set(
+        &mut status.conditions,
+        "ChangeRefused",
+        !refused.is_empty(),
+        if refused.is_empty() {
+            "NoChange"
+        } else {
+            "InitializationInProgress"
+        },
+        if refused.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "the choice of {} changed while its initialization runs; the change takes \
+                 effect when the initialization ends",
+                refused.join(", ")
+            )
+        },
+    );
     let many = selected.len() > MANY_COMPANIES;
     at.set(
         &mut status.conditions,
@@ -192,6 +290,50 @@ pub fn decide(o: SelectionObserved<'_>) -> CompanySelectionStatus {
         },
     );
     status
+}
+
+/// What to do about the companies' initialization. Pure. Nothing while another selection
+/// counts for the schedule, or while the records could not be read.
+pub fn initialization_actions(o: &SelectionObserved<'_>) -> Vec<InitAction> {
+    if o.older.is_some() || !o.schedule_exists || !matches!(o.records, Some(Ok(_))) {
+        return vec![];
+    }
+    let records = o.records();
+    let migrated = |name: &str| -> Option<String> {
+        match &o.last_success {
+            Some(run) if run.companies.is_empty() || run.companies.iter().any(|c| c == name) => {
+                Some(run.name.clone())
+            }
+            _ => o
+                .status
+                .companies
+                .iter()
+                .find(|c| c.name == name)
+                .and_then(|c| c.last_migrated_run.clone()),
+        }
+    };
+    let mut names: Vec<&str> = o.spec.companies.iter().map(|c| c.name.as_str()).collect();
+    names.extend(records.keys().map(String::as_str));
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let last = migrated(name);
+            initialization::action(
+                &CompanyFacts {
+                    name,
+                    choice: o.spec.companies.iter().find(|c| c.name == name),
+                    last_migrated_run: last.as_deref(),
+                    record: records.get(name),
+                    liveness: o.liveness.get(name),
+                },
+                o.generation,
+                o.active_run.is_some(),
+                o.now,
+            )
+        })
+        .collect()
 }
 
 /// The companies as the status last listed them.
@@ -278,6 +420,9 @@ mod tests {
             older: None,
             found: Some(Ok(found())),
             last_success: None,
+            records: None,
+            liveness: HashMap::new(),
+            active_run: None,
             now: at(0),
         }
     }

@@ -1,19 +1,32 @@
 //! The CompanySelection reconciler: read the schedule, the other selections for it and its
-//! last successful run from the caches, and the companies with their estimated sizes from the
-//! source when the ones in the status are stale (one catalog read, whatever the number of
-//! tables); decide the status (`decide`); write it when it changed.
+//! runs from the caches, the companies with their estimated sizes from the source when the
+//! ones in the status are stale (one catalog read, whatever the number of tables), and the
+//! companies' initialization records from the target; decide what to do about each
+//! company's initialization and act (record it, start or fail its initializer); then decide
+//! the status and write it when it changed.
 
 pub mod decide;
+pub mod initialization;
 
 use super::context::Context;
 use super::error::Error;
 use crate::api::CompanySelection;
+use crate::api::companies::{CompanySelectionStatus, InitializationState};
 use crate::api::run::{RunResult, RunType};
 use crate::api::schedule::MigrationSchedule;
+use crate::api::schedule::Runner;
 use crate::clock::utc;
+use crate::engine::initialize::{self, CompanyRecord};
+use crate::runner::initializer::{self, InitializationSpec};
+use crate::runner::inprocess::InProcess;
+use crate::runner::job;
 use decide::{FoundCompany, LastRun, SelectionObserved};
+use initialization::{InitAction, Liveness};
+use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
+use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,7 +55,38 @@ pub async fn reconcile(
             }
             _ => None,
         };
-        let decided = decide::decide(SelectionObserved {
+        let active_run = schedule.as_ref().and_then(|_| active_run(&ctx, &ns, schedule_name));
+        let target = match &schedule {
+            Some(s) if wants_target(&status, last_success.as_ref()) => Some(
+                crate::runner::open_database(
+                    &ctx.client,
+                    &ns,
+                    "target",
+                    &s.spec.target.url,
+                    s.spec.target.password_secret_ref.as_ref(),
+                )
+                .await,
+            ),
+            _ => None,
+        };
+        let read_records = |db: &crate::db::Database| {
+            let db = db.clone();
+            async move {
+                initialize::read(&db)
+                    .await
+                    .map_err(|e| format!("target database: {e}"))
+            }
+        };
+        let records = match &target {
+            Some(Ok(db)) => Some(read_records(db).await),
+            Some(Err(e)) => Some(Err(e.clone())),
+            None => None,
+        };
+        let liveness = match (&schedule, &records) {
+            (Some(s), Some(Ok(r))) => liveness(&ctx, &selection, s, r).await?,
+            _ => Default::default(),
+        };
+        let mut observed = SelectionObserved {
             generation: selection.metadata.generation,
             spec: &selection.spec,
             status: status.clone(),
@@ -50,19 +94,227 @@ pub async fn reconcile(
             older: older(&ctx, &ns, &selection),
             found,
             last_success,
+            records,
+            liveness,
+            active_run,
             now,
-        });
+        };
+        let actions = decide::initialization_actions(&observed);
+        if let (Some(Ok(db)), Some(schedule), false) = (&target, &schedule, actions.is_empty()) {
+            for a in &actions {
+                act(&ctx, &selection, schedule, db, a).await?;
+            }
+            observed.records = Some(read_records(db).await);
+            observed.liveness.clear();
+        }
+        if let Some(Ok(db)) = &target {
+            db.close().await;
+        }
+        let busy = matches!(&observed.records, Some(Ok(r)) if r.iter().any(|r| initialization::busy(Some(r))));
+        let decided = decide::decide(observed);
         if selection.status.is_none() || decided != status {
             ctx.apply_status(selection.as_ref(), &decided).await?;
         }
-        // Sizes go stale: look again when they do (a successful run wakes the schedule, and
-        // through its run the selection, sooner).
-        Ok(Action::requeue(super::jitter::spread(
-            decide::SIZES_FRESH_FOR,
-            &key,
-        )))
+        // An initialization in progress is watched closely; otherwise sizes go stale: look
+        // again when they do (a successful run wakes the schedule, and through its run the
+        // selection, sooner).
+        Ok(if busy {
+            Action::requeue(Duration::from_secs(5))
+        } else {
+            Action::requeue(super::jitter::spread(decide::SIZES_FRESH_FOR, &key))
+        })
     })
     .await
+}
+
+/// Whether the target's initialization records are worth reading: a company has been
+/// migrated, or has a record.
+fn wants_target(status: &CompanySelectionStatus, last_success: Option<&LastRun>) -> bool {
+    last_success.is_some()
+        || status
+            .companies
+            .iter()
+            .any(|c| c.last_migrated_run.is_some() || c.initialization.is_some())
+}
+
+/// A run of the schedule that has not ended.
+fn active_run(ctx: &Context, ns: &str, schedule: &str) -> Option<String> {
+    ctx.caches
+        .runs_of(ns, schedule)
+        .iter()
+        .filter(|r| r.status.as_ref().is_none_or(|s| s.result.is_none()))
+        .map(|r| r.name_any())
+        .min()
+}
+
+/// For each scheduled or running record of this controller, whether its initializer still
+/// works: its in-process task, or its Job. Records that the command line wrote are left alone.
+async fn liveness(
+    ctx: &Context,
+    selection: &CompanySelection,
+    schedule: &MigrationSchedule,
+    records: &[CompanyRecord],
+) -> Result<HashMap<String, Liveness>, Error> {
+    let ns = selection.namespace().unwrap_or_default();
+    let name = selection.name_any();
+    let mut out = HashMap::new();
+    for r in records.iter().filter(|r| initialization::busy(Some(r))) {
+        if !r.attempt.starts_with('g') {
+            continue;
+        }
+        let spec = InitializationSpec {
+            namespace: ns.clone(),
+            selection: name.clone(),
+            company: r.company.clone(),
+            attempt: r.attempt.clone(),
+        };
+        let state = match schedule.spec.runtime.runner {
+            Runner::InProcess => {
+                if ctx
+                    .inprocess
+                    .alive(&InProcess::initializer_key(&spec), &r.attempt, 0)
+                {
+                    Liveness::Alive
+                } else {
+                    Liveness::Lost
+                }
+            }
+            Runner::Job => {
+                let job_name = initializer::job_name(&name, &r.company, &r.attempt);
+                let job = Api::<Job>::namespaced(ctx.client.clone(), &ns)
+                    .get_opt(&job_name)
+                    .await
+                    .map_err(|e| Error::Act(format!("reading Job {job_name}"), e))?;
+                match job {
+                    None => Liveness::Ended(format!(
+                        "Job {job_name} of the initialization is gone before it recorded an outcome"
+                    )),
+                    Some(j) => match job::job_failure(&job_name, j.status.as_ref()) {
+                        Some(why) => Liveness::Ended(why),
+                        None if !job::job_alive(j.status.as_ref(), chrono::Utc::now()) => {
+                            Liveness::Ended(format!(
+                                "Job {job_name} completed without recording an outcome in the \
+                                 target; its log says why"
+                            ))
+                        }
+                        None => Liveness::Alive,
+                    },
+                }
+            }
+        };
+        out.insert(r.company.clone(), state);
+    }
+    Ok(out)
+}
+
+/// Carries out one initialization action: the record in the target first, then the
+/// initializer.
+async fn act(
+    ctx: &Context,
+    selection: &CompanySelection,
+    schedule: &MigrationSchedule,
+    target: &crate::db::Database,
+    action: &InitAction,
+) -> Result<(), Error> {
+    let ns = selection.namespace().unwrap_or_default();
+    let name = selection.name_any();
+    let db_error = |e: crate::db::DbError| Error::Invalid(format!("target database: {e}"));
+    let spec = |company: &str, attempt: &str| InitializationSpec {
+        namespace: ns.clone(),
+        selection: name.clone(),
+        company: company.to_string(),
+        attempt: attempt.to_string(),
+    };
+    match action {
+        InitAction::Mark { company, attempt } => {
+            initialize::record(
+                target,
+                company,
+                InitializationState::Initialized,
+                attempt,
+                None,
+                Some("marked as initialized; no initialization step ran"),
+            )
+            .await
+            .map_err(db_error)?;
+        }
+        InitAction::Fail {
+            company,
+            attempt,
+            message,
+        } => {
+            initialize::set_state(
+                target,
+                company,
+                attempt,
+                InitializationState::Failed,
+                Some(message),
+                None,
+            )
+            .await
+            .map_err(db_error)?;
+        }
+        InitAction::Resume { company, attempt } => {
+            ctx.inprocess
+                .start_initializer(ctx.client.clone(), spec(company, attempt));
+        }
+        InitAction::Schedule {
+            company,
+            attempt,
+            after_run,
+        } => {
+            initialize::record(
+                target,
+                company,
+                InitializationState::Scheduled,
+                attempt,
+                after_run.as_deref(),
+                Some("scheduled"),
+            )
+            .await
+            .map_err(db_error)?;
+            match schedule.spec.runtime.runner {
+                Runner::InProcess => ctx
+                    .inprocess
+                    .start_initializer(ctx.client.clone(), spec(company, attempt)),
+                Runner::Job => {
+                    let account = std::env::var("CLOUDMIGRATE_WORKER_SERVICE_ACCOUNT")
+                        .unwrap_or_else(|_| job::DEFAULT_SERVICE_ACCOUNT.to_string());
+                    let j = initializer::job_for(selection, schedule, company, attempt, &account);
+                    let job_name = j.metadata.name.clone().unwrap_or_default();
+                    match Api::<Job>::namespaced(ctx.client.clone(), &ns)
+                        .create(&PostParams::default(), &j)
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(e)) if e.code == 409 => {}
+                        Err(kube::Error::Api(e)) if (400..500).contains(&e.code) => {
+                            let message = format!(
+                                "the API server refused Job {job_name} of the initialization \
+                                 ({}): {}; the initialization is tried again when this \
+                                 CompanySelection's spec changes",
+                                e.code, e.message
+                            );
+                            initialize::set_state(
+                                target,
+                                company,
+                                attempt,
+                                InitializationState::Failed,
+                                Some(&message),
+                                None,
+                            )
+                            .await
+                            .map_err(db_error)?;
+                        }
+                        Err(e) => {
+                            return Err(Error::Act(format!("creating Job {job_name}"), e));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The oldest other CompanySelection for the same schedule, if it is older than this one: the

@@ -1,0 +1,691 @@
+//! Company initialization in the target: its record in the migration's own table
+//! (`cloudmigrate_companies`), and the steps that initialize a migrated company: wait for the
+//! runs that write to the target, validate the company's data against the source, check the
+//! company's row, refresh the planner statistics of its tables, run the user's steps, and mark
+//! it initialized. The user's steps and the mark commit in one transaction.
+
+use super::catalog::{Catalog, company_sql_name};
+use super::state::{RUNS_TABLE, STATE_TABLE, key_text};
+use super::validate::{TableValidation, validate_table};
+use crate::api::companies::{InitializationState, InitializationStep};
+use crate::db::{Database, DbError, Dialect, Kind, Statement, Value};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+/// One row per company that has an initialization record.
+pub const COMPANIES_TABLE: &str = "cloudmigrate_companies";
+
+/// How many differing keys are named per table.
+pub const KEYS_PER_TABLE: usize = 5;
+
+/// How long an initialization waits for runs that are still writing to the target.
+const WAIT_FOR_RUNS: Duration = Duration::from_secs(3600);
+
+/// What the target records of a company's initialization.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompanyRecord {
+    pub company: String,
+    pub state: InitializationState,
+    /// The attempt that wrote the record: who scheduled it, and when.
+    pub attempt: String,
+    /// The last run that had migrated the company when the initialization was scheduled.
+    pub after_run: Option<String>,
+    pub message: Option<String>,
+    /// The validation's result, as JSON (`Validation`).
+    pub detail: Option<String>,
+    pub updated_at: String,
+}
+
+/// The result of validating a company's data.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Validation {
+    pub tables: Vec<TableValidation>,
+    /// Tables of the company in the source that no run has written to the target.
+    pub not_migrated: Vec<String>,
+}
+
+impl Validation {
+    pub fn failed(&self) -> Vec<&TableValidation> {
+        self.tables
+            .iter()
+            .filter(|t| !t.matches || t.error.is_some())
+            .collect()
+    }
+}
+
+fn state_text(s: InitializationState) -> &'static str {
+    match s {
+        InitializationState::NotInitialized => "NotInitialized",
+        InitializationState::Scheduled => "Scheduled",
+        InitializationState::Running => "Running",
+        InitializationState::Initialized => "Initialized",
+        InitializationState::Failed => "Failed",
+    }
+}
+
+fn state_of(s: &str) -> InitializationState {
+    match s {
+        "Scheduled" => InitializationState::Scheduled,
+        "Running" => InitializationState::Running,
+        "Initialized" => InitializationState::Initialized,
+        "Failed" => InitializationState::Failed,
+        _ => InitializationState::NotInitialized,
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_string())
+}
+
+fn opt(s: Option<&str>) -> Value {
+    s.map(text).unwrap_or(Value::Null)
+}
+
+/// Creates the companies table where it is missing.
+pub async fn ensure(db: &Database) -> Result<(), DbError> {
+    let d = db.dialect();
+    let k = key_text(d);
+    let long = if d == Dialect::MySql {
+        "LONGTEXT"
+    } else {
+        "TEXT"
+    };
+    db.execute(&Statement {
+        sql: format!(
+            "CREATE TABLE IF NOT EXISTS {} (company {k} NOT NULL PRIMARY KEY, state {k} NOT NULL, \
+             attempt {k} NOT NULL, after_run {k}, message {long}, detail {long}, \
+             updated_at {k} NOT NULL)",
+            d.quote(COMPANIES_TABLE)
+        ),
+        params: vec![],
+    })
+    .await
+    .map(|_| ())
+}
+
+/// Every company record; none when the table does not exist yet.
+pub async fn read(db: &Database) -> Result<Vec<CompanyRecord>, DbError> {
+    let d = db.dialect();
+    let rows = db
+        .query(
+            &Statement {
+                sql: format!(
+                    "SELECT company, state, attempt, after_run, message, detail, updated_at FROM {}",
+                    d.quote(COMPANIES_TABLE)
+                ),
+                params: vec![],
+            },
+            &[Kind::Text; 7],
+        )
+        .await;
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(e) => {
+            return if table_exists(db, COMPANIES_TABLE).await? {
+                Err(e)
+            } else {
+                Ok(vec![])
+            };
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let t = |i: usize| match r.get(i) {
+                Some(Value::Text(s)) => Some(s.clone()),
+                _ => None,
+            };
+            Some(CompanyRecord {
+                company: t(0)?,
+                state: state_of(&t(1)?),
+                attempt: t(2).unwrap_or_default(),
+                after_run: t(3),
+                message: t(4),
+                detail: t(5),
+                updated_at: t(6).unwrap_or_default(),
+            })
+        })
+        .collect())
+}
+
+/// Whether a table exists, from the catalog (one cheap query).
+async fn table_exists(db: &Database, name: &str) -> Result<bool, DbError> {
+    let sql = match db.dialect() {
+        Dialect::Postgres => {
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = \
+             current_schema() AND table_name = ?"
+        }
+        Dialect::MySql => {
+            "SELECT CAST(table_name AS CHAR) FROM information_schema.tables WHERE table_schema = \
+             DATABASE() AND table_name = ?"
+        }
+        Dialect::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
+    };
+    Ok(!db
+        .query_text_set(&Statement {
+            sql: sql.into(),
+            params: vec![text(name)],
+        })
+        .await?
+        .is_empty())
+}
+
+/// The companies whose initialization is scheduled or running: no run may write to them.
+pub async fn busy(db: &Database) -> Result<HashSet<String>, DbError> {
+    Ok(read(db)
+        .await?
+        .into_iter()
+        .filter(|r| {
+            matches!(
+                r.state,
+                InitializationState::Scheduled | InitializationState::Running
+            )
+        })
+        .map(|r| r.company)
+        .collect())
+}
+
+/// The statement that writes a company's record whatever it held.
+fn upsert(d: Dialect, r: &CompanyRecord) -> Statement {
+    let update = match d {
+        Dialect::MySql => {
+            " ON DUPLICATE KEY UPDATE state = VALUES(state), attempt = VALUES(attempt), \
+             after_run = VALUES(after_run), message = VALUES(message), detail = VALUES(detail), \
+             updated_at = VALUES(updated_at)"
+        }
+        _ => {
+            " ON CONFLICT (company) DO UPDATE SET state = excluded.state, attempt = \
+             excluded.attempt, after_run = excluded.after_run, message = excluded.message, \
+             detail = excluded.detail, updated_at = excluded.updated_at"
+        }
+    };
+    Statement {
+        sql: format!(
+            "INSERT INTO {} (company, state, attempt, after_run, message, detail, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?){update}",
+            d.quote(COMPANIES_TABLE)
+        ),
+        params: vec![
+            text(&r.company),
+            text(state_text(r.state)),
+            text(&r.attempt),
+            opt(r.after_run.as_deref()),
+            opt(r.message.as_deref()),
+            opt(r.detail.as_deref()),
+            text(&r.updated_at),
+        ],
+    }
+}
+
+/// Writes a company's record: scheduled, or marked initialized without running anything.
+pub async fn record(
+    db: &Database,
+    company: &str,
+    state: InitializationState,
+    attempt: &str,
+    after_run: Option<&str>,
+    message: Option<&str>,
+) -> Result<(), DbError> {
+    ensure(db).await?;
+    db.execute(&upsert(
+        db.dialect(),
+        &CompanyRecord {
+            company: company.to_string(),
+            state,
+            attempt: attempt.to_string(),
+            after_run: after_run.map(str::to_string),
+            message: message.map(str::to_string),
+            detail: None,
+            updated_at: now(),
+        },
+    ))
+    .await
+    .map(|_| ())
+}
+
+/// The statement that moves an attempt on: it changes nothing once another attempt has taken
+/// the company's record.
+fn progress(
+    d: Dialect,
+    company: &str,
+    attempt: &str,
+    state: InitializationState,
+    message: Option<&str>,
+    detail: Option<&str>,
+) -> Statement {
+    Statement {
+        sql: format!(
+            "UPDATE {} SET state = ?, message = ?, detail = ?, updated_at = ? WHERE company = ? \
+             AND attempt = ?",
+            d.quote(COMPANIES_TABLE)
+        ),
+        params: vec![
+            text(state_text(state)),
+            opt(message),
+            opt(detail),
+            text(&now()),
+            text(company),
+            text(attempt),
+        ],
+    }
+}
+
+/// Records how an attempt stands. Returns false when the record belongs to another attempt.
+pub async fn set_state(
+    db: &Database,
+    company: &str,
+    attempt: &str,
+    state: InitializationState,
+    message: Option<&str>,
+    detail: Option<&str>,
+) -> Result<bool, DbError> {
+    let n = db
+        .execute(&progress(
+            db.dialect(),
+            company,
+            attempt,
+            state,
+            message,
+            detail,
+        ))
+        .await?;
+    Ok(n > 0)
+}
+
+/// Clears every company record (a reset of the cloud data).
+pub async fn clear(db: &Database) -> Result<(), DbError> {
+    if table_exists(db, COMPANIES_TABLE).await? {
+        db.execute(&Statement {
+            sql: format!("DELETE FROM {}", db.dialect().quote(COMPANIES_TABLE)),
+            params: vec![],
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// How an initialization ended, in words for the company's status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub state: InitializationState,
+    pub message: String,
+    pub validation: Validation,
+}
+
+/// Initializes one company: every step in order, the record kept up to date as it goes. The
+/// record must have been written for `attempt` first (`record` with `Scheduled`). Returns how it
+/// ended; the record says the same.
+pub async fn initialize(
+    source: &Database,
+    target: &Database,
+    company: &str,
+    attempt: &str,
+    steps: &[InitializationStep],
+    say: &(dyn Fn(&str) + Sync),
+) -> Result<Outcome, DbError> {
+    let d = target.dialect();
+    // 1. No run may be writing to the target: runs that start from now on skip the company.
+    let waited = tokio::time::Instant::now();
+    loop {
+        let running = target
+            .query_text_set(&Statement {
+                sql: format!(
+                    "SELECT run_id FROM {} WHERE state = 'Running'",
+                    d.quote(RUNS_TABLE)
+                ),
+                params: vec![],
+            })
+            .await
+            .unwrap_or_default();
+        let Some(run) = running.iter().min() else {
+            break;
+        };
+        if waited.elapsed() >= WAIT_FOR_RUNS {
+            let message = format!(
+                "run {run} has been marked as running in the target for over an hour; if it was \
+                 killed, start a new run (it marks the old one interrupted), then initialize again"
+            );
+            return end(
+                target,
+                company,
+                attempt,
+                InitializationState::Failed,
+                message,
+                None,
+            )
+            .await;
+        }
+        let message = format!("waiting for run {run} to finish writing to the target");
+        say(&message);
+        set_state(
+            target,
+            company,
+            attempt,
+            InitializationState::Scheduled,
+            Some(&message),
+            None,
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    let running = |m: String| {
+        say(&m);
+        async move {
+            set_state(
+                target,
+                company,
+                attempt,
+                InitializationState::Running,
+                Some(&m),
+                None,
+            )
+            .await
+        }
+    };
+    if !running("validating the company's data".into()).await? {
+        return Ok(Outcome {
+            state: InitializationState::Failed,
+            message: "another attempt took over this company's initialization".into(),
+            validation: Validation::default(),
+        });
+    }
+    // 2. Validation, table by table.
+    let validation = validate_company(source, target, company, &|i, n, table| {
+        say(&format!("validating table {i} of {n}: {table}"));
+    })
+    .await?;
+    let detail = serde_json::to_string(&validation).ok();
+    let failed = validation.failed();
+    if !failed.is_empty() {
+        let named: Vec<String> = failed.iter().take(10).map(|t| describe(t)).collect();
+        let message = format!(
+            "data validation found {} of {} tables that differ from the source: {}. Copy these \
+             tables again with a full run (`cloudmigrate run --type full`, or a MigrationRun of \
+             type Full), or look for writes made in the cloud company, then initialize again",
+            failed.len(),
+            validation.tables.len(),
+            named.join("; ")
+        );
+        return end(
+            target,
+            company,
+            attempt,
+            InitializationState::Failed,
+            message,
+            detail,
+        )
+        .await
+        .map(|mut o| {
+            o.validation = validation;
+            o
+        });
+    }
+    // 3. The company's row in the target's Company table.
+    if let Some(problem) = company_row_missing(target, company).await? {
+        return end(
+            target,
+            company,
+            attempt,
+            InitializationState::Failed,
+            problem,
+            detail,
+        )
+        .await;
+    }
+    // 4. Fresh planner statistics for the company's tables.
+    running("refreshing the statistics of the company's tables".into()).await?;
+    for t in &validation.tables {
+        let table = super::plan::target_name(Some(d), &t.table);
+        let sql = match d {
+            Dialect::MySql => format!("ANALYZE TABLE {}", d.quote(&table)),
+            _ => format!("ANALYZE {}", d.quote(&table)),
+        };
+        target
+            .execute(&Statement {
+                sql,
+                params: vec![],
+            })
+            .await?;
+    }
+    // 5. The user's steps and the mark, in one transaction.
+    running(format!("running {} initialization steps", steps.len())).await?;
+    let summary = format!(
+        "initialized: {} tables validated ({} rows), {} steps of the CompanySelection run",
+        validation.tables.len(),
+        validation.tables.iter().map(|t| t.source_rows).sum::<i64>(),
+        steps.len()
+    );
+    let mut last: Vec<Statement> = steps
+        .iter()
+        .map(|s| step_statement(d, company, s))
+        .collect();
+    last.push(progress(
+        d,
+        company,
+        attempt,
+        InitializationState::Initialized,
+        Some(&summary),
+        detail.as_deref(),
+    ));
+    if let Err(e) = target.in_transaction(&last).await {
+        let message = match e {
+            DbError::InTransaction { index, message } if index < steps.len() => format!(
+                "initialization step {:?} failed: {message}. Nothing of the steps was kept; \
+                 correct its SQL in spec.initializationSteps",
+                steps[index].name
+            ),
+            e => format!(
+                "marking the company initialized failed: {e}; nothing of the steps was kept"
+            ),
+        };
+        return end(
+            target,
+            company,
+            attempt,
+            InitializationState::Failed,
+            message,
+            detail,
+        )
+        .await;
+    }
+    say(&summary);
+    Ok(Outcome {
+        state: InitializationState::Initialized,
+        message: summary,
+        validation,
+    })
+}
+
+async fn end(
+    target: &Database,
+    company: &str,
+    attempt: &str,
+    state: InitializationState,
+    message: String,
+    detail: Option<String>,
+) -> Result<Outcome, DbError> {
+    set_state(
+        target,
+        company,
+        attempt,
+        state,
+        Some(&message),
+        detail.as_deref(),
+    )
+    .await?;
+    let validation = detail
+        .and_then(|d| serde_json::from_str(&d).ok())
+        .unwrap_or_default();
+    Ok(Outcome {
+        state,
+        message,
+        validation,
+    })
+}
+
+/// One table's problem in a few words.
+fn describe(t: &TableValidation) -> String {
+    if let Some(e) = &t.error {
+        return format!("{} ({e})", t.table);
+    }
+    let keys: Vec<String> = t
+        .differences
+        .iter()
+        .map(|d| format!("{} {:?}", d.key, d.difference))
+        .collect();
+    format!(
+        "{} ({} rows in the source, {} in the target; first differing keys: {})",
+        t.table,
+        t.source_rows,
+        t.target_rows,
+        if keys.is_empty() {
+            "none found".to_string()
+        } else {
+            keys.join(", ")
+        }
+    )
+}
+
+/// Validates every table of a company that a run wrote to the target.
+pub async fn validate_company(
+    source: &Database,
+    target: &Database,
+    company: &str,
+    progress: &(dyn Fn(usize, usize, &str) + Sync),
+) -> Result<Validation, DbError> {
+    let catalog = Catalog::read(source).await?;
+    if !catalog.companies.iter().any(|c| c.name == company) {
+        return Err(DbError::Config(format!(
+            "the source has no company {company:?} in its Company table"
+        )));
+    }
+    let migrated = migrated_tables(target, company).await?;
+    let target_tables: HashMap<String, crate::db::TableDef> = target
+        .tables()
+        .await?
+        .into_iter()
+        .map(|t| (t.name.clone(), t))
+        .collect();
+    let mut out = Validation::default();
+    let mine: Vec<_> = catalog
+        .tables
+        .iter()
+        .filter(|t| t.company.as_deref() == Some(company))
+        .collect();
+    let to_check: Vec<_> = mine
+        .iter()
+        .filter(|t| migrated.contains(&t.def.name))
+        .collect();
+    out.not_migrated = mine
+        .iter()
+        .filter(|t| !migrated.contains(&t.def.name))
+        .map(|t| t.def.name.clone())
+        .collect();
+    for (i, t) in to_check.iter().enumerate() {
+        progress(i + 1, to_check.len(), &t.def.name);
+        let name = super::plan::target_name(Some(target.dialect()), &t.def.name);
+        let result = match target_tables.get(&name) {
+            Some(tt) => validate_table(source, target, &t.def, tt, KEYS_PER_TABLE).await,
+            None => TableValidation {
+                table: t.def.name.clone(),
+                error: Some("a run wrote it, and the target no longer has it".into()),
+                ..Default::default()
+            },
+        };
+        out.tables.push(result);
+    }
+    Ok(out)
+}
+
+/// The source names of the company's tables that a run has written to the target.
+async fn migrated_tables(target: &Database, company: &str) -> Result<HashSet<String>, DbError> {
+    target
+        .query_text_set(&Statement {
+            sql: format!(
+                "SELECT table_name FROM {} WHERE company = ?",
+                target.dialect().quote(STATE_TABLE)
+            ),
+            params: vec![text(company)],
+        })
+        .await
+}
+
+/// The built-in check that the company exists in the target's `Company` table (where the target
+/// has one); the problem in words, or None.
+async fn company_row_missing(target: &Database, company: &str) -> Result<Option<String>, DbError> {
+    if !table_exists(target, "Company").await? {
+        return Ok(None);
+    }
+    let d = target.dialect();
+    let found = target
+        .query_text_set(&Statement {
+            sql: format!(
+                "SELECT {n} FROM {c} WHERE {n} = ?",
+                n = d.quote("Name"),
+                c = d.quote("Company")
+            ),
+            params: vec![text(company)],
+        })
+        .await?;
+    Ok(found.is_empty().then(|| {
+        format!(
+            "the target's Company table has no row {company:?}; the per-database tables were not \
+             migrated: start a run that copies them, then initialize again"
+        )
+    }))
+}
+
+/// A step's SQL for one company: `{{company}}` becomes a parameter holding the company's name,
+/// `{{table:Name}}` the company's table `Name`, quoted for the target.
+pub fn step_statement(d: Dialect, company: &str, step: &InitializationStep) -> Statement {
+    let mut sql = String::with_capacity(step.sql.len());
+    let mut params = Vec::new();
+    let mut rest = step.sql.as_str();
+    while let Some(at) = rest.find("{{") {
+        sql.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let Some(end) = after.find("}}") else {
+            sql.push_str(&rest[at..]);
+            rest = "";
+            break;
+        };
+        let token = after[..end].trim();
+        if token == "company" {
+            sql.push('?');
+            params.push(text(company));
+        } else if let Some(table) = token.strip_prefix("table:") {
+            let name = format!("{}${}", company_sql_name(company), table.trim());
+            sql.push_str(&d.quote(&super::plan::target_name(Some(d), &name)));
+        } else {
+            sql.push_str(&rest[at..at + 2 + end + 2]);
+        }
+        rest = &after[end + 2..];
+    }
+    sql.push_str(rest);
+    Statement { sql, params }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_become_a_parameter_and_quoted_tables() {
+        let step = InitializationStep {
+            name: "setup".into(),
+            sql: "UPDATE {{table:Sales Setup}} SET x = {{ company }} WHERE {{other}} = 1".into(),
+        };
+        let s = step_statement(Dialect::Postgres, "CRONUS Ltd.", &step);
+        assert_eq!(
+            s.sql,
+            r#"UPDATE "CRONUS Ltd_$Sales Setup" SET x = ? WHERE {{other}} = 1"#
+        );
+        assert_eq!(s.params, vec![Value::Text("CRONUS Ltd.".into())]);
+        let s = step_statement(Dialect::MySql, "A`B", &step);
+        assert!(s.sql.starts_with("UPDATE `A``B$Sales Setup`"), "{}", s.sql);
+    }
+}

@@ -73,9 +73,10 @@ pub struct TableValidation {
 struct Side<'a> {
     db: &'a Database,
     table: &'a TableDef,
-    /// The compared columns, in the order both sides use.
-    columns: Vec<&'a ColumnDef>,
-    key: Vec<&'a ColumnDef>,
+    /// The compared columns, in the order both sides use, each with the kind its canonical
+    /// text follows.
+    columns: Vec<ColumnDef>,
+    key: Vec<ColumnDef>,
 }
 
 /// Count and sum of the rows' 60-bit hash prefixes: order does not matter, and the sum is
@@ -133,7 +134,7 @@ pub async fn validate_table(
             out.left_out.push(c.name.clone());
             out.left_out_reason = Some(FLOAT_LEFT_OUT.to_string());
         } else {
-            pairs.push((c, t));
+            pairs.push(shaped(source.dialect(), c, target.dialect(), t));
         }
     }
     let key_names: Vec<&str> = if source_table.primary_key.is_empty() {
@@ -156,8 +157,14 @@ pub async fn validate_table(
     for name in &key_names {
         match (key_of(source_table, name), key_of(target_table, name)) {
             (Some(s), Some(t)) => {
-                source_key.push(&source_table.columns[s]);
-                target_key.push(&target_table.columns[t]);
+                let (s, t) = shaped(
+                    source.dialect(),
+                    &source_table.columns[s],
+                    target.dialect(),
+                    &target_table.columns[t],
+                );
+                source_key.push(s);
+                target_key.push(t);
             }
             _ => {
                 out.error = Some(format!("the key column {name:?} is missing on one side"));
@@ -168,13 +175,13 @@ pub async fn validate_table(
     let s = Side {
         db: source,
         table: source_table,
-        columns: pairs.iter().map(|(c, _)| *c).collect(),
+        columns: pairs.iter().map(|(c, _)| c.clone()).collect(),
         key: source_key,
     };
     let t = Side {
         db: target,
         table: target_table,
-        columns: pairs.iter().map(|(_, t)| *t).collect(),
+        columns: pairs.iter().map(|(_, t)| t.clone()).collect(),
         key: target_key,
     };
     match compare(&s, &t, &key_names, max_keys).await {
@@ -187,6 +194,19 @@ pub async fn validate_table(
         Err(e) => out.error = Some(e.to_string()),
     }
     out
+}
+
+/// A column pair, each with the kind its canonical text follows. SQLite types values, not
+/// columns, so a SQLite column follows the other side's kind: a `TEXT` column that holds a
+/// copied `NUMERIC` compares as an exact number.
+fn shaped(sd: Dialect, s: &ColumnDef, td: Dialect, t: &ColumnDef) -> (ColumnDef, ColumnDef) {
+    let (mut s, mut t) = (s.clone(), t.clone());
+    if sd == Dialect::Sqlite && td != Dialect::Sqlite {
+        s.kind = t.kind;
+    } else if td == Dialect::Sqlite && sd != Dialect::Sqlite {
+        t.kind = s.kind;
+    }
+    (s, t)
 }
 
 /// Count and checksum on both sides; where they differ, the first differing keys.
@@ -359,14 +379,14 @@ impl Side<'_> {
     /// Reads every row of a SQLite table in this process, in chunks, and hands each row's key
     /// text, key hash and row hash to `f`.
     async fn scan(&self, mut f: impl FnMut(&str, &str, &str)) -> Result<(), DbError> {
-        let mut columns: Vec<ColumnDef> = self.columns.iter().map(|c| (*c).clone()).collect();
+        let mut columns: Vec<ColumnDef> = self.columns.clone();
         let key_at: Vec<usize> = self
             .key
             .iter()
             .map(|k| match columns.iter().position(|c| c.name == k.name) {
                 Some(i) => i,
                 None => {
-                    columns.push((*k).clone());
+                    columns.push(k.clone());
                     columns.len() - 1
                 }
             })
@@ -558,7 +578,7 @@ fn canonical_sql(d: Dialect, c: &ColumnDef) -> String {
 }
 
 /// The canonical text of a row (or key) in SQL: the values joined by U+001F, NULL as U+001E.
-fn joined(d: Dialect, columns: &[&ColumnDef]) -> String {
+fn joined(d: Dialect, columns: &[ColumnDef]) -> String {
     if columns.is_empty() {
         return "''".into();
     }

@@ -8,5 +8,6 @@ mod failures;
 mod fidelity;
 mod identifiers;
 mod incremental;
+mod initialization;
 mod reliability;
 mod users;

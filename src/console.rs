@@ -180,8 +180,7 @@ pub fn summary(report: &RunReport) -> String {
 /// differing keys.
 pub fn validation_table(v: &crate::engine::initialize::Validation) -> String {
     let mut rows: Vec<_> = v.tables.iter().collect();
-    rows.sort_by_key(|t| (t.matches && t.error.is_none(), t.table.clone()));
-    rows.reverse();
+    rows.sort_by_key(|t| (!(t.matches && t.error.is_none()), t.table.clone()));
     let mut table = Table::new();
     table
         .load_style(UTF8_FULL_CONDENSED)
@@ -217,4 +216,53 @@ pub fn validation_table(v: &crate::engine::initialize::Validation) -> String {
         ]);
     }
     table.to_string()
+}
+
+/// The companies of a source with their estimated sizes.
+pub fn companies_table(
+    sizes: &std::collections::BTreeMap<String, crate::engine::catalog::CompanySize>,
+) -> String {
+    let mut table = Table::new();
+    table
+        .load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(["Company", "Tables", "Rows (estimated)", "Size (estimated)"]);
+    for (name, s) in sizes {
+        table.add_row([
+            Cell::new(name),
+            Cell::new(s.tables),
+            Cell::new(s.rows),
+            Cell::new(human_bytes(s.bytes.max(0) as u64)),
+        ]);
+    }
+    table.to_string()
+}
+
+/// One paragraph on a company's validation: counts, and the tables that differ, if any.
+pub fn validation_summary(company: &str, v: &crate::engine::initialize::Validation) -> String {
+    let failed = v.failed();
+    let rows: i64 = v.tables.iter().map(|t| t.source_rows).sum();
+    let mut out = format!(
+        "Validated {company}: {} tables, {rows} rows compared by checksum in each database; {} \
+         match the source",
+        v.tables.len(),
+        v.tables.len() - failed.len()
+    );
+    if !v.not_migrated.is_empty() {
+        out.push_str(&format!(
+            ", {} not migrated ({})",
+            v.not_migrated.len(),
+            v.not_migrated.join(", ")
+        ));
+    }
+    out.push('.');
+    if !failed.is_empty() {
+        let only = crate::engine::initialize::Validation {
+            tables: failed.into_iter().cloned().collect(),
+            not_migrated: vec![],
+        };
+        out.push('\n');
+        out.push_str(&validation_table(&only));
+    }
+    out
 }

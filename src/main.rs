@@ -526,16 +526,49 @@ async fn demo(dir: PathBuf, only_problems: bool) -> Result<ExitCode, String> {
         cloudmigrate::demo::COMPANIES.join(", "),
         dir.display()
     );
+    let config = cloudmigrate::demo::run_config(&dir);
+    let source = cloudmigrate::db::Database::connect(&config.source)
+        .await
+        .map_err(|e| format!("source database: {e}"))?;
+    let catalog = cloudmigrate::engine::catalog::Catalog::read_with_sizes(&source)
+        .await
+        .map_err(|e| format!("source database: {e}"))?;
+    println!(
+        "{}\n",
+        cloudmigrate::console::companies_table(&catalog.company_sizes())
+    );
     // The demo's one failing table is part of the story, so the demo itself succeeds; `run`
     // exits with 1 when a table fails.
-    migrate(&cloudmigrate::demo::run_config(&dir), only_problems).await?;
+    migrate(&config, only_problems).await?;
+    // The first company's data, validated against the source, as its initialization does.
+    let company = cloudmigrate::demo::COMPANIES[0];
+    let target = cloudmigrate::db::Database::connect(&config.target)
+        .await
+        .map_err(|e| format!("target database: {e}"))?;
+    let validation = cloudmigrate::engine::initialize::validate_company(
+        &source,
+        &target,
+        company,
+        &|_, _, _| {},
+    )
+    .await
+    .map_err(|e| format!("validating {company}: {e}"))?;
+    source.close().await;
+    target.close().await;
+    println!(
+        "\n{}",
+        cloudmigrate::console::validation_summary(company, &validation)
+    );
     println!(
         "\nThe failed and the warning table are the demo's: a customer name too long for its cloud \
          column, and an extension table the cloud lacks. The databases stay in {}/ (open them with \
          sqlite3); the cloud's replication state is in its tables cloudmigrate_table_state, \
          cloudmigrate_table_log and cloudmigrate_runs. Run `cloudmigrate run -f \
-         examples/local/schedule.yaml` to migrate again: only what changed is copied.",
-        dir.display()
+         examples/local/schedule.yaml` to migrate again: only what changed is copied; and \
+         `cloudmigrate initialize -f examples/local/schedule.yaml --company \"{}\"` to \
+         initialize that company.",
+        dir.display(),
+        cloudmigrate::demo::COMPANIES[0]
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -72,6 +72,35 @@ impl Catalog {
         Ok(Self::from_parts(defs, companies))
     }
 
+    /// Reads the source like `read`, with sizes everywhere: SQLite keeps no size statistics,
+    /// so its tables' sizes come from the `dbstat` table, which reads every page of the file
+    /// (fine for the SQLite databases of tests and demos, slow for big ones: runs never ask).
+    pub async fn read_with_sizes(db: &Database) -> Result<Self, DbError> {
+        let mut catalog = Self::read(db).await?;
+        if db.dialect() == crate::db::Dialect::Sqlite {
+            let rows = db
+                .query(
+                    &Statement {
+                        sql: "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name".into(),
+                        params: vec![],
+                    },
+                    &[Kind::Text, Kind::Int],
+                )
+                .await?;
+            let bytes: std::collections::HashMap<String, i64> = rows
+                .into_iter()
+                .filter_map(|r| match r.as_slice() {
+                    [Value::Text(name), Value::Int(n)] => Some((name.clone(), *n)),
+                    _ => None,
+                })
+                .collect();
+            for t in &mut catalog.tables {
+                t.def.est_bytes = bytes.get(&t.def.name).copied().unwrap_or(0);
+            }
+        }
+        Ok(catalog)
+    }
+
     /// Splits the tables by company.
     pub fn from_parts(defs: Vec<TableDef>, companies: Vec<Company>) -> Self {
         // Longest SQL name first, so `CRONUS` never claims the tables of `CRONUS Canada`.

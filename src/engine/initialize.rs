@@ -405,7 +405,8 @@ pub async fn initialize(
         let message = format!(
             "data validation found {} of {} tables that differ from the source: {}. Copy these \
              tables again with a full run (`cloudmigrate run --type full`, or a MigrationRun of \
-             type Full), or look for writes made in the cloud company, then initialize again",
+             type Full), or look for writes made in the cloud company; the initialization goes \
+             again after the next run that migrates the company",
             failed.len(),
             validation.tables.len(),
             named.join("; ")
@@ -454,7 +455,7 @@ pub async fn initialize(
     // 5. The user's steps and the mark, in one transaction.
     running(format!("running {} initialization steps", steps.len())).await?;
     let summary = format!(
-        "initialized: {} tables validated ({} rows), {} steps of the CompanySelection run",
+        "initialized: {} tables validated ({} rows), {} of the CompanySelection's steps run",
         validation.tables.len(),
         validation.tables.iter().map(|t| t.source_rows).sum::<i64>(),
         steps.len()
@@ -517,6 +518,21 @@ async fn end(
         detail.as_deref(),
     )
     .await?;
+    if state == InitializationState::Failed {
+        // A failure is tried again after a newer run: one that starts after it. The runs that
+        // started before may have skipped the company while it waited.
+        if let Some(run) = latest_run(target).await? {
+            target
+                .execute(&Statement {
+                    sql: format!(
+                        "UPDATE {} SET after_run = ? WHERE company = ? AND attempt = ?",
+                        target.dialect().quote(COMPANIES_TABLE)
+                    ),
+                    params: vec![text(&run), text(company), text(attempt)],
+                })
+                .await?;
+        }
+    }
     let validation = detail
         .and_then(|d| serde_json::from_str(&d).ok())
         .unwrap_or_default();
@@ -525,6 +541,29 @@ async fn end(
         message,
         validation,
     })
+}
+
+/// The run that started last, in the target's run log.
+async fn latest_run(target: &Database) -> Result<Option<String>, DbError> {
+    let rows = target
+        .query(
+            &Statement {
+                sql: format!(
+                    "SELECT run_id FROM {} ORDER BY started_at DESC LIMIT 1",
+                    target.dialect().quote(RUNS_TABLE)
+                ),
+                params: vec![],
+            },
+            &[Kind::Text],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .next()
+        .and_then(|r| match r.into_iter().next() {
+            Some(Value::Text(t)) => Some(t),
+            _ => None,
+        }))
 }
 
 /// One table's problem in a few words.

@@ -1112,6 +1112,215 @@ fn a_run_copies_only_the_selected_companies_and_the_per_database_tables() {
     assert_eq!(runs(&ns).len(), 1, "a run started with no company selected");
 }
 
+/// Company initialization with the Job runner: one company marked, one initialized by a Job
+/// that validates its data and runs a step. While its initialization waits, a run skips that
+/// company and a change of its choice is refused; the validation then catches the row the run
+/// skipped and fails naming its key; the next run migrates it and the initialization goes
+/// again by itself. `kubectl get csel` counts the initialized companies.
+#[test]
+fn companies_are_initialized_by_a_job_and_runs_skip_them_meanwhile() {
+    let ns = TestNamespace::new("ctl-init");
+    let (src, dst) = (database("in_src"), database("in_dst"));
+    let mut sql = String::from(
+        "CREATE TABLE \"Company\" (\"Name\" text PRIMARY KEY);\n\
+         INSERT INTO \"Company\" VALUES ('CRONUS'), ('FABRIKAM'), ('ADATUM');\n",
+    );
+    for company in ["CRONUS", "FABRIKAM", "ADATUM"] {
+        sql.push_str(&format!(
+            "CREATE TABLE \"{company}$Item\" (\"No_\" int PRIMARY KEY, \"Text\" text);\n\
+             INSERT INTO \"{company}$Item\" VALUES (1, 'one'), (2, 'two');\n\
+             CREATE TABLE \"{company}$Setup\" (\"Key\" int PRIMARY KEY, \"Owner\" text);\n\
+             INSERT INTO \"{company}$Setup\" VALUES (1, 'on premises');\n"
+        ));
+    }
+    psql(&src, &sql);
+    let controller = Controller::start(&ns.name);
+    let schedule =
+        schedule_yaml("init", &src, &dst, "0 2 * * *").replace("runner: InProcess", "runner: Job");
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(&schedule)),
+        "applying the schedule",
+    );
+    let selection = |adatum: &str, fabrikam: &str| {
+        format!(
+            "apiVersion: cloudmigrate.io/v1alpha1\nkind: CompanySelection\nmetadata: {{name: pick}}\n\
+             spec:\n  scheduleRef: {{name: init}}\n  companies:\n\
+             \x20 - {{name: CRONUS}}\n\
+             \x20 - {{name: FABRIKAM, initialization: {fabrikam}}}\n\
+             \x20 - {{name: ADATUM, {adatum}}}\n\
+             \x20 initializationSteps:\n\
+             \x20 - name: owner\n\
+             \x20   sql: 'UPDATE {{{{table:Setup}}}} SET \"Owner\" = {{{{company}}}}'\n"
+        )
+    };
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&selection("initialization: None", "None")),
+        ),
+        "applying the selection",
+    );
+    request_run(&ns, "init", "1");
+    let run1 = wait_for(
+        &ns,
+        "msched/init",
+        "{.status.lastRun.name}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert_eq!(ended(&ns, &run1, &controller), "Succeeded");
+    let states = "{.status.companies[*].initialization}";
+    ns.wait_until(
+        "csel/pick",
+        states,
+        |s| s == "NotInitialized NotInitialized NotInitialized",
+        || controller.log(),
+    );
+
+    // A run that seems to be writing to the target holds the initialization at Scheduled.
+    psql(
+        &dst,
+        "INSERT INTO cloudmigrate_runs (run_id, run_type, state, started_at) \
+         VALUES ('stuck', 'Auto', 'Running', '2026-01-01T00:00:00Z')",
+    );
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&selection("initialization: Initialize", "MarkInitialized")),
+        ),
+        "asking for the initializations",
+    );
+    let adatum = "{.status.companies[?(@.name==\"ADATUM\")].initialization}|\
+                  {.status.companies[?(@.name==\"ADATUM\")].message}";
+    let waiting = ns.wait_until(
+        "csel/pick",
+        adatum,
+        |s| s.contains("waiting for run stuck"),
+        || controller.log(),
+    );
+    assert!(waiting.starts_with("Scheduled|"), "{waiting}");
+    let fabrikam = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "csel",
+                "pick",
+                "-o",
+                "jsonpath={.status.companies[?(@.name==\"FABRIKAM\")].initialization}",
+            ],
+            None,
+        ),
+        "FABRIKAM",
+    );
+    assert_eq!(fabrikam, "Initialized");
+    let jobs = ok(ns.kubectl(&["get", "jobs", "-o", "name"], None), "the Jobs");
+    assert!(jobs.contains("job.batch/pick-init-"), "{jobs}");
+
+    // A change of ADATUM's choice waits for the initialization to end.
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&selection(
+                "migrate: false, initialization: Initialize",
+                "MarkInitialized",
+            )),
+        ),
+        "changing ADATUM",
+    );
+    let refused = ns.wait_until(
+        "csel/pick",
+        "{.status.conditions[?(@.type==\"ChangeRefused\")].status}|{.status.conditions[?(@.type==\"ChangeRefused\")].message}",
+        |s| s.starts_with("True|"),
+        || controller.log(),
+    );
+    assert!(refused.contains("\"ADATUM\" (migrate: false)"), "{refused}");
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&selection("initialization: Initialize", "MarkInitialized")),
+        ),
+        "changing ADATUM back",
+    );
+
+    // A run now skips ADATUM, so its new row stays behind.
+    psql(&src, "INSERT INTO \"ADATUM$Item\" VALUES (3, 'three')");
+    request_run(&ns, "init", "2");
+    let run2 = next_run(&ns, "init", &run1, &controller);
+    assert_eq!(ended(&ns, &run2, &controller), "Succeeded");
+    let skipped = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "mrun",
+                &run2,
+                "-o",
+                "jsonpath={.status.tables[?(@.result==\"Skipped\")].company}|\
+                 {.status.tables[?(@.result==\"Skipped\")].table}|\
+                 {.status.tables[?(@.result==\"Skipped\")].message}",
+            ],
+            None,
+        ),
+        "the tables the run skipped",
+    );
+    assert!(
+        skipped.starts_with("ADATUM ADATUM|Item Setup|") && skipped.contains("being initialized"),
+        "{skipped}"
+    );
+    // The validation finds the row and names it; nothing of the steps ran.
+    let failed = ns.wait_until(
+        "csel/pick",
+        adatum,
+        |s| s.starts_with("Failed|"),
+        || controller.log(),
+    );
+    assert!(
+        failed.contains("ADATUM$Item") && failed.contains("No_=3 MissingInTarget"),
+        "{failed}"
+    );
+    assert!(failed.contains("full run"), "{failed}");
+    let mismatch = ok(
+        ns.kubectl(&["get", "csel", "pick", "-o", "jsonpath={.status.companies[?(@.name==\"ADATUM\")].validation.mismatches[0].firstKeys[0]}"], None),
+        "the mismatch",
+    );
+    assert_eq!(mismatch, "No_=3: MissingInTarget");
+    assert_eq!(
+        psql(&dst, "SELECT \"Owner\" FROM \"ADATUM$Setup\""),
+        "on premises"
+    );
+
+    // The next run copies the row; the initialization goes again and succeeds.
+    request_run(&ns, "init", "3");
+    let run3 = next_run(&ns, "init", &run2, &controller);
+    assert_eq!(ended(&ns, &run3, &controller), "Succeeded");
+    let done = ns.wait_until(
+        "csel/pick",
+        adatum,
+        |s| s.starts_with("Initialized|"),
+        || controller.log(),
+    );
+    assert!(done.contains("2 tables validated (4 rows)"), "{done}");
+    assert_eq!(
+        psql(&dst, "SELECT \"Owner\" FROM \"ADATUM$Setup\""),
+        "ADATUM"
+    );
+    assert_eq!(
+        psql(&dst, "SELECT \"Owner\" FROM \"CRONUS$Setup\""),
+        "on premises"
+    );
+    let table = ok(
+        ns.kubectl(&["get", "csel", "pick"], None),
+        "kubectl get csel",
+    );
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[..5], ["pick", "init", "3", "3", "2"], "{table}");
+    assert!(table.contains("INITIALIZED"), "{table}");
+}
+
 /// A UserMapping: it waits for a migrated company, then renames the cloud user (found by its
 /// authentication email) to the on-premises name; a set with a bad mapping writes nothing and
 /// names the offending users; `kubectl get umap` shows the counts.

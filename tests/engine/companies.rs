@@ -97,15 +97,24 @@ async fn company_sizes_match_the_database_mariadb() {
     sizes_match_the_database(Server::MariaDb).await;
 }
 
-/// SQLite has no cheap size per table: the companies and their tables are found, the sizes
-/// are 0.
+/// SQLite keeps no size statistics: a run's catalog has no sizes, and the CompanySelection's
+/// read takes them from `dbstat`, page by page, matching what the file holds.
 #[tokio::test]
-async fn sqlite_companies_are_found_without_sizes() {
+async fn sqlite_sizes_come_from_its_pages() {
     let db = source(Server::Sqlite).await;
     let conn = db.connect().await;
-    let sizes = Catalog::read(&conn).await.unwrap().company_sizes();
-    conn.close().await;
+    let plain = Catalog::read(&conn).await.unwrap().company_sizes();
+    assert_eq!(plain["CRONUS"].bytes, 0);
+    let sizes = Catalog::read_with_sizes(&conn)
+        .await
+        .unwrap()
+        .company_sizes();
     assert_eq!(sizes["CRONUS"].tables, 2);
     assert_eq!(sizes["CRONUS Canada, Inc."].tables, 1);
-    assert_eq!(sizes["CRONUS"].bytes, 0);
+    let pages = |t: &str| format!("SELECT SUM(pgsize) FROM dbstat WHERE name = '{t}'");
+    let cronus = db.int(&pages("CRONUS$Item")).await + db.int(&pages("CRONUS$Customer")).await;
+    assert_eq!(sizes["CRONUS"].bytes, cronus);
+    // 2,500 rows of 150 characters: at least that many bytes.
+    assert!(cronus > 2500 * 150, "{cronus}");
+    conn.close().await;
 }

@@ -371,7 +371,7 @@ async fn read_companies(
             source.password_secret_ref.as_ref(),
         )
         .await?;
-        let catalog = crate::engine::catalog::Catalog::read(&db).await;
+        let catalog = crate::engine::catalog::Catalog::read_with_sizes(&db).await;
         db.close().await;
         catalog.map_err(|e| format!("reading the source database's companies: {e}"))
     };

@@ -241,8 +241,11 @@ pub struct CompanyValidation {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TableMismatch {
+    /// The table's name in the source.
     pub table: String,
+    /// Rows of the table in the source.
     pub source_rows: i64,
+    /// Rows of the table in the target.
     pub target_rows: i64,
     /// The first differing rows: key, and how the row differs (`MissingInTarget`,
     /// `OnlyInTarget`, `ValuesDiffer`), for example `No.=10000: ValuesDiffer`.
@@ -257,7 +260,10 @@ pub struct TableMismatch {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ColumnsLeftOut {
+    /// The table's name in the source.
     pub table: String,
+    /// The columns not compared.
     pub columns: Vec<String>,
+    /// Why they could not be compared exactly.
     pub reason: String,
 }

@@ -427,7 +427,12 @@ async fn prepare(
             }
             // Read after the run is recorded as running: an initialization scheduled from now
             // on waits for this run, and one scheduled before is seen here.
-            let busy = initialize::busy(target).await?;
+            let busy = match initialize::busy(target).await {
+                Ok(b) => b,
+                // A diagnostic run may meet a target that no run has written to yet.
+                Err(_) if diagnostic => Default::default(),
+                Err(e) => return Err(e),
+            };
             match state::read_table_states(target).await {
                 Ok(s) => Ok((s, busy)),
                 // A diagnostic run may meet a target that no run has written to yet.

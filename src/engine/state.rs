@@ -69,7 +69,8 @@ pub async fn ensure(db: &Database) -> Result<(), DbError> {
         })
         .await?;
     }
-    Ok(())
+    // The companies' initialization records, which every run reads.
+    super::initialize::ensure(db).await
 }
 
 fn now() -> String {

@@ -997,7 +997,7 @@ fn a_run_copies_only_the_selected_companies_and_the_per_database_tables() {
         format!(
             "apiVersion: cloudmigrate.io/v1alpha1\nkind: CompanySelection\nmetadata: {{name: pick}}\n\
              spec:\n  scheduleRef: {{name: picked}}\n  companies:\n\
-             \x20 - {{name: CRONUS, migrate: {migrate_others}}}\n\
+             \x20 - {{name: CRONUS, migrate: {migrate_others}, initialization: Initialize}}\n\
              \x20 - {{name: FABRIKAM, migrate: {migrate_others}}}\n\
              \x20 - {{name: ADATUM, migrate: {migrate_adatum}}}\n"
         )
@@ -1050,6 +1050,16 @@ fn a_run_copies_only_the_selected_companies_and_the_per_database_tables() {
         || controller.log(),
     );
     assert_eq!(glance, format!("3|2|True|{run}"));
+    // CRONUS asked for its initialization: the controller runs it in-process.
+    let cronus = ns.wait_until(
+        "csel/pick",
+        "{.status.companies[?(@.name==\"CRONUS\")].initialization}|\
+         {.status.companies[?(@.name==\"CRONUS\")].validation.tablesMatching}|\
+         {.status.companiesInitialized}",
+        |s| s.starts_with("Initialized|"),
+        || controller.log(),
+    );
+    assert_eq!(cronus, "Initialized|1|1");
     let sizes = ok(
         ns.kubectl(
             &[

@@ -121,7 +121,15 @@ fn kubectl_get_shows_the_printer_columns() {
         ),
         (
             "csel",
-            &["NAME", "SCHEDULE", "FOUND", "SELECTED", "READY", "AGE"],
+            &[
+                "NAME",
+                "SCHEDULE",
+                "FOUND",
+                "SELECTED",
+                "INITIALIZED",
+                "READY",
+                "AGE",
+            ],
         ),
         (
             "umap",

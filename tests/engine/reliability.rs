@@ -421,10 +421,18 @@ async fn a_source_restart_fails_the_tables_in_flight_and_the_next_run_heals() {
     let dst = TestDb::new(Server::Sqlite, "restart_dst").await;
 
     let cfg = config(&src, &dst, true);
-    let running = tokio::spawn(async move {
-        cloudmigrate::engine::run(&cfg, &cloudmigrate::engine::Quiet, Default::default()).await
+    let progress = std::sync::Arc::new(cloudmigrate::db::ReadProgress::default());
+    let running = tokio::spawn({
+        let progress = progress.clone();
+        async move { cloudmigrate::engine::run(&cfg, &cloudmigrate::engine::Quiet, progress).await }
     });
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The restart lands while rows are being read, whatever the phases before took.
+    let started = std::time::Instant::now();
+    while progress.rows.load(std::sync::atomic::Ordering::Relaxed) == 0
+        && started.elapsed() < Duration::from_secs(30)
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let restart = Command::new("runuser")
         .args(["-u", "postgres", "--"])
         .arg(&pg_bin)

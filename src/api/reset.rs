@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
     status = "CloudResetStatus",
     doc = "Clears every migrated table and all replication state in a schedule's cloud target, \
            and resets company initialization; the next run copies everything again. One-shot: \
-           it waits until no run is active, acts once and records the outcome. Not acted on \
-           yet: no controller handles a CloudReset so far.",
+           it waits until no run is active (no run starts meanwhile), acts once and records \
+           the outcome. Tables that no run wrote are never touched.",
     printcolumn(
         name = "Schedule",
         type_ = "string",

@@ -352,7 +352,8 @@ pub struct TableStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<CopyMode>,
     /// Why the table was copied in full: `FirstRun`, `RetentionExpired`, `Truncated`,
-    /// `SchemaChanged`, `NoPrimaryKey` or `Requested`.
+    /// `SchemaChanged`, `NoPrimaryKey`, `NoChangeTracking`, `Requested` or `Reset` (the first
+    /// run after a CloudReset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_reason: Option<String>,
     /// Rows written (a full copy) or changed (an incremental run).

@@ -3,7 +3,7 @@
 //! A reconcile reads here and never lists: its cost does not grow with the number of objects
 //! around it. Worker Jobs are cached too, where the API server serves them.
 
-use crate::api::{CompanySelection, MigrationRun, MigrationSchedule, UserMapping};
+use crate::api::{CloudReset, CompanySelection, MigrationRun, MigrationSchedule, UserMapping};
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use kube::Resource;
@@ -59,6 +59,14 @@ pub fn run_keys(run: &MigrationRun) -> Vec<String> {
     vec![schedule_key(
         run.metadata.namespace.as_deref().unwrap_or_default(),
         &run.spec.schedule_ref.name,
+    )]
+}
+
+/// The index key of a CloudReset: the schedule it is for.
+pub fn reset_keys(reset: &CloudReset) -> Vec<String> {
+    vec![schedule_key(
+        reset.metadata.namespace.as_deref().unwrap_or_default(),
+        &reset.spec.schedule_ref.name,
     )]
 }
 
@@ -192,6 +200,8 @@ pub struct Caches {
     pub selections: Store<CompanySelection>,
     pub selections_by_schedule: Index<CompanySelection>,
     pub mappings: Store<UserMapping>,
+    pub resets: Store<CloudReset>,
+    pub resets_by_schedule: Index<CloudReset>,
 }
 
 impl Caches {
@@ -210,6 +220,15 @@ impl Caches {
             .get(&schedule_key(namespace, name))
             .iter()
             .filter_map(|r| self.selections.get(r))
+            .collect()
+    }
+
+    /// The CloudResets that name the schedule `name` in `namespace`.
+    pub fn resets_of(&self, namespace: &str, name: &str) -> Vec<Arc<CloudReset>> {
+        self.resets_by_schedule
+            .get(&schedule_key(namespace, name))
+            .iter()
+            .filter_map(|r| self.resets.get(r))
             .collect()
     }
 
@@ -245,6 +264,7 @@ impl Caches {
         let (run_store, mut run_writer) = reflector::store();
         let (selection_store, _) = reflector::store();
         let (mapping_store, _) = reflector::store();
+        let (reset_store, _) = reflector::store();
         let caches = Caches {
             schedules: schedule_store,
             runs: run_store,
@@ -254,6 +274,8 @@ impl Caches {
             selections: selection_store,
             selections_by_schedule: Index::new(selection_keys),
             mappings: mapping_store,
+            resets: reset_store,
+            resets_by_schedule: Index::new(reset_keys),
         };
         for s in schedules {
             let event = watcher::Event::Apply(s);
@@ -278,6 +300,11 @@ pub fn slim_schedule(schedule: &mut MigrationSchedule) {
 /// A CompanySelection as the schedule reads it: its spec and metadata.
 pub fn slim_selection(selection: &mut CompanySelection) {
     selection.metadata.managed_fields = None;
+}
+
+/// A CloudReset without its managed fields.
+pub fn slim_reset(reset: &mut CloudReset) {
+    reset.metadata.managed_fields = None;
 }
 
 /// A UserMapping without its managed fields.

@@ -14,7 +14,21 @@ pub fn set(
     generation: Option<i64>,
     now: DateTime<Utc>,
 ) {
-    let status = if status { "True" } else { "False" }.to_string();
+    let status = if status { "True" } else { "False" };
+    set_status(list, type_, status, reason, message.into(), generation, now)
+}
+
+/// As `set`, with the status as text: `True`, `False` or `Unknown`.
+fn set_status(
+    list: &mut Vec<Condition>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    let status = status.to_string();
     let since = list
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)
@@ -25,7 +39,7 @@ pub fn set(
         type_: type_.to_string(),
         status,
         reason: reason.to_string(),
-        message: message.into(),
+        message,
         observed_generation: generation,
         last_transition_time: since,
     });
@@ -50,6 +64,19 @@ impl At {
         message: String,
     ) {
         set(list, type_, ok, reason, message, self.generation, self.now)
+    }
+
+    /// Sets the condition of `type_` to Unknown: not decided yet.
+    pub fn unknown(&self, list: &mut Vec<Condition>, type_: &str, reason: &str, message: String) {
+        set_status(
+            list,
+            type_,
+            "Unknown",
+            reason,
+            message,
+            self.generation,
+            self.now,
+        )
     }
 }
 

@@ -14,11 +14,12 @@ pub mod jitter;
 pub mod metrics;
 pub mod note;
 pub mod permissions;
+pub mod reset;
 pub mod run;
 pub mod schedule;
 pub mod users;
 
-use crate::api::{CompanySelection, MigrationRun, MigrationSchedule, UserMapping};
+use crate::api::{CloudReset, CompanySelection, MigrationRun, MigrationSchedule, UserMapping};
 use cache::{Caches, Index};
 use context::Context;
 use futures_util::{Stream, StreamExt};
@@ -266,6 +267,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
     let config = controller::Config::default().concurrency(RECONCILE_CONCURRENCY);
     let leadership_for_selections = leadership.clone();
     let leadership_for_mappings = leadership.clone();
+    let leadership_for_resets = leadership.clone();
     let schedule_controller =
         Controller::for_shared_stream(watches.schedules, caches.schedules.clone())
             // A run, a CompanySelection or a UserMapping that changes wakes its schedule;
@@ -299,10 +301,22 @@ pub async fn run(options: Options) -> Result<(), Error> {
             .graceful_shutdown_on(shutdown_signal(leadership_for_mappings))
             .run(users::reconcile, error_policy, ctx.clone())
             .for_each(|_| async {});
+    let reset_controller = Controller::for_shared_stream(watches.resets, caches.resets.clone())
+        .reconcile_on(receiver_stream(watches.resets_wake))
+        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
+        .graceful_shutdown_on(shutdown_signal(leadership_for_resets))
+        .run(reset::reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
     tracing::info!(listen = %options.listen, "controller started");
     tokio::select! {
         _ = async {
-            tokio::join!(schedule_controller, run_controller, selection_controller, mapping_controller)
+            tokio::join!(
+                schedule_controller,
+                run_controller,
+                selection_controller,
+                mapping_controller,
+                reset_controller
+            )
         } => {}
         _ = events => {}
         r = server => {
@@ -346,6 +360,9 @@ struct Watches {
     mappings: kube::runtime::reflector::ReflectHandle<UserMapping>,
     /// The UserMappings whose schedule changed.
     mappings_wake: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<UserMapping>>,
+    resets: kube::runtime::reflector::ReflectHandle<CloudReset>,
+    /// The CloudResets whose schedule changed (a run ended, say).
+    resets_wake: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<CloudReset>>,
     runs: kube::runtime::reflector::ReflectHandle<MigrationRun>,
     jobs: Option<kube::runtime::reflector::ReflectHandle<Job>>,
     events: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
@@ -368,11 +385,14 @@ fn watch(
     let schedules_index = Index::new(cache::database_keys);
     let selections_index = Index::new(cache::selection_keys);
     let mappings_index = Index::new(cache::mapping_keys);
+    let resets_index = Index::new(cache::reset_keys);
     // A schedule that changes (created, a run ended) wakes the CompanySelections and the
     // UserMappings naming it.
     let (selection_wake_tx, selection_wake_rx) = tokio::sync::mpsc::unbounded_channel();
     let (mapping_wake_tx, mapping_wake_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (reset_wake_tx, reset_wake_rx) = tokio::sync::mpsc::unbounded_channel();
     let (selections_of, mappings_of) = (selections_index.clone(), mappings_index.clone());
+    let resets_of = resets_index.clone();
     let (schedule_store, schedule_handle, schedule_events) = cache::watch(
         api::<MigrationSchedule>(client, namespace),
         watcher::Config::default(),
@@ -389,6 +409,9 @@ fn watch(
                 }
                 for mapping in mappings_of.get(&key) {
                     let _ = mapping_wake_tx.send(mapping);
+                }
+                for reset in resets_of.get(&key) {
+                    let _ = reset_wake_tx.send(reset);
                 }
             }
         },
@@ -418,13 +441,22 @@ fn watch(
         watcher::Config::default(),
         mappings_index.clone(),
         cache::slim_mapping,
-        wakes(wake_tx, |u: &UserMapping| &u.spec.schedule_ref.name),
+        wakes(wake_tx.clone(), |u: &UserMapping| &u.spec.schedule_ref.name),
+    );
+    // A CloudReset that changes wakes its schedule, which starts no run while one is pending.
+    let (reset_store, reset_handle, resets) = cache::watch(
+        api::<CloudReset>(client, namespace),
+        watcher::Config::default(),
+        resets_index.clone(),
+        cache::slim_reset,
+        wakes(wake_tx, |r: &CloudReset| &r.spec.schedule_ref.name),
     );
     let mut streams = vec![
         schedule_events.boxed(),
         run_events.boxed(),
         selections.boxed(),
         mappings.boxed(),
+        resets.boxed(),
     ];
     let (job_store, job_handle) = if jobs_served {
         let (store, handle, events) = cache::watch(
@@ -450,6 +482,8 @@ fn watch(
         selections: selection_store,
         selections_by_schedule: selections_index,
         mappings: mapping_store,
+        resets: reset_store,
+        resets_by_schedule: resets_index,
     };
     let wake =
         futures_util::stream::unfold(
@@ -464,6 +498,8 @@ fn watch(
             selections_wake: selection_wake_rx,
             mappings: mapping_handle,
             mappings_wake: mapping_wake_rx,
+            resets: reset_handle,
+            resets_wake: reset_wake_rx,
             runs: run_handle,
             jobs: job_handle,
             events,

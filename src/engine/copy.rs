@@ -72,6 +72,9 @@ pub fn decide(
     let Some(state) = state else {
         return Err("FirstRun");
     };
+    if state.schema_hash == super::reset::RESET_MARK {
+        return Err("Reset");
+    }
     if state.schema_hash != schema_hash(table) {
         return Err("SchemaChanged");
     }

@@ -18,6 +18,7 @@ pub mod copy;
 pub mod initialize;
 pub mod plan;
 pub mod report;
+pub mod reset;
 pub mod state;
 pub mod tracking;
 pub mod users;

@@ -1331,6 +1331,123 @@ fn companies_are_initialized_by_a_job_and_runs_skip_them_meanwhile() {
     assert!(table.contains("INITIALIZED"), "{table}");
 }
 
+/// A CloudReset empties the tables runs wrote and nothing else, once: `kubectl wait` sees it
+/// succeed, the next run copies everything in full with the reason Reset, and applying the
+/// reset again does nothing.
+#[test]
+fn a_cloud_reset_clears_the_migrated_tables_once_and_the_next_run_is_full() {
+    let ns = TestNamespace::new("ctl-reset");
+    let (src, dst) = (database("rs_src"), database("rs_dst"));
+    psql(
+        &src,
+        "CREATE TABLE \"Company\" (\"Name\" text PRIMARY KEY); INSERT INTO \"Company\" VALUES ('CRONUS');\n\
+         CREATE TABLE \"CRONUS$Item\" (\"No_\" int PRIMARY KEY, \"Text\" text);\n\
+         INSERT INTO \"CRONUS$Item\" SELECT g, 'item ' || g FROM generate_series(1, 50) g;",
+    );
+    psql(
+        &dst,
+        "CREATE TABLE \"Cloud Setup\" (\"Key\" int PRIMARY KEY, \"Value\" text);\n\
+         INSERT INTO \"Cloud Setup\" VALUES (1, 'kept');",
+    );
+    let controller = Controller::start(&ns.name);
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&schedule_yaml("rs", &src, &dst, "0 2 * * *")),
+        ),
+        "applying the schedule",
+    );
+    request_run(&ns, "rs", "1");
+    let run1 = wait_for(
+        &ns,
+        "msched/rs",
+        "{.status.lastRun.name}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert_eq!(ended(&ns, &run1, &controller), "Succeeded");
+    assert_eq!(psql(&dst, "SELECT count(*) FROM \"CRONUS$Item\""), "50");
+
+    let reset = "apiVersion: cloudmigrate.io/v1alpha1\nkind: CloudReset\nmetadata: {name: again}\n\
+                 spec:\n  scheduleRef: {name: rs}\n  confirm: rs\n";
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(reset)),
+        "applying the reset",
+    );
+    ok(
+        ns.kubectl(
+            &[
+                "wait",
+                "creset/again",
+                "--for=condition=Succeeded",
+                "--timeout=60s",
+            ],
+            None,
+        ),
+        "kubectl wait for the reset",
+    );
+    let outcome = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "creset",
+                "again",
+                "-o",
+                "jsonpath={.status.tablesCleared}|{.status.completionTime}",
+            ],
+            None,
+        ),
+        "the reset's outcome",
+    );
+    assert!(outcome.starts_with("2|"), "{outcome}");
+    assert_eq!(psql(&dst, "SELECT count(*) FROM \"CRONUS$Item\""), "0");
+    assert_eq!(psql(&dst, "SELECT \"Value\" FROM \"Cloud Setup\""), "kept");
+
+    // The next run copies every table in full, because of the reset.
+    request_run(&ns, "rs", "2");
+    let run2 = next_run(&ns, "rs", &run1, &controller);
+    assert_eq!(ended(&ns, &run2, &controller), "Succeeded");
+    let reason = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "mrun",
+                &run2,
+                "-o",
+                "jsonpath={.status.tables[?(@.table==\"Item\")].fullReason}",
+            ],
+            None,
+        ),
+        "the run's reason",
+    );
+    assert_eq!(reason, "Reset");
+    assert_eq!(psql(&dst, "SELECT count(*) FROM \"CRONUS$Item\""), "50");
+
+    // Applied again, the finished reset does nothing.
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(reset)),
+        "applying the reset again",
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let again = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "creset",
+                "again",
+                "-o",
+                "jsonpath={.status.tablesCleared}|{.status.completionTime}",
+            ],
+            None,
+        ),
+        "the reset's outcome",
+    );
+    assert_eq!(again, outcome);
+    assert_eq!(psql(&dst, "SELECT count(*) FROM \"CRONUS$Item\""), "50");
+    let table = ok(ns.kubectl(&["get", "creset"], None), "kubectl get creset");
+    assert!(table.contains("True") && table.contains("Reset"), "{table}");
+}
+
 /// A UserMapping: it waits for a migrated company, then renames the cloud user (found by its
 /// authentication email) to the on-premises name; a set with a bad mapping writes nothing and
 /// names the offending users; `kubectl get umap` shows the counts.

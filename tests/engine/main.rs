@@ -10,4 +10,5 @@ mod identifiers;
 mod incremental;
 mod initialization;
 mod reliability;
+mod reset;
 mod users;

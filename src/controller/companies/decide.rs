@@ -50,7 +50,8 @@ pub struct SelectionObserved<'a> {
     pub records: Option<Result<Vec<CompanyRecord>, String>>,
     /// Whether the initializer of each scheduled or running record still works, by company.
     pub liveness: HashMap<String, Liveness>,
-    /// A run of the schedule that has not ended.
+    /// What no initialization may start during, in words: a run of the schedule that has not
+    /// ended (`run erp-1`), or a pending CloudReset (`CloudReset again`).
     pub active_run: Option<String>,
     pub now: DateTime<Utc>,
 }
@@ -156,7 +157,7 @@ pub fn decide(o: SelectionObserved<'_>) -> CompanySelectionStatus {
                 .active_run
                 .as_ref()
                 .filter(|_| wants)
-                .map(|run| format!("the initialization waits for run {run} to end"));
+                .map(|blocker| format!("the initialization waits for {blocker} to end"));
             initialization::apply_record(c, records.get(&c.name), waiting.as_deref());
         }
     }

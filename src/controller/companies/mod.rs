@@ -55,7 +55,14 @@ pub async fn reconcile(
             }
             _ => None,
         };
-        let active_run = schedule.as_ref().and_then(|_| active_run(&ctx, &ns, schedule_name));
+        let active_run = schedule.as_ref().and_then(|_| {
+            active_run(&ctx, &ns, schedule_name)
+                .map(|run| format!("run {run}"))
+                .or_else(|| {
+                    super::reset::pending(&ctx, &ns, schedule_name)
+                        .map(|reset| format!("CloudReset {reset}"))
+                })
+        });
         let target = match &schedule {
             Some(s) if wants_target(&status, last_success.as_ref()) => Some(
                 crate::runner::open_database(
@@ -138,7 +145,7 @@ fn wants_target(status: &CompanySelectionStatus, last_success: Option<&LastRun>)
 }
 
 /// A run of the schedule that has not ended.
-fn active_run(ctx: &Context, ns: &str, schedule: &str) -> Option<String> {
+pub(super) fn active_run(ctx: &Context, ns: &str, schedule: &str) -> Option<String> {
     ctx.caches
         .runs_of(ns, schedule)
         .iter()

@@ -65,6 +65,8 @@ pub struct Observed<'a> {
     /// The companies a new run migrates (`selected_companies`): None without a
     /// CompanySelection (every company); an error when the selection selects none.
     pub companies: Result<Option<Vec<String>>, String>,
+    /// A CloudReset of the schedule that has not finished: no run starts meanwhile.
+    pub resetting: Option<String>,
     pub now: DateTime<Utc>,
 }
 
@@ -293,8 +295,29 @@ fn gate(o: &Observed<'_>, at: At, status: &mut MigrationScheduleStatus) -> Gate 
              again"
                 .to_string(),
         )),
+        _ if o.resetting.is_some() => Some((
+            "Resetting",
+            format!(
+                "CloudReset {} is clearing the cloud data: no run starts until it ends",
+                o.resetting.as_deref().unwrap_or_default()
+            ),
+        )),
         _ => None,
     };
+    at.set(
+        &mut status.conditions,
+        "Resetting",
+        o.resetting.is_some(),
+        if o.resetting.is_some() {
+            "CloudReset"
+        } else {
+            "NoReset"
+        },
+        o.resetting
+            .as_ref()
+            .map(|r| format!("CloudReset {r} is pending: no run starts until it ends"))
+            .unwrap_or_default(),
+    );
     let conflicted = o.conflict.is_some();
     at.set(
         &mut status.conditions,
@@ -319,7 +342,7 @@ fn gate(o: &Observed<'_>, at: At, status: &mut MigrationScheduleStatus) -> Gate 
         },
     );
     match &blocked {
-        Some((reason, message)) if *reason != "Disabled" => at.set(
+        Some((reason, message)) if !matches!(*reason, "Disabled" | "Resetting") => at.set(
             &mut status.conditions,
             "Ready",
             false,
@@ -661,6 +684,7 @@ mod tests {
             runs: vec![],
             conflict: None,
             companies: Ok(None),
+            resetting: None,
             now,
         }
     }

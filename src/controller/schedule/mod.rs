@@ -72,6 +72,7 @@ struct Read {
     runs: Vec<RunView>,
     conflict: Option<String>,
     companies: Result<Option<Vec<String>>, String>,
+    resetting: Option<String>,
 }
 
 impl Read {
@@ -85,6 +86,7 @@ impl Read {
             runs: self.runs.clone(),
             conflict: self.conflict.clone(),
             companies: self.companies.clone(),
+            resetting: self.resetting.clone(),
             now: chrono::Utc::now(),
         }
     }
@@ -153,6 +155,7 @@ fn read(schedule: &MigrationSchedule, ctx: &Context) -> Result<Read, Error> {
         runs,
         conflict,
         companies,
+        resetting: super::reset::pending(ctx, &ns, &name),
     })
 }
 
@@ -375,6 +378,7 @@ mod tests {
             runs: vec![],
             conflict: None,
             companies: Ok(None),
+            resetting: None,
         };
         // The first look at it starts today's run, if 02:00 has passed; the next one is quiet.
         let mut o = observed.observed(&schedule);

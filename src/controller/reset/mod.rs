@@ -1,0 +1,134 @@
+//! The CloudReset reconciler: read the schedule, its runs and its other resets from the
+//! caches; decide (`decide`); write the status, so that the schedule starts no run meanwhile;
+//! then clear the target (`engine::reset`) and record the outcome, once and for good.
+
+pub mod decide;
+
+use super::conditions::At;
+use super::context::Context;
+use super::error::Error;
+use super::note::Note;
+use crate::api::CloudReset;
+use crate::clock::utc;
+use decide::{ResetObserved, finished};
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tracing::instrument(skip_all, fields(reset = %format!("{}/{}", reset.namespace().unwrap_or_default(), reset.name_any())))]
+pub async fn reconcile(reset: Arc<CloudReset>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = format!(
+        "CloudReset/{}/{}",
+        reset.namespace().unwrap_or_default(),
+        reset.name_any()
+    );
+    ctx.measured(&key, async {
+        let ns = reset
+            .namespace()
+            .ok_or_else(|| Error::Invalid("a CloudReset is namespaced".into()))?;
+        let status = reset.status.clone().unwrap_or_default();
+        if finished(&status) || reset.metadata.deletion_timestamp.is_some() {
+            return Ok(Action::await_change());
+        }
+        let schedule_name = &reset.spec.schedule_ref.name;
+        let schedule = ctx.caches.schedule(&ns, schedule_name);
+        let observed = ResetObserved {
+            name: reset.name_any(),
+            schedule: schedule_name.clone(),
+            generation: reset.metadata.generation,
+            status: status.clone(),
+            schedule_exists: schedule.is_some(),
+            older_pending: older_pending(&ctx, &ns, &reset),
+            active_run: super::companies::active_run(&ctx, &ns, schedule_name),
+            initializing: initializing(&ctx, &ns, schedule_name),
+            now: chrono::Utc::now(),
+        };
+        let d = decide::decide(&observed);
+        if reset.status.is_none() || d.status != status {
+            ctx.apply_status(reset.as_ref(), &d.status).await?;
+        }
+        let Some(schedule) = schedule.filter(|_| d.clear) else {
+            // Waiting: a run that ends, or a schedule that appears, wakes the reset.
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        };
+        let target = &schedule.spec.target;
+        let outcome = async {
+            let db = crate::runner::open_database(
+                &ctx.client,
+                &ns,
+                "target",
+                &target.url,
+                target.password_secret_ref.as_ref(),
+            )
+            .await?;
+            let cleared = crate::engine::reset::clear(&db).await;
+            db.close().await;
+            cleared
+                .map(|c| (c.tables, c.companies))
+                .map_err(|e| format!("target database: {e}"))
+        }
+        .await;
+        let at = At {
+            generation: reset.metadata.generation,
+            now: chrono::Utc::now(),
+        };
+        let note = match &outcome {
+            Ok((tables, _)) => Note::normal(
+                "Reset",
+                format!("cleared {tables} migrated tables in the target of {schedule_name}"),
+            ),
+            Err(e) => Note::warning("ResetFailed", e.clone()),
+        };
+        let done = decide::ended(d.status, at, outcome);
+        ctx.apply_status(reset.as_ref(), &done).await?;
+        ctx.publish(reset.as_ref(), &[note]).await;
+        Ok(Action::await_change())
+    })
+    .await
+}
+
+/// The oldest other CloudReset of the same schedule that has not finished, if it is older
+/// than this one.
+fn older_pending(ctx: &Context, ns: &str, me: &CloudReset) -> Option<String> {
+    let created = |r: &CloudReset| r.creation_timestamp().map(|t| utc(&t));
+    let mine = (created(me), me.name_any());
+    ctx.caches
+        .resets_of(ns, &me.spec.schedule_ref.name)
+        .iter()
+        .filter(|r| r.metadata.deletion_timestamp.is_none())
+        .filter(|r| !r.status.as_ref().is_some_and(finished))
+        .map(|r| (created(r), r.name_any()))
+        .filter(|other| *other < mine)
+        .min()
+        .map(|(_, name)| name)
+}
+
+/// The companies whose initialization is scheduled or running, as the schedule's
+/// CompanySelections show them.
+fn initializing(ctx: &Context, ns: &str, schedule: &str) -> Vec<String> {
+    use crate::api::companies::InitializationState::{Running, Scheduled};
+    let mut out: Vec<String> = ctx
+        .caches
+        .selections_of(ns, schedule)
+        .iter()
+        .filter_map(|s| s.status.as_ref())
+        .flat_map(|s| s.companies.iter())
+        .filter(|c| matches!(c.initialization, Some(Scheduled | Running)))
+        .map(|c| format!("{:?}", c.name))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The schedule's reset that has not finished, if any: no run starts while it is there.
+pub fn pending(ctx: &Context, ns: &str, schedule: &str) -> Option<String> {
+    ctx.caches
+        .resets_of(ns, schedule)
+        .iter()
+        .filter(|r| r.metadata.deletion_timestamp.is_none())
+        .filter(|r| !r.status.as_ref().is_some_and(finished))
+        .map(|r| r.name_any())
+        .min()
+}

@@ -1,0 +1,77 @@
+//! Reset Cloud Data: clears, in the target, every table that a run wrote (the tables the
+//! replication state names) and nothing else, and the replication state with it: watermarks,
+//! the run log, claims and the companies' initialization. All in one transaction, so a failure
+//! leaves everything as it was and the reset can simply run again.
+//!
+//! The state rows of the cleared tables stay, marked as reset, so that the next run copies
+//! each in full and says `Reset` as the reason.
+
+use super::initialize::COMPANIES_TABLE;
+use super::state::{CLAIMS_TABLE, LOG_TABLE, RUNS_TABLE, STATE_TABLE};
+use crate::db::{Database, DbError, Kind, Statement, Value};
+
+/// The schema fingerprint that marks a table's state as reset.
+pub const RESET_MARK: &str = "reset";
+
+/// What a reset cleared.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cleared {
+    pub tables: i64,
+    pub companies: i64,
+}
+
+/// Clears the migrated data and the replication state of a target.
+pub async fn clear(target: &Database) -> Result<Cleared, DbError> {
+    let d = target.dialect();
+    super::state::ensure(target).await?;
+    let migrated = target
+        .query_text_set(&Statement {
+            sql: format!("SELECT table_name FROM {}", d.quote(STATE_TABLE)),
+            params: vec![],
+        })
+        .await?;
+    let existing: std::collections::HashSet<String> =
+        target.tables().await?.into_iter().map(|t| t.name).collect();
+    let companies = target
+        .query(
+            &Statement {
+                sql: format!("SELECT COUNT(*) FROM {}", d.quote(COMPANIES_TABLE)),
+                params: vec![],
+            },
+            &[Kind::Int],
+        )
+        .await?;
+    let companies = match companies.first().and_then(|r| r.first()) {
+        Some(Value::Int(n)) => *n,
+        _ => 0,
+    };
+    let mut names: Vec<String> = migrated
+        .iter()
+        .map(|n| super::plan::target_name(Some(d), n))
+        .filter(|n| existing.contains(n))
+        .collect();
+    names.sort();
+    let sql = |sql: String| Statement {
+        sql,
+        params: vec![],
+    };
+    let mut statements: Vec<Statement> = names
+        .iter()
+        .map(|n| sql(format!("DELETE FROM {}", d.quote(n))))
+        .collect();
+    statements.push(Statement {
+        sql: format!(
+            "UPDATE {} SET row_count = 0, ct_version = NULL, schema_hash = ?, mode = 'Reset'",
+            d.quote(STATE_TABLE)
+        ),
+        params: vec![Value::Text(RESET_MARK.into())],
+    });
+    for table in [LOG_TABLE, CLAIMS_TABLE, RUNS_TABLE, COMPANIES_TABLE] {
+        statements.push(sql(format!("DELETE FROM {}", d.quote(table))));
+    }
+    target.in_transaction(&statements).await?;
+    Ok(Cleared {
+        tables: names.len() as i64,
+        companies,
+    })
+}

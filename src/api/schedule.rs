@@ -254,9 +254,10 @@ pub struct MigrationScheduleStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`: the spec is valid and the databases are reachable. `Scheduled`: a next run is
-    /// planned. `ChangeTracking`: change tracking is on in the source. `Disabled`: the
+    /// `Ready`: the spec is valid (cron, time zone, companies, no conflict); the databases
+    /// are not contacted for it yet. `Scheduled`: a next run is planned. `Disabled`: the
     /// migration is disabled. `Conflict`: another schedule uses the same source or target.
+    /// `Resetting`: a CloudReset is pending, and no run starts until it ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(transform = conditions_list_map)]
     pub conditions: Conditions,

@@ -726,6 +726,24 @@ mod tests {
     }
 
     #[test]
+    fn a_pending_reset_holds_every_run_and_says_so() {
+        let mut s = spec(Some("0 2 * * *"));
+        s.run_request = Some("now".into());
+        let mut o = observe(&s, utc(2026, 5, 2, 2, 0));
+        o.resetting = Some("again".into());
+        let d = decide(o);
+        assert!(d.create.is_none());
+        assert_eq!(
+            condition(&d, "Resetting"),
+            ("True".into(), "CloudReset".into())
+        );
+        assert_eq!(condition(&d, "Ready").0, "True");
+        let d = decide(observe(&s, utc(2026, 5, 2, 2, 0)));
+        assert!(d.create.is_some());
+        assert_eq!(condition(&d, "Resetting").0, "False");
+    }
+
+    #[test]
     fn a_due_time_creates_one_named_run_and_advances() {
         let s = spec(Some("0 2 * * *"));
         let d = decide(observe(&s, utc(2026, 5, 2, 2, 0)));

@@ -258,6 +258,8 @@ pub struct MigrationScheduleStatus {
     /// are not contacted for it yet. `Scheduled`: a next run is planned. `Disabled`: the
     /// migration is disabled. `Conflict`: another schedule uses the same source or target.
     /// `Resetting`: a CloudReset is pending, and no run starts until it ends.
+    /// `UpdateAvailable`: `spec.runtime.image` pins an older version than the controller's;
+    /// the message says how to update.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(transform = conditions_list_map)]
     pub conditions: Conditions,
@@ -283,8 +285,8 @@ pub struct MigrationScheduleStatus {
     /// Table counts over the runs so far (the Migration Information tiles).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<MigrationInformation>,
-    /// The replication runtime: its key (never the key itself) and its version. Not written
-    /// yet.
+    /// The replication runtime: the version its runs use against the controller's (Check for
+    /// Update), and its key (never the key itself; the key fields are not written yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<RuntimeStatus>,
     /// The steps left before the cloud tenant can become the primary system. Not written yet.
@@ -349,19 +351,22 @@ pub struct MigrationInformation {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeStatus {
-    /// The Secret holding the runtime key (Get Runtime Service Key is reading it).
+    /// The Secret holding the runtime key (Get Runtime Service Key is reading it). Not written
+    /// yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_secret_name: Option<String>,
-    /// SHA-256 fingerprint of the current key, to compare without revealing it.
+    /// SHA-256 fingerprint of the current key, to compare without revealing it. Not written
+    /// yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_fingerprint: Option<String>,
-    /// When the key was last generated.
+    /// When the key was last generated. Not written yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_rotated_at: Option<Time>,
-    /// The cloudmigrate version that runs use now.
+    /// The cloudmigrate version that runs use now: the tag of `spec.runtime.image`, or the
+    /// controller's own version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_in_use: Option<String>,
-    /// The newest cloudmigrate version known to the controller.
+    /// The newest cloudmigrate version known to the controller: its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_version: Option<String>,
     /// True when `latestVersion` is newer than `versionInUse` (Check for Update).

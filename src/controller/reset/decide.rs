@@ -13,6 +13,8 @@ use chrono::{DateTime, Utc};
 pub struct ResetObserved {
     pub name: String,
     pub schedule: String,
+    /// `spec.confirm` as written; it must repeat the schedule's name.
+    pub confirm: String,
     pub generation: Option<i64>,
     pub status: CloudResetStatus,
     pub schedule_exists: bool,
@@ -58,6 +60,25 @@ pub fn decide(o: &ResetObserved) -> ResetDecision {
     let wait = |status: &mut CloudResetStatus, reason: &str, message: String| {
         at.unknown(&mut status.conditions, "Succeeded", reason, message);
     };
+    // The API server checks this too; an older CRD may not have.
+    if o.confirm != o.schedule {
+        status.completion_time = Some(time(o.now));
+        at.set(
+            &mut status.conditions,
+            "Succeeded",
+            false,
+            "NotConfirmed",
+            format!(
+                "spec.confirm is {:?}, not the schedule's name {:?}: nothing was cleared. \
+                 Create a new CloudReset whose confirm repeats the schedule's name",
+                o.confirm, o.schedule
+            ),
+        );
+        return ResetDecision {
+            status,
+            clear: false,
+        };
+    }
     if !o.schedule_exists {
         wait(
             &mut status,
@@ -176,6 +197,7 @@ mod tests {
         ResetObserved {
             name: "again".into(),
             schedule: "erp".into(),
+            confirm: "erp".into(),
             generation: Some(1),
             status: Default::default(),
             schedule_exists: true,
@@ -247,6 +269,19 @@ mod tests {
         assert_eq!(succeeded(&failed), ("False".into(), "Failed".into()));
         again.status = failed;
         assert!(!decide(&again).clear);
+    }
+
+    #[test]
+    fn an_unconfirmed_reset_fails_for_good() {
+        let mut o = observed();
+        o.confirm = "erp2".into();
+        let d = decide(&o);
+        assert!(!d.clear);
+        assert_eq!(
+            succeeded(&d.status),
+            ("False".into(), "NotConfirmed".into())
+        );
+        assert!(finished(&d.status));
     }
 
     #[test]

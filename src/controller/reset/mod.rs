@@ -36,6 +36,7 @@ pub async fn reconcile(reset: Arc<CloudReset>, ctx: Arc<Context>) -> Result<Acti
         let observed = ResetObserved {
             name: reset.name_any(),
             schedule: schedule_name.clone(),
+            confirm: reset.spec.confirm.clone(),
             generation: reset.metadata.generation,
             status: status.clone(),
             schedule_exists: schedule.is_some(),

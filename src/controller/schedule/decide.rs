@@ -247,6 +247,19 @@ pub fn decide(o: Observed<'_>) -> Decision {
         None => Admission::default(),
     };
     let next = summarize(&o, &runs, &gate, &admitted, at, &mut status);
+    let (runtime, newer, reason, message) = super::update::check(
+        o.spec,
+        status.runtime.as_ref(),
+        super::update::CONTROLLER_VERSION,
+    );
+    status.runtime = Some(runtime);
+    at.set(
+        &mut status.conditions,
+        "UpdateAvailable",
+        newer,
+        reason,
+        message,
+    );
     let requeue = match next {
         // A conflict ends when the other schedule goes, which wakes nothing here.
         _ if o.conflict.is_some() => Requeue::Recheck(Duration::from_secs(60)),

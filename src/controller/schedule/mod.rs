@@ -3,6 +3,7 @@
 //! runs, and write the status when it changed.
 
 pub mod decide;
+pub mod update;
 
 use super::annotations::{RUN_REQUEST, SCHEDULE_LABEL, SCHEDULED_TIME, TRIGGER};
 use super::context::{Context, CreatedRun};

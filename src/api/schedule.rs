@@ -254,9 +254,12 @@ pub struct MigrationScheduleStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`: the spec is valid (cron, time zone, companies, no conflict); the databases
-    /// are not contacted for it yet. `Scheduled`: a next run is planned. `Disabled`: the
-    /// migration is disabled. `Conflict`: another schedule uses the same source or target.
+    /// `Ready`: the spec is valid (cron, time zone, companies, no conflict) and both
+    /// databases answered the last probe (every 5 minutes; the message names the one that did
+    /// not, with the error). `ChangeTracking`: change tracking is installed in the source
+    /// (False until the first run installs it). `Scheduled`: a next run is planned.
+    /// `Disabled`: the migration is disabled. `Conflict`: another schedule uses the same
+    /// source or target.
     /// `Resetting`: a CloudReset is pending, and no run starts until it ends.
     /// `UpdateAvailable`: `spec.runtime.image` pins an older version than the controller's;
     /// the message says how to update.

@@ -20,6 +20,8 @@ pub struct Context {
     pub inprocess: InProcess,
     pub metrics: Metrics,
     pub recorder: Recorder,
+    /// Whether each schedule's databases answer, probed in the background.
+    pub probes: super::reach::Probes,
     /// Failed reconciles in a row, by object, for the back-off of `error_policy`.
     failures: Mutex<HashMap<String, u32>>,
     /// Runs created for a schedule (by `namespace/name`) that the cache may not show yet.
@@ -59,9 +61,16 @@ impl Context {
             inprocess: InProcess::default(),
             metrics,
             recorder,
+            probes: Default::default(),
             failures: Mutex::new(HashMap::new()),
             created: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same context, with probes that wake schedules through `probes`.
+    pub fn with_probes(mut self, probes: super::reach::Probes) -> Self {
+        self.probes = probes;
+        self
     }
 
     /// Remembers a run created for `schedule` (`namespace/name`).

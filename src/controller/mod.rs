@@ -14,6 +14,7 @@ pub mod jitter;
 pub mod metrics;
 pub mod note;
 pub mod permissions;
+pub mod reach;
 pub mod reset;
 pub mod run;
 pub mod schedule;
@@ -258,12 +259,15 @@ pub async fn run(options: Options) -> Result<(), Error> {
         runs = caches.runs.state().len(),
         "caches filled"
     );
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        caches.clone(),
-        metrics,
-        std::env::var("POD_NAME").ok(),
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            caches.clone(),
+            metrics,
+            std::env::var("POD_NAME").ok(),
+        )
+        .with_probes(reach::Probes::new(Some(watches.schedule_waker.clone()))),
+    );
     let config = controller::Config::default().concurrency(RECONCILE_CONCURRENCY);
     let leadership_for_selections = leadership.clone();
     let leadership_for_mappings = leadership.clone();
@@ -365,6 +369,8 @@ struct Watches {
     resets_wake: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<CloudReset>>,
     runs: kube::runtime::reflector::ReflectHandle<MigrationRun>,
     jobs: Option<kube::runtime::reflector::ReflectHandle<Job>>,
+    /// Wakes a schedule from outside the watches (a probe of its databases ended).
+    schedule_waker: tokio::sync::mpsc::UnboundedSender<ObjectRef<MigrationSchedule>>,
     events: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 }
 
@@ -381,6 +387,7 @@ fn watch(
     impl Stream<Item = ObjectRef<MigrationSchedule>> + Send + 'static,
 ) {
     let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel();
+    let schedule_waker = wake_tx.clone();
     let runs_index = Index::new(cache::run_keys);
     let schedules_index = Index::new(cache::database_keys);
     let selections_index = Index::new(cache::selection_keys);
@@ -502,6 +509,7 @@ fn watch(
             resets_wake: reset_wake_rx,
             runs: run_handle,
             jobs: job_handle,
+            schedule_waker,
             events,
         },
         wake,

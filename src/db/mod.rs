@@ -582,6 +582,29 @@ impl Database {
         Ok(tables)
     }
 
+    /// Whether a table of this name exists (in the current schema or database): one catalog
+    /// query.
+    pub async fn has_table(&self, name: &str) -> Result<bool, DbError> {
+        let sql = match self.dialect() {
+            Dialect::Postgres => {
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = \
+                 current_schema() AND table_name = ?"
+            }
+            Dialect::MySql => {
+                "SELECT CAST(table_name AS CHAR) FROM information_schema.tables WHERE \
+                 table_schema = DATABASE() AND table_name = ?"
+            }
+            Dialect::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
+        };
+        Ok(!self
+            .query_text_set(&Statement {
+                sql: sql.into(),
+                params: vec![Value::Text(name.to_string())],
+            })
+            .await?
+            .is_empty())
+    }
+
     /// Runs a statement outside any transaction (DDL, bookkeeping).
     pub async fn execute(&self, stmt: &Statement) -> Result<u64, DbError> {
         match self {

@@ -125,7 +125,7 @@ pub async fn read(db: &Database) -> Result<Vec<CompanyRecord>, DbError> {
     let rows = match rows {
         Ok(rows) => rows,
         Err(e) => {
-            return if table_exists(db, COMPANIES_TABLE).await? {
+            return if db.has_table(COMPANIES_TABLE).await? {
                 Err(e)
             } else {
                 Ok(vec![])
@@ -150,28 +150,6 @@ pub async fn read(db: &Database) -> Result<Vec<CompanyRecord>, DbError> {
             })
         })
         .collect())
-}
-
-/// Whether a table exists, from the catalog (one cheap query).
-async fn table_exists(db: &Database, name: &str) -> Result<bool, DbError> {
-    let sql = match db.dialect() {
-        Dialect::Postgres => {
-            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = \
-             current_schema() AND table_name = ?"
-        }
-        Dialect::MySql => {
-            "SELECT CAST(table_name AS CHAR) FROM information_schema.tables WHERE table_schema = \
-             DATABASE() AND table_name = ?"
-        }
-        Dialect::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
-    };
-    Ok(!db
-        .query_text_set(&Statement {
-            sql: sql.into(),
-            params: vec![text(name)],
-        })
-        .await?
-        .is_empty())
 }
 
 /// The companies whose initialization is scheduled or running: no run may write to them.
@@ -298,7 +276,7 @@ pub async fn set_state(
 
 /// Clears every company record (a reset of the cloud data).
 pub async fn clear(db: &Database) -> Result<(), DbError> {
-    if table_exists(db, COMPANIES_TABLE).await? {
+    if db.has_table(COMPANIES_TABLE).await? {
         db.execute(&Statement {
             sql: format!("DELETE FROM {}", db.dialect().quote(COMPANIES_TABLE)),
             params: vec![],
@@ -656,7 +634,7 @@ async fn migrated_tables(target: &Database, company: &str) -> Result<HashSet<Str
 /// The built-in check that the company exists in the target's `Company` table (where the target
 /// has one); the problem in words, or None.
 async fn company_row_missing(target: &Database, company: &str) -> Result<Option<String>, DbError> {
-    if !table_exists(target, "Company").await? {
+    if !target.has_table("Company").await? {
         return Ok(None);
     }
     let d = target.dialect();

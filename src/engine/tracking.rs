@@ -625,6 +625,11 @@ async fn read_clock(db: &Database) -> Result<Clock, DbError> {
     }
 }
 
+/// Whether change tracking is installed in the source: its log table is there.
+pub async fn installed(db: &Database) -> Result<bool, crate::db::DbError> {
+    db.has_table(LOG).await
+}
+
 /// What change tracking holds now, read without writing anything (for diagnostic runs): the
 /// clock, and the tracked tables.
 pub async fn peek(db: &Database) -> (Result<Clock, String>, HashMap<String, String>) {

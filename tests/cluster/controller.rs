@@ -453,16 +453,12 @@ fn a_run_request_runs_and_every_table_shows_in_kubectl() {
 #[test]
 fn an_invalid_cron_shows_ready_false_with_the_fix() {
     let ns = TestNamespace::new("ctl-cron");
+    let (src, dst) = (database("cr_src"), database("cr_dst"));
     let controller = Controller::start(&ns.name);
     ok(
         ns.kubectl(
             &["apply", "-f", "-"],
-            Some(&schedule_yaml(
-                "bad",
-                "nowhere_src",
-                "nowhere_dst",
-                "0 2 * *",
-            )),
+            Some(&schedule_yaml("bad", &src, &dst, "0 2 * *")),
         ),
         "applying the schedule",
     );
@@ -704,10 +700,24 @@ fn a_job_of_two_workers_shares_a_run_and_both_show_in_its_status() {
     .unwrap();
     crate::api_server::validate_strictly(&[job]).unwrap_or_else(|e| panic!("the Job: {e}"));
 
-    // Owner references: deleting the schedule deletes the run it adopted, and the run's Job.
+    // The run is the person's: deleting the schedule leaves it, with its Job (which the run
+    // owns); deleting the run deletes the Job.
     ok(
         ns.kubectl(&["delete", "msched", "shared"], None),
         "deleting the schedule",
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        ok(
+            ns.kubectl(&["get", "mrun,jobs", "-o", "name"], None),
+            "what is left"
+        )
+        .trim(),
+        "migrationrun.cloudmigrate.io/by-hand\njob.batch/by-hand-1"
+    );
+    ok(
+        ns.kubectl(&["delete", "mrun", "by-hand"], None),
+        "deleting the run",
     );
     wait_for(
         &ns,
@@ -1366,6 +1376,19 @@ fn a_cloud_reset_clears_the_migrated_tables_once_and_the_next_run_is_full() {
         &controller,
     );
     assert_eq!(ended(&ns, &run1, &controller), "Succeeded");
+    // The probe of the databases: both answer, and the run installed change tracking.
+    let probed = wait_for(
+        &ns,
+        "msched/rs",
+        "{.status.conditions[?(@.type==\"Ready\")].message}|\
+         {.status.conditions[?(@.type==\"ChangeTracking\")].reason}",
+        |s| s.ends_with("|Installed"),
+        &controller,
+    );
+    assert!(
+        probed.starts_with("the schedule is valid and both databases answer|"),
+        "{probed}"
+    );
     assert_eq!(psql(&dst, "SELECT count(*) FROM \"CRONUS$Item\""), "50");
 
     let reset = "apiVersion: cloudmigrate.io/v1alpha1\nkind: CloudReset\nmetadata: {name: again}\n\
@@ -1446,6 +1469,38 @@ fn a_cloud_reset_clears_the_migrated_tables_once_and_the_next_run_is_full() {
     assert_eq!(psql(&dst, "SELECT count(*) FROM \"CRONUS$Item\""), "50");
     let table = ok(ns.kubectl(&["get", "creset"], None), "kubectl get creset");
     assert!(table.contains("True") && table.contains("Reset"), "{table}");
+}
+
+/// A database that does not answer makes the schedule not Ready, naming it with the error
+/// and the fix.
+#[test]
+fn ready_names_the_database_that_does_not_answer() {
+    let ns = TestNamespace::new("ctl-reach");
+    let src = database("re_src");
+    let controller = Controller::start(&ns.name);
+    let yaml = schedule_yaml("reach", &src, "nowhere", "0 2 * * *").replace(
+        &format!("{}/nowhere", pg().0),
+        "postgres://cloudmigrate@127.0.0.1:1/nowhere",
+    );
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(&yaml)),
+        "applying the schedule",
+    );
+    let ready = wait_for(
+        &ns,
+        "msched/reach",
+        "{.status.conditions[?(@.type==\"Ready\")].reason}|\
+         {.status.conditions[?(@.type==\"Ready\")].message}|\
+         {.status.conditions[?(@.type==\"ChangeTracking\")].reason}",
+        |s| s.starts_with("TargetUnreachable|"),
+        &controller,
+    );
+    assert!(
+        ready.contains("127.0.0.1:1") && ready.contains("Fix: check the URL"),
+        "{ready}"
+    );
+    assert!(ready.ends_with("|NotInstalled"), "{ready}");
+    assert!(!ready.contains(&pg().1), "the password is in the status");
 }
 
 /// A UserMapping: it waits for a migrated company, then renames the cloud user (found by its
@@ -1563,10 +1618,11 @@ fn a_user_mapping_renames_the_cloud_user_and_refuses_bad_mappings_whole() {
     );
 }
 
-/// A run made with `kubectl create` is adopted and runs; a second schedule on the same source
-/// database gets Conflict and starts nothing.
+/// A run made with `kubectl create` runs as one of the schedule's, and stays the person's: no
+/// owner reference, spec as written; a second schedule on the same source database gets
+/// Conflict and starts nothing.
 #[test]
-fn a_hand_made_run_is_adopted_and_a_second_schedule_on_the_source_conflicts() {
+fn a_hand_made_run_runs_untouched_and_a_second_schedule_on_the_source_conflicts() {
     let ns = TestNamespace::new("ctl-adopt");
     let (src, dst, other) = (database("ad_src"), database("ad_dst"), database("ad_other"));
     psql(
@@ -1595,14 +1651,6 @@ fn a_hand_made_run_is_adopted_and_a_second_schedule_on_the_source_conflicts() {
         ),
         "creating a run by hand",
     );
-    let owner = wait_for(
-        &ns,
-        "mrun/mine",
-        "{.metadata.ownerReferences[0].name}",
-        |s| !s.is_empty(),
-        &controller,
-    );
-    assert_eq!(owner, "first");
     let result = wait_for(
         &ns,
         "mrun/mine",
@@ -1625,6 +1673,23 @@ fn a_hand_made_run_is_adopted_and_a_second_schedule_on_the_source_conflicts() {
         "spec",
     );
     assert!(!spec.contains("stop\":true"), "{spec}");
+    let owners = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "mrun",
+                "mine",
+                "-o",
+                "jsonpath={.metadata.ownerReferences}",
+            ],
+            None,
+        ),
+        "owners",
+    );
+    assert_eq!(
+        owners, "",
+        "the controller wrote an owner reference onto a person's run"
+    );
 
     // The same source, another target.
     let second = schedule_yaml("second", &src, &other, "0 3 * * *").replace(

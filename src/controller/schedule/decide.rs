@@ -35,7 +35,6 @@ pub struct RunView {
     pub start_time: Option<Time>,
     pub completion_time: Option<Time>,
     pub stop_requested: bool,
-    pub owned: bool,
     /// The controller created it (it carries the trigger annotation); a run a person made is
     /// theirs, and never pruned.
     pub made_here: bool,
@@ -67,6 +66,8 @@ pub struct Observed<'a> {
     pub companies: Result<Option<Vec<String>>, String>,
     /// A CloudReset of the schedule that has not finished: no run starts meanwhile.
     pub resetting: Option<String>,
+    /// What the last probe of the databases found; None before the first one ended.
+    pub reach: Option<super::super::reach::Reach>,
     pub now: DateTime<Utc>,
 }
 
@@ -127,8 +128,6 @@ pub enum Requeue {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decision {
     pub create: Option<NewRun>,
-    /// Runs to adopt: a person created them for this schedule without an owner reference.
-    pub adopt: Vec<String>,
     /// An active run to stop (concurrencyPolicy Replace).
     pub stop: Option<String>,
     /// Finished runs beyond the history limits.
@@ -234,11 +233,6 @@ pub fn decide(o: Observed<'_>) -> Decision {
     // Runs by age, newest first.
     let mut runs = o.runs.clone();
     runs.sort_by(|a, b| (b.created, &b.name).cmp(&(a.created, &a.name)));
-    let adopt = runs
-        .iter()
-        .filter(|r| !r.owned)
-        .map(|r| r.name.clone())
-        .collect();
 
     let gate = gate(&o, at, &mut status);
     let due = due(&o, &runs, gate.schedule.as_ref(), &mut status);
@@ -272,7 +266,6 @@ pub fn decide(o: Observed<'_>) -> Decision {
     };
     Decision {
         create: admitted.create,
-        adopt,
         stop: admitted.stop,
         delete: prune(&o.spec.history, &runs),
         status,
@@ -354,20 +347,58 @@ fn gate(o: &Observed<'_>, at: At, status: &mut MigrationScheduleStatus) -> Gate 
             String::new()
         },
     );
-    match &blocked {
-        Some((reason, message)) if !matches!(*reason, "Disabled" | "Resetting") => at.set(
+    let unreachable = o.reach.as_ref().and_then(|r| {
+        let fix = "check the URL, the password Secret and the network path from the controller; \
+                   the controller tries again every 5 minutes";
+        match (&r.source, &r.target) {
+            (Err(e), _) => Some(("SourceUnreachable", format!("{e}. Fix: {fix}"))),
+            (_, Err(e)) => Some(("TargetUnreachable", format!("{e}. Fix: {fix}"))),
+            _ => None,
+        }
+    });
+    match (&blocked, unreachable) {
+        (Some((reason, message)), _) if !matches!(*reason, "Disabled" | "Resetting") => at.set(
             &mut status.conditions,
             "Ready",
             false,
             reason,
             message.clone(),
         ),
+        (_, Some((reason, message))) => {
+            at.set(&mut status.conditions, "Ready", false, reason, message)
+        }
         _ => at.set(
             &mut status.conditions,
             "Ready",
             true,
             "Valid",
-            "the schedule is valid".into(),
+            if o.reach.is_some() {
+                "the schedule is valid and both databases answer".into()
+            } else {
+                "the schedule is valid; the databases are being checked".into()
+            },
+        ),
+    }
+    match o.reach.as_ref().and_then(|r| r.tracking) {
+        Some(true) => at.set(
+            &mut status.conditions,
+            "ChangeTracking",
+            true,
+            "Installed",
+            "change tracking is installed in the source: runs copy what changed".into(),
+        ),
+        Some(false) => at.set(
+            &mut status.conditions,
+            "ChangeTracking",
+            false,
+            "NotInstalled",
+            "change tracking is not in the source yet: the first run installs it".into(),
+        ),
+        None => at.unknown(
+            &mut status.conditions,
+            "ChangeTracking",
+            "NotChecked",
+            "the source has not answered yet".into(),
         ),
     }
     Gate {
@@ -698,6 +729,7 @@ mod tests {
             conflict: None,
             companies: Ok(None),
             resetting: None,
+            reach: None,
             now,
         }
     }
@@ -713,7 +745,6 @@ mod tests {
             created: Some(end - chrono::Duration::minutes(5)),
             result: Some(result),
             completion_time: Some(time(end)),
-            owned: true,
             made_here: true,
             ..Default::default()
         }
@@ -735,6 +766,65 @@ mod tests {
         assert_eq!(
             condition(&d, "Ready"),
             ("False".into(), "InvalidTimeZone".into())
+        );
+    }
+
+    #[test]
+    fn ready_and_change_tracking_follow_the_probe_of_the_databases() {
+        use super::super::super::reach::Reach;
+        let s = spec(Some("0 2 * * *"));
+        let d = decide(observe(&s, utc(2026, 5, 2, 3, 0)));
+        assert_eq!(condition(&d, "Ready"), ("True".into(), "Valid".into()));
+        assert_eq!(
+            condition(&d, "ChangeTracking"),
+            ("Unknown".into(), "NotChecked".into())
+        );
+        let mut o = observe(&s, utc(2026, 5, 2, 3, 0));
+        o.reach = Some(Reach {
+            source: Ok(()),
+            target: Err(
+                "target database: cannot connect to postgres://cloud.example:5432/bc: \
+                         connection refused"
+                    .into(),
+            ),
+            tracking: Some(false),
+        });
+        let d = decide(o);
+        assert_eq!(
+            condition(&d, "Ready"),
+            ("False".into(), "TargetUnreachable".into())
+        );
+        let ready = d
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert!(
+            ready.message.contains("connection refused"),
+            "{}",
+            ready.message
+        );
+        assert!(
+            ready.message.contains("Fix: check the URL"),
+            "{}",
+            ready.message
+        );
+        assert_eq!(
+            condition(&d, "ChangeTracking"),
+            ("False".into(), "NotInstalled".into())
+        );
+        let mut o = observe(&s, utc(2026, 5, 2, 3, 0));
+        o.reach = Some(Reach {
+            source: Ok(()),
+            target: Ok(()),
+            tracking: Some(true),
+        });
+        let d = decide(o);
+        assert_eq!(condition(&d, "Ready"), ("True".into(), "Valid".into()));
+        assert_eq!(
+            condition(&d, "ChangeTracking"),
+            ("True".into(), "Installed".into())
         );
     }
 
@@ -871,7 +961,6 @@ mod tests {
         o.runs = vec![RunView {
             name: "nightly-202605011300".into(),
             created: Some(utc(2026, 5, 1, 13, 0)),
-            owned: true,
             ..Default::default()
         }];
         let d = decide(o);
@@ -896,7 +985,6 @@ mod tests {
         o.status.last_schedule_time = Some(time(utc(2026, 5, 1, 13, 0)));
         o.runs = vec![RunView {
             name: "old".into(),
-            owned: true,
             ..Default::default()
         }];
         let d = decide(o.clone());
@@ -952,7 +1040,6 @@ mod tests {
         o.runs = vec![RunView {
             name: new.name.clone(),
             run_request: Some("2026-05-01 please".into()),
-            owned: true,
             ..Default::default()
         }];
         let d = decide(o);
@@ -973,7 +1060,6 @@ mod tests {
         let mut o = observe(&s, utc(2026, 5, 2, 2, 1));
         o.runs = vec![RunView {
             name: "nightly-202605020200".into(),
-            owned: true,
             ..Default::default()
         }];
         let d = decide(o);
@@ -997,24 +1083,31 @@ mod tests {
         let mut o = observe(&s, utc(2026, 5, 1, 0, 1));
         o.runs = vec![RunView {
             name: new.name,
-            owned: true,
             ..Default::default()
         }];
         assert!(decide(o).create.is_none());
     }
 
     #[test]
-    fn a_person_created_run_is_adopted() {
-        let s = spec(None);
+    fn a_person_created_run_counts_and_is_never_pruned() {
+        let mut s = spec(None);
+        s.history = History {
+            successful: 0,
+            failed: 0,
+        };
         let mut o = observe(&s, utc(2026, 5, 1, 0, 0));
         o.runs = vec![RunView {
             name: "by-hand".into(),
-            owned: false,
             ..Default::default()
         }];
         let d = decide(o);
-        assert_eq!(d.adopt, vec!["by-hand".to_string()]);
         assert_eq!(d.status.active_run.as_deref(), Some("by-hand"));
+        let mut o = observe(&s, utc(2026, 5, 1, 0, 0));
+        o.runs = vec![RunView {
+            made_here: false,
+            ..done("by-hand", RunResult::Succeeded, utc(2026, 5, 1, 0, 0))
+        }];
+        assert!(decide(o).delete.is_empty());
     }
 
     #[test]
@@ -1034,7 +1127,6 @@ mod tests {
             RunView {
                 name: "active".into(),
                 created: Some(utc(2026, 5, 9, 0, 0)),
-                owned: true,
                 ..Default::default()
             },
         ];

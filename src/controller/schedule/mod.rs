@@ -1,6 +1,7 @@
 //! The MigrationSchedule reconciler: read the schedule's runs and the schedules that share
-//! its databases from the caches, decide (`decide`), then act: create, adopt, stop and prune
-//! runs, and write the status when it changed.
+//! its databases from the caches, decide (`decide`), then act: create, stop and prune the
+//! runs it created, and write the status when it changed. Runs a person created count as the
+//! schedule's (by their scheduleRef), and are never written to.
 
 pub mod decide;
 pub mod update;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 pub const STOP_MANAGER: &str = "cloudmigrate-controller-replace";
 
 /// What a run looks like to its schedule.
-pub fn run_view(run: &MigrationRun, schedule_uid: Option<&str>) -> RunView {
+pub fn run_view(run: &MigrationRun) -> RunView {
     let status = run.status.clone().unwrap_or_default();
     let p = status.progress.clone().unwrap_or_default();
     RunView {
@@ -35,10 +36,6 @@ pub fn run_view(run: &MigrationRun, schedule_uid: Option<&str>) -> RunView {
         start_time: status.start_time,
         completion_time: status.completion_time,
         stop_requested: run.stop_asked(),
-        owned: run
-            .owner_references()
-            .iter()
-            .any(|o| Some(o.uid.as_str()) == schedule_uid),
         made_here: run.annotations().contains_key(TRIGGER),
         counts: Counts {
             migrated: p.tables_migrated,
@@ -74,6 +71,7 @@ struct Read {
     conflict: Option<String>,
     companies: Result<Option<Vec<String>>, String>,
     resetting: Option<String>,
+    reach: Option<super::reach::Reach>,
 }
 
 impl Read {
@@ -88,6 +86,7 @@ impl Read {
             conflict: self.conflict.clone(),
             companies: self.companies.clone(),
             resetting: self.resetting.clone(),
+            reach: self.reach.clone(),
             now: chrono::Utc::now(),
         }
     }
@@ -103,12 +102,11 @@ fn read(schedule: &MigrationSchedule, ctx: &Context) -> Result<Read, Error> {
         .namespace()
         .ok_or_else(|| Error::Invalid("a MigrationSchedule is namespaced".into()))?;
     let name = schedule.name_any();
-    let uid = schedule.uid();
     let mut runs: Vec<RunView> = ctx
         .caches
         .runs_of(&ns, &name)
         .iter()
-        .map(|r| run_view(r, uid.as_deref()))
+        .map(|r| run_view(r))
         .collect();
     // A run created a moment ago that the cache does not show yet still counts.
     let cached: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
@@ -117,7 +115,6 @@ fn read(schedule: &MigrationSchedule, ctx: &Context) -> Result<Read, Error> {
         name: r.name,
         created: Some(r.at),
         run_request: r.run_request,
-        owned: true,
         made_here: true,
         ..Default::default()
     }));
@@ -157,6 +154,7 @@ fn read(schedule: &MigrationSchedule, ctx: &Context) -> Result<Read, Error> {
         conflict,
         companies,
         resetting: super::reset::pending(ctx, &ns, &name),
+        reach: ctx.probes.observe(&ctx.client, schedule),
     })
 }
 
@@ -194,6 +192,9 @@ fn new_run(schedule: &MigrationSchedule, ns: &str, new: &decide::NewRun) -> Migr
     }
 }
 
+/// When a schedule is looked at again at the latest, so that its databases are probed.
+const PROBE_AGAIN: std::time::Duration = super::reach::PROBE_EVERY;
+
 /// Act: the writes the decision asks for, then the status if it changed.
 async fn act(
     schedule: &MigrationSchedule,
@@ -203,16 +204,6 @@ async fn act(
     let ns = schedule.namespace().unwrap_or_default();
     let name = schedule.name_any();
     let runs_api: Api<MigrationRun> = Api::namespaced(ctx.client.clone(), &ns);
-    if let Some(owner) = schedule.controller_owner_ref(&()) {
-        for run in &decision.adopt {
-            let patch = json!({"metadata": {"ownerReferences": [owner]}});
-            runs_api
-                .patch(run, &PatchParams::default(), &Patch::Merge(patch))
-                .await
-                .map_err(|e| Error::Act(format!("adopting MigrationRun {run}"), e))?;
-            tracing::info!(%run, "adopted a MigrationRun created by hand");
-        }
-    }
     if let Some(run) = &decision.stop {
         // Through the run's status, with a field manager of its own: the run's spec is its
         // author's, and the run's reconciler keeps the field.
@@ -238,7 +229,7 @@ async fn act(
             .await
         {
             Ok(_) => {}
-            // A scheduled or first run made before a restart: adopted as it is. A manual run's
+            // A scheduled or first run made before a restart: taken as it is. A manual run's
             // name is new each time, so a clash means the cache was behind: try again once it
             // has caught up, under a free name.
             Err(kube::Error::Api(e)) if e.code == 409 && new.trigger != "Manual" => {}
@@ -266,9 +257,12 @@ async fn act(
     }
     ctx.publish(schedule, &decision.notes).await;
     Ok(match decision.requeue {
-        Requeue::At(wait) => Action::requeue(wait),
-        Requeue::Recheck(wait) => Action::requeue(super::jitter::spread(wait, &(ns, name))),
-        Requeue::OnChange => Action::await_change(),
+        // The databases are probed again every few minutes, whatever else is due.
+        Requeue::At(wait) => Action::requeue(wait.min(PROBE_AGAIN)),
+        Requeue::Recheck(wait) => {
+            Action::requeue(super::jitter::spread(wait.min(PROBE_AGAIN), &(ns, name)))
+        }
+        Requeue::OnChange => Action::requeue(super::jitter::spread(PROBE_AGAIN, &(ns, name))),
     })
 }
 
@@ -347,9 +341,9 @@ mod tests {
         assert_eq!(call.body["regarding"]["name"], "erp");
         call.echo(201);
 
-        // No cron: nothing brings the schedule back but a change.
+        // No cron: only a change, or the next probe of the databases, brings it back.
         let action = task.await.unwrap().unwrap();
-        assert_eq!(action, Action::await_change());
+        assert_ne!(action, Action::await_change());
 
         // Woken again before the cache shows the new run or the acknowledgement: the run it
         // created counts, so the request is acknowledged again and no second run starts.
@@ -380,6 +374,7 @@ mod tests {
             conflict: None,
             companies: Ok(None),
             resetting: None,
+            reach: None,
         };
         // The first look at it starts today's run, if 02:00 has passed; the next one is quiet.
         let mut o = observed.observed(&schedule);
@@ -405,13 +400,15 @@ mod tests {
             a = reconcile(Arc::new(schedule), ctx) => a.unwrap(),
             call = server.next() => panic!("a quiet schedule called {} {}: {}", call.method, call.uri, call.body),
         };
-        // The same wake-up, give or take the second that passed since.
+        // The same wake-up, give or take the second that passed since, unless the next probe
+        // of the databases comes first.
         let second = std::time::Duration::from_secs(1);
+        let wake = due_in.min(PROBE_AGAIN);
         assert!(
-            [due_in - second, due_in, due_in + second]
+            [wake - second, wake, wake + second]
                 .iter()
                 .any(|d| action == Action::requeue(*d)),
-            "{action:?} is not in {due_in:?}"
+            "{action:?} is not in {wake:?}"
         );
         assert!(server.seen.is_empty(), "calls: {:?}", server.seen);
     }

@@ -1,0 +1,191 @@
+//! Whether a schedule's databases answer, and whether change tracking is in the source: a
+//! probe per schedule that runs in the background, at most every few minutes and a few at a
+//! time, whose last result the schedule's decide reads (its `Ready` and `ChangeTracking`
+//! conditions). A reconcile never waits for a database.
+
+use crate::api::common::SecretKeyRef;
+use crate::api::schedule::{MigrationSchedule, MigrationScheduleSpec};
+use kube::runtime::reflector::ObjectRef;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How often a schedule's databases are probed.
+pub const PROBE_EVERY: Duration = Duration::from_secs(300);
+
+/// How long one connection attempt of a probe may take.
+const CONNECT_LIMIT: Duration = Duration::from_secs(20);
+
+/// How many probes run at once.
+const AT_ONCE: usize = 4;
+
+/// What a probe found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reach {
+    /// The source answered, or why not (without any password).
+    pub source: Result<(), String>,
+    pub target: Result<(), String>,
+    /// Change tracking's log table is in the source; None when the source did not answer.
+    pub tracking: Option<bool>,
+}
+
+struct Entry {
+    /// The connection settings the result is for.
+    settings: String,
+    /// The last run that had ended when the probe started.
+    last_end: String,
+    started: Instant,
+    result: Option<Reach>,
+}
+
+/// The probes of every schedule, by `namespace/name`.
+#[derive(Clone)]
+pub struct Probes {
+    entries: Arc<Mutex<HashMap<String, Entry>>>,
+    limit: Arc<tokio::sync::Semaphore>,
+    /// Wakes a schedule when its probe has a result.
+    wake: Option<tokio::sync::mpsc::UnboundedSender<ObjectRef<MigrationSchedule>>>,
+}
+
+impl Default for Probes {
+    fn default() -> Self {
+        Self::new(None)
+    }
+}
+
+/// What a probe's result depends on: the connection settings.
+fn settings(spec: &MigrationScheduleSpec) -> String {
+    format!(
+        "{}|{:?}|{}|{:?}",
+        spec.source.url,
+        spec.source.password_secret_ref,
+        spec.target.url,
+        spec.target.password_secret_ref
+    )
+}
+
+/// The last run that ended: a run installs change tracking, so its end is worth a new look.
+fn last_end(schedule: &MigrationSchedule) -> String {
+    schedule
+        .status
+        .as_ref()
+        .and_then(|s| s.last_run.as_ref())
+        .filter(|r| r.completion_time.is_some())
+        .map(|r| r.name.clone())
+        .unwrap_or_default()
+}
+
+impl Probes {
+    pub fn new(
+        wake: Option<tokio::sync::mpsc::UnboundedSender<ObjectRef<MigrationSchedule>>>,
+    ) -> Self {
+        Self {
+            entries: Default::default(),
+            limit: Arc::new(tokio::sync::Semaphore::new(AT_ONCE)),
+            wake,
+        }
+    }
+
+    /// The last result for the schedule's current settings, if any. Starts a probe in the
+    /// background when none ran for these settings, a run ended since the last one, or the
+    /// last one started `PROBE_EVERY` ago.
+    pub fn observe(&self, client: &kube::Client, schedule: &MigrationSchedule) -> Option<Reach> {
+        let ns = schedule.metadata.namespace.clone().unwrap_or_default();
+        let name = schedule.metadata.name.clone().unwrap_or_default();
+        let key = format!("{ns}/{name}");
+        let (settings, ended) = (settings(&schedule.spec), last_end(schedule));
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let (due, last) = match entries.get(&key) {
+            // Other settings: the old result says nothing about these.
+            Some(e) if e.settings != settings => (true, None),
+            Some(e) => (
+                e.last_end != ended || e.started.elapsed() >= PROBE_EVERY,
+                e.result.clone(),
+            ),
+            None => (true, None),
+        };
+        if due {
+            entries.insert(
+                key.clone(),
+                Entry {
+                    settings: settings.clone(),
+                    last_end: ended,
+                    started: Instant::now(),
+                    result: last.clone(),
+                },
+            );
+            let this = self.clone();
+            let client = client.clone();
+            let spec = schedule.spec.clone();
+            tokio::spawn(async move {
+                let reach = {
+                    let _turn = this.limit.acquire().await;
+                    probe(&client, &ns, &spec).await
+                };
+                if let Some(e) = this
+                    .entries
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get_mut(&key)
+                    .filter(|e| e.settings == settings)
+                {
+                    e.result = Some(reach);
+                }
+                if let Some(wake) = &this.wake {
+                    let _ = wake.send(ObjectRef::new(&name).within(&ns));
+                }
+            });
+        }
+        last
+    }
+}
+
+/// Connects to both databases once, and looks for change tracking's log in the source.
+async fn probe(client: &kube::Client, ns: &str, spec: &MigrationScheduleSpec) -> Reach {
+    let open = |side: &'static str, url: &str, secret: Option<&SecretKeyRef>| {
+        let (client, url, secret, ns) = (
+            client.clone(),
+            url.to_string(),
+            secret.cloned(),
+            ns.to_string(),
+        );
+        async move {
+            match tokio::time::timeout(
+                CONNECT_LIMIT,
+                crate::runner::open_database(&client, &ns, side, &url, secret.as_ref()),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(format!(
+                    "{side} database: no answer within {} s",
+                    CONNECT_LIMIT.as_secs()
+                )),
+            }
+        }
+    };
+    let (source, target) = tokio::join!(
+        open(
+            "source",
+            &spec.source.url,
+            spec.source.password_secret_ref.as_ref()
+        ),
+        open(
+            "target",
+            &spec.target.url,
+            spec.target.password_secret_ref.as_ref()
+        )
+    );
+    let tracking = match &source {
+        Ok(db) => crate::engine::tracking::installed(db).await.ok(),
+        Err(_) => None,
+    };
+    for db in [&source, &target].into_iter().flatten() {
+        db.close().await;
+    }
+    Reach {
+        source: source.map(|_| ()),
+        target: target.map(|_| ()),
+        tracking,
+    }
+}

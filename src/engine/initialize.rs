@@ -5,7 +5,7 @@
 //! it initialized. The user's steps and the mark commit in one transaction.
 
 use super::catalog::{Catalog, company_sql_name};
-use super::state::{RUNS_TABLE, STATE_TABLE, key_text};
+use super::state::{RUNS_TABLE, STATE_TABLE, key_text, long_text};
 use super::validate::{TableValidation, validate_table};
 use crate::api::companies::{InitializationState, InitializationStep};
 use crate::db::{Database, DbError, Dialect, Kind, Statement, Value};
@@ -89,11 +89,7 @@ fn opt(s: Option<&str>) -> Value {
 pub async fn ensure(db: &Database) -> Result<(), DbError> {
     let d = db.dialect();
     let k = key_text(d);
-    let long = if d == Dialect::MySql {
-        "LONGTEXT"
-    } else {
-        "TEXT"
-    };
+    let long = long_text(d);
     db.execute(&Statement {
         sql: format!(
             "CREATE TABLE IF NOT EXISTS {} (company {k} NOT NULL PRIMARY KEY, state {k} NOT NULL, \

@@ -26,15 +26,20 @@ pub(crate) fn key_text(d: Dialect) -> &'static str {
     }
 }
 
+/// A text column without a length limit.
+pub(crate) fn long_text(d: Dialect) -> &'static str {
+    if d == Dialect::MySql {
+        "LONGTEXT"
+    } else {
+        "TEXT"
+    }
+}
+
 /// Creates the state tables where they are missing.
 pub async fn ensure(db: &Database) -> Result<(), DbError> {
     let d = db.dialect();
     let k = key_text(d);
-    let long = if d == Dialect::MySql {
-        "LONGTEXT"
-    } else {
-        "TEXT"
-    };
+    let long = long_text(d);
     let int = "BIGINT";
     let ddl = [
         format!(

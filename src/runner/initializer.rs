@@ -13,7 +13,6 @@ use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
 use kube::api::ObjectMeta;
 use kube::{Api, Resource, ResourceExt};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 
 /// One initialization: which selection, which company, which attempt.
 #[derive(Clone, Debug)]
@@ -66,18 +65,7 @@ pub fn job_for(
             ..Default::default()
         },
     );
-    let mut labels = BTreeMap::new();
-    labels.insert(
-        "app.kubernetes.io/name".to_string(),
-        "cloudmigrate".to_string(),
-    );
-    labels.insert(
-        "app.kubernetes.io/component".to_string(),
-        "initializer".to_string(),
-    );
-    if name.len() <= 63 {
-        labels.insert(SELECTION_LABEL.to_string(), name.clone());
-    }
+    let labels = super::job::labels("initializer", SELECTION_LABEL, &name);
     job.metadata = ObjectMeta {
         name: Some(job_name(&name, company, attempt)),
         namespace: Some(namespace),

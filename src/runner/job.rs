@@ -31,6 +31,31 @@ pub const RUN_LABEL: &str = "cloudmigrate.io/run";
 pub const WORKER_SELECTOR: &str =
     "app.kubernetes.io/name=cloudmigrate,app.kubernetes.io/component=worker";
 
+/// The service account of worker pods: CLOUDMIGRATE_WORKER_SERVICE_ACCOUNT, else
+/// `DEFAULT_SERVICE_ACCOUNT`.
+pub fn service_account() -> String {
+    std::env::var("CLOUDMIGRATE_WORKER_SERVICE_ACCOUNT")
+        .unwrap_or_else(|_| DEFAULT_SERVICE_ACCOUNT.to_string())
+}
+
+/// The labels of a Job and its pods: cloudmigrate's name, the component (`worker`,
+/// `initializer`), and the owner's name under `owner_label` when it fits a label value.
+pub fn labels(component: &str, owner_label: &str, owner: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    labels.insert(
+        "app.kubernetes.io/name".to_string(),
+        "cloudmigrate".to_string(),
+    );
+    labels.insert(
+        "app.kubernetes.io/component".to_string(),
+        component.to_string(),
+    );
+    if owner.len() <= 63 {
+        labels.insert(owner_label.to_string(), owner.to_string());
+    }
+    labels
+}
+
 /// The Job of one attempt of a run: `<run>-<attempt>`, owned by the run.
 pub fn job_name(run: &str, attempt: i32) -> String {
     format!("{run}-{attempt}")
@@ -47,18 +72,7 @@ pub fn job_for(
     let workers = rt.workers.max(1);
     let name = run.name_any();
     let namespace = run.namespace().unwrap_or_default();
-    let mut labels = BTreeMap::new();
-    labels.insert(
-        "app.kubernetes.io/name".to_string(),
-        "cloudmigrate".to_string(),
-    );
-    labels.insert(
-        "app.kubernetes.io/component".to_string(),
-        "worker".to_string(),
-    );
-    if name.len() <= 63 {
-        labels.insert(RUN_LABEL.to_string(), name.clone());
-    }
+    let labels = labels("worker", RUN_LABEL, &name);
     let container = Container {
         name: "worker".into(),
         args: Some(vec![

@@ -285,8 +285,7 @@ async fn act(
                     .inprocess
                     .start_initializer(ctx.client.clone(), spec(company, attempt)),
                 Runner::Job => {
-                    let account = std::env::var("CLOUDMIGRATE_WORKER_SERVICE_ACCOUNT")
-                        .unwrap_or_else(|_| job::DEFAULT_SERVICE_ACCOUNT.to_string());
+                    let account = job::service_account();
                     let j = initializer::job_for(selection, schedule, company, attempt, &account);
                     let job_name = j.metadata.name.clone().unwrap_or_default();
                     match Api::<Job>::namespaced(ctx.client.clone(), &ns)

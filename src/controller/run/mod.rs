@@ -159,8 +159,7 @@ async fn act(
             ),
             Runner::Job => {
                 if let Some(schedule) = &read.schedule {
-                    let account = std::env::var("CLOUDMIGRATE_WORKER_SERVICE_ACCOUNT")
-                        .unwrap_or_else(|_| job::DEFAULT_SERVICE_ACCOUNT.to_string());
+                    let account = job::service_account();
                     let j = job::job_for(run, schedule, attempt, &account);
                     let job_name = job::job_name(&name, attempt);
                     match Api::<Job>::namespaced(ctx.client.clone(), &ns)

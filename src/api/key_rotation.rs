@@ -60,13 +60,13 @@ pub struct RuntimeKeyRotationStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(transform = conditions_list_map)]
     pub conditions: Conditions,
-    /// The Secret that holds the new key.
+    /// The Secret that holds the new key. Not written yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
-    /// SHA-256 fingerprint of the new key.
+    /// SHA-256 fingerprint of the new key. Not written yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_fingerprint: Option<String>,
-    /// When the new key took effect.
+    /// When the new key took effect. Not written yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotated_at: Option<Time>,
 }

@@ -385,7 +385,7 @@ pub struct ChecklistStep {
     /// Whether the step is done.
     #[serde(default)]
     pub done: bool,
-    /// What the step asks for and how to do it.
+    /// What the step asks for and how to do it. (No step is written yet.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }

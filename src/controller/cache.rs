@@ -395,6 +395,35 @@ mod tests {
     }
 
     #[test]
+    fn schedules_in_two_namespaces_on_one_database_see_each_other() {
+        let schedule = |ns: &str, name: &str, target: &str| -> MigrationSchedule {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationSchedule",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"source": {"url": format!("postgres://erp.example/{name}")},
+                         "target": {"url": target}}
+            }))
+            .unwrap()
+        };
+        let shop = schedule("shop", "erp", "postgres://cloud.example:5432/bc");
+        let other = schedule("finance", "gl", "postgres://CLOUD.example/bc");
+        let alone = schedule("finance", "alone", "postgres://cloud.example/other");
+        let caches = Caches::of(vec![shop.clone(), other, alone], vec![]);
+        let found: Vec<String> = caches
+            .sharing_a_database(&shop)
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}/{}",
+                    s.metadata.namespace.as_deref().unwrap_or_default(),
+                    s.metadata.name.as_deref().unwrap_or_default()
+                )
+            })
+            .collect();
+        assert_eq!(found, vec!["finance/gl".to_string()]);
+    }
+
+    #[test]
     fn the_index_follows_applies_deletes_and_relists() {
         let index = Index::new(run_keys);
         index.apply(&watcher::Event::Apply(run("a-1", "a")));

@@ -1,5 +1,5 @@
 //! Whether a schedule's databases answer, and whether change tracking is in the source: a
-//! probe per schedule that runs in the background, at most every few minutes and a few at a
+//! probe per schedule that runs in the background, at most every few minutes and one at a
 //! time, whose last result the schedule's decide reads (its `Ready` and `ChangeTracking`
 //! conditions). A reconcile never waits for a database.
 
@@ -16,8 +16,9 @@ pub const PROBE_EVERY: Duration = Duration::from_secs(300);
 /// How long one connection attempt of a probe may take.
 const CONNECT_LIMIT: Duration = Duration::from_secs(20);
 
-/// How many probes run at once.
-const AT_ONCE: usize = 4;
+/// How many probes run at once: one, so that probing a thousand schedules after a start
+/// leaves the other cores to the reconciles.
+const AT_ONCE: usize = 1;
 
 /// What a probe found.
 #[derive(Clone, Debug, PartialEq, Eq)]

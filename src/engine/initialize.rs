@@ -148,19 +148,17 @@ pub async fn read(db: &Database) -> Result<Vec<CompanyRecord>, DbError> {
         .collect())
 }
 
-/// The companies whose initialization is scheduled or running: no run may write to them.
+/// The companies whose initialization is scheduled or running: no run may write to them. One
+/// query for their names only: every run asks.
 pub async fn busy(db: &Database) -> Result<HashSet<String>, DbError> {
-    Ok(read(db)
-        .await?
-        .into_iter()
-        .filter(|r| {
-            matches!(
-                r.state,
-                InitializationState::Scheduled | InitializationState::Running
-            )
-        })
-        .map(|r| r.company)
-        .collect())
+    db.query_text_set(&Statement {
+        sql: format!(
+            "SELECT company FROM {} WHERE state IN ('Scheduled', 'Running')",
+            db.dialect().quote(COMPANIES_TABLE)
+        ),
+        params: vec![],
+    })
+    .await
 }
 
 /// The statement that writes a company's record whatever it held.
@@ -268,18 +266,6 @@ pub async fn set_state(
         ))
         .await?;
     Ok(n > 0)
-}
-
-/// Clears every company record (a reset of the cloud data).
-pub async fn clear(db: &Database) -> Result<(), DbError> {
-    if db.has_table(COMPANIES_TABLE).await? {
-        db.execute(&Statement {
-            sql: format!("DELETE FROM {}", db.dialect().quote(COMPANIES_TABLE)),
-            params: vec![],
-        })
-        .await?;
-    }
-    Ok(())
 }
 
 /// How an initialization ended, in words for the company's status.

@@ -172,6 +172,25 @@ pub fn worker_job(rt: &Runtime, service_account: &str, mut container: Container)
     }
 }
 
+/// Creates a Job. One that exists already (created before a restart) counts as created. The
+/// API server's refusal (4xx: invalid, forbidden) is returned as `Err(Ok((code, message)))`
+/// for the caller to report; other failures as `Err(Err(error))`.
+pub async fn create(
+    client: &kube::Client,
+    namespace: &str,
+    job: &Job,
+) -> Result<(), Result<(u16, String), kube::Error>> {
+    match kube::Api::<Job>::namespaced(client.clone(), namespace)
+        .create(&kube::api::PostParams::default(), job)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(kube::Error::Api(e)) if (400..500).contains(&e.code) => Err(Ok((e.code, e.message))),
+        Err(e) => Err(Err(e)),
+    }
+}
+
 /// Whether a Job still works on its run: it has not failed for good, and it has not completed
 /// so long ago that its workers' last words should have arrived.
 pub fn job_alive(status: Option<&JobStatus>, now: chrono::DateTime<chrono::Utc>) -> bool {

@@ -24,7 +24,7 @@ use decide::{FoundCompany, LastRun, SelectionObserved};
 use initialization::{InitAction, Liveness};
 use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use kube::runtime::controller::Action;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -288,18 +288,13 @@ async fn act(
                     let account = job::service_account();
                     let j = initializer::job_for(selection, schedule, company, attempt, &account);
                     let job_name = j.metadata.name.clone().unwrap_or_default();
-                    match Api::<Job>::namespaced(ctx.client.clone(), &ns)
-                        .create(&PostParams::default(), &j)
-                        .await
-                    {
-                        Ok(_) => {}
-                        Err(kube::Error::Api(e)) if e.code == 409 => {}
-                        Err(kube::Error::Api(e)) if (400..500).contains(&e.code) => {
+                    match job::create(&ctx.client, &ns, &j).await {
+                        Ok(()) => {}
+                        Err(Ok((code, message))) => {
                             let message = format!(
                                 "the API server refused Job {job_name} of the initialization \
-                                 ({}): {}; the initialization is tried again when this \
-                                 CompanySelection's spec changes",
-                                e.code, e.message
+                                 ({code}): {message}; the initialization is tried again when \
+                                 this CompanySelection's spec changes"
                             );
                             initialize::set_state(
                                 target,
@@ -312,7 +307,7 @@ async fn act(
                             .await
                             .map_err(db_error)?;
                         }
-                        Err(e) => {
+                        Err(Err(e)) => {
                             return Err(Error::Act(format!("creating Job {job_name}"), e));
                         }
                     }

@@ -15,7 +15,6 @@ use crate::runner::WorkerSpec;
 use crate::runner::job;
 use decide::{RunAction, RunDecision, RunObserved, ScheduleFacts};
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::PostParams;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use std::sync::Arc;
@@ -162,31 +161,26 @@ async fn act(
                     let account = job::service_account();
                     let j = job::job_for(run, schedule, attempt, &account);
                     let job_name = job::job_name(&name, attempt);
-                    match Api::<Job>::namespaced(ctx.client.clone(), &ns)
-                        .create(&PostParams::default(), &j)
-                        .await
-                    {
-                        Ok(_) => {}
-                        // Created before a restart.
-                        Err(kube::Error::Api(e)) if e.code == 409 => {}
+                    match job::create(&ctx.client, &ns, &j).await {
+                        Ok(()) => {}
                         // Refused (invalid, forbidden): the run says why, and goes again up to
                         // its limit.
-                        Err(kube::Error::Api(e)) if (400..500).contains(&e.code) => {
+                        Err(Ok((code, message))) => {
                             let at = super::conditions::At {
                                 generation: run.metadata.generation,
                                 now: chrono::Utc::now(),
                             };
                             let status =
-                                decide::refused(decision.status, at, &job_name, e.code, &e.message);
+                                decide::refused(decision.status, at, &job_name, code, &message);
                             ctx.apply_status(run, &status).await?;
                             let note = super::note::Note::warning(
                                 "RunnerRefused",
-                                format!("the API server refused Job {job_name}: {}", e.message),
+                                format!("the API server refused Job {job_name}: {message}"),
                             );
                             ctx.publish(run, &[note]).await;
                             return Ok(Action::requeue(Duration::from_secs(5)));
                         }
-                        Err(e) => {
+                        Err(Err(e)) => {
                             return Err(Error::Act(format!("creating Job {job_name}"), e));
                         }
                     }

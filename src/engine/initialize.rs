@@ -90,6 +90,9 @@ pub async fn ensure(db: &Database) -> Result<(), DbError> {
     let d = db.dialect();
     let k = key_text(d);
     let long = long_text(d);
+    if db.has_table(COMPANIES_TABLE).await? {
+        return Ok(());
+    }
     db.execute(&Statement {
         sql: format!(
             "CREATE TABLE IF NOT EXISTS {} (company {k} NOT NULL PRIMARY KEY, state {k} NOT NULL, \

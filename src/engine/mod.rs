@@ -12,6 +12,7 @@
 //!    with its watermark and log line (`copy`);
 //! 7. `finish`: the log lines of tables that did not load, and the run's end in the target.
 
+pub mod access;
 pub mod catalog;
 pub mod claims;
 pub mod copy;

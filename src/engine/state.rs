@@ -35,39 +35,55 @@ pub(crate) fn long_text(d: Dialect) -> &'static str {
     }
 }
 
-/// Creates the state tables where they are missing.
+/// Creates the state tables where they are missing. A table that exists gets no `CREATE`: a
+/// runtime role may write the state tables but not create tables.
 pub async fn ensure(db: &Database) -> Result<(), DbError> {
     let d = db.dialect();
     let k = key_text(d);
     let long = long_text(d);
     let int = "BIGINT";
     let ddl = [
-        format!(
-            "CREATE TABLE IF NOT EXISTS {} (table_name {k} NOT NULL PRIMARY KEY, company {k} NOT NULL, \
+        (
+            STATE_TABLE,
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (table_name {k} NOT NULL PRIMARY KEY, company {k} NOT NULL, \
              mode {k} NOT NULL, row_count {int} NOT NULL, ct_version {int}, schema_hash {k}, \
              run_id {k} NOT NULL, updated_at {k} NOT NULL)",
-            d.quote(STATE_TABLE)
+                d.quote(STATE_TABLE)
+            ),
         ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {} (run_id {k} NOT NULL, table_name {k} NOT NULL, \
+        (
+            LOG_TABLE,
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (run_id {k} NOT NULL, table_name {k} NOT NULL, \
              company {k} NOT NULL, base_table {k} NOT NULL, result {k} NOT NULL, mode {k} NOT NULL, \
              full_reason {k}, row_count {int} NOT NULL, byte_count {int} NOT NULL, \
              duration_ms {int} NOT NULL, message {long}, guidance {long}, finished_at {k} NOT NULL, \
              PRIMARY KEY (run_id, table_name))",
-            d.quote(LOG_TABLE)
+                d.quote(LOG_TABLE)
+            ),
         ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {} (run_id {k} NOT NULL PRIMARY KEY, run_type {k} NOT NULL, \
+        (
+            RUNS_TABLE,
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (run_id {k} NOT NULL PRIMARY KEY, run_type {k} NOT NULL, \
              state {k} NOT NULL, started_at {k} NOT NULL, finished_at {k}, result {k})",
-            d.quote(RUNS_TABLE)
+                d.quote(RUNS_TABLE)
+            ),
         ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {} (run_id {k} NOT NULL, table_name {k} NOT NULL, \
+        (
+            CLAIMS_TABLE,
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (run_id {k} NOT NULL, table_name {k} NOT NULL, \
              worker {int} NOT NULL, PRIMARY KEY (run_id, table_name))",
-            d.quote(CLAIMS_TABLE)
+                d.quote(CLAIMS_TABLE)
+            ),
         ),
     ];
-    for sql in ddl {
+    for (name, sql) in ddl {
+        if db.has_table(name).await? {
+            continue;
+        }
         db.execute(&Statement {
             sql,
             params: vec![],

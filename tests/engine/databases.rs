@@ -38,7 +38,7 @@ fn env(name: &str) -> String {
     })
 }
 
-fn unique(label: &str) -> String {
+pub fn unique(label: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -11,4 +11,5 @@ mod incremental;
 mod initialization;
 mod reliability;
 mod reset;
+mod runtime_key;
 mod users;

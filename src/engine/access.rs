@@ -1,0 +1,543 @@
+//! The runtime key: the login role in the target that replication runs write as, its
+//! password (the key), and what it may write. The admin connection of a schedule's target
+//! manages the role; runs connect as the role.
+//!
+//! The key never travels in a statement's text: PostgreSQL gets a SCRAM-SHA-256 verifier and
+//! MySQL/MariaDB a `mysql_native_password` hash, so a server log of a failed statement holds
+//! no key either.
+
+use crate::db::{Database, DbError, Dialect, Kind, Statement, Value};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use ring::rand::SecureRandom;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::num::NonZeroU32;
+
+/// The start of every runtime role's name.
+pub const ROLE_PREFIX: &str = "cloudmigrate_rt_";
+
+/// A runtime key. Its `Debug` and `Display` show the fingerprint, never the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RuntimeKey(String);
+
+impl fmt::Debug for RuntimeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RuntimeKey({})", self.fingerprint())
+    }
+}
+
+impl RuntimeKey {
+    /// A new key: 32 bytes from the operating system's random source, base64url.
+    pub fn generate() -> Result<Self, String> {
+        let mut bytes = [0u8; 32];
+        ring::rand::SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| "the operating system's random source failed".to_string())?;
+        Ok(RuntimeKey(URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    /// A key read back from its Secret.
+    pub fn from_secret(value: String) -> Self {
+        RuntimeKey(value)
+    }
+
+    /// The key itself, for the Secret and for a login; nowhere else.
+    pub fn reveal(&self) -> &str {
+        &self.0
+    }
+
+    /// `sha256:` and the first 16 hex digits of the key's SHA-256: enough to compare two keys,
+    /// useless to log in with.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(self.0.as_bytes())
+    }
+}
+
+/// The fingerprint of a key's bytes (see `RuntimeKey::fingerprint`).
+pub fn fingerprint(key: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, key);
+    let hex: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+}
+
+/// The login role of a schedule: `cloudmigrate_rt_<schedule>`. A name longer than the
+/// dialect allows (63 bytes on PostgreSQL, 32 characters for a MySQL user) keeps its start and
+/// ends with 8 hex digits of its hash, so that it stays unique.
+pub fn role_name(schedule: &str, dialect: Dialect) -> String {
+    let full = format!("{ROLE_PREFIX}{schedule}");
+    let max = match dialect {
+        Dialect::MySql => 32,
+        _ => 63,
+    };
+    if full.len() <= max {
+        return full;
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, schedule.as_bytes());
+    let tail: String = digest.as_ref()[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    // Schedule names are DNS names (ASCII), so any byte is a character boundary.
+    let keep = max - tail.len() - 1;
+    format!("{}_{tail}", &full[..keep])
+}
+
+/// The PostgreSQL SCRAM-SHA-256 verifier of a key, as `ALTER ROLE … PASSWORD` accepts it
+/// (RFC 5802 and RFC 7677, 4096 iterations as PostgreSQL uses).
+fn scram_verifier(key: &RuntimeKey) -> Result<String, String> {
+    use ring::{digest, hmac, pbkdf2};
+    const ITERATIONS: u32 = 4096;
+    let mut salt = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| "the operating system's random source failed".to_string())?;
+    let mut salted = [0u8; 32];
+    // The invariant: ITERATIONS is not zero.
+    let iterations = NonZeroU32::new(ITERATIONS).ok_or("zero iterations")?;
+    pbkdf2::derive(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        iterations,
+        &salt,
+        key.reveal().as_bytes(),
+        &mut salted,
+    );
+    let mac = hmac::Key::new(hmac::HMAC_SHA256, &salted);
+    let client_key = hmac::sign(&mac, b"Client Key");
+    let stored_key = digest::digest(&digest::SHA256, client_key.as_ref());
+    let server_key = hmac::sign(&mac, b"Server Key");
+    Ok(format!(
+        "SCRAM-SHA-256${ITERATIONS}:{}${}:{}",
+        STANDARD.encode(salt),
+        STANDARD.encode(stored_key.as_ref()),
+        STANDARD.encode(server_key.as_ref())
+    ))
+}
+
+/// The `mysql_native_password` hash of a key: `*` and SHA1(SHA1(key)) in upper-case hex.
+fn mysql_native_hash(key: &RuntimeKey) -> String {
+    use ring::digest::{SHA1_FOR_LEGACY_USE_ONLY as SHA1, digest};
+    let once = digest(&SHA1, key.reveal().as_bytes());
+    let twice = digest(&SHA1, once.as_ref());
+    let hex: String = twice.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+    format!("*{hex}")
+}
+
+fn sql(sql: String) -> Statement {
+    Statement {
+        sql,
+        params: vec![],
+    }
+}
+
+/// The account of a role, as MySQL names it: the user at any host.
+fn mysql_account(role: &str) -> String {
+    format!("{}@'%'", Dialect::MySql.quote(role))
+}
+
+/// An error of role management, with what the admin user needs.
+fn role_error(action: &str, role: &str, dialect: Dialect, e: DbError) -> DbError {
+    let need = match dialect {
+        Dialect::Postgres => "the CREATEROLE attribute",
+        _ => "the CREATE USER privilege and GRANT OPTION on the target database",
+    };
+    DbError::Sql(format!(
+        "{action} the runtime role {role:?} failed: {e}. The user of spec.target.url needs \
+         {need}"
+    ))
+}
+
+/// Creates the role, or sets its password, so that `key` logs in as `role` from now on. Other
+/// sessions of the role keep their connections.
+pub async fn set_key(admin: &Database, role: &str, key: &RuntimeKey) -> Result<(), DbError> {
+    let d = admin.dialect();
+    let statements = match d {
+        Dialect::Postgres => {
+            let verifier = scram_verifier(key).map_err(DbError::Config)?;
+            let exists = !admin
+                .query_text_set(&Statement {
+                    sql: "SELECT rolname::text FROM pg_roles WHERE rolname = ?".into(),
+                    params: vec![Value::Text(role.to_string())],
+                })
+                .await?
+                .is_empty();
+            let verb = if exists { "ALTER" } else { "CREATE" };
+            // The verifier holds only base64 and `$:`, never a quote.
+            vec![sql(format!(
+                "{verb} ROLE {} WITH LOGIN NOINHERIT PASSWORD '{verifier}'",
+                d.quote(role)
+            ))]
+        }
+        Dialect::MySql => {
+            let hash = mysql_native_hash(key);
+            let account = mysql_account(role);
+            vec![
+                sql(format!(
+                    "CREATE USER IF NOT EXISTS {account} IDENTIFIED WITH mysql_native_password AS \
+                     '{hash}'"
+                )),
+                sql(format!(
+                    "ALTER USER {account} IDENTIFIED WITH mysql_native_password AS '{hash}'"
+                )),
+            ]
+        }
+        Dialect::Sqlite => {
+            return Err(DbError::Config(
+                "a SQLite target has no login roles, so it has no runtime key".into(),
+            ));
+        }
+    };
+    for s in &statements {
+        admin
+            .execute(s)
+            .await
+            .map_err(|e| role_error("setting the key of", role, d, e))?;
+    }
+    Ok(())
+}
+
+/// The tables the role may write now, as the target's catalog lists its grants.
+async fn granted(admin: &Database, role: &str) -> Result<BTreeSet<String>, DbError> {
+    let stmt = match admin.dialect() {
+        Dialect::Postgres => Statement {
+            sql: "SELECT DISTINCT table_name::text FROM information_schema.role_table_grants \
+                  WHERE grantee = ? AND table_schema = current_schema() AND privilege_type = \
+                  'INSERT'"
+                .into(),
+            params: vec![Value::Text(role.to_string())],
+        },
+        _ => Statement {
+            sql:
+                "SELECT DISTINCT CAST(table_name AS CHAR) FROM information_schema.table_privileges \
+                  WHERE grantee = ? AND table_schema = DATABASE() AND privilege_type = 'INSERT'"
+                    .into(),
+            params: vec![Value::Text(format!("'{role}'@'%'"))],
+        },
+    };
+    Ok(admin.query_text_set(&stmt).await?.into_iter().collect())
+}
+
+/// What a grant changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grants {
+    pub granted: usize,
+    pub revoked: usize,
+}
+
+/// Lets the role read and write exactly `tables` (plus the replication state, which the
+/// caller includes) and nothing else in the target's schema or database. `create` also lets
+/// it create missing tables (spec.target.createMissingTables). Only the differences to what
+/// the role has are granted or revoked.
+pub async fn grant(
+    admin: &Database,
+    role: &str,
+    tables: &BTreeSet<String>,
+    create: bool,
+) -> Result<Grants, DbError> {
+    let d = admin.dialect();
+    let have = granted(admin, role).await?;
+    let add: Vec<&String> = tables.difference(&have).collect();
+    let remove: Vec<&String> = have.difference(tables).collect();
+    let mut statements = Vec::new();
+    match d {
+        Dialect::Postgres => {
+            let r = d.quote(role);
+            statements.push(sql(format!(
+                "GRANT USAGE ON SCHEMA {} TO {r}",
+                schema(admin).await?
+            )));
+            let on_schema = if create { "GRANT" } else { "REVOKE" };
+            let direction = if create { "TO" } else { "FROM" };
+            statements.push(sql(format!(
+                "{on_schema} CREATE ON SCHEMA {} {direction} {r}",
+                schema(admin).await?
+            )));
+            for chunk in add.chunks(200) {
+                let list: Vec<String> = chunk.iter().map(|t| d.quote(t)).collect();
+                statements.push(sql(format!(
+                    "GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON {} TO {r}",
+                    list.join(", ")
+                )));
+            }
+            for chunk in remove.chunks(200) {
+                let list: Vec<String> = chunk.iter().map(|t| d.quote(t)).collect();
+                statements.push(sql(format!("REVOKE ALL ON {} FROM {r}", list.join(", "))));
+            }
+        }
+        Dialect::MySql => {
+            let account = mysql_account(role);
+            // MySQL grants one object per statement.
+            for t in &add {
+                statements.push(sql(format!(
+                    "GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {account}",
+                    d.quote(t)
+                )));
+            }
+            for t in &remove {
+                statements.push(sql(format!(
+                    "REVOKE ALL PRIVILEGES ON {} FROM {account}",
+                    d.quote(t)
+                )));
+            }
+            let database = current_database(admin).await?;
+            let on_db = if create {
+                format!("GRANT CREATE ON {}.* TO {account}", d.quote(&database))
+            } else {
+                format!("REVOKE CREATE ON {}.* FROM {account}", d.quote(&database))
+            };
+            // A REVOKE of a privilege the account never had is an error in MySQL: the grant
+            // is made first so that the revoke always has something to take.
+            if !create {
+                statements.push(sql(format!(
+                    "GRANT CREATE ON {}.* TO {account}",
+                    d.quote(&database)
+                )));
+            }
+            statements.push(sql(on_db));
+        }
+        Dialect::Sqlite => return Ok(Grants::default()),
+    }
+    if d == Dialect::Postgres {
+        // All or nothing on PostgreSQL, where grants are transactional.
+        admin
+            .in_transaction(&statements)
+            .await
+            .map_err(|e| role_error("granting the tables to", role, d, e))?;
+    } else {
+        for s in &statements {
+            admin
+                .execute(s)
+                .await
+                .map_err(|e| role_error("granting the tables to", role, d, e))?;
+        }
+    }
+    Ok(Grants {
+        granted: add.len(),
+        revoked: remove.len(),
+    })
+}
+
+/// Makes the target ready for a run that writes as `role`: the replication state tables
+/// exist (created by the admin user), and the role may write exactly the tables the run's
+/// plan copies that exist in the target, and the state tables. Errors name the side.
+pub async fn grant_for_run(
+    source: &Database,
+    admin: &Database,
+    options: &super::plan::PlanOptions,
+    role: &str,
+    create_missing_tables: bool,
+) -> Result<Grants, String> {
+    use super::initialize::COMPANIES_TABLE;
+    use super::state::{CLAIMS_TABLE, LOG_TABLE, RUNS_TABLE, STATE_TABLE};
+    let target_side = |e: DbError| format!("target database: {e}");
+    super::state::ensure(admin).await.map_err(target_side)?;
+    let catalog = super::catalog::Catalog::read(source)
+        .await
+        .map_err(|e| format!("source database: {e}"))?;
+    let mut options = options.clone();
+    options.target = Some(admin.dialect());
+    let plan = super::plan::plan(&catalog, &options).map_err(|e| e.to_string())?;
+    let existing: BTreeSet<String> = admin
+        .tables()
+        .await
+        .map_err(target_side)?
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    let mut tables: BTreeSet<String> = plan
+        .to_copy()
+        .map(|t| t.target_name.clone())
+        .filter(|n| existing.contains(n))
+        .collect();
+    for own in [
+        STATE_TABLE,
+        LOG_TABLE,
+        RUNS_TABLE,
+        CLAIMS_TABLE,
+        COMPANIES_TABLE,
+    ] {
+        tables.insert(own.to_string());
+    }
+    grant(admin, role, &tables, create_missing_tables)
+        .await
+        .map_err(target_side)
+}
+
+async fn schema(admin: &Database) -> Result<String, DbError> {
+    let rows = admin
+        .query(&sql("SELECT current_schema()::text".into()), &[Kind::Text])
+        .await?;
+    match rows.first().and_then(|r| r.first()) {
+        Some(Value::Text(s)) => Ok(Dialect::Postgres.quote(s)),
+        _ => Err(DbError::Sql(
+            "the target has no current schema: set search_path for the user of \
+             spec.target.url"
+                .into(),
+        )),
+    }
+}
+
+async fn current_database(admin: &Database) -> Result<String, DbError> {
+    let rows = admin
+        .query(&sql("SELECT DATABASE()".into()), &[Kind::Text])
+        .await?;
+    match rows.first().and_then(|r| r.first()) {
+        Some(Value::Text(s)) => Ok(s.clone()),
+        _ => Err(DbError::Sql(
+            "the target URL names no database: add it to spec.target.url".into(),
+        )),
+    }
+}
+
+/// Drops the role and everything granted to it. Missing already is fine.
+pub async fn drop_role(admin: &Database, role: &str) -> Result<(), DbError> {
+    let d = admin.dialect();
+    let statements = match d {
+        Dialect::Postgres => {
+            let exists = !admin
+                .query_text_set(&Statement {
+                    sql: "SELECT rolname::text FROM pg_roles WHERE rolname = ?".into(),
+                    params: vec![Value::Text(role.to_string())],
+                })
+                .await?
+                .is_empty();
+            if !exists {
+                return Ok(());
+            }
+            // DROP OWNED revokes the grants in this database (and drops tables the role
+            // created, which belong to the migration: they are reassigned first).
+            vec![
+                sql(format!(
+                    "REASSIGN OWNED BY {} TO CURRENT_USER",
+                    d.quote(role)
+                )),
+                sql(format!("DROP OWNED BY {}", d.quote(role))),
+                sql(format!("DROP ROLE {}", d.quote(role))),
+            ]
+        }
+        Dialect::MySql => vec![sql(format!("DROP USER IF EXISTS {}", mysql_account(role)))],
+        Dialect::Sqlite => return Ok(()),
+    };
+    for s in &statements {
+        admin
+            .execute(s)
+            .await
+            .map_err(|e| role_error("dropping", role, d, e))?;
+    }
+    Ok(())
+}
+
+/// Whether `key` logs in as `role` to the database of `url` (whose own user is replaced).
+/// Ok(false): the server refused the login; Err: anything else went wrong.
+pub async fn logs_in(url: &str, role: &str, key: &RuntimeKey) -> Result<bool, DbError> {
+    let spec = crate::db::ConnectSpec {
+        url: with_user(url, role)?,
+        password: Some(key.reveal().to_string()),
+        max_connections: 1,
+        create: false,
+    };
+    match Database::connect(&spec).await {
+        Ok(db) => {
+            db.close().await;
+            Ok(true)
+        }
+        Err(DbError::Connect { message, .. }) if refused_login(&message) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a connection error is a refused login (wrong password or unknown user).
+fn refused_login(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("password authentication failed")
+        || m.contains("access denied")
+        || m.contains("28p01")
+        || m.contains("1045")
+}
+
+/// The URL with its user replaced by `user` (and no password in it).
+pub fn with_user(url: &str, user: &str) -> Result<String, DbError> {
+    let mut u = url::Url::parse(url).map_err(|e| {
+        DbError::Config(format!(
+            "invalid database URL {}: {e}",
+            crate::db::redact_url(url)
+        ))
+    })?;
+    u.set_username(user)
+        .and_then(|_| u.set_password(None))
+        .map_err(|_| {
+            DbError::Config(format!(
+                "the URL {} cannot carry a user name",
+                crate::db::redact_url(url)
+            ))
+        })?;
+    Ok(u.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_32_random_bytes_in_base64url_and_shows_only_its_fingerprint() {
+        let a = RuntimeKey::generate().unwrap();
+        let b = RuntimeKey::generate().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.reveal().len(), 43);
+        assert!(
+            a.reveal()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+        let shown = format!("{a:?}");
+        assert!(!shown.contains(a.reveal()), "{shown}");
+        assert!(shown.contains(&a.fingerprint()), "{shown}");
+        assert_eq!(a.fingerprint().len(), "sha256:".len() + 16);
+    }
+
+    #[test]
+    fn role_names_fit_the_dialect_and_stay_distinct() {
+        assert_eq!(
+            role_name("bc-prod", Dialect::Postgres),
+            "cloudmigrate_rt_bc-prod"
+        );
+        let long_a = role_name("contoso-nightly-migration-a", Dialect::MySql);
+        let long_b = role_name("contoso-nightly-migration-b", Dialect::MySql);
+        assert_eq!(long_a.len(), 32, "{long_a}");
+        assert!(long_a.starts_with("cloudmigrate_rt_contoso"), "{long_a}");
+        assert_ne!(long_a, long_b);
+        let pg = role_name(&"x".repeat(100), Dialect::Postgres);
+        assert_eq!(pg.len(), 63);
+    }
+
+    #[test]
+    fn the_mysql_hash_is_the_native_password_format() {
+        // The well-known native hash of "password".
+        let key = RuntimeKey::from_secret("password".into());
+        assert_eq!(
+            mysql_native_hash(&key),
+            "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"
+        );
+    }
+
+    #[test]
+    fn the_scram_verifier_has_postgres_shape() {
+        let v = scram_verifier(&RuntimeKey::from_secret("k".into())).unwrap();
+        assert!(v.starts_with("SCRAM-SHA-256$4096:"), "{v}");
+        assert!(!v.contains('\''));
+        let (_, keys) = v.split_once('$').unwrap();
+        let (_, pair) = keys.split_once('$').unwrap();
+        assert_eq!(pair.split(':').count(), 2);
+    }
+
+    #[test]
+    fn a_url_gets_the_role_as_its_user() {
+        assert_eq!(
+            with_user("postgres://admin@db:5432/bc", "cloudmigrate_rt_x").unwrap(),
+            "postgres://cloudmigrate_rt_x@db:5432/bc"
+        );
+    }
+}

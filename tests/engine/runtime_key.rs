@@ -1,0 +1,132 @@
+//! The runtime key on real servers: runs write as the schedule's login role, which may write
+//! only the migrated tables and the replication state; a new key makes the old one fail at
+//! login while a connection made before keeps working; dropping the role ends every login.
+
+use crate::databases::{Server, TestDb, config, run, unique};
+use cloudmigrate::db::{Database, DbError, Statement};
+use cloudmigrate::engine::access::{self, RuntimeKey};
+use cloudmigrate::engine::report::TableResult;
+
+async fn try_exec(db: &Database, sql: String) -> Result<u64, DbError> {
+    db.execute(&Statement {
+        sql,
+        params: vec![],
+    })
+    .await
+}
+
+async fn runs_write_as_the_role_and_a_new_key_retires_the_old(target: Server) {
+    let src = TestDb::new(Server::Sqlite, "rk_src").await;
+    let dst = TestDb::new(target, "rk_dst").await;
+    let (sd, d) = (src.dialect, dst.dialect);
+    src.exec(&format!(
+        "CREATE TABLE {c} ({n} VARCHAR(30) NOT NULL PRIMARY KEY);\n\
+         INSERT INTO {c} VALUES ('CRONUS');\n\
+         CREATE TABLE {i} ({id} INTEGER PRIMARY KEY, {x} VARCHAR(50));\n\
+         INSERT INTO {i} VALUES (1, 'a'), (2, 'b')",
+        c = sd.quote("Company"),
+        n = sd.quote("Name"),
+        i = sd.quote("CRONUS$Item"),
+        id = sd.quote("Id"),
+        x = sd.quote("Text"),
+    ))
+    .await;
+    // The first run, as the admin user, creates the target's tables; then the cloud's own
+    // tables, which no run may write.
+    run(&config(&src, &dst, true)).await;
+    for own in ["Cloud Setup", "CRONUS$User"] {
+        dst.exec(&format!(
+            "CREATE TABLE {t} ({id} INTEGER PRIMARY KEY);\nINSERT INTO {t} VALUES (7)",
+            t = d.quote(own),
+            id = d.quote("Id"),
+        ))
+        .await;
+    }
+    let admin = dst.connect().await;
+    let source = src.connect().await;
+    let role = access::role_name(&unique("s").replace('_', "-"), d);
+    let first = RuntimeKey::generate().unwrap();
+    access::set_key(&admin, &role, &first).await.unwrap();
+    let options = config(&src, &dst, false).plan;
+    let grants = access::grant_for_run(&source, &admin, &options, &role, false)
+        .await
+        .unwrap();
+    // Company, CRONUS$Item and the five state tables.
+    assert_eq!(grants.granted, 7, "{grants:?}");
+    // A second grant changes nothing.
+    let again = access::grant_for_run(&source, &admin, &options, &role, false)
+        .await
+        .unwrap();
+    assert_eq!(again, access::Grants::default());
+
+    // A run as the role.
+    let as_role = |key: &RuntimeKey| {
+        let mut c = config(&src, &dst, false);
+        c.target.url = access::with_user(&dst.url, &role).unwrap();
+        c.target.password = Some(key.reveal().to_string());
+        c
+    };
+    src.exec(&format!(
+        "INSERT INTO {} VALUES (3, 'c')",
+        sd.quote("CRONUS$Item")
+    ))
+    .await;
+    let report = run(&as_role(&first)).await;
+    let item = report
+        .tables
+        .iter()
+        .find(|t| t.source_name == "CRONUS$Item")
+        .unwrap();
+    assert_eq!(item.result, TableResult::Migrated, "{item:?}");
+    assert_eq!(dst.count("CRONUS$Item").await, 3);
+
+    // The role cannot touch a table that no run writes.
+    let role_db = Database::connect(&as_role(&first).target).await.unwrap();
+    for own in ["Cloud Setup", "CRONUS$User"] {
+        let refused = try_exec(&role_db, format!("DELETE FROM {}", d.quote(own))).await;
+        assert!(refused.is_err(), "the role could write {own}");
+        assert_eq!(dst.count(own).await, 1);
+    }
+
+    // A new key: the old one no longer logs in, the new one does, and the connection made
+    // with the old key goes on.
+    let second = RuntimeKey::generate().unwrap();
+    access::set_key(&admin, &role, &second).await.unwrap();
+    assert!(!access::logs_in(&dst.url, &role, &first).await.unwrap());
+    assert!(access::logs_in(&dst.url, &role, &second).await.unwrap());
+    try_exec(
+        &role_db,
+        format!(
+            "UPDATE {} SET {} = 'z'",
+            d.quote("CRONUS$Item"),
+            d.quote("Text")
+        ),
+    )
+    .await
+    .unwrap();
+    role_db.close().await;
+    let report = run(&as_role(&second)).await;
+    assert!(
+        report
+            .tables
+            .iter()
+            .all(|t| t.result != TableResult::Failed)
+    );
+
+    // Revoked: the role is gone, and a second drop is fine.
+    access::drop_role(&admin, &role).await.unwrap();
+    assert!(!access::logs_in(&dst.url, &role, &second).await.unwrap());
+    access::drop_role(&admin, &role).await.unwrap();
+    admin.close().await;
+    source.close().await;
+}
+
+#[tokio::test]
+async fn runtime_key_in_postgres() {
+    runs_write_as_the_role_and_a_new_key_retires_the_old(Server::Postgres).await;
+}
+
+#[tokio::test]
+async fn runtime_key_in_mariadb() {
+    runs_write_as_the_role_and_a_new_key_retires_the_old(Server::MariaDb).await;
+}

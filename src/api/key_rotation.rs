@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
     category = "cloudmigrate",
     status = "RuntimeKeyRotationStatus",
     doc = "Generates a new runtime key for a schedule: the credential its runs use to write to \
-           the target. The new key goes into the schedule's key Secret and the old one stops \
-           working. One-shot; the status records the new key's fingerprint, never the key. Not \
-           acted on yet: no controller handles a RuntimeKeyRotation so far.",
+           the target. The new key goes into the schedule's key Secret before the login role \
+           takes it, and the old one stops working. One-shot; the status records the new \
+           key's fingerprint, never the key.",
     printcolumn(
         name = "Schedule",
         type_ = "string",
@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Succeeded\")].status"
     ),
+    printcolumn(name = "Stage", type_ = "string", json_path = ".status.stage"),
     printcolumn(
         name = "Reason",
         type_ = "string",
@@ -60,13 +61,32 @@ pub struct RuntimeKeyRotationStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(transform = conditions_list_map)]
     pub conditions: Conditions,
-    /// The Secret that holds the new key. Not written yet.
+    /// How far the rotation got: `Prepared` (the new key is in the Secret, the old one still
+    /// logs in), `Rotated` (the login role has the new key) and `OldKeyRevoked` (a login with
+    /// the old key was tried and refused, and the old key left the Secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<RotationStage>,
+    /// The Secret that holds the new key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
-    /// SHA-256 fingerprint of the new key. Not written yet.
+    /// The new key's fingerprint: `sha256:` and 16 hex digits of its SHA-256.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_fingerprint: Option<String>,
-    /// When the new key took effect. Not written yet.
+    /// When the work started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// When the login role took the new key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotated_at: Option<Time>,
+    /// When the rotation ended, succeeded or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+}
+
+/// The stages of a rotation, in order.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+pub enum RotationStage {
+    Prepared,
+    Rotated,
+    OldKeyRevoked,
 }

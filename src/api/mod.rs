@@ -12,7 +12,9 @@ pub mod schedule;
 pub mod users;
 
 pub use companies::{CompanySelection, CompanySelectionSpec, CompanySelectionStatus};
-pub use key_rotation::{RuntimeKeyRotation, RuntimeKeyRotationSpec, RuntimeKeyRotationStatus};
+pub use key_rotation::{
+    RotationStage, RuntimeKeyRotation, RuntimeKeyRotationSpec, RuntimeKeyRotationStatus,
+};
 pub use reset::{CloudReset, CloudResetSpec, CloudResetStatus};
 pub use run::{MigrationRun, MigrationRunSpec, MigrationRunStatus};
 pub use schedule::{MigrationSchedule, MigrationScheduleSpec, MigrationScheduleStatus};

@@ -354,15 +354,18 @@ pub struct MigrationInformation {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeStatus {
-    /// The Secret holding the runtime key (Get Runtime Service Key is reading it). Not written
-    /// yet.
+    /// The login role that runs write to the target as (PostgreSQL, MySQL/MariaDB targets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_role: Option<String>,
+    /// The Secret holding the runtime key, `<schedule>-runtime-key` (Get Runtime Service Key
+    /// is reading it: `username` and `password`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_secret_name: Option<String>,
-    /// SHA-256 fingerprint of the current key, to compare without revealing it. Not written
-    /// yet.
+    /// The current key's fingerprint (`sha256:` and 16 hex digits), to compare without
+    /// revealing it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_fingerprint: Option<String>,
-    /// When the key was last generated. Not written yet.
+    /// When the current key was generated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_rotated_at: Option<Time>,
     /// The cloudmigrate version that runs use now: the tag of `spec.runtime.image`, or the

@@ -10,3 +10,16 @@ pub const SCHEDULED_TIME: &str = "cloudmigrate.io/scheduled-time";
 /// Label on every run the controller creates, with its schedule's name (when it fits a label
 /// value).
 pub const SCHEDULE_LABEL: &str = "cloudmigrate.io/schedule";
+
+/// Label on a runtime key Secret, with its schedule's name (when it fits a label value):
+/// the controller watches only the Secrets that carry it.
+pub const RUNTIME_KEY_LABEL: &str = "cloudmigrate.io/runtime-key";
+/// Annotation on a runtime key Secret: the fingerprint of the key it holds.
+pub const KEY_FINGERPRINT: &str = "cloudmigrate.io/key-fingerprint";
+/// Annotation on a runtime key Secret: the fingerprint of the key the login role has. It
+/// differs from `KEY_FINGERPRINT` between storing a new key and setting it on the role.
+pub const APPLIED_FINGERPRINT: &str = "cloudmigrate.io/applied-fingerprint";
+/// Annotation on a runtime key Secret: when its key was generated (RFC 3339, UTC).
+pub const KEY_ROTATED_AT: &str = "cloudmigrate.io/rotated-at";
+/// Annotation on a runtime key Secret: the uid of the RuntimeKeyRotation that stored its key.
+pub const KEY_ROTATION: &str = "cloudmigrate.io/rotation";

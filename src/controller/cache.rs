@@ -3,9 +3,12 @@
 //! A reconcile reads here and never lists: its cost does not grow with the number of objects
 //! around it. Worker Jobs are cached too, where the API server serves them.
 
-use crate::api::{CloudReset, CompanySelection, MigrationRun, MigrationSchedule, UserMapping};
+use crate::api::{
+    CloudReset, CompanySelection, MigrationRun, MigrationSchedule, RuntimeKeyRotation, UserMapping,
+};
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
 use kube::Resource;
 use kube::runtime::reflector::{self, Lookup, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -41,12 +44,37 @@ pub fn database_identity(url: &str) -> String {
     }
 }
 
-/// The index keys of a schedule: its source database and its target database.
+/// The runtime role a schedule of this name has on the server of its target, as
+/// `server role`: login roles belong to the server, not to one database. None for SQLite.
+pub fn role_identity(schedule: &str, target_url: &str) -> Option<String> {
+    let dialect = crate::db::Dialect::of_url(target_url).ok()?;
+    if dialect == crate::db::Dialect::Sqlite {
+        return None;
+    }
+    let database = database_identity(target_url);
+    // `scheme://host:port/database`: the server is all before the path.
+    let server = match database.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest)),
+        None => database,
+    };
+    Some(format!(
+        "{server} {}",
+        crate::engine::access::role_name(schedule, dialect)
+    ))
+}
+
+/// The index keys of a schedule: its source database, its target database, and its runtime
+/// role on the target's server.
 pub fn database_keys(schedule: &MigrationSchedule) -> Vec<String> {
-    vec![
+    let mut keys = vec![
         format!("source {}", database_identity(&schedule.spec.source.url)),
         format!("target {}", database_identity(&schedule.spec.target.url)),
-    ]
+    ];
+    let name = schedule.metadata.name.as_deref().unwrap_or_default();
+    if let Some(role) = role_identity(name, &schedule.spec.target.url) {
+        keys.push(format!("role {role}"));
+    }
+    keys
 }
 
 /// The index key of the schedule `name` in `namespace`.
@@ -67,6 +95,14 @@ pub fn reset_keys(reset: &CloudReset) -> Vec<String> {
     vec![schedule_key(
         reset.metadata.namespace.as_deref().unwrap_or_default(),
         &reset.spec.schedule_ref.name,
+    )]
+}
+
+/// The index key of a RuntimeKeyRotation: the schedule it is for.
+pub fn rotation_keys(rotation: &RuntimeKeyRotation) -> Vec<String> {
+    vec![schedule_key(
+        rotation.metadata.namespace.as_deref().unwrap_or_default(),
+        &rotation.spec.schedule_ref.name,
     )]
 }
 
@@ -202,6 +238,10 @@ pub struct Caches {
     pub mappings: Store<UserMapping>,
     pub resets: Store<CloudReset>,
     pub resets_by_schedule: Index<CloudReset>,
+    pub rotations: Store<RuntimeKeyRotation>,
+    pub rotations_by_schedule: Index<RuntimeKeyRotation>,
+    /// The runtime key Secrets, without their data.
+    pub key_secrets: Store<Secret>,
 }
 
 impl Caches {
@@ -230,6 +270,20 @@ impl Caches {
             .iter()
             .filter_map(|r| self.resets.get(r))
             .collect()
+    }
+
+    /// The RuntimeKeyRotations that name the schedule `name` in `namespace`.
+    pub fn rotations_of(&self, namespace: &str, name: &str) -> Vec<Arc<RuntimeKeyRotation>> {
+        self.rotations_by_schedule
+            .get(&schedule_key(namespace, name))
+            .iter()
+            .filter_map(|r| self.rotations.get(r))
+            .collect()
+    }
+
+    /// The runtime key Secret `name` in `namespace` (metadata only), if the cache has it.
+    pub fn key_secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
+        self.key_secrets.get(&ObjectRef::new(name).within(namespace))
     }
 
     /// The worker Job `name` in `namespace`, if the cache has it.
@@ -265,6 +319,8 @@ impl Caches {
         let (selection_store, _) = reflector::store();
         let (mapping_store, _) = reflector::store();
         let (reset_store, _) = reflector::store();
+        let (rotation_store, _) = reflector::store();
+        let (secret_store, _) = reflector::store();
         let caches = Caches {
             schedules: schedule_store,
             runs: run_store,
@@ -276,6 +332,9 @@ impl Caches {
             mappings: mapping_store,
             resets: reset_store,
             resets_by_schedule: Index::new(reset_keys),
+            rotations: rotation_store,
+            rotations_by_schedule: Index::new(rotation_keys),
+            key_secrets: secret_store,
         };
         for s in schedules {
             let event = watcher::Event::Apply(s);
@@ -305,6 +364,18 @@ pub fn slim_selection(selection: &mut CompanySelection) {
 /// A CloudReset without its managed fields.
 pub fn slim_reset(reset: &mut CloudReset) {
     reset.metadata.managed_fields = None;
+}
+
+/// A RuntimeKeyRotation without its managed fields.
+pub fn slim_rotation(rotation: &mut RuntimeKeyRotation) {
+    rotation.metadata.managed_fields = None;
+}
+
+/// A runtime key Secret as the controller keeps it: its metadata, never its data.
+pub fn slim_secret(secret: &mut Secret) {
+    secret.metadata.managed_fields = None;
+    secret.data = None;
+    secret.string_data = None;
 }
 
 /// A UserMapping without its managed fields.
@@ -373,6 +444,36 @@ where
             Err(e) => tracing::warn!(error = %e, "watch failed; it starts again after a pause"),
         });
     (store, handle, events)
+}
+
+/// As `watch`, for a kind that no controller is driven by: a plain store, nobody to hand
+/// events to.
+pub fn watch_plain<K>(
+    api: kube::Api<K>,
+    config: watcher::Config,
+    slim: fn(&mut K),
+    mut on_event: impl FnMut(&watcher::Event<K>) + Send + 'static,
+) -> (Store<K>, impl Stream<Item = ()> + Send)
+where
+    K: Resource<DynamicType = ()>
+        + Lookup<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let events = watcher(api, config)
+        .default_backoff()
+        .modify(slim)
+        .reflect(writer)
+        .map(move |event| match event {
+            Ok(e) => on_event(&e),
+            Err(e) => tracing::warn!(error = %e, "watch failed; it starts again after a pause"),
+        });
+    (store, events)
 }
 
 #[cfg(test)]

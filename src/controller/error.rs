@@ -14,6 +14,9 @@ pub enum Error {
     /// Creating, changing or deleting another object.
     #[error("{0}: {1}")]
     Act(String, #[source] kube::Error),
+    /// A database or a Secret that the step needs failed: tried again after a pause.
+    #[error("{0}")]
+    Retry(String),
     /// Writing the object's own status.
     #[error("writing the status: {0}")]
     Status(#[source] kube::Error),
@@ -26,6 +29,7 @@ impl Error {
             Error::Invalid(_) => "invalid",
             Error::Read(..) => "read",
             Error::Act(..) => "act",
+            Error::Retry(_) => "retry",
             Error::Status(_) => "status",
         }
     }

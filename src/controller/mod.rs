@@ -16,11 +16,16 @@ pub mod note;
 pub mod permissions;
 pub mod reach;
 pub mod reset;
+pub mod rotation;
 pub mod run;
+pub mod runtime_key;
 pub mod schedule;
 pub mod users;
 
-use crate::api::{CloudReset, CompanySelection, MigrationRun, MigrationSchedule, UserMapping};
+use crate::api::{
+    CloudReset, CompanySelection, MigrationRun, MigrationSchedule, RuntimeKeyRotation, UserMapping,
+};
+use k8s_openapi::api::core::v1::Secret;
 use cache::{Caches, Index};
 use context::Context;
 use futures_util::{Stream, StreamExt};
@@ -272,6 +277,7 @@ pub async fn run(options: Options) -> Result<(), Error> {
     let leadership_for_selections = leadership.clone();
     let leadership_for_mappings = leadership.clone();
     let leadership_for_resets = leadership.clone();
+    let leadership_for_rotations = leadership.clone();
     let schedule_controller =
         Controller::for_shared_stream(watches.schedules, caches.schedules.clone())
             // A run, a CompanySelection or a UserMapping that changes wakes its schedule;
@@ -311,6 +317,13 @@ pub async fn run(options: Options) -> Result<(), Error> {
         .graceful_shutdown_on(shutdown_signal(leadership_for_resets))
         .run(reset::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
+    let rotation_controller =
+        Controller::for_shared_stream(watches.rotations, caches.rotations.clone())
+            .reconcile_on(receiver_stream(watches.rotations_wake))
+            .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
+            .graceful_shutdown_on(shutdown_signal(leadership_for_rotations))
+            .run(rotation::reconcile, error_policy, ctx.clone())
+            .for_each(|_| async {});
     tracing::info!(listen = %options.listen, "controller started");
     tokio::select! {
         _ = async {
@@ -319,7 +332,8 @@ pub async fn run(options: Options) -> Result<(), Error> {
                 run_controller,
                 selection_controller,
                 mapping_controller,
-                reset_controller
+                reset_controller,
+                rotation_controller
             )
         } => {}
         _ = events => {}
@@ -367,6 +381,9 @@ struct Watches {
     resets: kube::runtime::reflector::ReflectHandle<CloudReset>,
     /// The CloudResets whose schedule changed (a run ended, say).
     resets_wake: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<CloudReset>>,
+    rotations: kube::runtime::reflector::ReflectHandle<RuntimeKeyRotation>,
+    /// The RuntimeKeyRotations whose schedule or key Secret changed.
+    rotations_wake: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<RuntimeKeyRotation>>,
     runs: kube::runtime::reflector::ReflectHandle<MigrationRun>,
     jobs: Option<kube::runtime::reflector::ReflectHandle<Job>>,
     /// Wakes a schedule from outside the watches (a probe of its databases ended).
@@ -393,13 +410,17 @@ fn watch(
     let selections_index = Index::new(cache::selection_keys);
     let mappings_index = Index::new(cache::mapping_keys);
     let resets_index = Index::new(cache::reset_keys);
+    let rotations_index = Index::new(cache::rotation_keys);
     // A schedule that changes (created, a run ended) wakes the CompanySelections and the
     // UserMappings naming it.
     let (selection_wake_tx, selection_wake_rx) = tokio::sync::mpsc::unbounded_channel();
     let (mapping_wake_tx, mapping_wake_rx) = tokio::sync::mpsc::unbounded_channel();
     let (reset_wake_tx, reset_wake_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (rotation_wake_tx, rotation_wake_rx) = tokio::sync::mpsc::unbounded_channel();
+    let rotation_wake_by_secret = rotation_wake_tx.clone();
     let (selections_of, mappings_of) = (selections_index.clone(), mappings_index.clone());
     let resets_of = resets_index.clone();
+    let (rotations_of, rotations_of_secret) = (rotations_index.clone(), rotations_index.clone());
     let (schedule_store, schedule_handle, schedule_events) = cache::watch(
         api::<MigrationSchedule>(client, namespace),
         watcher::Config::default(),
@@ -419,6 +440,9 @@ fn watch(
                 }
                 for reset in resets_of.get(&key) {
                     let _ = reset_wake_tx.send(reset);
+                }
+                for rotation in rotations_of.get(&key) {
+                    let _ = rotation_wake_tx.send(rotation);
                 }
             }
         },
@@ -456,7 +480,49 @@ fn watch(
         watcher::Config::default(),
         resets_index.clone(),
         cache::slim_reset,
-        wakes(wake_tx, |r: &CloudReset| &r.spec.schedule_ref.name),
+        wakes(wake_tx.clone(), |r: &CloudReset| &r.spec.schedule_ref.name),
+    );
+    // A rotation that changes wakes its schedule, which starts no run while one works.
+    let (rotation_store, rotation_handle, rotations) = cache::watch(
+        api::<RuntimeKeyRotation>(client, namespace),
+        watcher::Config::default(),
+        rotations_index.clone(),
+        cache::slim_rotation,
+        wakes(wake_tx.clone(), |r: &RuntimeKeyRotation| {
+            &r.spec.schedule_ref.name
+        }),
+    );
+    // The runtime key Secrets, metadata only: a changed one wakes its schedule and rotations.
+    let mut wake_for_secret = wakes(wake_tx, |s: &Secret| {
+        s.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(annotations::RUNTIME_KEY_LABEL))
+            .map(String::as_str)
+            .unwrap_or_default()
+    });
+    let (secret_store, secrets) = cache::watch_plain(
+        api::<Secret>(client, namespace),
+        watcher::Config::default().labels(annotations::RUNTIME_KEY_LABEL),
+        cache::slim_secret,
+        move |event| {
+            wake_for_secret(event);
+            if let watcher::Event::Apply(s) | watcher::Event::Delete(s) = event
+                && let Some(schedule) = s
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(annotations::RUNTIME_KEY_LABEL))
+            {
+                let key = cache::schedule_key(
+                    s.metadata.namespace.as_deref().unwrap_or_default(),
+                    schedule,
+                );
+                for rotation in rotations_of_secret.get(&key) {
+                    let _ = rotation_wake_by_secret.send(rotation);
+                }
+            }
+        },
     );
     let mut streams = vec![
         schedule_events.boxed(),
@@ -464,6 +530,8 @@ fn watch(
         selections.boxed(),
         mappings.boxed(),
         resets.boxed(),
+        rotations.boxed(),
+        secrets.boxed(),
     ];
     let (job_store, job_handle) = if jobs_served {
         let (store, handle, events) = cache::watch(
@@ -491,6 +559,9 @@ fn watch(
         mappings: mapping_store,
         resets: reset_store,
         resets_by_schedule: resets_index,
+        rotations: rotation_store,
+        rotations_by_schedule: rotations_index,
+        key_secrets: secret_store,
     };
     let wake =
         futures_util::stream::unfold(
@@ -507,6 +578,8 @@ fn watch(
             mappings_wake: mapping_wake_rx,
             resets: reset_handle,
             resets_wake: reset_wake_rx,
+            rotations: rotation_handle,
+            rotations_wake: rotation_wake_rx,
             runs: run_handle,
             jobs: job_handle,
             schedule_waker,

@@ -34,6 +34,11 @@ pub async fn connect(spec: &ConnectSpec) -> Result<MySqlPool, DbError> {
             })
         })
         .max_connections(spec.max_connections.max(1))
+        // Every connection opens at the start and is kept for the pool's life: a run goes on
+        // with the connections it holds when its runtime key is rotated.
+        .min_connections(spec.max_connections.max(1))
+        .idle_timeout(None)
+        .max_lifetime(None)
         .acquire_timeout(Duration::from_secs(3600));
     super::open_server_pool(pool, options, &redacted).await
 }

@@ -16,7 +16,7 @@ use crate::db::ReadProgress;
 use crate::engine::report::TableReport;
 use crate::engine::{self, Observer, RunConfig, StopSignal};
 use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
+use kube::{Api, ResourceExt};
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -370,7 +370,21 @@ async fn prepare(client: &kube::Client, w: &WorkerSpec) -> Result<RunConfig, Str
                 .map_err(|e| format!("the source password: {e}"))?,
         );
     }
-    if let Some(r) = &spec.target.password_secret_ref {
+    // A server target is written as the schedule's login role, with the runtime key; the
+    // admin password of spec.target stays with the controller.
+    let role = crate::controller::runtime_key::role_of(&schedule);
+    if role.is_some() {
+        let key = SecretKeyRef {
+            name: crate::controller::runtime_key::secret_name(&schedule.name_any()),
+            key: "password".into(),
+        };
+        passwords.1 = Some(secret_value(client, &w.namespace, &key).await.map_err(|e| {
+            format!(
+                "the runtime key: {e}. The schedule makes this Secret; its RuntimeKey \
+                 condition says why it is missing"
+            )
+        })?);
+    } else if let Some(r) = &spec.target.password_secret_ref {
         passwords.1 = Some(
             secret_value(client, &w.namespace, r)
                 .await
@@ -379,6 +393,10 @@ async fn prepare(client: &kube::Client, w: &WorkerSpec) -> Result<RunConfig, Str
     }
     let companies = (!run.spec.companies.is_empty()).then(|| run.spec.companies.clone());
     let mut config = engine_config(spec, companies, passwords, w.name.clone(), run.spec.r#type);
+    if let Some(role) = role {
+        config.target.url =
+            crate::engine::access::with_user(&config.target.url, &role).map_err(|e| e.to_string())?;
+    }
     if w.count > 1 {
         config.share = Some((w.index.max(0) as usize, w.count as usize));
     }

@@ -328,6 +328,24 @@ pub fn refused(
     status
 }
 
+/// The reason of a run's Running condition when the runtime role's grants failed.
+pub const NOT_GRANTED: &str = "AccessNotGranted";
+
+/// The controller could not let the runtime role write the run's tables (`message` says
+/// why): like a refusal, the attempt counts as lost and the run goes again up to its limit.
+pub fn not_granted(mut status: MigrationRunStatus, at: At, message: &str) -> MigrationRunStatus {
+    at.set(
+        &mut status.conditions,
+        "Running",
+        true,
+        NOT_GRANTED,
+        format!(
+            "before starting, granting the run's tables to the runtime role failed: {message}"
+        ),
+    );
+    status
+}
+
 /// How a run ends once all the workers of its attempt have: the result, the reason of the
 /// Succeeded condition, and its message.
 fn outcome(current: &[&WorkerStatus], p: &RunProgress) -> (RunResult, &'static str, String) {
@@ -410,13 +428,13 @@ fn runner_lost(
     let refusal = status
         .conditions
         .iter()
-        .find(|c| c.type_ == "Running" && c.reason == REFUSED)
-        .map(|c| c.message.clone());
+        .find(|c| c.type_ == "Running" && (c.reason == REFUSED || c.reason == NOT_GRANTED))
+        .map(|c| (if c.reason == REFUSED { REFUSED } else { NOT_GRANTED }, c.message.clone()));
     if attempt < limit {
         let next = attempt + 1;
         status.attempts = Some(next);
         let mut msg = format!("attempt {next} of at most {limit}");
-        if let Some(why) = &refusal {
+        if let Some((_, why)) = &refusal {
             msg.push_str(&format!("; attempt {attempt}: {why}"));
         }
         at.set(&mut status.conditions, "Running", true, "Restarted", msg);
@@ -434,8 +452,8 @@ fn runner_lost(
         };
     }
     let (reason, msg) = match refusal {
-        Some(why) => (
-            REFUSED,
+        Some((reason, why)) => (
+            reason,
             format!(
                 "the runner was refused {attempt} times, the limit of spec.runtime.backoffLimit + 1: {why}"
             ),

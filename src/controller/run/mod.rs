@@ -143,6 +143,19 @@ async fn act(
     if current != decision.status || run.status.is_none() {
         ctx.apply_status(run, &decision.status).await?;
     }
+    if let (RunAction::Start { .. }, Some(schedule)) = (&decision.action, &read.schedule)
+        && let Err(e) = super::runtime_key::grant_for_run(ctx, schedule, run).await
+    {
+        let at = super::conditions::At {
+            generation: run.metadata.generation,
+            now: chrono::Utc::now(),
+        };
+        ctx.apply_status(run, &decide::not_granted(decision.status, at, &e))
+            .await?;
+        let note = super::note::Note::warning("AccessNotGranted", e);
+        ctx.publish(run, &[note]).await;
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
     match decision.action {
         RunAction::Start { attempt } => match read.runner {
             Runner::InProcess => ctx.inprocess.start(
@@ -250,7 +263,7 @@ mod tests {
             "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationSchedule",
             "metadata": {"name": "erp", "namespace": "shop", "uid": "s-1"},
             "spec": {"source": {"url": "postgres://erp.example/nav"},
-                     "target": {"url": "postgres://cloud.example/bc"},
+                     "target": {"url": "sqlite:///var/lib/cloudmigrate/bc.db"},
                      "runtime": {"runner": "Job", "workers": 2}}
         }))
         .unwrap()

@@ -7,15 +7,16 @@
 //! 4. `summarize`: the next due time, the active and last runs, the migration counts;
 //! 5. `prune`: which finished runs fall outside the history limits.
 
-use super::super::cache::database_identity;
+use super::super::cache::{database_identity, role_identity};
 use super::super::conditions::At;
 use super::super::cron::CronSchedule;
 use super::super::note::Note;
+use super::super::runtime_key::KeyView;
 use crate::api::companies::CompanySelectionSpec;
 use crate::api::run::{RunResult, RunType};
 use crate::api::schedule::{
     ConcurrencyPolicy, History, MigrationInformation, MigrationScheduleSpec,
-    MigrationScheduleStatus, RunSummary,
+    MigrationScheduleStatus, RunSummary, RuntimeStatus,
 };
 use crate::clock::{time, utc as to_utc};
 use chrono::{DateTime, Utc};
@@ -68,6 +69,10 @@ pub struct Observed<'a> {
     pub resetting: Option<String>,
     /// What the last probe of the databases found; None before the first one ended.
     pub reach: Option<super::super::reach::Reach>,
+    /// A RuntimeKeyRotation of the schedule that has not finished: no run starts meanwhile.
+    pub rotating: Option<String>,
+    /// The runtime key: its role, its Secret, and whether runs can write as the role.
+    pub key: KeyView,
     pub now: DateTime<Utc>,
 }
 
@@ -164,6 +169,11 @@ fn free_name(name: String, runs: &[RunView]) -> String {
     }
 }
 
+/// The name of a schedule without its namespace.
+fn short_name(qualified: &str) -> &str {
+    qualified.rsplit('/').next().unwrap_or(qualified)
+}
+
 /// The conflict of a schedule with others, if any: the same source or the same target as
 /// another schedule. The older schedule keeps running; the newer one (by creation time, then
 /// name) gets the condition. Names are `namespace/name`; the message leaves out the
@@ -196,6 +206,17 @@ pub fn conflict<'a>(
                 "MigrationSchedule {other:?} already migrates the same source database; one \
                  source feeding two targets splits its change tracking between them. Delete \
                  one of the two schedules."
+            ));
+        }
+        if let (Some(mine), Some(theirs)) = (
+            role_identity(short_name(name), &spec.target.url),
+            role_identity(short_name(other), &other_spec.target.url),
+        ) && mine == theirs
+        {
+            return Some(format!(
+                "MigrationSchedule {other:?} has the same name on the same target server, so \
+                 both would write as one login role ({}); rename one of the two schedules.",
+                mine.rsplit(' ').next().unwrap_or_default()
             ));
         }
         if database_identity(&other_spec.target.url) == dst {
@@ -246,7 +267,7 @@ pub fn decide(o: Observed<'_>) -> Decision {
         status.runtime.as_ref(),
         super::update::CONTROLLER_VERSION,
     );
-    status.runtime = Some(runtime);
+    status.runtime = Some(key_status(&o, runtime, at, &mut status.conditions));
     at.set(
         &mut status.conditions,
         "UpdateAvailable",
@@ -272,6 +293,58 @@ pub fn decide(o: Observed<'_>) -> Decision {
         notes: admitted.notes,
         requeue,
     }
+}
+
+/// The runtime key's part of `status.runtime`, and the `RuntimeKey` condition.
+fn key_status(
+    o: &Observed<'_>,
+    mut runtime: RuntimeStatus,
+    at: At,
+    conditions: &mut crate::api::common::Conditions,
+) -> RuntimeStatus {
+    let key = &o.key;
+    let stored = key.stored.clone().unwrap_or_default();
+    runtime.key_role = key.role.clone();
+    runtime.key_secret_name = key.stored.as_ref().map(|_| key.secret.clone());
+    runtime.key_fingerprint = stored.fingerprint.clone();
+    runtime.key_rotated_at = stored
+        .rotated_at
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| time(t.with_timezone(&Utc)));
+    let (ok, reason, message) = match (&key.role, &key.problem) {
+        (None, _) => (
+            false,
+            "NoLoginRoles",
+            "the target is a SQLite file, which has no login roles: runs write it with the \
+             target's own access, and there is no runtime key"
+                .to_string(),
+        ),
+        (Some(_), _) if o.spec.disabled && key.stored.is_none() => (
+            false,
+            "Revoked",
+            "the migration is disabled: the login role was dropped and its Secret deleted".into(),
+        ),
+        (Some(_), Some(problem)) => (false, "KeyNotMade", problem.clone()),
+        (Some(role), None) if key.ready() => (
+            true,
+            "InEffect",
+            format!(
+                "runs write to the target as {role}; the key is in Secret {} (username, password)",
+                key.secret
+            ),
+        ),
+        (Some(_), None) => (
+            false,
+            "Pending",
+            format!(
+                "the key in Secret {} is not set on the login role yet",
+                key.secret
+            ),
+        ),
+    };
+    at.set(conditions, "RuntimeKey", ok, reason, message);
+    runtime
 }
 
 /// What the gate found: the parsed timing, and why runs may not start, if they may not.
@@ -300,6 +373,24 @@ fn gate(o: &Observed<'_>, at: At, status: &mut MigrationScheduleStatus) -> Gate 
             "the migration is disabled (spec.disabled: true): no run starts until it is false \
              again"
                 .to_string(),
+        )),
+        _ if o.rotating.is_some() => Some((
+            "RotatingKey",
+            format!(
+                "RuntimeKeyRotation {} is replacing the runtime key: no run starts until it ends",
+                o.rotating.as_deref().unwrap_or_default()
+            ),
+        )),
+        _ if !o.key.ready() => Some((
+            "RuntimeKeyNotReady",
+            match &o.key.problem {
+                Some(p) => format!("the runtime key could not be made: {p}"),
+                None => format!(
+                    "the runtime key (Secret {}) is being made; runs start once the login role \
+                     has it",
+                    o.key.secret
+                ),
+            },
         )),
         _ if o.resetting.is_some() => Some((
             "Resetting",
@@ -357,13 +448,17 @@ fn gate(o: &Observed<'_>, at: At, status: &mut MigrationScheduleStatus) -> Gate 
         }
     });
     match (&blocked, unreachable) {
-        (Some((reason, message)), _) if !matches!(*reason, "Disabled" | "Resetting") => at.set(
+        (Some((reason, message)), _)
+            if !matches!(*reason, "Disabled" | "Resetting" | "RotatingKey") =>
+        {
+            at.set(
             &mut status.conditions,
             "Ready",
             false,
-            reason,
-            message.clone(),
-        ),
+                reason,
+                message.clone(),
+            )
+        }
         (_, Some((reason, message))) => {
             at.set(&mut status.conditions, "Ready", false, reason, message)
         }
@@ -730,6 +825,8 @@ mod tests {
             companies: Ok(None),
             resetting: None,
             reach: None,
+            rotating: None,
+            key: KeyView::default(),
             now,
         }
     }

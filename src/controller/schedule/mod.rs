@@ -1,5 +1,6 @@
 //! The MigrationSchedule reconciler: read the schedule's runs and the schedules that share
-//! its databases from the caches, decide (`decide`), then act: create, stop and prune the
+//! its databases from the caches, make sure of its runtime key (`runtime_key`), decide
+//! (`decide`), then act: create, stop and prune the
 //! runs it created, and write the status when it changed. Runs a person created count as the
 //! schedule's (by their scheduleRef), and are never written to.
 
@@ -57,7 +58,13 @@ pub async fn reconcile(
         schedule.name_any()
     );
     ctx.measured(&key, async {
-        let observed = read(&schedule, &ctx)?;
+        let mut observed = read(&schedule, &ctx)?;
+        // The runtime key is made, or set on the role, before deciding: a run starts only
+        // once runs can write as the role. A key in effect costs nothing here.
+        let may_act = !schedule.spec.disabled
+            && observed.conflict.is_none()
+            && schedule.metadata.deletion_timestamp.is_none();
+        observed.key = super::runtime_key::ensure(&ctx, &schedule, may_act).await;
         let decision = decide::decide(observed.observed(&schedule));
         act(&schedule, &ctx, decision).await
     })
@@ -72,6 +79,8 @@ struct Read {
     companies: Result<Option<Vec<String>>, String>,
     resetting: Option<String>,
     reach: Option<super::reach::Reach>,
+    rotating: Option<String>,
+    key: super::runtime_key::KeyView,
 }
 
 impl Read {
@@ -87,6 +96,8 @@ impl Read {
             companies: self.companies.clone(),
             resetting: self.resetting.clone(),
             reach: self.reach.clone(),
+            rotating: self.rotating.clone(),
+            key: self.key.clone(),
             now: chrono::Utc::now(),
         }
     }
@@ -155,6 +166,8 @@ fn read(schedule: &MigrationSchedule, ctx: &Context) -> Result<Read, Error> {
         companies,
         resetting: super::reset::pending(ctx, &ns, &name),
         reach: ctx.probes.observe(&ctx.client, schedule),
+        rotating: super::rotation::pending(ctx, &ns, &name),
+        key: Default::default(),
     })
 }
 
@@ -289,7 +302,7 @@ mod tests {
         let (client, mut server) = ApiServer::new();
         let schedule = schedule(json!({
             "source": {"url": "postgres://erp.example/nav"},
-            "target": {"url": "postgres://cloud.example/bc"},
+            "target": {"url": "sqlite:///var/lib/cloudmigrate/bc.db"},
             "runRequest": "please",
             "runtime": {"runner": "InProcess"}
         }));
@@ -364,7 +377,7 @@ mod tests {
         let (client, server) = ApiServer::new();
         let mut schedule = schedule(json!({
             "source": {"url": "postgres://erp.example/nav"},
-            "target": {"url": "postgres://cloud.example/bc"},
+            "target": {"url": "sqlite:///var/lib/cloudmigrate/bc.db"},
             "schedule": "0 2 * * *"
         }));
         // The status as the previous reconcile wrote it.
@@ -375,6 +388,8 @@ mod tests {
             companies: Ok(None),
             resetting: None,
             reach: None,
+            rotating: None,
+            key: Default::default(),
         };
         // The first look at it starts today's run, if 02:00 has passed; the next one is quiet.
         let mut o = observed.observed(&schedule);
@@ -418,7 +433,7 @@ mod tests {
         let (client, mut server) = ApiServer::new();
         let schedule = schedule(json!({
             "source": {"url": "postgres://erp.example/nav"},
-            "target": {"url": "postgres://cloud.example/bc"},
+            "target": {"url": "sqlite:///var/lib/cloudmigrate/bc.db"},
             "history": {"successful": 1, "failed": 1}
         }));
         let run = |name: &str, result: &str, end: &str| -> MigrationRun {
@@ -493,6 +508,83 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_new_schedule_stores_its_runtime_key_in_a_secret_before_the_role_and_never_shows_it()
+    {
+        use base64::Engine;
+        let (client, mut server) = ApiServer::new();
+        // A target that refuses connections: the Secret is made, setting the role fails.
+        let schedule = schedule(json!({
+            "source": {"url": "postgres://erp.example/nav"},
+            "target": {"url": "postgres://admin@127.0.0.1:1/bc"},
+            "runtime": {"runner": "InProcess"}
+        }));
+        let ctx = Context::for_test(client, vec![schedule.clone()], vec![]);
+        let task = tokio::spawn(reconcile(Arc::new(schedule.clone()), ctx));
+
+        let call = server
+            .expect(Method::POST, "/api/v1/namespaces/shop/secrets?")
+            .await;
+        let body = call.body.clone();
+        assert_eq!(body["metadata"]["name"], "erp-runtime-key");
+        assert_eq!(body["type"], "kubernetes.io/basic-auth");
+        assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "u-1");
+        assert_eq!(
+            body["metadata"]["labels"]["cloudmigrate.io/runtime-key"],
+            "erp"
+        );
+        let decode = |v: &serde_json::Value| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap()
+        };
+        assert_eq!(decode(&body["data"]["username"]), b"cloudmigrate_rt_erp");
+        let key = String::from_utf8(decode(&body["data"]["password"])).unwrap();
+        assert_eq!(key.len(), 43);
+        assert_eq!(
+            body["metadata"]["annotations"]["cloudmigrate.io/key-fingerprint"],
+            crate::engine::access::fingerprint(key.as_bytes()).as_str()
+        );
+        call.echo(201);
+        // The role is set from what the Secret holds.
+        let call = server
+            .expect(
+                Method::GET,
+                "/api/v1/namespaces/shop/secrets/erp-runtime-key",
+            )
+            .await;
+        call.reply(200, body);
+
+        let call = server
+            .expect(
+                Method::PATCH,
+                "/apis/cloudmigrate.io/v1alpha1/namespaces/shop/migrationschedules/erp/status?&force=true&fieldManager=cloudmigrate-controller",
+            )
+            .await;
+        let status = call.body["status"].clone();
+        let text = status.to_string();
+        assert!(!text.contains(&key), "the status shows the key");
+        let condition = |t: &str| {
+            status["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == t)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(condition("RuntimeKey")["status"], "False");
+        assert_eq!(condition("RuntimeKey")["reason"], "KeyNotMade");
+        let message = condition("RuntimeKey")["message"].as_str().unwrap().to_string();
+        assert!(message.contains("target database"), "{message}");
+        assert_eq!(condition("Ready")["reason"], "RuntimeKeyNotReady");
+        assert_eq!(status["runtime"]["keyRole"], "cloudmigrate_rt_erp");
+        let mut obj = serde_json::to_value(&schedule).unwrap();
+        obj["status"] = status;
+        call.reply(200, obj);
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
     async fn a_schedule_on_another_namespaces_database_is_in_conflict() {
         let (client, mut server) = ApiServer::new();
         let spec = json!({
@@ -537,7 +629,7 @@ mod tests {
         let (client, mut server) = ApiServer::new();
         let schedule = schedule(json!({
             "source": {"url": "postgres://erp.example/nav"},
-            "target": {"url": "postgres://cloud.example/bc"},
+            "target": {"url": "sqlite:///var/lib/cloudmigrate/bc.db"},
             "runRequest": "now",
             "concurrencyPolicy": "Replace"
         }));

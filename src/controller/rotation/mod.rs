@@ -1,0 +1,238 @@
+//! The RuntimeKeyRotation reconciler (Reset Runtime Service Key): read the schedule, its key
+//! Secret and its other rotations from the caches; decide (`decide`); then take the steps one
+//! after another, each recorded before the next, until the rotation has ended for good.
+
+pub mod decide;
+
+use super::conditions::At;
+use super::context::Context;
+use super::error::Error;
+use super::note::Note;
+use super::runtime_key::{self, PREVIOUS_KEY, SecretView};
+use crate::api::{MigrationSchedule, RuntimeKeyRotation};
+use crate::clock::utc;
+use crate::engine::access::{self, RuntimeKey};
+use decide::{RotationObserved, Step, finished};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[tracing::instrument(skip_all, fields(rotation = %format!("{}/{}", rotation.namespace().unwrap_or_default(), rotation.name_any())))]
+pub async fn reconcile(
+    rotation: Arc<RuntimeKeyRotation>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let key = format!(
+        "RuntimeKeyRotation/{}/{}",
+        rotation.namespace().unwrap_or_default(),
+        rotation.name_any()
+    );
+    ctx.measured(&key, async {
+        let ns = rotation
+            .namespace()
+            .ok_or_else(|| Error::Invalid("a RuntimeKeyRotation is namespaced".into()))?;
+        let mut status = rotation.status.clone().unwrap_or_default();
+        if finished(&status) || rotation.metadata.deletion_timestamp.is_some() {
+            return Ok(Action::await_change());
+        }
+        let schedule_name = &rotation.spec.schedule_ref.name;
+        let schedule = ctx.caches.schedule(&ns, schedule_name);
+        let secret_name = runtime_key::secret_name(schedule_name);
+        let mut secret = ctx
+            .caches
+            .key_secret(&ns, &secret_name)
+            .map(|s| SecretView::of(&s));
+        let mut written = rotation.status.is_some().then(|| status.clone());
+        // Each step changes the Secret; the next decision sees the change at once.
+        for _ in 0..4 {
+            let observed = RotationObserved {
+                uid: rotation.uid().unwrap_or_default(),
+                schedule: schedule_name.clone(),
+                generation: rotation.metadata.generation,
+                status: status.clone(),
+                schedule_exists: schedule.is_some(),
+                has_role: schedule
+                    .as_ref()
+                    .is_some_and(|s| runtime_key::role_of(s).is_some()),
+                disabled: schedule.as_ref().is_some_and(|s| s.spec.disabled),
+                older_pending: older_pending(&ctx, &ns, &rotation),
+                secret_name: secret_name.clone(),
+                secret: secret.clone(),
+                now: chrono::Utc::now(),
+            };
+            let d = decide::decide(&observed);
+            if written.as_ref() != Some(&d.status) {
+                ctx.apply_status(rotation.as_ref(), &d.status).await?;
+                written = Some(d.status.clone());
+            }
+            status = d.status;
+            let (Some(step), Some(schedule)) = (d.step, schedule.as_deref()) else {
+                break;
+            };
+            let taken = match step {
+                Step::Prepare => prepare(&ctx, schedule, &rotation).await,
+                Step::Apply => {
+                    let role = runtime_key::role_of(schedule).unwrap_or_default();
+                    runtime_key::apply_stored(&ctx, schedule, &role).await
+                }
+                Step::Revoke => {
+                    let at = At {
+                        generation: rotation.metadata.generation,
+                        now: chrono::Utc::now(),
+                    };
+                    let outcome = revoke_old(&ctx, schedule).await;
+                    if let Err(Retry(e)) = &outcome {
+                        return Err(Error::Retry(e.clone()));
+                    }
+                    let outcome = outcome.map_err(|Retry(e)| e).and_then(|r| r);
+                    let note = match &outcome {
+                        Ok(()) => Note::normal(
+                            "KeyRotated",
+                            format!(
+                                "the runtime key of {schedule_name} was replaced (new key {})",
+                                status.key_fingerprint.clone().unwrap_or_default()
+                            ),
+                        ),
+                        Err(e) => Note::warning("KeyRotationFailed", e.clone()),
+                    };
+                    let done = decide::revoked(status, at, outcome);
+                    ctx.apply_status(rotation.as_ref(), &done).await?;
+                    ctx.publish(rotation.as_ref(), &[note]).await;
+                    return Ok(Action::await_change());
+                }
+            };
+            match taken {
+                Ok(view) => secret = Some(view),
+                // The database or the API server failed: try again after a pause. The step is
+                // safe to repeat.
+                Err(e) => return Err(Error::Retry(e)),
+            }
+        }
+        // Waiting: the schedule, its key Secret or an older rotation wakes it; a look now
+        // and then in case nothing does.
+        Ok(Action::requeue(Duration::from_secs(30)))
+    })
+    .await
+}
+
+/// A failure worth another try later, as opposed to a verdict.
+struct Retry(String);
+
+/// Stores a new key in the Secret, keeping the old one as `previous-password`, with this
+/// rotation's uid: only if the Secret did not change since it was read.
+async fn prepare(
+    ctx: &Context,
+    schedule: &MigrationSchedule,
+    rotation: &RuntimeKeyRotation,
+) -> Result<SecretView, String> {
+    use base64::Engine;
+    let ns = schedule.namespace().unwrap_or_default();
+    let name = runtime_key::secret_name(&schedule.name_any());
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secret = api
+        .get(&name)
+        .await
+        .map_err(|e| format!("reading Secret {name:?} failed: {e}"))?;
+    let new = RuntimeKey::generate()?;
+    let b64 = |k: &RuntimeKey| base64::engine::general_purpose::STANDARD.encode(k.reveal());
+    let old = runtime_key::stored_key(&secret, "password");
+    let patch = json!({
+        "metadata": {
+            "resourceVersion": secret.resource_version(),
+            "annotations": {
+                super::annotations::KEY_FINGERPRINT: new.fingerprint(),
+                super::annotations::KEY_ROTATED_AT:
+                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                super::annotations::KEY_ROTATION: rotation.uid().unwrap_or_default(),
+            },
+        },
+        "data": {
+            "password": b64(&new),
+            PREVIOUS_KEY: old.as_ref().map(b64),
+        },
+    });
+    let patched = api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| format!("storing the new key in Secret {name:?} failed: {e}"))?;
+    Ok(SecretView::of(&patched))
+}
+
+/// Checks that the new key logs in and the old one no longer does, then drops the old key
+/// from the Secret. Err(Retry): try again; Ok(Err): the rotation failed.
+async fn revoke_old(
+    ctx: &Context,
+    schedule: &MigrationSchedule,
+) -> Result<Result<(), String>, Retry> {
+    let ns = schedule.namespace().unwrap_or_default();
+    let name = runtime_key::secret_name(&schedule.name_any());
+    let role = runtime_key::role_of(schedule).unwrap_or_default();
+    let url = &schedule.spec.target.url;
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secret = api
+        .get(&name)
+        .await
+        .map_err(|e| Retry(format!("reading Secret {name:?} failed: {e}")))?;
+    let login = |key: RuntimeKey| {
+        let role = role.clone();
+        async move {
+        access::logs_in(url, &role, &key)
+            .await
+            .map_err(|e| Retry(format!("target database: {e}")))
+        }
+    };
+    let Some(new) = runtime_key::stored_key(&secret, "password") else {
+        return Ok(Err(format!("Secret {name:?} lost its password")));
+    };
+    if !login(new).await? {
+        return Ok(Err(format!(
+            "the new key in Secret {name:?} is refused at login; the schedule sets it on the \
+             role again at its next look. Create a new RuntimeKeyRotation if runs keep failing"
+        )));
+    }
+    if let Some(old) = runtime_key::stored_key(&secret, PREVIOUS_KEY)
+        && login(old).await?
+    {
+        return Ok(Err(
+            "the old key still logs in: the role's password did not change. Check that the \
+             user of spec.target.url may alter the role, then create a new RuntimeKeyRotation"
+                .into(),
+        ));
+    }
+    let patch = json!({"data": {PREVIOUS_KEY: null}});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| Retry(format!("dropping the old key from Secret {name:?} failed: {e}")))?;
+    Ok(Ok(()))
+}
+
+/// The oldest other rotation of the same schedule that has not finished, if it is older
+/// than this one.
+fn older_pending(ctx: &Context, ns: &str, me: &RuntimeKeyRotation) -> Option<String> {
+    let created = |r: &RuntimeKeyRotation| r.creation_timestamp().map(|t| utc(&t));
+    let mine = (created(me), me.name_any());
+    ctx.caches
+        .rotations_of(ns, &me.spec.schedule_ref.name)
+        .iter()
+        .filter(|r| r.metadata.deletion_timestamp.is_none())
+        .filter(|r| !r.status.as_ref().is_some_and(finished))
+        .map(|r| (created(r), r.name_any()))
+        .filter(|other| *other < mine)
+        .min()
+        .map(|(_, name)| name)
+}
+
+/// The schedule's rotation that has not finished, if any: no run starts while it works.
+pub fn pending(ctx: &Context, ns: &str, schedule: &str) -> Option<String> {
+    ctx.caches
+        .rotations_of(ns, schedule)
+        .iter()
+        .filter(|r| r.metadata.deletion_timestamp.is_none())
+        .filter(|r| !r.status.as_ref().is_some_and(finished))
+        .map(|r| r.name_any())
+        .min()
+}

@@ -1,0 +1,333 @@
+//! The runtime key of a schedule, as the cluster keeps it: the Secret `<schedule>-runtime-key`
+//! (type `kubernetes.io/basic-auth`, owned by the schedule), whose annotations say which key
+//! it holds and which key the login role has; making the key and setting it on the role; the
+//! grants before a run; and revoking it all. The database side is `engine::access`.
+//!
+//! A key is always stored in the Secret before the role takes it. The role is then set from
+//! what the Secret holds, so a crash between the two steps is mended by doing the second step
+//! again: the Secret never loses a key that the role has.
+
+use super::annotations::{
+    APPLIED_FINGERPRINT, KEY_FINGERPRINT, KEY_ROTATED_AT, KEY_ROTATION, RUNTIME_KEY_LABEL,
+};
+use super::context::Context;
+use crate::api::MigrationSchedule;
+use crate::api::run::MigrationRun;
+use crate::db::Dialect;
+use crate::engine::access::{self, RuntimeKey};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// The Secret's key that holds the key being replaced, while a rotation checks it is refused.
+pub const PREVIOUS_KEY: &str = "previous-password";
+
+/// The name of a schedule's key Secret.
+pub fn secret_name(schedule: &str) -> String {
+    format!("{schedule}-runtime-key")
+}
+
+/// The login role of a schedule, or None when its target (SQLite) has no roles.
+pub fn role_of(schedule: &MigrationSchedule) -> Option<String> {
+    match Dialect::of_url(&schedule.spec.target.url) {
+        Ok(Dialect::Sqlite) | Err(_) => None,
+        Ok(d) => Some(access::role_name(&schedule.name_any(), d)),
+    }
+}
+
+/// What the key Secret's metadata says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecretView {
+    /// The fingerprint of the key it holds.
+    pub fingerprint: Option<String>,
+    /// The fingerprint of the key the role has.
+    pub applied: Option<String>,
+    pub rotated_at: Option<String>,
+    /// The uid of the rotation that stored the key, if one did.
+    pub rotation: Option<String>,
+}
+
+impl SecretView {
+    pub fn of(secret: &Secret) -> Self {
+        let a = secret.annotations();
+        let get = |k: &str| a.get(k).cloned();
+        SecretView {
+            fingerprint: get(KEY_FINGERPRINT),
+            applied: get(APPLIED_FINGERPRINT),
+            rotated_at: get(KEY_ROTATED_AT),
+            rotation: get(KEY_ROTATION),
+        }
+    }
+
+    /// Whether the role has the key the Secret holds.
+    pub fn in_effect(&self) -> bool {
+        self.fingerprint.is_some() && self.fingerprint == self.applied
+    }
+}
+
+/// The key of a schedule as its status shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyView {
+    /// None: the target has no login roles (SQLite).
+    pub role: Option<String>,
+    pub secret: String,
+    /// The Secret's metadata, when it exists.
+    pub stored: Option<SecretView>,
+    /// Why the key is not in effect, when making it failed.
+    pub problem: Option<String>,
+}
+
+impl KeyView {
+    /// Whether runs can write as the role now.
+    pub fn ready(&self) -> bool {
+        self.role.is_none() || self.stored.as_ref().is_some_and(SecretView::in_effect)
+    }
+}
+
+/// The key as the caches show it; when `may_act`, first makes a missing key, or sets on the
+/// role a key the Secret holds and the role does not have yet. Database work happens only
+/// then, never for a key in effect.
+pub async fn ensure(ctx: &Context, schedule: &MigrationSchedule, may_act: bool) -> KeyView {
+    let ns = schedule.namespace().unwrap_or_default();
+    let name = schedule.name_any();
+    let mut view = KeyView {
+        role: role_of(schedule),
+        secret: secret_name(&name),
+        ..Default::default()
+    };
+    let Some(role) = view.role.clone() else {
+        return view;
+    };
+    view.stored = ctx
+        .caches
+        .key_secret(&ns, &view.secret)
+        .map(|s| SecretView::of(&s));
+    if !may_act || view.stored.as_ref().is_some_and(SecretView::in_effect) {
+        return view;
+    }
+    let made = match &view.stored {
+        None => create(ctx, schedule, &role).await,
+        Some(_) => apply_stored(ctx, schedule, &role).await,
+    };
+    match made {
+        Ok(stored) => view.stored = Some(stored),
+        Err(problem) => view.problem = Some(problem),
+    }
+    view
+}
+
+/// A new key in a new Secret, then on the role. A Secret that exists already (the cache was
+/// behind) is taken as it is.
+async fn create(
+    ctx: &Context,
+    schedule: &MigrationSchedule,
+    role: &str,
+) -> Result<SecretView, String> {
+    let ns = schedule.namespace().unwrap_or_default();
+    let name = schedule.name_any();
+    let key = RuntimeKey::generate()?;
+    let mut labels = BTreeMap::new();
+    labels.insert(
+        RUNTIME_KEY_LABEL.to_string(),
+        if name.len() <= 63 { name.clone() } else { String::new() },
+    );
+    labels.insert(
+        "app.kubernetes.io/managed-by".to_string(),
+        "cloudmigrate".to_string(),
+    );
+    let mut annotations = BTreeMap::new();
+    annotations.insert(KEY_FINGERPRINT.to_string(), key.fingerprint());
+    annotations.insert(
+        KEY_ROTATED_AT.to_string(),
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    );
+    let mut data = BTreeMap::new();
+    data.insert("username".to_string(), ByteString(role.as_bytes().to_vec()));
+    data.insert(
+        "password".to_string(),
+        ByteString(key.reveal().as_bytes().to_vec()),
+    );
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(secret_name(&name)),
+            namespace: Some(ns.clone()),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references: schedule.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/basic-auth".into()),
+        data: Some(data),
+        ..Default::default()
+    };
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    match api.create(&PostParams::default(), &secret).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => {
+            return Err(format!(
+                "creating Secret {:?} failed: {e}; the controller's service account needs \
+                 create on secrets",
+                secret_name(&name)
+            ));
+        }
+    }
+    apply_stored(ctx, schedule, role).await
+}
+
+/// Sets the key that the Secret holds on the role, then records that on the Secret (only if
+/// the Secret did not change meanwhile).
+pub async fn apply_stored(
+    ctx: &Context,
+    schedule: &MigrationSchedule,
+    role: &str,
+) -> Result<SecretView, String> {
+    let ns = schedule.namespace().unwrap_or_default();
+    let name = secret_name(&schedule.name_any());
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secret = api
+        .get(&name)
+        .await
+        .map_err(|e| format!("reading Secret {name:?} failed: {e}"))?;
+    let key = stored_key(&secret, "password")
+        .ok_or_else(|| format!("Secret {name:?} has no password; delete it for a new key"))?;
+    let mut view = SecretView::of(&secret);
+    if view.applied.as_deref() != Some(&key.fingerprint()) {
+        set_on_role(ctx, schedule, role, &key).await?;
+        let patch = json!({"metadata": {
+            "resourceVersion": secret.resource_version(),
+            "annotations": {APPLIED_FINGERPRINT: key.fingerprint()},
+        }});
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {}
+            // The Secret changed meanwhile (a rotation stored a new key): the next look
+            // sets that one.
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(format!("recording the key on Secret {name:?} failed: {e}")),
+        }
+        view.applied = Some(key.fingerprint());
+    }
+    // A Secret made by hand, or older, may lack the fingerprint of what it holds.
+    view.fingerprint = Some(key.fingerprint());
+    Ok(view)
+}
+
+/// One key of the Secret's data, as a runtime key.
+pub fn stored_key(secret: &Secret, field: &str) -> Option<RuntimeKey> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(field))
+        .map(|b| RuntimeKey::from_secret(String::from_utf8_lossy(&b.0).to_string()))
+        .filter(|k| !k.reveal().is_empty())
+}
+
+/// Connects to the schedule's target as its admin user.
+async fn admin(ctx: &Context, schedule: &MigrationSchedule) -> Result<crate::db::Database, String> {
+    let target = &schedule.spec.target;
+    crate::runner::open_database(
+        &ctx.client,
+        &schedule.namespace().unwrap_or_default(),
+        "target",
+        &target.url,
+        target.password_secret_ref.as_ref(),
+    )
+    .await
+}
+
+/// Sets `key` as the role's password, creating the role if needed.
+pub async fn set_on_role(
+    ctx: &Context,
+    schedule: &MigrationSchedule,
+    role: &str,
+    key: &RuntimeKey,
+) -> Result<(), String> {
+    let db = admin(ctx, schedule).await?;
+    let done = access::set_key(&db, role, key).await;
+    db.close().await;
+    done.map_err(|e| format!("target database: {e}"))
+}
+
+/// Drops the role and deletes the Secret (Disable Cloud Migration). Both gone already is
+/// fine.
+pub async fn revoke(ctx: &Context, schedule: &MigrationSchedule) -> Result<(), String> {
+    let Some(role) = role_of(schedule) else {
+        return Ok(());
+    };
+    let db = admin(ctx, schedule).await?;
+    let dropped = access::drop_role(&db, &role).await;
+    db.close().await;
+    dropped.map_err(|e| format!("target database: {e}"))?;
+    let ns = schedule.namespace().unwrap_or_default();
+    let name = secret_name(&schedule.name_any());
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    match api.delete(&name, &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(format!("deleting Secret {name:?} failed: {e}")),
+    }
+}
+
+/// Before a run starts: the state tables exist and the role may write exactly the tables the
+/// run copies. Nothing to do for a SQLite target.
+pub async fn grant_for_run(
+    ctx: &Context,
+    schedule: &MigrationSchedule,
+    run: &MigrationRun,
+) -> Result<(), String> {
+    let Some(role) = role_of(schedule) else {
+        return Ok(());
+    };
+    let ns = schedule.namespace().unwrap_or_default();
+    let spec = &schedule.spec;
+    let source = crate::runner::open_database(
+        &ctx.client,
+        &ns,
+        "source",
+        &spec.source.url,
+        spec.source.password_secret_ref.as_ref(),
+    )
+    .await?;
+    let target = match admin(ctx, schedule).await {
+        Ok(t) => t,
+        Err(e) => {
+            source.close().await;
+            return Err(e);
+        }
+    };
+    let companies = (!run.spec.companies.is_empty()).then(|| run.spec.companies.clone());
+    let options = crate::convert::engine_config(
+        spec,
+        companies,
+        (None, None),
+        run.name_any(),
+        run.spec.r#type,
+    )
+    .plan;
+    let granted = access::grant_for_run(
+        &source,
+        &target,
+        &options,
+        &role,
+        spec.target.create_missing_tables,
+    )
+    .await;
+    source.close().await;
+    target.close().await;
+    let g = granted?;
+    if g.granted + g.revoked > 0 {
+        tracing::info!(
+            role = %role,
+            granted = g.granted,
+            revoked = g.revoked,
+            "the runtime role's tables changed"
+        );
+    }
+    Ok(())
+}

@@ -84,7 +84,9 @@ pub struct RuntimeKeyRotationStatus {
 }
 
 /// The stages of a rotation, in order.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
 pub enum RotationStage {
     Prepared,
     Rotated,

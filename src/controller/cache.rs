@@ -283,7 +283,8 @@ impl Caches {
 
     /// The runtime key Secret `name` in `namespace` (metadata only), if the cache has it.
     pub fn key_secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
-        self.key_secrets.get(&ObjectRef::new(name).within(namespace))
+        self.key_secrets
+            .get(&ObjectRef::new(name).within(namespace))
     }
 
     /// The worker Job `name` in `namespace`, if the cache has it.

@@ -25,11 +25,11 @@ pub mod users;
 use crate::api::{
     CloudReset, CompanySelection, MigrationRun, MigrationSchedule, RuntimeKeyRotation, UserMapping,
 };
-use k8s_openapi::api::core::v1::Secret;
 use cache::{Caches, Index};
 use context::Context;
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::ObjectRef;

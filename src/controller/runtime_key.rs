@@ -132,7 +132,11 @@ async fn create(
     let mut labels = BTreeMap::new();
     labels.insert(
         RUNTIME_KEY_LABEL.to_string(),
-        if name.len() <= 63 { name.clone() } else { String::new() },
+        if name.len() <= 63 {
+            name.clone()
+        } else {
+            String::new()
+        },
     );
     labels.insert(
         "app.kubernetes.io/managed-by".to_string(),

@@ -16,8 +16,8 @@ use crate::db::ReadProgress;
 use crate::engine::report::TableReport;
 use crate::engine::{self, Observer, RunConfig, StopSignal};
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, ResourceExt};
 use kube::api::{Patch, PatchParams};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -378,12 +378,16 @@ async fn prepare(client: &kube::Client, w: &WorkerSpec) -> Result<RunConfig, Str
             name: crate::controller::runtime_key::secret_name(&schedule.name_any()),
             key: "password".into(),
         };
-        passwords.1 = Some(secret_value(client, &w.namespace, &key).await.map_err(|e| {
-            format!(
-                "the runtime key: {e}. The schedule makes this Secret; its RuntimeKey \
+        passwords.1 = Some(
+            secret_value(client, &w.namespace, &key)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "the runtime key: {e}. The schedule makes this Secret; its RuntimeKey \
                  condition says why it is missing"
-            )
-        })?);
+                    )
+                })?,
+        );
     } else if let Some(r) = &spec.target.password_secret_ref {
         passwords.1 = Some(
             secret_value(client, &w.namespace, r)
@@ -394,8 +398,8 @@ async fn prepare(client: &kube::Client, w: &WorkerSpec) -> Result<RunConfig, Str
     let companies = (!run.spec.companies.is_empty()).then(|| run.spec.companies.clone());
     let mut config = engine_config(spec, companies, passwords, w.name.clone(), run.spec.r#type);
     if let Some(role) = role {
-        config.target.url =
-            crate::engine::access::with_user(&config.target.url, &role).map_err(|e| e.to_string())?;
+        config.target.url = crate::engine::access::with_user(&config.target.url, &role)
+            .map_err(|e| e.to_string())?;
     }
     if w.count > 1 {
         config.share = Some((w.index.max(0) as usize, w.count as usize));

@@ -2249,3 +2249,240 @@ fn deleting_a_run_stops_it() {
         controller.log()
     );
 }
+
+/// Logs in to a database of the test server as `user` with `password`, and runs `sql`.
+fn psql_as(db: &str, user: &str, password: &str, sql: &str) -> Result<String, String> {
+    let (base, _) = pg();
+    let url = base.replacen("cloudmigrate@", &format!("{user}@"), 1);
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1"])
+        .arg(format!("{url}/{db}"))
+        .arg("-c")
+        .arg(sql)
+        .env("PGPASSWORD", password)
+        .output()
+        .expect("psql must be on PATH");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// One key of a Secret, decoded.
+fn secret_field(ns: &TestNamespace, secret: &str, field: &str) -> String {
+    use base64::Engine;
+    let encoded = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "secret",
+                secret,
+                "-o",
+                &format!("jsonpath={{.data.{field}}}"),
+            ],
+            None,
+        ),
+        "reading the key Secret",
+    );
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// The runtime key: the schedule keeps it in a basic-auth Secret and runs write as its login
+/// role, which may not touch the cloud's own tables; a RuntimeKeyRotation replaces it in
+/// stages, after which the old key is refused, the new one logs in and the next run uses it.
+/// The key shows nowhere else: not in the statuses, the events or the controller's log.
+#[test]
+fn runs_write_as_the_runtime_role_and_a_rotation_retires_the_old_key() {
+    let ns = TestNamespace::new("ctl-key");
+    let (src, dst) = (database("rk_src"), database("rk_dst"));
+    psql(
+        &src,
+        "CREATE TABLE \"Company\" (\"Name\" text PRIMARY KEY); INSERT INTO \"Company\" VALUES ('CRONUS');\n\
+         CREATE TABLE \"CRONUS$Item\" (\"No_\" int PRIMARY KEY, \"Text\" text);\n\
+         INSERT INTO \"CRONUS$Item\" SELECT g, 'item ' || g FROM generate_series(1, 20) g;",
+    );
+    psql(
+        &dst,
+        "CREATE TABLE \"Cloud Setup\" (\"Key\" int PRIMARY KEY, \"Value\" text);\n\
+         INSERT INTO \"Cloud Setup\" VALUES (1, 'kept');",
+    );
+    let controller = Controller::start(&ns.name);
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&schedule_yaml("keyed", &src, &dst, "0 2 * * *")),
+        ),
+        "applying the schedule",
+    );
+    let role = "cloudmigrate_rt_keyed";
+    let state = wait_for(
+        &ns,
+        "msched/keyed",
+        "{.status.conditions[?(@.type==\"RuntimeKey\")].reason}|{.status.runtime.keySecretName}|\
+         {.status.runtime.keyRole}|{.status.runtime.keyFingerprint}",
+        |s| s.starts_with("InEffect|"),
+        &controller,
+    );
+    let secret_type = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "secret",
+                "keyed-runtime-key",
+                "-o",
+                "jsonpath={.type}",
+            ],
+            None,
+        ),
+        "the Secret's type",
+    );
+    assert_eq!(secret_type, "kubernetes.io/basic-auth");
+    assert_eq!(secret_field(&ns, "keyed-runtime-key", "username"), role);
+    let first = secret_field(&ns, "keyed-runtime-key", "password");
+    let fingerprint = cloudmigrate::engine::access::fingerprint(first.as_bytes());
+    assert_eq!(
+        state,
+        format!("InEffect|keyed-runtime-key|{role}|{fingerprint}")
+    );
+
+    request_run(&ns, "keyed", "1");
+    let run1 = wait_for(
+        &ns,
+        "msched/keyed",
+        "{.status.lastRun.name}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert_eq!(ended(&ns, &run1, &controller), "Succeeded");
+    // The run created the missing table as the role, so the role owns it.
+    assert_eq!(
+        psql(
+            &dst,
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'CRONUS$Item'"
+        ),
+        role
+    );
+    assert_eq!(
+        psql_as(&dst, role, &first, "SELECT count(*) FROM \"CRONUS$Item\"").unwrap(),
+        "20"
+    );
+    // The cloud's own table is out of the role's reach.
+    let refused = psql_as(&dst, role, &first, "DELETE FROM \"Cloud Setup\"").unwrap_err();
+    assert!(refused.contains("permission denied"), "{refused}");
+
+    // Reset Runtime Service Key.
+    let rotation = "apiVersion: cloudmigrate.io/v1alpha1\nkind: RuntimeKeyRotation\n\
+                    metadata: {name: rotate-1}\nspec:\n  scheduleRef: {name: keyed}\n";
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(rotation)),
+        "applying the rotation",
+    );
+    ok(
+        ns.kubectl(
+            &[
+                "wait",
+                "rkr/rotate-1",
+                "--for=condition=Succeeded",
+                "--timeout=60s",
+            ],
+            None,
+        ),
+        "kubectl wait for the rotation",
+    );
+    let outcome = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "rkr",
+                "rotate-1",
+                "-o",
+                "jsonpath={.status.stage}|{.status.keyFingerprint}|{.status.secretName}|\
+                 {.status.completionTime}",
+            ],
+            None,
+        ),
+        "the rotation's outcome",
+    );
+    let second = secret_field(&ns, "keyed-runtime-key", "password");
+    assert_ne!(second, first);
+    let new_fingerprint = cloudmigrate::engine::access::fingerprint(second.as_bytes());
+    assert!(
+        outcome.starts_with(&format!(
+            "OldKeyRevoked|{new_fingerprint}|keyed-runtime-key|"
+        )),
+        "{outcome}"
+    );
+    let old_login = psql_as(&dst, role, &first, "SELECT 1").unwrap_err();
+    assert!(
+        old_login.contains("password authentication failed"),
+        "{old_login}"
+    );
+    assert_eq!(psql_as(&dst, role, &second, "SELECT 1").unwrap(), "1");
+    let previous = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "secret",
+                "keyed-runtime-key",
+                "-o",
+                "jsonpath={.data.previous-password}",
+            ],
+            None,
+        ),
+        "the Secret after the rotation",
+    );
+    assert_eq!(previous, "", "the old key stayed in the Secret");
+    wait_for(
+        &ns,
+        "msched/keyed",
+        "{.status.runtime.keyFingerprint}",
+        |s| s == new_fingerprint,
+        &controller,
+    );
+
+    // The next run writes with the new key.
+    psql(
+        &src,
+        "UPDATE \"CRONUS$Item\" SET \"Text\" = 'changed' WHERE \"No_\" = 3",
+    );
+    request_run(&ns, "keyed", "2");
+    let run2 = next_run(&ns, "keyed", &run1, &controller);
+    assert_eq!(ended(&ns, &run2, &controller), "Succeeded");
+    assert_eq!(
+        psql(
+            &dst,
+            "SELECT \"Text\" FROM \"CRONUS$Item\" WHERE \"No_\" = 3"
+        ),
+        "changed"
+    );
+
+    // Applied again, the finished rotation does nothing.
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(rotation)),
+        "applying the rotation again",
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(secret_field(&ns, "keyed-runtime-key", "password"), second);
+
+    // The key shows nowhere but in its Secret.
+    let everything = [
+        ok(
+            ns.kubectl(&["get", "msched,mrun,rkr", "-o", "yaml"], None),
+            "the objects",
+        ),
+        ok(
+            ns.kubectl(&["get", "events", "-o", "yaml"], None),
+            "the events",
+        ),
+        controller.log(),
+    ]
+    .join("\n");
+    for key in [&first, &second] {
+        assert!(!everything.contains(key.as_str()), "a key leaked");
+    }
+}

@@ -139,7 +139,10 @@ fn kubectl_get_shows_the_printer_columns() {
             "creset",
             &["NAME", "SCHEDULE", "SUCCEEDED", "REASON", "AGE"],
         ),
-        ("rkr", &["NAME", "SCHEDULE", "SUCCEEDED", "REASON", "AGE"]),
+        (
+            "rkr",
+            &["NAME", "SCHEDULE", "SUCCEEDED", "STAGE", "REASON", "AGE"],
+        ),
     ];
     for (kind, columns) in expected {
         assert_eq!(

@@ -206,8 +206,7 @@ pub fn revoked(
                 "Succeeded",
                 true,
                 "OldKeyRevoked",
-                "runs use the new key; the old key is refused at login and left the Secret"
-                    .into(),
+                "runs use the new key; the old key is refused at login and left the Secret".into(),
             );
         }
         Err(e) => at.set(
@@ -314,7 +313,10 @@ mod tests {
         );
         o.older_pending = None;
         o.secret = None;
-        assert_eq!(reason(&decide(&o)), ("Unknown".into(), "KeyNotCreated".into()));
+        assert_eq!(
+            reason(&decide(&o)),
+            ("Unknown".into(), "KeyNotCreated".into())
+        );
         o.has_role = false;
         let d = decide(&o);
         assert_eq!(reason(&d), ("False".into(), "NoRuntimeKey".into()));

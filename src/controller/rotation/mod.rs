@@ -180,9 +180,9 @@ async fn revoke_old(
     let login = |key: RuntimeKey| {
         let role = role.clone();
         async move {
-        access::logs_in(url, &role, &key)
-            .await
-            .map_err(|e| Retry(format!("target database: {e}")))
+            access::logs_in(url, &role, &key)
+                .await
+                .map_err(|e| Retry(format!("target database: {e}")))
         }
     };
     let Some(new) = runtime_key::stored_key(&secret, "password") else {
@@ -206,7 +206,11 @@ async fn revoke_old(
     let patch = json!({"data": {PREVIOUS_KEY: null}});
     api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map_err(|e| Retry(format!("dropping the old key from Secret {name:?} failed: {e}")))?;
+        .map_err(|e| {
+            Retry(format!(
+                "dropping the old key from Secret {name:?} failed: {e}"
+            ))
+        })?;
     Ok(Ok(()))
 }
 

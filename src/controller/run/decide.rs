@@ -339,9 +339,7 @@ pub fn not_granted(mut status: MigrationRunStatus, at: At, message: &str) -> Mig
         "Running",
         true,
         NOT_GRANTED,
-        format!(
-            "before starting, granting the run's tables to the runtime role failed: {message}"
-        ),
+        format!("before starting, granting the run's tables to the runtime role failed: {message}"),
     );
     status
 }
@@ -429,7 +427,16 @@ fn runner_lost(
         .conditions
         .iter()
         .find(|c| c.type_ == "Running" && (c.reason == REFUSED || c.reason == NOT_GRANTED))
-        .map(|c| (if c.reason == REFUSED { REFUSED } else { NOT_GRANTED }, c.message.clone()));
+        .map(|c| {
+            (
+                if c.reason == REFUSED {
+                    REFUSED
+                } else {
+                    NOT_GRANTED
+                },
+                c.message.clone(),
+            )
+        });
     if attempt < limit {
         let next = attempt + 1;
         status.attempts = Some(next);

@@ -448,13 +448,17 @@ fn gate(o: &Observed<'_>, at: At, status: &mut MigrationScheduleStatus) -> Gate 
         }
     });
     match (&blocked, unreachable) {
+        // A key that cannot be made because the target does not answer: the target is named.
         (Some((reason, message)), _)
-            if !matches!(*reason, "Disabled" | "Resetting" | "RotatingKey") =>
+            if !matches!(
+                *reason,
+                "Disabled" | "Resetting" | "RotatingKey" | "RuntimeKeyNotReady"
+            ) =>
         {
             at.set(
-            &mut status.conditions,
-            "Ready",
-            false,
+                &mut status.conditions,
+                "Ready",
+                false,
                 reason,
                 message.clone(),
             )
@@ -462,6 +466,13 @@ fn gate(o: &Observed<'_>, at: At, status: &mut MigrationScheduleStatus) -> Gate 
         (_, Some((reason, message))) => {
             at.set(&mut status.conditions, "Ready", false, reason, message)
         }
+        (Some(("RuntimeKeyNotReady", message)), None) => at.set(
+            &mut status.conditions,
+            "Ready",
+            false,
+            "RuntimeKeyNotReady",
+            message.clone(),
+        ),
         _ => at.set(
             &mut status.conditions,
             "Ready",

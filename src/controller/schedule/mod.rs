@@ -61,8 +61,11 @@ pub async fn reconcile(
         let mut observed = read(&schedule, &ctx)?;
         // The runtime key is made, or set on the role, before deciding: a run starts only
         // once runs can write as the role. A key in effect costs nothing here.
+        // A target that the probe found silent is not tried here: the probe names it.
+        let target_silent = observed.reach.as_ref().is_some_and(|r| r.target.is_err());
         let may_act = !schedule.spec.disabled
             && observed.conflict.is_none()
+            && !target_silent
             && schedule.metadata.deletion_timestamp.is_none();
         observed.key = super::runtime_key::ensure(&ctx, &schedule, may_act).await;
         let decision = decide::decide(observed.observed(&schedule));
@@ -574,7 +577,10 @@ mod tests {
         };
         assert_eq!(condition("RuntimeKey")["status"], "False");
         assert_eq!(condition("RuntimeKey")["reason"], "KeyNotMade");
-        let message = condition("RuntimeKey")["message"].as_str().unwrap().to_string();
+        let message = condition("RuntimeKey")["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert!(message.contains("target database"), "{message}");
         assert_eq!(condition("Ready")["reason"], "RuntimeKeyNotReady");
         assert_eq!(status["runtime"]["keyRole"], "cloudmigrate_rt_erp");

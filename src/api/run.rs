@@ -352,8 +352,9 @@ pub struct TableStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<CopyMode>,
     /// Why the table was copied in full: `FirstRun`, `RetentionExpired`, `Truncated`,
-    /// `SchemaChanged`, `NoPrimaryKey`, `NoChangeTracking`, `Requested` or `Reset` (the first
-    /// run after a CloudReset).
+    /// `SchemaChanged`, `NoPrimaryKey`, `NoChangeTracking`, `Requested`, `Reset` (the first
+    /// run after a CloudReset) or `ReEnabled` (the first run after Disable Cloud Migration was
+    /// undone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_reason: Option<String>,
     /// Rows written (a full copy) or changed (an incremental run).

@@ -1,8 +1,6 @@
 //! MigrationSchedule: the migration setup of one source database into one cloud target.
 
-use super::common::{
-    Conditions, SourceConnection, TargetConnection, conditions_list_map, list_map,
-};
+use super::common::{Conditions, SourceConnection, TargetConnection, conditions_list_map};
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
@@ -102,8 +100,12 @@ pub struct MigrationScheduleSpec {
     /// The value handled last is shown in `status.lastHandledRunRequest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_request: Option<String>,
-    /// Disable the cloud migration: no more runs start, and the status shows the checklist of
-    /// steps left before the cloud tenant becomes the primary system.
+    /// Disable Cloud Migration, when the cloud tenant becomes the primary system: no run
+    /// starts; once the active run has ended, the controller removes change tracking from the
+    /// source (triggers, functions, change tables) and revokes the runtime key (drops the
+    /// login role, deletes its Secret). `status.checklist` shows each step done or not.
+    /// Setting it back to false makes a new key, and the next run copies every table in full
+    /// (reason `ReEnabled`).
     #[serde(default)]
     pub disabled: bool,
 }
@@ -289,17 +291,14 @@ pub struct MigrationScheduleStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<MigrationInformation>,
     /// The replication runtime: the version its runs use against the controller's (Check for
-    /// Update), and its key (never the key itself; the key fields are not written yet).
+    /// Update), and its key (never the key itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<RuntimeStatus>,
-    /// The steps left before the cloud tenant can become the primary system. Not written yet.
+    /// The steps before the cloud tenant can become the primary system (Setup Checklist), each
+    /// marked done from what the databases and the cluster show.
+    /// The controller writes the list whole.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(transform = checklist_list_map)]
     pub checklist: Vec<ChecklistStep>,
-}
-
-fn checklist_list_map(schema: &mut schemars::Schema) {
-    list_map(schema, &["name"]);
 }
 
 /// A short account of one run.
@@ -382,13 +381,19 @@ pub struct RuntimeStatus {
 
 /// One step of the setup checklist.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct ChecklistStep {
-    /// Short name of the step, for example `UserMappings`.
+    /// The step: `SetUpTablesNotMigrated` and `InitializeCompany` (per company),
+    /// `MapUsers`, then `DisableCloudMigration` with its parts `LetActiveRunFinish`,
+    /// `RemoveChangeTracking` and `RevokeRuntimeKey`.
     pub name: String,
-    /// Whether the step is done.
+    /// The company the step is for; none for a step of the whole database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company: Option<String>,
+    /// Whether the step is done, as the databases and the cluster show it now.
     #[serde(default)]
     pub done: bool,
-    /// What the step asks for and how to do it. (No step is written yet.)
+    /// What the step asks for and how to do it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }

@@ -28,6 +28,9 @@ pub struct Reach {
     pub target: Result<(), String>,
     /// Change tracking's log table is in the source; None when the source did not answer.
     pub tracking: Option<bool>,
+    /// The tables the last run that ended did not migrate, from the target's run log (for
+    /// the setup checklist); None when the target did not answer.
+    pub not_migrated: Option<Vec<crate::engine::state::NotMigrated>>,
 }
 
 struct Entry {
@@ -85,6 +88,16 @@ impl Probes {
             limit: Arc::new(tokio::sync::Semaphore::new(AT_ONCE)),
             wake,
         }
+    }
+
+    /// Forgets the last result of a schedule, whose databases just changed (Disable Cloud
+    /// Migration removed change tracking): the next look starts a probe and, until it ends,
+    /// has no result.
+    pub fn refresh(&self, namespace: &str, name: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&format!("{namespace}/{name}"));
     }
 
     /// The last result for the schedule's current settings, if any. Starts a probe in the
@@ -181,6 +194,12 @@ async fn probe(client: &kube::Client, ns: &str, spec: &MigrationScheduleSpec) ->
         Ok(db) => crate::engine::tracking::installed(db).await.ok(),
         Err(_) => None,
     };
+    let not_migrated = match &target {
+        Ok(db) => crate::engine::state::not_migrated_by_last_run(db)
+            .await
+            .ok(),
+        Err(_) => None,
+    };
     for db in [&source, &target].into_iter().flatten() {
         db.close().await;
     }
@@ -188,5 +207,6 @@ async fn probe(client: &kube::Client, ns: &str, spec: &MigrationScheduleSpec) ->
         source: source.map(|_| ()),
         target: target.map(|_| ()),
         tracking,
+        not_migrated,
     }
 }

@@ -75,6 +75,9 @@ pub fn decide(
     if state.schema_hash == super::reset::RESET_MARK {
         return Err("Reset");
     }
+    if state.schema_hash == super::reset::DISABLED_MARK {
+        return Err("ReEnabled");
+    }
     if state.schema_hash != schema_hash(table) {
         return Err("SchemaChanged");
     }

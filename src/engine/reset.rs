@@ -13,6 +13,30 @@ use crate::db::{Database, DbError, Kind, Statement, Value};
 /// The schema fingerprint that marks a table's state as reset.
 pub const RESET_MARK: &str = "reset";
 
+/// The schema fingerprint that marks a table's state after Disable Cloud Migration: change
+/// tracking left the source, so the next run copies the table in full and says `ReEnabled`.
+pub const DISABLED_MARK: &str = "disabled";
+
+/// Marks every table of the replication state for a full copy on the next run, after change
+/// tracking was removed from the source (Disable Cloud Migration). The data stays.
+pub async fn mark_disabled(target: &Database) -> Result<u64, DbError> {
+    super::state::ensure(target).await?;
+    let d = target.dialect();
+    target
+        .execute(&Statement {
+            sql: format!(
+                "UPDATE {} SET ct_version = NULL, schema_hash = ? WHERE schema_hash IS NULL OR \
+                 schema_hash <> ?",
+                d.quote(STATE_TABLE)
+            ),
+            params: vec![
+                Value::Text(DISABLED_MARK.into()),
+                Value::Text(RESET_MARK.into()),
+            ],
+        })
+        .await
+}
+
 /// What a reset cleared.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Cleared {

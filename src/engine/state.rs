@@ -340,6 +340,68 @@ pub async fn read_table_states(
         .collect())
 }
 
+/// A table that the last run that ended did not migrate: company (empty for a per-database
+/// table), table, and result (`Excluded`, `Failed`, `Skipped`, `NotStarted`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotMigrated {
+    pub company: String,
+    pub table: String,
+    pub result: String,
+}
+
+/// The tables that the last run that ended did not migrate, by company and name; none when
+/// no run has ended (or the state tables do not exist yet).
+pub async fn not_migrated_by_last_run(db: &Database) -> Result<Vec<NotMigrated>, DbError> {
+    if !db.has_table(RUNS_TABLE).await? || !db.has_table(LOG_TABLE).await? {
+        return Ok(vec![]);
+    }
+    let d = db.dialect();
+    let last = db
+        .query(
+            &Statement {
+                sql: format!(
+                    "SELECT run_id FROM {} WHERE finished_at IS NOT NULL ORDER BY finished_at \
+                     DESC LIMIT 1",
+                    d.quote(RUNS_TABLE)
+                ),
+                params: vec![],
+            },
+            &[Kind::Text],
+        )
+        .await?;
+    let Some(Value::Text(run_id)) = last.into_iter().next().and_then(|r| r.into_iter().next())
+    else {
+        return Ok(vec![]);
+    };
+    let rows = db
+        .query(
+            &Statement {
+                sql: format!(
+                    "SELECT company, base_table, result FROM {} WHERE run_id = ? AND result NOT \
+                     IN ('Migrated', 'Warning') ORDER BY company, base_table",
+                    d.quote(LOG_TABLE)
+                ),
+                params: vec![text(&run_id)],
+            },
+            &[Kind::Text, Kind::Text, Kind::Text],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let mut it = r.into_iter().map(|v| match v {
+                Value::Text(t) => t,
+                _ => String::new(),
+            });
+            NotMigrated {
+                company: it.next().unwrap_or_default(),
+                table: it.next().unwrap_or_default(),
+                result: it.next().unwrap_or_default(),
+            }
+        })
+        .collect())
+}
+
 /// The run log of one run: every table's line, as the run recorded it (without the change
 /// counts, which only the run's status keeps).
 pub async fn read_run_log(db: &Database, run_id: &str) -> Result<Vec<TableReport>, DbError> {

@@ -2486,3 +2486,186 @@ fn runs_write_as_the_runtime_role_and_a_rotation_retires_the_old_key() {
         assert!(!everything.contains(key.as_str()), "a key leaked");
     }
 }
+
+/// Disable Cloud Migration: the checklist lists what is left per company; disabling removes
+/// change tracking from the source and revokes the runtime key, each step marked done; enabling
+/// again makes a new key, and the next run copies in full, saying why.
+#[test]
+fn disabling_removes_tracking_and_the_key_and_enabling_again_copies_in_full() {
+    let ns = TestNamespace::new("ctl-off");
+    let (src, dst) = (database("off_src"), database("off_dst"));
+    psql(
+        &src,
+        "CREATE TABLE \"Company\" (\"Name\" text PRIMARY KEY); INSERT INTO \"Company\" VALUES ('CRONUS');\n\
+         CREATE TABLE \"CRONUS$Item\" (\"No_\" int PRIMARY KEY, \"Text\" text);\n\
+         INSERT INTO \"CRONUS$Item\" SELECT g, 'item ' || g FROM generate_series(1, 10) g;\n\
+         CREATE TABLE \"CRONUS$Access Control\" (\"User\" text PRIMARY KEY);",
+    );
+    let controller = Controller::start(&ns.name);
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&schedule_yaml("retired", &src, &dst, "0 2 * * *")),
+        ),
+        "applying the schedule",
+    );
+    request_run(&ns, "retired", "1");
+    let run1 = wait_for(
+        &ns,
+        "msched/retired",
+        "{.status.lastRun.name}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert_eq!(ended(&ns, &run1, &controller), "Succeeded");
+    let step =
+        |name: &str, field: &str| format!("{{.status.checklist[?(@.name==\"{name}\")].{field}}}");
+    // The checklist, from the target's run log: the table not migrated by design.
+    let tables = wait_for(
+        &ns,
+        "msched/retired",
+        &step("SetUpTablesNotMigrated", "description"),
+        |s| s.contains("Access Control"),
+        &controller,
+    );
+    assert!(tables.contains("Access Control (Excluded)"), "{tables}");
+    let open = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "msched",
+                "retired",
+                "-o",
+                &format!(
+                    "jsonpath={}|{}|{}|{}",
+                    step("SetUpTablesNotMigrated", "company"),
+                    step("InitializeCompany", "done"),
+                    step("MapUsers", "done"),
+                    step("DisableCloudMigration", "done")
+                ),
+            ],
+            None,
+        ),
+        "the checklist",
+    );
+    assert_eq!(open, "CRONUS|false|false|false");
+    assert_eq!(
+        psql(
+            &src,
+            "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal"
+        )
+        .parse::<i32>()
+        .unwrap()
+            > 0,
+        true
+    );
+
+    // Disable Cloud Migration.
+    ok(
+        ns.kubectl(
+            &[
+                "patch",
+                "msched",
+                "retired",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"disabled":true}}"#,
+            ],
+            None,
+        ),
+        "disabling",
+    );
+    let done = wait_for(
+        &ns,
+        "msched/retired",
+        &format!(
+            "{}|{}|{}|{}",
+            step("DisableCloudMigration", "done"),
+            step("LetActiveRunFinish", "done"),
+            step("RemoveChangeTracking", "done"),
+            step("RevokeRuntimeKey", "done")
+        ),
+        |s| s == "true|true|true|true",
+        &controller,
+    );
+    assert_eq!(done, "true|true|true|true");
+    assert_eq!(
+        psql(
+            &src,
+            "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal"
+        ),
+        "0"
+    );
+    assert_eq!(
+        psql(
+            &src,
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'cloudmigrate%'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        psql(
+            &dst,
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'cloudmigrate_rt_retired'"
+        ),
+        "0"
+    );
+    let secret = ns.kubectl(&["get", "secret", "retired-runtime-key"], None);
+    assert!(secret.stderr.contains("NotFound"), "{}", secret.stderr);
+    let key = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "msched",
+                "retired",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"RuntimeKey\")].reason}",
+            ],
+            None,
+        ),
+        "the key condition",
+    );
+    assert_eq!(key, "Revoked");
+    // The cloud keeps its data.
+    assert_eq!(psql(&dst, "SELECT count(*) FROM \"CRONUS$Item\""), "10");
+
+    // Enabled again: a new key, and the next run copies every table in full.
+    ok(
+        ns.kubectl(
+            &[
+                "patch",
+                "msched",
+                "retired",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"disabled":false}}"#,
+            ],
+            None,
+        ),
+        "enabling again",
+    );
+    wait_for(
+        &ns,
+        "msched/retired",
+        "{.status.conditions[?(@.type==\"RuntimeKey\")].reason}",
+        |s| s == "InEffect",
+        &controller,
+    );
+    request_run(&ns, "retired", "2");
+    let run2 = next_run(&ns, "retired", &run1, &controller);
+    assert_eq!(ended(&ns, &run2, &controller), "Succeeded");
+    let reason = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "mrun",
+                &run2,
+                "-o",
+                "jsonpath={.status.tables[?(@.table==\"Item\")].fullReason}",
+            ],
+            None,
+        ),
+        "the run's reason",
+    );
+    assert_eq!(reason, "ReEnabled");
+}

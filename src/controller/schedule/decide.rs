@@ -12,6 +12,7 @@ use super::super::conditions::At;
 use super::super::cron::CronSchedule;
 use super::super::note::Note;
 use super::super::runtime_key::KeyView;
+use super::checklist::{ChecklistObserved, CompanyView, DisableStep};
 use crate::api::companies::CompanySelectionSpec;
 use crate::api::run::{RunResult, RunType};
 use crate::api::schedule::{
@@ -73,6 +74,10 @@ pub struct Observed<'a> {
     pub rotating: Option<String>,
     /// The runtime key: its role, its Secret, and whether runs can write as the role.
     pub key: KeyView,
+    /// The selected companies and their initialization, from the CompanySelection's status.
+    pub company_views: Vec<CompanyView>,
+    /// A UserMapping of the schedule applied every mapping.
+    pub users_mapped: bool,
     pub now: DateTime<Utc>,
 }
 
@@ -133,6 +138,8 @@ pub enum Requeue {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decision {
     pub create: Option<NewRun>,
+    /// The next step of Disable Cloud Migration that the controller takes.
+    pub disable: Option<DisableStep>,
     /// An active run to stop (concurrencyPolicy Replace).
     pub stop: Option<String>,
     /// Finished runs beyond the history limits.
@@ -268,6 +275,16 @@ pub fn decide(o: Observed<'_>) -> Decision {
         super::update::CONTROLLER_VERSION,
     );
     status.runtime = Some(key_status(&o, runtime, at, &mut status.conditions));
+    let (checklist, disable) = super::checklist::checklist(&ChecklistObserved {
+        disabled: o.spec.disabled,
+        active_run: status.active_run.clone(),
+        companies: o.company_views.clone(),
+        not_migrated: o.reach.as_ref().and_then(|r| r.not_migrated.clone()),
+        tracking: o.reach.as_ref().and_then(|r| r.tracking),
+        users_mapped: o.users_mapped,
+        key: o.key.clone(),
+    });
+    status.checklist = checklist;
     at.set(
         &mut status.conditions,
         "UpdateAvailable",
@@ -287,6 +304,7 @@ pub fn decide(o: Observed<'_>) -> Decision {
     };
     Decision {
         create: admitted.create,
+        disable,
         stop: admitted.stop,
         delete: prune(&o.spec.history, &runs),
         status,
@@ -370,8 +388,9 @@ fn gate(o: &Observed<'_>, at: At, status: &mut MigrationScheduleStatus) -> Gate 
         )),
         _ if spec.disabled => Some((
             "Disabled",
-            "the migration is disabled (spec.disabled: true): no run starts until it is false \
-             again"
+            "the migration is disabled (spec.disabled: true): no run starts, change tracking \
+             leaves the source and the runtime key is revoked (status.checklist shows each \
+             step). Setting it back to false starts over with a full run of every table"
                 .to_string(),
         )),
         _ if o.rotating.is_some() => Some((
@@ -838,6 +857,8 @@ mod tests {
             reach: None,
             rotating: None,
             key: KeyView::default(),
+            company_views: vec![],
+            users_mapped: false,
             now,
         }
     }
@@ -896,6 +917,7 @@ mod tests {
                     .into(),
             ),
             tracking: Some(false),
+            not_migrated: None,
         });
         let d = decide(o);
         assert_eq!(
@@ -927,6 +949,7 @@ mod tests {
             source: Ok(()),
             target: Ok(()),
             tracking: Some(true),
+            not_migrated: None,
         });
         let d = decide(o);
         assert_eq!(condition(&d, "Ready"), ("True".into(), "Valid".into()));

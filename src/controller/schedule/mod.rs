@@ -4,6 +4,7 @@
 //! runs it created, and write the status when it changed. Runs a person created count as the
 //! schedule's (by their scheduleRef), and are never written to.
 
+pub mod checklist;
 pub mod decide;
 pub mod update;
 
@@ -84,6 +85,8 @@ struct Read {
     reach: Option<super::reach::Reach>,
     rotating: Option<String>,
     key: super::runtime_key::KeyView,
+    company_views: Vec<checklist::CompanyView>,
+    users_mapped: bool,
 }
 
 impl Read {
@@ -101,6 +104,8 @@ impl Read {
             reach: self.reach.clone(),
             rotating: self.rotating.clone(),
             key: self.key.clone(),
+            company_views: self.company_views.clone(),
+            users_mapped: self.users_mapped,
             now: chrono::Utc::now(),
         }
     }
@@ -171,7 +176,103 @@ fn read(schedule: &MigrationSchedule, ctx: &Context) -> Result<Read, Error> {
         reach: ctx.probes.observe(&ctx.client, schedule),
         rotating: super::rotation::pending(ctx, &ns, &name),
         key: Default::default(),
+        company_views: company_views(&selections),
+        users_mapped: users_mapped(ctx, &ns, &name),
     })
+}
+
+/// The selected companies of the schedule's CompanySelection (the oldest, as for runs), with
+/// their initialization.
+fn company_views(selections: &[Arc<crate::api::CompanySelection>]) -> Vec<checklist::CompanyView> {
+    use crate::api::companies::InitializationState;
+    let Some(selection) = selections
+        .iter()
+        .min_by_key(|s| (s.creation_timestamp().map(|t| utc(&t)), s.name_any()))
+    else {
+        return vec![];
+    };
+    let status = selection.status.clone().unwrap_or_default();
+    selection
+        .spec
+        .companies
+        .iter()
+        .filter(|c| c.migrate)
+        .map(|c| checklist::CompanyView {
+            name: c.name.clone(),
+            initialized: status.companies.iter().any(|s| {
+                s.name == c.name && s.initialization == Some(InitializationState::Initialized)
+            }),
+        })
+        .collect()
+}
+
+/// Whether a UserMapping of the schedule has applied every mapping (its Ready is True).
+fn users_mapped(ctx: &Context, ns: &str, schedule: &str) -> bool {
+    ctx.caches.mappings.state().iter().any(|m| {
+        m.metadata.namespace.as_deref() == Some(ns)
+            && m.spec.schedule_ref.name == schedule
+            && m.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+    })
+}
+
+/// Takes one step of Disable Cloud Migration.
+async fn disable(
+    ctx: &Context,
+    schedule: &MigrationSchedule,
+    step: checklist::DisableStep,
+) -> Result<super::note::Note, String> {
+    use super::note::Note;
+    let ns = schedule.namespace().unwrap_or_default();
+    let name = schedule.name_any();
+    let spec = &schedule.spec;
+    match step {
+        checklist::DisableStep::RemoveChangeTracking => {
+            // The target first: once its state is marked, a run after re-enabling copies
+            // every table in full, whatever happens to the source's triggers.
+            let target = crate::runner::open_database(
+                &ctx.client,
+                &ns,
+                "target",
+                &spec.target.url,
+                spec.target.password_secret_ref.as_ref(),
+            )
+            .await?;
+            let marked = crate::engine::reset::mark_disabled(&target).await;
+            target.close().await;
+            marked.map_err(|e| format!("target database: {e}"))?;
+            let source = crate::runner::open_database(
+                &ctx.client,
+                &ns,
+                "source",
+                &spec.source.url,
+                spec.source.password_secret_ref.as_ref(),
+            )
+            .await?;
+            let removed = crate::engine::tracking::disable_all(&source).await;
+            source.close().await;
+            let tables = removed.map_err(|e| format!("source database: {e}"))?;
+            ctx.probes.refresh(&ns, &name);
+            Ok(Note::normal(
+                "ChangeTrackingRemoved",
+                format!("change tracking removed from {tables} tables of the source"),
+            ))
+        }
+        checklist::DisableStep::RevokeRuntimeKey => {
+            super::runtime_key::revoke(ctx, schedule).await?;
+            Ok(Note::normal(
+                "RuntimeKeyRevoked",
+                format!(
+                    "the login role {} was dropped and Secret {} deleted",
+                    super::runtime_key::role_of(schedule).unwrap_or_default(),
+                    super::runtime_key::secret_name(&name)
+                ),
+            ))
+        }
+    }
 }
 
 /// The run to create, as an object.
@@ -272,6 +373,18 @@ async fn act(
         ctx.apply_status(schedule, &decision.status).await?;
     }
     ctx.publish(schedule, &decision.notes).await;
+    if let Some(step) = decision.disable {
+        match disable(ctx, schedule, step).await {
+            Ok(note) => ctx.publish(schedule, &[note]).await,
+            Err(e) => {
+                let note = super::note::Note::warning("DisableFailed", e.clone());
+                ctx.publish(schedule, &[note]).await;
+                return Err(Error::Retry(e));
+            }
+        }
+        // The next step follows at once; the probe's answer wakes the schedule too.
+        return Ok(Action::requeue(std::time::Duration::from_secs(1)));
+    }
     Ok(match decision.requeue {
         // The databases are probed again every few minutes, whatever else is due.
         Requeue::At(wait) => Action::requeue(wait.min(PROBE_AGAIN)),
@@ -393,6 +506,8 @@ mod tests {
             reach: None,
             rotating: None,
             key: Default::default(),
+            company_views: vec![],
+            users_mapped: false,
         };
         // The first look at it starts today's run, if 02:00 has passed; the next one is quiet.
         let mut o = observed.observed(&schedule);

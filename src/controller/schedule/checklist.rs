@@ -1,0 +1,334 @@
+//! The Setup Checklist and Disable Cloud Migration, as a pure function of what the schedule's
+//! reconciler observed: the steps left before the cloud tenant can be the primary system, each
+//! marked done from real state (the target's run log, the CompanySelection's and UserMapping's
+//! status, the source's change tracking, the key Secret), and the next step of the disabling
+//! that the controller takes itself.
+
+use super::super::runtime_key::KeyView;
+use crate::api::schedule::ChecklistStep;
+use crate::engine::state::NotMigrated;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A company as its CompanySelection shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompanyView {
+    pub name: String,
+    pub initialized: bool,
+}
+
+/// What the checklist is made from.
+#[derive(Clone, Debug, Default)]
+pub struct ChecklistObserved {
+    pub disabled: bool,
+    /// The schedule's run that has not ended, if any.
+    pub active_run: Option<String>,
+    /// The selected companies; empty without a CompanySelection (every company migrates).
+    pub companies: Vec<CompanyView>,
+    /// The tables the last run that ended did not migrate; None when the target has not
+    /// answered yet.
+    pub not_migrated: Option<Vec<NotMigrated>>,
+    /// Change tracking is in the source; None when the source has not answered.
+    pub tracking: Option<bool>,
+    /// A UserMapping of the schedule applied every mapping.
+    pub users_mapped: bool,
+    pub key: KeyView,
+}
+
+/// What the controller does next to disable the migration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DisableStep {
+    /// Remove change tracking from the source, after marking the target's state so that the
+    /// next run (after re-enabling) copies every table in full.
+    RemoveChangeTracking,
+    /// Drop the login role and delete the key Secret.
+    RevokeRuntimeKey,
+}
+
+/// At most this many table names per company in a step's description.
+const NAMES_SHOWN: usize = 20;
+
+fn step(name: &str, company: Option<&str>, done: bool, description: String) -> ChecklistStep {
+    ChecklistStep {
+        name: name.to_string(),
+        company: company.map(str::to_string),
+        done,
+        description: Some(description),
+    }
+}
+
+/// `a, b, c` and how many more.
+fn names(tables: &[&NotMigrated]) -> String {
+    let mut shown: Vec<String> = tables
+        .iter()
+        .take(NAMES_SHOWN)
+        .map(|t| format!("{} ({})", t.table, t.result))
+        .collect();
+    if tables.len() > NAMES_SHOWN {
+        shown.push(format!("and {} more", tables.len() - NAMES_SHOWN));
+    }
+    shown.join(", ")
+}
+
+/// The checklist, and the disabling step to take now, if any. Pure.
+pub fn checklist(o: &ChecklistObserved) -> (Vec<ChecklistStep>, Option<DisableStep>) {
+    let mut steps = Vec::new();
+    let selected: BTreeSet<&str> = o.companies.iter().map(|c| c.name.as_str()).collect();
+    // The not-migrated tables by company; tables of companies not selected are not theirs to
+    // set up.
+    let mut by_company: BTreeMap<&str, Vec<&NotMigrated>> = BTreeMap::new();
+    for t in o.not_migrated.iter().flatten() {
+        if t.company.is_empty() || selected.is_empty() || selected.contains(t.company.as_str()) {
+            by_company.entry(t.company.as_str()).or_default().push(t);
+        }
+    }
+    let mut companies: BTreeSet<&str> = selected.clone();
+    companies.extend(by_company.keys().filter(|c| !c.is_empty()));
+    let tables_step = |company: &str| {
+        let label = if company.is_empty() {
+            "the per-database tables".to_string()
+        } else {
+            format!("company {company:?}")
+        };
+        match (&o.not_migrated, by_company.get(company)) {
+            (None, _) => step(
+                "SetUpTablesNotMigrated",
+                (!company.is_empty()).then_some(company),
+                false,
+                format!(
+                    "the target has not answered yet, so the tables of {label} that the last \
+                     run did not migrate are not known"
+                ),
+            ),
+            (Some(_), Some(tables)) => step(
+                "SetUpTablesNotMigrated",
+                (!company.is_empty()).then_some(company),
+                false,
+                format!(
+                    "the last run did not migrate these tables of {label}; set them up in the \
+                     cloud by hand, or include them and run again: {}",
+                    names(tables)
+                ),
+            ),
+            (Some(_), None) => step(
+                "SetUpTablesNotMigrated",
+                (!company.is_empty()).then_some(company),
+                true,
+                format!("the last run migrated every table of {label}"),
+            ),
+        }
+    };
+    for company in &companies {
+        steps.push(tables_step(company));
+        let initialized = o
+            .companies
+            .iter()
+            .any(|c| c.name == *company && c.initialized);
+        steps.push(step(
+            "InitializeCompany",
+            Some(company),
+            initialized,
+            if initialized {
+                "the company is initialized in the cloud".into()
+            } else {
+                "nobody can use the company in the cloud until it is initialized: set \
+                 initialization: Initialize (or MarkInitialized) on it in the CompanySelection"
+                    .into()
+            },
+        ));
+    }
+    if by_company.contains_key("") {
+        steps.push(tables_step(""));
+    }
+    steps.push(step(
+        "MapUsers",
+        None,
+        o.users_mapped,
+        if o.users_mapped {
+            "a UserMapping renamed the cloud users after the on-premises ones".into()
+        } else {
+            "optional: a UserMapping renames the cloud users after the on-premises ones, for \
+             processes that go by user name (timesheets)"
+                .into()
+        },
+    ));
+    // Disable Cloud Migration and its parts.
+    let run_done = o.active_run.is_none();
+    let tracking_removed = o.tracking == Some(false);
+    let key_revoked = o.key.role.is_none() || o.key.stored.is_none();
+    let all_done = o.disabled && run_done && tracking_removed && key_revoked;
+    steps.push(step(
+        "DisableCloudMigration",
+        None,
+        all_done,
+        if all_done {
+            "the migration is disabled: the cloud tenant is the primary system. Setting \
+             spec.disabled back to false makes a new runtime key, and the next run copies every \
+             table in full"
+                .into()
+        } else if o.disabled {
+            "the migration is being disabled: see the three steps that follow".into()
+        } else {
+            "when the cloud tenant becomes the primary system, set spec.disabled: true; the \
+             controller then finishes the steps that follow"
+                .into()
+        },
+    ));
+    if o.disabled {
+        steps.push(step(
+            "LetActiveRunFinish",
+            None,
+            run_done,
+            match &o.active_run {
+                Some(run) => format!("run {run} is still active; no new run starts"),
+                None => "no run is active, and no new run starts".into(),
+            },
+        ));
+        steps.push(step(
+            "RemoveChangeTracking",
+            None,
+            tracking_removed,
+            match o.tracking {
+                Some(false) => "the source has no change tracking left".into(),
+                Some(true) => "the triggers, functions and change tables are being removed \
+                               from the source"
+                    .into(),
+                None => "waiting for the source to answer".into(),
+            },
+        ));
+        steps.push(step(
+            "RevokeRuntimeKey",
+            None,
+            key_revoked,
+            if o.key.role.is_none() {
+                "a SQLite target has no runtime key".into()
+            } else if key_revoked {
+                format!(
+                    "the login role {} was dropped and its Secret deleted",
+                    o.key.role.as_deref().unwrap_or_default()
+                )
+            } else {
+                "the login role is being dropped and its Secret deleted".into()
+            },
+        ));
+    }
+    let next = if !o.disabled || !run_done {
+        None
+    } else if o.tracking == Some(true) {
+        Some(DisableStep::RemoveChangeTracking)
+    } else if tracking_removed && !key_revoked {
+        Some(DisableStep::RevokeRuntimeKey)
+    } else {
+        None
+    };
+    (steps, next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::runtime_key::SecretView;
+
+    fn not_migrated(company: &str, table: &str) -> NotMigrated {
+        NotMigrated {
+            company: company.into(),
+            table: table.into(),
+            result: "Excluded".into(),
+        }
+    }
+
+    fn find<'a>(
+        steps: &'a [ChecklistStep],
+        name: &str,
+        company: Option<&str>,
+    ) -> &'a ChecklistStep {
+        steps
+            .iter()
+            .find(|s| s.name == name && s.company.as_deref() == company)
+            .unwrap_or_else(|| panic!("no step {name} for {company:?}: {steps:#?}"))
+    }
+
+    fn keyed() -> KeyView {
+        KeyView {
+            role: Some("cloudmigrate_rt_erp".into()),
+            secret: "erp-runtime-key".into(),
+            stored: Some(SecretView::default()),
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn each_selected_company_lists_its_tables_not_migrated_and_its_initialization() {
+        let o = ChecklistObserved {
+            companies: vec![
+                CompanyView {
+                    name: "CRONUS".into(),
+                    initialized: true,
+                },
+                CompanyView {
+                    name: "Contoso".into(),
+                    initialized: false,
+                },
+            ],
+            not_migrated: Some(vec![
+                not_migrated("CRONUS", "Access Control"),
+                not_migrated("Fabrikam", "Item"),
+                not_migrated("", "User"),
+            ]),
+            tracking: Some(true),
+            key: keyed(),
+            ..Default::default()
+        };
+        let (steps, next) = checklist(&o);
+        let tables = find(&steps, "SetUpTablesNotMigrated", Some("CRONUS"));
+        assert!(!tables.done);
+        assert!(
+            tables
+                .description
+                .as_deref()
+                .unwrap()
+                .contains("Access Control (Excluded)")
+        );
+        assert!(find(&steps, "SetUpTablesNotMigrated", Some("Contoso")).done);
+        assert!(find(&steps, "InitializeCompany", Some("CRONUS")).done);
+        assert!(!find(&steps, "InitializeCompany", Some("Contoso")).done);
+        // A company that is not selected is not on the list.
+        assert!(
+            steps
+                .iter()
+                .all(|s| s.company.as_deref() != Some("Fabrikam"))
+        );
+        assert!(!find(&steps, "SetUpTablesNotMigrated", None).done);
+        assert!(!find(&steps, "MapUsers", None).done);
+        assert!(!find(&steps, "DisableCloudMigration", None).done);
+        assert!(steps.iter().all(|s| s.name != "RemoveChangeTracking"));
+        assert_eq!(next, None);
+    }
+
+    #[test]
+    fn disabling_waits_for_the_run_then_removes_tracking_then_revokes_the_key() {
+        let mut o = ChecklistObserved {
+            disabled: true,
+            active_run: Some("erp-1".into()),
+            not_migrated: Some(vec![]),
+            tracking: Some(true),
+            key: keyed(),
+            ..Default::default()
+        };
+        let (steps, next) = checklist(&o);
+        assert_eq!(next, None);
+        assert!(!find(&steps, "LetActiveRunFinish", None).done);
+        o.active_run = None;
+        assert_eq!(checklist(&o).1, Some(DisableStep::RemoveChangeTracking));
+        // The probe has not answered again yet: nothing is done twice.
+        o.tracking = None;
+        assert_eq!(checklist(&o).1, None);
+        o.tracking = Some(false);
+        assert_eq!(checklist(&o).1, Some(DisableStep::RevokeRuntimeKey));
+        o.key.stored = None;
+        let (steps, next) = checklist(&o);
+        assert_eq!(next, None);
+        assert!(find(&steps, "DisableCloudMigration", None).done);
+        assert!(find(&steps, "RevokeRuntimeKey", None).done);
+        assert!(find(&steps, "RemoveChangeTracking", None).done);
+    }
+}

@@ -229,8 +229,9 @@ pub struct Grants {
 
 /// Lets the role read and write exactly `tables` (plus the replication state, which the
 /// caller includes) and nothing else in the target's schema or database. `create` also lets
-/// it create missing tables (spec.target.createMissingTables). Only the differences to what
-/// the role has are granted or revoked.
+/// it create missing tables (spec.target.createMissingTables): on PostgreSQL any table in the
+/// schema, which it then owns; on MySQL/MariaDB exactly the tables named, which may not exist
+/// yet. Only the differences to what the role has are granted or revoked.
 pub async fn grant(
     admin: &Database,
     role: &str,
@@ -269,10 +270,17 @@ pub async fn grant(
         }
         Dialect::MySql => {
             let account = mysql_account(role);
+            // A table that does not exist yet can be granted with CREATE among the privileges;
+            // the role then creates it, and may write it.
+            let privileges = if create {
+                "SELECT, INSERT, UPDATE, DELETE, CREATE"
+            } else {
+                "SELECT, INSERT, UPDATE, DELETE"
+            };
             // MySQL grants one object per statement.
             for t in &add {
                 statements.push(sql(format!(
-                    "GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {account}",
+                    "GRANT {privileges} ON {} TO {account}",
                     d.quote(t)
                 )));
             }
@@ -282,21 +290,6 @@ pub async fn grant(
                     d.quote(t)
                 )));
             }
-            let database = current_database(admin).await?;
-            let on_db = if create {
-                format!("GRANT CREATE ON {}.* TO {account}", d.quote(&database))
-            } else {
-                format!("REVOKE CREATE ON {}.* FROM {account}", d.quote(&database))
-            };
-            // A REVOKE of a privilege the account never had is an error in MySQL: the grant
-            // is made first so that the revoke always has something to take.
-            if !create {
-                statements.push(sql(format!(
-                    "GRANT CREATE ON {}.* TO {account}",
-                    d.quote(&database)
-                )));
-            }
-            statements.push(sql(on_db));
         }
         Dialect::Sqlite => return Ok(Grants::default()),
     }
@@ -347,10 +340,12 @@ pub async fn grant_for_run(
         .into_iter()
         .map(|t| t.name)
         .collect();
+    // A table that does not exist yet is granted only where the role may create it by name.
+    let by_name = create_missing_tables && admin.dialect() == Dialect::MySql;
     let mut tables: BTreeSet<String> = plan
         .to_copy()
         .map(|t| t.target_name.clone())
-        .filter(|n| existing.contains(n))
+        .filter(|n| by_name || existing.contains(n))
         .collect();
     for own in [
         STATE_TABLE,
@@ -376,18 +371,6 @@ async fn schema(admin: &Database) -> Result<String, DbError> {
             "the target has no current schema: set search_path for the user of \
              spec.target.url"
                 .into(),
-        )),
-    }
-}
-
-async fn current_database(admin: &Database) -> Result<String, DbError> {
-    let rows = admin
-        .query(&sql("SELECT DATABASE()".into()), &[Kind::Text])
-        .await?;
-    match rows.first().and_then(|r| r.first()) {
-        Some(Value::Text(s)) => Ok(s.clone()),
-        _ => Err(DbError::Sql(
-            "the target URL names no database: add it to spec.target.url".into(),
         )),
     }
 }

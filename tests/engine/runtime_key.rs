@@ -113,6 +113,35 @@ async fn runs_write_as_the_role_and_a_new_key_retires_the_old(target: Server) {
             .all(|t| t.result != TableResult::Failed)
     );
 
+    // With createMissingTables, the role creates a table the target lacks, and fills it.
+    src.exec(&format!(
+        "CREATE TABLE {v} ({id} INTEGER PRIMARY KEY, {x} VARCHAR(50));\n\
+         INSERT INTO {v} VALUES (1, 'v')",
+        v = sd.quote("CRONUS$Vendor"),
+        id = sd.quote("Id"),
+        x = sd.quote("Text"),
+    ))
+    .await;
+    access::grant_for_run(&source, &admin, &options, &role, true)
+        .await
+        .unwrap();
+    let mut creating = as_role(&second);
+    creating.create_missing_tables = true;
+    let report = run(&creating).await;
+    let vendor = report
+        .tables
+        .iter()
+        .find(|t| t.source_name == "CRONUS$Vendor")
+        .unwrap();
+    // A table made from the source's definition is a warning by design.
+    assert_eq!(vendor.result, TableResult::Warning, "{vendor:?}");
+    assert_eq!(dst.count("CRONUS$Vendor").await, 1);
+    // Still nothing else.
+    let role_db = Database::connect(&as_role(&second).target).await.unwrap();
+    let refused = try_exec(&role_db, format!("DELETE FROM {}", d.quote("Cloud Setup"))).await;
+    assert!(refused.is_err(), "the role could write Cloud Setup");
+    role_db.close().await;
+
     // Revoked: the role is gone, and a second drop is fine.
     access::drop_role(&admin, &role).await.unwrap();
     assert!(!access::logs_in(&dst.url, &role, &second).await.unwrap());

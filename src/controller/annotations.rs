@@ -19,6 +19,9 @@ pub const KEY_FINGERPRINT: &str = "cloudmigrate.io/key-fingerprint";
 /// Annotation on a runtime key Secret: the fingerprint of the key the login role has. It
 /// differs from `KEY_FINGERPRINT` between storing a new key and setting it on the role.
 pub const APPLIED_FINGERPRINT: &str = "cloudmigrate.io/applied-fingerprint";
+/// Annotation on a runtime key Secret: the target (scheme, host, port and database) whose
+/// role has the key; another target in the schedule gets the role made there.
+pub const APPLIED_TO: &str = "cloudmigrate.io/applied-to";
 /// Annotation on a runtime key Secret: when its key was generated (RFC 3339, UTC).
 pub const KEY_ROTATED_AT: &str = "cloudmigrate.io/rotated-at";
 /// Annotation on a runtime key Secret: the uid of the RuntimeKeyRotation that stored its key.

@@ -8,7 +8,8 @@
 //! again: the Secret never loses a key that the role has.
 
 use super::annotations::{
-    APPLIED_FINGERPRINT, KEY_FINGERPRINT, KEY_ROTATED_AT, KEY_ROTATION, RUNTIME_KEY_LABEL,
+    APPLIED_FINGERPRINT, APPLIED_TO, KEY_FINGERPRINT, KEY_ROTATED_AT, KEY_ROTATION,
+    RUNTIME_KEY_LABEL,
 };
 use super::context::Context;
 use crate::api::MigrationSchedule;
@@ -45,6 +46,8 @@ pub struct SecretView {
     pub fingerprint: Option<String>,
     /// The fingerprint of the key the role has.
     pub applied: Option<String>,
+    /// The target whose role has it.
+    pub applied_to: Option<String>,
     pub rotated_at: Option<String>,
     /// The uid of the rotation that stored the key, if one did.
     pub rotation: Option<String>,
@@ -57,6 +60,7 @@ impl SecretView {
         SecretView {
             fingerprint: get(KEY_FINGERPRINT),
             applied: get(APPLIED_FINGERPRINT),
+            applied_to: get(APPLIED_TO),
             rotated_at: get(KEY_ROTATED_AT),
             rotation: get(KEY_ROTATION),
         }
@@ -105,6 +109,13 @@ pub async fn ensure(ctx: &Context, schedule: &MigrationSchedule, may_act: bool) 
         .caches
         .key_secret(&ns, &view.secret)
         .map(|s| SecretView::of(&s));
+    // A key set on another target's role is not in effect for this one.
+    let target = target_identity(schedule);
+    if let Some(stored) = view.stored.as_mut()
+        && stored.applied_to.as_deref() != Some(target.as_str())
+    {
+        stored.applied = None;
+    }
     if !may_act || view.stored.as_ref().is_some_and(SecretView::in_effect) {
         return view;
     }
@@ -117,6 +128,11 @@ pub async fn ensure(ctx: &Context, schedule: &MigrationSchedule, may_act: bool) 
         Err(problem) => view.problem = Some(problem),
     }
     view
+}
+
+/// The target a key is set for: scheme, host, port and database.
+fn target_identity(schedule: &MigrationSchedule) -> String {
+    super::cache::database_identity(&schedule.spec.target.url)
 }
 
 /// A new key in a new Secret, then on the role. A Secret that exists already (the cache was
@@ -199,11 +215,14 @@ pub async fn apply_stored(
     let key = stored_key(&secret, "password")
         .ok_or_else(|| format!("Secret {name:?} has no password; delete it for a new key"))?;
     let mut view = SecretView::of(&secret);
-    if view.applied.as_deref() != Some(&key.fingerprint()) {
+    let target = target_identity(schedule);
+    if view.applied.as_deref() != Some(&key.fingerprint())
+        || view.applied_to.as_deref() != Some(target.as_str())
+    {
         set_on_role(ctx, schedule, role, &key).await?;
         let patch = json!({"metadata": {
             "resourceVersion": secret.resource_version(),
-            "annotations": {APPLIED_FINGERPRINT: key.fingerprint()},
+            "annotations": {APPLIED_FINGERPRINT: key.fingerprint(), APPLIED_TO: target},
         }});
         match api
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -216,6 +235,7 @@ pub async fn apply_stored(
             Err(e) => return Err(format!("recording the key on Secret {name:?} failed: {e}")),
         }
         view.applied = Some(key.fingerprint());
+        view.applied_to = Some(target);
     }
     // A Secret made by hand, or older, may lack the fingerprint of what it holds.
     view.fingerprint = Some(key.fingerprint());

@@ -188,6 +188,9 @@ pub fn describe(e: &sqlx::Error) -> String {
                 if let Some(w) = pg.r#where() {
                     s.push_str(&format!(" ({w})"));
                 }
+                if let Some(detail) = pg.detail() {
+                    s.push_str(&format!(" ({detail})"));
+                }
             }
             s
         }

@@ -405,10 +405,18 @@ pub async fn drop_role(admin: &Database, role: &str) -> Result<(), DbError> {
         Dialect::Sqlite => return Ok(()),
     };
     for s in &statements {
-        admin
-            .execute(s)
-            .await
-            .map_err(|e| role_error("dropping", role, d, e))?;
+        admin.execute(s).await.map_err(|e| {
+            let hint = if d == Dialect::Postgres {
+                format!(
+                    "; where the role has privileges in another database of the server, run \
+                     DROP OWNED BY {} there; the controller tries again",
+                    d.quote(role)
+                )
+            } else {
+                String::new()
+            };
+            DbError::Sql(format!("{}{hint}", role_error("dropping", role, d, e)))
+        })?;
     }
     Ok(())
 }

@@ -2501,18 +2501,30 @@ fn disabling_removes_tracking_and_the_key_and_enabling_again_copies_in_full() {
          INSERT INTO \"CRONUS$Item\" SELECT g, 'item ' || g FROM generate_series(1, 10) g;\n\
          CREATE TABLE \"CRONUS$Access Control\" (\"User\" text PRIMARY KEY);",
     );
+    // Login roles belong to the server: a name of its own, so that a second run of the tests on
+    // one server finds no role of the first.
+    let name = format!(
+        "retired-{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            & 0xff_ffff
+    );
+    let object = format!("msched/{name}");
+    let role = format!("cloudmigrate_rt_{name}");
     let controller = Controller::start(&ns.name);
     ok(
         ns.kubectl(
             &["apply", "-f", "-"],
-            Some(&schedule_yaml("retired", &src, &dst, "0 2 * * *")),
+            Some(&schedule_yaml(&name, &src, &dst, "0 2 * * *")),
         ),
         "applying the schedule",
     );
-    request_run(&ns, "retired", "1");
+    request_run(&ns, &name, "1");
     let run1 = wait_for(
         &ns,
-        "msched/retired",
+        &object,
         "{.status.lastRun.name}",
         |s| !s.is_empty(),
         &controller,
@@ -2523,7 +2535,7 @@ fn disabling_removes_tracking_and_the_key_and_enabling_again_copies_in_full() {
     // The checklist, from the target's run log: the table not migrated by design.
     let tables = wait_for(
         &ns,
-        "msched/retired",
+        &object,
         &step("SetUpTablesNotMigrated", "description"),
         |s| s.contains("Access Control"),
         &controller,
@@ -2534,7 +2546,7 @@ fn disabling_removes_tracking_and_the_key_and_enabling_again_copies_in_full() {
             &[
                 "get",
                 "msched",
-                "retired",
+                &name,
                 "-o",
                 &format!(
                     "jsonpath={}|{}|{}|{}",
@@ -2563,7 +2575,7 @@ fn disabling_removes_tracking_and_the_key_and_enabling_again_copies_in_full() {
             &[
                 "patch",
                 "msched",
-                "retired",
+                &name,
                 "--type=merge",
                 "-p",
                 r#"{"spec":{"disabled":true}}"#,
@@ -2574,7 +2586,7 @@ fn disabling_removes_tracking_and_the_key_and_enabling_again_copies_in_full() {
     );
     let done = wait_for(
         &ns,
-        "msched/retired",
+        &object,
         &format!(
             "{}|{}|{}|{}",
             step("DisableCloudMigration", "done"),
@@ -2603,18 +2615,18 @@ fn disabling_removes_tracking_and_the_key_and_enabling_again_copies_in_full() {
     assert_eq!(
         psql(
             &dst,
-            "SELECT count(*) FROM pg_roles WHERE rolname = 'cloudmigrate_rt_retired'"
+            &format!("SELECT count(*) FROM pg_roles WHERE rolname = '{role}'")
         ),
         "0"
     );
-    let secret = ns.kubectl(&["get", "secret", "retired-runtime-key"], None);
+    let secret = ns.kubectl(&["get", "secret", &format!("{name}-runtime-key")], None);
     assert!(secret.stderr.contains("NotFound"), "{}", secret.stderr);
     let key = ok(
         ns.kubectl(
             &[
                 "get",
                 "msched",
-                "retired",
+                &name,
                 "-o",
                 "jsonpath={.status.conditions[?(@.type==\"RuntimeKey\")].reason}",
             ],
@@ -2632,7 +2644,7 @@ fn disabling_removes_tracking_and_the_key_and_enabling_again_copies_in_full() {
             &[
                 "patch",
                 "msched",
-                "retired",
+                &name,
                 "--type=merge",
                 "-p",
                 r#"{"spec":{"disabled":false}}"#,
@@ -2643,13 +2655,13 @@ fn disabling_removes_tracking_and_the_key_and_enabling_again_copies_in_full() {
     );
     wait_for(
         &ns,
-        "msched/retired",
+        &object,
         "{.status.conditions[?(@.type==\"RuntimeKey\")].reason}",
         |s| s == "InEffect",
         &controller,
     );
-    request_run(&ns, "retired", "2");
-    let run2 = next_run(&ns, "retired", &run1, &controller);
+    request_run(&ns, &name, "2");
+    let run2 = next_run(&ns, &name, &run1, &controller);
     assert_eq!(ended(&ns, &run2, &controller), "Succeeded");
     let reason = ok(
         ns.kubectl(

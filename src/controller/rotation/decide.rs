@@ -238,6 +238,7 @@ mod tests {
             secret: Some(SecretView {
                 fingerprint: Some("sha256:aa".into()),
                 applied: Some("sha256:aa".into()),
+                applied_to: None,
                 rotated_at: None,
                 rotation: None,
             }),
@@ -266,6 +267,7 @@ mod tests {
         o.secret = Some(SecretView {
             fingerprint: Some("sha256:bb".into()),
             applied: Some("sha256:aa".into()),
+            applied_to: None,
             rotated_at: None,
             rotation: Some("u-9".into()),
         });

@@ -82,6 +82,8 @@ pub struct KeyView {
     pub stored: Option<SecretView>,
     /// Why the key is not in effect, when making it failed.
     pub problem: Option<String>,
+    /// This look made the key or set it on the role (worth an event).
+    pub made: bool,
 }
 
 impl KeyView {
@@ -124,7 +126,10 @@ pub async fn ensure(ctx: &Context, schedule: &MigrationSchedule, may_act: bool) 
         Some(_) => apply_stored(ctx, schedule, &role).await,
     };
     match made {
-        Ok(stored) => view.stored = Some(stored),
+        Ok(stored) => {
+            view.made = true;
+            view.stored = Some(stored);
+        }
         Err(problem) => view.problem = Some(problem),
     }
     view

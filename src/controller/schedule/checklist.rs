@@ -253,6 +253,7 @@ mod tests {
             secret: "erp-runtime-key".into(),
             stored: Some(SecretView::default()),
             problem: None,
+            made: false,
         }
     }
 

@@ -69,6 +69,17 @@ pub async fn reconcile(
             && !target_silent
             && schedule.metadata.deletion_timestamp.is_none();
         observed.key = super::runtime_key::ensure(&ctx, &schedule, may_act).await;
+        if observed.key.made {
+            let note = super::note::Note::normal(
+                "RuntimeKeySet",
+                format!(
+                    "runs write to the target as {} with the key in Secret {}",
+                    observed.key.role.as_deref().unwrap_or_default(),
+                    observed.key.secret
+                ),
+            );
+            ctx.publish(schedule.as_ref(), &[note]).await;
+        }
         let decision = decide::decide(observed.observed(&schedule));
         act(&schedule, &ctx, decision).await
     })

@@ -54,32 +54,36 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    /// Fails when `crds/` differs from what the types generate: run
-    /// `cargo run -- crds --out-dir crds` and commit the result.
+    /// Fails when `crds/` or the Helm chart's copy differs from what the types generate: run
+    /// `cargo run -- crds --out-dir crds` and
+    /// `cargo run -- crds --out-dir charts/cloudmigrate/files/crds`, and commit the result.
     #[test]
     fn committed_crds_are_current() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
-        let mut expected: Vec<String> = Vec::new();
-        for crd in crds() {
-            let name = crd_file_name(&crd);
-            expected.push(name.clone());
-            let generated = crd_yaml(&crd).unwrap();
-            let committed = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
-            assert!(
-                generated == committed,
-                "crds/{name} is stale: run `cargo run -- crds --out-dir crds` and commit it"
+        for folder in ["crds", "charts/cloudmigrate/files/crds"] {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
+            let mut expected: Vec<String> = Vec::new();
+            for crd in crds() {
+                let name = crd_file_name(&crd);
+                expected.push(name.clone());
+                let generated = crd_yaml(&crd).unwrap();
+                let committed = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
+                assert!(
+                    generated == committed,
+                    "{folder}/{name} is stale: run `cargo run -- crds --out-dir {folder}` and \
+                     commit it"
+                );
+            }
+            let mut present: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            present.sort();
+            expected.sort();
+            assert_eq!(
+                present, expected,
+                "{folder} holds files that no kind generates"
             );
         }
-        let mut present: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        present.sort();
-        expected.sort();
-        assert_eq!(
-            present, expected,
-            "crds/ holds files that no kind generates"
-        );
     }
 
     #[test]

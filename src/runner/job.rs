@@ -13,7 +13,9 @@ use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use std::collections::BTreeMap;
 
-/// The image the workers run when the schedule names none: this build's version.
+/// The image the workers run when neither the schedule nor the controller's environment
+/// names one: this build's version. The Helm chart sets CLOUDMIGRATE_WORKER_IMAGE to the
+/// controller's own image, so both come from one value.
 pub const DEFAULT_IMAGE: &str = concat!(
     "ghcr.io/cloudmigrate/cloudmigrate:",
     env!("CARGO_PKG_VERSION")
@@ -30,6 +32,15 @@ pub const RUN_LABEL: &str = "cloudmigrate.io/run";
 /// The label selector of every worker Job cloudmigrate creates.
 pub const WORKER_SELECTOR: &str =
     "app.kubernetes.io/name=cloudmigrate,app.kubernetes.io/component=worker";
+
+/// The image of worker pods when the schedule names none: CLOUDMIGRATE_WORKER_IMAGE, else
+/// `DEFAULT_IMAGE`.
+pub fn default_image() -> String {
+    std::env::var("CLOUDMIGRATE_WORKER_IMAGE")
+        .ok()
+        .filter(|i| !i.is_empty())
+        .unwrap_or_else(|| DEFAULT_IMAGE.to_string())
+}
 
 /// The service account of worker pods: CLOUDMIGRATE_WORKER_SERVICE_ACCOUNT, else
 /// `DEFAULT_SERVICE_ACCOUNT`.
@@ -125,9 +136,7 @@ pub fn job_for(
 /// The caller names it and sets its completions.
 pub fn worker_job(rt: &Runtime, service_account: &str, mut container: Container) -> Job {
     container.image = Some(
-        rt.image
-            .clone()
-            .unwrap_or_else(|| DEFAULT_IMAGE.to_string()),
+        rt.image.clone().unwrap_or_else(default_image),
     );
     container.resources = rt.resources.clone();
     container.security_context = Some(SecurityContext {

@@ -10,7 +10,7 @@ cd "$repo"
 n=${1:-20000}
 export CLOUDMIGRATE_CACHE=${CLOUDMIGRATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudmigrate}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CLOUDMIGRATE_CACHE/target}
-cargo build --release --locked -q
+.ci/build-release -q
 state=$(mktemp -d "${TMPDIR:-/tmp}/cloudmigrate-catalog.XXXXXX")
 chmod 755 "$state"
 trap 'kill $(cat "$state"/db/pids) 2>/dev/null; sleep 0.5; rm -rf "$state"' EXIT

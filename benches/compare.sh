@@ -23,7 +23,7 @@ for tool in pgloader:pgloader /usr/bin/time:time; do
   }
 done
 
-cargo build --release --locked -q
+.ci/build-release -q
 bin=$CARGO_TARGET_DIR/release/cloudmigrate
 
 state=$(mktemp -d "${TMPDIR:-/tmp}/cloudmigrate-bench.XXXXXX")

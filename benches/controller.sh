@@ -15,7 +15,7 @@ rows=${1:-200000}
 tables=${2:-2500}
 export CLOUDMIGRATE_CACHE=${CLOUDMIGRATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudmigrate}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CLOUDMIGRATE_CACHE/target}
-cargo build --release --locked -q
+.ci/build-release -q
 bin=$CARGO_TARGET_DIR/release/cloudmigrate
 state=$(mktemp -d "${TMPDIR:-/tmp}/cloudmigrate-controller-bench.XXXXXX")
 chmod 755 "$state"

@@ -22,7 +22,7 @@ writes=${2:-100000}
 singles=$((writes / 10))
 export CLOUDMIGRATE_CACHE=${CLOUDMIGRATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cloudmigrate}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CLOUDMIGRATE_CACHE/target}
-cargo build --release --locked -q
+.ci/build-release -q
 bin=$CARGO_TARGET_DIR/release/cloudmigrate
 mem_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)
 export CLOUDMIGRATE_PG_SHARED_BUFFERS=${CLOUDMIGRATE_PG_SHARED_BUFFERS:-$((mem_kb / 4 / 1024))MB}

@@ -19,7 +19,7 @@ command -v /usr/bin/time >/dev/null || {
   $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends time
 }
 
-cargo build --release --locked -q
+.ci/build-release -q
 bin=$CARGO_TARGET_DIR/release/cloudmigrate
 
 state=$(mktemp -d "${TMPDIR:-/tmp}/cloudmigrate-bench.XXXXXX")

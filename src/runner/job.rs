@@ -135,9 +135,7 @@ pub fn job_for(
 /// resources, back-off and deadline, the service account, and a locked-down security context.
 /// The caller names it and sets its completions.
 pub fn worker_job(rt: &Runtime, service_account: &str, mut container: Container) -> Job {
-    container.image = Some(
-        rt.image.clone().unwrap_or_else(default_image),
-    );
+    container.image = Some(rt.image.clone().unwrap_or_else(default_image));
     container.resources = rt.resources.clone();
     container.security_context = Some(SecurityContext {
         allow_privilege_escalation: Some(false),

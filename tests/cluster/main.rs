@@ -7,6 +7,7 @@
 
 mod api_server;
 mod builtins;
+mod chart;
 mod controller;
 mod crds;
 mod examples;

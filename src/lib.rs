@@ -12,4 +12,5 @@ pub mod engine;
 #[cfg(test)]
 pub mod fixtures;
 pub mod manifest;
+pub mod ops;
 pub mod runner;

@@ -30,11 +30,19 @@ enum Command {
         #[arg(long)]
         only_problems: bool,
     },
-    /// Run one migration from a MigrationSchedule manifest, without a cluster.
+    /// Run one migration now. With -f FILE: from a MigrationSchedule manifest, here, without a
+    /// cluster. With SCHEDULE: in the cluster (Run Migration Now: sets the schedule's
+    /// spec.runRequest and names the run it starts).
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["file", "schedule"])))]
     Run {
         /// The manifest: a MigrationSchedule, optionally followed by its CompanySelection.
         #[arg(short = 'f', long = "file", value_name = "FILE")]
-        file: PathBuf,
+        file: Option<PathBuf>,
+        /// The MigrationSchedule in the cluster.
+        schedule: Option<String>,
+        /// The namespace of SCHEDULE; by default the current context's.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
         /// A file whose first line is the source database's password. Otherwise the variable
         /// CLOUDMIGRATE_SOURCE_PASSWORD is used.
         #[arg(long, value_name = "FILE")]
@@ -135,6 +143,47 @@ enum Command {
     Runs {
         #[command(subcommand)]
         command: RunsCommand,
+    },
+    /// One screen about a MigrationSchedule in the cluster: its conditions, runs, migration
+    /// tiles, companies, setup checklist and recent events.
+    Status {
+        /// The MigrationSchedule.
+        schedule: String,
+        /// Its namespace; by default the current context's.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    /// Stop a MigrationRun: it finishes the tables in progress, then ends Stopped.
+    Stop {
+        /// The MigrationRun.
+        run: String,
+        /// Its namespace; by default the current context's.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+    },
+    /// Write a support bundle: the namespace's cloudmigrate objects, events and Jobs, the
+    /// Secrets they name with every value redacted, and the controller's logs.
+    Report {
+        /// The namespace of the migration; by default the current context's.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Where the controller runs.
+        #[arg(long, default_value = "cloudmigrate-system")]
+        controller_namespace: String,
+        /// The directory to write; by default cloudmigrate-report-<time>.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Whether cloudmigrate is ready: its CRDs are established and a controller is up. Exits
+    /// 0 when ready, 2 when not: for CI pipelines.
+    Check {
+        /// Look again until ready, at most this many seconds.
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "300")]
+        wait: Option<u64>,
+        /// The controller's leader Lease, as NAMESPACE/NAME (the chart's default). Without
+        /// leader election, a Ready controller pod in that namespace counts.
+        #[arg(long, default_value = "cloudmigrate-system/cloudmigrate-controller")]
+        lease: String,
     },
     /// Print the CustomResourceDefinitions of every cloudmigrate kind, ready for
     /// `kubectl apply --server-side -f -`.
@@ -294,11 +343,100 @@ fn main() -> ExitCode {
             runtime().and_then(|rt| rt.block_on(demo(dir, only_problems)))
         }
         Command::Run {
-            file,
+            file: None,
+            schedule: Some(schedule),
+            namespace,
+            ..
+        } => runtime().and_then(|rt| {
+            rt.block_on(async {
+                let (client, ns) = cloudmigrate::ops::connect(namespace).await?;
+                let said = cloudmigrate::ops::run_now(
+                    &client,
+                    &ns,
+                    &schedule,
+                    std::time::Duration::from_secs(30),
+                )
+                .await?;
+                println!("{said}");
+                Ok(ExitCode::SUCCESS)
+            })
+        }),
+        Command::Status {
+            schedule,
+            namespace,
+        } => runtime().and_then(|rt| {
+            rt.block_on(async {
+                let (client, ns) = cloudmigrate::ops::connect(namespace).await?;
+                print!(
+                    "{}",
+                    cloudmigrate::ops::status::status(&client, &ns, &schedule).await?
+                );
+                Ok(ExitCode::SUCCESS)
+            })
+        }),
+        Command::Stop { run, namespace } => runtime().and_then(|rt| {
+            rt.block_on(async {
+                let (client, ns) = cloudmigrate::ops::connect(namespace).await?;
+                println!("{}", cloudmigrate::ops::stop(&client, &ns, &run).await?);
+                Ok(ExitCode::SUCCESS)
+            })
+        }),
+        Command::Report {
+            namespace,
+            controller_namespace,
+            out,
+        } => runtime().and_then(|rt| {
+            rt.block_on(async {
+                let (client, ns) = cloudmigrate::ops::connect(namespace).await?;
+                let dir = out.unwrap_or_else(|| {
+                    PathBuf::from(format!(
+                        "cloudmigrate-report-{}",
+                        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+                    ))
+                });
+                let (files, notes) =
+                    cloudmigrate::ops::report::report(&client, &ns, &controller_namespace, &dir)
+                        .await?;
+                println!("wrote {} files into {}", files.len(), dir.display());
+                for n in notes {
+                    println!("  not in the bundle: {n}");
+                }
+                Ok(ExitCode::SUCCESS)
+            })
+        }),
+        Command::Check { wait, lease } => runtime().and_then(|rt| {
+            rt.block_on(async {
+                let (ns, name) = namespaced_name(
+                    &lease,
+                    "--lease",
+                    "cloudmigrate-system/cloudmigrate-controller",
+                )?;
+                let (client, _) = cloudmigrate::ops::connect(None).await?;
+                let found = cloudmigrate::ops::check::check(
+                    &client,
+                    (ns, name),
+                    wait.map(std::time::Duration::from_secs),
+                )
+                .await;
+                for l in &found.lines {
+                    println!("{l}");
+                }
+                Ok(if found.ready {
+                    println!("ready");
+                    ExitCode::SUCCESS
+                } else {
+                    println!("not ready");
+                    ExitCode::from(EXIT_ERROR)
+                })
+            })
+        }),
+        Command::Run {
+            file: Some(file),
             source_password_file,
             target_password_file,
             only_problems,
             run_type,
+            ..
         } => {
             let source = PasswordSource {
                 env: "CLOUDMIGRATE_SOURCE_PASSWORD".into(),
@@ -311,6 +449,8 @@ fn main() -> ExitCode {
             runtime()
                 .and_then(|rt| rt.block_on(run_file(file, source, target, only_problems, run_type)))
         }
+        // clap requires -f or SCHEDULE.
+        Command::Run { .. } => Err("give -f FILE, or the name of a MigrationSchedule".into()),
     };
     match result {
         Ok(code) => code,

@@ -2678,3 +2678,137 @@ fn disabling_removes_tracking_and_the_key_and_enabling_again_copies_in_full() {
     );
     assert_eq!(reason, "ReEnabled");
 }
+
+/// Runs the binary as the kubectl plugin `kubectl cloudmigrate`, found through PATH as kubectl
+/// finds plugins.
+fn plugin(args: &[&str]) -> (bool, String) {
+    let dir = std::env::temp_dir().join(format!("cloudmigrate-plugin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("kubectl-cloudmigrate");
+    if !link.exists() {
+        let _ = std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_cloudmigrate"), &link);
+    }
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("kubectl")
+        .arg("cloudmigrate")
+        .args(args)
+        .env("PATH", path)
+        .output()
+        .expect("kubectl must be on PATH");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The operations CLI as a kubectl plugin, against the real controller: check waits for it,
+/// run starts a run and names it, status shows the schedule on one screen, stop and report
+/// work, and the support bundle holds no secret.
+#[test]
+fn the_operations_cli_works_as_a_kubectl_plugin() {
+    let ns = TestNamespace::new("ctl-cli");
+    let (src, dst) = (database("cli_src"), database("cli_dst"));
+    psql(
+        &src,
+        "CREATE TABLE \"Company\" (\"Name\" text PRIMARY KEY); INSERT INTO \"Company\" VALUES ('CRONUS');\n\
+         CREATE TABLE \"CRONUS$Item\" (\"No_\" int PRIMARY KEY, \"Text\" text);\n\
+         INSERT INTO \"CRONUS$Item\" SELECT g, 'item ' || g FROM generate_series(1, 5) g;",
+    );
+    let lease = format!("{}/cloudmigrate-controller", ns.name);
+    let controller = Controller::start_with(
+        &ns.name,
+        &["--leader-elect", "--leader-lease", &lease],
+        "cli-1",
+    );
+    let (ready, said) = plugin(&["check", "--wait", "60", "--lease", &lease]);
+    assert!(ready, "{said}");
+    assert!(
+        said.contains("leads (Lease") && said.ends_with("ready\n"),
+        "{said}"
+    );
+    // No Lease there, and the local API server serves no pods: not ready, and it says why.
+    let missing = format!("{}/nobody", ns.name);
+    let (ready, said) = plugin(&["check", "--lease", &missing]);
+    assert!(!ready, "{said}");
+    assert!(said.contains("not ready"), "{said}");
+
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&schedule_yaml("cli", &src, &dst, "0 2 * * *")),
+        ),
+        "applying the schedule",
+    );
+    let (ok_run, said) = plugin(&["run", "cli", "-n", &ns.name]);
+    assert!(ok_run, "{said}");
+    let run = said
+        .strip_prefix("run ")
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no run named: {said}"))
+        .to_string();
+    assert_eq!(ended(&ns, &run, &controller), "Succeeded");
+
+    let (ok_status, screen) = plugin(&["status", "cli", "-n", &ns.name]);
+    assert!(ok_status, "{screen}");
+    let header = format!("MigrationSchedule {}/cli", ns.name);
+    for expected in [
+        header.as_str(),
+        "Ready",
+        run.as_str(),
+        "Succeeded",
+        "Setup checklist",
+        "DisableCloudMigration",
+        "Recent events",
+    ] {
+        assert!(screen.contains(expected), "{expected:?} missing:\n{screen}");
+    }
+    assert!(!screen.contains(&pg().1), "the status shows a password");
+
+    let (_, said) = plugin(&["stop", &run, "-n", &ns.name]);
+    assert!(said.contains("has ended already"), "{said}");
+    let (stopped, said) = plugin(&["stop", "no-such-run", "-n", &ns.name]);
+    assert!(!stopped && said.contains("not found"), "{said}");
+
+    let dir = std::env::temp_dir().join(format!("cloudmigrate-report-{}", ns.name));
+    let (reported, said) = plugin(&[
+        "report",
+        "-n",
+        &ns.name,
+        "--controller-namespace",
+        &ns.name,
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(reported, "{said}");
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    assert!(read("migrationschedules.yaml").contains("name: cli"));
+    assert!(read("migrationruns.yaml").contains(&run));
+    let secrets = read("secrets-redacted.yaml");
+    assert!(
+        secrets.contains("cli-runtime-key") && secrets.contains("<redacted:"),
+        "{secrets}"
+    );
+    let key = secret_field(&ns, "cli-runtime-key", "password");
+    for file in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+        assert!(
+            !text.contains(&key) && !text.contains(&pg().1),
+            "a secret in the bundle"
+        );
+    }
+    // What could not be read is said, not skipped.
+    assert!(
+        read("README.txt").contains("Not in the bundle"),
+        "{}",
+        read("README.txt")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,109 @@
+//! The operations command line, in the style of `kubectl cnpg` and `cmctl`: what a migration
+//! team types against a cluster. The same binary is a kubectl plugin when it is named (or
+//! linked as) `kubectl-cloudmigrate`. Each command says which API calls it makes, so that its
+//! RBAC can be written down (README, "The operations CLI").
+
+pub mod check;
+pub mod report;
+pub mod status;
+
+use crate::api::{MigrationRun, MigrationSchedule};
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::json;
+use std::time::Duration;
+
+/// The field manager of the command line's writes.
+pub const MANAGER: &str = "cloudmigrate-cli";
+
+/// A client for the current kubeconfig context, and the namespace to work in: the one given,
+/// else the context's.
+pub async fn connect(namespace: Option<String>) -> Result<(Client, String), String> {
+    let client = Client::try_default().await.map_err(|e| {
+        format!("cannot reach the Kubernetes API: {e}; check KUBECONFIG and the current context")
+    })?;
+    let ns = namespace.unwrap_or_else(|| client.default_namespace().to_string());
+    Ok((client, ns))
+}
+
+/// The message of an API error, with what to do for the common ones.
+pub fn api_error(what: &str, e: kube::Error) -> String {
+    match &e {
+        kube::Error::Api(s) if s.code == 404 => format!("{what}: not found"),
+        kube::Error::Api(s) if s.code == 403 => {
+            format!(
+                "{what}: forbidden ({}); see the RBAC each command needs in the README",
+                s.message
+            )
+        }
+        _ => format!("{what}: {e}"),
+    }
+}
+
+/// Run Migration Now: sets the schedule's `spec.runRequest` to a new token, then waits until
+/// the schedule has taken it and names the run it started (or why none started).
+pub async fn run_now(
+    client: &Client,
+    ns: &str,
+    schedule: &str,
+    wait: Duration,
+) -> Result<String, String> {
+    let api: Api<MigrationSchedule> = Api::namespaced(client.clone(), ns);
+    let token = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ").to_string();
+    let patch = json!({"spec": {"runRequest": token}});
+    api.patch(schedule, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| api_error(&format!("MigrationSchedule {ns}/{schedule}"), e))?;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let s = api
+            .get(schedule)
+            .await
+            .map_err(|e| api_error(&format!("MigrationSchedule {ns}/{schedule}"), e))?;
+        let status = s.status.unwrap_or_default();
+        if status.last_handled_run_request.as_deref() == Some(token.as_str()) {
+            return Ok(match status.active_run {
+                Some(run) => format!("run {run} started (runRequest {token})"),
+                None => {
+                    let why = status
+                        .conditions
+                        .iter()
+                        .find(|c| {
+                            c.type_ == "Scheduled" || c.type_ == "Ready" && c.status == "False"
+                        })
+                        .map(|c| format!("{}: {}", c.reason, c.message))
+                        .unwrap_or_default();
+                    format!("the schedule took runRequest {token} but started no run; {why}")
+                }
+            });
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(format!(
+                "runRequest {token} is set; the controller has not taken it within {} s (is it \
+                 running? `cloudmigrate check`)",
+                wait.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Asks a run to stop: its `spec.stop` (the run finishes the tables in progress, then ends
+/// `Stopped`).
+pub async fn stop(client: &Client, ns: &str, run: &str) -> Result<String, String> {
+    let api: Api<MigrationRun> = Api::namespaced(client.clone(), ns);
+    let current = api
+        .get(run)
+        .await
+        .map_err(|e| api_error(&format!("MigrationRun {ns}/{run}"), e))?;
+    if let Some(result) = current.status.as_ref().and_then(|s| s.result) {
+        return Ok(format!("run {run} has ended already ({result:?})"));
+    }
+    let patch = json!({"spec": {"stop": true}});
+    api.patch(run, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| api_error(&format!("MigrationRun {ns}/{run}"), e))?;
+    Ok(format!(
+        "run {run} stops after the tables in progress; `kubectl get mrun {run} -w` follows it"
+    ))
+}

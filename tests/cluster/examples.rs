@@ -68,3 +68,49 @@ fn defaults_are_filled_in_by_the_server() {
     assert_eq!(spec["history"]["failed"], 5);
     assert_eq!(spec["target"]["createMissingTables"], false);
 }
+
+/// `examples/gitops` renders with `kubectl kustomize`, and each overlay's custom resources
+/// apply to the API server (into a test namespace in place of the overlay's own), twice, as a
+/// GitOps tool applies them. The Secrets template is not among the resources.
+#[test]
+fn the_gitops_layout_renders_and_its_resources_apply() {
+    for (overlay, namespace, kinds) in [
+        ("test", "erp-migration-test", 3),
+        ("production", "erp-migration-prod", 5),
+    ] {
+        let path = format!("examples/gitops/overlays/{overlay}");
+        let rendered = crate::api_server::kubectl(&["kustomize", &path], None)
+            .expect_ok(&format!("kubectl kustomize {path}"));
+        assert!(
+            !rendered.contains("REPLACE-ME"),
+            "{overlay} renders the Secrets template"
+        );
+        assert!(rendered.contains(&format!("namespace: {namespace}")));
+        let ns = TestNamespace::new(&format!("gitops-{overlay}"));
+        let objects: Vec<&str> = rendered
+            .split("\n---\n")
+            .filter(|doc| !doc.contains("kind: Namespace"))
+            .collect();
+        let ours = objects.join("\n---\n").replace(
+            &format!("namespace: {namespace}"),
+            &format!("namespace: {}", ns.name),
+        );
+        for _ in 0..2 {
+            ns.kubectl(
+                &[
+                    "apply",
+                    "--server-side",
+                    "--field-manager=gitops",
+                    "-f",
+                    "-",
+                ],
+                Some(&ours),
+            )
+            .expect_ok(&format!("applying the {overlay} overlay"));
+        }
+        let listed = ns
+            .kubectl(&["get", "cloudmigrate", "-o", "name"], None)
+            .expect_ok("listing");
+        assert_eq!(listed.lines().count(), kinds, "{overlay}: {listed}");
+    }
+}

@@ -70,8 +70,8 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         source_password_file: Option<PathBuf>,
     },
-    /// Run the operator: reconcile MigrationSchedules and MigrationRuns in the cluster of the
-    /// current kubeconfig (or the in-cluster service account).
+    /// Run the operator: reconcile every cloudmigrate kind in the cluster of the current
+    /// kubeconfig (or the in-cluster service account).
     Controller {
         /// Where /metrics, /healthz and /readyz are served.
         #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDRESS:PORT")]

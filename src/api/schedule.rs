@@ -159,7 +159,9 @@ pub struct Runtime {
     /// `InProcess` (inside the controller; for small databases and local clusters).
     #[serde(default)]
     pub runner: Runner,
-    /// The container image of the Job's workers. Defaults to the controller's own image.
+    /// The container image of the Job's workers. Defaults to the controller's
+    /// CLOUDMIGRATE_WORKER_IMAGE, which the Helm chart sets to the controller's own image, else
+    /// `ghcr.io/cloudmigrate/cloudmigrate:<the controller's version>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// Number of worker pods of a Job run. Tables are shared among them, balanced by size.

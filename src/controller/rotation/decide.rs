@@ -125,11 +125,22 @@ pub fn decide(o: &RotationObserved) -> RotationDecision {
             ),
         );
     };
+    let mine = secret.rotation.as_deref() == Some(o.uid.as_str());
+    if !mine && status.stage.is_none() && !secret.in_effect() {
+        return waiting(
+            status,
+            "KeyNotInEffect",
+            format!(
+                "the key in Secret {:?} is not set on the login role yet (the schedule's \
+                 RuntimeKey condition says why); the rotation starts once it is",
+                o.secret_name
+            ),
+        );
+    }
     status.secret_name = Some(o.secret_name.clone());
     if status.start_time.is_none() {
         status.start_time = Some(time(o.now));
     }
-    let mine = secret.rotation.as_deref() == Some(o.uid.as_str());
     if !mine {
         if status.stage.is_some() {
             return failed(
@@ -314,6 +325,12 @@ mod tests {
             ("Unknown".into(), "WaitingForRotation".into())
         );
         o.older_pending = None;
+        // A key the role does not have yet is not rotated.
+        o.secret.as_mut().unwrap().applied = None;
+        assert_eq!(
+            reason(&decide(&o)),
+            ("Unknown".into(), "KeyNotInEffect".into())
+        );
         o.secret = None;
         assert_eq!(
             reason(&decide(&o)),

@@ -80,6 +80,13 @@ impl At {
     }
 }
 
+/// Whether a one-shot request (CloudReset, RuntimeKeyRotation) has ended, for good: its
+/// `Succeeded` condition is True or False.
+pub fn ended(list: &[Condition]) -> bool {
+    list.iter()
+        .any(|c| c.type_ == "Succeeded" && c.status != "Unknown")
+}
+
 /// The status of the condition of `type_`: Some(true) for True.
 pub fn is_true(list: &[Condition], type_: &str) -> Option<bool> {
     list.iter()

@@ -13,6 +13,7 @@ pub mod error;
 pub mod jitter;
 pub mod metrics;
 pub mod note;
+pub mod oneshot;
 pub mod permissions;
 pub mod reach;
 pub mod reset;

@@ -259,15 +259,7 @@ pub fn stored_key(secret: &Secret, field: &str) -> Option<RuntimeKey> {
 
 /// Connects to the schedule's target as its admin user.
 async fn admin(ctx: &Context, schedule: &MigrationSchedule) -> Result<crate::db::Database, String> {
-    let target = &schedule.spec.target;
-    crate::runner::open_database(
-        &ctx.client,
-        &schedule.namespace().unwrap_or_default(),
-        "target",
-        &target.url,
-        target.password_secret_ref.as_ref(),
-    )
-    .await
+    crate::runner::open_side(&ctx.client, schedule, crate::runner::Side::Target).await
 }
 
 /// Sets `key` as the role's password, creating the role if needed.
@@ -313,16 +305,9 @@ pub async fn grant_for_run(
     let Some(role) = role_of(schedule) else {
         return Ok(());
     };
-    let ns = schedule.namespace().unwrap_or_default();
     let spec = &schedule.spec;
-    let source = crate::runner::open_database(
-        &ctx.client,
-        &ns,
-        "source",
-        &spec.source.url,
-        spec.source.password_secret_ref.as_ref(),
-    )
-    .await?;
+    let source =
+        crate::runner::open_side(&ctx.client, schedule, crate::runner::Side::Source).await?;
     let target = match admin(ctx, schedule).await {
         Ok(t) => t,
         Err(e) => {

@@ -129,30 +129,14 @@ pub async fn run(client: kube::Client, s: InitializationSpec) -> InitializationS
             return InitializationState::Failed;
         }
     };
-    let spec = &schedule.spec;
-    let target = match super::open_database(
-        &client,
-        &s.namespace,
-        "target",
-        &spec.target.url,
-        spec.target.password_secret_ref.as_ref(),
-    )
-    .await
-    {
+    let target = match super::open_side(&client, &schedule, super::Side::Target).await {
         Ok(db) => db,
         Err(e) => {
             tracing::warn!(error = %e, "the initializer cannot reach the target");
             return InitializationState::Failed;
         }
     };
-    let source = super::open_database(
-        &client,
-        &s.namespace,
-        "source",
-        &spec.source.url,
-        spec.source.password_secret_ref.as_ref(),
-    )
-    .await;
+    let source = super::open_side(&client, &schedule, super::Side::Source).await;
     let say = |m: &str| tracing::info!(message = m, "initializing");
     let outcome = match &source {
         Ok(source) => {

@@ -108,6 +108,37 @@ pub async fn open_database(
     .map_err(|e| format!("{side} database: {e}"))
 }
 
+/// One of a schedule's two databases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Source,
+    Target,
+}
+
+/// Connects to a schedule's source or target with the login its spec names (for the target,
+/// the admin login, never the runtime key): one connection, for a reconciler's work.
+pub async fn open_side(
+    client: &kube::Client,
+    schedule: &crate::api::MigrationSchedule,
+    side: Side,
+) -> Result<crate::db::Database, String> {
+    let ns = schedule.namespace().unwrap_or_default();
+    let spec = &schedule.spec;
+    let (name, url, secret) = match side {
+        Side::Source => (
+            "source",
+            &spec.source.url,
+            spec.source.password_secret_ref.as_ref(),
+        ),
+        Side::Target => (
+            "target",
+            &spec.target.url,
+            spec.target.password_secret_ref.as_ref(),
+        ),
+    };
+    open_database(client, &ns, name, url, secret).await
+}
+
 /// What one worker knows while it runs; written to the run's status as it goes.
 struct Progress {
     me: WorkerStatus,

@@ -51,7 +51,7 @@ pub async fn reconcile(
         let now = chrono::Utc::now();
         let found = match &schedule {
             Some(s) if decide::needs_reading(&status, last_success.as_ref().map(|r| r.at), now) => {
-                Some(read_companies(&ctx.client, &ns, s).await)
+                Some(read_companies(&ctx.client, s).await)
             }
             _ => None,
         };
@@ -65,14 +65,7 @@ pub async fn reconcile(
         });
         let target = match &schedule {
             Some(s) if wants_target(&status, last_success.as_ref()) => Some(
-                crate::runner::open_database(
-                    &ctx.client,
-                    &ns,
-                    "target",
-                    &s.spec.target.url,
-                    s.spec.target.password_secret_ref.as_ref(),
-                )
-                .await,
+                crate::runner::open_side(&ctx.client, s, crate::runner::Side::Target).await,
             ),
             _ => None,
         };
@@ -359,19 +352,10 @@ pub(super) fn last_success(ctx: &Context, ns: &str, schedule: &str) -> Option<La
 /// catalog. The error says what failed and never holds a password.
 async fn read_companies(
     client: &kube::Client,
-    ns: &str,
     schedule: &MigrationSchedule,
 ) -> Result<Vec<FoundCompany>, String> {
-    let source = &schedule.spec.source;
     let read = async {
-        let db = crate::runner::open_database(
-            client,
-            ns,
-            "source",
-            &source.url,
-            source.password_secret_ref.as_ref(),
-        )
-        .await?;
+        let db = crate::runner::open_side(client, schedule, crate::runner::Side::Source).await?;
         let catalog = crate::engine::catalog::Catalog::read_with_sizes(&db).await;
         db.close().await;
         catalog.map_err(|e| format!("reading the source database's companies: {e}"))

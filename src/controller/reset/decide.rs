@@ -37,10 +37,7 @@ pub struct ResetDecision {
 
 /// Whether a reset has ended, for good: `Succeeded` is True or False.
 pub fn finished(status: &CloudResetStatus) -> bool {
-    status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == "Succeeded" && c.status != "Unknown")
+    super::super::conditions::ended(&status.conditions)
 }
 
 /// The decision. Pure.

@@ -9,7 +9,6 @@ use super::context::Context;
 use super::error::Error;
 use super::note::Note;
 use crate::api::CloudReset;
-use crate::clock::utc;
 use decide::{ResetObserved, finished};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -53,16 +52,9 @@ pub async fn reconcile(reset: Arc<CloudReset>, ctx: Arc<Context>) -> Result<Acti
             // Waiting: a run that ends, or a schedule that appears, wakes the reset.
             return Ok(Action::requeue(Duration::from_secs(30)));
         };
-        let target = &schedule.spec.target;
         let outcome = async {
-            let db = crate::runner::open_database(
-                &ctx.client,
-                &ns,
-                "target",
-                &target.url,
-                target.password_secret_ref.as_ref(),
-            )
-            .await?;
+            let db = crate::runner::open_side(&ctx.client, &schedule, crate::runner::Side::Target)
+                .await?;
             let cleared = crate::engine::reset::clear(&db).await;
             db.close().await;
             cleared
@@ -92,17 +84,8 @@ pub async fn reconcile(reset: Arc<CloudReset>, ctx: Arc<Context>) -> Result<Acti
 /// The oldest other CloudReset of the same schedule that has not finished, if it is older
 /// than this one.
 fn older_pending(ctx: &Context, ns: &str, me: &CloudReset) -> Option<String> {
-    let created = |r: &CloudReset| r.creation_timestamp().map(|t| utc(&t));
-    let mine = (created(me), me.name_any());
-    ctx.caches
-        .resets_of(ns, &me.spec.schedule_ref.name)
-        .iter()
-        .filter(|r| r.metadata.deletion_timestamp.is_none())
-        .filter(|r| !r.status.as_ref().is_some_and(finished))
-        .map(|r| (created(r), r.name_any()))
-        .filter(|other| *other < mine)
-        .min()
-        .map(|(_, name)| name)
+    let all = ctx.caches.resets_of(ns, &me.spec.schedule_ref.name);
+    super::oneshot::older_pending(&all, me, |r| r.status.as_ref().is_some_and(finished))
 }
 
 /// The companies whose initialization is scheduled or running, as the schedule's
@@ -125,11 +108,6 @@ fn initializing(ctx: &Context, ns: &str, schedule: &str) -> Vec<String> {
 
 /// The schedule's reset that has not finished, if any: no run starts while it is there.
 pub fn pending(ctx: &Context, ns: &str, schedule: &str) -> Option<String> {
-    ctx.caches
-        .resets_of(ns, schedule)
-        .iter()
-        .filter(|r| r.metadata.deletion_timestamp.is_none())
-        .filter(|r| !r.status.as_ref().is_some_and(finished))
-        .map(|r| r.name_any())
-        .min()
+    let all = ctx.caches.resets_of(ns, schedule);
+    super::oneshot::pending(&all, |r| r.status.as_ref().is_some_and(finished))
 }

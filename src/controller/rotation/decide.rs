@@ -48,10 +48,7 @@ pub struct RotationDecision {
 
 /// Whether a rotation has ended, for good.
 pub fn finished(status: &RuntimeKeyRotationStatus) -> bool {
-    status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == "Succeeded" && c.status != "Unknown")
+    super::super::conditions::ended(&status.conditions)
 }
 
 /// The decision. Pure.

@@ -10,7 +10,6 @@ use super::error::Error;
 use super::note::Note;
 use super::runtime_key::{self, PREVIOUS_KEY, SecretView};
 use crate::api::{MigrationSchedule, RuntimeKeyRotation};
-use crate::clock::utc;
 use crate::engine::access::{self, RuntimeKey};
 use decide::{RotationObserved, Step, finished};
 use k8s_openapi::api::core::v1::Secret;
@@ -217,26 +216,12 @@ async fn revoke_old(
 /// The oldest other rotation of the same schedule that has not finished, if it is older
 /// than this one.
 fn older_pending(ctx: &Context, ns: &str, me: &RuntimeKeyRotation) -> Option<String> {
-    let created = |r: &RuntimeKeyRotation| r.creation_timestamp().map(|t| utc(&t));
-    let mine = (created(me), me.name_any());
-    ctx.caches
-        .rotations_of(ns, &me.spec.schedule_ref.name)
-        .iter()
-        .filter(|r| r.metadata.deletion_timestamp.is_none())
-        .filter(|r| !r.status.as_ref().is_some_and(finished))
-        .map(|r| (created(r), r.name_any()))
-        .filter(|other| *other < mine)
-        .min()
-        .map(|(_, name)| name)
+    let all = ctx.caches.rotations_of(ns, &me.spec.schedule_ref.name);
+    super::oneshot::older_pending(&all, me, |r| r.status.as_ref().is_some_and(finished))
 }
 
 /// The schedule's rotation that has not finished, if any: no run starts while it works.
 pub fn pending(ctx: &Context, ns: &str, schedule: &str) -> Option<String> {
-    ctx.caches
-        .rotations_of(ns, schedule)
-        .iter()
-        .filter(|r| r.metadata.deletion_timestamp.is_none())
-        .filter(|r| !r.status.as_ref().is_some_and(finished))
-        .map(|r| r.name_any())
-        .min()
+    let all = ctx.caches.rotations_of(ns, schedule);
+    super::oneshot::pending(&all, |r| r.status.as_ref().is_some_and(finished))
 }

@@ -239,30 +239,19 @@ async fn disable(
     use super::note::Note;
     let ns = schedule.namespace().unwrap_or_default();
     let name = schedule.name_any();
-    let spec = &schedule.spec;
     match step {
         checklist::DisableStep::RemoveChangeTracking => {
             // The target first: once its state is marked, a run after re-enabling copies
             // every table in full, whatever happens to the source's triggers.
-            let target = crate::runner::open_database(
-                &ctx.client,
-                &ns,
-                "target",
-                &spec.target.url,
-                spec.target.password_secret_ref.as_ref(),
-            )
-            .await?;
+            let target =
+                crate::runner::open_side(&ctx.client, schedule, crate::runner::Side::Target)
+                    .await?;
             let marked = crate::engine::reset::mark_disabled(&target).await;
             target.close().await;
             marked.map_err(|e| format!("target database: {e}"))?;
-            let source = crate::runner::open_database(
-                &ctx.client,
-                &ns,
-                "source",
-                &spec.source.url,
-                spec.source.password_secret_ref.as_ref(),
-            )
-            .await?;
+            let source =
+                crate::runner::open_side(&ctx.client, schedule, crate::runner::Side::Source)
+                    .await?;
             let removed = crate::engine::tracking::disable_all(&source).await;
             source.close().await;
             let tables = removed.map_err(|e| format!("source database: {e}"))?;

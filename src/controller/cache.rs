@@ -222,6 +222,14 @@ impl<K: Resource<DynamicType = ()> + Lookup<DynamicType = ()>> Index<K> {
             .map(|set| set.iter().cloned().collect())
             .unwrap_or_default()
     }
+
+    /// The objects of `store` filed under `key`.
+    pub fn objects(&self, store: &Store<K>, key: &str) -> Vec<Arc<K>>
+    where
+        K: Clone,
+    {
+        self.get(key).iter().filter_map(|r| store.get(r)).collect()
+    }
 }
 
 /// What the reconcilers read: the watched schedules and runs, and their indexes.
@@ -248,37 +256,25 @@ impl Caches {
     /// The runs that name the schedule `name` in `namespace`.
     pub fn runs_of(&self, namespace: &str, name: &str) -> Vec<Arc<MigrationRun>> {
         self.runs_by_schedule
-            .get(&schedule_key(namespace, name))
-            .iter()
-            .filter_map(|r| self.runs.get(r))
-            .collect()
+            .objects(&self.runs, &schedule_key(namespace, name))
     }
 
     /// The CompanySelections that name the schedule `name` in `namespace`.
     pub fn selections_of(&self, namespace: &str, name: &str) -> Vec<Arc<CompanySelection>> {
         self.selections_by_schedule
-            .get(&schedule_key(namespace, name))
-            .iter()
-            .filter_map(|r| self.selections.get(r))
-            .collect()
+            .objects(&self.selections, &schedule_key(namespace, name))
     }
 
     /// The CloudResets that name the schedule `name` in `namespace`.
     pub fn resets_of(&self, namespace: &str, name: &str) -> Vec<Arc<CloudReset>> {
         self.resets_by_schedule
-            .get(&schedule_key(namespace, name))
-            .iter()
-            .filter_map(|r| self.resets.get(r))
-            .collect()
+            .objects(&self.resets, &schedule_key(namespace, name))
     }
 
     /// The RuntimeKeyRotations that name the schedule `name` in `namespace`.
     pub fn rotations_of(&self, namespace: &str, name: &str) -> Vec<Arc<RuntimeKeyRotation>> {
         self.rotations_by_schedule
-            .get(&schedule_key(namespace, name))
-            .iter()
-            .filter_map(|r| self.rotations.get(r))
-            .collect()
+            .objects(&self.rotations, &schedule_key(namespace, name))
     }
 
     /// The runtime key Secret `name` in `namespace` (metadata only), if the cache has it.

@@ -126,8 +126,8 @@ pub async fn ensure(ctx: &Context, schedule: &MigrationSchedule, may_act: bool) 
         Some(_) => apply_stored(ctx, schedule, &role).await,
     };
     match made {
-        Ok(stored) => {
-            view.made = true;
+        Ok((stored, set_now)) => {
+            view.made = set_now;
             view.stored = Some(stored);
         }
         Err(problem) => view.problem = Some(problem),
@@ -141,12 +141,12 @@ fn target_identity(schedule: &MigrationSchedule) -> String {
 }
 
 /// A new key in a new Secret, then on the role. A Secret that exists already (the cache was
-/// behind) is taken as it is.
+/// behind) is taken as it is. As `apply_stored`, it says whether the role took a key now.
 async fn create(
     ctx: &Context,
     schedule: &MigrationSchedule,
     role: &str,
-) -> Result<SecretView, String> {
+) -> Result<(SecretView, bool), String> {
     let ns = schedule.namespace().unwrap_or_default();
     let name = schedule.name_any();
     let key = RuntimeKey::generate()?;
@@ -204,12 +204,13 @@ async fn create(
 }
 
 /// Sets the key that the Secret holds on the role, then records that on the Secret (only if
-/// the Secret did not change meanwhile).
+/// the Secret did not change meanwhile). Also says whether the role took a key now (false:
+/// the Secret shows it in effect already, and the cache was behind).
 pub async fn apply_stored(
     ctx: &Context,
     schedule: &MigrationSchedule,
     role: &str,
-) -> Result<SecretView, String> {
+) -> Result<(SecretView, bool), String> {
     let ns = schedule.namespace().unwrap_or_default();
     let name = secret_name(&schedule.name_any());
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
@@ -221,9 +222,9 @@ pub async fn apply_stored(
         .ok_or_else(|| format!("Secret {name:?} has no password; delete it for a new key"))?;
     let mut view = SecretView::of(&secret);
     let target = target_identity(schedule);
-    if view.applied.as_deref() != Some(&key.fingerprint())
-        || view.applied_to.as_deref() != Some(target.as_str())
-    {
+    let set_now = view.applied.as_deref() != Some(&key.fingerprint())
+        || view.applied_to.as_deref() != Some(target.as_str());
+    if set_now {
         set_on_role(ctx, schedule, role, &key).await?;
         let patch = json!({"metadata": {
             "resourceVersion": secret.resource_version(),
@@ -244,7 +245,7 @@ pub async fn apply_stored(
     }
     // A Secret made by hand, or older, may lack the fingerprint of what it holds.
     view.fingerprint = Some(key.fingerprint());
-    Ok(view)
+    Ok((view, set_now))
 }
 
 /// One key of the Secret's data, as a runtime key.

@@ -76,7 +76,9 @@ pub async fn reconcile(
                 Step::Prepare => prepare(&ctx, schedule, &rotation).await,
                 Step::Apply => {
                     let role = runtime_key::role_of(schedule).unwrap_or_default();
-                    runtime_key::apply_stored(&ctx, schedule, &role).await
+                    runtime_key::apply_stored(&ctx, schedule, &role)
+                        .await
+                        .map(|(view, _)| view)
                 }
                 Step::Revoke => {
                     let at = At {

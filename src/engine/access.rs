@@ -150,6 +150,17 @@ fn role_error(action: &str, role: &str, dialect: Dialect, e: DbError) -> DbError
     ))
 }
 
+/// Whether a PostgreSQL role of this name exists.
+async fn pg_role_exists(admin: &Database, role: &str) -> Result<bool, DbError> {
+    Ok(!admin
+        .query_text_set(&Statement {
+            sql: "SELECT rolname::text FROM pg_roles WHERE rolname = ?".into(),
+            params: vec![Value::Text(role.to_string())],
+        })
+        .await?
+        .is_empty())
+}
+
 /// Creates the role, or sets its password, so that `key` logs in as `role` from now on. Other
 /// sessions of the role keep their connections.
 pub async fn set_key(admin: &Database, role: &str, key: &RuntimeKey) -> Result<(), DbError> {
@@ -157,13 +168,7 @@ pub async fn set_key(admin: &Database, role: &str, key: &RuntimeKey) -> Result<(
     let statements = match d {
         Dialect::Postgres => {
             let verifier = scram_verifier(key).map_err(DbError::Config)?;
-            let exists = !admin
-                .query_text_set(&Statement {
-                    sql: "SELECT rolname::text FROM pg_roles WHERE rolname = ?".into(),
-                    params: vec![Value::Text(role.to_string())],
-                })
-                .await?
-                .is_empty();
+            let exists = pg_role_exists(admin, role).await?;
             let verb = if exists { "ALTER" } else { "CREATE" };
             // The verifier holds only base64 and `$:`, never a quote.
             vec![sql(format!(
@@ -246,15 +251,12 @@ pub async fn grant(
     match d {
         Dialect::Postgres => {
             let r = d.quote(role);
-            statements.push(sql(format!(
-                "GRANT USAGE ON SCHEMA {} TO {r}",
-                schema(admin).await?
-            )));
+            let schema = schema(admin).await?;
+            statements.push(sql(format!("GRANT USAGE ON SCHEMA {schema} TO {r}")));
             let on_schema = if create { "GRANT" } else { "REVOKE" };
             let direction = if create { "TO" } else { "FROM" };
             statements.push(sql(format!(
-                "{on_schema} CREATE ON SCHEMA {} {direction} {r}",
-                schema(admin).await?
+                "{on_schema} CREATE ON SCHEMA {schema} {direction} {r}"
             )));
             for chunk in add.chunks(200) {
                 let list: Vec<String> = chunk.iter().map(|t| d.quote(t)).collect();
@@ -380,13 +382,7 @@ pub async fn drop_role(admin: &Database, role: &str) -> Result<(), DbError> {
     let d = admin.dialect();
     let statements = match d {
         Dialect::Postgres => {
-            let exists = !admin
-                .query_text_set(&Statement {
-                    sql: "SELECT rolname::text FROM pg_roles WHERE rolname = ?".into(),
-                    params: vec![Value::Text(role.to_string())],
-                })
-                .await?
-                .is_empty();
+            let exists = pg_role_exists(admin, role).await?;
             if !exists {
                 return Ok(());
             }

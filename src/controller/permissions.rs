@@ -51,7 +51,7 @@ pub const WORKER: &[(&str, &str, &str)] = &[
     // The initializer (`cloudmigrate initialize --selection`).
     ("cloudmigrate.io", "companyselections", "get"),
     ("cloudmigrate.io", "migrationruns/status", "patch"),
-    ("", "secrets", "get"),
+    // No Secrets: a worker pod gets its passwords from the kubelet (`runner::passwords`).
 ];
 
 #[cfg(test)]

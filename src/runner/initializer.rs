@@ -62,6 +62,11 @@ pub fn job_for(
                 "--attempt".into(),
                 attempt.to_string(),
             ]),
+            // The initializer works in the target as its admin (spec.target's own login).
+            env: Some(super::passwords::pod_env(
+                schedule.spec.source.password_secret_ref.as_ref(),
+                schedule.spec.target.password_secret_ref.as_ref(),
+            )),
             ..Default::default()
         },
     );

@@ -22,8 +22,9 @@ pub const DEFAULT_IMAGE: &str = concat!(
 );
 
 /// The service account of worker pods unless the controller is told otherwise
-/// (CLOUDMIGRATE_WORKER_SERVICE_ACCOUNT): it needs get on migrationruns, migrationschedules,
-/// companyselections and secrets, and patch on migrationruns/status.
+/// (CLOUDMIGRATE_WORKER_SERVICE_ACCOUNT): it needs get on migrationruns, migrationschedules and
+/// companyselections, and patch on migrationruns/status. Never Secrets: the kubelet hands the
+/// pods their passwords (`passwords::pod_env`).
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "cloudmigrate-worker";
 
 /// Label on a run's Jobs and pods with the run's name (when it fits a label value).
@@ -95,20 +96,28 @@ pub fn job_for(
             "--attempt".into(),
             attempt.to_string(),
         ]),
-        env: Some(vec![EnvVar {
-            // Kubernetes sets JOB_COMPLETION_INDEX too; the annotation is spelled out so that
-            // the index reaches the worker on every version.
-            name: "CLOUDMIGRATE_WORKER_INDEX".into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.annotations['batch.kubernetes.io/job-completion-index']"
-                        .into(),
+        env: Some(
+            std::iter::once(EnvVar {
+                // Kubernetes sets JOB_COMPLETION_INDEX too; the annotation is spelled out so that
+                // the index reaches the worker on every version.
+                name: "CLOUDMIGRATE_WORKER_INDEX".into(),
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path:
+                            "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+                                .into(),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        }]),
+            })
+            .chain({
+                let (source, target) = super::run_logins(schedule);
+                super::passwords::pod_env(source.as_ref(), target.as_ref())
+            })
+            .collect(),
+        ),
         ..Default::default()
     };
     let mut job = worker_job(rt, service_account, container);
@@ -242,8 +251,10 @@ mod tests {
             "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationSchedule",
             "metadata": {"name": "erp", "namespace": "shop"},
             "spec": {
-                "source": {"url": "postgres://erp.example/nav"},
-                "target": {"url": "postgres://cloud.example/bc"},
+                "source": {"url": "postgres://erp.example/nav",
+                           "passwordSecretRef": {"name": "erp-db"}},
+                "target": {"url": "postgres://cloud.example/bc",
+                           "passwordSecretRef": {"name": "cloud-admin"}},
                 "runtime": {"runner": "Job", "workers": 3, "backoffLimit": 4,
                             "activeDeadlineSeconds": 7200, "image": "registry.example/cm:1",
                             "resources": {"limits": {"memory": "512Mi"}}}
@@ -294,6 +305,26 @@ mod tests {
         assert_eq!(
             c["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
             "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+        );
+        // The passwords come from the kubelet: the source's, and the runtime key, never the
+        // target's admin password.
+        let from = |name: &str| {
+            c["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == name)
+                .map(|e| e["valueFrom"]["secretKeyRef"]["name"].clone())
+        };
+        assert_eq!(from("CLOUDMIGRATE_SOURCE_PASSWORD"), Some("erp-db".into()));
+        assert_eq!(
+            from("CLOUDMIGRATE_TARGET_PASSWORD"),
+            Some("erp-runtime-key".into())
+        );
+        assert!(
+            !c["env"].to_string().contains("cloud-admin"),
+            "{}",
+            c["env"]
         );
     }
 

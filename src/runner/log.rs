@@ -1,7 +1,7 @@
 //! `cloudmigrate runs show`: a run's complete table log, read from its target database (the
 //! run's status keeps only the problems past 2,000 tables).
 
-use super::secret_value;
+use super::passwords::secret_value;
 use crate::api::{MigrationRun, MigrationSchedule};
 use crate::db::{ConnectSpec, Database};
 use crate::engine::report::RunReport;

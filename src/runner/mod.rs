@@ -7,6 +7,7 @@ pub mod initializer;
 pub mod inprocess;
 pub mod job;
 pub mod log;
+pub mod passwords;
 
 use crate::api::common::SecretKeyRef;
 use crate::api::run::{MigrationRun, TableResult, TableStatus, WorkerPhase, WorkerStatus};
@@ -15,7 +16,6 @@ use crate::convert::{engine_config, table_status};
 use crate::db::ReadProgress;
 use crate::engine::report::TableReport;
 use crate::engine::{self, Observer, RunConfig, StopSignal};
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -34,56 +34,6 @@ pub(crate) const FINAL_WORD: Duration = Duration::from_secs(60);
 /// How often a worker writes its progress while it runs.
 const FLUSH_EVERY: Duration = Duration::from_secs(2);
 
-/// Reads one key of a Secret in the run's namespace. The error names the Secret and the key,
-/// never the value.
-pub async fn secret_value(
-    client: &kube::Client,
-    namespace: &str,
-    r: &SecretKeyRef,
-) -> Result<String, String> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = match api.get_opt(&r.name).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            return Err(format!(
-                "Secret {:?} does not exist in namespace {namespace:?}; create it with the \
-                 password under key {:?}",
-                r.name, r.key
-            ));
-        }
-        Err(e) => {
-            return Err(format!(
-                "reading Secret {:?} in namespace {namespace:?} failed: {e}; the controller's \
-                 service account needs get on secrets",
-                r.name
-            ));
-        }
-    };
-    let value = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(&r.key))
-        .map(|b| {
-            String::from_utf8_lossy(&b.0)
-                .trim_end_matches(['\r', '\n'])
-                .to_string()
-        })
-        .or_else(|| {
-            secret
-                .string_data
-                .as_ref()
-                .and_then(|d| d.get(&r.key))
-                .cloned()
-        });
-    value.ok_or_else(|| {
-        format!(
-            "Secret {:?} has no key {:?}; add the password under that key, or point \
-             passwordSecretRef.key at the key that holds it",
-            r.name, r.key
-        )
-    })
-}
-
 /// Connects to one database of a schedule (`side`: "source" or "target"), with the password
 /// from the Secret that `secret` names: one connection, for a reconciler's reads and writes.
 /// The error names the side and never holds the password.
@@ -95,7 +45,7 @@ pub async fn open_database(
     secret: Option<&SecretKeyRef>,
 ) -> Result<crate::db::Database, String> {
     let password = match secret {
-        Some(r) => Some(secret_value(client, namespace, r).await?),
+        Some(r) => Some(passwords::password(client, namespace, side, r).await?),
         None => None,
     };
     crate::db::Database::connect(&crate::db::ConnectSpec {
@@ -393,37 +343,27 @@ async fn prepare(client: &kube::Client, w: &WorkerSpec) -> Result<RunConfig, Str
             )
         })?;
     let spec = &schedule.spec;
+    let (source, target) = run_logins(&schedule);
     let mut passwords = (None, None);
-    if let Some(r) = &spec.source.password_secret_ref {
+    if let Some(r) = &source {
         passwords.0 = Some(
-            secret_value(client, &w.namespace, r)
+            passwords::password(client, &w.namespace, "source", r)
                 .await
                 .map_err(|e| format!("the source password: {e}"))?,
         );
     }
-    // A server target is written as the schedule's login role, with the runtime key; the
-    // admin password of spec.target stays with the controller.
     let role = crate::controller::runtime_key::role_of(&schedule);
-    if role.is_some() {
-        let key = SecretKeyRef {
-            name: crate::controller::runtime_key::secret_name(&schedule.name_any()),
-            key: "password".into(),
-        };
+    if let Some(r) = &target {
         passwords.1 = Some(
-            secret_value(client, &w.namespace, &key)
+            passwords::password(client, &w.namespace, "target", r)
                 .await
-                .map_err(|e| {
-                    format!(
+                .map_err(|e| match role {
+                    Some(_) => format!(
                         "the runtime key: {e}. The schedule makes this Secret; its RuntimeKey \
-                 condition says why it is missing"
-                    )
+                         condition says why it is missing"
+                    ),
+                    None => format!("the target password: {e}"),
                 })?,
-        );
-    } else if let Some(r) = &spec.target.password_secret_ref {
-        passwords.1 = Some(
-            secret_value(client, &w.namespace, r)
-                .await
-                .map_err(|e| format!("the target password: {e}"))?,
         );
     }
     let companies = (!run.spec.companies.is_empty()).then(|| run.spec.companies.clone());
@@ -438,54 +378,19 @@ async fn prepare(client: &kube::Client, w: &WorkerSpec) -> Result<RunConfig, Str
     Ok(config)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A client whose API server answers one GET of a Secret with `status` and `body`.
-    async fn read(status: u16, body: serde_json::Value, key: &str) -> Result<String, String> {
-        let (client, mut server) = crate::fixtures::ApiServer::new();
-        let answer = tokio::spawn(async move {
-            server
-                .expect(http::Method::GET, "/api/v1/namespaces/shop/secrets/erp-db")
-                .await
-                .reply(status, body);
-        });
-        let r = secret_value(
-            &client,
-            "shop",
-            &SecretKeyRef {
-                name: "erp-db".into(),
-                key: key.into(),
-            },
-        )
-        .await;
-        answer.await.unwrap();
-        r
-    }
-
-    fn secret() -> serde_json::Value {
-        // "s3cret\n" in base64: a trailing newline from `echo` is not part of the password.
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "erp-db"},
-               "data": {"password": "czNjcmV0Cg=="}})
-    }
-
-    #[tokio::test]
-    async fn a_password_is_read_from_its_secret() {
-        assert_eq!(read(200, secret(), "password").await.unwrap(), "s3cret");
-    }
-
-    #[tokio::test]
-    async fn a_missing_key_or_secret_is_named_without_any_value() {
-        let e = read(200, secret(), "pw").await.unwrap_err();
-        assert!(e.contains("has no key \"pw\""), "{e}");
-        assert!(!e.contains("s3cret") && !e.contains("czNjcmV0"), "{e}");
-        let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                               "reason": "NotFound", "code": 404, "message": "not found"});
-        let e = read(404, not_found, "password").await.unwrap_err();
-        assert!(
-            e.contains("Secret \"erp-db\" does not exist in namespace \"shop\""),
-            "{e}"
-        );
-    }
+/// The Secret keys a run logs in with: the source's, and for the target the runtime key when
+/// the target has login roles (the admin password of spec.target stays with the controller),
+/// else the target's own. Pure.
+pub fn run_logins(
+    schedule: &crate::api::MigrationSchedule,
+) -> (Option<SecretKeyRef>, Option<SecretKeyRef>) {
+    let spec = &schedule.spec;
+    let target = match crate::controller::runtime_key::role_of(schedule) {
+        Some(_) => Some(SecretKeyRef {
+            name: crate::controller::runtime_key::secret_name(&schedule.name_any()),
+            key: "password".into(),
+        }),
+        None => spec.target.password_secret_ref.clone(),
+    };
+    (spec.source.password_secret_ref.clone(), target)
 }

@@ -49,6 +49,9 @@ func helpersCommand() *cobra.Command {
 				}
 				e.entrypoints[image] = path
 			}
+			if e.podKubeconfig == "" {
+				e.podKubeconfig = e.kubeconfig
+			}
 			cfg, err := clientcmd.BuildConfigFromFlags("", e.kubeconfig)
 			if err != nil {
 				return err
@@ -73,7 +76,9 @@ func helpersCommand() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&e.kubeconfig, "kubeconfig", "", "the kubeconfig of the API server; the pods get it as KUBECONFIG")
+	f.StringVar(&e.kubeconfig, "kubeconfig", "", "the kubeconfig of the API server, for the helpers' own calls")
+	f.StringVar(&e.podKubeconfig, "pod-kubeconfig", "",
+		"the kubeconfig the pods get as KUBECONFIG, in place of a service account token (default: --kubeconfig)")
 	f.StringVar(&e.logDir, "log-dir", "pods", "where each pod's output goes, one file a pod")
 	f.StringArrayVar(&entrypoints, "entrypoint", nil,
 		"IMAGE=PATH: the program a container of IMAGE (any tag) runs when it sets no command, as the image's entrypoint would")
@@ -85,8 +90,9 @@ func helpersCommand() *cobra.Command {
 type executor struct {
 	client      kubernetes.Interface
 	jobs        batchlisters.JobLister
-	kubeconfig  string
-	logDir      string
+	kubeconfig    string
+	podKubeconfig string
+	logDir        string
 	entrypoints map[string]string
 	backoff     time.Duration
 
@@ -374,7 +380,7 @@ func (e *executor) start(ctx context.Context, key string, job *batchv1.Job, r *j
 // env is the pod's environment: the container's env with its references resolved, the
 // completion index, and the kubeconfig in place of a service account token.
 func (e *executor) env(ctx context.Context, job *batchv1.Job, c corev1.Container, podName string, index int) ([]string, error) {
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "KUBECONFIG=" + e.kubeconfig}
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "KUBECONFIG=" + e.podKubeconfig}
 	annotations := map[string]string{}
 	labels := map[string]string{}
 	for k, v := range job.Spec.Template.Annotations {
@@ -389,16 +395,16 @@ func (e *executor) env(ctx context.Context, job *batchv1.Job, c corev1.Container
 		labels[batchv1.JobCompletionIndexAnnotation] = strconv.Itoa(index)
 	}
 	for _, v := range c.Env {
-		value := v.Value
+		value, present := v.Value, true
 		if from := v.ValueFrom; from != nil {
 			var err error
 			switch {
 			case from.FieldRef != nil:
 				value, err = fieldValue(from.FieldRef.FieldPath, job, podName, labels, annotations)
 			case from.SecretKeyRef != nil:
-				value, err = e.keyValue(ctx, "Secret", job.Namespace, from.SecretKeyRef.Name, from.SecretKeyRef.Key, from.SecretKeyRef.Optional)
+				value, present, err = e.keyValue(ctx, "Secret", job.Namespace, from.SecretKeyRef.Name, from.SecretKeyRef.Key, from.SecretKeyRef.Optional)
 			case from.ConfigMapKeyRef != nil:
-				value, err = e.keyValue(ctx, "ConfigMap", job.Namespace, from.ConfigMapKeyRef.Name, from.ConfigMapKeyRef.Key, from.ConfigMapKeyRef.Optional)
+				value, present, err = e.keyValue(ctx, "ConfigMap", job.Namespace, from.ConfigMapKeyRef.Name, from.ConfigMapKeyRef.Key, from.ConfigMapKeyRef.Optional)
 			default:
 				err = fmt.Errorf("env %s: only fieldRef, secretKeyRef and configMapKeyRef are supported here", v.Name)
 			}
@@ -406,7 +412,10 @@ func (e *executor) env(ctx context.Context, job *batchv1.Job, c corev1.Container
 				return nil, err
 			}
 		}
-		env = append(env, v.Name+"="+value)
+		// As the kubelet does, an optional key that is missing sets no variable at all.
+		if present {
+			env = append(env, v.Name+"="+value)
+		}
 	}
 	return env, nil
 }
@@ -439,7 +448,9 @@ func fieldValue(path string, job *batchv1.Job, podName string, labels, annotatio
 	return "", fmt.Errorf("fieldRef %q is not supported here", path)
 }
 
-func (e *executor) keyValue(ctx context.Context, kind, ns, name, key string, optional *bool) (string, error) {
+// keyValue is the value of one key of a Secret or ConfigMap, and whether it is there; a key
+// that is missing and not optional is an error.
+func (e *executor) keyValue(ctx context.Context, kind, ns, name, key string, optional *bool) (string, bool, error) {
 	var data map[string]string
 	var err error
 	if kind == "Secret" {
@@ -457,16 +468,16 @@ func (e *executor) keyValue(ctx context.Context, kind, ns, name, key string, opt
 		}
 	}
 	if err != nil && !apierrors.IsNotFound(err) {
-		return "", err
+		return "", false, err
 	}
 	value, ok := data[key]
 	if !ok && (optional == nil || !*optional) {
 		if err != nil {
-			return "", fmt.Errorf("%s %q not found", kind, name)
+			return "", false, fmt.Errorf("%s %q not found", kind, name)
 		}
-		return "", fmt.Errorf("couldn't find key %s in %s %s/%s", key, kind, ns, name)
+		return "", false, fmt.Errorf("couldn't find key %s in %s %s/%s", key, kind, ns, name)
 	}
-	return value, nil
+	return value, ok, nil
 }
 
 // ending is the last condition of a Job.

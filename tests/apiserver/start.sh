@@ -6,7 +6,7 @@
 #
 # Usage: start.sh STATE_DIR
 # Leaves STATE_DIR/kubeconfig (and kubeconfig-no-jobs, a client that may do everything but
-# create Jobs), STATE_DIR/pids, the logs STATE_DIR/{etcd,apiserver,helpers}.log
+# create Jobs; kubeconfig-pod, the pods' client, which may not read Secrets), STATE_DIR/pids, the logs STATE_DIR/{etcd,apiserver,helpers}.log
 # and each pod's output in STATE_DIR/pods/.
 # Stop everything with: kill $(cat STATE_DIR/pids)
 #
@@ -48,6 +48,13 @@ mkdir -p "$pki"
     -keyout no-jobs.key -out no-jobs.csr 2>/dev/null
   openssl x509 -req -in no-jobs.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
     -extfile admin.ext -out no-jobs.crt 2>/dev/null
+  # The pods' client: like a worker's ServiceAccount, it may not read Secrets (the kubelet,
+  # here the executor, hands a pod the Secret keys its env names).
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -subj "/O=cloudmigrate-test:forbid:get:secrets/O=cloudmigrate-test:forbid:list:secrets/O=cloudmigrate-test:forbid:watch:secrets/CN=cloudmigrate-pod" \
+    -keyout pod.key -out pod.csr 2>/dev/null
+  openssl x509 -req -in pod.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+    -extfile admin.ext -out pod.crt 2>/dev/null
 )
 
 etcd_port=$(free_port)
@@ -90,6 +97,7 @@ EOF
 }
 kubeconfig admin >"$state/kubeconfig"
 kubeconfig no-jobs >"$state/kubeconfig-no-jobs"
+kubeconfig pod >"$state/kubeconfig-pod"
 
 for _ in $(seq 1 150); do
   if curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
@@ -98,7 +106,8 @@ for _ in $(seq 1 150); do
     [[ ${CLOUDMIGRATE_HELPERS:-on} == off ]] && exit 0
     entrypoints=()
     for e in ${CLOUDMIGRATE_ENTRYPOINTS:-}; do entrypoints+=(--entrypoint "$e"); done
-    "$bin/apiserver" helpers --kubeconfig "$state/kubeconfig" --log-dir "$state/pods" \
+    "$bin/apiserver" helpers --kubeconfig "$state/kubeconfig" --pod-kubeconfig "$state/kubeconfig-pod" \
+      --log-dir "$state/pods" \
       --pod-backoff "${CLOUDMIGRATE_POD_BACKOFF:-1s}" "${entrypoints[@]}" >"$state/helpers.log" 2>&1 &
     echo $! >>"$state/pids"
     echo "apiserver: Job executor and garbage collector started (log $state/helpers.log)" >&2

@@ -63,6 +63,38 @@ fn kubectl_creates_and_lists_the_built_in_objects() {
     }
 }
 
+/// A pod gets Secret keys through its env, as the kubelet hands them over (an optional key that
+/// is missing sets no variable), and its own client may not read Secrets, as a worker's
+/// ServiceAccount may not: so a worker that read a Secret through the API would fail here.
+#[test]
+fn pods_get_secret_keys_through_their_env_and_may_not_read_secrets() {
+    let ns = TestNamespace::new("builtin-secrets");
+    let out = std::env::temp_dir().join(format!("{}-pod-secrets", ns.name));
+    let _ = std::fs::remove_file(&out);
+    let yaml = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: pw}}\nstringData: {{password: s3cret}}\n---\n\
+         apiVersion: batch/v1\nkind: Job\nmetadata: {{name: secrets}}\nspec:\n  template:\n    spec:\n\
+         \x20     restartPolicy: Never\n      containers:\n      - name: main\n        image: busybox\n\
+         \x20       command: [sh, -c, 'r=ok; test \"$PW\" = s3cret || r=no-env; \
+         test -z \"${{MISSING+x}}\" || r=optional-missing-set; \
+         kubectl get secret pw -n \"$NS\" >/dev/null 2>&1 && r=secret-readable; echo $r > {}']\n\
+         \x20       env:\n\
+         \x20       - {{name: NS, valueFrom: {{fieldRef: {{fieldPath: metadata.namespace}}}}}}\n\
+         \x20       - {{name: PW, valueFrom: {{secretKeyRef: {{name: pw, key: password}}}}}}\n\
+         \x20       - {{name: MISSING, valueFrom: {{secretKeyRef: {{name: pw, key: other, optional: true}}}}}}\n",
+        out.display()
+    );
+    ns.kubectl(&["apply", "-f", "-"], Some(&yaml))
+        .expect_ok("the Secret and the Job");
+    let done = wait(&ns, "job/secrets", "{.status.conditions[*].type}", |s| {
+        s.contains("Complete") || s.contains("Failed")
+    });
+    assert_eq!(done, "SuccessCriteriaMet Complete");
+    let said = std::fs::read_to_string(&out).unwrap_or_default();
+    let _ = std::fs::remove_file(&out);
+    assert_eq!(said.trim(), "ok");
+}
+
 #[test]
 fn the_job_executor_runs_indexed_pods_and_honours_the_deadline_and_deletion() {
     let ns = TestNamespace::new("builtin-jobs");

@@ -922,6 +922,8 @@ fn a_run_whose_job_is_refused_says_why_and_fails() {
 
 /// Passwords come only from the Secret that passwordSecretRef names: a missing Secret, or a
 /// missing key, fails the run with a condition that names it, and no value shows anywhere.
+/// (A Job's pods get their passwords through their env and may not read Secrets here: the Job
+/// tests cover that path, and `runner::passwords` the message of a key missing in a pod.)
 #[test]
 fn a_missing_password_secret_or_key_is_named_in_the_runs_condition() {
     let ns = TestNamespace::new("ctl-secret");

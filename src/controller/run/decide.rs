@@ -16,6 +16,9 @@ pub struct ScheduleFacts {
     pub workers: i32,
     pub backoff_limit: i32,
     pub disabled: bool,
+    /// Why the schedule's runtime key is not in effect yet (its target has login roles and
+    /// its RuntimeKey condition is not `InEffect`); None when runs may log in.
+    pub key_waiting: Option<String>,
 }
 
 /// Everything decide needs.
@@ -244,6 +247,24 @@ fn start(o: &RunObserved<'_>, at: At, mut status: MigrationRunStatus) -> RunDeci
         _ if stop_asked(o) => Some(("Stopped", "stopped before it started".to_string())),
         _ => None,
     };
+    if refuse.is_none()
+        && let Some(why) = o.schedule.as_ref().and_then(|s| s.key_waiting.as_ref())
+    {
+        // Not an attempt yet: a schedule applied a moment ago makes its key first.
+        at.set(
+            &mut status.conditions,
+            "Running",
+            false,
+            WAITING_FOR_KEY,
+            format!("waiting for the schedule's runtime key to start: {why}"),
+        );
+        return RunDecision {
+            action: RunAction::Nothing,
+            status,
+            finished: None,
+            notes: vec![],
+        };
+    }
     if let Some((reason, msg)) = refuse {
         let result = if reason == "Stopped" {
             RunResult::Stopped
@@ -288,6 +309,9 @@ fn start(o: &RunObserved<'_>, at: At, mut status: MigrationRunStatus) -> RunDeci
         )],
     }
 }
+
+/// The reason of a run's Running condition while it waits for its schedule's runtime key.
+pub const WAITING_FOR_KEY: &str = "WaitingForRuntimeKey";
 
 /// The reason of a run's Running condition when the API server refused its runner.
 pub const REFUSED: &str = "RunnerRefused";
@@ -508,6 +532,7 @@ mod tests {
             workers: 1,
             backoff_limit: 1,
             disabled: false,
+            key_waiting: None,
         })
     }
 
@@ -562,6 +587,40 @@ mod tests {
             Some(true)
         );
         assert_eq!(d.notes[0].reason, "RunStarted");
+    }
+
+    #[test]
+    fn a_run_waits_for_its_schedules_runtime_key_without_using_an_attempt() {
+        let s = spec();
+        let mut o = observe(&s, MigrationRunStatus::default(), 0);
+        if let Some(f) = o.schedule.as_mut() {
+            f.key_waiting = Some("the schedule has not made its key yet".into());
+        }
+        let d = decide(o.clone());
+        assert_eq!(d.action, RunAction::Nothing);
+        assert_eq!(d.finished, None);
+        assert!(d.status.start_time.is_none() && d.status.attempts.is_none());
+        let c = d
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Running")
+            .unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", WAITING_FOR_KEY)
+        );
+        assert!(
+            c.message.contains("has not made its key yet"),
+            "{}",
+            c.message
+        );
+        // Once the key is in effect, the run starts with its first attempt.
+        o.status = d.status;
+        if let Some(f) = o.schedule.as_mut() {
+            f.key_waiting = None;
+        }
+        assert_eq!(decide(o).action, RunAction::Start { attempt: 1 });
     }
 
     #[test]

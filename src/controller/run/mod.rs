@@ -46,6 +46,7 @@ pub async fn reconcile(run: Arc<MigrationRun>, ctx: Arc<Context>) -> Result<Acti
                 },
                 backoff_limit: s.spec.runtime.backoff_limit,
                 disabled: s.spec.disabled,
+                key_waiting: key_waiting(s),
             }),
             runner_alive: read.runner_alive,
             runner_failure: read.runner_failure.clone(),
@@ -54,6 +55,21 @@ pub async fn reconcile(run: Arc<MigrationRun>, ctx: Arc<Context>) -> Result<Acti
         act(&run, &ctx, read, decision).await
     })
     .await
+}
+
+/// Why a run of the schedule cannot log in yet: its target has login roles, and the schedule's
+/// RuntimeKey condition is not `InEffect` (or not there yet). None when it can.
+fn key_waiting(schedule: &MigrationSchedule) -> Option<String> {
+    super::runtime_key::role_of(schedule)?;
+    let condition = schedule
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "RuntimeKey"));
+    match condition {
+        Some(c) if c.reason == "InEffect" => None,
+        Some(c) => Some(format!("{} ({})", c.message, c.reason)),
+        None => Some("the schedule has not made its key yet".into()),
+    }
 }
 
 /// What the read step found.
@@ -212,6 +228,9 @@ async fn act(
     // status write wakes the reconciler.
     Ok(if decision.status.result.is_some() {
         Action::await_change()
+    } else if decision.status.start_time.is_none() {
+        // Waiting for the runtime key, which comes within a second or two.
+        Action::requeue(Duration::from_secs(2))
     } else {
         Action::requeue(super::jitter::spread(Duration::from_secs(10), &(ns, name)))
     })
@@ -398,6 +417,7 @@ mod tests {
             workers: 2,
             backoff_limit: 3,
             disabled: false,
+            key_waiting: None,
         };
         let mut status = Default::default();
         for alive in [false, true] {

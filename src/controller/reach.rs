@@ -1,7 +1,9 @@
 //! Whether a schedule's databases answer, and whether change tracking is in the source: a
 //! probe per schedule that runs in the background, at most every few minutes and one at a
 //! time, whose last result the schedule's decide reads (its `Ready` and `ChangeTracking`
-//! conditions). A reconcile never waits for a database.
+//! conditions). A reconcile waits for a database only when it has no result at all for the
+//! schedule's settings, and then at most `FIRST_WAIT`: so that a new schedule's first status
+//! write carries the answer, instead of a second write following a moment later.
 
 use crate::api::common::SecretKeyRef;
 use crate::api::schedule::{MigrationSchedule, MigrationScheduleSpec};
@@ -15,6 +17,9 @@ pub const PROBE_EVERY: Duration = Duration::from_secs(300);
 
 /// How long one connection attempt of a probe may take.
 const CONNECT_LIMIT: Duration = Duration::from_secs(20);
+
+/// How long a reconcile waits for a probe when it has no result for the settings at all.
+pub const FIRST_WAIT: Duration = Duration::from_secs(1);
 
 /// How many probes run at once: one, so that probing a thousand schedules after a start
 /// leaves the other cores to the reconciles.
@@ -40,6 +45,8 @@ struct Entry {
     last_end: String,
     started: Instant,
     result: Option<Reach>,
+    /// Set when the probe started at `started` ends.
+    ended: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The probes of every schedule, by `namespace/name`.
@@ -100,13 +107,42 @@ impl Probes {
             .remove(&format!("{namespace}/{name}"));
     }
 
-    /// The last result for the schedule's current settings, if any. Starts a probe in the
-    /// background when none ran for these settings, a run ended since the last one, or the
-    /// last one started `PROBE_EVERY` ago.
-    pub fn observe(&self, client: &kube::Client, schedule: &MigrationSchedule) -> Option<Reach> {
+    /// The last result for the schedule's current settings. Starts a probe in the background
+    /// when none ran for these settings, a run ended since the last one, or the last one
+    /// started `PROBE_EVERY` ago. With no result for these settings yet, waits up to `wait`
+    /// for the probe under way.
+    pub async fn observe(
+        &self,
+        client: &kube::Client,
+        schedule: &MigrationSchedule,
+        wait: Duration,
+    ) -> Option<Reach> {
+        let (last, mut ended) = self.look(client, schedule);
+        if last.is_some() || wait.is_zero() {
+            return last;
+        }
+        // An error means the probe's task is gone; the wake brings its result anyway.
+        let _ = tokio::time::timeout(wait, ended.wait_for(|done| *done)).await;
+        let key = key(schedule);
+        let settings = settings(&schedule.spec);
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .filter(|e| e.settings == settings)
+            .and_then(|e| e.result.clone())
+    }
+
+    /// The last result for the schedule's current settings, if any, and the signal of the
+    /// probe under way; starts a probe when one is due.
+    fn look(
+        &self,
+        client: &kube::Client,
+        schedule: &MigrationSchedule,
+    ) -> (Option<Reach>, tokio::sync::watch::Receiver<bool>) {
         let ns = schedule.metadata.namespace.clone().unwrap_or_default();
         let name = schedule.metadata.name.clone().unwrap_or_default();
-        let key = format!("{ns}/{name}");
+        let key = key(schedule);
         let (settings, ended) = (settings(&schedule.spec), last_end(schedule));
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let (due, last) = match entries.get(&key) {
@@ -118,7 +154,16 @@ impl Probes {
             ),
             None => (true, None),
         };
-        if due {
+        if !due {
+            let signal = entries
+                .get(&key)
+                .map(|e| e.ended.clone())
+                // The entry was just read under this same lock.
+                .unwrap_or_else(|| tokio::sync::watch::channel(true).1);
+            return (last, signal);
+        }
+        let (done, signal) = tokio::sync::watch::channel(false);
+        {
             entries.insert(
                 key.clone(),
                 Entry {
@@ -126,6 +171,7 @@ impl Probes {
                     last_end: ended,
                     started: Instant::now(),
                     result: last.clone(),
+                    ended: signal.clone(),
                 },
             );
             let this = self.clone();
@@ -145,13 +191,43 @@ impl Probes {
                 {
                     e.result = Some(reach);
                 }
+                let _ = done.send(true);
                 if let Some(wake) = &this.wake {
                     let _ = wake.send(ObjectRef::new(&name).within(&ns));
                 }
             });
         }
-        last
+        (last, signal)
     }
+}
+
+#[cfg(test)]
+impl Probes {
+    /// Records `reach` as the schedule's fresh result, as if its probe had just ended.
+    pub fn found(&self, schedule: &MigrationSchedule, reach: Reach) {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                key(schedule),
+                Entry {
+                    settings: settings(&schedule.spec),
+                    last_end: last_end(schedule),
+                    started: Instant::now(),
+                    result: Some(reach),
+                    ended: tokio::sync::watch::channel(true).1,
+                },
+            );
+    }
+}
+
+/// A schedule's key in the table of probes: `namespace/name`.
+fn key(schedule: &MigrationSchedule) -> String {
+    format!(
+        "{}/{}",
+        schedule.metadata.namespace.as_deref().unwrap_or_default(),
+        schedule.metadata.name.as_deref().unwrap_or_default()
+    )
 }
 
 /// Connects to both databases once, and looks for change tracking's log in the source.
@@ -208,5 +284,56 @@ async fn probe(client: &kube::Client, ns: &str, spec: &MigrationScheduleSpec) ->
         target: target.map(|_| ()),
         tracking,
         not_migrated,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A schedule between two SQLite files of a fresh folder, which need no Secret.
+    fn schedule(dir: &std::path::Path) -> MigrationSchedule {
+        for side in ["source", "target"] {
+            std::fs::File::create(dir.join(format!("{side}.db"))).unwrap();
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationSchedule",
+            "metadata": {"name": "erp", "namespace": "shop"},
+            "spec": {
+                "source": {"url": format!("sqlite://{}/source.db", dir.display())},
+                "target": {"url": format!("sqlite://{}/target.db", dir.display())},
+            }
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_first_look_waits_briefly_for_the_probe_and_later_looks_never_do() {
+        let dir = std::env::temp_dir().join(format!("cloudmigrate-reach-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let s = schedule(&dir);
+        let (client, _server) = crate::fixtures::ApiServer::new();
+
+        // Without waiting, a first look has no answer; the probe it started has one soon.
+        let probes = Probes::new(None);
+        assert_eq!(probes.observe(&client, &s, Duration::ZERO).await, None);
+
+        // Waiting, the first look has the answer itself.
+        let probes = Probes::new(None);
+        let found = probes.observe(&client, &s, FIRST_WAIT).await;
+        let found = found.expect("the probe of two SQLite files ends within FIRST_WAIT");
+        assert_eq!((found.source, found.target), (Ok(()), Ok(())));
+        assert_eq!(found.tracking, Some(false));
+
+        // The next look answers from the last result, and a look at other settings starts
+        // afresh.
+        let started = Instant::now();
+        assert!(probes.observe(&client, &s, FIRST_WAIT).await.is_some());
+        assert!(started.elapsed() < Duration::from_millis(100));
+        let mut moved = s.clone();
+        moved.spec.target.url = format!("sqlite://{}/missing.db", dir.display());
+        let other = probes.observe(&client, &moved, FIRST_WAIT).await;
+        assert!(other.expect("an answer").target.is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

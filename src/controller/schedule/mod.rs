@@ -59,7 +59,7 @@ pub async fn reconcile(
         schedule.name_any()
     );
     ctx.measured(&key, async {
-        let mut observed = read(&schedule, &ctx)?;
+        let mut observed = read(&schedule, &ctx).await?;
         // The runtime key is made, or set on the role, before deciding: a run starts only
         // once runs can write as the role. A key in effect costs nothing here.
         // A target that the probe found silent is not tried here: the probe names it.
@@ -126,8 +126,9 @@ fn created(s: &MigrationSchedule) -> chrono::DateTime<chrono::Utc> {
     s.creation_timestamp().map(|t| utc(&t)).unwrap_or_default()
 }
 
-/// Read: no API call; the caches hold the runs and the neighbours.
-fn read(schedule: &MigrationSchedule, ctx: &Context) -> Result<Read, Error> {
+/// Read: no API call; the caches hold the runs and the neighbours. It waits only for the
+/// first probe of the schedule's databases, and briefly (`reach::FIRST_WAIT`).
+async fn read(schedule: &MigrationSchedule, ctx: &Context) -> Result<Read, Error> {
     let ns = schedule
         .namespace()
         .ok_or_else(|| Error::Invalid("a MigrationSchedule is namespaced".into()))?;
@@ -184,7 +185,10 @@ fn read(schedule: &MigrationSchedule, ctx: &Context) -> Result<Read, Error> {
         conflict,
         companies,
         resetting: super::reset::pending(ctx, &ns, &name),
-        reach: ctx.probes.observe(&ctx.client, schedule),
+        reach: ctx
+            .probes
+            .observe(&ctx.client, schedule, super::reach::FIRST_WAIT)
+            .await,
         rotating: super::rotation::pending(ctx, &ns, &name),
         key: Default::default(),
         company_views: company_views(&selections),
@@ -496,14 +500,20 @@ mod tests {
             "target": {"url": "sqlite:///var/lib/cloudmigrate/bc.db"},
             "schedule": "0 2 * * *"
         }));
-        // The status as the previous reconcile wrote it.
+        // The status as the previous reconcile wrote it, after the probe of the databases.
         let now = chrono::Utc::now();
+        let reach = crate::controller::reach::Reach {
+            source: Ok(()),
+            target: Ok(()),
+            tracking: Some(true),
+            not_migrated: Some(vec![]),
+        };
         let observed = Read {
             runs: vec![],
             conflict: None,
             companies: Ok(None),
             resetting: None,
-            reach: None,
+            reach: Some(reach.clone()),
             rotating: None,
             key: Default::default(),
             company_views: vec![],
@@ -528,6 +538,7 @@ mod tests {
         );
         schedule.status = Some(decision.status);
         let ctx = Context::for_test(client, vec![schedule.clone()], vec![]);
+        ctx.probes.found(&schedule, reach);
         let mut server = server;
         let action = tokio::select! {
             a = reconcile(Arc::new(schedule), ctx) => a.unwrap(),

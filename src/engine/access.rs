@@ -204,22 +204,32 @@ pub async fn set_key(admin: &Database, role: &str, key: &RuntimeKey) -> Result<(
     Ok(())
 }
 
-/// The tables the role may write now, as the target's catalog lists its grants.
-async fn granted(admin: &Database, role: &str) -> Result<BTreeSet<String>, DbError> {
+/// The tables on which the role holds `privilege` (`INSERT`: the tables it may write), as the
+/// target's catalog lists its grants.
+async fn granted(
+    admin: &Database,
+    role: &str,
+    privilege: &str,
+) -> Result<BTreeSet<String>, DbError> {
     let stmt = match admin.dialect() {
         Dialect::Postgres => Statement {
             sql: "SELECT DISTINCT table_name::text FROM information_schema.role_table_grants \
-                  WHERE grantee = ? AND table_schema = current_schema() AND privilege_type = \
-                  'INSERT'"
+                  WHERE grantee = ? AND table_schema = current_schema() AND privilege_type = ?"
                 .into(),
-            params: vec![Value::Text(role.to_string())],
+            params: vec![
+                Value::Text(role.to_string()),
+                Value::Text(privilege.to_string()),
+            ],
         },
         _ => Statement {
             sql:
                 "SELECT DISTINCT CAST(table_name AS CHAR) FROM information_schema.table_privileges \
-                  WHERE grantee = ? AND table_schema = DATABASE() AND privilege_type = 'INSERT'"
+                  WHERE grantee = ? AND table_schema = DATABASE() AND privilege_type = ?"
                     .into(),
-            params: vec![Value::Text(format!("'{role}'@'%'"))],
+            params: vec![
+                Value::Text(format!("'{role}'@'%'")),
+                Value::Text(privilege.to_string()),
+            ],
         },
     };
     Ok(admin.query_text_set(&stmt).await?.into_iter().collect())
@@ -244,7 +254,7 @@ pub async fn grant(
     create: bool,
 ) -> Result<Grants, DbError> {
     let d = admin.dialect();
-    let have = granted(admin, role).await?;
+    let have = granted(admin, role, "INSERT").await?;
     let add: Vec<&String> = tables.difference(&have).collect();
     let remove: Vec<&String> = have.difference(tables).collect();
     let mut statements = Vec::new();
@@ -291,6 +301,19 @@ pub async fn grant(
                     "REVOKE ALL PRIVILEGES ON {} FROM {account}",
                     d.quote(t)
                 )));
+            }
+            // CREATE follows createMissingTables on the tables the role keeps as well.
+            let creatable = granted(admin, role, "CREATE").await?;
+            for t in tables.intersection(&have) {
+                let has = creatable.contains(t);
+                if create && !has {
+                    statements.push(sql(format!("GRANT CREATE ON {} TO {account}", d.quote(t))));
+                } else if !create && has {
+                    statements.push(sql(format!(
+                        "REVOKE CREATE ON {} FROM {account}",
+                        d.quote(t)
+                    )));
+                }
             }
         }
         Dialect::Sqlite => return Ok(Grants::default()),

@@ -142,6 +142,41 @@ async fn runs_write_as_the_role_and_a_new_key_retires_the_old(target: Server) {
     assert!(refused.is_err(), "the role could write Cloud Setup");
     role_db.close().await;
 
+    // createMissingTables off again: the role may no longer create a table, not even one
+    // it was granted by name before.
+    src.exec(&format!(
+        "CREATE TABLE {b} ({id} INTEGER PRIMARY KEY)",
+        b = sd.quote("CRONUS$Bank"),
+        id = sd.quote("Id"),
+    ))
+    .await;
+    access::grant_for_run(&source, &admin, &options, &role, true)
+        .await
+        .unwrap();
+    access::grant_for_run(&source, &admin, &options, &role, false)
+        .await
+        .unwrap();
+    let role_db = Database::connect(&as_role(&second).target).await.unwrap();
+    for table in ["CRONUS$Bank", "CRONUS$Vendor"] {
+        if table == "CRONUS$Vendor" {
+            // Only a table that is gone can be created again.
+            try_exec(&admin, format!("DROP TABLE {}", d.quote(table)))
+                .await
+                .unwrap();
+        }
+        let created = try_exec(
+            &role_db,
+            format!(
+                "CREATE TABLE {} ({} INTEGER)",
+                d.quote(table),
+                d.quote("Id")
+            ),
+        )
+        .await;
+        assert!(created.is_err(), "the role could still create {table}");
+    }
+    role_db.close().await;
+
     // Revoked: the role is gone, and a second drop is fine.
     access::drop_role(&admin, &role).await.unwrap();
     assert!(!access::logs_in(&dst.url, &role, &second).await.unwrap());

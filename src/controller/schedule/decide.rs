@@ -313,6 +313,9 @@ pub fn decide(o: Observed<'_>) -> Decision {
     }
 }
 
+/// The reason of a schedule's RuntimeKey condition when runs may log in with the key.
+pub const KEY_IN_EFFECT: &str = "InEffect";
+
 /// The runtime key's part of `status.runtime`, and the `RuntimeKey` condition.
 fn key_status(
     o: &Observed<'_>,
@@ -346,7 +349,7 @@ fn key_status(
         (Some(_), Some(problem)) => (false, "KeyNotMade", problem.clone()),
         (Some(role), None) if key.ready() => (
             true,
-            "InEffect",
+            KEY_IN_EFFECT,
             format!(
                 "runs write to the target as {role}; the key is in Secret {} (username, password)",
                 key.secret

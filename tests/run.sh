@@ -61,12 +61,31 @@ export CLOUDMIGRATE_VENV=$venv
 state=$(mktemp -d "${TMPDIR:-/tmp}/cloudmigrate-tests.XXXXXX")
 # The database servers run as their own system users and must reach their folders.
 chmod 755 "$state"
+# Stops the servers, waits until they are gone (PostgreSQL writes a shutdown checkpoint into
+# pg_wal; removing its folder before that ends fails), then removes their folders. The script's
+# exit status stays the tests' own: a leftover folder is a warning, never a failed run.
 cleanup() {
-  for pids in "$state"/*/pids; do
-    [[ -f $pids ]] && kill $(cat "$pids") 2>/dev/null || true
+  local status=$? pids=() alive
+  for file in "$state"/*/pids; do
+    if [[ -f $file ]]; then
+      # shellcheck disable=SC2207
+      pids+=($(cat "$file"))
+    fi
   done
-  sleep 0.5
-  rm -rf "$state"
+  if ((${#pids[@]})); then
+    kill "${pids[@]}" 2>/dev/null || true
+    for _ in $(seq 1 150); do
+      alive=0
+      for pid in "${pids[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then alive=1; fi
+      done
+      if ((!alive)); then break; fi
+      sleep 0.2
+    done
+    kill -KILL "${pids[@]}" 2>/dev/null || true
+  fi
+  rm -rf "$state" || echo "warning: could not remove $state" >&2
+  exit "$status"
 }
 trap cleanup EXIT
 

@@ -6,6 +6,8 @@ pub const CONTROLLER: &[(&str, &str, &str)] = &[
     ("cloudmigrate.io", "migrationschedules", "list"),
     ("cloudmigrate.io", "migrationschedules", "watch"),
     ("cloudmigrate.io", "migrationschedules", "get"),
+    // The finalizer that holds a deleted schedule until its login role is dropped.
+    ("cloudmigrate.io", "migrationschedules", "patch"),
     ("cloudmigrate.io", "migrationschedules/status", "patch"),
     ("cloudmigrate.io", "companyselections/status", "patch"),
     ("cloudmigrate.io", "usermappings/status", "patch"),

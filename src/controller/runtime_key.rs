@@ -279,13 +279,10 @@ pub async fn set_on_role(
 /// Drops the role and deletes the Secret (Disable Cloud Migration). Both gone already is
 /// fine.
 pub async fn revoke(ctx: &Context, schedule: &MigrationSchedule) -> Result<(), String> {
-    let Some(role) = role_of(schedule) else {
+    if role_of(schedule).is_none() {
         return Ok(());
-    };
-    let db = admin(ctx, schedule).await?;
-    let dropped = access::drop_role(&db, &role).await;
-    db.close().await;
-    dropped.map_err(|e| format!("target database: {e}"))?;
+    }
+    drop_role(ctx, schedule).await?;
     let ns = schedule.namespace().unwrap_or_default();
     let name = secret_name(&schedule.name_any());
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
@@ -294,6 +291,18 @@ pub async fn revoke(ctx: &Context, schedule: &MigrationSchedule) -> Result<(), S
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(format!("deleting Secret {name:?} failed: {e}")),
     }
+}
+
+/// Drops the schedule's login role from its target, if it has one. A role already gone is
+/// fine.
+pub async fn drop_role(ctx: &Context, schedule: &MigrationSchedule) -> Result<(), String> {
+    let Some(role) = role_of(schedule) else {
+        return Ok(());
+    };
+    let db = admin(ctx, schedule).await?;
+    let dropped = access::drop_role(&db, &role).await;
+    db.close().await;
+    dropped.map_err(|e| format!("target database: {e}"))
 }
 
 /// Before a run starts: the state tables exist and the role may write exactly the tables the

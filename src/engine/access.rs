@@ -403,28 +403,11 @@ async fn schema(admin: &Database) -> Result<String, DbError> {
 /// Drops the role and everything granted to it. Missing already is fine.
 pub async fn drop_role(admin: &Database, role: &str) -> Result<(), DbError> {
     let d = admin.dialect();
-    let statements = match d {
-        Dialect::Postgres => {
-            let exists = pg_role_exists(admin, role).await?;
-            if !exists {
-                return Ok(());
-            }
-            // DROP OWNED revokes the grants in this database (and drops tables the role
-            // created, which belong to the migration: they are reassigned first).
-            vec![
-                sql(format!(
-                    "REASSIGN OWNED BY {} TO CURRENT_USER",
-                    d.quote(role)
-                )),
-                sql(format!("DROP OWNED BY {}", d.quote(role))),
-                sql(format!("DROP ROLE {}", d.quote(role))),
-            ]
-        }
-        Dialect::MySql => vec![sql(format!("DROP USER IF EXISTS {}", mysql_account(role)))],
-        Dialect::Sqlite => return Ok(()),
-    };
-    for s in &statements {
-        admin.execute(s).await.map_err(|e| {
+    if d == Dialect::Postgres && !pg_role_exists(admin, role).await? {
+        return Ok(());
+    }
+    for s in drop_statements(d, role) {
+        admin.execute(&sql(s)).await.map_err(|e| {
             let hint = if d == Dialect::Postgres {
                 format!(
                     "; where the role has privileges in another database of the server, run \
@@ -438,6 +421,21 @@ pub async fn drop_role(admin: &Database, role: &str) -> Result<(), DbError> {
         })?;
     }
     Ok(())
+}
+
+/// The statements that drop `role`, for the admin user of the target. On PostgreSQL the
+/// tables the role created belong to the migration: they are reassigned to the admin user
+/// first, and DROP OWNED then revokes the role's grants in this database.
+pub fn drop_statements(d: Dialect, role: &str) -> Vec<String> {
+    match d {
+        Dialect::Postgres => vec![
+            format!("REASSIGN OWNED BY {} TO CURRENT_USER", d.quote(role)),
+            format!("DROP OWNED BY {}", d.quote(role)),
+            format!("DROP ROLE {}", d.quote(role)),
+        ],
+        Dialect::MySql => vec![format!("DROP USER IF EXISTS {}", mysql_account(role))],
+        Dialect::Sqlite => vec![],
+    }
 }
 
 /// Whether `key` logs in as `role` to the database of `url` (whose own user is replaced).

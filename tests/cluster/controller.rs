@@ -2487,6 +2487,79 @@ fn runs_write_as_the_runtime_role_and_a_rotation_retires_the_old_key() {
     for key in [&first, &second] {
         assert!(!everything.contains(key.as_str()), "a key leaked");
     }
+
+    // Deleting the schedule drops its role. A target that refuses the admin login holds the
+    // deleted schedule, saying why, and the role is dropped once the login works again.
+    let finalizers = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "msched",
+                "keyed",
+                "-o",
+                "jsonpath={.metadata.finalizers}",
+            ],
+            None,
+        ),
+        "the schedule's finalizers",
+    );
+    assert!(
+        finalizers.contains("cloudmigrate.io/runtime-role"),
+        "{finalizers}"
+    );
+    let role_count = || {
+        psql(
+            &dst,
+            &format!("SELECT count(*) FROM pg_roles WHERE rolname = '{role}'"),
+        )
+    };
+    let wrong = r#"{"stringData":{"password":"not-the-password"}}"#;
+    ok(
+        ns.kubectl(&["patch", "secret", "pg", "-p", wrong], None),
+        "breaking the admin password",
+    );
+    ok(
+        ns.kubectl(&["delete", "msched", "keyed", "--wait=false"], None),
+        "deleting the schedule",
+    );
+    let held = wait_for(
+        &ns,
+        "msched/keyed",
+        "{.status.conditions[?(@.type==\"RuntimeKey\")].reason}|\
+         {.status.conditions[?(@.type==\"RuntimeKey\")].message}",
+        |s| s.starts_with("RoleNotDropped|"),
+        &controller,
+    );
+    assert!(held.contains("password authentication failed"), "{held}");
+    assert!(held.contains(&format!("DROP ROLE \"{role}\"")), "{held}");
+    assert_eq!(role_count(), "1", "the role went while the login failed");
+    password_secret(&ns.name);
+    ok(
+        ns.kubectl(
+            &["wait", "msched/keyed", "--for=delete", "--timeout=90s"],
+            None,
+        ),
+        "waiting for the schedule to go",
+    );
+    assert_eq!(role_count(), "0", "the role stayed after the schedule went");
+    // The table the role had created stays, with its rows, now the admin user's.
+    assert_eq!(
+        psql(
+            &dst,
+            "SELECT tableowner || ' ' || (SELECT count(*) FROM \"CRONUS$Item\") \
+             FROM pg_tables WHERE tablename = 'CRONUS$Item'"
+        ),
+        "cloudmigrate 20"
+    );
+    let reasons = ok(
+        ns.kubectl(
+            &["get", "events", "-o", "jsonpath={.items[*].reason}"],
+            None,
+        ),
+        "the events",
+    );
+    assert!(reasons.contains("RuntimeRoleNotDropped"), "{reasons}");
+    assert!(reasons.contains("RuntimeRoleDropped"), "{reasons}");
 }
 
 /// Disable Cloud Migration: the checklist lists what is left per company; disabling removes
@@ -2637,6 +2710,23 @@ fn disabling_removes_tracking_and_the_key_and_enabling_again_copies_in_full() {
         "the key condition",
     );
     assert_eq!(key, "Revoked");
+    // No role is left to drop: nothing holds the schedule on deletion any more.
+    let finalizers = |when: &str| {
+        ok(
+            ns.kubectl(
+                &[
+                    "get",
+                    "msched",
+                    &name,
+                    "-o",
+                    "jsonpath={.metadata.finalizers}",
+                ],
+                None,
+            ),
+            when,
+        )
+    };
+    assert_eq!(finalizers("the finalizers once disabled"), "");
     // The cloud keeps its data.
     assert_eq!(psql(&dst, "SELECT count(*) FROM \"CRONUS$Item\""), "10");
 
@@ -2661,6 +2751,9 @@ fn disabling_removes_tracking_and_the_key_and_enabling_again_copies_in_full() {
         "{.status.conditions[?(@.type==\"RuntimeKey\")].reason}",
         |s| s == "InEffect",
         &controller,
+    );
+    assert!(
+        finalizers("the finalizers once enabled again").contains("cloudmigrate.io/runtime-role")
     );
     request_run(&ns, &name, "2");
     let run2 = next_run(&ns, &name, &run1, &controller);

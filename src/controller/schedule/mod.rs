@@ -2,10 +2,12 @@
 //! its databases from the caches, make sure of its runtime key (`runtime_key`), decide
 //! (`decide`), then act: create, stop and prune the
 //! runs it created, and write the status when it changed. Runs a person created count as the
-//! schedule's (by their scheduleRef), and are never written to.
+//! schedule's (by their scheduleRef), and are never written to. A deleted schedule only drops
+//! its login role (`deletion`).
 
 pub mod checklist;
 pub mod decide;
+pub mod deletion;
 pub mod update;
 
 use super::annotations::{RUN_REQUEST, SCHEDULE_LABEL, SCHEDULED_TIME, TRIGGER};
@@ -59,6 +61,9 @@ pub async fn reconcile(
         schedule.name_any()
     );
     ctx.measured(&key, async {
+        if schedule.metadata.deletion_timestamp.is_some() {
+            return deletion::finish(&ctx, &schedule).await;
+        }
         let mut observed = read(&schedule, &ctx).await?;
         // The runtime key is made, or set on the role, before deciding: a run starts only
         // once runs can write as the role. A key in effect costs nothing here.
@@ -68,6 +73,19 @@ pub async fn reconcile(
             && observed.conflict.is_none()
             && !target_silent
             && schedule.metadata.deletion_timestamp.is_none();
+        // The finalizer comes before the role: a schedule deleted at any later moment drops
+        // its role on the way out. It goes once no role can exist: the key was never made,
+        // or Disable Cloud Migration revoked it (the role is dropped before the Secret).
+        // First in the reconcile, so it is written on the resourceVersion the watch delivered.
+        let role_may_exist = may_act || key_stored(&ctx, &schedule);
+        match (
+            deletion::wanted(&schedule) && role_may_exist,
+            deletion::holds(&schedule),
+        ) {
+            (true, false) => deletion::hold(&ctx, &schedule).await?,
+            (false, true) => deletion::release(&ctx, &schedule).await?,
+            _ => {}
+        }
         observed.key = super::runtime_key::ensure(&ctx, &schedule, may_act).await;
         if observed.key.made {
             let note = super::note::Note::normal(
@@ -84,6 +102,13 @@ pub async fn reconcile(
         act(&schedule, &ctx, decision).await
     })
     .await
+}
+
+/// Whether the schedule's key Secret exists (then its role may exist too).
+fn key_stored(ctx: &Context, schedule: &MigrationSchedule) -> bool {
+    let ns = schedule.namespace().unwrap_or_default();
+    let secret = super::runtime_key::secret_name(&schedule.name_any());
+    ctx.caches.key_secret(&ns, &secret).is_some()
 }
 
 /// What the read step found: the schedule's runs, its conflict and the companies its
@@ -650,6 +675,21 @@ mod tests {
         let ctx = Context::for_test(client, vec![schedule.clone()], vec![]);
         let task = tokio::spawn(reconcile(Arc::new(schedule.clone()), ctx));
 
+        // First the finalizer, so that a deletion at any later moment drops the role.
+        let call = server
+            .expect(
+                Method::PATCH,
+                "/apis/cloudmigrate.io/v1alpha1/namespaces/shop/migrationschedules/erp?",
+            )
+            .await;
+        assert_eq!(
+            call.body["metadata"]["finalizers"],
+            json!([deletion::FINALIZER])
+        );
+        let mut held = serde_json::to_value(&schedule).unwrap();
+        held["metadata"]["finalizers"] = json!([deletion::FINALIZER]);
+        call.reply(200, held);
+
         let call = server
             .expect(Method::POST, "/api/v1/namespaces/shop/secrets?")
             .await;
@@ -714,6 +754,74 @@ mod tests {
         obj["status"] = status;
         call.reply(200, obj);
         task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_deleted_schedule_whose_target_is_silent_says_why_then_goes_after_the_deadline() {
+        let (client, mut server) = ApiServer::new();
+        let mut schedule = schedule(json!({
+            "source": {"url": "postgres://erp.example/nav"},
+            "target": {"url": "postgres://admin@127.0.0.1:1/bc"}
+        }));
+        schedule.metadata.finalizers =
+            Some(vec!["example.com/other".into(), deletion::FINALIZER.into()]);
+        schedule.metadata.resource_version = Some("41".into());
+        let deleted = chrono::Utc::now() - chrono::Duration::seconds(30);
+        schedule.metadata.deletion_timestamp = Some(crate::clock::time(deleted));
+        let ctx = Context::for_test(client, vec![schedule.clone()], vec![]);
+
+        // Within the deadline: the finalizer stays, the condition and a Warning say why.
+        let task = tokio::spawn(reconcile(Arc::new(schedule.clone()), ctx.clone()));
+        let call = server
+            .expect(
+                Method::PATCH,
+                "/apis/cloudmigrate.io/v1alpha1/namespaces/shop/migrationschedules/erp/status?&force=true&fieldManager=cloudmigrate-controller",
+            )
+            .await;
+        let key = call.body["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "RuntimeKey")
+            .unwrap()
+            .clone();
+        assert_eq!(key["reason"], "RoleNotDropped");
+        let message = key["message"].as_str().unwrap();
+        assert!(
+            message.contains(r#"DROP ROLE "cloudmigrate_rt_erp""#),
+            "{message}"
+        );
+        let mut obj = serde_json::to_value(&schedule).unwrap();
+        obj["status"] = call.body["status"].clone();
+        call.reply(200, obj);
+        let call = server.next().await;
+        assert_eq!(call.body["reason"], "RuntimeRoleNotDropped");
+        assert_eq!(call.body["type"], "Warning");
+        call.echo(201);
+        let action = task.await.unwrap().unwrap();
+        assert_ne!(action, Action::await_change(), "it is tried again");
+
+        // Past the deadline: only this finalizer goes, on the resourceVersion read.
+        schedule.metadata.deletion_timestamp = Some(crate::clock::time(
+            chrono::Utc::now() - chrono::Duration::from_std(deletion::GIVE_UP_AFTER).unwrap(),
+        ));
+        let task = tokio::spawn(reconcile(Arc::new(schedule.clone()), ctx));
+        let call = server
+            .expect(
+                Method::PATCH,
+                "/apis/cloudmigrate.io/v1alpha1/namespaces/shop/migrationschedules/erp?",
+            )
+            .await;
+        assert_eq!(
+            call.body,
+            json!({"metadata": {"finalizers": ["example.com/other"], "resourceVersion": "41"}})
+        );
+        call.reply(200, serde_json::to_value(&schedule).unwrap());
+        let call = server.next().await;
+        assert_eq!(call.body["reason"], "RuntimeRoleLeft");
+        assert_eq!(call.body["type"], "Warning");
+        call.echo(201);
+        assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
     }
 
     #[tokio::test]

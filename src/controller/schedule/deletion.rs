@@ -1,0 +1,289 @@
+//! Deleting a schedule: its login role leaves the target before the schedule leaves the
+//! cluster. While a schedule's target has login roles, the finalizer `FINALIZER` holds it; on
+//! deletion the controller drops the role, then removes the finalizer.
+//!
+//! A target that cannot be reached holds a deleted schedule for `GIVE_UP_AFTER` at most. Then
+//! the schedule goes, and a Warning names the role and the statements that drop it by hand:
+//! a namespace torn down together with its database must not hang.
+
+use super::super::context::Context;
+use super::super::error::Error;
+use super::super::note::Note;
+use super::super::runtime_key::role_of;
+use crate::api::MigrationSchedule;
+use crate::clock::utc;
+use crate::db::Dialect;
+use chrono::{DateTime, Utc};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use std::time::Duration;
+
+/// The finalizer that holds a schedule until its login role is dropped.
+pub const FINALIZER: &str = "cloudmigrate.io/runtime-role";
+
+/// How long a deleted schedule waits for its target before it goes and leaves the role.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
+
+/// How soon a failed drop is tried again.
+const RETRY_EVERY: Duration = Duration::from_secs(10);
+
+/// What follows an attempt to drop the role of a deleted schedule.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Remove the finalizer: the schedule goes. The note says what became of the role.
+    Release(Option<Note>),
+    /// Keep the finalizer and try again after `after`; `message` is the RuntimeKey
+    /// condition's.
+    Retry {
+        after: Duration,
+        message: String,
+        note: Note,
+    },
+}
+
+/// Whether the schedule carries the finalizer.
+pub fn holds(schedule: &MigrationSchedule) -> bool {
+    schedule.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+/// Whether a live schedule should carry the finalizer: its target has login roles.
+pub fn wanted(schedule: &MigrationSchedule) -> bool {
+    schedule.metadata.deletion_timestamp.is_none() && role_of(schedule).is_some()
+}
+
+/// What to do after trying to drop `role` (None: the target has no roles), the schedule
+/// having been deleted at `since`.
+pub fn after_drop(
+    role: Option<(&str, Dialect)>,
+    dropped: Result<(), String>,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Next {
+    let Some((role, dialect)) = role else {
+        return Next::Release(None);
+    };
+    let error = match dropped {
+        Ok(()) => {
+            return Next::Release(Some(Note::normal(
+                "RuntimeRoleDropped",
+                format!(
+                    "the schedule was deleted: its login role {role} was dropped from the target"
+                ),
+            )));
+        }
+        Err(e) => e,
+    };
+    let by_hand = crate::engine::access::drop_statements(dialect, role).join("; ");
+    let deadline = since + chrono::TimeDelta::seconds(GIVE_UP_AFTER.as_secs() as i64);
+    if now >= deadline {
+        return Next::Release(Some(Note::warning(
+            "RuntimeRoleLeft",
+            format!(
+                "the schedule was deleted, and its login role {role} stays in the target: \
+                 dropping it failed for {} s ({error}). Drop it as the target's admin user: \
+                 {by_hand}",
+                GIVE_UP_AFTER.as_secs()
+            ),
+        )));
+    }
+    let message = format!(
+        "the schedule is being deleted; dropping its login role {role} failed: {error}. The \
+         controller tries again until {}; then the schedule goes and the role stays in the \
+         target (drop it by hand: {by_hand})",
+        deadline.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    Next::Retry {
+        after: RETRY_EVERY,
+        note: Note::warning("RuntimeRoleNotDropped", message.clone()),
+        message,
+    }
+}
+
+/// Puts the finalizer on a schedule that wants it, before its role is made. The list is
+/// written whole, on the resourceVersion read: a concurrent change fails the write, and the
+/// next look tries again.
+pub async fn hold(ctx: &Context, schedule: &MigrationSchedule) -> Result<(), Error> {
+    let mut list = schedule.finalizers().to_vec();
+    list.push(FINALIZER.to_string());
+    write(ctx, schedule, list).await
+}
+
+/// Takes the finalizer off the schedule.
+pub async fn release(ctx: &Context, schedule: &MigrationSchedule) -> Result<(), Error> {
+    let list = schedule
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    write(ctx, schedule, list).await
+}
+
+/// A deleted schedule: drops its role if it holds the finalizer, then lets it go.
+pub async fn finish(ctx: &Context, schedule: &MigrationSchedule) -> Result<Action, Error> {
+    if !holds(schedule) {
+        return Ok(Action::await_change());
+    }
+    let role = role_of(schedule);
+    let dialect = Dialect::of_url(&schedule.spec.target.url).ok();
+    let dropped = super::super::runtime_key::drop_role(ctx, schedule).await;
+    let since = schedule
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(utc)
+        .unwrap_or_else(Utc::now);
+    let role = role.as_deref().zip(dialect);
+    match after_drop(role, dropped, since, Utc::now()) {
+        Next::Release(note) => {
+            release(ctx, schedule).await?;
+            if let Some(note) = note {
+                if note.warning {
+                    tracing::warn!(reason = note.reason, "{}", note.message);
+                }
+                ctx.publish(schedule, &[note]).await;
+            }
+            Ok(Action::await_change())
+        }
+        Next::Retry {
+            after,
+            message,
+            note,
+        } => {
+            let mut status = schedule.status.clone().unwrap_or_default();
+            super::super::conditions::set(
+                &mut status.conditions,
+                "RuntimeKey",
+                false,
+                "RoleNotDropped",
+                message,
+                schedule.metadata.generation,
+                Utc::now(),
+            );
+            ctx.apply_status(schedule, &status).await?;
+            ctx.publish(schedule, &[note]).await;
+            Ok(Action::requeue(after))
+        }
+    }
+}
+
+/// Writes the schedule's finalizers.
+async fn write(
+    ctx: &Context,
+    schedule: &MigrationSchedule,
+    list: Vec<String>,
+) -> Result<(), Error> {
+    let name = schedule.name_any();
+    let api: Api<MigrationSchedule> = Api::namespaced(
+        ctx.client.clone(),
+        &schedule.namespace().unwrap_or_default(),
+    );
+    let body = json!({"metadata": {
+        "finalizers": list,
+        "resourceVersion": schedule.resource_version(),
+    }});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(body))
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            Error::Act(
+                format!("writing the finalizers of MigrationSchedule {name}"),
+                e,
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 2, 10, 0, 0).unwrap() + chrono::Duration::seconds(secs)
+    }
+
+    #[test]
+    fn a_dropped_role_releases_the_schedule_with_a_normal_event() {
+        let next = after_drop(
+            Some(("cloudmigrate_rt_erp", Dialect::Postgres)),
+            Ok(()),
+            at(0),
+            at(1),
+        );
+        let Next::Release(Some(note)) = next else {
+            panic!("{next:?}")
+        };
+        assert!(!note.warning);
+        assert_eq!(note.reason, "RuntimeRoleDropped");
+        assert!(
+            note.message.contains("cloudmigrate_rt_erp"),
+            "{}",
+            note.message
+        );
+    }
+
+    #[test]
+    fn a_target_without_roles_releases_at_once() {
+        assert_eq!(
+            after_drop(None, Err("never tried".into()), at(0), at(0)),
+            Next::Release(None)
+        );
+    }
+
+    #[test]
+    fn a_silent_target_is_tried_again_until_the_deadline_then_the_role_is_left_with_a_warning() {
+        let role = Some(("cloudmigrate_rt_erp", Dialect::Postgres));
+        let failed = || Err("target database: connection refused".to_string());
+        let Next::Retry {
+            after,
+            message,
+            note,
+        } = after_drop(role, failed(), at(0), at(60))
+        else {
+            panic!("a drop that failed a minute after deletion is tried again")
+        };
+        assert_eq!(after, RETRY_EVERY);
+        assert!(message.contains("connection refused"), "{message}");
+        assert!(message.contains("2026-12-02T10:02:00Z"), "{message}");
+        assert!(
+            message.contains(r#"DROP ROLE "cloudmigrate_rt_erp""#),
+            "{message}"
+        );
+        assert!(note.warning);
+
+        let Next::Release(Some(note)) = after_drop(role, failed(), at(0), at(120)) else {
+            panic!("the schedule goes once the deadline has passed")
+        };
+        assert!(note.warning);
+        assert_eq!(note.reason, "RuntimeRoleLeft");
+        assert!(
+            note.message.contains("stays in the target"),
+            "{}",
+            note.message
+        );
+        assert!(
+            note.message
+                .contains(r#"REASSIGN OWNED BY "cloudmigrate_rt_erp" TO CURRENT_USER"#),
+            "{}",
+            note.message
+        );
+    }
+
+    #[test]
+    fn the_statements_by_hand_name_the_mysql_account() {
+        let Next::Retry { message, .. } = after_drop(
+            Some(("cloudmigrate_rt_erp", Dialect::MySql)),
+            Err("refused".into()),
+            at(0),
+            at(1),
+        ) else {
+            panic!("tried again")
+        };
+        assert!(
+            message.contains("DROP USER IF EXISTS `cloudmigrate_rt_erp`@'%'"),
+            "{message}"
+        );
+    }
+}

@@ -39,6 +39,13 @@ pub const CONTROLLER: &[(&str, &str, &str)] = &[
     ("", "secrets", "create"),
     ("", "secrets", "patch"),
     ("", "secrets", "delete"),
+    // What the controller creates names its owner with blockOwnerDeletion: runs and key
+    // Secrets their schedule, Jobs their run or CompanySelection. Where the admission plugin
+    // OwnerReferencesPermissionEnforcement is on (OpenShift has it by default), that needs
+    // update on the owner's finalizers.
+    ("cloudmigrate.io", "migrationschedules/finalizers", "update"),
+    ("cloudmigrate.io", "migrationruns/finalizers", "update"),
+    ("cloudmigrate.io", "companyselections/finalizers", "update"),
     ("events.k8s.io", "events", "create"),
     ("events.k8s.io", "events", "patch"),
     ("coordination.k8s.io", "leases", "get"),

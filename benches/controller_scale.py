@@ -3,7 +3,8 @@
 each with its own SQLite source and target and a daily cron, and 10 finished runs kept per
 schedule. One `cloudmigrate controller --namespace bench` starts on them. For each N it
 reports:
-  - the time from the controller's start until every schedule shows status.nextRunTime;
+  - the time from the controller's start until every schedule shows status.nextRunTime, with
+    the CPU seconds the controller, the API server and etcd spent meanwhile (on stderr);
   - the controller's peak RSS;
   - its CPU over the 30 s after that (idle CPU);
   - the API requests per minute over those 30 s (from the API server's own counter).
@@ -86,6 +87,20 @@ def requests_total(api):
         if 'subresource="/metrics"' not in line and 'subresource="/readyz"' not in line
         and 'subresource="/healthz"' not in line and 'subresource="/livez"' not in line
     )
+
+
+def requests_by_kind(api):
+    """The API server's request counts by verb, resource and subresource."""
+    out = {}
+    for line in api.call("GET", "/metrics").decode().splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+        if not labels.get("resource"):
+            continue
+        key = (labels.get("verb"), labels.get("resource"), labels.get("subresource", ""))
+        out[key] = out.get(key, 0) + float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def populate(api, state, n):
@@ -203,6 +218,11 @@ def measure(n):
             args=(api, n, listed["metadata"]["resourceVersion"], watched), daemon=True)
         watcher.start()
         log = open(os.path.join(state, "controller.log"), "w")
+        # etcd, then the API server (start.sh records them in this order).
+        servers = [int(p) for p in open(os.path.join(api_state, "pids")).read().split()]
+        servers_before = [cpu_ticks(p) for p in servers]
+        requests_before = requests_total(api)
+        kinds_before = requests_by_kind(api)
         started = time.time()
         controller = subprocess.Popen(
             [BIN, "controller", "--namespace", NS, "--listen", "127.0.0.1:0"],
@@ -216,6 +236,23 @@ def measure(n):
         if "error" in watched:
             raise RuntimeError(watched["error"])
         until_scheduled = watched["at"] - started
+        # Where the start's time went: CPU seconds of the controller, the API server and etcd,
+        # and the requests the start made.
+        hz = os.sysconf("SC_CLK_TCK")
+        start_cpu = {
+            "controller": cpu_ticks(controller.pid) / hz,
+            "apiserver": (cpu_ticks(servers[1]) - servers_before[1]) / hz,
+            "etcd": (cpu_ticks(servers[0]) - servers_before[0]) / hz,
+        }
+        start_requests = requests_total(api) - requests_before
+        print(f"  start: {until_scheduled:.1f} s; CPU seconds: " + ", ".join(
+            f"{k} {v:.1f}" for k, v in start_cpu.items()) +
+            f"; {start_requests:.0f} requests (watches count when they end)", file=sys.stderr)
+        kinds_after = requests_by_kind(api)
+        for key in sorted(kinds_after):
+            made = kinds_after[key] - kinds_before.get(key, 0)
+            if made:
+                print(f"    {made:6.0f} {' '.join(k for k in key if k)}", file=sys.stderr)
 
         # Idle: nothing is due (the cron fires at 02:00 UTC; the bench avoids that hour).
         time.sleep(2)

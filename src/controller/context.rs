@@ -26,7 +26,13 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Runs created for a schedule (by `namespace/name`) that the cache may not show yet.
     created: Mutex<HashMap<String, Vec<CreatedRun>>>,
+    /// The status last written to each object (`kind/namespace/name`), as a hash of its JSON,
+    /// with the resourceVersion of the object it was decided on.
+    written: Mutex<HashMap<String, (Option<String>, u64)>>,
 }
+
+/// How many objects `written` remembers before it starts afresh: it only saves writes.
+const WRITTEN_MEMORY: usize = 100_000;
 
 /// A run the controller created: until the cache shows it, the schedule counts it as there,
 /// so that a reconcile in between does not start the same run twice.
@@ -64,6 +70,7 @@ impl Context {
             probes: Default::default(),
             failures: Mutex::new(HashMap::new()),
             created: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
         }
     }
 
@@ -135,7 +142,10 @@ impl Context {
         result
     }
 
-    /// Writes the controller's part of `obj`'s status, by server-side apply.
+    /// Writes the controller's part of `obj`'s status, by server-side apply. A status that
+    /// this controller already wrote on top of the same resourceVersion is not written again:
+    /// the object holds it, and the cache has not caught up with the write yet (a reconcile
+    /// woken between the write and the watch's echo of it).
     pub async fn apply_status<K>(
         &self,
         obj: &K,
@@ -153,18 +163,41 @@ impl Context {
             "status": status,
         });
         let meta = obj.meta();
-        kube::Api::<K>::namespaced(
-            self.client.clone(),
+        let (ns, name) = (
             meta.namespace.as_deref().unwrap_or_default(),
-        )
-        .patch_status(
             meta.name.as_deref().unwrap_or_default(),
-            &kube::api::PatchParams::apply(MANAGER).force(),
-            &kube::api::Patch::Apply(body),
-        )
-        .await
-        .map(|_| ())
-        .map_err(Error::Status)
+        );
+        let key = format!("{}/{ns}/{name}", K::kind(&()));
+        let digest = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            body["status"].to_string().hash(&mut h);
+            h.finish()
+        };
+        let write = (meta.resource_version.clone(), digest);
+        if self
+            .written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            == Some(&write)
+        {
+            return Ok(());
+        }
+        kube::Api::<K>::namespaced(self.client.clone(), ns)
+            .patch_status(
+                name,
+                &kube::api::PatchParams::apply(MANAGER).force(),
+                &kube::api::Patch::Apply(body),
+            )
+            .await
+            .map_err(Error::Status)?;
+        let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        if written.len() >= WRITTEN_MEMORY {
+            written.clear();
+        }
+        written.insert(key, write);
+        Ok(())
     }
 
     /// Records events about an object. A cluster without the events API (the test API server

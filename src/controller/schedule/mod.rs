@@ -452,6 +452,16 @@ mod tests {
             "runtime": {"runner": "InProcess"}
         }));
         let ctx = Context::for_test(client, vec![schedule.clone()], vec![]);
+        // The probe of the databases has answered: the status holds still between looks.
+        ctx.probes.found(
+            &schedule,
+            crate::controller::reach::Reach {
+                source: Ok(()),
+                target: Ok(()),
+                tracking: Some(true),
+                not_migrated: Some(vec![]),
+            },
+        );
         let task = tokio::spawn(reconcile(Arc::new(schedule.clone()), ctx.clone()));
 
         // The runs and the neighbours come from the caches: the first call is the new run.
@@ -504,16 +514,42 @@ mod tests {
         assert_ne!(action, Action::await_change());
 
         // Woken again before the cache shows the new run or the acknowledgement: the run it
-        // created counts, so the request is acknowledged again and no second run starts.
-        let again = tokio::spawn(reconcile(Arc::new(schedule.clone()), ctx));
+        // created counts, so the request is acknowledged again (now with the run as the last
+        // one) and no second run starts.
+        let again = tokio::spawn(reconcile(Arc::new(schedule.clone()), ctx.clone()));
         let call = server.next().await;
         assert_eq!(call.method, Method::PATCH, "{}", call.uri);
         assert_eq!(call.body["status"]["lastHandledRunRequest"], "please");
         assert_eq!(call.body["status"]["activeRun"], name.as_str());
+        assert_eq!(call.body["status"]["lastRun"]["name"], name.as_str());
+        let written = call.body["status"].clone();
         let mut obj = serde_json::to_value(&schedule).unwrap();
-        obj["status"] = call.body["status"].clone();
+        obj["status"] = written.clone();
         call.reply(200, obj);
         again.await.unwrap().unwrap();
+
+        // Woken once more, the cache still behind: the status it would write is the one it
+        // wrote on this same version of the schedule, so it makes no call at all.
+        let third = tokio::spawn(reconcile(Arc::new(schedule.clone()), ctx.clone()));
+        let made = tokio::select! {
+            call = server.next() => Some(format!("{} {}", call.method, call.uri)),
+            done = third => { done.unwrap().unwrap(); None }
+        };
+        assert_eq!(
+            made, None,
+            "a reconcile on a cache behind its own write made a call"
+        );
+
+        // Once the schedule has moved on (another resourceVersion) without that status, it is
+        // written again.
+        let mut moved = schedule.clone();
+        moved.metadata.resource_version = Some("2".into());
+        let fourth = tokio::spawn(reconcile(Arc::new(moved), ctx));
+        let call = server.next().await;
+        assert_eq!(call.method, Method::PATCH, "{}", call.uri);
+        assert_eq!(call.body["status"], written);
+        call.reply(200, serde_json::to_value(&schedule).unwrap());
+        fourth.await.unwrap().unwrap();
         server.assert_no_list();
     }
 

@@ -241,7 +241,7 @@ async fn probe(client: &kube::Client, ns: &str, spec: &MigrationScheduleSpec) ->
         async move {
             match tokio::time::timeout(
                 CONNECT_LIMIT,
-                crate::runner::open_database(&client, &ns, side, &url, secret.as_ref()),
+                crate::runner::look_at_database(&client, &ns, side, &url, secret.as_ref()),
             )
             .await
             {
@@ -325,6 +325,17 @@ mod tests {
         let found = found.expect("the first look waits for the probe's answer");
         assert_eq!((found.source, found.target), (Ok(()), Ok(())));
         assert_eq!(found.tracking, Some(false));
+        // A probe only looks: the empty files stay empty (a read-write open would have made
+        // them WAL databases), and no journal is left beside them.
+        for side in ["source", "target"] {
+            let file = dir.join(format!("{side}.db"));
+            assert_eq!(
+                std::fs::metadata(&file).unwrap().len(),
+                0,
+                "{side}.db was written"
+            );
+            assert!(!dir.join(format!("{side}.db-wal")).exists());
+        }
 
         // The next look answers from the last result without waiting at all, and a look at
         // other settings starts afresh.

@@ -565,6 +565,15 @@ impl Database {
         }
     }
 
+    /// Connects only to look: a SQLite file is opened read-only, with its journal mode left
+    /// as it is. PostgreSQL and MySQL connect as `connect` does.
+    pub async fn connect_to_look(spec: &ConnectSpec) -> Result<Self, DbError> {
+        match Dialect::of_url(&spec.url)? {
+            Dialect::Sqlite => sqlite::connect_read_only(spec).await.map(Database::Sqlite),
+            _ => Self::connect(spec).await,
+        }
+    }
+
     pub fn dialect(&self) -> Dialect {
         match self {
             Database::Postgres(_) => Dialect::Postgres,

@@ -19,13 +19,28 @@ const Q: Dialect = Dialect::Sqlite;
 const MAX_PARAMS: usize = 32_766;
 
 pub async fn connect(spec: &ConnectSpec) -> Result<SqlitePool, DbError> {
+    open(spec, false).await
+}
+
+/// Opens the file only to read it: its journal mode stays as it is, and nothing is written
+/// (a probe's look).
+pub async fn connect_read_only(spec: &ConnectSpec) -> Result<SqlitePool, DbError> {
+    open(spec, true).await
+}
+
+async fn open(spec: &ConnectSpec, read_only: bool) -> Result<SqlitePool, DbError> {
     let redacted = redact_url(&spec.url);
     let options = SqliteConnectOptions::from_str(&spec.url)
         .map_err(|e| DbError::Config(format!("invalid SQLite URL {redacted}: {}", describe(&e))))?
-        .create_if_missing(spec.create)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
+        .create_if_missing(spec.create && !read_only)
         .busy_timeout(Duration::from_secs(600));
+    let options = if read_only {
+        options.read_only(true)
+    } else {
+        options
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+    };
     if !spec.create {
         let path = options.get_filename();
         if path.to_str() != Some(":memory:") && !path.exists() {

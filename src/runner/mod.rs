@@ -44,18 +44,45 @@ pub async fn open_database(
     url: &str,
     secret: Option<&SecretKeyRef>,
 ) -> Result<crate::db::Database, String> {
+    connect(client, namespace, side, url, secret, false).await
+}
+
+/// As `open_database`, only to look (`Database::connect_to_look`): a probe of a SQLite file
+/// leaves it as it is.
+pub async fn look_at_database(
+    client: &kube::Client,
+    namespace: &str,
+    side: &str,
+    url: &str,
+    secret: Option<&SecretKeyRef>,
+) -> Result<crate::db::Database, String> {
+    connect(client, namespace, side, url, secret, true).await
+}
+
+async fn connect(
+    client: &kube::Client,
+    namespace: &str,
+    side: &str,
+    url: &str,
+    secret: Option<&SecretKeyRef>,
+    to_look: bool,
+) -> Result<crate::db::Database, String> {
     let password = match secret {
         Some(r) => Some(passwords::password(client, namespace, side, r).await?),
         None => None,
     };
-    crate::db::Database::connect(&crate::db::ConnectSpec {
+    let spec = crate::db::ConnectSpec {
         url: url.to_string(),
         password,
         max_connections: 1,
         create: false,
-    })
-    .await
-    .map_err(|e| format!("{side} database: {e}"))
+    };
+    let db = if to_look {
+        crate::db::Database::connect_to_look(&spec).await
+    } else {
+        crate::db::Database::connect(&spec).await
+    };
+    db.map_err(|e| format!("{side} database: {e}"))
 }
 
 /// One of a schedule's two databases.

@@ -561,7 +561,7 @@ impl Database {
         match Dialect::of_url(&spec.url)? {
             Dialect::Postgres => postgres::connect(spec).await.map(Database::Postgres),
             Dialect::MySql => mysql::connect(spec).await.map(Database::MySql),
-            Dialect::Sqlite => sqlite::connect(spec).await.map(Database::Sqlite),
+            Dialect::Sqlite => sqlite::connect(spec, false).await.map(Database::Sqlite),
         }
     }
 
@@ -569,7 +569,7 @@ impl Database {
     /// as it is. PostgreSQL and MySQL connect as `connect` does.
     pub async fn connect_to_look(spec: &ConnectSpec) -> Result<Self, DbError> {
         match Dialect::of_url(&spec.url)? {
-            Dialect::Sqlite => sqlite::connect_read_only(spec).await.map(Database::Sqlite),
+            Dialect::Sqlite => sqlite::connect(spec, true).await.map(Database::Sqlite),
             _ => Self::connect(spec).await,
         }
     }

@@ -18,17 +18,9 @@ const Q: Dialect = Dialect::Sqlite;
 /// SQLite's limit of parameters per statement.
 const MAX_PARAMS: usize = 32_766;
 
-pub async fn connect(spec: &ConnectSpec) -> Result<SqlitePool, DbError> {
-    open(spec, false).await
-}
-
-/// Opens the file only to read it: its journal mode stays as it is, and nothing is written
-/// (a probe's look).
-pub async fn connect_read_only(spec: &ConnectSpec) -> Result<SqlitePool, DbError> {
-    open(spec, true).await
-}
-
-async fn open(spec: &ConnectSpec, read_only: bool) -> Result<SqlitePool, DbError> {
+/// Opens the file in WAL mode; `read_only` only to read it: its journal mode then stays as it
+/// is, and nothing is written (a probe's look).
+pub async fn connect(spec: &ConnectSpec, read_only: bool) -> Result<SqlitePool, DbError> {
     let redacted = redact_url(&spec.url);
     let options = SqliteConnectOptions::from_str(&spec.url)
         .map_err(|e| DbError::Config(format!("invalid SQLite URL {redacted}: {}", describe(&e))))?

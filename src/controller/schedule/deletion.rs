@@ -48,9 +48,11 @@ pub fn holds(schedule: &MigrationSchedule) -> bool {
     schedule.finalizers().iter().any(|f| f == FINALIZER)
 }
 
-/// Whether a live schedule should carry the finalizer: its target has login roles.
-pub fn wanted(schedule: &MigrationSchedule) -> bool {
-    schedule.metadata.deletion_timestamp.is_none() && role_of(schedule).is_some()
+/// Whether a live schedule should carry the finalizer: its target has login roles, and a role
+/// may exist, because the schedule may make its key now (`may_act`) or its key Secret exists
+/// (the role is made after the Secret and dropped before it).
+pub fn wanted(schedule: &MigrationSchedule, may_act: bool, key_stored: bool) -> bool {
+    role_of(schedule).is_some() && (may_act || key_stored)
 }
 
 /// What to do after trying to drop `role` (None: the target has no roles), the schedule
@@ -202,6 +204,28 @@ mod tests {
 
     fn at(secs: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 12, 2, 10, 0, 0).unwrap() + chrono::Duration::seconds(secs)
+    }
+
+    #[test]
+    fn the_finalizer_is_wanted_while_a_role_may_exist() {
+        let schedule = |target: &str| -> MigrationSchedule {
+            serde_json::from_value(json!({
+                "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationSchedule",
+                "metadata": {"name": "erp", "namespace": "shop"},
+                "spec": {"source": {"url": "postgres://erp.example/nav"},
+                         "target": {"url": target}}
+            }))
+            .unwrap()
+        };
+        let pg = schedule("postgres://cloud.example/bc");
+        assert!(wanted(&pg, true, false), "about to make its key");
+        assert!(
+            wanted(&pg, false, true),
+            "disabled, the key not revoked yet"
+        );
+        assert!(!wanted(&pg, false, false), "revoked, or never made");
+        let file = schedule("sqlite:///var/lib/cloudmigrate/bc.db");
+        assert!(!wanted(&file, true, true), "a SQLite target has no roles");
     }
 
     #[test]

@@ -69,17 +69,13 @@ pub async fn reconcile(
         // once runs can write as the role. A key in effect costs nothing here.
         // A target that the probe found silent is not tried here: the probe names it.
         let target_silent = observed.reach.as_ref().is_some_and(|r| r.target.is_err());
-        let may_act = !schedule.spec.disabled
-            && observed.conflict.is_none()
-            && !target_silent
-            && schedule.metadata.deletion_timestamp.is_none();
+        let may_act = !schedule.spec.disabled && observed.conflict.is_none() && !target_silent;
         // The finalizer comes before the role: a schedule deleted at any later moment drops
         // its role on the way out. It goes once no role can exist: the key was never made,
-        // or Disable Cloud Migration revoked it (the role is dropped before the Secret).
-        // First in the reconcile, so it is written on the resourceVersion the watch delivered.
-        let role_may_exist = may_act || key_stored(&ctx, &schedule);
+        // or Disable Cloud Migration revoked it. First in the reconcile, so that it is
+        // written on the resourceVersion the watch delivered.
         match (
-            deletion::wanted(&schedule) && role_may_exist,
+            deletion::wanted(&schedule, may_act, key_stored(&ctx, &schedule)),
             deletion::holds(&schedule),
         ) {
             (true, false) => deletion::hold(&ctx, &schedule).await?,

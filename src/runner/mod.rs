@@ -36,36 +36,15 @@ const FLUSH_EVERY: Duration = Duration::from_secs(2);
 
 /// Connects to one database of a schedule (`side`: "source" or "target"), with the password
 /// from the Secret that `secret` names: one connection, for a reconciler's reads and writes.
-/// The error names the side and never holds the password.
+/// With `only_to_look` it connects as `Database::connect_to_look` does: a probe of a SQLite
+/// file leaves it as it is. The error names the side and never holds the password.
 pub async fn open_database(
     client: &kube::Client,
     namespace: &str,
     side: &str,
     url: &str,
     secret: Option<&SecretKeyRef>,
-) -> Result<crate::db::Database, String> {
-    connect(client, namespace, side, url, secret, false).await
-}
-
-/// As `open_database`, only to look (`Database::connect_to_look`): a probe of a SQLite file
-/// leaves it as it is.
-pub async fn look_at_database(
-    client: &kube::Client,
-    namespace: &str,
-    side: &str,
-    url: &str,
-    secret: Option<&SecretKeyRef>,
-) -> Result<crate::db::Database, String> {
-    connect(client, namespace, side, url, secret, true).await
-}
-
-async fn connect(
-    client: &kube::Client,
-    namespace: &str,
-    side: &str,
-    url: &str,
-    secret: Option<&SecretKeyRef>,
-    to_look: bool,
+    only_to_look: bool,
 ) -> Result<crate::db::Database, String> {
     let password = match secret {
         Some(r) => Some(passwords::password(client, namespace, side, r).await?),
@@ -77,7 +56,7 @@ async fn connect(
         max_connections: 1,
         create: false,
     };
-    let db = if to_look {
+    let db = if only_to_look {
         crate::db::Database::connect_to_look(&spec).await
     } else {
         crate::db::Database::connect(&spec).await
@@ -113,7 +92,7 @@ pub async fn open_side(
             spec.target.password_secret_ref.as_ref(),
         ),
     };
-    open_database(client, &ns, name, url, secret).await
+    open_database(client, &ns, name, url, secret, false).await
 }
 
 /// What one worker knows while it runs; written to the run's status as it goes.

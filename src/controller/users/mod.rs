@@ -80,8 +80,25 @@ async fn open_both(
 ) -> Result<(Database, Database), String> {
     let (s, t) = (&schedule.spec.source, &schedule.spec.target);
     let open = crate::runner::open_database;
-    let source = open(client, ns, "source", &s.url, s.password_secret_ref.as_ref()).await?;
-    match open(client, ns, "target", &t.url, t.password_secret_ref.as_ref()).await {
+    let source = open(
+        client,
+        ns,
+        "source",
+        &s.url,
+        s.password_secret_ref.as_ref(),
+        false,
+    )
+    .await?;
+    match open(
+        client,
+        ns,
+        "target",
+        &t.url,
+        t.password_secret_ref.as_ref(),
+        false,
+    )
+    .await
+    {
         Ok(target) => Ok((source, target)),
         Err(e) => {
             source.close().await;

@@ -16,6 +16,9 @@ pub mod demo;
 pub mod engine;
 #[cfg(test)]
 pub mod fixtures;
+#[cfg(test)]
+mod house;
+pub mod logins;
 pub mod manifest;
 pub mod ops;
 pub mod runner;

@@ -15,63 +15,21 @@ use kube::runtime::{WatchStreamExt, watcher};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 
-/// How a database URL names its database, for spotting two schedules on one database:
-/// scheme, host, port and database, without user or password; SQLite by file.
-pub fn database_identity(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(u) if u.scheme() == "sqlite" => {
-            format!("sqlite:{}{}", u.host_str().unwrap_or_default(), u.path())
-        }
-        Ok(u) => {
-            let scheme = match u.scheme() {
-                "postgresql" => "postgres",
-                "mariadb" => "mysql",
-                s => s,
-            };
-            let port = u.port().unwrap_or(match scheme {
-                "postgres" => 5432,
-                _ => 3306,
-            });
-            let host = u.host_str().unwrap_or("localhost").to_lowercase();
-            let host = if host == "127.0.0.1" || host == "::1" || host == "[::1]" {
-                "localhost".to_string()
-            } else {
-                host
-            };
-            format!("{scheme}://{host}:{port}{}", u.path())
-        }
-        Err(_) => url.to_string(),
-    }
-}
-
-/// The runtime role a schedule of this name has on the server of its target, as
-/// `server role`: login roles belong to the server, not to one database. None for SQLite.
-pub fn role_identity(schedule: &str, target_url: &str) -> Option<String> {
-    let dialect = crate::db::Dialect::of_url(target_url).ok()?;
-    if dialect == crate::db::Dialect::Sqlite {
-        return None;
-    }
-    let database = database_identity(target_url);
-    // `scheme://host:port/database`: the server is all before the path.
-    let server = match database.split_once("://") {
-        Some((scheme, rest)) => format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest)),
-        None => database,
-    };
-    Some(format!(
-        "{server} {}",
-        crate::engine::access::role_name(schedule, dialect)
-    ))
-}
-
 /// The index keys of a schedule: its source database, its target database, and its runtime
 /// role on the target's server.
 pub fn database_keys(schedule: &MigrationSchedule) -> Vec<String> {
     let mut keys = vec![
-        format!("source {}", database_identity(&schedule.spec.source.url)),
-        format!("target {}", database_identity(&schedule.spec.target.url)),
+        format!(
+            "source {}",
+            crate::logins::database_identity(&schedule.spec.source.url)
+        ),
+        format!(
+            "target {}",
+            crate::logins::database_identity(&schedule.spec.target.url)
+        ),
     ];
     let name = schedule.metadata.name.as_deref().unwrap_or_default();
-    if let Some(role) = role_identity(name, &schedule.spec.target.url) {
+    if let Some(role) = crate::logins::role_identity(name, &schedule.spec.target.url) {
         keys.push(format!("role {role}"));
     }
     keys
@@ -537,22 +495,5 @@ mod tests {
         index.apply(&watcher::Event::InitDone);
         assert!(index.get("shop/a").is_empty());
         assert_eq!(names(index.get("shop/c")), vec!["c-1"]);
-    }
-
-    #[test]
-    fn one_database_is_one_key_however_its_url_is_spelled() {
-        assert_eq!(
-            database_identity("postgresql://user:pw@LOCALHOST/erp"),
-            database_identity("postgres://127.0.0.1:5432/erp")
-        );
-        assert_eq!(
-            database_identity("mariadb://db.example/gp"),
-            database_identity("mysql://other@db.example:3306/gp")
-        );
-        assert_ne!(
-            database_identity("postgres://db.example/erp"),
-            database_identity("postgres://db.example/erp2")
-        );
-        assert!(!database_identity("postgres://u:secret@db.example/erp").contains("secret"));
     }
 }

@@ -241,7 +241,7 @@ async fn probe(client: &kube::Client, ns: &str, spec: &MigrationScheduleSpec) ->
         async move {
             match tokio::time::timeout(
                 CONNECT_LIMIT,
-                crate::runner::open_database(&client, &ns, side, &url, secret.as_ref(), true),
+                crate::logins::open_database(&client, &ns, side, &url, secret.as_ref(), true),
             )
             .await
             {

@@ -14,8 +14,8 @@ use super::annotations::{
 use super::context::Context;
 use crate::api::MigrationSchedule;
 use crate::api::run::MigrationRun;
-use crate::db::Dialect;
 use crate::engine::access::{self, RuntimeKey};
+use crate::logins::{role_of, secret_name};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
@@ -25,19 +25,6 @@ use std::collections::BTreeMap;
 
 /// The Secret's key that holds the key being replaced, while a rotation checks it is refused.
 pub const PREVIOUS_KEY: &str = "previous-password";
-
-/// The name of a schedule's key Secret.
-pub fn secret_name(schedule: &str) -> String {
-    format!("{schedule}-runtime-key")
-}
-
-/// The login role of a schedule, or None when its target (SQLite) has no roles.
-pub fn role_of(schedule: &MigrationSchedule) -> Option<String> {
-    match Dialect::of_url(&schedule.spec.target.url) {
-        Ok(Dialect::Sqlite) | Err(_) => None,
-        Ok(d) => Some(access::role_name(&schedule.name_any(), d)),
-    }
-}
 
 /// What the key Secret's metadata says.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -137,7 +124,7 @@ pub async fn ensure(ctx: &Context, schedule: &MigrationSchedule, may_act: bool) 
 
 /// The target a key is set for: scheme, host, port and database.
 fn target_identity(schedule: &MigrationSchedule) -> String {
-    super::cache::database_identity(&schedule.spec.target.url)
+    crate::logins::database_identity(&schedule.spec.target.url)
 }
 
 /// A new key in a new Secret, then on the role. A Secret that exists already (the cache was
@@ -260,7 +247,7 @@ pub fn stored_key(secret: &Secret, field: &str) -> Option<RuntimeKey> {
 
 /// Connects to the schedule's target as its admin user.
 async fn admin(ctx: &Context, schedule: &MigrationSchedule) -> Result<crate::db::Database, String> {
-    crate::runner::open_side(&ctx.client, schedule, crate::runner::Side::Target).await
+    crate::logins::open_side(&ctx.client, schedule, crate::logins::Side::Target).await
 }
 
 /// Sets `key` as the role's password, creating the role if needed.
@@ -317,7 +304,7 @@ pub async fn grant_for_run(
     };
     let spec = &schedule.spec;
     let source =
-        crate::runner::open_side(&ctx.client, schedule, crate::runner::Side::Source).await?;
+        crate::logins::open_side(&ctx.client, schedule, crate::logins::Side::Source).await?;
     let target = match admin(ctx, schedule).await {
         Ok(t) => t,
         Err(e) => {

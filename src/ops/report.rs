@@ -91,7 +91,7 @@ pub async fn report(
         Ok((text, items)) => {
             write("migrationschedules.yaml", &text)?;
             for s in &items {
-                secret_names.push(crate::controller::runtime_key::secret_name(&s.name_any()));
+                secret_names.push(crate::logins::secret_name(&s.name_any()));
                 for r in [
                     &s.spec.source.password_secret_ref,
                     &s.spec.target.password_secret_ref,

@@ -63,7 +63,7 @@ pub fn job_for(
                 attempt.to_string(),
             ]),
             // The initializer works in the target as its admin (spec.target's own login).
-            env: Some(super::passwords::pod_env(
+            env: Some(crate::logins::passwords::pod_env(
                 schedule.spec.source.password_secret_ref.as_ref(),
                 schedule.spec.target.password_secret_ref.as_ref(),
             )),
@@ -134,14 +134,15 @@ pub async fn run(client: kube::Client, s: InitializationSpec) -> InitializationS
             return InitializationState::Failed;
         }
     };
-    let target = match super::open_side(&client, &schedule, super::Side::Target).await {
-        Ok(db) => db,
-        Err(e) => {
-            tracing::warn!(error = %e, "the initializer cannot reach the target");
-            return InitializationState::Failed;
-        }
-    };
-    let source = super::open_side(&client, &schedule, super::Side::Source).await;
+    let target =
+        match crate::logins::open_side(&client, &schedule, crate::logins::Side::Target).await {
+            Ok(db) => db,
+            Err(e) => {
+                tracing::warn!(error = %e, "the initializer cannot reach the target");
+                return InitializationState::Failed;
+            }
+        };
+    let source = crate::logins::open_side(&client, &schedule, crate::logins::Side::Source).await;
     let say = |m: &str| tracing::info!(message = m, "initializing");
     let outcome = match &source {
         Ok(source) => {

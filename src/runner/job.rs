@@ -113,8 +113,8 @@ pub fn job_for(
                 ..Default::default()
             })
             .chain({
-                let (source, target) = super::run_logins(schedule);
-                super::passwords::pod_env(source.as_ref(), target.as_ref())
+                let (source, target) = crate::logins::run_logins(schedule);
+                crate::logins::passwords::pod_env(source.as_ref(), target.as_ref())
             })
             .collect(),
         ),

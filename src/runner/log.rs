@@ -1,10 +1,10 @@
 //! `cloudmigrate runs show`: a run's complete table log, read from its target database (the
 //! run's status keeps only the problems past 2,000 tables).
 
-use super::passwords::secret_value;
 use crate::api::{MigrationRun, MigrationSchedule};
 use crate::db::{ConnectSpec, Database};
 use crate::engine::report::RunReport;
+use crate::logins::passwords::secret_value;
 
 /// The run `namespace/name` and the table log its target holds. The target's password is
 /// `given`, or else read from the Secret that the schedule's `passwordSecretRef` names.

@@ -7,17 +7,16 @@ pub mod initializer;
 pub mod inprocess;
 pub mod job;
 pub mod log;
-pub mod passwords;
 
-use crate::api::common::SecretKeyRef;
 use crate::api::run::{MigrationRun, TableResult, TableStatus, WorkerPhase, WorkerStatus};
 use crate::clock::time;
 use crate::convert::{engine_config, table_status};
 use crate::db::ReadProgress;
 use crate::engine::report::TableReport;
 use crate::engine::{self, Observer, RunConfig, StopSignal};
+use crate::logins;
+use kube::Api;
 use kube::api::{Patch, PatchParams};
-use kube::{Api, ResourceExt};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,67 +32,6 @@ pub(crate) const FINAL_WORD: Duration = Duration::from_secs(60);
 
 /// How often a worker writes its progress while it runs.
 const FLUSH_EVERY: Duration = Duration::from_secs(2);
-
-/// Connects to one database of a schedule (`side`: "source" or "target"), with the password
-/// from the Secret that `secret` names: one connection, for a reconciler's reads and writes.
-/// With `only_to_look` it connects as `Database::connect_to_look` does: a probe of a SQLite
-/// file leaves it as it is. The error names the side and never holds the password.
-pub async fn open_database(
-    client: &kube::Client,
-    namespace: &str,
-    side: &str,
-    url: &str,
-    secret: Option<&SecretKeyRef>,
-    only_to_look: bool,
-) -> Result<crate::db::Database, String> {
-    let password = match secret {
-        Some(r) => Some(passwords::password(client, namespace, side, r).await?),
-        None => None,
-    };
-    let spec = crate::db::ConnectSpec {
-        url: url.to_string(),
-        password,
-        max_connections: 1,
-        create: false,
-    };
-    let db = if only_to_look {
-        crate::db::Database::connect_to_look(&spec).await
-    } else {
-        crate::db::Database::connect(&spec).await
-    };
-    db.map_err(|e| format!("{side} database: {e}"))
-}
-
-/// One of a schedule's two databases.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    Source,
-    Target,
-}
-
-/// Connects to a schedule's source or target with the login its spec names (for the target,
-/// the admin login, never the runtime key): one connection, for a reconciler's work.
-pub async fn open_side(
-    client: &kube::Client,
-    schedule: &crate::api::MigrationSchedule,
-    side: Side,
-) -> Result<crate::db::Database, String> {
-    let ns = schedule.namespace().unwrap_or_default();
-    let spec = &schedule.spec;
-    let (name, url, secret) = match side {
-        Side::Source => (
-            "source",
-            &spec.source.url,
-            spec.source.password_secret_ref.as_ref(),
-        ),
-        Side::Target => (
-            "target",
-            &spec.target.url,
-            spec.target.password_secret_ref.as_ref(),
-        ),
-    };
-    open_database(client, &ns, name, url, secret, false).await
-}
 
 /// What one worker knows while it runs; written to the run's status as it goes.
 struct Progress {
@@ -349,19 +287,19 @@ async fn prepare(client: &kube::Client, w: &WorkerSpec) -> Result<RunConfig, Str
             )
         })?;
     let spec = &schedule.spec;
-    let (source, target) = run_logins(&schedule);
+    let (source, target) = logins::run_logins(&schedule);
     let mut passwords = (None, None);
     if let Some(r) = &source {
         passwords.0 = Some(
-            passwords::password(client, &w.namespace, "source", r)
+            logins::passwords::password(client, &w.namespace, "source", r)
                 .await
                 .map_err(|e| format!("the source password: {e}"))?,
         );
     }
-    let role = crate::controller::runtime_key::role_of(&schedule);
+    let role = logins::role_of(&schedule);
     if let Some(r) = &target {
         passwords.1 = Some(
-            passwords::password(client, &w.namespace, "target", r)
+            logins::passwords::password(client, &w.namespace, "target", r)
                 .await
                 .map_err(|e| match role {
                     Some(_) => format!(
@@ -382,21 +320,4 @@ async fn prepare(client: &kube::Client, w: &WorkerSpec) -> Result<RunConfig, Str
         config.share = Some((w.index.max(0) as usize, w.count as usize));
     }
     Ok(config)
-}
-
-/// The Secret keys a run logs in with: the source's, and for the target the runtime key when
-/// the target has login roles (the admin password of spec.target stays with the controller),
-/// else the target's own. Pure.
-pub fn run_logins(
-    schedule: &crate::api::MigrationSchedule,
-) -> (Option<SecretKeyRef>, Option<SecretKeyRef>) {
-    let spec = &schedule.spec;
-    let target = match crate::controller::runtime_key::role_of(schedule) {
-        Some(_) => Some(SecretKeyRef {
-            name: crate::controller::runtime_key::secret_name(&schedule.name_any()),
-            key: "password".into(),
-        }),
-        None => spec.target.password_secret_ref.clone(),
-    };
-    (spec.source.password_secret_ref.clone(), target)
 }

@@ -65,13 +65,7 @@ impl SelectionObserved<'_> {
     }
 }
 
-/// A run that ended successfully: its name, when, and the companies it migrated (empty: all).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LastRun {
-    pub name: String,
-    pub at: DateTime<Utc>,
-    pub companies: Vec<String>,
-}
+pub use super::super::queries::LastRun;
 
 /// Whether the companies in `status` should be read from the source again: never read, read
 /// more than `SIZES_FRESH_FOR` ago, or before the schedule's last successful run.

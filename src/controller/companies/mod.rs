@@ -10,9 +10,9 @@ pub mod initialization;
 
 use super::context::Context;
 use super::error::Error;
+use super::queries::{self, LastRun};
 use crate::api::CompanySelection;
 use crate::api::companies::{CompanySelectionStatus, InitializationState};
-use crate::api::run::{RunResult, RunType};
 use crate::api::schedule::MigrationSchedule;
 use crate::api::schedule::Runner;
 use crate::clock::utc;
@@ -20,7 +20,7 @@ use crate::engine::initialize::{self, CompanyRecord};
 use crate::runner::initializer::{self, InitializationSpec};
 use crate::runner::inprocess::InProcess;
 use crate::runner::job;
-use decide::{FoundCompany, LastRun, SelectionObserved};
+use decide::{FoundCompany, SelectionObserved};
 use initialization::{InitAction, Liveness};
 use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
@@ -46,7 +46,7 @@ pub async fn reconcile(
             .ok_or_else(|| Error::Invalid("a CompanySelection is namespaced".into()))?;
         let schedule_name = &selection.spec.schedule_ref.name;
         let schedule = ctx.caches.schedule(&ns, schedule_name);
-        let last_success = last_success(&ctx, &ns, schedule_name);
+        let last_success = queries::last_success(&ctx.caches, &ns, schedule_name);
         let status = selection.status.clone().unwrap_or_default();
         let now = chrono::Utc::now();
         let found = match &schedule {
@@ -56,16 +56,16 @@ pub async fn reconcile(
             _ => None,
         };
         let active_run = schedule.as_ref().and_then(|_| {
-            active_run(&ctx, &ns, schedule_name)
+            queries::active_run(&ctx.caches, &ns, schedule_name)
                 .map(|run| format!("run {run}"))
                 .or_else(|| {
-                    super::reset::pending(&ctx, &ns, schedule_name)
+                    queries::pending_reset(&ctx.caches, &ns, schedule_name)
                         .map(|reset| format!("CloudReset {reset}"))
                 })
         });
         let target = match &schedule {
             Some(s) if wants_target(&status, last_success.as_ref()) => Some(
-                crate::runner::open_side(&ctx.client, s, crate::runner::Side::Target).await,
+                crate::logins::open_side(&ctx.client, s, crate::logins::Side::Target).await,
             ),
             _ => None,
         };
@@ -135,16 +135,6 @@ fn wants_target(status: &CompanySelectionStatus, last_success: Option<&LastRun>)
             .companies
             .iter()
             .any(|c| c.last_migrated_run.is_some() || c.initialization.is_some())
-}
-
-/// A run of the schedule that has not ended.
-pub(super) fn active_run(ctx: &Context, ns: &str, schedule: &str) -> Option<String> {
-    ctx.caches
-        .runs_of(ns, schedule)
-        .iter()
-        .filter(|r| r.status.as_ref().is_none_or(|s| s.result.is_none()))
-        .map(|r| r.name_any())
-        .min()
 }
 
 /// For each scheduled or running record of this controller, whether its initializer still
@@ -326,28 +316,6 @@ fn older(ctx: &Context, ns: &str, me: &CompanySelection) -> Option<String> {
         .map(|(_, name)| name)
 }
 
-/// The schedule's newest run that migrated data and succeeded (wholly or in part).
-pub(super) fn last_success(ctx: &Context, ns: &str, schedule: &str) -> Option<LastRun> {
-    ctx.caches
-        .runs_of(ns, schedule)
-        .iter()
-        .filter(|r| r.spec.r#type != RunType::Diagnostic)
-        .filter_map(|r| {
-            let s = r.status.as_ref()?;
-            matches!(
-                s.result,
-                Some(RunResult::Succeeded | RunResult::PartiallySucceeded)
-            )
-            .then_some(())?;
-            Some(LastRun {
-                name: r.name_any(),
-                at: utc(s.completion_time.as_ref()?),
-                companies: r.spec.companies.clone(),
-            })
-        })
-        .max_by_key(|r| r.at)
-}
-
 /// The companies of the schedule's source with their estimated sizes, from one read of the
 /// catalog. The error says what failed and never holds a password.
 async fn read_companies(
@@ -355,7 +323,7 @@ async fn read_companies(
     schedule: &MigrationSchedule,
 ) -> Result<Vec<FoundCompany>, String> {
     let read = async {
-        let db = crate::runner::open_side(client, schedule, crate::runner::Side::Source).await?;
+        let db = crate::logins::open_side(client, schedule, crate::logins::Side::Source).await?;
         let catalog = crate::engine::catalog::Catalog::read_with_sizes(&db).await;
         db.close().await;
         catalog.map_err(|e| format!("reading the source database's companies: {e}"))

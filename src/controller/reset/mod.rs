@@ -8,6 +8,7 @@ use super::conditions::At;
 use super::context::Context;
 use super::error::Error;
 use super::note::Note;
+use super::queries;
 use crate::api::CloudReset;
 use decide::{ResetObserved, finished};
 use kube::ResourceExt;
@@ -39,9 +40,9 @@ pub async fn reconcile(reset: Arc<CloudReset>, ctx: Arc<Context>) -> Result<Acti
             generation: reset.metadata.generation,
             status: status.clone(),
             schedule_exists: schedule.is_some(),
-            older_pending: older_pending(&ctx, &ns, &reset),
-            active_run: super::companies::active_run(&ctx, &ns, schedule_name),
-            initializing: initializing(&ctx, &ns, schedule_name),
+            older_pending: queries::older_reset(&ctx.caches, &ns, &reset),
+            active_run: queries::active_run(&ctx.caches, &ns, schedule_name),
+            initializing: queries::initializing(&ctx.caches, &ns, schedule_name),
             now: chrono::Utc::now(),
         };
         let d = decide::decide(&observed);
@@ -53,7 +54,7 @@ pub async fn reconcile(reset: Arc<CloudReset>, ctx: Arc<Context>) -> Result<Acti
             return Ok(Action::requeue(Duration::from_secs(30)));
         };
         let outcome = async {
-            let db = crate::runner::open_side(&ctx.client, &schedule, crate::runner::Side::Target)
+            let db = crate::logins::open_side(&ctx.client, &schedule, crate::logins::Side::Target)
                 .await?;
             let cleared = crate::engine::reset::clear(&db).await;
             db.close().await;
@@ -79,35 +80,4 @@ pub async fn reconcile(reset: Arc<CloudReset>, ctx: Arc<Context>) -> Result<Acti
         Ok(Action::await_change())
     })
     .await
-}
-
-/// The oldest other CloudReset of the same schedule that has not finished, if it is older
-/// than this one.
-fn older_pending(ctx: &Context, ns: &str, me: &CloudReset) -> Option<String> {
-    let all = ctx.caches.resets_of(ns, &me.spec.schedule_ref.name);
-    super::oneshot::older_pending(&all, me, |r| r.status.as_ref().is_some_and(finished))
-}
-
-/// The companies whose initialization is scheduled or running, as the schedule's
-/// CompanySelections show them.
-fn initializing(ctx: &Context, ns: &str, schedule: &str) -> Vec<String> {
-    use crate::api::companies::InitializationState::{Running, Scheduled};
-    let mut out: Vec<String> = ctx
-        .caches
-        .selections_of(ns, schedule)
-        .iter()
-        .filter_map(|s| s.status.as_ref())
-        .flat_map(|s| s.companies.iter())
-        .filter(|c| matches!(c.initialization, Some(Scheduled | Running)))
-        .map(|c| format!("{:?}", c.name))
-        .collect();
-    out.sort();
-    out.dedup();
-    out
-}
-
-/// The schedule's reset that has not finished, if any: no run starts while it is there.
-pub fn pending(ctx: &Context, ns: &str, schedule: &str) -> Option<String> {
-    let all = ctx.caches.resets_of(ns, schedule);
-    super::oneshot::pending(&all, |r| r.status.as_ref().is_some_and(finished))
 }

@@ -40,7 +40,7 @@ pub async fn reconcile(
         }
         let schedule_name = &rotation.spec.schedule_ref.name;
         let schedule = ctx.caches.schedule(&ns, schedule_name);
-        let secret_name = runtime_key::secret_name(schedule_name);
+        let secret_name = crate::logins::secret_name(schedule_name);
         let mut secret = ctx
             .caches
             .key_secret(&ns, &secret_name)
@@ -56,9 +56,9 @@ pub async fn reconcile(
                 schedule_exists: schedule.is_some(),
                 has_role: schedule
                     .as_ref()
-                    .is_some_and(|s| runtime_key::role_of(s).is_some()),
+                    .is_some_and(|s| crate::logins::role_of(s).is_some()),
                 disabled: schedule.as_ref().is_some_and(|s| s.spec.disabled),
-                older_pending: older_pending(&ctx, &ns, &rotation),
+                older_pending: super::queries::older_rotation(&ctx.caches, &ns, &rotation),
                 secret_name: secret_name.clone(),
                 secret: secret.clone(),
                 now: chrono::Utc::now(),
@@ -75,7 +75,7 @@ pub async fn reconcile(
             let taken = match step {
                 Step::Prepare => prepare(&ctx, schedule, &rotation).await,
                 Step::Apply => {
-                    let role = runtime_key::role_of(schedule).unwrap_or_default();
+                    let role = crate::logins::role_of(schedule).unwrap_or_default();
                     runtime_key::apply_stored(&ctx, schedule, &role)
                         .await
                         .map(|(view, _)| view)
@@ -132,7 +132,7 @@ async fn prepare(
 ) -> Result<SecretView, String> {
     use base64::Engine;
     let ns = schedule.namespace().unwrap_or_default();
-    let name = runtime_key::secret_name(&schedule.name_any());
+    let name = crate::logins::secret_name(&schedule.name_any());
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let secret = api
         .get(&name)
@@ -170,8 +170,8 @@ async fn revoke_old(
     schedule: &MigrationSchedule,
 ) -> Result<Result<(), String>, Retry> {
     let ns = schedule.namespace().unwrap_or_default();
-    let name = runtime_key::secret_name(&schedule.name_any());
-    let role = runtime_key::role_of(schedule).unwrap_or_default();
+    let name = crate::logins::secret_name(&schedule.name_any());
+    let role = crate::logins::role_of(schedule).unwrap_or_default();
     let url = &schedule.spec.target.url;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let secret = api
@@ -213,17 +213,4 @@ async fn revoke_old(
             ))
         })?;
     Ok(Ok(()))
-}
-
-/// The oldest other rotation of the same schedule that has not finished, if it is older
-/// than this one.
-fn older_pending(ctx: &Context, ns: &str, me: &RuntimeKeyRotation) -> Option<String> {
-    let all = ctx.caches.rotations_of(ns, &me.spec.schedule_ref.name);
-    super::oneshot::older_pending(&all, me, |r| r.status.as_ref().is_some_and(finished))
-}
-
-/// The schedule's rotation that has not finished, if any: no run starts while it works.
-pub fn pending(ctx: &Context, ns: &str, schedule: &str) -> Option<String> {
-    let all = ctx.caches.rotations_of(ns, schedule);
-    super::oneshot::pending(&all, |r| r.status.as_ref().is_some_and(finished))
 }

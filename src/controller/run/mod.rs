@@ -60,7 +60,7 @@ pub async fn reconcile(run: Arc<MigrationRun>, ctx: Arc<Context>) -> Result<Acti
 /// Why a run of the schedule cannot log in yet: its target has login roles, and the schedule's
 /// RuntimeKey condition is not `InEffect` (or not there yet). None when it can.
 fn key_waiting(schedule: &MigrationSchedule) -> Option<String> {
-    super::runtime_key::role_of(schedule)?;
+    crate::logins::role_of(schedule)?;
     let condition = schedule
         .status
         .as_ref()

@@ -7,7 +7,6 @@
 //! 4. `summarize`: the next due time, the active and last runs, the migration counts;
 //! 5. `prune`: which finished runs fall outside the history limits.
 
-use super::super::cache::{database_identity, role_identity};
 use super::super::conditions::At;
 use super::super::cron::CronSchedule;
 use super::super::note::Note;
@@ -20,6 +19,7 @@ use crate::api::schedule::{
     MigrationScheduleStatus, RunSummary, RuntimeStatus,
 };
 use crate::clock::{time, utc as to_utc};
+use crate::logins::{database_identity, role_identity};
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::time::Duration;

@@ -9,10 +9,10 @@
 use super::super::context::Context;
 use super::super::error::Error;
 use super::super::note::Note;
-use super::super::runtime_key::role_of;
 use crate::api::MigrationSchedule;
 use crate::clock::utc;
 use crate::db::Dialect;
+use crate::logins::role_of;
 use chrono::{DateTime, Utc};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;

@@ -103,7 +103,7 @@ pub async fn reconcile(
 /// Whether the schedule's key Secret exists (then its role may exist too).
 fn key_stored(ctx: &Context, schedule: &MigrationSchedule) -> bool {
     let ns = schedule.namespace().unwrap_or_default();
-    let secret = super::runtime_key::secret_name(&schedule.name_any());
+    let secret = crate::logins::secret_name(&schedule.name_any());
     ctx.caches.key_secret(&ns, &secret).is_some()
 }
 
@@ -205,12 +205,12 @@ async fn read(schedule: &MigrationSchedule, ctx: &Context) -> Result<Read, Error
         runs,
         conflict,
         companies,
-        resetting: super::reset::pending(ctx, &ns, &name),
+        resetting: super::queries::pending_reset(&ctx.caches, &ns, &name),
         reach: ctx
             .probes
             .observe(&ctx.client, schedule, super::reach::FIRST_WAIT)
             .await,
-        rotating: super::rotation::pending(ctx, &ns, &name),
+        rotating: super::queries::pending_rotation(&ctx.caches, &ns, &name),
         key: Default::default(),
         company_views: company_views(&selections),
         users_mapped: users_mapped(ctx, &ns, &name),
@@ -269,13 +269,13 @@ async fn disable(
             // The target first: once its state is marked, a run after re-enabling copies
             // every table in full, whatever happens to the source's triggers.
             let target =
-                crate::runner::open_side(&ctx.client, schedule, crate::runner::Side::Target)
+                crate::logins::open_side(&ctx.client, schedule, crate::logins::Side::Target)
                     .await?;
             let marked = crate::engine::reset::mark_disabled(&target).await;
             target.close().await;
             marked.map_err(|e| format!("target database: {e}"))?;
             let source =
-                crate::runner::open_side(&ctx.client, schedule, crate::runner::Side::Source)
+                crate::logins::open_side(&ctx.client, schedule, crate::logins::Side::Source)
                     .await?;
             let removed = crate::engine::tracking::disable_all(&source).await;
             source.close().await;
@@ -292,8 +292,8 @@ async fn disable(
                 "RuntimeKeyRevoked",
                 format!(
                     "the login role {} was dropped and Secret {} deleted",
-                    super::runtime_key::role_of(schedule).unwrap_or_default(),
-                    super::runtime_key::secret_name(&name)
+                    crate::logins::role_of(schedule).unwrap_or_default(),
+                    crate::logins::secret_name(&name)
                 ),
             ))
         }

@@ -32,7 +32,7 @@ pub async fn reconcile(mapping: Arc<UserMapping>, ctx: Arc<Context>) -> Result<A
             .ok_or_else(|| Error::Invalid("a UserMapping is namespaced".into()))?;
         let schedule_name = &mapping.spec.schedule_ref.name;
         let schedule = ctx.caches.schedule(&ns, schedule_name);
-        let migrated = super::companies::last_success(&ctx, &ns, schedule_name).is_some();
+        let migrated = super::queries::last_success(&ctx.caches, &ns, schedule_name).is_some();
         let (users, target) = match &schedule {
             Some(s) => match open_both(&ctx.client, &ns, s).await {
                 Ok((source, target)) => {
@@ -79,7 +79,7 @@ async fn open_both(
     schedule: &MigrationSchedule,
 ) -> Result<(Database, Database), String> {
     let (s, t) = (&schedule.spec.source, &schedule.spec.target);
-    let open = crate::runner::open_database;
+    let open = crate::logins::open_database;
     let source = open(
         client,
         ns,

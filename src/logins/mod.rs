@@ -1,0 +1,170 @@
+//! How a schedule reaches its databases: which login each side uses (the admin login of the
+//! spec, or for a run on a server target the schedule's runtime role), where its password
+//! comes from (a Secret through the API, a Job pod's environment), the names of the key
+//! Secret and the role, and how two URLs are told to name the same database. The controller
+//! and the workers both open their connections here; the runner never asks the controller.
+
+pub mod passwords;
+
+use crate::api::MigrationSchedule;
+use crate::api::common::SecretKeyRef;
+use crate::db::{ConnectSpec, Database, Dialect};
+use kube::ResourceExt;
+
+/// Connects to one database of a schedule (`side`: "source" or "target"), with the password
+/// from the Secret that `secret` names: one connection, for a reconciler's reads and writes.
+/// With `only_to_look` it connects as `Database::connect_to_look` does: a probe of a SQLite
+/// file leaves it as it is. The error names the side and never holds the password.
+pub async fn open_database(
+    client: &kube::Client,
+    namespace: &str,
+    side: &str,
+    url: &str,
+    secret: Option<&SecretKeyRef>,
+    only_to_look: bool,
+) -> Result<Database, String> {
+    let password = match secret {
+        Some(r) => Some(passwords::password(client, namespace, side, r).await?),
+        None => None,
+    };
+    let spec = ConnectSpec {
+        url: url.to_string(),
+        password,
+        max_connections: 1,
+        create: false,
+    };
+    let db = if only_to_look {
+        Database::connect_to_look(&spec).await
+    } else {
+        Database::connect(&spec).await
+    };
+    db.map_err(|e| format!("{side} database: {e}"))
+}
+
+/// One of a schedule's two databases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Source,
+    Target,
+}
+
+/// Connects to a schedule's source or target with the login its spec names (for the target,
+/// the admin login, never the runtime key): one connection, for a reconciler's work.
+pub async fn open_side(
+    client: &kube::Client,
+    schedule: &MigrationSchedule,
+    side: Side,
+) -> Result<Database, String> {
+    let ns = schedule.namespace().unwrap_or_default();
+    let spec = &schedule.spec;
+    let (name, url, secret) = match side {
+        Side::Source => (
+            "source",
+            &spec.source.url,
+            spec.source.password_secret_ref.as_ref(),
+        ),
+        Side::Target => (
+            "target",
+            &spec.target.url,
+            spec.target.password_secret_ref.as_ref(),
+        ),
+    };
+    open_database(client, &ns, name, url, secret, false).await
+}
+
+/// The name of a schedule's key Secret.
+pub fn secret_name(schedule: &str) -> String {
+    format!("{schedule}-runtime-key")
+}
+
+/// The login role of a schedule, or None when its target (SQLite) has no roles.
+pub fn role_of(schedule: &MigrationSchedule) -> Option<String> {
+    match Dialect::of_url(&schedule.spec.target.url) {
+        Ok(Dialect::Sqlite) | Err(_) => None,
+        Ok(d) => Some(crate::engine::access::role_name(&schedule.name_any(), d)),
+    }
+}
+
+/// The Secret keys a run logs in with: the source's, and for the target the runtime key when
+/// the target has login roles (the admin password of spec.target stays with the controller),
+/// else the target's own. Pure.
+pub fn run_logins(schedule: &MigrationSchedule) -> (Option<SecretKeyRef>, Option<SecretKeyRef>) {
+    let spec = &schedule.spec;
+    let target = match role_of(schedule) {
+        Some(_) => Some(SecretKeyRef {
+            name: secret_name(&schedule.name_any()),
+            key: "password".into(),
+        }),
+        None => spec.target.password_secret_ref.clone(),
+    };
+    (spec.source.password_secret_ref.clone(), target)
+}
+/// How a database URL names its database, for spotting two schedules on one database:
+/// scheme, host, port and database, without user or password; SQLite by file.
+pub fn database_identity(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) if u.scheme() == "sqlite" => {
+            format!("sqlite:{}{}", u.host_str().unwrap_or_default(), u.path())
+        }
+        Ok(u) => {
+            let scheme = match u.scheme() {
+                "postgresql" => "postgres",
+                "mariadb" => "mysql",
+                s => s,
+            };
+            let port = u.port().unwrap_or(match scheme {
+                "postgres" => 5432,
+                _ => 3306,
+            });
+            let host = u.host_str().unwrap_or("localhost").to_lowercase();
+            let host = if host == "127.0.0.1" || host == "::1" || host == "[::1]" {
+                "localhost".to_string()
+            } else {
+                host
+            };
+            format!("{scheme}://{host}:{port}{}", u.path())
+        }
+        Err(_) => url.to_string(),
+    }
+}
+
+/// The runtime role a schedule of this name has on the server of its target, as
+/// `server role`: login roles belong to the server, not to one database. None for SQLite.
+pub fn role_identity(schedule: &str, target_url: &str) -> Option<String> {
+    let dialect = crate::db::Dialect::of_url(target_url).ok()?;
+    if dialect == crate::db::Dialect::Sqlite {
+        return None;
+    }
+    let database = database_identity(target_url);
+    // `scheme://host:port/database`: the server is all before the path.
+    let server = match database.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest)),
+        None => database,
+    };
+    Some(format!(
+        "{server} {}",
+        crate::engine::access::role_name(schedule, dialect)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_database_is_one_key_however_its_url_is_spelled() {
+        assert_eq!(
+            database_identity("postgresql://user:pw@LOCALHOST/erp"),
+            database_identity("postgres://127.0.0.1:5432/erp")
+        );
+        assert_eq!(
+            database_identity("mariadb://db.example/gp"),
+            database_identity("mysql://other@db.example:3306/gp")
+        );
+        assert_ne!(
+            database_identity("postgres://db.example/erp"),
+            database_identity("postgres://db.example/erp2")
+        );
+        assert!(!database_identity("postgres://u:secret@db.example/erp").contains("secret"));
+    }
+}

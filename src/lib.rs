@@ -22,3 +22,4 @@ pub mod logins;
 pub mod manifest;
 pub mod ops;
 pub mod runner;
+pub mod vocabulary;

@@ -2,6 +2,7 @@
 //! initialization in the cloud.
 
 use super::common::{Conditions, ScheduleRef, conditions_list_map, list_map};
+pub use crate::vocabulary::{InitializationState, InitializationStep};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -77,18 +78,6 @@ fn step_list_map(schema: &mut schemars::Schema) {
     list_map(schema, &["name"]);
 }
 
-/// One SQL step of a company's initialization.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct InitializationStep {
-    /// The step's name, used in messages.
-    #[schemars(length(min = 1, max = 100))]
-    pub name: String,
-    /// One SQL statement in the target's dialect.
-    #[schemars(length(min = 1, max = 65536))]
-    pub sql: String,
-}
-
 fn company_list_map(schema: &mut schemars::Schema) {
     list_map(schema, &["name"]);
 }
@@ -129,21 +118,6 @@ pub enum Initialization {
     Initialize,
     /// Record the company as initialized without running the initialization.
     MarkInitialized,
-}
-
-/// The state of a company's initialization in the cloud.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum InitializationState {
-    /// Not initialized; nobody can use the company in the cloud yet.
-    NotInitialized,
-    /// The initialization is scheduled.
-    Scheduled,
-    /// The initialization is running.
-    Running,
-    /// Initialized (or marked as initialized).
-    Initialized,
-    /// The initialization failed; see the message.
-    Failed,
 }
 
 /// What the controller found of the companies in the source.

@@ -1,6 +1,7 @@
 //! MigrationRun: one run of a schedule, with the result of every table.
 
 use super::common::{Conditions, ScheduleRef, conditions_list_map, list_map};
+pub use crate::vocabulary::{CopyMode, RunType, TableResult};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -67,18 +68,6 @@ pub struct MigrationRunSpec {
     pub stop: bool,
 }
 
-/// The kind of a run.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-pub enum RunType {
-    /// Incremental where change tracking state is valid, full elsewhere.
-    #[default]
-    Auto,
-    /// Every table in full.
-    Full,
-    /// Nothing written; a report of what a run would do.
-    Diagnostic,
-}
-
 impl MigrationRun {
     /// Whether the run is to stop: `spec.stop`, or the controller's `status.stopRequested`.
     pub fn stop_asked(&self) -> bool {
@@ -87,31 +76,6 @@ impl MigrationRun {
                 .status
                 .as_ref()
                 .is_some_and(|s| s.stop_requested.is_some())
-    }
-}
-
-impl RunType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunType::Auto => "Auto",
-            RunType::Full => "Full",
-            RunType::Diagnostic => "Diagnostic",
-        }
-    }
-}
-
-impl std::str::FromStr for RunType {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "auto" => Ok(RunType::Auto),
-            "full" => Ok(RunType::Full),
-            "diagnostic" => Ok(RunType::Diagnostic),
-            _ => Err(format!(
-                "{s:?} is not a run type: use auto, full or diagnostic"
-            )),
-        }
     }
 }
 
@@ -126,61 +90,6 @@ pub enum RunResult {
     Failed,
     /// Stopped on request before every table was done.
     Stopped,
-}
-
-/// The state of one table in a run.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
-pub enum TableResult {
-    /// Not begun yet.
-    NotStarted,
-    /// Being copied now.
-    InProgress,
-    /// Copied without a problem.
-    Migrated,
-    /// Copied with a warning, or not copied because of one; see the message and guidance.
-    Warning,
-    /// Not copied because of an error; see the message and guidance.
-    Failed,
-    /// Not copied by design or by the table filter; the message says why.
-    Excluded,
-    /// Not copied in this run because its company is being initialized; the next run copies
-    /// it.
-    Skipped,
-}
-
-impl TableResult {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TableResult::NotStarted => "NotStarted",
-            TableResult::InProgress => "InProgress",
-            TableResult::Migrated => "Migrated",
-            TableResult::Warning => "Warning",
-            TableResult::Failed => "Failed",
-            TableResult::Excluded => "Excluded",
-            TableResult::Skipped => "Skipped",
-        }
-    }
-}
-
-/// How a table was copied.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
-pub enum CopyMode {
-    /// Only the rows change tracking reported as changed.
-    Incremental,
-    /// Every row.
-    Full,
-    /// Nothing copied (diagnostic run, or the table was excluded).
-    None,
-}
-
-impl CopyMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CopyMode::Full => "Full",
-            CopyMode::Incremental => "Incremental",
-            CopyMode::None => "None",
-        }
-    }
 }
 
 /// What the controller and the workers observed of a run.

@@ -1,6 +1,7 @@
 //! MigrationSchedule: the migration setup of one source database into one cloud target.
 
 use super::common::{Conditions, SourceConnection, TargetConnection, conditions_list_map};
+pub use crate::vocabulary::Product;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
@@ -112,20 +113,6 @@ pub struct MigrationScheduleSpec {
 
 fn default_time_zone() -> String {
     "UTC".into()
-}
-
-/// The ERP product a source database belongs to.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-pub enum Product {
-    /// Microsoft Dynamics 365 Business Central on-premises.
-    #[default]
-    BusinessCentral,
-    /// Microsoft Dynamics NAV.
-    #[serde(rename = "NAV")]
-    Nav,
-    /// Microsoft Dynamics GP.
-    #[serde(rename = "GP")]
-    Gp,
 }
 
 /// What happens when a run is due while the previous one is still going.

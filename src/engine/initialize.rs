@@ -7,8 +7,8 @@
 use super::catalog::{Catalog, company_sql_name};
 use super::state::{RUNS_TABLE, STATE_TABLE, key_text, long_text};
 use super::validate::{TableValidation, validate_table};
-use crate::api::companies::{InitializationState, InitializationStep};
 use crate::db::{Database, DbError, Dialect, Kind, Statement, Value};
+use crate::vocabulary::{InitializationState, InitializationStep};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 

@@ -90,7 +90,7 @@ pub fn share_of<T>(tables: Vec<T>, size: impl Fn(&T) -> u64, index: usize, count
     mine
 }
 
-pub use crate::api::run::RunType;
+pub use crate::vocabulary::RunType;
 
 /// Problems that stop a run before any table is copied.
 #[derive(Debug, thiserror::Error)]

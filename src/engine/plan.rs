@@ -6,7 +6,7 @@ use crate::db::Dialect;
 use globset::{GlobSet, GlobSetBuilder};
 use std::collections::HashMap;
 
-pub use crate::api::schedule::Product;
+pub use crate::vocabulary::Product;
 
 /// Permission and user tables: the cloud manages these itself, so they never migrate.
 pub fn by_design_exclusions(product: Product) -> &'static [&'static str] {
@@ -110,8 +110,8 @@ impl Skip {
     }
 
     /// The result a table skipped for this reason gets.
-    pub fn result(&self) -> crate::api::run::TableResult {
-        use crate::api::run::TableResult;
+    pub fn result(&self) -> crate::vocabulary::TableResult {
+        use crate::vocabulary::TableResult;
         match self {
             Skip::NameConflict(_) => TableResult::Failed,
             Skip::BeingInitialized => TableResult::Skipped,

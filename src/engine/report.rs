@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-pub use crate::api::run::{CopyMode, TableResult};
+pub use crate::vocabulary::{CopyMode, TableResult};
 
 /// One table's outcome.
 #[derive(Clone, Debug, PartialEq)]

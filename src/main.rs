@@ -550,7 +550,7 @@ async fn initialize_file(
     (source, target): (PasswordSource, PasswordSource),
 ) -> Result<ExitCode, String> {
     use cloudmigrate::api::companies::InitializationState;
-    use cloudmigrate::engine::initialize;
+    use cloudmigrate::engine::{initialize, ledger};
     let m = manifest::load(&file)?;
     let target_db = cloudmigrate::db::Database::connect(&manifest::target_spec(&m, &target)?)
         .await
@@ -558,7 +558,7 @@ async fn initialize_file(
     let attempt = format!("cli-{}", chrono::Utc::now().timestamp_millis());
     let db_err = |e: cloudmigrate::db::DbError| format!("target database: {e}");
     if mark {
-        initialize::record(
+        ledger::companies::record(
             &target_db,
             &company,
             InitializationState::Initialized,
@@ -574,7 +574,7 @@ async fn initialize_file(
     let source_db = cloudmigrate::db::Database::connect(&manifest::source_spec(&m, &source)?)
         .await
         .map_err(|e| format!("source database: {e}"))?;
-    initialize::record(
+    ledger::companies::record(
         &target_db,
         &company,
         InitializationState::Scheduled,
@@ -591,7 +591,7 @@ async fn initialize_file(
         Ok(o) => o,
         Err(e) => {
             let message = format!("{e}");
-            let _ = initialize::set_state(
+            let _ = ledger::companies::set_state(
                 &target_db,
                 &company,
                 &attempt,

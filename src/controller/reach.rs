@@ -36,7 +36,7 @@ pub struct Reach {
     pub tracking: Option<bool>,
     /// The tables the last run that ended did not migrate, from the target's run log (for
     /// the setup checklist); None when the target did not answer.
-    pub not_migrated: Option<Vec<crate::engine::state::NotMigrated>>,
+    pub not_migrated: Option<Vec<crate::engine::ledger::state::NotMigrated>>,
 }
 
 struct Entry {
@@ -270,7 +270,7 @@ async fn probe(client: &kube::Client, ns: &str, spec: &MigrationScheduleSpec) ->
         Err(_) => None,
     };
     let not_migrated = match &target {
-        Ok(db) => crate::engine::state::not_migrated_by_last_run(db)
+        Ok(db) => crate::engine::ledger::state::not_migrated_by_last_run(db)
             .await
             .ok(),
         Err(_) => None,

@@ -348,10 +348,8 @@ pub async fn grant_for_run(
     role: &str,
     create_missing_tables: bool,
 ) -> Result<Grants, String> {
-    use super::initialize::COMPANIES_TABLE;
-    use super::state::{CLAIMS_TABLE, LOG_TABLE, RUNS_TABLE, STATE_TABLE};
     let target_side = |e: DbError| format!("target database: {e}");
-    super::state::ensure(admin).await.map_err(target_side)?;
+    super::ledger::ensure(admin).await.map_err(target_side)?;
     let catalog = super::catalog::Catalog::read(source)
         .await
         .map_err(|e| format!("source database: {e}"))?;
@@ -372,15 +370,7 @@ pub async fn grant_for_run(
         .map(|t| t.target_name.clone())
         .filter(|n| by_name || existing.contains(n))
         .collect();
-    for own in [
-        STATE_TABLE,
-        LOG_TABLE,
-        RUNS_TABLE,
-        CLAIMS_TABLE,
-        COMPANIES_TABLE,
-    ] {
-        tables.insert(own.to_string());
-    }
+    tables.extend(super::ledger::TABLES.iter().map(|(own, _)| own.to_string()));
     grant(admin, role, &tables, create_missing_tables)
         .await
         .map_err(target_side)

@@ -2,10 +2,10 @@
 //! fastest path, stream it through a bounded channel, and turn the outcome into a per-table
 //! result.
 
+use super::ledger::state;
+use super::ledger::state::TableState;
 use super::plan::PlannedTable;
 use super::report::{CopyMode, TableReport, TableResult};
-use super::state;
-use super::state::TableState;
 use super::tracking::{self, Changes, Clock};
 use crate::db::{
     CHANNEL_CHUNKS, Database, DbError, Dialect, KeyFilter, LoadColumn, LoadSpec, LoadStats,

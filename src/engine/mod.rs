@@ -17,10 +17,11 @@ pub mod catalog;
 pub mod claims;
 pub mod copy;
 pub mod initialize;
+pub mod ledger;
 pub mod plan;
 pub mod report;
 pub mod reset;
-pub mod state;
+
 pub mod tracking;
 pub mod users;
 pub mod validate;
@@ -28,6 +29,7 @@ pub mod validate;
 use crate::db::{ConnectSpec, Database, DbError, Dialect, ReadProgress};
 use catalog::Catalog;
 use futures_util::StreamExt;
+use ledger::state;
 use plan::{PlanError, PlanOptions};
 use report::{CopyMode, RunReport, TableReport, TableResult};
 use std::collections::HashMap;
@@ -424,12 +426,12 @@ async fn prepare(
     let target_side = async {
         let bookkeeping = async {
             if !diagnostic {
-                with_retries(|| state::ensure(target)).await?;
+                with_retries(|| ledger::ensure(target)).await?;
                 state::start_run(target, &config.run_id, config.run_type.as_str(), shared).await?;
             }
             // Read after the run is recorded as running: an initialization scheduled from now
             // on waits for this run, and one scheduled before is seen here.
-            let busy = match initialize::busy(target).await {
+            let busy = match ledger::companies::busy(target).await {
                 Ok(b) => b,
                 // A diagnostic run may meet a target that no run has written to yet.
                 Err(_) if diagnostic => Default::default(),

@@ -6,8 +6,7 @@
 //! The state rows of the cleared tables stay, marked as reset, so that the next run copies
 //! each in full and says `Reset` as the reason.
 
-use super::initialize::COMPANIES_TABLE;
-use super::state::{CLAIMS_TABLE, LOG_TABLE, RUNS_TABLE, STATE_TABLE};
+use super::ledger::{self, COMPANIES_TABLE, OnReset, STATE_TABLE};
 use crate::db::{Database, DbError, Kind, Statement, Value};
 
 /// The schema fingerprint that marks a table's state as reset.
@@ -20,7 +19,7 @@ pub const DISABLED_MARK: &str = "disabled";
 /// Marks every table of the replication state for a full copy on the next run, after change
 /// tracking was removed from the source (Disable Cloud Migration). The data stays.
 pub async fn mark_disabled(target: &Database) -> Result<u64, DbError> {
-    super::state::ensure(target).await?;
+    super::ledger::ensure(target).await?;
     let d = target.dialect();
     target
         .execute(&Statement {
@@ -47,7 +46,7 @@ pub struct Cleared {
 /// Clears the migrated data and the replication state of a target.
 pub async fn clear(target: &Database) -> Result<Cleared, DbError> {
     let d = target.dialect();
-    super::state::ensure(target).await?;
+    super::ledger::ensure(target).await?;
     let migrated = target
         .query_text_set(&Statement {
             sql: format!("SELECT table_name FROM {}", d.quote(STATE_TABLE)),
@@ -90,7 +89,10 @@ pub async fn clear(target: &Database) -> Result<Cleared, DbError> {
         ),
         params: vec![Value::Text(RESET_MARK.into())],
     });
-    for table in [LOG_TABLE, CLAIMS_TABLE, RUNS_TABLE, COMPANIES_TABLE] {
+    for (table, _) in ledger::TABLES
+        .iter()
+        .filter(|(_, r)| *r == OnReset::Emptied)
+    {
         statements.push(sql(format!("DELETE FROM {}", d.quote(table))));
     }
     target.in_transaction(&statements).await?;

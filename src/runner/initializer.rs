@@ -162,7 +162,7 @@ pub async fn run(client: kube::Client, s: InitializationSpec) -> InitializationS
         Ok(o) => o.state,
         Err(e) => {
             let message = format!("{e}; correct it, then initialize again");
-            if let Err(e) = initialize::set_state(
+            if let Err(e) = crate::engine::ledger::companies::set_state(
                 &target,
                 &s.company,
                 &s.attempt,

@@ -48,7 +48,7 @@ pub async fn run_log(
     })
     .await
     .map_err(|e| format!("target database: {e}"))?;
-    let tables = crate::engine::state::read_run_log(&db, name).await;
+    let tables = crate::engine::ledger::state::read_run_log(&db, name).await;
     db.close().await;
     let tables = tables.map_err(|e| format!("reading the run log in the target: {e}"))?;
     if tables.is_empty() {

@@ -6,6 +6,7 @@
 use crate::databases::{Server, TestDb, config, run, table};
 use cloudmigrate::api::companies::{InitializationState, InitializationStep};
 use cloudmigrate::engine::initialize::{self, validate_company};
+use cloudmigrate::engine::ledger;
 use cloudmigrate::engine::report::TableResult;
 use cloudmigrate::engine::validate::{Difference, FLOAT_LEFT_OUT, validate_table};
 
@@ -190,7 +191,7 @@ async fn hand_made_changes_are_caught_in_sqlite() {
 }
 
 async fn state(db: &cloudmigrate::db::Database, company: &str) -> (InitializationState, String) {
-    let r = initialize::read(db)
+    let r = ledger::companies::read(db)
         .await
         .unwrap()
         .into_iter()
@@ -204,14 +205,14 @@ async fn initialization_skips_and_keeps_nothing_of_a_failed_step(source: Server,
     let dst = TestDb::new(target, "init_dst").await;
     let t = dst.connect().await;
     // No record yet: the table does not even exist.
-    assert!(initialize::read(&t).await.unwrap().is_empty());
+    assert!(ledger::companies::read(&t).await.unwrap().is_empty());
     run(&config(&src, &dst, true)).await;
     let s = src.connect().await;
     let d = dst.dialect;
     let say = |_: &str| {};
 
     // Scheduled: a run skips CRONUS's tables and copies the rest.
-    initialize::record(
+    ledger::companies::record(
         &t,
         "CRONUS",
         InitializationState::Scheduled,
@@ -269,7 +270,7 @@ async fn initialization_skips_and_keeps_nothing_of_a_failed_step(source: Server,
             sql: "UPDATE no_such_table SET x = 1".into(),
         },
     ];
-    initialize::record(
+    ledger::companies::record(
         &t,
         "CRONUS",
         InitializationState::Scheduled,
@@ -296,7 +297,7 @@ async fn initialization_skips_and_keeps_nothing_of_a_failed_step(source: Server,
     assert_eq!(dst.int(&description).await, 1, "the first step was kept");
 
     // Without the broken step: initialized, the step done with the company's name.
-    initialize::record(
+    ledger::companies::record(
         &t,
         "CRONUS",
         InitializationState::Scheduled,
@@ -324,7 +325,7 @@ async fn initialization_skips_and_keeps_nothing_of_a_failed_step(source: Server,
     assert_eq!(dst.int(&named).await, 1);
     // An attempt that another one replaced changes nothing.
     assert!(
-        !initialize::set_state(&t, "CRONUS", "a2", InitializationState::Failed, None, None)
+        !ledger::companies::set_state(&t, "CRONUS", "a2", InitializationState::Failed, None, None)
             .await
             .unwrap()
     );

@@ -4,7 +4,7 @@
 
 use crate::databases::{Server, TestDb, config, run, table};
 use cloudmigrate::api::companies::InitializationState;
-use cloudmigrate::engine::initialize;
+use cloudmigrate::engine::ledger;
 use cloudmigrate::engine::report::TableResult;
 
 async fn reset_clears_only_what_the_migration_wrote(source: Server, target: Server) {
@@ -39,7 +39,7 @@ async fn reset_clears_only_what_the_migration_wrote(source: Server, target: Serv
     let before = dst.rows("Cloud Setup").await;
     run(&config(&src, &dst, true)).await;
     let t = dst.connect().await;
-    initialize::record(
+    ledger::companies::record(
         &t,
         "CRONUS",
         InitializationState::Initialized,
@@ -56,7 +56,7 @@ async fn reset_clears_only_what_the_migration_wrote(source: Server, target: Serv
     assert_eq!(dst.count("CRONUS$Item").await, 0);
     assert_eq!(dst.count("Company").await, 0);
     assert_eq!(dst.rows("Cloud Setup").await, before);
-    assert!(initialize::read(&t).await.unwrap().is_empty());
+    assert!(ledger::companies::read(&t).await.unwrap().is_empty());
     assert_eq!(dst.int("SELECT COUNT(*) FROM cloudmigrate_runs").await, 0);
 
     // The next run copies everything in full, because of the reset.

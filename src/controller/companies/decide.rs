@@ -10,7 +10,7 @@ use crate::api::companies::{
     InitializationState,
 };
 use crate::clock::time;
-use crate::engine::initialize::CompanyRecord;
+use crate::engine::ledger::companies::CompanyRecord;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::time::Duration;

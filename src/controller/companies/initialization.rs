@@ -6,7 +6,8 @@ use crate::api::companies::{
     ColumnsLeftOut, CompanyChoice, CompanyStatus, CompanyValidation, Initialization,
     InitializationState, TableMismatch,
 };
-use crate::engine::initialize::{CompanyRecord, Validation};
+use crate::engine::initialize::Validation;
+use crate::engine::ledger::companies::CompanyRecord;
 use std::collections::HashMap;
 
 /// How many tables a status lists as mismatching, or with columns left out.

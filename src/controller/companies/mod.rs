@@ -16,7 +16,7 @@ use crate::api::companies::{CompanySelectionStatus, InitializationState};
 use crate::api::schedule::MigrationSchedule;
 use crate::api::schedule::Runner;
 use crate::clock::utc;
-use crate::engine::initialize::{self, CompanyRecord};
+use crate::engine::ledger::{self, companies::CompanyRecord};
 use crate::runner::initializer::{self, InitializationSpec};
 use crate::runner::inprocess::InProcess;
 use crate::runner::job;
@@ -72,7 +72,7 @@ pub async fn reconcile(
         let read_records = |db: &crate::db::Database| {
             let db = db.clone();
             async move {
-                initialize::read(&db)
+                ledger::companies::read(&db)
                     .await
                     .map_err(|e| format!("target database: {e}"))
             }
@@ -217,7 +217,7 @@ async fn act(
     };
     match action {
         InitAction::Mark { company, attempt } => {
-            initialize::record(
+            ledger::companies::record(
                 target,
                 company,
                 InitializationState::Initialized,
@@ -233,7 +233,7 @@ async fn act(
             attempt,
             message,
         } => {
-            initialize::set_state(
+            ledger::companies::set_state(
                 target,
                 company,
                 attempt,
@@ -253,7 +253,7 @@ async fn act(
             attempt,
             after_run,
         } => {
-            initialize::record(
+            ledger::companies::record(
                 target,
                 company,
                 InitializationState::Scheduled,
@@ -279,7 +279,7 @@ async fn act(
                                  ({code}): {message}; the initialization is tried again when \
                                  this CompanySelection's spec changes"
                             );
-                            initialize::set_state(
+                            ledger::companies::set_state(
                                 target,
                                 company,
                                 attempt,

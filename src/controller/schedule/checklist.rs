@@ -6,7 +6,7 @@
 
 use super::super::runtime_key::KeyView;
 use crate::api::schedule::ChecklistStep;
-use crate::engine::state::NotMigrated;
+use crate::engine::ledger::state::NotMigrated;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A company as its CompanySelection shows it.

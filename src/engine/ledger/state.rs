@@ -1,111 +1,15 @@
-//! Replication state and the run log, kept in tables of the target database. Each table's
-//! state is written in the same transaction as its data.
+//! The replication state of each table (its watermark and schema fingerprint, written in the
+//! same transaction as its data), the run log, the runs, and the claims of a shared run.
 
-use super::report::TableReport;
+use super::{CLAIMS_TABLE, LOG_TABLE, RUNS_TABLE, STATE_TABLE, now, opt_text, text};
 use crate::db::{Database, DbError, Dialect, Kind, Statement, Value};
+use crate::engine::report::TableReport;
 
 /// What the target recorded of a table: its watermark and its schema fingerprint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TableState {
     pub ct_version: Option<i64>,
     pub schema_hash: String,
-}
-
-pub const STATE_TABLE: &str = "cloudmigrate_table_state";
-pub const LOG_TABLE: &str = "cloudmigrate_table_log";
-/// Which worker of a shared run copies which table: one row per table, so exactly one.
-pub const CLAIMS_TABLE: &str = "cloudmigrate_run_claims";
-pub const RUNS_TABLE: &str = "cloudmigrate_runs";
-
-/// A short text column that can be part of a key in every dialect.
-pub(crate) fn key_text(d: Dialect) -> &'static str {
-    if d == Dialect::MySql {
-        "VARCHAR(255)"
-    } else {
-        "TEXT"
-    }
-}
-
-/// A text column without a length limit.
-pub(crate) fn long_text(d: Dialect) -> &'static str {
-    if d == Dialect::MySql {
-        "LONGTEXT"
-    } else {
-        "TEXT"
-    }
-}
-
-/// Creates the state tables where they are missing. A table that exists gets no `CREATE`: a
-/// runtime role may write the state tables but not create tables.
-pub async fn ensure(db: &Database) -> Result<(), DbError> {
-    let d = db.dialect();
-    let k = key_text(d);
-    let long = long_text(d);
-    let int = "BIGINT";
-    let ddl = [
-        (
-            STATE_TABLE,
-            format!(
-                "CREATE TABLE IF NOT EXISTS {} (table_name {k} NOT NULL PRIMARY KEY, company {k} NOT NULL, \
-             mode {k} NOT NULL, row_count {int} NOT NULL, ct_version {int}, schema_hash {k}, \
-             run_id {k} NOT NULL, updated_at {k} NOT NULL)",
-                d.quote(STATE_TABLE)
-            ),
-        ),
-        (
-            LOG_TABLE,
-            format!(
-                "CREATE TABLE IF NOT EXISTS {} (run_id {k} NOT NULL, table_name {k} NOT NULL, \
-             company {k} NOT NULL, base_table {k} NOT NULL, result {k} NOT NULL, mode {k} NOT NULL, \
-             full_reason {k}, row_count {int} NOT NULL, byte_count {int} NOT NULL, \
-             duration_ms {int} NOT NULL, message {long}, guidance {long}, finished_at {k} NOT NULL, \
-             PRIMARY KEY (run_id, table_name))",
-                d.quote(LOG_TABLE)
-            ),
-        ),
-        (
-            RUNS_TABLE,
-            format!(
-                "CREATE TABLE IF NOT EXISTS {} (run_id {k} NOT NULL PRIMARY KEY, run_type {k} NOT NULL, \
-             state {k} NOT NULL, started_at {k} NOT NULL, finished_at {k}, result {k})",
-                d.quote(RUNS_TABLE)
-            ),
-        ),
-        (
-            CLAIMS_TABLE,
-            format!(
-                "CREATE TABLE IF NOT EXISTS {} (run_id {k} NOT NULL, table_name {k} NOT NULL, \
-             worker {int} NOT NULL, PRIMARY KEY (run_id, table_name))",
-                d.quote(CLAIMS_TABLE)
-            ),
-        ),
-    ];
-    for (name, sql) in ddl {
-        if db.has_table(name).await? {
-            continue;
-        }
-        db.execute(&Statement {
-            sql,
-            params: vec![],
-        })
-        .await?;
-    }
-    // The companies' initialization records, which every run reads.
-    super::initialize::ensure(db).await
-}
-
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn text(s: &str) -> Value {
-    Value::Text(s.to_string())
-}
-
-fn opt_text(s: &Option<String>) -> Value {
-    s.as_ref()
-        .map(|s| Value::Text(s.clone()))
-        .unwrap_or(Value::Null)
 }
 
 /// Records the start of a run. Runs still marked Running from before were interrupted: they

@@ -227,8 +227,24 @@ const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Logs go to stderr, filtered by RUST_LOG (for example `RUST_LOG=cloudmigrate=debug`).
-    let (level, json) = match &cli.command {
+    init_logs(&cli.command);
+    let result = match cli.command {
+        Command::Crds { out_dir } => print_crds(out_dir).map(|()| ExitCode::SUCCESS),
+        command => runtime().and_then(|rt| rt.block_on(dispatch(command))),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by RUST_LOG (for example `RUST_LOG=cloudmigrate=debug`): as
+/// JSON from the controller when asked and from the workers always, as text elsewhere.
+fn init_logs(command: &Command) {
+    let (level, json) = match command {
         // sqlx reports every server NOTICE at info, and every statement over a second as a
         // warning: a bulk copy is made of such statements. Neither is the operator's news.
         Command::Controller { log_json, .. } => ("info,sqlx=error", *log_json),
@@ -248,47 +264,32 @@ fn main() -> ExitCode {
     } else {
         logs.init();
     }
-    let result = match cli.command {
+}
+
+/// A password that comes from `env` or from a file given on the command line.
+fn password_source(env: &str, file: Option<PathBuf>) -> PasswordSource {
+    PasswordSource {
+        env: env.into(),
+        file,
+    }
+}
+
+/// Runs one subcommand (every one but `crds`) to its end.
+async fn dispatch(command: Command) -> Result<ExitCode, String> {
+    match command {
         Command::Controller {
             listen,
             leader_elect,
             leader_lease,
             namespace,
             log_json: _,
-        } => {
-            let lease = match (leader_elect, leader_lease) {
-                (false, None) => Ok(None),
-                (_, Some(l)) => namespaced_name(
-                    &l,
-                    "--leader-lease",
-                    "cloudmigrate-system/cloudmigrate-controller",
-                )
-                .map(|(ns, name)| Some((ns.to_string(), name.to_string()))),
-                (true, None) => Ok(Some((
-                    std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into()),
-                    "cloudmigrate-controller".to_string(),
-                ))),
-            };
-            lease.and_then(|leader_lease| {
-                runtime().and_then(|rt| {
-                    rt.block_on(cloudmigrate::controller::run(
-                        cloudmigrate::controller::Options {
-                            listen,
-                            leader_lease,
-                            namespace,
-                        },
-                    ))
-                    .map(|()| ExitCode::SUCCESS)
-                    .map_err(|e| e.to_string())
-                })
-            })
-        }
+        } => controller(listen, leader_elect, leader_lease, namespace).await,
         Command::Replicate {
             run,
             worker_index,
             workers,
             attempt,
-        } => runtime().and_then(|rt| rt.block_on(replicate(run, worker_index, workers, attempt))),
+        } => replicate(run, worker_index, workers, attempt).await,
         Command::Runs {
             command:
                 RunsCommand::Show {
@@ -296,140 +297,44 @@ fn main() -> ExitCode {
                     target_password_file,
                     only_problems,
                 },
-        } => runtime()
-            .and_then(|rt| rt.block_on(runs_show(run, target_password_file, only_problems))),
+        } => runs_show(run, target_password_file, only_problems).await,
         Command::Initialize {
-            file,
-            selection,
+            selection: Some(selection),
             company,
             attempt,
+            ..
+        } => initialize_worker(selection, company, attempt.unwrap_or_default()).await,
+        Command::Initialize {
+            file: Some(file),
+            company,
             mark,
             source_password_file,
             target_password_file,
-        } => runtime().and_then(|rt| match (file, selection) {
-            (_, Some(selection)) => rt.block_on(initialize_worker(
-                selection,
-                company,
-                attempt.unwrap_or_default(),
-            )),
-            (Some(file), None) => {
-                let passwords = (
-                    PasswordSource {
-                        env: "CLOUDMIGRATE_SOURCE_PASSWORD".into(),
-                        file: source_password_file,
-                    },
-                    PasswordSource {
-                        env: "CLOUDMIGRATE_TARGET_PASSWORD".into(),
-                        file: target_password_file,
-                    },
-                );
-                rt.block_on(initialize_file(file, company, mark, passwords))
-            }
-            // clap requires one of the two.
-            (None, None) => Err("give -f FILE or --selection NAMESPACE/NAME".into()),
-        }),
+            ..
+        } => {
+            let passwords = (
+                password_source("CLOUDMIGRATE_SOURCE_PASSWORD", source_password_file),
+                password_source("CLOUDMIGRATE_TARGET_PASSWORD", target_password_file),
+            );
+            initialize_file(file, company, mark, passwords).await
+        }
+        // clap requires one of the two.
+        Command::Initialize { .. } => Err("give -f FILE or --selection NAMESPACE/NAME".into()),
         Command::Crds { out_dir } => print_crds(out_dir).map(|()| ExitCode::SUCCESS),
         Command::DisableTracking {
             file,
             source_password_file,
         } => {
-            let source = PasswordSource {
-                env: "CLOUDMIGRATE_SOURCE_PASSWORD".into(),
-                file: source_password_file,
-            };
-            runtime().and_then(|rt| rt.block_on(disable_tracking(file, source)))
+            let source = password_source("CLOUDMIGRATE_SOURCE_PASSWORD", source_password_file);
+            disable_tracking(file, source).await
         }
-        Command::Demo { dir, only_problems } => {
-            runtime().and_then(|rt| rt.block_on(demo(dir, only_problems)))
-        }
+        Command::Demo { dir, only_problems } => demo(dir, only_problems).await,
         Command::Run {
             file: None,
             schedule: Some(schedule),
             namespace,
             ..
-        } => runtime().and_then(|rt| {
-            rt.block_on(async {
-                let (client, ns) = cloudmigrate::ops::connect(namespace).await?;
-                let said = cloudmigrate::ops::run_now(
-                    &client,
-                    &ns,
-                    &schedule,
-                    std::time::Duration::from_secs(30),
-                )
-                .await?;
-                println!("{said}");
-                Ok(ExitCode::SUCCESS)
-            })
-        }),
-        Command::Status {
-            schedule,
-            namespace,
-        } => runtime().and_then(|rt| {
-            rt.block_on(async {
-                let (client, ns) = cloudmigrate::ops::connect(namespace).await?;
-                print!(
-                    "{}",
-                    cloudmigrate::ops::status::status(&client, &ns, &schedule).await?
-                );
-                Ok(ExitCode::SUCCESS)
-            })
-        }),
-        Command::Stop { run, namespace } => runtime().and_then(|rt| {
-            rt.block_on(async {
-                let (client, ns) = cloudmigrate::ops::connect(namespace).await?;
-                println!("{}", cloudmigrate::ops::stop(&client, &ns, &run).await?);
-                Ok(ExitCode::SUCCESS)
-            })
-        }),
-        Command::Report {
-            namespace,
-            controller_namespace,
-            out,
-        } => runtime().and_then(|rt| {
-            rt.block_on(async {
-                let (client, ns) = cloudmigrate::ops::connect(namespace).await?;
-                let dir = out.unwrap_or_else(|| {
-                    PathBuf::from(format!(
-                        "cloudmigrate-report-{}",
-                        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
-                    ))
-                });
-                let (files, notes) =
-                    cloudmigrate::ops::report::report(&client, &ns, &controller_namespace, &dir)
-                        .await?;
-                println!("wrote {} files into {}", files.len(), dir.display());
-                for n in notes {
-                    println!("  not in the bundle: {n}");
-                }
-                Ok(ExitCode::SUCCESS)
-            })
-        }),
-        Command::Check { wait, lease } => runtime().and_then(|rt| {
-            rt.block_on(async {
-                let (ns, name) = namespaced_name(
-                    &lease,
-                    "--lease",
-                    "cloudmigrate-system/cloudmigrate-controller",
-                )?;
-                let (client, _) = cloudmigrate::ops::connect(None).await?;
-                let found = cloudmigrate::ops::check::check(
-                    &client,
-                    (ns, name),
-                    wait.map(std::time::Duration::from_secs),
-                )
-                .await;
-                for l in &found.lines {
-                    println!("{l}");
-                }
-                Ok(if found.ready {
-                    println!("ready");
-                    ExitCode::SUCCESS
-                } else {
-                    println!("not ready");
-                    ExitCode::from(EXIT_ERROR)
-                })
-            })
-        }),
+        } => run_schedule(schedule, namespace).await,
         Command::Run {
             file: Some(file),
             source_password_file,
@@ -438,27 +343,131 @@ fn main() -> ExitCode {
             run_type,
             ..
         } => {
-            let source = PasswordSource {
-                env: "CLOUDMIGRATE_SOURCE_PASSWORD".into(),
-                file: source_password_file,
-            };
-            let target = PasswordSource {
-                env: "CLOUDMIGRATE_TARGET_PASSWORD".into(),
-                file: target_password_file,
-            };
-            runtime()
-                .and_then(|rt| rt.block_on(run_file(file, source, target, only_problems, run_type)))
+            let source = password_source("CLOUDMIGRATE_SOURCE_PASSWORD", source_password_file);
+            let target = password_source("CLOUDMIGRATE_TARGET_PASSWORD", target_password_file);
+            run_file(file, source, target, only_problems, run_type).await
         }
         // clap requires -f or SCHEDULE.
         Command::Run { .. } => Err("give -f FILE, or the name of a MigrationSchedule".into()),
-    };
-    match result {
-        Ok(code) => code,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::from(EXIT_ERROR)
-        }
+        Command::Status {
+            schedule,
+            namespace,
+        } => status(schedule, namespace).await,
+        Command::Stop { run, namespace } => stop(run, namespace).await,
+        Command::Report {
+            namespace,
+            controller_namespace,
+            out,
+        } => report(namespace, controller_namespace, out).await,
+        Command::Check { wait, lease } => check(wait, lease).await,
     }
+}
+
+/// `cloudmigrate controller`: the operator, until SIGTERM or the loss of leadership.
+async fn controller(
+    listen: std::net::SocketAddr,
+    leader_elect: bool,
+    leader_lease: Option<String>,
+    namespace: Option<String>,
+) -> Result<ExitCode, String> {
+    let leader_lease = match (leader_elect, leader_lease) {
+        (false, None) => None,
+        (_, Some(l)) => {
+            let (ns, name) = namespaced_name(
+                &l,
+                "--leader-lease",
+                "cloudmigrate-system/cloudmigrate-controller",
+            )?;
+            Some((ns.to_string(), name.to_string()))
+        }
+        (true, None) => Some((
+            std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into()),
+            "cloudmigrate-controller".to_string(),
+        )),
+    };
+    cloudmigrate::controller::run(cloudmigrate::controller::Options {
+        listen,
+        leader_lease,
+        namespace,
+    })
+    .await
+    .map(|()| ExitCode::SUCCESS)
+    .map_err(|e| e.to_string())
+}
+
+/// `cloudmigrate run SCHEDULE`: asks the controller for a run now, and says which started.
+async fn run_schedule(schedule: String, namespace: Option<String>) -> Result<ExitCode, String> {
+    let (client, ns) = cloudmigrate::ops::connect(namespace).await?;
+    let said =
+        cloudmigrate::ops::run_now(&client, &ns, &schedule, std::time::Duration::from_secs(30))
+            .await?;
+    println!("{said}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cloudmigrate status SCHEDULE`: the schedule, its runs and companies on one screen.
+async fn status(schedule: String, namespace: Option<String>) -> Result<ExitCode, String> {
+    let (client, ns) = cloudmigrate::ops::connect(namespace).await?;
+    print!(
+        "{}",
+        cloudmigrate::ops::status::status(&client, &ns, &schedule).await?
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cloudmigrate stop RUN`: asks a run to stop after the tables in progress.
+async fn stop(run: String, namespace: Option<String>) -> Result<ExitCode, String> {
+    let (client, ns) = cloudmigrate::ops::connect(namespace).await?;
+    println!("{}", cloudmigrate::ops::stop(&client, &ns, &run).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cloudmigrate report`: a support bundle, secrets redacted.
+async fn report(
+    namespace: Option<String>,
+    controller_namespace: String,
+    out: Option<PathBuf>,
+) -> Result<ExitCode, String> {
+    let (client, ns) = cloudmigrate::ops::connect(namespace).await?;
+    let dir = out.unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "cloudmigrate-report-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+        ))
+    });
+    let (files, notes) =
+        cloudmigrate::ops::report::report(&client, &ns, &controller_namespace, &dir).await?;
+    println!("wrote {} files into {}", files.len(), dir.display());
+    for n in notes {
+        println!("  not in the bundle: {n}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cloudmigrate check`: whether the CRDs are served and the controller leads.
+async fn check(wait: Option<u64>, lease: String) -> Result<ExitCode, String> {
+    let (ns, name) = namespaced_name(
+        &lease,
+        "--lease",
+        "cloudmigrate-system/cloudmigrate-controller",
+    )?;
+    let (client, _) = cloudmigrate::ops::connect(None).await?;
+    let found = cloudmigrate::ops::check::check(
+        &client,
+        (ns, name),
+        wait.map(std::time::Duration::from_secs),
+    )
+    .await;
+    for l in &found.lines {
+        println!("{l}");
+    }
+    Ok(if found.ready {
+        println!("ready");
+        ExitCode::SUCCESS
+    } else {
+        println!("not ready");
+        ExitCode::from(EXIT_ERROR)
+    })
 }
 
 /// `cloudmigrate replicate`: one worker of a run's Job.

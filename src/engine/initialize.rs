@@ -55,50 +55,9 @@ pub async fn initialize(
     steps: &[InitializationStep],
     say: &(dyn Fn(&str) + Sync),
 ) -> Result<Outcome, DbError> {
-    let d = target.dialect();
-    // 1. No run may be writing to the target: runs that start from now on skip the company.
-    let waited = tokio::time::Instant::now();
-    loop {
-        let running = target
-            .query_text_set(&Statement {
-                sql: format!(
-                    "SELECT run_id FROM {} WHERE state = 'Running'",
-                    d.quote(RUNS_TABLE)
-                ),
-                params: vec![],
-            })
-            .await
-            .unwrap_or_default();
-        let Some(run) = running.iter().min() else {
-            break;
-        };
-        if waited.elapsed() >= WAIT_FOR_RUNS {
-            let message = format!(
-                "run {run} has been marked as running in the target for over an hour; if it was \
-                 killed, start a new run (it marks the old one interrupted), then initialize again"
-            );
-            return end(
-                target,
-                company,
-                attempt,
-                InitializationState::Failed,
-                message,
-                None,
-            )
-            .await;
-        }
-        let message = format!("waiting for run {run} to finish writing to the target");
-        say(&message);
-        companies::set_state(
-            target,
-            company,
-            attempt,
-            InitializationState::Scheduled,
-            Some(&message),
-            None,
-        )
-        .await?;
-        tokio::time::sleep(Duration::from_secs(5)).await;
+    // 1. No run may be writing to the target.
+    if let Some(ended) = wait_for_runs(target, company, attempt, say).await? {
+        return Ok(ended);
     }
     let running = |m: String| {
         say(&m);
@@ -167,6 +126,71 @@ pub async fn initialize(
     }
     // 4. Fresh planner statistics for the company's tables.
     running("refreshing the statistics of the company's tables".into()).await?;
+    refresh_statistics(target, &validation).await?;
+    // 5. The user's steps and the mark, in one transaction.
+    running(format!("running {} initialization steps", steps.len())).await?;
+    run_steps(target, company, attempt, steps, validation, detail, say).await
+}
+
+/// Step 1: waits until no run is writing to the target (runs that start from now on skip the
+/// company). Returns how the initialization ended when a run stays marked running too long.
+async fn wait_for_runs(
+    target: &Database,
+    company: &str,
+    attempt: &str,
+    say: &(dyn Fn(&str) + Sync),
+) -> Result<Option<Outcome>, DbError> {
+    let d = target.dialect();
+    let waited = tokio::time::Instant::now();
+    loop {
+        let running = target
+            .query_text_set(&Statement {
+                sql: format!(
+                    "SELECT run_id FROM {} WHERE state = 'Running'",
+                    d.quote(RUNS_TABLE)
+                ),
+                params: vec![],
+            })
+            .await
+            .unwrap_or_default();
+        let Some(run) = running.iter().min() else {
+            break;
+        };
+        if waited.elapsed() >= WAIT_FOR_RUNS {
+            let message = format!(
+                "run {run} has been marked as running in the target for over an hour; if it was \
+                 killed, start a new run (it marks the old one interrupted), then initialize again"
+            );
+            return end(
+                target,
+                company,
+                attempt,
+                InitializationState::Failed,
+                message,
+                None,
+            )
+            .await
+            .map(Some);
+        }
+        let message = format!("waiting for run {run} to finish writing to the target");
+        say(&message);
+        companies::set_state(
+            target,
+            company,
+            attempt,
+            InitializationState::Scheduled,
+            Some(&message),
+            None,
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    Ok(None)
+}
+
+/// Step 4: fresh planner statistics for the company's tables.
+async fn refresh_statistics(target: &Database, validation: &Validation) -> Result<(), DbError> {
+    let d = target.dialect();
     for t in &validation.tables {
         let table = super::plan::target_name(Some(d), &t.table);
         let sql = match d {
@@ -180,8 +204,20 @@ pub async fn initialize(
             })
             .await?;
     }
-    // 5. The user's steps and the mark, in one transaction.
-    running(format!("running {} initialization steps", steps.len())).await?;
+    Ok(())
+}
+
+/// Step 5: the user's steps and the mark, in one transaction.
+async fn run_steps(
+    target: &Database,
+    company: &str,
+    attempt: &str,
+    steps: &[InitializationStep],
+    validation: Validation,
+    detail: Option<String>,
+    say: &(dyn Fn(&str) + Sync),
+) -> Result<Outcome, DbError> {
+    let d = target.dialect();
     let summary = format!(
         "initialized: {} tables validated ({} rows), {} of the CompanySelection's steps run",
         validation.tables.len(),

@@ -4,6 +4,7 @@
 //! namespace.
 
 use super::api_error;
+use crate::api::schedule::MigrationScheduleStatus;
 use crate::api::{CompanySelection, MigrationRun, MigrationSchedule};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
@@ -56,18 +57,32 @@ pub async fn status(client: &Client, ns: &str, name: &str) -> Result<String, Str
     Ok(screen(&schedule, &runs, &selections, &events))
 }
 
-/// Lays the screen out. Pure.
+/// Lays the screen out: the schedule, its conditions, its recent runs, its companies, its
+/// setup checklist and its recent events. Pure.
 pub fn screen(
     schedule: &MigrationSchedule,
     runs: &[MigrationRun],
     selections: &[CompanySelection],
     events: &[Event],
 ) -> String {
+    let status = schedule.status.clone().unwrap_or_default();
+    let mut out = String::new();
+    header(&mut out, schedule, &status);
+    conditions(&mut out, &status);
+    recent_runs(&mut out, runs, &status);
+    if let Some(selection) = selections.first() {
+        companies(&mut out, selection);
+    }
+    checklist(&mut out, &status);
+    recent_events(&mut out, &schedule.name_any(), runs, events);
+    out
+}
+
+/// Where the schedule runs from and to, when, and with which runtime.
+fn header(out: &mut String, schedule: &MigrationSchedule, status: &MigrationScheduleStatus) {
     let name = schedule.name_any();
     let ns = schedule.namespace().unwrap_or_default();
     let spec = &schedule.spec;
-    let status = schedule.status.clone().unwrap_or_default();
-    let mut out = String::new();
     let _ = writeln!(out, "MigrationSchedule {ns}/{name}");
     let _ = writeln!(
         out,
@@ -108,6 +123,10 @@ pub fn screen(
             }
         );
     }
+}
+
+/// The schedule's conditions, and its migration information.
+fn conditions(out: &mut String, status: &MigrationScheduleStatus) {
     let mut conditions = table(&["Condition", "Status", "Reason", "Message"]);
     for c in &status.conditions {
         conditions.add_row(vec![
@@ -132,6 +151,10 @@ pub fn screen(
             m.tables_migrated, m.tables_with_warnings, m.tables_failed, m.tables_not_migrated
         );
     }
+}
+
+/// The five newest runs.
+fn recent_runs(out: &mut String, runs: &[MigrationRun], status: &MigrationScheduleStatus) {
     let mut recent: Vec<&MigrationRun> = runs.iter().collect();
     recent.sort_by_key(|r| std::cmp::Reverse(r.creation_timestamp()));
     let mut run_table = table(&[
@@ -162,30 +185,36 @@ pub fn screen(
         "\nRuns (newest first; active: {})\n{run_table}",
         status.active_run.as_deref().unwrap_or("none")
     );
-    if let Some(selection) = selections.first() {
-        let mut companies = table(&["Company", "Size", "Selected", "Last run", "Initialization"]);
-        for c in selection
-            .status
-            .as_ref()
-            .map(|s| s.companies.clone())
-            .unwrap_or_default()
-        {
-            companies.add_row(vec![
-                c.name,
-                c.estimated_size.unwrap_or_default(),
-                if c.selected { "yes" } else { "" }.into(),
-                c.last_migrated_run.unwrap_or_default(),
-                c.initialization
-                    .map(|i| format!("{i:?}"))
-                    .unwrap_or_default(),
-            ]);
-        }
-        let _ = writeln!(
-            out,
-            "\nCompanies (CompanySelection {})\n{companies}",
-            selection.name_any()
-        );
+}
+
+/// The companies of the schedule's CompanySelection.
+fn companies(out: &mut String, selection: &CompanySelection) {
+    let mut companies = table(&["Company", "Size", "Selected", "Last run", "Initialization"]);
+    for c in selection
+        .status
+        .as_ref()
+        .map(|s| s.companies.clone())
+        .unwrap_or_default()
+    {
+        companies.add_row(vec![
+            c.name,
+            c.estimated_size.unwrap_or_default(),
+            if c.selected { "yes" } else { "" }.into(),
+            c.last_migrated_run.unwrap_or_default(),
+            c.initialization
+                .map(|i| format!("{i:?}"))
+                .unwrap_or_default(),
+        ]);
     }
+    let _ = writeln!(
+        out,
+        "\nCompanies (CompanySelection {})\n{companies}",
+        selection.name_any()
+    );
+}
+
+/// The setup checklist, when the schedule has one.
+fn checklist(out: &mut String, status: &MigrationScheduleStatus) {
     if !status.checklist.is_empty() {
         let mut checklist = table(&["Step", "Company", "Done", "What to do"]);
         for s in &status.checklist {
@@ -198,7 +227,11 @@ pub fn screen(
         }
         let _ = writeln!(out, "\nSetup checklist\n{checklist}");
     }
-    let names: Vec<String> = std::iter::once(name.clone())
+}
+
+/// The ten newest events of the schedule and its runs.
+fn recent_events(out: &mut String, name: &str, runs: &[MigrationRun], events: &[Event]) {
+    let names: Vec<String> = std::iter::once(name.to_string())
         .chain(runs.iter().map(|r| r.name_any()))
         .collect();
     let mut mine: Vec<&Event> = events
@@ -243,5 +276,4 @@ pub fn screen(
         }
         let _ = writeln!(out, "\nRecent events\n{ev}");
     }
-    out
 }

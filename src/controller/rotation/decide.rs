@@ -62,78 +62,10 @@ pub fn decide(o: &RotationObserved) -> RotationDecision {
         generation: o.generation,
         now: o.now,
     };
-    let waiting = |mut status: RuntimeKeyRotationStatus, reason: &str, message: String| {
-        at.unknown(&mut status.conditions, "Succeeded", reason, message);
-        RotationDecision { status, step: None }
+    let (mut status, secret, mine) = match admitted(o, status, at) {
+        Ok(admitted) => admitted,
+        Err(decision) => return *decision,
     };
-    let failed = |mut status: RuntimeKeyRotationStatus, reason: &str, message: String| {
-        status.completion_time = Some(time(o.now));
-        at.set(&mut status.conditions, "Succeeded", false, reason, message);
-        RotationDecision { status, step: None }
-    };
-    if !o.schedule_exists {
-        return waiting(
-            status,
-            "ScheduleNotFound",
-            format!(
-                "MigrationSchedule {:?} does not exist in this namespace; the rotation waits \
-                 for it (delete this RuntimeKeyRotation if it names the wrong schedule)",
-                o.schedule
-            ),
-        );
-    }
-    if !o.has_role {
-        return failed(
-            status,
-            "NoRuntimeKey",
-            format!(
-                "the target of MigrationSchedule {:?} is a SQLite file, which has no login \
-                 roles: there is no runtime key to rotate",
-                o.schedule
-            ),
-        );
-    }
-    if o.disabled && status.stage.is_none() {
-        return failed(
-            status,
-            "Disabled",
-            format!(
-                "MigrationSchedule {:?} is disabled (spec.disabled: true), so its runtime key is \
-                 revoked: nothing to rotate",
-                o.schedule
-            ),
-        );
-    }
-    if let Some(other) = &o.older_pending {
-        return waiting(
-            status,
-            "WaitingForRotation",
-            format!("RuntimeKeyRotation {other} of the same schedule goes first"),
-        );
-    }
-    let Some(secret) = &o.secret else {
-        return waiting(
-            status,
-            "KeyNotCreated",
-            format!(
-                "Secret {:?} does not exist yet; the schedule creates it (its RuntimeKey \
-                 condition says how far it got)",
-                o.secret_name
-            ),
-        );
-    };
-    let mine = secret.rotation.as_deref() == Some(o.uid.as_str());
-    if !mine && status.stage.is_none() && !secret.in_effect() {
-        return waiting(
-            status,
-            "KeyNotInEffect",
-            format!(
-                "the key in Secret {:?} is not set on the login role yet (the schedule's \
-                 RuntimeKey condition says why); the rotation starts once it is",
-                o.secret_name
-            ),
-        );
-    }
     status.secret_name = Some(o.secret_name.clone());
     if status.start_time.is_none() {
         status.start_time = Some(time(o.now));
@@ -141,6 +73,7 @@ pub fn decide(o: &RotationObserved) -> RotationDecision {
     if !mine {
         if status.stage.is_some() {
             return failed(
+                at,
                 status,
                 "Superseded",
                 format!(
@@ -197,6 +130,110 @@ pub fn decide(o: &RotationObserved) -> RotationDecision {
         status,
         step: Some(Step::Revoke),
     }
+}
+
+/// What must hold before a rotation may act: the schedule exists and has a role, it is not
+/// disabled, no older rotation goes first, and the key Secret exists with its key in effect
+/// (unless this rotation stored it). Gives back the status, the Secret's view, and whether the
+/// Secret holds this rotation's key; else the decision to wait or fail.
+fn admitted(
+    o: &RotationObserved,
+    status: RuntimeKeyRotationStatus,
+    at: At,
+) -> Result<(RuntimeKeyRotationStatus, &SecretView, bool), Box<RotationDecision>> {
+    if !o.schedule_exists {
+        return Err(Box::new(waiting(
+            at,
+            status,
+            "ScheduleNotFound",
+            format!(
+                "MigrationSchedule {:?} does not exist in this namespace; the rotation waits \
+                 for it (delete this RuntimeKeyRotation if it names the wrong schedule)",
+                o.schedule
+            ),
+        )));
+    }
+    if !o.has_role {
+        return Err(Box::new(failed(
+            at,
+            status,
+            "NoRuntimeKey",
+            format!(
+                "the target of MigrationSchedule {:?} is a SQLite file, which has no login \
+                 roles: there is no runtime key to rotate",
+                o.schedule
+            ),
+        )));
+    }
+    if o.disabled && status.stage.is_none() {
+        return Err(Box::new(failed(
+            at,
+            status,
+            "Disabled",
+            format!(
+                "MigrationSchedule {:?} is disabled (spec.disabled: true), so its runtime key is \
+                 revoked: nothing to rotate",
+                o.schedule
+            ),
+        )));
+    }
+    if let Some(other) = &o.older_pending {
+        return Err(Box::new(waiting(
+            at,
+            status,
+            "WaitingForRotation",
+            format!("RuntimeKeyRotation {other} of the same schedule goes first"),
+        )));
+    }
+    let Some(secret) = &o.secret else {
+        return Err(Box::new(waiting(
+            at,
+            status,
+            "KeyNotCreated",
+            format!(
+                "Secret {:?} does not exist yet; the schedule creates it (its RuntimeKey \
+                 condition says how far it got)",
+                o.secret_name
+            ),
+        )));
+    };
+    let mine = secret.rotation.as_deref() == Some(o.uid.as_str());
+    if !mine && status.stage.is_none() && !secret.in_effect() {
+        return Err(Box::new(waiting(
+            at,
+            status,
+            "KeyNotInEffect",
+            format!(
+                "the key in Secret {:?} is not set on the login role yet (the schedule's \
+                 RuntimeKey condition says why); the rotation starts once it is",
+                o.secret_name
+            ),
+        )));
+    }
+    Ok((status, secret, mine))
+}
+
+/// The rotation waits, with the reason.
+fn waiting(
+    at: At,
+    mut status: RuntimeKeyRotationStatus,
+    reason: &str,
+    message: String,
+) -> RotationDecision {
+    at.unknown(&mut status.conditions, "Succeeded", reason, message);
+    RotationDecision { status, step: None }
+}
+
+/// The rotation ends for good, with the reason it failed.
+fn failed(
+    at: At,
+    mut status: RuntimeKeyRotationStatus,
+    reason: &str,
+    message: String,
+) -> RotationDecision {
+    status.completion_time = Some(time(at.now));
+    at.set(&mut status.conditions, "Succeeded", false, reason, message);
+    RotationDecision { status, step: None }
 }
 
 /// The status after the revoke step: ended, with success or the reason it failed.

@@ -71,6 +71,27 @@ fn names(tables: &[&NotMigrated]) -> String {
 
 /// The checklist, and the disabling step to take now, if any. Pure.
 pub fn checklist(o: &ChecklistObserved) -> (Vec<ChecklistStep>, Option<DisableStep>) {
+    let mut steps = company_steps(o);
+    steps.push(step(
+        "MapUsers",
+        None,
+        o.users_mapped,
+        if o.users_mapped {
+            "a UserMapping renamed the cloud users after the on-premises ones".into()
+        } else {
+            "optional: a UserMapping renames the cloud users after the on-premises ones, for \
+             processes that go by user name (timesheets)"
+                .into()
+        },
+    ));
+    let (disabling, next) = disable_steps(o);
+    steps.extend(disabling);
+    (steps, next)
+}
+
+/// For each company (selected, or with tables the last run did not migrate): its tables and
+/// its initialization; then the per-database tables, when some did not migrate.
+fn company_steps(o: &ChecklistObserved) -> Vec<ChecklistStep> {
     let mut steps = Vec::new();
     let selected: BTreeSet<&str> = o.companies.iter().map(|c| c.name.as_str()).collect();
     // The not-migrated tables by company; tables of companies not selected are not theirs to
@@ -139,19 +160,12 @@ pub fn checklist(o: &ChecklistObserved) -> (Vec<ChecklistStep>, Option<DisableSt
     if by_company.contains_key("") {
         steps.push(tables_step(""));
     }
-    steps.push(step(
-        "MapUsers",
-        None,
-        o.users_mapped,
-        if o.users_mapped {
-            "a UserMapping renamed the cloud users after the on-premises ones".into()
-        } else {
-            "optional: a UserMapping renames the cloud users after the on-premises ones, for \
-             processes that go by user name (timesheets)"
-                .into()
-        },
-    ));
-    // Disable Cloud Migration and its parts.
+    steps
+}
+
+/// Disable Cloud Migration and, once asked for, its three parts; and the part to do now.
+fn disable_steps(o: &ChecklistObserved) -> (Vec<ChecklistStep>, Option<DisableStep>) {
+    let mut steps = Vec::new();
     let run_done = o.active_run.is_none();
     let tracking_removed = o.tracking == Some(false);
     let key_revoked = o.key.role.is_none() || o.key.stored.is_none();

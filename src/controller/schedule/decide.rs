@@ -8,7 +8,7 @@
 //! 5. `prune`: which finished runs fall outside the history limits.
 
 use super::super::conditions::At;
-use super::super::cron::CronSchedule;
+use super::super::cron::{CronSchedule, TimingProblem};
 use super::super::note::Note;
 use super::super::runtime_key::KeyView;
 use super::checklist::{ChecklistObserved, CompanyView, DisableStep};
@@ -382,7 +382,24 @@ fn gate(o: &Observed<'_>, at: At, status: &mut MigrationScheduleStatus) -> Gate 
         .as_deref()
         .map(|expr| CronSchedule::parse(expr, &spec.time_zone))
         .transpose();
-    let blocked: Option<(&'static str, String)> = match (&timing, &o.conflict) {
+    let blocked = blocked(o, &timing);
+    request_conditions(o, at, status);
+    ready_condition(o, at, status, &blocked);
+    tracking_condition(o, at, status);
+    Gate {
+        schedule: timing.ok().flatten(),
+        blocked,
+    }
+}
+
+/// Why no run may start now, if something stops it: a bad schedule, a conflict, no company,
+/// Disable Cloud Migration, a key rotation, a key not in effect, or a CloudReset.
+fn blocked(
+    o: &Observed<'_>,
+    timing: &Result<Option<CronSchedule>, TimingProblem>,
+) -> Option<(&'static str, String)> {
+    let spec = o.spec;
+    match (timing, &o.conflict) {
         (Err(problem), _) => Some((problem.reason, problem.message.clone())),
         (_, Some(why)) => Some(("Conflict", why.clone())),
         _ if o.companies.is_err() => Some((
@@ -422,7 +439,12 @@ fn gate(o: &Observed<'_>, at: At, status: &mut MigrationScheduleStatus) -> Gate 
             ),
         )),
         _ => None,
-    };
+    }
+}
+
+/// The conditions that show a pending CloudReset, a conflict and Disable Cloud Migration.
+fn request_conditions(o: &Observed<'_>, at: At, status: &mut MigrationScheduleStatus) {
+    let spec = o.spec;
     at.set(
         &mut status.conditions,
         "Resetting",
@@ -460,6 +482,15 @@ fn gate(o: &Observed<'_>, at: At, status: &mut MigrationScheduleStatus) -> Gate 
             String::new()
         },
     );
+}
+
+/// `Ready`: what stops runs, or a database that does not answer, or that all is well.
+fn ready_condition(
+    o: &Observed<'_>,
+    at: At,
+    status: &mut MigrationScheduleStatus,
+    blocked: &Option<(&'static str, String)>,
+) {
     let unreachable = o.reach.as_ref().and_then(|r| {
         let fix = "check the URL, the password Secret and the network path from the controller; \
                    the controller tries again every 5 minutes";
@@ -469,7 +500,7 @@ fn gate(o: &Observed<'_>, at: At, status: &mut MigrationScheduleStatus) -> Gate 
             _ => None,
         }
     });
-    match (&blocked, unreachable) {
+    match (blocked, unreachable) {
         // A key that cannot be made because the target does not answer: the target is named.
         (Some((reason, message)), _)
             if !matches!(
@@ -507,6 +538,10 @@ fn gate(o: &Observed<'_>, at: At, status: &mut MigrationScheduleStatus) -> Gate 
             },
         ),
     }
+}
+
+/// `ChangeTracking`: whether the source has it, as the last probe saw.
+fn tracking_condition(o: &Observed<'_>, at: At, status: &mut MigrationScheduleStatus) {
     match o.reach.as_ref().and_then(|r| r.tracking) {
         Some(true) => at.set(
             &mut status.conditions,
@@ -528,10 +563,6 @@ fn gate(o: &Observed<'_>, at: At, status: &mut MigrationScheduleStatus) -> Gate 
             "NotChecked",
             "the source has not answered yet".into(),
         ),
-    }
-    Gate {
-        schedule: timing.ok().flatten(),
-        blocked,
     }
 }
 

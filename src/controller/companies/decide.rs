@@ -111,30 +111,7 @@ pub fn decide(o: SelectionObserved<'_>) -> CompanySelectionStatus {
         .filter(|c| c.migrate)
         .map(|c| c.name.as_str())
         .collect();
-    let before = &o.status.companies;
-    status.companies = found
-        .iter()
-        .map(|f| {
-            let is_selected = selected.contains(&f.name.as_str());
-            let earlier = before.iter().find(|c| c.name == f.name);
-            CompanyStatus {
-                name: f.name.clone(),
-                estimated_bytes: f.bytes,
-                estimated_size: Some(crate::engine::report::human_bytes(f.bytes.max(0) as u64)),
-                tables: f.tables,
-                selected: is_selected,
-                last_migrated_run: match &o.last_success {
-                    Some(run) if run.companies.is_empty() || run.companies.contains(&f.name) => {
-                        Some(run.name.clone())
-                    }
-                    _ => earlier.and_then(|c| c.last_migrated_run.clone()),
-                },
-                initialization: earlier.and_then(|c| c.initialization),
-                message: earlier.and_then(|c| c.message.clone()),
-                validation: earlier.and_then(|c| c.validation.clone()),
-            }
-        })
-        .collect();
+    status.companies = company_rows(&o, &found, &selected);
     let records = o.records();
     let target_error = match &o.records {
         Some(Err(e)) => Some(e.clone()),
@@ -182,12 +159,68 @@ pub fn decide(o: SelectionObserved<'_>) -> CompanySelectionStatus {
             })
             .unwrap_or_default(),
     );
+    let (ready, reason, message) = readiness(
+        &o,
+        &found,
+        &selected,
+        read_error,
+        target_error,
+        (status.companies_selected, status.companies_found),
+    );
+    at.set(&mut status.conditions, "Ready", ready, reason, message);
+    work_conditions(&o, &records, selected.len(), at, &mut status);
+    status
+}
+
+/// One row per company found: its size, whether it is selected, the last run that migrated
+/// it, and its initialization as the status had it.
+fn company_rows(
+    o: &SelectionObserved<'_>,
+    found: &[FoundCompany],
+    selected: &[&str],
+) -> Vec<CompanyStatus> {
+    let before = &o.status.companies;
+    found
+        .iter()
+        .map(|f| {
+            let is_selected = selected.contains(&f.name.as_str());
+            let earlier = before.iter().find(|c| c.name == f.name);
+            CompanyStatus {
+                name: f.name.clone(),
+                estimated_bytes: f.bytes,
+                estimated_size: Some(crate::engine::report::human_bytes(f.bytes.max(0) as u64)),
+                tables: f.tables,
+                selected: is_selected,
+                last_migrated_run: match &o.last_success {
+                    Some(run) if run.companies.is_empty() || run.companies.contains(&f.name) => {
+                        Some(run.name.clone())
+                    }
+                    _ => earlier.and_then(|c| c.last_migrated_run.clone()),
+                },
+                initialization: earlier.and_then(|c| c.initialization),
+                message: earlier.and_then(|c| c.message.clone()),
+                validation: earlier.and_then(|c| c.validation.clone()),
+            }
+        })
+        .collect()
+}
+
+/// `Ready`: whether the schedule exists, the source was read, every selected company exists,
+/// no older selection counts instead, and the target's records were read.
+fn readiness(
+    o: &SelectionObserved<'_>,
+    found: &[FoundCompany],
+    selected: &[&str],
+    read_error: Option<String>,
+    target_error: Option<String>,
+    (companies_selected, companies_found): (i64, i64),
+) -> (bool, &'static str, String) {
     let unknown: Vec<&str> = selected
         .iter()
         .copied()
         .filter(|name| !found.iter().any(|f| f.name == *name))
         .collect();
-    let (ready, reason, message) = if !o.schedule_exists {
+    if !o.schedule_exists {
         (
             false,
             "ScheduleNotFound",
@@ -200,7 +233,7 @@ pub fn decide(o: SelectionObserved<'_>) -> CompanySelectionStatus {
     } else if let Some(e) = read_error.filter(|_| found.is_empty()) {
         (false, "SourceUnreadable", e)
     } else if !unknown.is_empty() {
-        (false, "UnknownCompany", unknown_message(&unknown, &found))
+        (false, "UnknownCompany", unknown_message(&unknown, found))
     } else if o.older.is_some() {
         (
             false,
@@ -219,11 +252,20 @@ pub fn decide(o: SelectionObserved<'_>) -> CompanySelectionStatus {
             "Valid",
             format!(
                 "{} of {} companies selected",
-                status.companies_selected, status.companies_found
+                companies_selected, companies_found
             ),
         )
-    };
-    at.set(&mut status.conditions, "Ready", ready, reason, message);
+    }
+}
+
+/// `Initializing`, `ChangeRefused` and `TooManyCompanies`.
+fn work_conditions(
+    o: &SelectionObserved<'_>,
+    records: &HashMap<String, CompanyRecord>,
+    selected: usize,
+    at: At,
+    status: &mut CompanySelectionStatus,
+) {
     let mut busy: Vec<String> = records
         .values()
         .filter(|r| initialization::busy(Some(r)))
@@ -248,7 +290,7 @@ pub fn decide(o: SelectionObserved<'_>) -> CompanySelectionStatus {
             )
         },
     );
-    let refused = initialization::refused_changes(&o.spec.companies, &records);
+    let refused = initialization::refused_changes(&o.spec.companies, records);
     at.set(
         &mut status.conditions,
         "ChangeRefused",
@@ -268,7 +310,7 @@ pub fn decide(o: SelectionObserved<'_>) -> CompanySelectionStatus {
             )
         },
     );
-    let many = selected.len() > MANY_COMPANIES;
+    let many = selected > MANY_COMPANIES;
     at.set(
         &mut status.conditions,
         "TooManyCompanies",
@@ -278,13 +320,12 @@ pub fn decide(o: SelectionObserved<'_>) -> CompanySelectionStatus {
             format!(
                 "{} companies are selected for one run; more than {MANY_COMPANIES} make a run \
                  long and heavy: split them over several CompanySelections and schedules",
-                selected.len()
+                selected
             )
         } else {
             String::new()
         },
     );
-    status
 }
 
 /// What to do about the companies' initialization. Pure. Nothing while another selection

@@ -40,43 +40,47 @@ pub fn schedule_key(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
 }
 
-/// The index key of a run: the schedule it belongs to.
-pub fn run_keys(run: &MigrationRun) -> Vec<String> {
-    vec![schedule_key(
-        run.metadata.namespace.as_deref().unwrap_or_default(),
-        &run.spec.schedule_ref.name,
-    )]
+/// A kind whose objects each name one schedule of their namespace: runs, CompanySelections,
+/// UserMappings, CloudResets and key rotations by their `scheduleRef`, and a runtime key
+/// Secret by its label.
+pub trait OfSchedule: Resource<DynamicType = ()> {
+    /// The name of the schedule this object belongs to.
+    fn schedule_name(&self) -> &str;
 }
 
-/// The index key of a CloudReset: the schedule it is for.
-pub fn reset_keys(reset: &CloudReset) -> Vec<String> {
-    vec![schedule_key(
-        reset.metadata.namespace.as_deref().unwrap_or_default(),
-        &reset.spec.schedule_ref.name,
-    )]
+macro_rules! of_schedule_by_ref {
+    ($($kind:ty),*) => {$(
+        impl OfSchedule for $kind {
+            fn schedule_name(&self) -> &str {
+                &self.spec.schedule_ref.name
+            }
+        }
+    )*};
+}
+of_schedule_by_ref!(
+    MigrationRun,
+    CompanySelection,
+    UserMapping,
+    CloudReset,
+    RuntimeKeyRotation
+);
+
+impl OfSchedule for Secret {
+    fn schedule_name(&self) -> &str {
+        self.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(super::annotations::RUNTIME_KEY_LABEL))
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
 }
 
-/// The index key of a RuntimeKeyRotation: the schedule it is for.
-pub fn rotation_keys(rotation: &RuntimeKeyRotation) -> Vec<String> {
+/// The index key of an object that names a schedule: that schedule.
+pub fn schedule_keys<K: OfSchedule>(obj: &K) -> Vec<String> {
     vec![schedule_key(
-        rotation.metadata.namespace.as_deref().unwrap_or_default(),
-        &rotation.spec.schedule_ref.name,
-    )]
-}
-
-/// The index key of a UserMapping: the schedule it is for.
-pub fn mapping_keys(mapping: &UserMapping) -> Vec<String> {
-    vec![schedule_key(
-        mapping.metadata.namespace.as_deref().unwrap_or_default(),
-        &mapping.spec.schedule_ref.name,
-    )]
-}
-
-/// The index key of a CompanySelection: the schedule it is for.
-pub fn selection_keys(selection: &CompanySelection) -> Vec<String> {
-    vec![schedule_key(
-        selection.metadata.namespace.as_deref().unwrap_or_default(),
-        &selection.spec.schedule_ref.name,
+        obj.meta().namespace.as_deref().unwrap_or_default(),
+        obj.schedule_name(),
     )]
 }
 
@@ -279,16 +283,16 @@ impl Caches {
         let caches = Caches {
             schedules: schedule_store,
             runs: run_store,
-            runs_by_schedule: Index::new(run_keys),
+            runs_by_schedule: Index::new(schedule_keys::<MigrationRun>),
             schedules_by_database: Index::new(database_keys),
             jobs: None,
             selections: selection_store,
-            selections_by_schedule: Index::new(selection_keys),
+            selections_by_schedule: Index::new(schedule_keys::<CompanySelection>),
             mappings: mapping_store,
             resets: reset_store,
-            resets_by_schedule: Index::new(reset_keys),
+            resets_by_schedule: Index::new(schedule_keys::<CloudReset>),
             rotations: rotation_store,
-            rotations_by_schedule: Index::new(rotation_keys),
+            rotations_by_schedule: Index::new(schedule_keys::<RuntimeKeyRotation>),
             key_secrets: secret_store,
         };
         for s in schedules {
@@ -481,7 +485,7 @@ mod tests {
 
     #[test]
     fn the_index_follows_applies_deletes_and_relists() {
-        let index = Index::new(run_keys);
+        let index = Index::new(schedule_keys::<MigrationRun>);
         index.apply(&watcher::Event::Apply(run("a-1", "a")));
         index.apply(&watcher::Event::Apply(run("a-2", "a")));
         index.apply(&watcher::Event::Apply(run("b-1", "b")));

@@ -22,19 +22,13 @@ pub mod run;
 pub mod runtime_key;
 pub mod schedule;
 pub mod users;
+pub mod watches;
 
-use crate::api::{
-    CloudReset, CompanySelection, MigrationRun, MigrationSchedule, RuntimeKeyRotation, UserMapping,
-};
-use cache::{Caches, Index};
+use crate::api::{CompanySelection, MigrationRun, MigrationSchedule, UserMapping};
 use context::Context;
-use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
-use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::controller::Action;
 use kube::{Api, Client, Resource};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -240,13 +234,13 @@ pub async fn run(options: Options) -> Result<(), Error> {
     let ready = Arc::new(AtomicBool::new(false));
     let server = tokio::spawn(serve(options.listen, metrics.clone(), ready.clone()));
     check_crds(&client, &options.namespace).await?;
-    let mut leadership = match &options.leader_lease {
+    let leadership = match &options.leader_lease {
         Some(lease) => Some(lead(&client, lease).await?),
         None => None,
     };
     ready.store(true, Ordering::SeqCst);
     let jobs_served = jobs_served(&client, &options.namespace).await;
-    let (caches, watches, wake) = watch(&client, &options.namespace, jobs_served);
+    let (caches, watches) = watches::watch(&client, &options.namespace, jobs_served);
     let events = tokio::spawn(watches.events);
     // A schedule decides from its runs: none is reconciled before both caches are filled.
     let filled = async {
@@ -274,69 +268,32 @@ pub async fn run(options: Options) -> Result<(), Error> {
         )
         .with_probes(reach::Probes::new(Some(watches.schedule_waker.clone()))),
     );
-    let config = controller::Config::default().concurrency(RECONCILE_CONCURRENCY);
-    let leadership_for_selections = leadership.clone();
-    let leadership_for_mappings = leadership.clone();
-    let leadership_for_resets = leadership.clone();
-    let leadership_for_rotations = leadership.clone();
-    let schedule_controller =
-        Controller::for_shared_stream(watches.schedules, caches.schedules.clone())
-            // A run, a CompanySelection or a UserMapping that changes wakes its schedule;
-            // nothing else does.
-            .reconcile_on(wake)
-            .with_config(config.clone())
-            .graceful_shutdown_on(shutdown_signal(leadership.clone()))
-            .run(schedule::reconcile, error_policy, ctx.clone())
-            .for_each(|_| async {});
-    let mut run_controller = Controller::for_shared_stream(watches.runs, caches.runs.clone());
-    if let Some(jobs) = watches.jobs {
-        // A worker Job that changes wakes its run: a failed Job is seen at once.
-        run_controller = run_controller.owns_shared_stream(jobs);
-    }
-    let run_controller = run_controller
-        .with_config(config)
-        .graceful_shutdown_on(shutdown_signal(leadership.take()))
-        .run(run::reconcile, error_policy, ctx.clone())
-        .for_each(|_| async {});
-    let selection_controller =
-        Controller::for_shared_stream(watches.selections, caches.selections.clone())
-            .reconcile_on(receiver_stream(watches.selections_wake))
-            .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
-            .graceful_shutdown_on(shutdown_signal(leadership_for_selections))
-            .run(companies::reconcile, error_policy, ctx.clone())
-            .for_each(|_| async {});
-    let mapping_controller =
-        Controller::for_shared_stream(watches.mappings, caches.mappings.clone())
-            .reconcile_on(receiver_stream(watches.mappings_wake))
-            .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
-            .graceful_shutdown_on(shutdown_signal(leadership_for_mappings))
-            .run(users::reconcile, error_policy, ctx.clone())
-            .for_each(|_| async {});
-    let reset_controller = Controller::for_shared_stream(watches.resets, caches.resets.clone())
-        .reconcile_on(receiver_stream(watches.resets_wake))
-        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
-        .graceful_shutdown_on(shutdown_signal(leadership_for_resets))
-        .run(reset::reconcile, error_policy, ctx.clone())
-        .for_each(|_| async {});
-    let rotation_controller =
-        Controller::for_shared_stream(watches.rotations, caches.rotations.clone())
-            .reconcile_on(receiver_stream(watches.rotations_wake))
-            .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
-            .graceful_shutdown_on(shutdown_signal(leadership_for_rotations))
-            .run(rotation::reconcile, error_policy, ctx.clone())
-            .for_each(|_| async {});
+    let stop = || shutdown_signal(leadership.clone());
+    let controllers = async {
+        tokio::join!(
+            schedule::controller(
+                watches.schedules,
+                caches.schedules.clone(),
+                watches.schedules_woken,
+                ctx.clone(),
+                stop(),
+            ),
+            run::controller(
+                watches.runs,
+                caches.runs.clone(),
+                watches.jobs,
+                ctx.clone(),
+                stop(),
+            ),
+            companies::controller(watches.selections, ctx.clone(), stop()),
+            users::controller(watches.mappings, ctx.clone(), stop()),
+            reset::controller(watches.resets, ctx.clone(), stop()),
+            rotation::controller(watches.rotations, ctx.clone(), stop()),
+        )
+    };
     tracing::info!(listen = %options.listen, "controller started");
     tokio::select! {
-        _ = async {
-            tokio::join!(
-                schedule_controller,
-                run_controller,
-                selection_controller,
-                mapping_controller,
-                reset_controller,
-                rotation_controller
-            )
-        } => {}
+        _ = controllers => {}
         _ = events => {}
         r = server => {
             if let Ok(Err(e)) = r {
@@ -364,252 +321,6 @@ async fn jobs_served(client: &Client, namespace: &Option<String>) -> bool {
             false
         }
     }
-}
-
-/// How many objects of one kind are reconciled at once. Each reconcile holds only its own
-/// object and a few API calls, so this bounds the controller's work, not its memory.
-pub const RECONCILE_CONCURRENCY: u16 = 8;
-
-/// The shared watches: what wakes each controller, and the stream that keeps them all going.
-struct Watches {
-    schedules: kube::runtime::reflector::ReflectHandle<MigrationSchedule>,
-    selections: kube::runtime::reflector::ReflectHandle<CompanySelection>,
-    /// The CompanySelections whose schedule changed.
-    selections_wake: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<CompanySelection>>,
-    mappings: kube::runtime::reflector::ReflectHandle<UserMapping>,
-    /// The UserMappings whose schedule changed.
-    mappings_wake: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<UserMapping>>,
-    resets: kube::runtime::reflector::ReflectHandle<CloudReset>,
-    /// The CloudResets whose schedule changed (a run ended, say).
-    resets_wake: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<CloudReset>>,
-    rotations: kube::runtime::reflector::ReflectHandle<RuntimeKeyRotation>,
-    /// The RuntimeKeyRotations whose schedule or key Secret changed.
-    rotations_wake: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<RuntimeKeyRotation>>,
-    runs: kube::runtime::reflector::ReflectHandle<MigrationRun>,
-    jobs: Option<kube::runtime::reflector::ReflectHandle<Job>>,
-    /// Wakes a schedule from outside the watches (a probe of its databases ended).
-    schedule_waker: tokio::sync::mpsc::UnboundedSender<ObjectRef<MigrationSchedule>>,
-    events: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-}
-
-/// One watch per kind, in the namespace or in all of them: the caches they fill, the handles
-/// that wake the controllers, and the schedules to wake for a changed run, CompanySelection
-/// or UserMapping.
-fn watch(
-    client: &Client,
-    namespace: &Option<String>,
-    jobs_served: bool,
-) -> (
-    Caches,
-    Watches,
-    impl Stream<Item = ObjectRef<MigrationSchedule>> + Send + 'static,
-) {
-    let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel();
-    let schedule_waker = wake_tx.clone();
-    let runs_index = Index::new(cache::run_keys);
-    let schedules_index = Index::new(cache::database_keys);
-    let selections_index = Index::new(cache::selection_keys);
-    let mappings_index = Index::new(cache::mapping_keys);
-    let resets_index = Index::new(cache::reset_keys);
-    let rotations_index = Index::new(cache::rotation_keys);
-    // A schedule that changes (created, a run ended) wakes the CompanySelections and the
-    // UserMappings naming it.
-    let (selection_wake_tx, selection_wake_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (mapping_wake_tx, mapping_wake_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (reset_wake_tx, reset_wake_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (rotation_wake_tx, rotation_wake_rx) = tokio::sync::mpsc::unbounded_channel();
-    let rotation_wake_by_secret = rotation_wake_tx.clone();
-    let (selections_of, mappings_of) = (selections_index.clone(), mappings_index.clone());
-    let resets_of = resets_index.clone();
-    let (rotations_of, rotations_of_secret) = (rotations_index.clone(), rotations_index.clone());
-    let (schedule_store, schedule_handle, schedule_events) = cache::watch(
-        api::<MigrationSchedule>(client, namespace),
-        watcher::Config::default(),
-        schedules_index.clone(),
-        cache::slim_schedule,
-        move |event| {
-            if let watcher::Event::Apply(s) | watcher::Event::Delete(s) = event {
-                let key = cache::schedule_key(
-                    s.metadata.namespace.as_deref().unwrap_or_default(),
-                    s.metadata.name.as_deref().unwrap_or_default(),
-                );
-                for selection in selections_of.get(&key) {
-                    let _ = selection_wake_tx.send(selection);
-                }
-                for mapping in mappings_of.get(&key) {
-                    let _ = mapping_wake_tx.send(mapping);
-                }
-                for reset in resets_of.get(&key) {
-                    let _ = reset_wake_tx.send(reset);
-                }
-                for rotation in rotations_of.get(&key) {
-                    let _ = rotation_wake_tx.send(rotation);
-                }
-            }
-        },
-    );
-    let (run_store, run_handle, run_events) = cache::watch(
-        api::<MigrationRun>(client, namespace),
-        watcher::Config::default(),
-        runs_index.clone(),
-        cache::slim_run,
-        wakes(wake_tx.clone(), |r: &MigrationRun| {
-            &r.spec.schedule_ref.name
-        }),
-    );
-    // A schedule reads its CompanySelection when it creates a run; a CompanySelection or a
-    // UserMapping that changes wakes its schedule.
-    let (selection_store, selection_handle, selections) = cache::watch(
-        api::<CompanySelection>(client, namespace),
-        watcher::Config::default(),
-        selections_index.clone(),
-        cache::slim_selection,
-        wakes(wake_tx.clone(), |c: &CompanySelection| {
-            &c.spec.schedule_ref.name
-        }),
-    );
-    let (mapping_store, mapping_handle, mappings) = cache::watch(
-        api::<UserMapping>(client, namespace),
-        watcher::Config::default(),
-        mappings_index.clone(),
-        cache::slim_mapping,
-        wakes(wake_tx.clone(), |u: &UserMapping| &u.spec.schedule_ref.name),
-    );
-    // A CloudReset that changes wakes its schedule, which starts no run while one is pending.
-    let (reset_store, reset_handle, resets) = cache::watch(
-        api::<CloudReset>(client, namespace),
-        watcher::Config::default(),
-        resets_index.clone(),
-        cache::slim_reset,
-        wakes(wake_tx.clone(), |r: &CloudReset| &r.spec.schedule_ref.name),
-    );
-    // A rotation that changes wakes its schedule, which starts no run while one works.
-    let (rotation_store, rotation_handle, rotations) = cache::watch(
-        api::<RuntimeKeyRotation>(client, namespace),
-        watcher::Config::default(),
-        rotations_index.clone(),
-        cache::slim_rotation,
-        wakes(wake_tx.clone(), |r: &RuntimeKeyRotation| {
-            &r.spec.schedule_ref.name
-        }),
-    );
-    // The runtime key Secrets, metadata only: a changed one wakes its schedule and rotations.
-    let mut wake_for_secret = wakes(wake_tx, |s: &Secret| {
-        s.metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(annotations::RUNTIME_KEY_LABEL))
-            .map(String::as_str)
-            .unwrap_or_default()
-    });
-    let (secret_store, secrets) = cache::watch_plain(
-        api::<Secret>(client, namespace),
-        watcher::Config::default().labels(annotations::RUNTIME_KEY_LABEL),
-        cache::slim_secret,
-        move |event| {
-            wake_for_secret(event);
-            if let watcher::Event::Apply(s) | watcher::Event::Delete(s) = event
-                && let Some(schedule) = s
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(annotations::RUNTIME_KEY_LABEL))
-            {
-                let key = cache::schedule_key(
-                    s.metadata.namespace.as_deref().unwrap_or_default(),
-                    schedule,
-                );
-                for rotation in rotations_of_secret.get(&key) {
-                    let _ = rotation_wake_by_secret.send(rotation);
-                }
-            }
-        },
-    );
-    let mut streams = vec![
-        schedule_events.boxed(),
-        run_events.boxed(),
-        selections.boxed(),
-        mappings.boxed(),
-        resets.boxed(),
-        rotations.boxed(),
-        secrets.boxed(),
-    ];
-    let (job_store, job_handle) = if jobs_served {
-        let (store, handle, events) = cache::watch(
-            api::<Job>(client, namespace),
-            watcher::Config::default().labels(crate::runner::job::WORKER_SELECTOR),
-            Index::new(|_| vec![]),
-            cache::slim_job,
-            |_| {},
-        );
-        streams.push(events.boxed());
-        (Some(store), Some(handle))
-    } else {
-        (None, None)
-    };
-    let events = futures_util::stream::select_all(streams).for_each(|_| async {});
-    let events = Box::pin(events);
-    let caches = Caches {
-        schedules: schedule_store,
-        runs: run_store,
-        runs_by_schedule: runs_index,
-        schedules_by_database: schedules_index,
-        jobs: job_store,
-        selections: selection_store,
-        selections_by_schedule: selections_index,
-        mappings: mapping_store,
-        resets: reset_store,
-        resets_by_schedule: resets_index,
-        rotations: rotation_store,
-        rotations_by_schedule: rotations_index,
-        key_secrets: secret_store,
-    };
-    let wake =
-        futures_util::stream::unfold(
-            wake_rx,
-            |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
-        );
-    (
-        caches,
-        Watches {
-            schedules: schedule_handle,
-            selections: selection_handle,
-            selections_wake: selection_wake_rx,
-            mappings: mapping_handle,
-            mappings_wake: mapping_wake_rx,
-            resets: reset_handle,
-            resets_wake: reset_wake_rx,
-            rotations: rotation_handle,
-            rotations_wake: rotation_wake_rx,
-            runs: run_handle,
-            jobs: job_handle,
-            schedule_waker,
-            events,
-        },
-        wake,
-    )
-}
-
-/// For each change (or deletion) of an object that names a schedule, that schedule to wake.
-fn wakes<K: Resource + 'static>(
-    tx: tokio::sync::mpsc::UnboundedSender<ObjectRef<MigrationSchedule>>,
-    schedule: fn(&K) -> &str,
-) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
-    move |event| {
-        if let watcher::Event::Apply(obj) | watcher::Event::Delete(obj) = event {
-            let r = ObjectRef::new(schedule(obj))
-                .within(obj.meta().namespace.as_deref().unwrap_or_default());
-            // The receiver lives as long as the schedule controller.
-            let _ = tx.send(r);
-        }
-    }
-}
-
-/// The messages of a channel as a stream.
-fn receiver_stream<T: Send + 'static>(
-    rx: tokio::sync::mpsc::UnboundedReceiver<T>,
-) -> impl Stream<Item = T> + Send + 'static {
-    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) })
 }
 
 /// Resolves on SIGTERM, SIGINT, or the loss of leadership.

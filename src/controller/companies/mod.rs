@@ -30,101 +30,107 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The CompanySelection controller: woken by a change of the object, and by a change of the schedule
+/// it names (a run ended: sizes and initializations move on).
+pub async fn controller(
+    watch: super::watches::Dependent<CompanySelection>,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    super::watches::drive_dependent(watch, reconcile, ctx, shutdown).await
+}
+
 #[tracing::instrument(skip_all, fields(selection = %format!("{}/{}", selection.namespace().unwrap_or_default(), selection.name_any())))]
 pub async fn reconcile(
     selection: Arc<CompanySelection>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let key = format!(
-        "CompanySelection/{}/{}",
-        selection.namespace().unwrap_or_default(),
-        selection.name_any()
-    );
-    ctx.measured(&key, async {
-        let ns = selection
-            .namespace()
-            .ok_or_else(|| Error::Invalid("a CompanySelection is namespaced".into()))?;
-        let schedule_name = &selection.spec.schedule_ref.name;
-        let schedule = ctx.caches.schedule(&ns, schedule_name);
-        let last_success = queries::last_success(&ctx.caches, &ns, schedule_name);
-        let status = selection.status.clone().unwrap_or_default();
-        let now = chrono::Utc::now();
-        let found = match &schedule {
-            Some(s) if decide::needs_reading(&status, last_success.as_ref().map(|r| r.at), now) => {
-                Some(read_companies(&ctx.client, s).await)
-            }
-            _ => None,
-        };
-        let active_run = schedule.as_ref().and_then(|_| {
-            queries::active_run(&ctx.caches, &ns, schedule_name)
-                .map(|run| format!("run {run}"))
-                .or_else(|| {
-                    queries::pending_reset(&ctx.caches, &ns, schedule_name)
-                        .map(|reset| format!("CloudReset {reset}"))
-                })
-        });
-        let target = match &schedule {
-            Some(s) if wants_target(&status, last_success.as_ref()) => Some(
-                crate::logins::open_side(&ctx.client, s, crate::logins::Side::Target).await,
-            ),
-            _ => None,
-        };
-        let read_records = |db: &crate::db::Database| {
-            let db = db.clone();
-            async move {
-                ledger::companies::read(&db)
-                    .await
-                    .map_err(|e| format!("target database: {e}"))
-            }
-        };
-        let records = match &target {
-            Some(Ok(db)) => Some(read_records(db).await),
-            Some(Err(e)) => Some(Err(e.clone())),
-            None => None,
-        };
-        let liveness = match (&schedule, &records) {
-            (Some(s), Some(Ok(r))) => liveness(&ctx, &selection, s, r).await?,
-            _ => Default::default(),
-        };
-        let mut observed = SelectionObserved {
-            generation: selection.metadata.generation,
-            spec: &selection.spec,
-            status: status.clone(),
-            schedule_exists: schedule.is_some(),
-            older: older(&ctx, &ns, &selection),
-            found,
-            last_success,
-            records,
-            liveness,
-            active_run,
-            now,
-        };
-        let actions = decide::initialization_actions(&observed);
-        if let (Some(Ok(db)), Some(schedule), false) = (&target, &schedule, actions.is_empty()) {
-            for a in &actions {
-                act(&ctx, &selection, schedule, db, a).await?;
-            }
-            observed.records = Some(read_records(db).await);
-            observed.liveness.clear();
+    let ns = selection
+        .namespace()
+        .ok_or_else(|| Error::Invalid("a CompanySelection is namespaced".into()))?;
+    let schedule_name = &selection.spec.schedule_ref.name;
+    let schedule = ctx.caches.schedule(&ns, schedule_name);
+    let last_success = queries::last_success(&ctx.caches, &ns, schedule_name);
+    let status = selection.status.clone().unwrap_or_default();
+    let now = chrono::Utc::now();
+    let found = match &schedule {
+        Some(s) if decide::needs_reading(&status, last_success.as_ref().map(|r| r.at), now) => {
+            Some(read_companies(&ctx.client, s).await)
         }
-        if let Some(Ok(db)) = &target {
-            db.close().await;
+        _ => None,
+    };
+    let active_run = schedule.as_ref().and_then(|_| {
+        queries::active_run(&ctx.caches, &ns, schedule_name)
+            .map(|run| format!("run {run}"))
+            .or_else(|| {
+                queries::pending_reset(&ctx.caches, &ns, schedule_name)
+                    .map(|reset| format!("CloudReset {reset}"))
+            })
+    });
+    let target = match &schedule {
+        Some(s) if wants_target(&status, last_success.as_ref()) => {
+            Some(crate::logins::open_side(&ctx.client, s, crate::logins::Side::Target).await)
         }
-        let busy = matches!(&observed.records, Some(Ok(r)) if r.iter().any(|r| initialization::busy(Some(r))));
-        let decided = decide::decide(observed);
-        if selection.status.is_none() || decided != status {
-            ctx.apply_status(selection.as_ref(), &decided).await?;
+        _ => None,
+    };
+    let read_records = |db: &crate::db::Database| {
+        let db = db.clone();
+        async move {
+            ledger::companies::read(&db)
+                .await
+                .map_err(|e| format!("target database: {e}"))
         }
-        // An initialization in progress is watched closely; otherwise sizes go stale: look
-        // again when they do (a successful run wakes the schedule, and through its run the
-        // selection, sooner).
-        Ok(if busy {
-            Action::requeue(Duration::from_secs(5))
-        } else {
-            Action::requeue(super::jitter::spread(decide::SIZES_FRESH_FOR, &key))
-        })
+    };
+    let records = match &target {
+        Some(Ok(db)) => Some(read_records(db).await),
+        Some(Err(e)) => Some(Err(e.clone())),
+        None => None,
+    };
+    let liveness = match (&schedule, &records) {
+        (Some(s), Some(Ok(r))) => liveness(&ctx, &selection, s, r).await?,
+        _ => Default::default(),
+    };
+    let mut observed = SelectionObserved {
+        generation: selection.metadata.generation,
+        spec: &selection.spec,
+        status: status.clone(),
+        schedule_exists: schedule.is_some(),
+        older: older(&ctx, &ns, &selection),
+        found,
+        last_success,
+        records,
+        liveness,
+        active_run,
+        now,
+    };
+    let actions = decide::initialization_actions(&observed);
+    if let (Some(Ok(db)), Some(schedule), false) = (&target, &schedule, actions.is_empty()) {
+        for a in &actions {
+            act(&ctx, &selection, schedule, db, a).await?;
+        }
+        observed.records = Some(read_records(db).await);
+        observed.liveness.clear();
+    }
+    if let Some(Ok(db)) = &target {
+        db.close().await;
+    }
+    let busy =
+        matches!(&observed.records, Some(Ok(r)) if r.iter().any(|r| initialization::busy(Some(r))));
+    let decided = decide::decide(observed);
+    if selection.status.is_none() || decided != status {
+        ctx.apply_status(selection.as_ref(), &decided).await?;
+    }
+    // An initialization in progress is watched closely; otherwise sizes go stale: look
+    // again when they do (a successful run wakes the schedule, and through its run the
+    // selection, sooner).
+    Ok(if busy {
+        Action::requeue(Duration::from_secs(5))
+    } else {
+        Action::requeue(super::jitter::spread(
+            decide::SIZES_FRESH_FOR,
+            &format!("CompanySelection/{ns}/{}", selection.name_any()),
+        ))
     })
-    .await
 }
 
 /// Whether the target's initialization records are worth reading: a company has been

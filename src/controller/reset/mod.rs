@@ -16,68 +16,70 @@ use kube::runtime::controller::Action;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The CloudReset controller: woken by a change of the object, and by a change of the schedule
+/// it names (its active run ended).
+pub async fn controller(
+    watch: super::watches::Dependent<CloudReset>,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    super::watches::drive_dependent(watch, reconcile, ctx, shutdown).await
+}
+
 #[tracing::instrument(skip_all, fields(reset = %format!("{}/{}", reset.namespace().unwrap_or_default(), reset.name_any())))]
 pub async fn reconcile(reset: Arc<CloudReset>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let key = format!(
-        "CloudReset/{}/{}",
-        reset.namespace().unwrap_or_default(),
-        reset.name_any()
-    );
-    ctx.measured(&key, async {
-        let ns = reset
-            .namespace()
-            .ok_or_else(|| Error::Invalid("a CloudReset is namespaced".into()))?;
-        let status = reset.status.clone().unwrap_or_default();
-        if finished(&status) || reset.metadata.deletion_timestamp.is_some() {
-            return Ok(Action::await_change());
-        }
-        let schedule_name = &reset.spec.schedule_ref.name;
-        let schedule = ctx.caches.schedule(&ns, schedule_name);
-        let observed = ResetObserved {
-            name: reset.name_any(),
-            schedule: schedule_name.clone(),
-            confirm: reset.spec.confirm.clone(),
-            generation: reset.metadata.generation,
-            status: status.clone(),
-            schedule_exists: schedule.is_some(),
-            older_pending: queries::older_reset(&ctx.caches, &ns, &reset),
-            active_run: queries::active_run(&ctx.caches, &ns, schedule_name),
-            initializing: queries::initializing(&ctx.caches, &ns, schedule_name),
-            now: chrono::Utc::now(),
-        };
-        let d = decide::decide(&observed);
-        if reset.status.is_none() || d.status != status {
-            ctx.apply_status(reset.as_ref(), &d.status).await?;
-        }
-        let Some(schedule) = schedule.filter(|_| d.clear) else {
-            // Waiting: a run that ends, or a schedule that appears, wakes the reset.
-            return Ok(Action::requeue(Duration::from_secs(30)));
-        };
-        let outcome = async {
-            let db = crate::logins::open_side(&ctx.client, &schedule, crate::logins::Side::Target)
-                .await?;
-            let cleared = crate::engine::reset::clear(&db).await;
-            db.close().await;
-            cleared
-                .map(|c| (c.tables, c.companies))
-                .map_err(|e| format!("target database: {e}"))
-        }
-        .await;
-        let at = At {
-            generation: reset.metadata.generation,
-            now: chrono::Utc::now(),
-        };
-        let note = match &outcome {
-            Ok((tables, _)) => Note::normal(
-                "Reset",
-                format!("cleared {tables} migrated tables in the target of {schedule_name}"),
-            ),
-            Err(e) => Note::warning("ResetFailed", e.clone()),
-        };
-        let done = decide::ended(d.status, at, outcome);
-        ctx.apply_status(reset.as_ref(), &done).await?;
-        ctx.publish(reset.as_ref(), &[note]).await;
-        Ok(Action::await_change())
-    })
-    .await
+    let ns = reset
+        .namespace()
+        .ok_or_else(|| Error::Invalid("a CloudReset is namespaced".into()))?;
+    let status = reset.status.clone().unwrap_or_default();
+    if finished(&status) || reset.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let schedule_name = &reset.spec.schedule_ref.name;
+    let schedule = ctx.caches.schedule(&ns, schedule_name);
+    let observed = ResetObserved {
+        name: reset.name_any(),
+        schedule: schedule_name.clone(),
+        confirm: reset.spec.confirm.clone(),
+        generation: reset.metadata.generation,
+        status: status.clone(),
+        schedule_exists: schedule.is_some(),
+        older_pending: queries::older_reset(&ctx.caches, &ns, &reset),
+        active_run: queries::active_run(&ctx.caches, &ns, schedule_name),
+        initializing: queries::initializing(&ctx.caches, &ns, schedule_name),
+        now: chrono::Utc::now(),
+    };
+    let d = decide::decide(&observed);
+    if reset.status.is_none() || d.status != status {
+        ctx.apply_status(reset.as_ref(), &d.status).await?;
+    }
+    let Some(schedule) = schedule.filter(|_| d.clear) else {
+        // Waiting: a run that ends, or a schedule that appears, wakes the reset.
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    };
+    let outcome = async {
+        let db =
+            crate::logins::open_side(&ctx.client, &schedule, crate::logins::Side::Target).await?;
+        let cleared = crate::engine::reset::clear(&db).await;
+        db.close().await;
+        cleared
+            .map(|c| (c.tables, c.companies))
+            .map_err(|e| format!("target database: {e}"))
+    }
+    .await;
+    let at = At {
+        generation: reset.metadata.generation,
+        now: chrono::Utc::now(),
+    };
+    let note = match &outcome {
+        Ok((tables, _)) => Note::normal(
+            "Reset",
+            format!("cleared {tables} migrated tables in the target of {schedule_name}"),
+        ),
+        Err(e) => Note::warning("ResetFailed", e.clone()),
+    };
+    let done = decide::ended(d.status, at, outcome);
+    ctx.apply_status(reset.as_ref(), &done).await?;
+    ctx.publish(reset.as_ref(), &[note]).await;
+    Ok(Action::await_change())
 }

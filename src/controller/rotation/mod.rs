@@ -20,104 +20,106 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The RuntimeKeyRotation controller: woken by a change of the object, and by a change of the schedule
+/// it names, or of the schedule's key Secret.
+pub async fn controller(
+    watch: super::watches::Dependent<RuntimeKeyRotation>,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    super::watches::drive_dependent(watch, reconcile, ctx, shutdown).await
+}
+
 #[tracing::instrument(skip_all, fields(rotation = %format!("{}/{}", rotation.namespace().unwrap_or_default(), rotation.name_any())))]
 pub async fn reconcile(
     rotation: Arc<RuntimeKeyRotation>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let key = format!(
-        "RuntimeKeyRotation/{}/{}",
-        rotation.namespace().unwrap_or_default(),
-        rotation.name_any()
-    );
-    ctx.measured(&key, async {
-        let ns = rotation
-            .namespace()
-            .ok_or_else(|| Error::Invalid("a RuntimeKeyRotation is namespaced".into()))?;
-        let mut status = rotation.status.clone().unwrap_or_default();
-        if finished(&status) || rotation.metadata.deletion_timestamp.is_some() {
-            return Ok(Action::await_change());
+    let ns = rotation
+        .namespace()
+        .ok_or_else(|| Error::Invalid("a RuntimeKeyRotation is namespaced".into()))?;
+    let mut status = rotation.status.clone().unwrap_or_default();
+    if finished(&status) || rotation.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let schedule_name = &rotation.spec.schedule_ref.name;
+    let schedule = ctx.caches.schedule(&ns, schedule_name);
+    let secret_name = crate::logins::secret_name(schedule_name);
+    let mut secret = ctx
+        .caches
+        .key_secret(&ns, &secret_name)
+        .map(|s| SecretView::of(&s));
+    let mut written = rotation.status.is_some().then(|| status.clone());
+    // Each step changes the Secret; the next decision sees the change at once.
+    for _ in 0..4 {
+        let observed = RotationObserved {
+            uid: rotation.uid().unwrap_or_default(),
+            schedule: schedule_name.clone(),
+            generation: rotation.metadata.generation,
+            status: status.clone(),
+            schedule_exists: schedule.is_some(),
+            has_role: schedule
+                .as_ref()
+                .is_some_and(|s| crate::logins::role_of(s).is_some()),
+            disabled: schedule.as_ref().is_some_and(|s| s.spec.disabled),
+            older_pending: super::queries::older_rotation(&ctx.caches, &ns, &rotation),
+            secret_name: secret_name.clone(),
+            secret: secret.clone(),
+            now: chrono::Utc::now(),
+        };
+        let d = decide::decide(&observed);
+        if written.as_ref() != Some(&d.status) {
+            ctx.apply_status(rotation.as_ref(), &d.status).await?;
+            written = Some(d.status.clone());
         }
-        let schedule_name = &rotation.spec.schedule_ref.name;
-        let schedule = ctx.caches.schedule(&ns, schedule_name);
-        let secret_name = crate::logins::secret_name(schedule_name);
-        let mut secret = ctx
-            .caches
-            .key_secret(&ns, &secret_name)
-            .map(|s| SecretView::of(&s));
-        let mut written = rotation.status.is_some().then(|| status.clone());
-        // Each step changes the Secret; the next decision sees the change at once.
-        for _ in 0..4 {
-            let observed = RotationObserved {
-                uid: rotation.uid().unwrap_or_default(),
-                schedule: schedule_name.clone(),
-                generation: rotation.metadata.generation,
-                status: status.clone(),
-                schedule_exists: schedule.is_some(),
-                has_role: schedule
-                    .as_ref()
-                    .is_some_and(|s| crate::logins::role_of(s).is_some()),
-                disabled: schedule.as_ref().is_some_and(|s| s.spec.disabled),
-                older_pending: super::queries::older_rotation(&ctx.caches, &ns, &rotation),
-                secret_name: secret_name.clone(),
-                secret: secret.clone(),
-                now: chrono::Utc::now(),
-            };
-            let d = decide::decide(&observed);
-            if written.as_ref() != Some(&d.status) {
-                ctx.apply_status(rotation.as_ref(), &d.status).await?;
-                written = Some(d.status.clone());
+        status = d.status;
+        let (Some(step), Some(schedule)) = (d.step, schedule.as_deref()) else {
+            break;
+        };
+        let taken = match step {
+            Step::Prepare => prepare(&ctx, schedule, &rotation).await,
+            Step::Apply => {
+                let role = crate::logins::role_of(schedule).unwrap_or_default();
+                runtime_key::apply_stored(&ctx, schedule, &role)
+                    .await
+                    .map(|(view, _)| view)
             }
-            status = d.status;
-            let (Some(step), Some(schedule)) = (d.step, schedule.as_deref()) else {
-                break;
-            };
-            let taken = match step {
-                Step::Prepare => prepare(&ctx, schedule, &rotation).await,
-                Step::Apply => {
-                    let role = crate::logins::role_of(schedule).unwrap_or_default();
-                    runtime_key::apply_stored(&ctx, schedule, &role)
-                        .await
-                        .map(|(view, _)| view)
+            Step::Revoke => {
+                let at = At {
+                    generation: rotation.metadata.generation,
+                    now: chrono::Utc::now(),
+                };
+                let outcome = revoke_old(&ctx, schedule).await;
+                if let Err(Retry(e)) = &outcome {
+                    return Err(Error::Retry(e.clone()));
                 }
-                Step::Revoke => {
-                    let at = At {
-                        generation: rotation.metadata.generation,
-                        now: chrono::Utc::now(),
-                    };
-                    let outcome = revoke_old(&ctx, schedule).await;
-                    if let Err(Retry(e)) = &outcome {
-                        return Err(Error::Retry(e.clone()));
-                    }
-                    let outcome = outcome.map_err(|Retry(e)| e).and_then(|r| r);
-                    let note = match &outcome {
-                        Ok(()) => Note::normal(
-                            "KeyRotated",
-                            format!(
-                                "the runtime key of {schedule_name} was replaced (new key {})",
-                                status.key_fingerprint.clone().unwrap_or_default()
-                            ),
+                let outcome = outcome.map_err(|Retry(e)| e).and_then(|r| r);
+                let note = match &outcome {
+                    Ok(()) => Note::normal(
+                        "KeyRotated",
+                        format!(
+                            "the runtime key of {schedule_name} was replaced (new key {})",
+                            status.key_fingerprint.clone().unwrap_or_default()
                         ),
-                        Err(e) => Note::warning("KeyRotationFailed", e.clone()),
-                    };
-                    let done = decide::revoked(status, at, outcome);
-                    ctx.apply_status(rotation.as_ref(), &done).await?;
-                    ctx.publish(rotation.as_ref(), &[note]).await;
-                    return Ok(Action::await_change());
-                }
-            };
-            match taken {
-                Ok(view) => secret = Some(view),
-                // The database or the API server failed: try again after a pause. The step is
-                // safe to repeat.
-                Err(e) => return Err(Error::Retry(e)),
+                    ),
+                    Err(e) => Note::warning("KeyRotationFailed", e.clone()),
+                };
+                let done = decide::revoked(status, at, outcome);
+                ctx.apply_status(rotation.as_ref(), &done).await?;
+                ctx.publish(rotation.as_ref(), &[note]).await;
+                return Ok(Action::await_change());
             }
+        };
+        match taken {
+            Ok(view) => secret = Some(view),
+            // The database or the API server failed: try again after a pause. The step is
+            // safe to repeat.
+            Err(e) => return Err(Error::Retry(e)),
         }
-        // Waiting: the schedule, its key Secret or an older rotation wakes it; a look now
-        // and then in case nothing does.
-        Ok(Action::requeue(Duration::from_secs(30)))
-    })
-    .await
+    }
+    // Waiting: the schedule, its key Secret or an older rotation wakes it; a look now
+    // and then in case nothing does.
+    Ok(Action::requeue(Duration::from_secs(30)))
 }
 
 /// A failure worth another try later, as opposed to a verdict.

@@ -20,41 +20,49 @@ use kube::{Api, ResourceExt};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The run controller: woken by a change of the run, and of its worker Job where Jobs are
+/// watched (a failed Job is seen at once).
+pub async fn controller(
+    handle: kube::runtime::reflector::ReflectHandle<MigrationRun>,
+    store: kube::runtime::reflector::Store<MigrationRun>,
+    jobs: Option<kube::runtime::reflector::ReflectHandle<Job>>,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let mut watched = kube::runtime::Controller::for_shared_stream(handle, store);
+    if let Some(jobs) = jobs {
+        watched = watched.owns_shared_stream(jobs);
+    }
+    super::watches::drive(watched, reconcile, ctx, shutdown).await
+}
+
 #[tracing::instrument(skip_all, fields(run = %format!("{}/{}", run.namespace().unwrap_or_default(), run.name_any())))]
 pub async fn reconcile(run: Arc<MigrationRun>, ctx: Arc<Context>) -> Result<Action, Error> {
     // Terminal: an ended run is never evaluated again, not after a restart either.
     if run.status.as_ref().is_some_and(|s| s.result.is_some()) {
         return Ok(Action::await_change());
     }
-    let key = format!(
-        "MigrationRun/{}/{}",
-        run.namespace().unwrap_or_default(),
-        run.name_any()
-    );
-    ctx.measured(&key, async {
-        let read = read(&run, &ctx).await?;
-        let decision = decide::decide(RunObserved {
-            generation: run.metadata.generation,
-            spec: &run.spec,
-            status: run.status.clone().unwrap_or_default(),
-            trigger: run.annotations().get(TRIGGER).cloned(),
-            schedule: read.schedule.as_ref().map(|s| ScheduleFacts {
-                // The in-process runner is one worker.
-                workers: match s.spec.runtime.runner {
-                    Runner::InProcess => 1,
-                    Runner::Job => s.spec.runtime.workers,
-                },
-                backoff_limit: s.spec.runtime.backoff_limit,
-                disabled: s.spec.disabled,
-                key_waiting: key_waiting(s),
-            }),
-            runner_alive: read.runner_alive,
-            runner_failure: read.runner_failure.clone(),
-            now: chrono::Utc::now(),
-        });
-        act(&run, &ctx, read, decision).await
-    })
-    .await
+    let read = read(&run, &ctx).await?;
+    let decision = decide::decide(RunObserved {
+        generation: run.metadata.generation,
+        spec: &run.spec,
+        status: run.status.clone().unwrap_or_default(),
+        trigger: run.annotations().get(TRIGGER).cloned(),
+        schedule: read.schedule.as_ref().map(|s| ScheduleFacts {
+            // The in-process runner is one worker.
+            workers: match s.spec.runtime.runner {
+                Runner::InProcess => 1,
+                Runner::Job => s.spec.runtime.workers,
+            },
+            backoff_limit: s.spec.runtime.backoff_limit,
+            disabled: s.spec.disabled,
+            key_waiting: key_waiting(s),
+        }),
+        runner_alive: read.runner_alive,
+        runner_failure: read.runner_failure.clone(),
+        now: chrono::Utc::now(),
+    });
+    act(&run, &ctx, read, decision).await
 }
 
 /// Why a run of the schedule cannot log in yet: its target has login roles, and the schedule's

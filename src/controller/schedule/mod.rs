@@ -50,54 +50,63 @@ pub fn run_view(run: &MigrationRun) -> RunView {
     }
 }
 
+/// The schedule controller: woken by a change of the schedule, of an object that names it (a
+/// run, a CompanySelection, a UserMapping, a CloudReset, a rotation, its key Secret), and by
+/// the end of a probe of its databases.
+pub async fn controller(
+    handle: kube::runtime::reflector::ReflectHandle<MigrationSchedule>,
+    store: kube::runtime::reflector::Store<MigrationSchedule>,
+    woken: futures_util::stream::BoxStream<
+        'static,
+        kube::runtime::reflector::ObjectRef<MigrationSchedule>,
+    >,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let watched = kube::runtime::Controller::for_shared_stream(handle, store).reconcile_on(woken);
+    super::watches::drive(watched, reconcile, ctx, shutdown).await
+}
+
 #[tracing::instrument(skip_all, fields(schedule = %format!("{}/{}", schedule.namespace().unwrap_or_default(), schedule.name_any())))]
 pub async fn reconcile(
     schedule: Arc<MigrationSchedule>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let key = format!(
-        "MigrationSchedule/{}/{}",
-        schedule.namespace().unwrap_or_default(),
-        schedule.name_any()
-    );
-    ctx.measured(&key, async {
-        if schedule.metadata.deletion_timestamp.is_some() {
-            return deletion::finish(&ctx, &schedule).await;
-        }
-        let mut observed = read(&schedule, &ctx).await?;
-        // The runtime key is made, or set on the role, before deciding: a run starts only
-        // once runs can write as the role. A key in effect costs nothing here.
-        // A target that the probe found silent is not tried here: the probe names it.
-        let target_silent = observed.reach.as_ref().is_some_and(|r| r.target.is_err());
-        let may_act = !schedule.spec.disabled && observed.conflict.is_none() && !target_silent;
-        // The finalizer comes before the role: a schedule deleted at any later moment drops
-        // its role on the way out. It goes once no role can exist: the key was never made,
-        // or Disable Cloud Migration revoked it. First in the reconcile, so that it is
-        // written on the resourceVersion the watch delivered.
-        match (
-            deletion::wanted(&schedule, may_act, key_stored(&ctx, &schedule)),
-            deletion::holds(&schedule),
-        ) {
-            (true, false) => deletion::hold(&ctx, &schedule).await?,
-            (false, true) => deletion::release(&ctx, &schedule).await?,
-            _ => {}
-        }
-        observed.key = super::runtime_key::ensure(&ctx, &schedule, may_act).await;
-        if observed.key.made {
-            let note = super::note::Note::normal(
-                "RuntimeKeySet",
-                format!(
-                    "runs write to the target as {} with the key in Secret {}",
-                    observed.key.role.as_deref().unwrap_or_default(),
-                    observed.key.secret
-                ),
-            );
-            ctx.publish(schedule.as_ref(), &[note]).await;
-        }
-        let decision = decide::decide(observed.observed(&schedule));
-        act(&schedule, &ctx, decision).await
-    })
-    .await
+    if schedule.metadata.deletion_timestamp.is_some() {
+        return deletion::finish(&ctx, &schedule).await;
+    }
+    let mut observed = read(&schedule, &ctx).await?;
+    // The runtime key is made, or set on the role, before deciding: a run starts only
+    // once runs can write as the role. A key in effect costs nothing here.
+    // A target that the probe found silent is not tried here: the probe names it.
+    let target_silent = observed.reach.as_ref().is_some_and(|r| r.target.is_err());
+    let may_act = !schedule.spec.disabled && observed.conflict.is_none() && !target_silent;
+    // The finalizer comes before the role: a schedule deleted at any later moment drops
+    // its role on the way out. It goes once no role can exist: the key was never made,
+    // or Disable Cloud Migration revoked it. First in the reconcile, so that it is
+    // written on the resourceVersion the watch delivered.
+    match (
+        deletion::wanted(&schedule, may_act, key_stored(&ctx, &schedule)),
+        deletion::holds(&schedule),
+    ) {
+        (true, false) => deletion::hold(&ctx, &schedule).await?,
+        (false, true) => deletion::release(&ctx, &schedule).await?,
+        _ => {}
+    }
+    observed.key = super::runtime_key::ensure(&ctx, &schedule, may_act).await;
+    if observed.key.made {
+        let note = super::note::Note::normal(
+            "RuntimeKeySet",
+            format!(
+                "runs write to the target as {} with the key in Secret {}",
+                observed.key.role.as_deref().unwrap_or_default(),
+                observed.key.secret
+            ),
+        );
+        ctx.publish(schedule.as_ref(), &[note]).await;
+    }
+    let decision = decide::decide(observed.observed(&schedule));
+    act(&schedule, &ctx, decision).await
 }
 
 /// Whether the schedule's key Secret exists (then its role may exist too).

@@ -19,57 +19,62 @@ use std::time::Duration;
 /// How often the users are read again when nothing wakes the mapping.
 const RECHECK: Duration = Duration::from_secs(600);
 
+/// The UserMapping controller: woken by a change of the object, and by a change of the schedule
+/// it names (a run migrated the users).
+pub async fn controller(
+    watch: super::watches::Dependent<UserMapping>,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    super::watches::drive_dependent(watch, reconcile, ctx, shutdown).await
+}
+
 #[tracing::instrument(skip_all, fields(mapping = %format!("{}/{}", mapping.namespace().unwrap_or_default(), mapping.name_any())))]
 pub async fn reconcile(mapping: Arc<UserMapping>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let key = format!(
-        "UserMapping/{}/{}",
-        mapping.namespace().unwrap_or_default(),
-        mapping.name_any()
-    );
-    ctx.measured(&key, async {
-        let ns = mapping
-            .namespace()
-            .ok_or_else(|| Error::Invalid("a UserMapping is namespaced".into()))?;
-        let schedule_name = &mapping.spec.schedule_ref.name;
-        let schedule = ctx.caches.schedule(&ns, schedule_name);
-        let migrated = super::queries::last_success(&ctx.caches, &ns, schedule_name).is_some();
-        let (users, target) = match &schedule {
-            Some(s) => match open_both(&ctx.client, &ns, s).await {
-                Ok((source, target)) => {
-                    let users = read_users(&source, &target).await;
-                    source.close().await;
-                    (users, Some(target))
-                }
-                Err(e) => (Err(e), None),
-            },
-            None => (Err(String::new()), None),
-        };
-        let status = mapping.status.clone().unwrap_or_default();
-        let mut decision = decide::decide(MappingObserved {
-            generation: mapping.metadata.generation,
-            spec: &mapping.spec,
-            status: status.clone(),
-            schedule_exists: schedule.is_some(),
-            migrated,
-            users,
-            now: chrono::Utc::now(),
-        });
-        if let Some(target) = target {
-            if !decision.renames.is_empty()
-                && let Err(e) = rename(&target, &decision.renames).await
-            {
-                decision.status = decide::failed(decision.status, &e, chrono::Utc::now());
-            } else if !decision.renames.is_empty() {
-                tracing::info!(renamed = decision.renames.len(), "cloud users renamed");
+    let ns = mapping
+        .namespace()
+        .ok_or_else(|| Error::Invalid("a UserMapping is namespaced".into()))?;
+    let schedule_name = &mapping.spec.schedule_ref.name;
+    let schedule = ctx.caches.schedule(&ns, schedule_name);
+    let migrated = super::queries::last_success(&ctx.caches, &ns, schedule_name).is_some();
+    let (users, target) = match &schedule {
+        Some(s) => match open_both(&ctx.client, &ns, s).await {
+            Ok((source, target)) => {
+                let users = read_users(&source, &target).await;
+                source.close().await;
+                (users, Some(target))
             }
-            target.close().await;
+            Err(e) => (Err(e), None),
+        },
+        None => (Err(String::new()), None),
+    };
+    let status = mapping.status.clone().unwrap_or_default();
+    let mut decision = decide::decide(MappingObserved {
+        generation: mapping.metadata.generation,
+        spec: &mapping.spec,
+        status: status.clone(),
+        schedule_exists: schedule.is_some(),
+        migrated,
+        users,
+        now: chrono::Utc::now(),
+    });
+    if let Some(target) = target {
+        if !decision.renames.is_empty()
+            && let Err(e) = rename(&target, &decision.renames).await
+        {
+            decision.status = decide::failed(decision.status, &e, chrono::Utc::now());
+        } else if !decision.renames.is_empty() {
+            tracing::info!(renamed = decision.renames.len(), "cloud users renamed");
         }
-        if mapping.status.is_none() || decision.status != status {
-            ctx.apply_status(mapping.as_ref(), &decision.status).await?;
-        }
-        Ok(Action::requeue(super::jitter::spread(RECHECK, &key)))
-    })
-    .await
+        target.close().await;
+    }
+    if mapping.status.is_none() || decision.status != status {
+        ctx.apply_status(mapping.as_ref(), &decision.status).await?;
+    }
+    Ok(Action::requeue(super::jitter::spread(
+        RECHECK,
+        &format!("UserMapping/{ns}/{}", mapping.name_any()),
+    )))
 }
 
 /// Connects to both databases of the schedule.

@@ -1,0 +1,339 @@
+//! The shared watches: one per kind, in the watched namespace or in all of them. They fill the
+//! caches that every reconciler reads (`cache::Caches`), and they say whom each change wakes:
+//! a schedule wakes the objects that name it, and an object that names a schedule wakes it.
+//! Each kind's own controller chain sits beside its reconciler (`schedule::controller`,
+//! `run::controller`, ...), built with `drive`.
+
+use super::cache::{self, Caches, Index, OfSchedule, schedule_keys};
+use super::context::Context;
+use super::error::Error;
+use super::{annotations, api, error_policy};
+use crate::api::{
+    CloudReset, CompanySelection, MigrationRun, MigrationSchedule, RuntimeKeyRotation, UserMapping,
+};
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::reflector::{Lookup, ObjectRef, ReflectHandle, Store};
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use std::sync::Arc;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+/// How many objects of one kind are reconciled at once. Each reconcile holds only its own
+/// object and a few API calls, so this bounds the controller's work, not its memory.
+pub const RECONCILE_CONCURRENCY: u16 = 8;
+
+/// Wakes the objects that name the schedule with the index key it is given.
+type Waker = Box<dyn Fn(&str) + Send + Sync>;
+
+/// A watched kind whose objects name a schedule: its cache, its index by schedule, the handle
+/// its controller is driven by, and its objects to reconcile because their schedule changed.
+pub struct Dependent<K: Lookup<DynamicType = ()> + Clone + 'static> {
+    pub store: Store<K>,
+    pub index: Index<K>,
+    pub handle: ReflectHandle<K>,
+    pub woken: UnboundedReceiver<ObjectRef<K>>,
+    wake: UnboundedSender<ObjectRef<K>>,
+}
+
+impl<K> Dependent<K>
+where
+    K: OfSchedule + Lookup<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    /// Wakes the objects that name the schedule with index key `key`.
+    fn waker(&self) -> impl Fn(&str) + Send + Sync + 'static {
+        let (index, wake) = (self.index.clone(), self.wake.clone());
+        move |key| {
+            for obj in index.get(key) {
+                // The receiver lives as long as the kind's controller.
+                let _ = wake.send(obj);
+            }
+        }
+    }
+}
+
+/// The messages of a channel as a stream.
+fn stream_of<T: Send + 'static>(rx: UnboundedReceiver<T>) -> impl Stream<Item = T> + Send {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) })
+}
+
+/// The watch of one kind that names a schedule: every change of one of its objects wakes that
+/// schedule.
+fn dependent<K>(
+    client: &Client,
+    namespace: &Option<String>,
+    slim: fn(&mut K),
+    schedules: UnboundedSender<ObjectRef<MigrationSchedule>>,
+) -> (Dependent<K>, BoxStream<'static, ()>)
+where
+    K: OfSchedule
+        + Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Lookup<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let index = Index::new(schedule_keys::<K>);
+    let (store, handle, events) = cache::watch(
+        api::<K>(client, namespace),
+        watcher::Config::default(),
+        index.clone(),
+        slim,
+        wakes_schedule(schedules),
+    );
+    let (wake, woken) = unbounded_channel();
+    let dependent = Dependent {
+        store,
+        index,
+        handle,
+        woken,
+        wake,
+    };
+    (dependent, events.boxed())
+}
+
+/// For each change (or deletion) of an object that names a schedule, that schedule to wake.
+fn wakes_schedule<K: OfSchedule + 'static>(
+    tx: UnboundedSender<ObjectRef<MigrationSchedule>>,
+) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
+    move |event| {
+        if let watcher::Event::Apply(obj) | watcher::Event::Delete(obj) = event {
+            let r = ObjectRef::new(obj.schedule_name())
+                .within(obj.meta().namespace.as_deref().unwrap_or_default());
+            // The receiver lives as long as the schedule controller.
+            let _ = tx.send(r);
+        }
+    }
+}
+
+/// Everything the watches hold for the controllers: the handles they are driven by and whom
+/// each change wakes, and the stream that keeps every watch going.
+pub struct Watches {
+    pub schedules: ReflectHandle<MigrationSchedule>,
+    /// Schedules to reconcile: one of their objects changed, or a probe of their databases
+    /// ended.
+    pub schedules_woken: BoxStream<'static, ObjectRef<MigrationSchedule>>,
+    /// Wakes a schedule from outside the watches (a probe of its databases ended).
+    pub schedule_waker: UnboundedSender<ObjectRef<MigrationSchedule>>,
+    pub runs: ReflectHandle<MigrationRun>,
+    pub jobs: Option<ReflectHandle<Job>>,
+    pub selections: Dependent<CompanySelection>,
+    pub mappings: Dependent<UserMapping>,
+    pub resets: Dependent<CloudReset>,
+    pub rotations: Dependent<RuntimeKeyRotation>,
+    pub events: BoxFuture<'static, ()>,
+}
+
+/// Starts one watch per kind (Jobs only where `jobs_served`), and returns the caches they fill
+/// and the watches for the controllers.
+pub fn watch(client: &Client, namespace: &Option<String>, jobs_served: bool) -> (Caches, Watches) {
+    let (schedule_waker, schedules_woken) = unbounded_channel();
+    let (runs, runs_events) =
+        dependent::<MigrationRun>(client, namespace, cache::slim_run, schedule_waker.clone());
+    let (selections, selections_events) = dependent(
+        client,
+        namespace,
+        cache::slim_selection,
+        schedule_waker.clone(),
+    );
+    let (mappings, mappings_events) = dependent(
+        client,
+        namespace,
+        cache::slim_mapping,
+        schedule_waker.clone(),
+    );
+    let (resets, resets_events) =
+        dependent(client, namespace, cache::slim_reset, schedule_waker.clone());
+    let (rotations, rotations_events) = dependent(
+        client,
+        namespace,
+        cache::slim_rotation,
+        schedule_waker.clone(),
+    );
+    // A schedule that changes (created, a run ended) wakes the objects that name it.
+    let wakers: Vec<Waker> = vec![
+        Box::new(selections.waker()),
+        Box::new(mappings.waker()),
+        Box::new(resets.waker()),
+        Box::new(rotations.waker()),
+    ];
+    let schedules_index = Index::new(cache::database_keys);
+    let (schedule_store, schedule_handle, schedule_events) = cache::watch(
+        api::<MigrationSchedule>(client, namespace),
+        watcher::Config::default(),
+        schedules_index.clone(),
+        cache::slim_schedule,
+        move |event| {
+            if let watcher::Event::Apply(s) | watcher::Event::Delete(s) = event {
+                let key = cache::schedule_key(
+                    s.metadata.namespace.as_deref().unwrap_or_default(),
+                    s.metadata.name.as_deref().unwrap_or_default(),
+                );
+                for wake in &wakers {
+                    wake(&key);
+                }
+            }
+        },
+    );
+    let (secret_store, secrets_events) =
+        key_secrets(client, namespace, &schedule_waker, &rotations);
+    let mut streams = vec![
+        schedule_events.boxed(),
+        runs_events,
+        selections_events,
+        mappings_events,
+        resets_events,
+        rotations_events,
+        secrets_events,
+    ];
+    let (job_store, job_handle) = if jobs_served {
+        let (store, handle, events) = cache::watch(
+            api::<Job>(client, namespace),
+            watcher::Config::default().labels(crate::runner::job::WORKER_SELECTOR),
+            Index::new(|_| vec![]),
+            cache::slim_job,
+            |_| {},
+        );
+        streams.push(events.boxed());
+        (Some(store), Some(handle))
+    } else {
+        (None, None)
+    };
+    let caches = Caches {
+        schedules: schedule_store,
+        runs: runs.store,
+        runs_by_schedule: runs.index,
+        schedules_by_database: schedules_index,
+        jobs: job_store,
+        selections: selections.store.clone(),
+        selections_by_schedule: selections.index.clone(),
+        mappings: mappings.store.clone(),
+        resets: resets.store.clone(),
+        resets_by_schedule: resets.index.clone(),
+        rotations: rotations.store.clone(),
+        rotations_by_schedule: rotations.index.clone(),
+        key_secrets: secret_store,
+    };
+    let watches = Watches {
+        schedules: schedule_handle,
+        schedules_woken: stream_of(schedules_woken).boxed(),
+        schedule_waker,
+        runs: runs.handle,
+        jobs: job_handle,
+        selections,
+        mappings,
+        resets,
+        rotations,
+        events: Box::pin(futures_util::stream::select_all(streams).for_each(|_| async {})),
+    };
+    (caches, watches)
+}
+
+/// The runtime key Secrets, metadata only: a changed one wakes its schedule and the schedule's
+/// rotations.
+fn key_secrets(
+    client: &Client,
+    namespace: &Option<String>,
+    schedules: &UnboundedSender<ObjectRef<MigrationSchedule>>,
+    rotations: &Dependent<RuntimeKeyRotation>,
+) -> (Store<Secret>, BoxStream<'static, ()>) {
+    let mut wake_schedule = wakes_schedule(schedules.clone());
+    let wake_rotations = rotations.waker();
+    let (store, events) = cache::watch_plain(
+        api::<Secret>(client, namespace),
+        watcher::Config::default().labels(annotations::RUNTIME_KEY_LABEL),
+        cache::slim_secret,
+        move |event| {
+            wake_schedule(event);
+            if let watcher::Event::Apply(s) | watcher::Event::Delete(s) = event {
+                for key in schedule_keys(s) {
+                    wake_rotations(&key);
+                }
+            }
+        },
+    );
+    (store, events.boxed())
+}
+
+/// Drives one kind's controller until `shutdown`: `reconcile` for each object that is due,
+/// `RECONCILE_CONCURRENCY` at once, each counted and timed in the metrics (`measured`).
+pub async fn drive<K, F, Fut>(
+    controller: Controller<K>,
+    reconcile: F,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) where
+    K: Resource<DynamicType = ()>
+        + Lookup<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    controller
+        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
+        .graceful_shutdown_on(shutdown)
+        .run(measured(reconcile), error_policy, ctx)
+        .for_each(|_| async {})
+        .await
+}
+
+/// `reconcile`, counted and timed in the metrics by kind; a success ends the object's
+/// back-off.
+fn measured<K, F, Fut>(
+    reconcile: F,
+) -> impl Fn(Arc<K>, Arc<Context>) -> BoxFuture<'static, Result<Action, Error>> + Send + Sync
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    move |obj, ctx| {
+        let key = format!(
+            "{}/{}/{}",
+            K::kind(&()),
+            obj.meta().namespace.as_deref().unwrap_or_default(),
+            obj.meta().name.as_deref().unwrap_or_default()
+        );
+        let reconcile = reconcile.clone();
+        Box::pin(async move {
+            let work = reconcile(obj, ctx.clone());
+            ctx.measured(&key, work).await
+        })
+    }
+}
+
+/// Drives the controller of a kind that names a schedule: reconciled on its own changes and on
+/// those of its schedule.
+pub async fn drive_dependent<K, F, Fut>(
+    watch: Dependent<K>,
+    reconcile: F,
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) where
+    K: OfSchedule
+        + Lookup<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    let watched = Controller::for_shared_stream(watch.handle, watch.store)
+        .reconcile_on(stream_of(watch.woken));
+    drive(watched, reconcile, ctx, shutdown).await
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of cloudmigrate: formatting and lints, the unit tests, the engine tests on
-# real PostgreSQL, MariaDB and SQLite databases, and the end-to-end tests against a real
-# Kubernetes API server. Installs and starts what the tests need, and stops it at the end.
+# real PostgreSQL, MariaDB and SQLite databases, the end-to-end tests against a real
+# Kubernetes API server, and the release build. Installs and starts what the tests need, and
+# stops it at the end.
 #
 #   tests/run.sh                 everything
 #   tests/run.sh -E 'test(crd)'  extra arguments go to cargo nextest (here: a filter)
@@ -113,3 +114,9 @@ cargo clippy --all-targets --locked -- -D warnings
 
 step "cargo nextest run"
 cargo nextest run --lib --bins --tests --locked "$@"
+
+# The release build is the Dockerfile's: a compile error that only the release profile meets
+# (a recursion limit, say) fails here rather than in the image build. Its cache is the same
+# target directory, outside the clone.
+step "the release build (.ci/build-release)"
+.ci/build-release

@@ -324,6 +324,7 @@ pub async fn grant_for_run(
     let granted = access::grant_for_run(
         &source,
         &target,
+        &run.name_any(),
         &options,
         &role,
         spec.target.create_missing_tables,

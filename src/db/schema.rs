@@ -4,7 +4,7 @@
 use super::{Dialect, Kind};
 
 /// A column as the catalog reports it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ColumnDef {
     pub name: String,
     pub kind: Kind,
@@ -19,7 +19,7 @@ pub struct ColumnDef {
 }
 
 /// A table as the catalog reports it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TableDef {
     pub name: String,
     pub columns: Vec<ColumnDef>,

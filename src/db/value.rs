@@ -5,7 +5,7 @@ use std::fmt;
 use uuid::Uuid;
 
 /// What a column holds, whatever the dialect calls it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     Bool,
     Int,

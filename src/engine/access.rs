@@ -338,12 +338,14 @@ pub async fn grant(
     })
 }
 
-/// Makes the target ready for a run that writes as `role`: the replication state tables
-/// exist (created by the admin user), and the role may write exactly the tables the run's
-/// plan copies that exist in the target, and the state tables. Errors name the side.
+/// Makes the target ready for run `run_id`, which writes as `role`: the ledger's tables exist
+/// (created by the admin user), the source's catalog is recorded for the run's workers to plan
+/// from, and the role may write exactly the tables the run's plan copies that exist in the
+/// target, and the ledger's tables. Errors name the side.
 pub async fn grant_for_run(
     source: &Database,
     admin: &Database,
+    run_id: &str,
     options: &super::plan::PlanOptions,
     role: &str,
     create_missing_tables: bool,
@@ -356,6 +358,12 @@ pub async fn grant_for_run(
     let mut options = options.clone();
     options.target = Some(admin.dialect());
     let plan = super::plan::plan(&catalog, &options).map_err(|e| e.to_string())?;
+    // The run's workers plan from this same catalog: read once, and they copy exactly what
+    // was granted. Where it cannot be recorded (a MySQL server whose max_allowed_packet is
+    // smaller than a very large catalog), they read the source again.
+    if let Err(e) = super::ledger::catalogs::record(admin, run_id, &catalog).await {
+        tracing::warn!(error = %e, "the source's catalog was not recorded for the run; its workers read it again");
+    }
     let existing: BTreeSet<String> = admin
         .tables()
         .await

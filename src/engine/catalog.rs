@@ -5,7 +5,7 @@ use crate::db::{Database, DbError, Kind, Statement, TableDef, Value};
 use std::collections::BTreeMap;
 
 /// A company of the source, as in its `Company` table.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Company {
     /// The name people see, for example `CRONUS International Ltd.`.
     pub name: String,
@@ -28,7 +28,7 @@ pub fn company_sql_name(name: &str) -> String {
 }
 
 /// A source table with its place in the ERP.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SourceTable {
     pub def: TableDef,
     /// The company the table belongs to; None for per-database tables.
@@ -50,7 +50,7 @@ impl SourceTable {
 }
 
 /// What the source holds.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Catalog {
     pub tables: Vec<SourceTable>,
     pub companies: Vec<Company>,

@@ -400,7 +400,11 @@ async fn prepare(
     let diagnostic = config.run_type == RunType::Diagnostic;
     let shared = config.share.is_some_and(|(_, count)| count > 1);
     let source_side = async {
-        let catalog = Catalog::read(source).await.map_err(EngineError::Source)?;
+        // The catalog the controller granted the run on, else the source's own.
+        let catalog = match ledger::catalogs::read(target, &config.run_id).await {
+            Some(recorded) => recorded,
+            None => Catalog::read(source).await.map_err(EngineError::Source)?,
+        };
         tracing::info!(
             ms = started.elapsed().as_millis() as u64,
             tables = catalog.tables.len(),

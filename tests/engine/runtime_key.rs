@@ -48,13 +48,13 @@ async fn runs_write_as_the_role_and_a_new_key_retires_the_old(target: Server) {
     let first = RuntimeKey::generate().unwrap();
     access::set_key(&admin, &role, &first).await.unwrap();
     let options = config(&src, &dst, false).plan;
-    let grants = access::grant_for_run(&source, &admin, &options, &role, false)
+    let grants = access::grant_for_run(&source, &admin, "not-a-run", &options, &role, false)
         .await
         .unwrap();
-    // Company, CRONUS$Item and the five state tables.
-    assert_eq!(grants.granted, 7, "{grants:?}");
+    // Company, CRONUS$Item and the six ledger tables.
+    assert_eq!(grants.granted, 8, "{grants:?}");
     // A second grant changes nothing.
-    let again = access::grant_for_run(&source, &admin, &options, &role, false)
+    let again = access::grant_for_run(&source, &admin, "not-a-run", &options, &role, false)
         .await
         .unwrap();
     assert_eq!(again, access::Grants::default());
@@ -79,6 +79,29 @@ async fn runs_write_as_the_role_and_a_new_key_retires_the_old(target: Server) {
         .unwrap();
     assert_eq!(item.result, TableResult::Migrated, "{item:?}");
     assert_eq!(dst.count("CRONUS$Item").await, 3);
+
+    // A run plans from the catalog recorded when it was granted: the source's catalog is read
+    // once, and a table made in the source since (never granted) is not part of the run.
+    let planned = as_role(&first);
+    access::grant_for_run(&source, &admin, &planned.run_id, &options, &role, false)
+        .await
+        .unwrap();
+    src.exec(&format!(
+        "CREATE TABLE {l} ({id} INTEGER PRIMARY KEY);\nINSERT INTO {l} VALUES (1)",
+        l = sd.quote("CRONUS$Late"),
+        id = sd.quote("Id"),
+    ))
+    .await;
+    let report = run(&planned).await;
+    let names: Vec<&str> = report
+        .tables
+        .iter()
+        .map(|t| t.source_name.as_str())
+        .collect();
+    assert!(names.contains(&"CRONUS$Item"), "{names:?}");
+    assert!(!names.contains(&"CRONUS$Late"), "{names:?}");
+    src.exec(&format!("DROP TABLE {}", sd.quote("CRONUS$Late")))
+        .await;
 
     // The role cannot touch a table that no run writes.
     let role_db = Database::connect(&as_role(&first).target).await.unwrap();
@@ -122,7 +145,7 @@ async fn runs_write_as_the_role_and_a_new_key_retires_the_old(target: Server) {
         x = sd.quote("Text"),
     ))
     .await;
-    access::grant_for_run(&source, &admin, &options, &role, true)
+    access::grant_for_run(&source, &admin, "not-a-run", &options, &role, true)
         .await
         .unwrap();
     let mut creating = as_role(&second);
@@ -150,10 +173,10 @@ async fn runs_write_as_the_role_and_a_new_key_retires_the_old(target: Server) {
         id = sd.quote("Id"),
     ))
     .await;
-    access::grant_for_run(&source, &admin, &options, &role, true)
+    access::grant_for_run(&source, &admin, "not-a-run", &options, &role, true)
         .await
         .unwrap();
-    access::grant_for_run(&source, &admin, &options, &role, false)
+    access::grant_for_run(&source, &admin, "not-a-run", &options, &role, false)
         .await
         .unwrap();
     let role_db = Database::connect(&as_role(&second).target).await.unwrap();

@@ -4,8 +4,10 @@
 //!
 //! - `state`: each table's watermark and schema fingerprint, the run log, the runs, and which
 //!   worker of a shared run copies which table;
-//! - `companies`: the companies' initialization records.
+//! - `companies`: the companies' initialization records;
+//! - `catalogs`: the source's catalog a run was granted on, which its workers plan from.
 
+pub mod catalogs;
 pub mod companies;
 pub mod state;
 
@@ -21,6 +23,9 @@ pub const CLAIMS_TABLE: &str = "cloudmigrate_run_claims";
 pub const RUNS_TABLE: &str = "cloudmigrate_runs";
 /// One row per company that has an initialization record.
 pub const COMPANIES_TABLE: &str = "cloudmigrate_companies";
+/// The source's catalog that a run was planned and granted on, by run: its workers plan from
+/// it instead of reading the source's catalog again.
+pub const CATALOGS_TABLE: &str = "cloudmigrate_run_catalogs";
 
 /// What Reset Cloud Data does to a ledger table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +43,7 @@ pub const TABLES: &[(&str, OnReset)] = &[
     (RUNS_TABLE, OnReset::Emptied),
     (CLAIMS_TABLE, OnReset::Emptied),
     (COMPANIES_TABLE, OnReset::Emptied),
+    (CATALOGS_TABLE, OnReset::Emptied),
 ];
 
 /// A short text column that can be part of a key in every dialect.
@@ -100,6 +106,14 @@ pub async fn ensure(db: &Database) -> Result<(), DbError> {
                 "CREATE TABLE IF NOT EXISTS {} (run_id {k} NOT NULL, table_name {k} NOT NULL, \
              worker {int} NOT NULL, PRIMARY KEY (run_id, table_name))",
                 d.quote(CLAIMS_TABLE)
+            ),
+        ),
+        (
+            CATALOGS_TABLE,
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (run_id {k} NOT NULL PRIMARY KEY, \
+                 catalog {long} NOT NULL, recorded_at {k} NOT NULL)",
+                d.quote(CATALOGS_TABLE)
             ),
         ),
         (

@@ -42,6 +42,9 @@ pub async fn start_run(
         params: vec![text(run_id)],
     })
     .await?;
+    // So are the catalogs they were planned on.
+    db.execute(&super::catalogs::forget_others(d, run_id))
+        .await?;
     // A run started again under the same id (a retried run, say) starts its log over, unless
     // other workers share it.
     if !shared {

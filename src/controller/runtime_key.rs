@@ -80,10 +80,8 @@ impl KeyView {
     }
 }
 
-/// The key as the caches show it; when `may_act`, first makes a missing key, or sets on the
-/// role a key the Secret holds and the role does not have yet. Database work happens only
-/// then, never for a key in effect.
-pub async fn ensure(ctx: &Context, schedule: &MigrationSchedule, may_act: bool) -> KeyView {
+/// The key as the caches show it. No API call, no database work.
+pub fn view(ctx: &Context, schedule: &MigrationSchedule) -> KeyView {
     let ns = schedule.namespace().unwrap_or_default();
     let name = schedule.name_any();
     let mut view = KeyView {
@@ -91,9 +89,9 @@ pub async fn ensure(ctx: &Context, schedule: &MigrationSchedule, may_act: bool) 
         secret: secret_name(&name),
         ..Default::default()
     };
-    let Some(role) = view.role.clone() else {
+    if view.role.is_none() {
         return view;
-    };
+    }
     view.stored = ctx
         .caches
         .key_secret(&ns, &view.secret)
@@ -105,12 +103,43 @@ pub async fn ensure(ctx: &Context, schedule: &MigrationSchedule, may_act: bool) 
     {
         stored.applied = None;
     }
-    if !may_act || view.stored.as_ref().is_some_and(SecretView::in_effect) {
-        return view;
+    view
+}
+
+/// What the key needs now, from how the caches show it: nothing (no roles, or the key is in
+/// effect), a new key, or the stored key set on the role. Pure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyStep {
+    Create,
+    SetOnRole,
+}
+
+impl KeyView {
+    /// The step that puts a key in effect, if one is needed. Pure.
+    pub fn step(&self) -> Option<KeyStep> {
+        match &self.stored {
+            _ if self.role.is_none() => None,
+            None => Some(KeyStep::Create),
+            Some(s) if s.in_effect() => None,
+            Some(_) => Some(KeyStep::SetOnRole),
+        }
     }
-    let made = match &view.stored {
-        None => create(ctx, schedule, &role).await,
-        Some(_) => apply_stored(ctx, schedule, &role).await,
+}
+
+/// Takes the key step: makes a missing key, or sets on the role the key the Secret holds.
+/// Returns the key as it then stands, with what went wrong.
+pub async fn take(
+    ctx: &Context,
+    schedule: &MigrationSchedule,
+    step: KeyStep,
+    mut view: KeyView,
+) -> KeyView {
+    let Some(role) = view.role.clone() else {
+        return view;
+    };
+    let made = match step {
+        KeyStep::Create => create(ctx, schedule, &role).await,
+        KeyStep::SetOnRole => apply_stored(ctx, schedule, &role).await,
     };
     match made {
         Ok((stored, set_now)) => {

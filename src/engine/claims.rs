@@ -3,8 +3,9 @@
 //! unclaimed, and copies what it owns. Each table has exactly one owner, even when the
 //! workers' catalogs saw slightly different sizes.
 
+use super::copy_tables::tables_to_copy;
 use super::ledger::state;
-use super::{RunConfig, RunType, plan, share_of, tables_to_copy};
+use super::{RunConfig, RunType, plan, share_of};
 use crate::db::{Database, DbError};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

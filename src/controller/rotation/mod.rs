@@ -1,6 +1,7 @@
 //! The RuntimeKeyRotation reconciler (Reset Runtime Service Key): read the schedule, its key
-//! Secret and its other rotations from the caches; decide (`decide`); then take the steps one
-//! after another, each recorded before the next, until the rotation has ended for good.
+//! Secret and its other rotations from the caches; decide (`decide`); then act: write the
+//! status and take the one step decided. Each step is recorded before the next, and the key
+//! Secret's change wakes the rotation for it, until the rotation has ended for good.
 
 pub mod decide;
 
@@ -9,6 +10,7 @@ use super::context::Context;
 use super::error::Error;
 use super::note::Note;
 use super::runtime_key::{self, PREVIOUS_KEY, SecretView};
+use crate::api::key_rotation::RuntimeKeyRotationStatus;
 use crate::api::{MigrationSchedule, RuntimeKeyRotation};
 use crate::engine::access::{self, RuntimeKey};
 use decide::{RotationObserved, Step, finished};
@@ -38,88 +40,112 @@ pub async fn reconcile(
     let ns = rotation
         .namespace()
         .ok_or_else(|| Error::Invalid("a RuntimeKeyRotation is namespaced".into()))?;
-    let mut status = rotation.status.clone().unwrap_or_default();
+    let status = rotation.status.clone().unwrap_or_default();
     if finished(&status) || rotation.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    let (observed, schedule) = read(&rotation, &ctx, &ns, status);
+    let decision = decide::decide(&observed);
+    act(&rotation, &ctx, schedule.as_deref(), decision).await
+}
+
+/// Read: the schedule, its key Secret and the older rotations, from the caches.
+fn read(
+    rotation: &RuntimeKeyRotation,
+    ctx: &Context,
+    ns: &str,
+    status: RuntimeKeyRotationStatus,
+) -> (RotationObserved, Option<Arc<MigrationSchedule>>) {
     let schedule_name = &rotation.spec.schedule_ref.name;
-    let schedule = ctx.caches.schedule(&ns, schedule_name);
+    let schedule = ctx.caches.schedule(ns, schedule_name);
     let secret_name = crate::logins::secret_name(schedule_name);
-    let mut secret = ctx
-        .caches
-        .key_secret(&ns, &secret_name)
-        .map(|s| SecretView::of(&s));
-    let mut written = rotation.status.is_some().then(|| status.clone());
-    // Each step changes the Secret; the next decision sees the change at once.
-    for _ in 0..4 {
-        let observed = RotationObserved {
-            uid: rotation.uid().unwrap_or_default(),
-            schedule: schedule_name.clone(),
-            generation: rotation.metadata.generation,
-            status: status.clone(),
-            schedule_exists: schedule.is_some(),
-            has_role: schedule
-                .as_ref()
-                .is_some_and(|s| crate::logins::role_of(s).is_some()),
-            disabled: schedule.as_ref().is_some_and(|s| s.spec.disabled),
-            older_pending: super::queries::older_rotation(&ctx.caches, &ns, &rotation),
-            secret_name: secret_name.clone(),
-            secret: secret.clone(),
-            now: chrono::Utc::now(),
-        };
-        let d = decide::decide(&observed);
-        if written.as_ref() != Some(&d.status) {
-            ctx.apply_status(rotation.as_ref(), &d.status).await?;
-            written = Some(d.status.clone());
-        }
-        status = d.status;
-        let (Some(step), Some(schedule)) = (d.step, schedule.as_deref()) else {
-            break;
-        };
-        let taken = match step {
-            Step::Prepare => prepare(&ctx, schedule, &rotation).await,
-            Step::Apply => {
-                let role = crate::logins::role_of(schedule).unwrap_or_default();
-                runtime_key::apply_stored(&ctx, schedule, &role)
-                    .await
-                    .map(|(view, _)| view)
-            }
-            Step::Revoke => {
-                let at = At {
-                    generation: rotation.metadata.generation,
-                    now: chrono::Utc::now(),
-                };
-                let outcome = revoke_old(&ctx, schedule).await;
-                if let Err(Retry(e)) = &outcome {
-                    return Err(Error::Retry(e.clone()));
-                }
-                let outcome = outcome.map_err(|Retry(e)| e).and_then(|r| r);
-                let note = match &outcome {
-                    Ok(()) => Note::normal(
-                        "KeyRotated",
-                        format!(
-                            "the runtime key of {schedule_name} was replaced (new key {})",
-                            status.key_fingerprint.clone().unwrap_or_default()
-                        ),
-                    ),
-                    Err(e) => Note::warning("KeyRotationFailed", e.clone()),
-                };
-                let done = decide::revoked(status, at, outcome);
-                ctx.apply_status(rotation.as_ref(), &done).await?;
-                ctx.publish(rotation.as_ref(), &[note]).await;
-                return Ok(Action::await_change());
-            }
-        };
-        match taken {
-            Ok(view) => secret = Some(view),
-            // The database or the API server failed: try again after a pause. The step is
-            // safe to repeat.
-            Err(e) => return Err(Error::Retry(e)),
-        }
+    let observed = RotationObserved {
+        uid: rotation.uid().unwrap_or_default(),
+        schedule: schedule_name.clone(),
+        generation: rotation.metadata.generation,
+        status,
+        schedule_exists: schedule.is_some(),
+        has_role: schedule
+            .as_ref()
+            .is_some_and(|s| crate::logins::role_of(s).is_some()),
+        disabled: schedule.as_ref().is_some_and(|s| s.spec.disabled),
+        older_pending: super::queries::older_rotation(&ctx.caches, ns, rotation),
+        secret: ctx
+            .caches
+            .key_secret(ns, &secret_name)
+            .map(|s| SecretView::of(&s)),
+        secret_name,
+        now: chrono::Utc::now(),
+    };
+    (observed, schedule)
+}
+
+/// Act: write the status the decision made, then take its step. Each step changes the key
+/// Secret, whose change wakes the rotation for the next step; the step to revoke the old key
+/// ends the rotation.
+async fn act(
+    rotation: &RuntimeKeyRotation,
+    ctx: &Context,
+    schedule: Option<&MigrationSchedule>,
+    d: decide::RotationDecision,
+) -> Result<Action, Error> {
+    if rotation.status.as_ref() != Some(&d.status) {
+        ctx.apply_status(rotation, &d.status).await?;
     }
-    // Waiting: the schedule, its key Secret or an older rotation wakes it; a look now
-    // and then in case nothing does.
-    Ok(Action::requeue(Duration::from_secs(30)))
+    let (Some(step), Some(schedule)) = (d.step, schedule) else {
+        // Waiting: the schedule, its key Secret or an older rotation wakes it; a look now
+        // and then in case nothing does.
+        return Ok(Action::requeue(Duration::from_secs(30)));
+    };
+    let taken = match step {
+        Step::Prepare => prepare(ctx, schedule, rotation).await.map(|_| ()),
+        Step::Apply => {
+            let role = crate::logins::role_of(schedule).unwrap_or_default();
+            runtime_key::apply_stored(ctx, schedule, &role)
+                .await
+                .map(|_| ())
+        }
+        Step::Revoke => return revoke(rotation, ctx, schedule, d.status).await,
+    };
+    match taken {
+        // The Secret's change wakes the rotation; a look soon in case its event is slow.
+        Ok(()) => Ok(Action::requeue(Duration::from_secs(5))),
+        // The database or the API server failed: try again after a pause. The step is safe
+        // to repeat.
+        Err(e) => Err(Error::Retry(e)),
+    }
+}
+
+/// The last step: the old key is refused, and the rotation ends, for good.
+async fn revoke(
+    rotation: &RuntimeKeyRotation,
+    ctx: &Context,
+    schedule: &MigrationSchedule,
+    status: RuntimeKeyRotationStatus,
+) -> Result<Action, Error> {
+    let at = At {
+        generation: rotation.metadata.generation,
+        now: chrono::Utc::now(),
+    };
+    let outcome = match revoke_old(ctx, schedule).await {
+        Err(Retry(e)) => return Err(Error::Retry(e)),
+        Ok(outcome) => outcome,
+    };
+    let note = match &outcome {
+        Ok(()) => Note::normal(
+            "KeyRotated",
+            format!(
+                "the runtime key of {} was replaced (new key {})",
+                rotation.spec.schedule_ref.name,
+                status.key_fingerprint.clone().unwrap_or_default()
+            ),
+        ),
+        Err(e) => Note::warning("KeyRotationFailed", e.clone()),
+    };
+    let done = decide::revoked(status, at, outcome);
+    ctx.apply_status(rotation, &done).await?;
+    ctx.publish(rotation, &[note]).await;
+    Ok(Action::await_change())
 }
 
 /// A failure worth another try later, as opposed to a verdict.
@@ -140,6 +166,11 @@ async fn prepare(
         .get(&name)
         .await
         .map_err(|e| format!("reading Secret {name:?} failed: {e}"))?;
+    // Stored already by this rotation (the cache had not caught up): nothing to do again.
+    let view = SecretView::of(&secret);
+    if view.rotation.is_some() && view.rotation == rotation.uid() {
+        return Ok(view);
+    }
     let new = RuntimeKey::generate()?;
     let b64 = |k: &RuntimeKey| base64::engine::general_purpose::STANDARD.encode(k.reveal());
     let old = runtime_key::stored_key(&secret, "password");

@@ -10,7 +10,7 @@
 use super::super::conditions::At;
 use super::super::cron::{CronSchedule, TimingProblem};
 use super::super::note::Note;
-use super::super::runtime_key::KeyView;
+use super::super::runtime_key::{KeyStep, KeyView};
 use super::checklist::{ChecklistObserved, CompanyView, DisableStep};
 use crate::api::companies::CompanySelectionSpec;
 use crate::api::run::{RunResult, RunType};
@@ -566,6 +566,33 @@ fn tracking_condition(o: &Observed<'_>, at: At, status: &mut MigrationScheduleSt
     }
 }
 
+/// What the schedule needs in place before it decides its runs: its finalizer, put on before
+/// its login role can exist and taken off once none can; and its runtime key. Pure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Prerequisites {
+    /// Some(true): put the finalizer on; Some(false): take it off.
+    pub finalizer: Option<bool>,
+    pub key: Option<KeyStep>,
+}
+
+/// The prerequisites of a live schedule. It may make its key only while it is enabled, in no
+/// conflict, and its target answers (a silent target is named by the probe, not tried here);
+/// the finalizer holds it while a role may exist (`deletion::wanted`).
+pub fn prerequisites(
+    spec: &MigrationScheduleSpec,
+    conflict: bool,
+    target_silent: bool,
+    key: &KeyView,
+    holds_finalizer: bool,
+) -> Prerequisites {
+    let may_act = !spec.disabled && !conflict && !target_silent;
+    let wanted = super::deletion::wanted(key.role.is_some(), may_act, key.stored.is_some());
+    Prerequisites {
+        finalizer: (wanted != holds_finalizer).then_some(wanted),
+        key: key.step().filter(|_| may_act),
+    }
+}
+
 /// Something that asks for a run now.
 enum Due {
     Request(String),
@@ -875,6 +902,62 @@ mod tests {
             "schedule": schedule,
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn the_finalizer_comes_before_the_key_and_goes_once_no_role_can_exist() {
+        use super::super::super::runtime_key::SecretView;
+        let enabled = spec(None);
+        let no_key = KeyView {
+            role: Some("cloudmigrate_rt_erp".into()),
+            secret: "erp-runtime-key".into(),
+            ..Default::default()
+        };
+        // A new schedule: the finalizer goes on, and the key is made.
+        assert_eq!(
+            prerequisites(&enabled, false, false, &no_key, false),
+            Prerequisites {
+                finalizer: Some(true),
+                key: Some(KeyStep::Create),
+            }
+        );
+        // A stored key the role does not have yet is set on it; one in effect needs nothing.
+        let mut stored = no_key.clone();
+        stored.stored = Some(SecretView {
+            fingerprint: Some("sha256:1".into()),
+            ..Default::default()
+        });
+        let set = prerequisites(&enabled, false, false, &stored, true);
+        assert_eq!(set.key, Some(KeyStep::SetOnRole));
+        assert_eq!(set.finalizer, None);
+        let mut in_effect = stored.clone();
+        if let Some(s) = in_effect.stored.as_mut() {
+            s.applied = s.fingerprint.clone();
+        }
+        assert_eq!(
+            prerequisites(&enabled, false, false, &in_effect, true),
+            Prerequisites::default()
+        );
+        // In conflict, or with a silent target, nothing is made; the finalizer stays while the
+        // key Secret does.
+        for (conflict, silent) in [(true, false), (false, true)] {
+            let p = prerequisites(&enabled, conflict, silent, &stored, true);
+            assert_eq!(p, Prerequisites::default(), "{conflict} {silent}");
+            let p = prerequisites(&enabled, conflict, silent, &no_key, true);
+            assert_eq!(p.finalizer, Some(false), "{conflict} {silent}");
+        }
+        // Disabled and revoked: the finalizer comes off. A SQLite target needs neither.
+        let mut disabled = spec(None);
+        disabled.disabled = true;
+        assert_eq!(
+            prerequisites(&disabled, false, false, &no_key, true).finalizer,
+            Some(false)
+        );
+        let file = KeyView::default();
+        assert_eq!(
+            prerequisites(&enabled, false, false, &file, false),
+            Prerequisites::default()
+        );
     }
 
     fn observe<'a>(spec: &'a MigrationScheduleSpec, now: DateTime<Utc>) -> Observed<'a> {

@@ -48,11 +48,11 @@ pub fn holds(schedule: &MigrationSchedule) -> bool {
     schedule.finalizers().iter().any(|f| f == FINALIZER)
 }
 
-/// Whether a live schedule should carry the finalizer: its target has login roles, and a role
-/// may exist, because the schedule may make its key now (`may_act`) or its key Secret exists
-/// (the role is made after the Secret and dropped before it).
-pub fn wanted(schedule: &MigrationSchedule, may_act: bool, key_stored: bool) -> bool {
-    role_of(schedule).is_some() && (may_act || key_stored)
+/// Whether a live schedule should carry the finalizer: its target has login roles
+/// (`has_roles`), and a role may exist, because the schedule may make its key now (`may_act`)
+/// or its key Secret exists (the role is made after the Secret and dropped before it).
+pub fn wanted(has_roles: bool, may_act: bool, key_stored: bool) -> bool {
+    has_roles && (may_act || key_stored)
 }
 
 /// What to do after trying to drop `role` (None: the target has no roles), the schedule
@@ -218,14 +218,23 @@ mod tests {
             .unwrap()
         };
         let pg = schedule("postgres://cloud.example/bc");
-        assert!(wanted(&pg, true, false), "about to make its key");
         assert!(
-            wanted(&pg, false, true),
+            wanted(role_of(&pg).is_some(), true, false),
+            "about to make its key"
+        );
+        assert!(
+            wanted(role_of(&pg).is_some(), false, true),
             "disabled, the key not revoked yet"
         );
-        assert!(!wanted(&pg, false, false), "revoked, or never made");
+        assert!(
+            !wanted(role_of(&pg).is_some(), false, false),
+            "revoked, or never made"
+        );
         let file = schedule("sqlite:///var/lib/cloudmigrate/bc.db");
-        assert!(!wanted(&file, true, true), "a SQLite target has no roles");
+        assert!(
+            !wanted(role_of(&file).is_some(), true, true),
+            "a SQLite target has no roles"
+        );
     }
 
     #[test]

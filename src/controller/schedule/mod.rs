@@ -1,7 +1,8 @@
-//! The MigrationSchedule reconciler: read the schedule's runs and the schedules that share
-//! its databases from the caches, make sure of its runtime key (`runtime_key`), decide
-//! (`decide`), then act: create, stop and prune the
-//! runs it created, and write the status when it changed. Runs a person created count as the
+//! The MigrationSchedule reconciler: read the schedule's runs, the schedules that share its
+//! databases and its key from the caches; decide its prerequisites (`decide::prerequisites`:
+//! its finalizer and its runtime key) and put them in place (`runtime_key`); decide its runs
+//! (`decide`), then act: create, stop and prune the runs it created, and write the status
+//! when it changed. Runs a person created count as the
 //! schedule's (by their scheduleRef), and are never written to. A deleted schedule only drops
 //! its login role (`deletion`).
 
@@ -76,24 +77,27 @@ pub async fn reconcile(
         return deletion::finish(&ctx, &schedule).await;
     }
     let mut observed = read(&schedule, &ctx).await?;
-    // The runtime key is made, or set on the role, before deciding: a run starts only
-    // once runs can write as the role. A key in effect costs nothing here.
-    // A target that the probe found silent is not tried here: the probe names it.
-    let target_silent = observed.reach.as_ref().is_some_and(|r| r.target.is_err());
-    let may_act = !schedule.spec.disabled && observed.conflict.is_none() && !target_silent;
-    // The finalizer comes before the role: a schedule deleted at any later moment drops
-    // its role on the way out. It goes once no role can exist: the key was never made,
-    // or Disable Cloud Migration revoked it. First in the reconcile, so that it is
-    // written on the resourceVersion the watch delivered.
-    match (
-        deletion::wanted(&schedule, may_act, key_stored(&ctx, &schedule)),
+    // First the prerequisites, decided and put in place: a run is decided only once runs can
+    // write as the role, so the key is made (or set on the role) first; a key in effect costs
+    // nothing. The finalizer comes before the role: a schedule deleted at any later moment
+    // drops its role on the way out. It goes once no role can exist: the key was never made,
+    // or Disable Cloud Migration revoked it. First in the reconcile, so that it is written on
+    // the resourceVersion the watch delivered.
+    let needed = decide::prerequisites(
+        &schedule.spec,
+        observed.conflict.is_some(),
+        observed.reach.as_ref().is_some_and(|r| r.target.is_err()),
+        &observed.key,
         deletion::holds(&schedule),
-    ) {
-        (true, false) => deletion::hold(&ctx, &schedule).await?,
-        (false, true) => deletion::release(&ctx, &schedule).await?,
-        _ => {}
+    );
+    match needed.finalizer {
+        Some(true) => deletion::hold(&ctx, &schedule).await?,
+        Some(false) => deletion::release(&ctx, &schedule).await?,
+        None => {}
     }
-    observed.key = super::runtime_key::ensure(&ctx, &schedule, may_act).await;
+    if let Some(step) = needed.key {
+        observed.key = super::runtime_key::take(&ctx, &schedule, step, observed.key).await;
+    }
     if observed.key.made {
         let note = super::note::Note::normal(
             "RuntimeKeySet",
@@ -107,13 +111,6 @@ pub async fn reconcile(
     }
     let decision = decide::decide(observed.observed(&schedule));
     act(&schedule, &ctx, decision).await
-}
-
-/// Whether the schedule's key Secret exists (then its role may exist too).
-fn key_stored(ctx: &Context, schedule: &MigrationSchedule) -> bool {
-    let ns = schedule.namespace().unwrap_or_default();
-    let secret = crate::logins::secret_name(&schedule.name_any());
-    ctx.caches.key_secret(&ns, &secret).is_some()
 }
 
 /// What the read step found: the schedule's runs, its conflict and the companies its
@@ -220,7 +217,7 @@ async fn read(schedule: &MigrationSchedule, ctx: &Context) -> Result<Read, Error
             .observe(&ctx.client, schedule, super::reach::FIRST_WAIT)
             .await,
         rotating: super::queries::pending_rotation(&ctx.caches, &ns, &name),
-        key: Default::default(),
+        key: super::runtime_key::view(ctx, schedule),
         company_views: company_views(&selections),
         users_mapped: users_mapped(ctx, &ns, &name),
     })

@@ -1,0 +1,116 @@
+//! Phase 2 of a run: the source side (the catalog, the plan, change tracking already in place)
+//! and the target side (the ledger, the run's start, the target's tables) at once: they are
+//! independent until the copies start.
+
+use super::catalog::Catalog;
+use super::changes::{TrackingState, prepare_tracking};
+use super::ledger::{self, state};
+use super::{EngineError, RunConfig, RunType, plan, tracking, with_retries};
+use crate::db::Database;
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// What phase 2 found on both sides.
+pub(crate) struct Prepared {
+    pub plan: plan::Plan,
+    /// Change tracking that was in place already, ready for this run; None: still to do.
+    pub ready_tracking: Option<TrackingState>,
+    pub target_tables: HashMap<String, crate::db::TableDef>,
+    pub target_state: HashMap<String, state::TableState>,
+}
+
+/// Phase 2: the source side (catalog, plan, change tracking already in place) and the target
+/// side (replication state, the run's start, the target's tables) at once: they are
+/// independent until the copies start.
+pub(crate) async fn prepare(
+    config: &RunConfig,
+    source: &Database,
+    target: &Database,
+    started: Instant,
+) -> Result<Prepared, EngineError> {
+    let diagnostic = config.run_type == RunType::Diagnostic;
+    let shared = config.share.is_some_and(|(_, count)| count > 1);
+    let source_side = async {
+        // The catalog the controller granted the run on, else the source's own.
+        let catalog = match ledger::catalogs::read(target, &config.run_id).await {
+            Some(recorded) => recorded,
+            None => Catalog::read(source).await.map_err(EngineError::Source)?,
+        };
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            tables = catalog.tables.len(),
+            "catalog read"
+        );
+        let mut options = config.plan.clone();
+        options.target = Some(target.dialect());
+        let plan = plan::plan(&catalog, &options)?;
+        // Change tracking that is in place already needs nothing from the target, so it gets
+        // ready meanwhile. Installing waits until the target has answered, so that a run that
+        // cannot use its target leaves no trigger behind; workers sharing a run wait for their
+        // claims.
+        let tracking = if diagnostic {
+            let (clock, tracked) = tracking::peek(source).await;
+            Some(TrackingState::new(clock, tracked))
+        } else if shared {
+            None
+        } else {
+            prepare_tracking(source, &plan, None, config.retention, false).await
+        };
+        Ok::<_, EngineError>((plan, tracking))
+    };
+    let target_side = async {
+        let bookkeeping = async {
+            if !diagnostic {
+                with_retries(|| ledger::ensure(target)).await?;
+                state::start_run(target, &config.run_id, config.run_type.as_str(), shared).await?;
+            }
+            // Read after the run is recorded as running: an initialization scheduled from now
+            // on waits for this run, and one scheduled before is seen here.
+            let busy = match ledger::companies::busy(target).await {
+                Ok(b) => b,
+                // A diagnostic run may meet a target that no run has written to yet.
+                Err(_) if diagnostic => Default::default(),
+                Err(e) => return Err(e),
+            };
+            match state::read_table_states(target).await {
+                Ok(s) => Ok((s, busy)),
+                // A diagnostic run may meet a target that no run has written to yet.
+                Err(_) if diagnostic => Ok((HashMap::new(), busy)),
+                Err(e) => Err(e),
+            }
+        };
+        let (tables, states) = tokio::join!(target.tables(), bookkeeping);
+        let tables: HashMap<_, _> = tables?.into_iter().map(|t| (t.name.clone(), t)).collect();
+        Ok((tables, states?))
+    };
+    let (source_side, target_side) = tokio::join!(source_side, target_side);
+    let (target_tables, (target_state, busy)) = target_side.map_err(EngineError::Target)?;
+    match source_side {
+        Ok((mut plan, ready_tracking)) => {
+            skip_busy_companies(&mut plan, &busy);
+            Ok(Prepared {
+                plan,
+                ready_tracking,
+                target_tables,
+                target_state,
+            })
+        }
+        Err(e) => {
+            // The run was recorded as started in the target: record that it ended.
+            if !diagnostic {
+                let _ = state::finish_run(target, &config.run_id, "Failed").await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The tables of companies that are being initialized are skipped, whatever else the plan
+/// said about them.
+pub(crate) fn skip_busy_companies(plan: &mut plan::Plan, busy: &std::collections::HashSet<String>) {
+    for t in &mut plan.tables {
+        if t.skip.is_none() && t.source.company.as_ref().is_some_and(|c| busy.contains(c)) {
+            t.skip = Some(plan::Skip::BeingInitialized);
+        }
+    }
+}

@@ -40,6 +40,32 @@ pub fn schedule_key(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
 }
 
+/// What a kind needs to be watched into a cache: a Kubernetes kind of static type that can be
+/// read from the API, cloned and shared between tasks.
+pub trait Watched:
+    Resource<DynamicType = ()>
+    + Lookup<DynamicType = ()>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Watched for K where
+    K: Resource<DynamicType = ()>
+        + Lookup<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// A kind whose objects each name one schedule of their namespace: runs, CompanySelections,
 /// UserMappings, CloudResets and key rotations by their `scheduleRef`, and a runtime key
 /// Secret by its label.
@@ -373,14 +399,7 @@ pub fn watch<K>(
     mut on_event: impl FnMut(&watcher::Event<K>) + Send + 'static,
 ) -> (Store<K>, ReflectHandle<K>, impl Stream<Item = ()> + Send)
 where
-    K: Resource<DynamicType = ()>
-        + Lookup<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
 {
     let (store, writer) = reflector::store_shared(1024);
     // A store made with store_shared always hands out subscribers.
@@ -414,14 +433,7 @@ pub fn watch_plain<K>(
     mut on_event: impl FnMut(&watcher::Event<K>) + Send + 'static,
 ) -> (Store<K>, impl Stream<Item = ()> + Send)
 where
-    K: Resource<DynamicType = ()>
-        + Lookup<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
 {
     let (store, writer) = reflector::store();
     let events = watcher(api, config)

@@ -4,7 +4,7 @@
 //! Each kind's own controller chain sits beside its reconciler (`schedule::controller`,
 //! `run::controller`, ...), built with `drive`.
 
-use super::cache::{self, Caches, Index, OfSchedule, schedule_keys};
+use super::cache::{self, Caches, Index, OfSchedule, Watched, schedule_keys};
 use super::context::Context;
 use super::error::Error;
 use super::{annotations, api, error_policy};
@@ -70,15 +70,7 @@ fn dependent<K>(
     schedules: UnboundedSender<ObjectRef<MigrationSchedule>>,
 ) -> (Dependent<K>, BoxStream<'static, ()>)
 where
-    K: OfSchedule
-        + Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Lookup<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+    K: OfSchedule + Watched + Resource<Scope = k8s_openapi::NamespaceResourceScope>,
 {
     let index = Index::new(schedule_keys::<K>);
     let (store, handle, events) = cache::watch(
@@ -270,14 +262,7 @@ pub async fn drive<K, F, Fut>(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) where
-    K: Resource<DynamicType = ()>
-        + Lookup<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
     F: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
 {
@@ -322,14 +307,7 @@ pub async fn drive_dependent<K, F, Fut>(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) where
-    K: OfSchedule
-        + Lookup<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+    K: OfSchedule + Watched,
     F: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
 {

@@ -1,8 +1,9 @@
 //! The rules of the house, kept by a test: it reads the crate's own source and fails when a
 //! module imports a sibling that imports it back (directly or around a circle), when a layer
 //! reaches up (the runner, the engine, the database layer or the logins into the controller;
-//! the engine or the database layer into Kubernetes or the custom resources), or when a
-//! function outside the tests grows past `LONGEST_FUNCTION` lines.
+//! the engine or the database layer into Kubernetes or the custom resources), when one of the
+//! controller's kinds reaches into another's module, or when a function outside the tests
+//! grows past `LONGEST_FUNCTION` lines.
 //!
 //! It reads text, not a syntax tree: the code is formatted by rustfmt, so a `#[cfg(test)]`
 //! module and a function end at a closing brace on their own indentation, and comment lines
@@ -32,6 +33,10 @@ const NEVER: &[(&str, &str)] = &[
     ("api", "engine"),
     ("api", "db"),
 ];
+
+/// The controller's kinds: none names another's module. What two kinds both need lives at the
+/// controller's root (`queries`, `runtime_key`, `conditions`, ...).
+const KINDS: &[&str] = &["schedule", "run", "companies", "users", "reset", "rotation"];
 
 /// Crates that the engine and the database layer never use: they know nothing of Kubernetes.
 const NO_KUBERNETES: &[&str] = &["engine", "db"];
@@ -376,6 +381,33 @@ fn no_layer_reaches_up() {
     assert!(
         found.is_empty(),
         "layers reaching up:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn no_kind_reaches_into_another() {
+    let files = source_files();
+    let modules: BTreeSet<Vec<String>> = files.iter().map(|f| f.module.clone()).collect();
+    let kind_of = |m: &[String]| match m {
+        [c, kind, ..] if c == "controller" && KINDS.contains(&kind.as_str()) => Some(kind.clone()),
+        _ => None,
+    };
+    let mut found = BTreeSet::new();
+    for f in &files {
+        let Some(mine) = kind_of(&f.module) else {
+            continue;
+        };
+        for (line, to, text) in references(f, &modules) {
+            if kind_of(&to).is_some_and(|theirs| theirs != mine) {
+                found.insert(format!("{}:{line}: {text}", f.path.display()));
+            }
+        }
+    }
+    let found: Vec<String> = found.into_iter().collect();
+    assert!(
+        found.is_empty(),
+        "kinds reaching into each other:\n{}",
         found.join("\n")
     );
 }

@@ -23,6 +23,10 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use std::collections::BTreeMap;
 
+/// The reason of a schedule's RuntimeKey condition when runs may log in with the key: the
+/// schedule sets it, and a run waits for it.
+pub const KEY_IN_EFFECT: &str = "InEffect";
+
 /// The Secret's key that holds the key being replaced, while a rotation checks it is refused.
 pub const PREVIOUS_KEY: &str = "previous-password";
 

@@ -74,7 +74,7 @@ fn key_waiting(schedule: &MigrationSchedule) -> Option<String> {
         .as_ref()
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == "RuntimeKey"));
     match condition {
-        Some(c) if c.reason == super::schedule::decide::KEY_IN_EFFECT => None,
+        Some(c) if c.reason == super::runtime_key::KEY_IN_EFFECT => None,
         Some(c) => Some(format!("{} ({})", c.message, c.reason)),
         None => Some("the schedule has not made its key yet".into()),
     }

@@ -10,7 +10,7 @@
 use super::super::conditions::At;
 use super::super::cron::{CronSchedule, TimingProblem};
 use super::super::note::Note;
-use super::super::runtime_key::{KeyStep, KeyView};
+use super::super::runtime_key::{KEY_IN_EFFECT, KeyStep, KeyView};
 use super::checklist::{ChecklistObserved, CompanyView, DisableStep};
 use crate::api::companies::CompanySelectionSpec;
 use crate::api::run::{RunResult, RunType};
@@ -312,9 +312,6 @@ pub fn decide(o: Observed<'_>) -> Decision {
         requeue,
     }
 }
-
-/// The reason of a schedule's RuntimeKey condition when runs may log in with the key.
-pub const KEY_IN_EFFECT: &str = "InEffect";
 
 /// The runtime key's part of `status.runtime`, and the `RuntimeKey` condition.
 fn key_status(

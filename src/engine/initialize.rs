@@ -86,43 +86,28 @@ pub async fn initialize(
     })
     .await?;
     let detail = serde_json::to_string(&validation).ok();
-    let failed = validation.failed();
-    if !failed.is_empty() {
-        let named: Vec<String> = failed.iter().take(10).map(|t| describe(t)).collect();
+    let differing = validation.failed();
+    if !differing.is_empty() {
+        let named: Vec<String> = differing.iter().take(10).map(|t| describe(t)).collect();
         let message = format!(
             "data validation found {} of {} tables that differ from the source: {}. Copy these \
              tables again with a full run (`cloudmigrate run --type full`, or a MigrationRun of \
              type Full), or look for writes made in the cloud company; the initialization goes \
              again after the next run that migrates the company",
-            failed.len(),
+            differing.len(),
             validation.tables.len(),
             named.join("; ")
         );
-        return end(
-            target,
-            company,
-            attempt,
-            InitializationState::Failed,
-            message,
-            detail,
-        )
-        .await
-        .map(|mut o| {
-            o.validation = validation;
-            o
-        });
+        return failed(target, company, attempt, message, detail)
+            .await
+            .map(|mut o| {
+                o.validation = validation;
+                o
+            });
     }
     // 3. The company's row in the target's Company table.
     if let Some(problem) = company_row_missing(target, company).await? {
-        return end(
-            target,
-            company,
-            attempt,
-            InitializationState::Failed,
-            problem,
-            detail,
-        )
-        .await;
+        return failed(target, company, attempt, problem, detail).await;
     }
     // 4. Fresh planner statistics for the company's tables.
     running("refreshing the statistics of the company's tables".into()).await?;
@@ -161,16 +146,9 @@ async fn wait_for_runs(
                 "run {run} has been marked as running in the target for over an hour; if it was \
                  killed, start a new run (it marks the old one interrupted), then initialize again"
             );
-            return end(
-                target,
-                company,
-                attempt,
-                InitializationState::Failed,
-                message,
-                None,
-            )
-            .await
-            .map(Some);
+            return failed(target, company, attempt, message, None)
+                .await
+                .map(Some);
         }
         let message = format!("waiting for run {run} to finish writing to the target");
         say(&message);
@@ -247,15 +225,7 @@ async fn run_steps(
                 "marking the company initialized failed: {e}; nothing of the steps was kept"
             ),
         };
-        return end(
-            target,
-            company,
-            attempt,
-            InitializationState::Failed,
-            message,
-            detail,
-        )
-        .await;
+        return failed(target, company, attempt, message, detail).await;
     }
     say(&summary);
     Ok(Outcome {
@@ -265,14 +235,17 @@ async fn run_steps(
     })
 }
 
-async fn end(
+/// Ends the attempt as failed with `message`: the record says so, and the initialization is
+/// tried again after a run that starts after this (the runs that started before may have
+/// skipped the company while it waited).
+async fn failed(
     target: &Database,
     company: &str,
     attempt: &str,
-    state: InitializationState,
     message: String,
     detail: Option<String>,
 ) -> Result<Outcome, DbError> {
+    let state = InitializationState::Failed;
     companies::set_state(
         target,
         company,
@@ -282,20 +255,16 @@ async fn end(
         detail.as_deref(),
     )
     .await?;
-    if state == InitializationState::Failed {
-        // A failure is tried again after a newer run: one that starts after it. The runs that
-        // started before may have skipped the company while it waited.
-        if let Some(run) = latest_run(target).await? {
-            target
-                .execute(&Statement {
-                    sql: format!(
-                        "UPDATE {} SET after_run = ? WHERE company = ? AND attempt = ?",
-                        target.dialect().quote(COMPANIES_TABLE)
-                    ),
-                    params: vec![text(&run), text(company), text(attempt)],
-                })
-                .await?;
-        }
+    if let Some(run) = latest_run(target).await? {
+        target
+            .execute(&Statement {
+                sql: format!(
+                    "UPDATE {} SET after_run = ? WHERE company = ? AND attempt = ?",
+                    target.dialect().quote(COMPANIES_TABLE)
+                ),
+                params: vec![text(&run), text(company), text(attempt)],
+            })
+            .await?;
     }
     let validation = detail
         .and_then(|d| serde_json::from_str(&d).ok())

@@ -38,7 +38,7 @@ pub async fn reconcile(mapping: Arc<UserMapping>, ctx: Arc<Context>) -> Result<A
     let schedule = ctx.caches.schedule(&ns, schedule_name);
     let migrated = super::queries::last_success(&ctx.caches, &ns, schedule_name).is_some();
     let (users, target) = match &schedule {
-        Some(s) => match open_both(&ctx.client, &ns, s).await {
+        Some(s) => match open_both(&ctx.client, s).await {
             Ok((source, target)) => {
                 let users = read_users(&source, &target).await;
                 source.close().await;
@@ -80,30 +80,11 @@ pub async fn reconcile(mapping: Arc<UserMapping>, ctx: Arc<Context>) -> Result<A
 /// Connects to both databases of the schedule.
 async fn open_both(
     client: &kube::Client,
-    ns: &str,
     schedule: &MigrationSchedule,
 ) -> Result<(Database, Database), String> {
-    let (s, t) = (&schedule.spec.source, &schedule.spec.target);
-    let open = crate::logins::open_database;
-    let source = open(
-        client,
-        ns,
-        "source",
-        &s.url,
-        s.password_secret_ref.as_ref(),
-        false,
-    )
-    .await?;
-    match open(
-        client,
-        ns,
-        "target",
-        &t.url,
-        t.password_secret_ref.as_ref(),
-        false,
-    )
-    .await
-    {
+    use crate::logins::{Side, open_side};
+    let source = open_side(client, schedule, Side::Source).await?;
+    match open_side(client, schedule, Side::Target).await {
         Ok(target) => Ok((source, target)),
         Err(e) => {
             source.close().await;

@@ -5,7 +5,7 @@
 //! tables granted. A run without a recorded catalog (the command line, a SQLite target) reads
 //! the source itself.
 
-use super::{CATALOGS_TABLE, RUNS_TABLE, now, text};
+use super::{CATALOGS_TABLE, now, text};
 use crate::db::{Database, DbError, Dialect, Kind, Statement, Value};
 use crate::engine::catalog::Catalog;
 
@@ -54,18 +54,5 @@ pub async fn read(db: &Database, run_id: &str) -> Option<Catalog> {
     match rows.first().and_then(|r| r.first()) {
         Some(Value::Text(json)) => serde_json::from_str(json).ok(),
         _ => None,
-    }
-}
-
-/// Forgets the catalogs of runs that are neither `run_id` nor running.
-pub fn forget_others(d: Dialect, run_id: &str) -> Statement {
-    Statement {
-        sql: format!(
-            "DELETE FROM {} WHERE run_id <> ? AND run_id NOT IN \
-             (SELECT run_id FROM {} WHERE state = 'Running')",
-            d.quote(CATALOGS_TABLE),
-            d.quote(RUNS_TABLE)
-        ),
-        params: vec![text(run_id)],
     }
 }

@@ -1,7 +1,9 @@
 //! The replication state of each table (its watermark and schema fingerprint, written in the
 //! same transaction as its data), the run log, the runs, and the claims of a shared run.
 
-use super::{CLAIMS_TABLE, LOG_TABLE, RUNS_TABLE, STATE_TABLE, now, opt_text, text};
+use super::{
+    CATALOGS_TABLE, CLAIMS_TABLE, LOG_TABLE, RUNS_TABLE, STATE_TABLE, now, opt_text, text,
+};
 use crate::db::{Database, DbError, Dialect, Kind, Statement, Value};
 use crate::engine::report::TableReport;
 
@@ -32,19 +34,19 @@ pub async fn start_run(
         params: vec![text(run_id)],
     })
     .await?;
-    // Claims of runs that no longer run are of no use.
-    db.execute(&Statement {
-        sql: format!(
-            "DELETE FROM {} WHERE run_id <> ? AND run_id NOT IN \
-             (SELECT run_id FROM {runs} WHERE state = 'Running')",
-            d.quote(CLAIMS_TABLE)
-        ),
-        params: vec![text(run_id)],
-    })
-    .await?;
-    // So are the catalogs they were planned on.
-    db.execute(&super::catalogs::forget_others(d, run_id))
+    // The claims of runs that no longer run are of no use, nor the catalogs they were planned
+    // on.
+    for table in [CLAIMS_TABLE, CATALOGS_TABLE] {
+        db.execute(&Statement {
+            sql: format!(
+                "DELETE FROM {} WHERE run_id <> ? AND run_id NOT IN \
+                 (SELECT run_id FROM {runs} WHERE state = 'Running')",
+                d.quote(table)
+            ),
+            params: vec![text(run_id)],
+        })
         .await?;
+    }
     // A run started again under the same id (a retried run, say) starts its log over, unless
     // other workers share it.
     if !shared {

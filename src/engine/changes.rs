@@ -79,6 +79,14 @@ pub(crate) async fn prepare_tracking(
             return Some(st);
         }
     };
+    // Capture functions of an earlier version, which ran as the writer, go in again.
+    let outdated = match tracking::outdated(source, &names).await {
+        Ok(o) => o,
+        Err(e) => {
+            st.clock = Err(unavailable(e));
+            return Some(st);
+        }
+    };
     // Each worker enables change tracking on its own share only.
     let mut to_enable = vec![];
     for t in tables_to_copy(plan, owned)
@@ -95,6 +103,9 @@ pub(crate) async fn prepare_tracking(
         {
             st.tracked.insert(t.name.clone(), r.key_columns.clone());
             if r.table_id == id {
+                if outdated.contains(&t.name) {
+                    to_enable.push((t, id));
+                }
                 continue;
             }
             // Tracked, but made anew: the triggers go in again and the table is copied in full.

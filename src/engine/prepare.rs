@@ -61,6 +61,7 @@ pub(crate) async fn prepare(
     let target_side = async {
         let bookkeeping = async {
             if !diagnostic {
+                remove_orphan_triggers(target).await?;
                 with_retries(|| ledger::ensure(target)).await?;
                 state::start_run(target, &config.run_id, config.run_type.as_str(), shared).await?;
             }
@@ -103,6 +104,26 @@ pub(crate) async fn prepare(
             Err(e)
         }
     }
+}
+
+/// Capture triggers of ours in the target without their log (a schema copied from a tracked
+/// source carries them) would fail every load into their tables: they go before anything is
+/// written, or the error names them and the statements that remove them.
+async fn remove_orphan_triggers(target: &Database) -> Result<(), crate::db::DbError> {
+    let orphans = tracking::orphans(target).await?;
+    if orphans.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(
+        objects = orphans.len(),
+        "removing capture triggers that came into the target with a copied schema"
+    );
+    tracking::remove(target, &orphans).await.map_err(|e| {
+        crate::db::DbError::Sql(format!(
+            "the target carries change tracking triggers of a source (a schema copied with \
+             them), which would fail every write into their tables: {e}"
+        ))
+    })
 }
 
 /// The tables of companies that are being initialized are skipped, whatever else the plan

@@ -239,6 +239,7 @@ pub fn key_columns(table: &TableDef) -> String {
 ///
 /// Keys are written as a JSON array of the key values' JSON text (`["1042"]`). The body is
 /// plain SQL with every identifier quoted, between dollar quotes that occur nowhere inside it.
+/// `log` is the log's schema-qualified name.
 fn postgres_capture_function(function: &str, log: &str, keys: &[String]) -> String {
     let d = Dialect::Postgres;
     let json = |columns: Vec<String>| {
@@ -283,8 +284,12 @@ fn postgres_capture_function(function: &str, log: &str, keys: &[String]) -> Stri
     while body.contains(&tag) {
         tag.insert(tag.len() - 1, '_');
     }
+    // It runs as its owner, the migration login, so that any login that may write the table
+    // (the ERP's own, which may not write the log) still can; with a fixed search_path, so
+    // that no object of the writer's can stand in for one it uses.
     format!(
-        "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS {tag}{body}{tag}"
+        "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql \
+         SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {tag}{body}{tag}"
     )
 }
 
@@ -405,13 +410,23 @@ fn row_triggers(
     ]
 }
 
-fn enable_statements(d: Dialect, table: &TableDef, table_id: Option<i64>) -> Vec<Statement> {
+/// `schema`: PostgreSQL's current schema, where the log is (the capture function names it
+/// with its schema).
+fn enable_statements(
+    d: Dialect,
+    table: &TableDef,
+    table_id: Option<i64>,
+    schema: &str,
+) -> Vec<Statement> {
     let t = d.quote(&table.name);
     let name = trigger_name(&table.name);
     let log = d.quote(LOG);
     let keys = &table.primary_key;
     let sql: Vec<String> = match d {
-        Dialect::Postgres => postgres_triggers(&t, &name, &log, keys),
+        Dialect::Postgres => {
+            let log = format!("{}.{log}", d.quote(schema));
+            postgres_triggers(&t, &name, &log, keys)
+        }
         Dialect::MySql | Dialect::Sqlite => {
             row_triggers(d, &t, &name, &literal(d, &table.name), &log, keys)
         }
@@ -449,10 +464,24 @@ fn enable_statements(d: Dialect, table: &TableDef, table_id: Option<i64>) -> Vec
 pub async fn enable(db: &Database, tables: &[(&TableDef, Option<i64>)]) -> HashMap<String, String> {
     let d = db.dialect();
     let mut errors = HashMap::new();
+    if tables.is_empty() {
+        return errors;
+    }
+    let schema = match current_schema(db).await {
+        Ok(s) => s,
+        Err(e) => {
+            let e = e.to_string();
+            return tables
+                .iter()
+                .map(|(t, _)| (t.name.clone(), e.clone()))
+                .collect();
+        }
+    };
+    let schema = schema.as_str();
     if d == Dialect::Sqlite {
         let all: Vec<Statement> = tables
             .iter()
-            .flat_map(|(t, id)| enable_statements(d, t, *id))
+            .flat_map(|(t, id)| enable_statements(d, t, *id, schema))
             .collect();
         if db.in_transaction(&all).await.is_ok() {
             return errors;
@@ -464,7 +493,7 @@ pub async fn enable(db: &Database, tables: &[(&TableDef, Option<i64>)]) -> HashM
     // named function: a closure over the tuples would make the run's future not `Send`.
     use futures_util::StreamExt;
     let failed: Vec<Option<(String, String)>> = futures_util::stream::iter(0..tables.len())
-        .map(|i| enable_one(db, tables[i].0, tables[i].1))
+        .map(|i| enable_one(db, tables[i].0, tables[i].1, schema))
         .buffer_unordered(ENABLE_CONCURRENCY)
         .collect()
         .await;
@@ -477,47 +506,210 @@ async fn enable_one(
     db: &Database,
     table: &TableDef,
     table_id: Option<i64>,
+    schema: &str,
 ) -> Option<(String, String)> {
-    db.in_transaction(&enable_statements(db.dialect(), table, table_id))
+    db.in_transaction(&enable_statements(db.dialect(), table, table_id, schema))
         .await
         .err()
-        .map(|e| (table.name.clone(), e.to_string()))
+        .map(|e| (table.name.clone(), with_grant(db.dialect(), &table.name, e)))
+}
+
+/// The error of enabling change tracking on a table, with the grant that fixes it when the
+/// database refused for want of a privilege.
+fn with_grant(d: Dialect, table: &str, e: DbError) -> String {
+    let message = e.to_string();
+    let lower = message.to_lowercase();
+    let denied = lower.contains("permission denied")
+        || lower.contains("must be owner")
+        || lower.contains("command denied");
+    if !denied {
+        return message;
+    }
+    let grant = match d {
+        Dialect::Postgres => format!(
+            "make the migration login a member of the table's owner role (GRANT <owner of {}> \
+             TO <migration login>): PostgreSQL lets only the owner remove a trigger",
+            d.quote(table)
+        ),
+        _ => "GRANT SELECT, CREATE, DROP, INSERT, UPDATE, DELETE, TRIGGER ON <source database>.* \
+              TO <migration login>"
+            .to_string(),
+    };
+    format!("{message}. The migration login may not put triggers on it: {grant}")
+}
+
+/// PostgreSQL's current schema (where the log is); empty elsewhere.
+async fn current_schema(db: &Database) -> Result<String, DbError> {
+    if db.dialect() != Dialect::Postgres {
+        return Ok(String::new());
+    }
+    match db
+        .query(&stmt("SELECT current_schema()::text".into()), &[Kind::Text])
+        .await?
+        .first()
+        .and_then(|r| r.first())
+    {
+        Some(Value::Text(s)) => Ok(s.clone()),
+        _ => Err(DbError::Sql(
+            "the source has no current schema: set the login's search_path".into(),
+        )),
+    }
+}
+
+/// Tracked tables whose PostgreSQL capture function is of an earlier version, which ran as the
+/// writer (and so failed for a login that may not write the log): their triggers go in again.
+pub async fn outdated(db: &Database, names: &[&str]) -> Result<std::collections::HashSet<String>, DbError> {
+    if db.dialect() != Dialect::Postgres || names.is_empty() {
+        return Ok(Default::default());
+    }
+    let old = db
+        .query_text_set(&Statement {
+            sql: "SELECT p.proname::text FROM pg_proc p WHERE p.proname LIKE ? \
+                    AND p.pronamespace = current_schema()::regnamespace AND NOT p.prosecdef"
+                .into(),
+            params: vec![Value::Text(OURS.to_string())],
+        })
+        .await?;
+    Ok(names
+        .iter()
+        .filter(|n| old.contains(&trigger_name(n)))
+        .map(|n| n.to_string())
+        .collect())
 }
 
 /// Tables whose change tracking is installed at the same time, each in its own transaction.
 const ENABLE_CONCURRENCY: usize = 4;
 
-/// Removes every change tracking object: triggers, log, clock, registry and function.
-pub async fn disable_all(db: &Database) -> Result<usize, DbError> {
+/// One object of ours in a database: a capture trigger or function, found in the catalog by
+/// its name, whatever the registry says (a table renamed since keeps its trigger).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Object {
+    /// What it is, for messages: `trigger "cloudmigrate_ct_…_i" on "CRONUS$Item"`.
+    pub label: String,
+    /// The statement that removes it.
+    pub drop: String,
+}
+
+/// The `LIKE` pattern of our objects' names, with `_` escaped.
+const OURS: &str = "cloudmigrate\\_ct\\_%";
+
+/// Every capture trigger and trigger function of ours in the database (PostgreSQL: the
+/// current schema's functions and the triggers that call them, on whichever table), triggers
+/// first.
+pub async fn objects(db: &Database) -> Result<Vec<Object>, DbError> {
     let d = db.dialect();
-    let tables = match enabled(db).await {
-        Ok(t) => t,
-        Err(_) => return Ok(0), // nothing was ever installed
-    };
-    for table in tables.keys() {
-        let name = trigger_name(table);
-        let sql: Vec<String> = match d {
-            Dialect::Postgres => ["", "_t", "_i", "_u", "_d"]
-                .iter()
-                .map(|s| {
-                    format!(
-                        "DROP TRIGGER IF EXISTS {} ON {}",
-                        d.quote(&format!("{name}{s}")),
-                        d.quote(table)
-                    )
-                })
-                .chain([format!("DROP FUNCTION IF EXISTS {}()", d.quote(&name))])
-                .collect(),
-            _ => ["i", "u", "d"]
-                .iter()
-                .map(|s| format!("DROP TRIGGER IF EXISTS {}", d.quote(&format!("{name}_{s}"))))
-                .collect(),
+    let text = |sql: &str, kinds: &'static [Kind]| {
+        let statement = Statement {
+            sql: sql.to_string(),
+            params: vec![Value::Text(OURS.to_string())],
         };
-        for s in sql {
-            // A table dropped since leaves no trigger to drop.
-            let _ = db.execute(&stmt(s)).await;
+        async move { db.query(&statement, kinds).await }
+    };
+    let texts = |row: Vec<Value>| -> Vec<String> {
+        row.into_iter()
+            .map(|v| match v {
+                Value::Text(s) => s,
+                _ => String::new(),
+            })
+            .collect()
+    };
+    let mut found = vec![];
+    match d {
+        Dialect::Postgres => {
+            let triggers = text(
+                "SELECT t.tgname::text, n.nspname::text, c.relname::text FROM pg_trigger t \
+                 JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_proc p ON p.oid = t.tgfoid \
+                 WHERE NOT t.tgisinternal AND t.tgname LIKE ? \
+                   AND p.pronamespace = current_schema()::regnamespace ORDER BY 1, 2, 3",
+                &[Kind::Text, Kind::Text, Kind::Text],
+            )
+            .await?;
+            for row in triggers {
+                let [name, schema, table] = <[String; 3]>::try_from(texts(row))
+                    .map_err(|_| DbError::Sql("unexpected trigger row".into()))?;
+                let on = format!("{}.{}", d.quote(&schema), d.quote(&table));
+                found.push(Object {
+                    label: format!("trigger {} on {on}", d.quote(&name)),
+                    drop: format!("DROP TRIGGER IF EXISTS {} ON {on}", d.quote(&name)),
+                });
+            }
+            let functions = text(
+                "SELECT p.proname::text FROM pg_proc p WHERE p.proname LIKE ? \
+                   AND p.pronamespace = current_schema()::regnamespace \
+                   AND p.prorettype = 'trigger'::regtype ORDER BY 1",
+                &[Kind::Text],
+            )
+            .await?;
+            for row in functions {
+                let name = texts(row).concat();
+                found.push(Object {
+                    label: format!("function {}()", d.quote(&name)),
+                    drop: format!("DROP FUNCTION IF EXISTS {}()", d.quote(&name)),
+                });
+            }
+        }
+        Dialect::MySql | Dialect::Sqlite => {
+            let sql = if d == Dialect::MySql {
+                "SELECT CAST(TRIGGER_NAME AS CHAR), CAST(EVENT_OBJECT_TABLE AS CHAR) \
+                 FROM information_schema.TRIGGERS \
+                 WHERE TRIGGER_SCHEMA = DATABASE() AND TRIGGER_NAME LIKE ? ORDER BY 1"
+            } else {
+                "SELECT name, tbl_name FROM sqlite_master \
+                 WHERE type = 'trigger' AND name LIKE ? ESCAPE '\\' ORDER BY 1"
+            };
+            for row in text(sql, &[Kind::Text, Kind::Text]).await? {
+                let [name, table] = <[String; 2]>::try_from(texts(row))
+                    .map_err(|_| DbError::Sql("unexpected trigger row".into()))?;
+                found.push(Object {
+                    label: format!("trigger {} on {}", d.quote(&name), d.quote(&table)),
+                    drop: format!("DROP TRIGGER IF EXISTS {}", d.quote(&name)),
+                });
+            }
         }
     }
+    Ok(found)
+}
+
+/// Removes objects of ours, each on its own. Every one that fails is named in the error with
+/// the statement that removes it, and the error says nothing was reported as removed that
+/// was not.
+pub async fn remove(db: &Database, objects: &[Object]) -> Result<(), DbError> {
+    let mut failed = vec![];
+    for o in objects {
+        if let Err(e) = db.execute(&stmt(o.drop.clone())).await {
+            failed.push(format!("{} ({e}): run `{};`", o.label, o.drop));
+        }
+    }
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(DbError::Sql(format!(
+        "{} change tracking objects of ours could not be removed: {}. Run those statements as \
+         the tables' owner",
+        failed.len(),
+        failed.join("; ")
+    )))
+}
+
+/// Removes every change tracking object: the triggers and functions of ours, found in the
+/// catalog (renamed tables included), then the log, the clock and the registry. When a trigger
+/// cannot be removed, the log stays (the trigger still writes to it) and the error names what
+/// is left. Returns how many tables had triggers.
+pub async fn disable_all(db: &Database) -> Result<usize, DbError> {
+    let d = db.dialect();
+    let found = objects(db).await?;
+    let tables: std::collections::HashSet<&str> = found
+        .iter()
+        .filter_map(|o| o.label.split_once(" on ").map(|(_, t)| t))
+        .collect();
+    let count = tables.len();
+    remove(db, &found).await.map_err(|e| {
+        DbError::Sql(format!(
+            "{e}, then remove change tracking again. The change log stays until then, for the \
+             triggers that still write to it"
+        ))
+    })?;
     for t in [LOG, CLOCK, TABLES] {
         db.execute(&stmt(format!("DROP TABLE IF EXISTS {}", d.quote(t))))
             .await?;
@@ -526,7 +718,17 @@ pub async fn disable_all(db: &Database) -> Result<usize, DbError> {
         db.execute(&stmt(format!("DROP FUNCTION IF EXISTS {OLD_FUNCTION}()")))
             .await?;
     }
-    Ok(tables.len())
+    Ok(count)
+}
+
+/// Capture triggers of ours in a database without their log: a schema copied from a tracked
+/// source (`pg_dump -s`) carries them, and every write into their tables then fails. None is
+/// found where the log exists, as it does in a tracked source.
+pub async fn orphans(db: &Database) -> Result<Vec<Object>, DbError> {
+    if installed(db).await? {
+        return Ok(vec![]);
+    }
+    objects(db).await
 }
 
 /// The versions of a run: every change committed before the run started has a version at most

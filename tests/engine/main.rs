@@ -2,6 +2,7 @@
 //! `tests/run.sh`, and SQLite files.
 
 mod cli;
+mod estate;
 mod companies;
 mod databases;
 mod failures;

@@ -34,6 +34,9 @@ pub struct Reach {
     pub target: Result<(), String>,
     /// Change tracking's log table is in the source; None when the source did not answer.
     pub tracking: Option<bool>,
+    /// What the migration login lacks on the source for change tracking, with the GRANTs
+    /// (`engine::privileges`); None when it lacks nothing or the source did not answer.
+    pub source_lacks: Option<String>,
     /// The tables the last run that ended did not migrate, from the target's run log (for
     /// the setup checklist); None when the target did not answer.
     pub not_migrated: Option<Vec<crate::engine::ledger::state::NotMigrated>>,
@@ -265,9 +268,15 @@ async fn probe(client: &kube::Client, ns: &str, spec: &MigrationScheduleSpec) ->
             spec.target.password_secret_ref.as_ref()
         )
     );
-    let tracking = match &source {
-        Ok(db) => crate::engine::tracking::installed(db).await.ok(),
-        Err(_) => None,
+    let (tracking, source_lacks) = match &source {
+        Ok(db) => (
+            crate::engine::tracking::installed(db).await.ok(),
+            crate::engine::privileges::missing(db)
+                .await
+                .ok()
+                .and_then(|m| crate::engine::privileges::sentence(&m)),
+        ),
+        Err(_) => (None, None),
     };
     let not_migrated = match &target {
         Ok(db) => crate::engine::ledger::state::not_migrated_by_last_run(db)
@@ -282,6 +291,7 @@ async fn probe(client: &kube::Client, ns: &str, spec: &MigrationScheduleSpec) ->
         source: source.map(|_| ()),
         target: target.map(|_| ()),
         tracking,
+        source_lacks,
         not_migrated,
     }
 }

@@ -4,7 +4,7 @@
 
 use super::copy_tables::tables_to_copy;
 use super::ledger::state::TableState;
-use super::{RunConfig, RunType, plan, tracking, with_retries};
+use super::{RunConfig, RunType, plan, privileges, tracking, with_retries};
 use crate::db::{Database, Dialect};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -47,25 +47,19 @@ pub(crate) async fn prepare_tracking(
     install: bool,
 ) -> Option<TrackingState> {
     let mut st = TrackingState::new(Err(String::new()), HashMap::new());
-    let unavailable = |e: crate::db::DbError| {
-        format!(
-            "change tracking is not available on the source, so every run copies every table in \
-             full: {e}. Grant the migration login the right to create tables and triggers."
-        )
-    };
     // Installed already (the usual case): no DDL. Otherwise install, then read again.
     let registered = match tracking::enabled(source).await {
         Ok(r) => r,
         Err(_) if !install => return None,
         Err(_) => match with_retries(|| tracking::install(source)).await {
             Err(e) => {
-                st.clock = Err(unavailable(e));
+                st.clock = Err(unavailable(source, e).await);
                 return Some(st);
             }
             Ok(()) => match tracking::enabled(source).await {
                 Ok(r) => r,
                 Err(e) => {
-                    st.clock = Err(unavailable(e));
+                    st.clock = Err(unavailable(source, e).await);
                     return Some(st);
                 }
             },
@@ -75,7 +69,7 @@ pub(crate) async fn prepare_tracking(
     let ids = match tracking::table_ids(source, &names).await {
         Ok(ids) => ids,
         Err(e) => {
-            st.clock = Err(unavailable(e));
+            st.clock = Err(unavailable(source, e).await);
             return Some(st);
         }
     };
@@ -83,7 +77,7 @@ pub(crate) async fn prepare_tracking(
     let outdated = match tracking::outdated(source, &names).await {
         Ok(o) => o,
         Err(e) => {
-            st.clock = Err(unavailable(e));
+            st.clock = Err(unavailable(source, e).await);
             return Some(st);
         }
     };
@@ -118,11 +112,50 @@ pub(crate) async fn prepare_tracking(
     }
     st.enable_errors = tracking::enable(source, &to_enable).await;
     let started = Instant::now();
-    st.clock = tracking::stamp(source, retention)
-        .await
-        .map_err(unavailable);
+    st.clock = match tracking::stamp(source, retention).await {
+        Ok(clock) => Ok(clock),
+        Err(e) => Err(unavailable(source, e).await),
+    };
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "changes stamped");
     Some(st)
+}
+
+/// Why change tracking is not available, with the grants the migration login lacks.
+async fn unavailable(source: &Database, e: crate::db::DbError) -> String {
+    let fix = match privileges::missing(source).await {
+        Ok(m) => privileges::sentence(&m),
+        Err(_) => None,
+    }
+    .unwrap_or_else(|| "see the source login's needs in docs/operations.md".into());
+    format!(
+        "change tracking is not available on the source, so every run copies every table in \
+         full: {e}. Fix: {fix}"
+    )
+}
+
+/// A diagnostic run's view of change tracking: what is in place, and what the migration
+/// login would lack to put it on the tables that do not have it yet.
+pub(crate) async fn peek_tracking(source: &Database, plan: &plan::Plan) -> TrackingState {
+    let (clock, tracked) = tracking::peek(source).await;
+    let mut st = TrackingState::new(clock, tracked);
+    let lacks = match privileges::missing(source).await {
+        Ok(m) => privileges::sentence(&m),
+        Err(_) => None,
+    };
+    if let Some(lacks) = lacks {
+        if st.clock.is_err() {
+            st.clock = Err(format!(
+                "change tracking is not installed on the source, and cannot be: {lacks}"
+            ));
+        }
+        for t in plan.to_copy() {
+            let def = &t.source.def;
+            if !def.primary_key.is_empty() && !st.tracked.contains_key(&def.name) {
+                st.enable_errors.insert(def.name.clone(), lacks.clone());
+            }
+        }
+    }
+    st
 }
 
 /// Phase 4: change tracking: the log and the clock, then triggers on every table that lacks

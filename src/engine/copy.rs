@@ -547,9 +547,13 @@ async fn diagnose(
     }
     let mut r = report(t, TableResult::Migrated, started);
     r.message = Some(match decision {
-        Decision::Full(reason) => {
-            format!("diagnostic: a run would copy the table in full ({reason})")
-        }
+        Decision::Full(reason) => match always_full(ctx, &t.source.def) {
+            Some(why) => format!(
+                "diagnostic: a run would copy the table in full ({reason}), and so would every \
+                 later run: {why}"
+            ),
+            None => format!("diagnostic: a run would copy the table in full ({reason})"),
+        },
         Decision::Incremental(c) => format!(
             "diagnostic: a run would copy changes only: +{} ~{} -{} so far",
             c.inserted, c.updated, c.deleted

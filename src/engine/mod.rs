@@ -25,6 +25,7 @@ mod finish;
 pub mod initialize;
 pub mod ledger;
 pub mod plan;
+pub mod privileges;
 mod prepare;
 pub mod report;
 pub mod reset;

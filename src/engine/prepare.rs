@@ -3,7 +3,7 @@
 //! independent until the copies start.
 
 use super::catalog::Catalog;
-use super::changes::{TrackingState, prepare_tracking};
+use super::changes::{TrackingState, peek_tracking, prepare_tracking};
 use super::ledger::{self, state};
 use super::{EngineError, RunConfig, RunType, plan, tracking, with_retries};
 use crate::db::Database;
@@ -49,8 +49,7 @@ pub(crate) async fn prepare(
         // cannot use its target leaves no trigger behind; workers sharing a run wait for their
         // claims.
         let tracking = if diagnostic {
-            let (clock, tracked) = tracking::peek(source).await;
-            Some(TrackingState::new(clock, tracked))
+            Some(peek_tracking(source, &plan).await)
         } else if shared {
             None
         } else {

@@ -539,6 +539,15 @@ fn ready_condition(
 
 /// `ChangeTracking`: whether the source has it, as the last probe saw.
 fn tracking_condition(o: &Observed<'_>, at: At, status: &mut MigrationScheduleStatus) {
+    if let Some(lacks) = o.reach.as_ref().and_then(|r| r.source_lacks.as_ref()) {
+        return at.set(
+            &mut status.conditions,
+            "ChangeTracking",
+            false,
+            "MissingPrivileges",
+            format!("{lacks}. Until then a run may copy tables in full or fail to track them"),
+        );
+    }
     match o.reach.as_ref().and_then(|r| r.tracking) {
         Some(true) => at.set(
             &mut status.conditions,
@@ -1031,6 +1040,7 @@ mod tests {
                     .into(),
             ),
             tracking: Some(false),
+            source_lacks: None,
             not_migrated: None,
         });
         let d = decide(o);
@@ -1063,6 +1073,7 @@ mod tests {
             source: Ok(()),
             target: Ok(()),
             tracking: Some(true),
+            source_lacks: None,
             not_migrated: None,
         });
         let d = decide(o);
@@ -1070,6 +1081,19 @@ mod tests {
         assert_eq!(
             condition(&d, "ChangeTracking"),
             ("True".into(), "Installed".into())
+        );
+        let mut o = observe(&s, utc(2026, 5, 2, 3, 0));
+        o.reach = Some(Reach {
+            source: Ok(()),
+            target: Ok(()),
+            tracking: Some(false),
+            source_lacks: Some("the migration login lacks ... (`GRANT \"erp\" TO \"mig\"`)".into()),
+            not_migrated: None,
+        });
+        let d = decide(o);
+        assert_eq!(
+            condition(&d, "ChangeTracking"),
+            ("False".into(), "MissingPrivileges".into())
         );
     }
 

@@ -461,6 +461,7 @@ mod tests {
                 source: Ok(()),
                 target: Ok(()),
                 tracking: Some(true),
+                source_lacks: None,
                 not_migrated: Some(vec![]),
             },
         );
@@ -569,6 +570,7 @@ mod tests {
             source: Ok(()),
             target: Ok(()),
             tracking: Some(true),
+            source_lacks: None,
             not_migrated: Some(vec![]),
         };
         let observed = Read {

@@ -202,6 +202,7 @@ pub async fn copy_table(
         r.duration = started.elapsed();
         let mut stmts = vec![state::table_state(td, &ctx.run_id, &r, watermark, &hash)];
         stmts.extend(state::table_log(td, &ctx.run_id, &r));
+        stmts.push(state::still_running(td, &ctx.run_id, &src.name));
         stmts
     };
     // Nothing changed: only the new watermark and the log line are written. Most tables of an
@@ -217,7 +218,7 @@ pub async fn copy_table(
                 r.duration = started.elapsed();
                 r
             }
-            Err(e) => failed(r, format!("writing to the cloud failed: {e}"), &e),
+            Err(e) => write_failed(ctx, r, &e).await,
         };
     }
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
@@ -240,8 +241,21 @@ pub async fn copy_table(
             r
         }
         (Err(e), _) => failed(r, format!("reading the on-premises table failed: {e}"), &e),
-        (_, Err(e)) => failed(r, format!("writing to the cloud failed: {e}"), &e),
+        (_, Err(e)) => write_failed(ctx, r, &e).await,
     }
+}
+
+/// A table's load transaction failed: because the run no longer counts as running (a
+/// CloudReset, or a later run, took over the target), or for the database's own reason.
+async fn write_failed(ctx: &CopyContext, r: TableReport, e: &DbError) -> TableReport {
+    if matches!(state::is_running(&ctx.target, &ctx.run_id).await, Ok(false)) {
+        let mut r = failed(r, "not kept: the target was reset (or another run started on it) while this run copied the table".into(), e);
+        r.guidance = Some(
+            "Nothing of this table was written. The next run copies it in full.".into(),
+        );
+        return r;
+    }
+    failed(r, format!("writing to the cloud failed: {e}"), e)
 }
 
 /// The cloud table to load into, and a warning when it had to be created; or the table's

@@ -5,7 +5,13 @@
 //!
 //! The state rows of the cleared tables stay, marked as reset, so that the next run copies
 //! each in full and says `Reset` as the reason.
+//!
+//! A reset happens once per target: the same transaction records it in `ledger::requests`, by
+//! schedule and name, and the same request seen again clears nothing. It also removes the
+//! record of every running run, so a run that read its watermarks before the reset cannot
+//! commit a table after it (`state::still_running` fails its transaction).
 
+use super::ledger::requests::{self, Request};
 use super::ledger::{self, COMPANIES_TABLE, OnReset, STATE_TABLE};
 use crate::db::{Database, DbError, Kind, Statement, Value};
 
@@ -43,10 +49,33 @@ pub struct Cleared {
     pub companies: i64,
 }
 
-/// Clears the migrated data and the replication state of a target.
-pub async fn clear(target: &Database) -> Result<Cleared, DbError> {
-    let d = target.dialect();
+/// What a reset request came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Cleared(Cleared),
+    /// The same request cleared this target before: nothing was cleared now.
+    AlreadyDone(requests::Done),
+}
+
+/// Clears the migrated data and the replication state of a target, once per request.
+pub async fn clear(target: &Database, request: &Request<'_>) -> Result<Outcome, DbError> {
     super::ledger::ensure(target).await?;
+    requests::ensure(target).await?;
+    if let Some(done) = requests::done(target, request).await? {
+        return Ok(Outcome::AlreadyDone(done));
+    }
+    match clear_now(target, request).await {
+        Ok(cleared) => Ok(Outcome::Cleared(cleared)),
+        // Recorded meanwhile by another attempt: its record made this transaction fail.
+        Err(e) => match requests::done(target, request).await {
+            Ok(Some(done)) => Ok(Outcome::AlreadyDone(done)),
+            _ => Err(e),
+        },
+    }
+}
+
+async fn clear_now(target: &Database, request: &Request<'_>) -> Result<Cleared, DbError> {
+    let d = target.dialect();
     let migrated = target
         .query_text_set(&Statement {
             sql: format!("SELECT table_name FROM {}", d.quote(STATE_TABLE)),
@@ -78,10 +107,21 @@ pub async fn clear(target: &Database) -> Result<Cleared, DbError> {
         sql,
         params: vec![],
     };
-    let mut statements: Vec<Statement> = names
+    let summary = format!("{} migrated tables cleared, {companies} companies reset", names.len());
+    // The record first: a second attempt fails here, before anything is cleared. Then the
+    // runs' records, so that a run still copying cannot commit a table after the reset.
+    let mut statements = vec![requests::record(d, request, &summary)];
+    for (table, _) in ledger::TABLES
         .iter()
-        .map(|n| sql(format!("DELETE FROM {}", d.quote(n))))
-        .collect();
+        .filter(|(_, r)| *r == OnReset::Emptied)
+    {
+        statements.push(sql(format!("DELETE FROM {}", d.quote(table))));
+    }
+    statements.extend(
+        names
+            .iter()
+            .map(|n| sql(format!("DELETE FROM {}", d.quote(n)))),
+    );
     statements.push(Statement {
         sql: format!(
             "UPDATE {} SET row_count = 0, ct_version = NULL, schema_hash = ?, mode = 'Reset'",
@@ -89,12 +129,6 @@ pub async fn clear(target: &Database) -> Result<Cleared, DbError> {
         ),
         params: vec![Value::Text(RESET_MARK.into())],
     });
-    for (table, _) in ledger::TABLES
-        .iter()
-        .filter(|(_, r)| *r == OnReset::Emptied)
-    {
-        statements.push(sql(format!("DELETE FROM {}", d.quote(table))));
-    }
     target.in_transaction(&statements).await?;
     Ok(Cleared {
         tables: names.len() as i64,

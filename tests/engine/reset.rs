@@ -5,6 +5,8 @@
 use crate::databases::{Server, TestDb, config, run, table};
 use cloudmigrate::api::companies::InitializationState;
 use cloudmigrate::engine::ledger;
+use cloudmigrate::engine::ledger::requests::Request;
+use cloudmigrate::engine::reset::{Outcome, clear};
 use cloudmigrate::engine::report::TableResult;
 
 async fn reset_clears_only_what_the_migration_wrote(source: Server, target: Server) {
@@ -50,7 +52,14 @@ async fn reset_clears_only_what_the_migration_wrote(source: Server, target: Serv
     .await
     .unwrap();
 
-    let cleared = cloudmigrate::engine::reset::clear(&t).await.unwrap();
+    let request = |name| Request {
+        schedule: "shop/erp",
+        kind: "CloudReset",
+        name,
+    };
+    let Outcome::Cleared(cleared) = clear(&t, &request("reset-2026-12-01")).await.unwrap() else {
+        panic!("the first reset clears")
+    };
     // Company, CRONUS$Item, CRONUS$Vendor.
     assert_eq!((cleared.tables, cleared.companies), (3, 1));
     assert_eq!(dst.count("CRONUS$Item").await, 0);
@@ -72,6 +81,20 @@ async fn reset_clears_only_what_the_migration_wrote(source: Server, target: Serv
         Some("Reset")
     );
     assert_eq!(dst.rows("Cloud Setup").await, before);
+    // The same reset seen again (deleted and applied again from git) clears nothing, and
+    // says when it ran.
+    let again = clear(&t, &request("reset-2026-12-01")).await.unwrap();
+    let Outcome::AlreadyDone(done) = again else {
+        panic!("cleared again: {again:?}")
+    };
+    assert!(done.summary.contains("3 migrated tables"), "{done:?}");
+    assert_eq!(dst.count("CRONUS$Item").await, 3);
+    // A reset with a new name clears.
+    let Outcome::Cleared(second) = clear(&t, &request("reset-2026-12-02")).await.unwrap() else {
+        panic!("a new name clears")
+    };
+    assert_eq!(second.tables, 3);
+    assert_eq!(dst.count("CRONUS$Item").await, 0);
     t.close().await;
 }
 
@@ -88,4 +111,73 @@ async fn reset_in_mariadb() {
 #[tokio::test]
 async fn reset_in_sqlite() {
     reset_clears_only_what_the_migration_wrote(Server::MariaDb, Server::Sqlite).await;
+}
+
+/// A reset that commits while a run is between reading its watermarks and copying (here: held
+/// on the source's change log) must not let the run write changes into the emptied table with
+/// a watermark after them: that table fails in the run, and the next run copies it in full.
+#[tokio::test]
+async fn a_reset_during_a_run_makes_the_next_run_copy_in_full() {
+    use sqlx::Connection;
+    use std::str::FromStr;
+    let src = TestDb::new(Server::Postgres, "held_src").await;
+    let dst = TestDb::new(Server::Postgres, "held_dst").await;
+    src.exec(
+        "CREATE TABLE \"CRONUS$Item\" (id INTEGER PRIMARY KEY, x TEXT);\n\
+         INSERT INTO \"CRONUS$Item\" SELECT i, 'v' || i FROM generate_series(1, 100) i",
+    )
+    .await;
+    run(&config(&src, &dst, true)).await;
+    src.exec("UPDATE \"CRONUS$Item\" SET x = 'changed' WHERE id <= 10")
+        .await;
+    // Hold the run on the change log, after it has read the target's watermarks.
+    let options = sqlx::postgres::PgConnectOptions::from_str(&src.url)
+        .unwrap()
+        .password(src.password.as_deref().unwrap());
+    let mut holder = sqlx::PgConnection::connect_with(&options).await.unwrap();
+    let mut hold = holder.begin().await.unwrap();
+    sqlx::query("LOCK TABLE cloudmigrate_ct_log IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    let held = config(&src, &dst, true);
+    let running = tokio::spawn(async move { run(&held).await });
+    let mut waited = 0;
+    while src
+        .int("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        .await
+        == 0
+    {
+        waited += 1;
+        assert!(waited < 600, "the run never reached the change log");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let t = dst.connect().await;
+    let request = Request {
+        schedule: "shop/erp",
+        kind: "CloudReset",
+        name: "during-a-run",
+    };
+    assert!(matches!(
+        clear(&t, &request).await.unwrap(),
+        Outcome::Cleared(_)
+    ));
+    t.close().await;
+    hold.commit().await.unwrap();
+    let during = running.await.unwrap();
+    let item = table(&during, "CRONUS$Item");
+    assert_eq!(item.result, TableResult::Failed, "{item:#?}");
+    assert!(
+        item.message.as_deref().unwrap_or_default().contains("reset"),
+        "{item:#?}"
+    );
+    let after = run(&config(&src, &dst, true)).await;
+    let item = table(&after, "CRONUS$Item");
+    assert_eq!(item.full_reason.as_deref(), Some("Reset"), "{item:#?}");
+    assert_eq!(dst.count("CRONUS$Item").await, 100);
+    assert_eq!(
+        dst.int("SELECT count(*) FROM \"CRONUS$Item\" WHERE x = 'changed'")
+            .await,
+        10
+    );
 }

@@ -6,6 +6,7 @@
 use super::super::conditions::At;
 use crate::api::reset::CloudResetStatus;
 use crate::clock::time;
+use crate::engine::reset::{Cleared, Outcome};
 use chrono::{DateTime, Utc};
 
 /// Everything decide needs.
@@ -148,11 +149,28 @@ pub fn decide(o: &ResetObserved) -> ResetDecision {
 pub fn ended(
     mut status: CloudResetStatus,
     at: At,
-    outcome: Result<(i64, i64), String>,
+    outcome: Result<Outcome, String>,
 ) -> CloudResetStatus {
     status.completion_time = Some(time(at.now));
     match outcome {
-        Ok((tables, companies)) => {
+        Ok(Outcome::AlreadyDone(done)) => {
+            // When it ran is when it completed; the ledger's time is RFC 3339.
+            if let Ok(when) = DateTime::parse_from_rfc3339(&done.at) {
+                status.completion_time = Some(time(when.with_timezone(&Utc)));
+            }
+            at.set(
+                &mut status.conditions,
+                "Succeeded",
+                true,
+                "AlreadyDone",
+                format!(
+                    "this reset ran on the target at {} ({}); seen again, it cleared nothing. \
+                     A CloudReset with a new name clears again",
+                    done.at, done.summary
+                ),
+            );
+        }
+        Ok(Outcome::Cleared(Cleared { tables, companies })) => {
             status.tables_cleared = Some(tables);
             status.companies_reset = Some(companies);
             at.set(
@@ -246,7 +264,14 @@ mod tests {
             generation: Some(1),
             now: now(),
         };
-        let done = ended(decide(&o).status, at, Ok((12, 2)));
+        let done = ended(
+            decide(&o).status,
+            at,
+            Ok(Outcome::Cleared(Cleared {
+                tables: 12,
+                companies: 2,
+            })),
+        );
         assert_eq!(succeeded(&done), ("True".into(), "Reset".into()));
         assert_eq!(
             (done.tables_cleared, done.companies_reset),
@@ -266,6 +291,28 @@ mod tests {
         assert_eq!(succeeded(&failed), ("False".into(), "Failed".into()));
         again.status = failed;
         assert!(!decide(&again).clear);
+    }
+
+    #[test]
+    fn a_reset_seen_again_succeeds_and_says_when_it_ran() {
+        let at = At {
+            generation: Some(1),
+            now: now(),
+        };
+        let done = ended(
+            decide(&observed()).status,
+            at,
+            Ok(Outcome::AlreadyDone(crate::engine::ledger::requests::Done {
+                at: "2026-04-30T10:00:00.000Z".into(),
+                summary: "3 migrated tables cleared, 1 companies reset".into(),
+            })),
+        );
+        assert_eq!(succeeded(&done), ("True".into(), "AlreadyDone".into()));
+        assert_eq!(
+            done.completion_time,
+            Some(time(Utc.with_ymd_and_hms(2026, 4, 30, 10, 0, 0).unwrap()))
+        );
+        assert_eq!(done.tables_cleared, None);
     }
 
     #[test]

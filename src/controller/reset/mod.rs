@@ -10,6 +10,7 @@ use super::error::Error;
 use super::note::Note;
 use super::queries;
 use crate::api::CloudReset;
+use crate::engine::reset::Outcome;
 use decide::{ResetObserved, finished};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -60,11 +61,16 @@ pub async fn reconcile(reset: Arc<CloudReset>, ctx: Arc<Context>) -> Result<Acti
     let outcome = async {
         let db =
             crate::logins::open_side(&ctx.client, &schedule, crate::logins::Side::Target).await?;
-        let cleared = crate::engine::reset::clear(&db).await;
+        let key = format!("{ns}/{schedule_name}");
+        let name = reset.name_any();
+        let request = crate::engine::ledger::requests::Request {
+            schedule: &key,
+            kind: "CloudReset",
+            name: &name,
+        };
+        let cleared = crate::engine::reset::clear(&db, &request).await;
         db.close().await;
-        cleared
-            .map(|c| (c.tables, c.companies))
-            .map_err(|e| format!("target database: {e}"))
+        cleared.map_err(|e| format!("target database: {e}"))
     }
     .await;
     let at = At {
@@ -72,9 +78,19 @@ pub async fn reconcile(reset: Arc<CloudReset>, ctx: Arc<Context>) -> Result<Acti
         now: chrono::Utc::now(),
     };
     let note = match &outcome {
-        Ok((tables, _)) => Note::normal(
+        Ok(Outcome::Cleared(c)) => Note::normal(
             "Reset",
-            format!("cleared {tables} migrated tables in the target of {schedule_name}"),
+            format!(
+                "cleared {} migrated tables in the target of {schedule_name}",
+                c.tables
+            ),
+        ),
+        Ok(Outcome::AlreadyDone(done)) => Note::normal(
+            "AlreadyDone",
+            format!(
+                "this reset ran on the target of {schedule_name} at {}; nothing was cleared now",
+                done.at
+            ),
         ),
         Err(e) => Note::warning("ResetFailed", e.clone()),
     };

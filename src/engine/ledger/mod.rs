@@ -5,10 +5,12 @@
 //! - `state`: each table's watermark and schema fingerprint, the run log, the runs, and which
 //!   worker of a shared run copies which table;
 //! - `companies`: the companies' initialization records;
-//! - `catalogs`: the source's catalog a run was granted on, which its workers plan from.
+//! - `catalogs`: the source's catalog a run was granted on, which its workers plan from;
+//! - `requests`: the one-shot requests (resets, key rotations) carried out on the target.
 
 pub mod catalogs;
 pub mod companies;
+pub mod requests;
 pub mod state;
 
 use crate::db::{Database, DbError, Dialect, Statement, Value};
@@ -26,6 +28,11 @@ pub const COMPANIES_TABLE: &str = "cloudmigrate_companies";
 /// The source's catalog that a run was planned and granted on, by run: its workers plan from
 /// it instead of reading the source's catalog again.
 pub const CATALOGS_TABLE: &str = "cloudmigrate_run_catalogs";
+
+/// The one-shot requests carried out on this target, by schedule, kind and name. Not among
+/// `TABLES` and not made by `ensure`: only the admin login writes it (`requests::ensure`), and
+/// Reset Cloud Data keeps it.
+pub const REQUESTS_TABLE: &str = "cloudmigrate_requests";
 
 /// What Reset Cloud Data does to a ledger table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -78,6 +78,41 @@ pub async fn start_run(
     Ok(())
 }
 
+/// The statement that fails a table's load transaction when the run is no longer recorded as
+/// running: a CloudReset removed it (the table's watermark was read before the reset, and
+/// must not be written after it), or a later run marked it interrupted. It goes after the
+/// table's state, whose row a reset locks until it commits. The failure is a duplicate key:
+/// two equal claims, an error in every dialect and every SQL mode.
+pub fn still_running(d: Dialect, run_id: &str, table: &str) -> Statement {
+    Statement {
+        sql: format!(
+            "INSERT INTO {claims} (run_id, table_name, worker) \
+             SELECT ?, ?, 0 FROM (SELECT 1 AS n UNION ALL SELECT 2) two \
+             WHERE NOT EXISTS (SELECT 1 FROM {runs} WHERE run_id = ? AND state = 'Running')",
+            claims = d.quote(CLAIMS_TABLE),
+            runs = d.quote(RUNS_TABLE)
+        ),
+        params: vec![text(run_id), text(table), text(run_id)],
+    }
+}
+
+/// Whether the run is recorded as running (after a table failed: was it a reset?).
+pub async fn is_running(db: &Database, run_id: &str) -> Result<bool, DbError> {
+    let rows = db
+        .query(
+            &Statement {
+                sql: format!(
+                    "SELECT COUNT(*) FROM {} WHERE run_id = ? AND state = 'Running'",
+                    db.dialect().quote(RUNS_TABLE)
+                ),
+                params: vec![text(run_id)],
+            },
+            &[crate::db::Kind::Int],
+        )
+        .await?;
+    Ok(matches!(rows.first().and_then(|r| r.first()), Some(Value::Int(n)) if *n > 0))
+}
+
 /// Records the end of a run.
 pub async fn finish_run(db: &Database, run_id: &str, result: &str) -> Result<(), DbError> {
     let runs = db.dialect().quote(RUNS_TABLE);

@@ -250,9 +250,8 @@ pub async fn copy_table(
 async fn write_failed(ctx: &CopyContext, r: TableReport, e: &DbError) -> TableReport {
     if matches!(state::is_running(&ctx.target, &ctx.run_id).await, Ok(false)) {
         let mut r = failed(r, "not kept: the target was reset (or another run started on it) while this run copied the table".into(), e);
-        r.guidance = Some(
-            "Nothing of this table was written. The next run copies it in full.".into(),
-        );
+        r.guidance =
+            Some("Nothing of this table was written. The next run copies it in full.".into());
         return r;
     }
     failed(r, format!("writing to the cloud failed: {e}"), e)

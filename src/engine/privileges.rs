@@ -82,7 +82,10 @@ async fn postgres(db: &Database) -> Result<Vec<Missing>, DbError> {
         3,
     )
     .await?;
-    let Some([user, schema, create]) = head.into_iter().next().and_then(|r| <[String; 3]>::try_from(r).ok())
+    let Some([user, schema, create]) = head
+        .into_iter()
+        .next()
+        .and_then(|r| <[String; 3]>::try_from(r).ok())
     else {
         return Ok(vec![]);
     };
@@ -138,8 +141,17 @@ const MYSQL_NEEDS: [&str; 7] = [
 async fn mysql(db: &Database) -> Result<Vec<Missing>, DbError> {
     // Privileges given through roles do not show in information_schema: a login with roles is
     // not judged.
-    let roles = texts(db, "SELECT CAST(COUNT(*) AS CHAR) FROM information_schema.APPLICABLE_ROLES", 1).await?;
-    if roles.first().and_then(|r| r.first()).is_some_and(|n| n != "0") {
+    let roles = texts(
+        db,
+        "SELECT CAST(COUNT(*) AS CHAR) FROM information_schema.APPLICABLE_ROLES",
+        1,
+    )
+    .await?;
+    if roles
+        .first()
+        .and_then(|r| r.first())
+        .is_some_and(|n| n != "0")
+    {
         return Ok(vec![]);
     }
     let grantee = "CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', \
@@ -172,16 +184,15 @@ async fn mysql(db: &Database) -> Result<Vec<Missing>, DbError> {
         4,
     )
     .await?;
-    let Some([database, login, log_bin, trust]) =
-        head.into_iter().next().and_then(|r| <[String; 4]>::try_from(r).ok())
+    let Some([database, login, log_bin, trust]) = head
+        .into_iter()
+        .next()
+        .and_then(|r| <[String; 4]>::try_from(r).ok())
     else {
         return Ok(vec![]);
     };
     let mut missing = vec![];
-    let lacking: Vec<&str> = MYSQL_NEEDS
-        .into_iter()
-        .filter(|p| !has(&held, p))
-        .collect();
+    let lacking: Vec<&str> = MYSQL_NEEDS.into_iter().filter(|p| !has(&held, p)).collect();
     if !lacking.is_empty() {
         missing.push(Missing {
             what: format!("{} on the database", lacking.join(", ")),

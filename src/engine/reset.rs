@@ -107,7 +107,10 @@ async fn clear_now(target: &Database, request: &Request<'_>) -> Result<Cleared, 
         sql,
         params: vec![],
     };
-    let summary = format!("{} migrated tables cleared, {companies} companies reset", names.len());
+    let summary = format!(
+        "{} migrated tables cleared, {companies} companies reset",
+        names.len()
+    );
     // The record first: a second attempt fails here, before anything is cleared. Then the
     // runs' records, so that a run still copying cannot commit a table after the reset.
     let mut statements = vec![requests::record(d, request, &summary)];

@@ -558,7 +558,10 @@ async fn current_schema(db: &Database) -> Result<String, DbError> {
 
 /// Tracked tables whose PostgreSQL capture function is of an earlier version, which ran as the
 /// writer (and so failed for a login that may not write the log): their triggers go in again.
-pub async fn outdated(db: &Database, names: &[&str]) -> Result<std::collections::HashSet<String>, DbError> {
+pub async fn outdated(
+    db: &Database,
+    names: &[&str],
+) -> Result<std::collections::HashSet<String>, DbError> {
     if db.dialect() != Dialect::Postgres || names.is_empty() {
         return Ok(Default::default());
     }

@@ -1471,6 +1471,73 @@ fn a_cloud_reset_clears_the_migrated_tables_once_and_the_next_run_is_full() {
     assert_eq!(psql(&dst, "SELECT count(*) FROM \"CRONUS$Item\""), "50");
     let table = ok(ns.kubectl(&["get", "creset"], None), "kubectl get creset");
     assert!(table.contains("True") && table.contains("Reset"), "{table}");
+
+    // Deleted and applied again from git, without its status: the target's ledger knows it
+    // ran, so it clears nothing and says when it ran.
+    ok(
+        ns.kubectl(&["delete", "creset", "again", "--wait"], None),
+        "deleting the reset",
+    );
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(reset)),
+        "applying the same reset again",
+    );
+    ok(
+        ns.kubectl(
+            &[
+                "wait",
+                "creset/again",
+                "--for=condition=Succeeded",
+                "--timeout=60s",
+            ],
+            None,
+        ),
+        "kubectl wait for the reset seen again",
+    );
+    let seen_again = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "creset",
+                "again",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Succeeded\")].reason}|{.status.completionTime}",
+            ],
+            None,
+        ),
+        "the reset seen again",
+    );
+    let (reason, ran) = seen_again.split_once('|').unwrap_or_default();
+    assert_eq!(reason, "AlreadyDone", "{seen_again}");
+    // When it ran: the ledger's time of the clear, within a moment of the first status.
+    let time =
+        |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+    let first = time(outcome.split('|').nth(1).unwrap_or_default());
+    assert!(
+        (time(ran) - first).num_seconds().abs() <= 2,
+        "{seen_again} against {outcome}"
+    );
+    assert_eq!(psql(&dst, "SELECT count(*) FROM \"CRONUS$Item\""), "50");
+
+    // A reset with a new name clears.
+    let second = reset.replace("name: again", "name: again-2");
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(&second)),
+        "applying a new reset",
+    );
+    ok(
+        ns.kubectl(
+            &[
+                "wait",
+                "creset/again-2",
+                "--for=condition=Succeeded",
+                "--timeout=60s",
+            ],
+            None,
+        ),
+        "kubectl wait for the new reset",
+    );
+    assert_eq!(psql(&dst, "SELECT count(*) FROM \"CRONUS$Item\""), "0");
 }
 
 /// A database that does not answer makes the schedule not Ready, naming it with the error
@@ -2469,6 +2536,42 @@ fn runs_write_as_the_runtime_role_and_a_rotation_retires_the_old_key() {
         "applying the rotation again",
     );
     std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(secret_field(&ns, "keyed-runtime-key", "password"), second);
+    // Deleted and applied again without its status: the target's ledger knows it ran.
+    ok(
+        ns.kubectl(&["delete", "rkr", "rotate-1", "--wait"], None),
+        "deleting the rotation",
+    );
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(rotation)),
+        "applying the same rotation again",
+    );
+    ok(
+        ns.kubectl(
+            &[
+                "wait",
+                "rkr/rotate-1",
+                "--for=condition=Succeeded",
+                "--timeout=60s",
+            ],
+            None,
+        ),
+        "kubectl wait for the rotation seen again",
+    );
+    let seen_again = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "rkr",
+                "rotate-1",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Succeeded\")].reason}",
+            ],
+            None,
+        ),
+        "the rotation seen again",
+    );
+    assert_eq!(seen_again, "AlreadyDone");
     assert_eq!(secret_field(&ns, "keyed-runtime-key", "password"), second);
 
     // The key shows nowhere but in its Secret.

@@ -172,7 +172,11 @@ async fn erp_login_keeps_writing(server: Server) {
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
-    assert_eq!(items(&dst).await, expected, "{server:?}: every change arrives");
+    assert_eq!(
+        items(&dst).await,
+        expected,
+        "{server:?}: every change arrives"
+    );
     // Change tracking removed, the migration's login dropped: the ERP writes on.
     let mig = src.migration().await;
     assert_eq!(tracking::disable_all(&mig).await.unwrap(), 1);
@@ -180,7 +184,10 @@ async fn erp_login_keeps_writing(server: Server) {
     match server {
         Server::Postgres => {
             src.db
-                .exec(&format!("DROP ROLE {}", Dialect::Postgres.quote(&src.migration_login)))
+                .exec(&format!(
+                    "DROP ROLE {}",
+                    Dialect::Postgres.quote(&src.migration_login)
+                ))
                 .await
         }
         _ => {
@@ -228,7 +235,11 @@ async fn capture_functions_of_earlier_versions_are_replaced() {
         .unwrap();
     let third = run(&src.config(&dst)).await;
     let t = crate::databases::table(&third, "CRONUS$Item");
-    assert_eq!(t.mode, cloudmigrate::vocabulary::CopyMode::Incremental, "{t:#?}");
+    assert_eq!(
+        t.mode,
+        cloudmigrate::vocabulary::CopyMode::Incremental,
+        "{t:#?}"
+    );
     assert_eq!(items(&dst).await.len(), 1);
 }
 
@@ -278,8 +289,14 @@ async fn a_failed_drop_is_reported_and_the_log_stays() {
         .await;
     let mig = src.migration().await;
     let e = tracking::disable_all(&mig).await.unwrap_err().to_string();
-    assert!(e.contains("CRONUS$Item") && e.contains("DROP TRIGGER"), "{e}");
-    assert!(tracking::installed(&mig).await.unwrap(), "the log was dropped: {e}");
+    assert!(
+        e.contains("CRONUS$Item") && e.contains("DROP TRIGGER"),
+        "{e}"
+    );
+    assert!(
+        tracking::installed(&mig).await.unwrap(),
+        "the log was dropped: {e}"
+    );
     mig.close().await;
     src.erp_writes("INSERT INTO \"CRONUS$Item\" VALUES ('1', 'a')")
         .await
@@ -305,13 +322,27 @@ async fn a_target_copied_with_pg_dump_loses_the_copied_triggers() {
     let url = |db: &TestDb| db.url.clone();
     let password = src.db.password.clone().unwrap();
     let dump = std::process::Command::new(bin.join("pg_dump"))
-        .args(["-s", "--no-owner", "--no-privileges", "-T", "cloudmigrate_ct_*", &url(&src.db)])
+        .args([
+            "-s",
+            "--no-owner",
+            "--no-privileges",
+            "-T",
+            "cloudmigrate_ct_*",
+            &url(&src.db),
+        ])
         .env("PGPASSWORD", &password)
         .output()
         .unwrap();
-    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
     let schema = String::from_utf8(dump.stdout).unwrap();
-    assert!(schema.contains("CREATE TRIGGER cloudmigrate_ct_"), "{schema}");
+    assert!(
+        schema.contains("CREATE TRIGGER cloudmigrate_ct_"),
+        "{schema}"
+    );
     let mut restore = std::process::Command::new(bin.join("psql"))
         .args(["-q", "-v", "ON_ERROR_STOP=1", &url(&dst)])
         .env("PGPASSWORD", &password)
@@ -343,7 +374,11 @@ async fn a_missing_privilege_is_named_with_its_grant() {
     for server in [Server::Postgres, Server::MariaDb] {
         let src = estate(server).await;
         let mig = src.migration().await;
-        assert_eq!(privileges::missing(&mig).await.unwrap(), vec![], "{server:?}");
+        assert_eq!(
+            privileges::missing(&mig).await.unwrap(),
+            vec![],
+            "{server:?}"
+        );
         mig.close().await;
         let (revoke, grant) = match server {
             Server::Postgres => {
@@ -369,7 +404,11 @@ async fn a_missing_privilege_is_named_with_its_grant() {
         // On PostgreSQL, SELECT and CREATE came through the owner's role too: all three are named.
         let grants: Vec<String> = missing.iter().map(|m| m.grant.clone()).collect();
         assert!(grants.contains(&grant), "{server:?}: {grants:?}");
-        assert_eq!(grants.len(), if server == Server::Postgres { 3 } else { 1 }, "{grants:?}");
+        assert_eq!(
+            grants.len(),
+            if server == Server::Postgres { 3 } else { 1 },
+            "{grants:?}"
+        );
         let dst = TestDb::new(Server::Sqlite, "erp_dst").await;
         dst.exec("CREATE TABLE \"CRONUS$Item\" (no TEXT PRIMARY KEY, d TEXT)")
             .await;

@@ -2,9 +2,9 @@
 //! `tests/run.sh`, and SQLite files.
 
 mod cli;
-mod estate;
 mod companies;
 mod databases;
+mod estate;
 mod failures;
 mod fidelity;
 mod identifiers;

@@ -6,8 +6,8 @@ use crate::databases::{Server, TestDb, config, run, table};
 use cloudmigrate::api::companies::InitializationState;
 use cloudmigrate::engine::ledger;
 use cloudmigrate::engine::ledger::requests::Request;
-use cloudmigrate::engine::reset::{Outcome, clear};
 use cloudmigrate::engine::report::TableResult;
+use cloudmigrate::engine::reset::{Outcome, clear};
 
 async fn reset_clears_only_what_the_migration_wrote(source: Server, target: Server) {
     let src = TestDb::new(source, "reset_src").await;
@@ -168,7 +168,10 @@ async fn a_reset_during_a_run_makes_the_next_run_copy_in_full() {
     let item = table(&during, "CRONUS$Item");
     assert_eq!(item.result, TableResult::Failed, "{item:#?}");
     assert!(
-        item.message.as_deref().unwrap_or_default().contains("reset"),
+        item.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("reset"),
         "{item:#?}"
     );
     let after = run(&config(&src, &dst, true)).await;

@@ -302,10 +302,12 @@ mod tests {
         let done = ended(
             decide(&observed()).status,
             at,
-            Ok(Outcome::AlreadyDone(crate::engine::ledger::requests::Done {
-                at: "2026-04-30T10:00:00.000Z".into(),
-                summary: "3 migrated tables cleared, 1 companies reset".into(),
-            })),
+            Ok(Outcome::AlreadyDone(
+                crate::engine::ledger::requests::Done {
+                    at: "2026-04-30T10:00:00.000Z".into(),
+                    summary: "3 migrated tables cleared, 1 companies reset".into(),
+                },
+            )),
         );
         assert_eq!(succeeded(&done), ("True".into(), "AlreadyDone".into()));
         assert_eq!(

@@ -265,9 +265,55 @@ pub fn revoked(
     status
 }
 
+/// The status of a rotation that the target's ledger says was carried out already (the same
+/// object applied again from git, say): it ends at once, and rotates nothing.
+pub fn already_done(
+    mut status: RuntimeKeyRotationStatus,
+    at: At,
+    done: &crate::engine::ledger::requests::Done,
+) -> RuntimeKeyRotationStatus {
+    status.completion_time = Some(time(at.now));
+    at.set(
+        &mut status.conditions,
+        "Succeeded",
+        true,
+        "AlreadyDone",
+        format!(
+            "this rotation replaced the key at {}; seen again, it rotated nothing. A \
+             RuntimeKeyRotation with a new name rotates again",
+            done.at
+        ),
+    );
+    status
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rotation_seen_again_ends_at_once() {
+        let at = At {
+            generation: Some(1),
+            now: chrono::Utc::now(),
+        };
+        let done = crate::engine::ledger::requests::Done {
+            at: "2026-11-30T10:00:00.000Z".into(),
+            summary: "key replaced".into(),
+        };
+        let status = already_done(Default::default(), at, &done);
+        assert!(finished(&status));
+        let c = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Succeeded")
+            .unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", "AlreadyDone")
+        );
+        assert!(c.message.contains("2026-11-30T10:00:00"), "{}", c.message);
+    }
 
     fn observed() -> RotationObserved {
         RotationObserved {

@@ -13,6 +13,7 @@ use super::runtime_key::{self, PREVIOUS_KEY, SecretView};
 use crate::api::key_rotation::RuntimeKeyRotationStatus;
 use crate::api::{MigrationSchedule, RuntimeKeyRotation};
 use crate::engine::access::{self, RuntimeKey};
+use crate::engine::ledger::requests;
 use decide::{RotationObserved, Step, finished};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
@@ -98,7 +99,33 @@ async fn act(
         return Ok(Action::requeue(Duration::from_secs(30)));
     };
     let taken = match step {
-        Step::Prepare => prepare(ctx, schedule, rotation).await.map(|_| ()),
+        Step::Prepare => {
+            // Carried out on this target before (the same object applied again): done.
+            if let Some(done) = ledger_record(ctx, schedule, rotation, None)
+                .await
+                .map_err(Error::Retry)?
+            {
+                let at = At {
+                    generation: rotation.metadata.generation,
+                    now: chrono::Utc::now(),
+                };
+                let status = decide::already_done(d.status, at, &done);
+                ctx.apply_status(rotation, &status).await?;
+                ctx.publish(
+                    rotation,
+                    &[Note::normal(
+                        "AlreadyDone",
+                        format!(
+                            "this rotation replaced the key at {}; nothing was rotated now",
+                            done.at
+                        ),
+                    )],
+                )
+                .await;
+                return Ok(Action::await_change());
+            }
+            prepare(ctx, schedule, rotation).await.map(|_| ())
+        }
         Step::Apply => {
             let role = crate::logins::role_of(schedule).unwrap_or_default();
             runtime_key::apply_stored(ctx, schedule, &role)
@@ -131,6 +158,18 @@ async fn revoke(
         Err(Retry(e)) => return Err(Error::Retry(e)),
         Ok(outcome) => outcome,
     };
+    if outcome.is_ok() {
+        // Recorded in the target before the status says so: the same rotation seen again
+        // finds it there, and rotates nothing.
+        ledger_record(
+            ctx,
+            schedule,
+            rotation,
+            Some("the runtime key was replaced"),
+        )
+        .await
+        .map_err(Error::Retry)?;
+    }
     let note = match &outcome {
         Ok(()) => Note::normal(
             "KeyRotated",
@@ -146,6 +185,43 @@ async fn revoke(
     ctx.apply_status(rotation, &done).await?;
     ctx.publish(rotation, &[note]).await;
     Ok(Action::await_change())
+}
+
+/// The rotation's record in the target's ledger (`engine::ledger::requests`): with `record`,
+/// writes it (once; a second write finds it); without, reads whether it is there.
+async fn ledger_record(
+    ctx: &Context,
+    schedule: &MigrationSchedule,
+    rotation: &RuntimeKeyRotation,
+    record: Option<&str>,
+) -> Result<Option<requests::Done>, String> {
+    let key = format!(
+        "{}/{}",
+        schedule.namespace().unwrap_or_default(),
+        schedule.name_any()
+    );
+    let name = rotation.name_any();
+    let request = requests::Request {
+        schedule: &key,
+        kind: "RuntimeKeyRotation",
+        name: &name,
+    };
+    let db = crate::logins::open_side(&ctx.client, schedule, crate::logins::Side::Target).await?;
+    let result = async {
+        let done = requests::done(&db, &request).await?;
+        match record {
+            Some(summary) if done.is_none() => {
+                requests::ensure(&db).await?;
+                db.execute(&requests::record(db.dialect(), &request, summary))
+                    .await?;
+                Ok(None)
+            }
+            _ => Ok(done),
+        }
+    }
+    .await;
+    db.close().await;
+    result.map_err(|e: crate::db::DbError| format!("target database: {e}"))
 }
 
 /// A failure worth another try later, as opposed to a verdict.

@@ -3010,3 +3010,75 @@ fn the_operations_cli_works_as_a_kubectl_plugin() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Deleting a schedule removes change tracking from its source, as Disable does: the
+/// finalizer holds the schedule until the triggers, functions and change tables are gone, and
+/// an event says so. The ERP's tables take writes as before.
+#[test]
+fn deleting_a_schedule_removes_change_tracking_from_its_source() {
+    let ns = TestNamespace::new("ctl-gone");
+    let (src, dst) = (database("gone_src"), database("gone_dst"));
+    psql(
+        &src,
+        "CREATE TABLE \"CRONUS$Item\" (\"No_\" int PRIMARY KEY, \"Text\" text);\n\
+         INSERT INTO \"CRONUS$Item\" SELECT g, 'item ' || g FROM generate_series(1, 10) g;",
+    );
+    let controller = Controller::start(&ns.name);
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&schedule_yaml("gone", &src, &dst, "0 2 * * *")),
+        ),
+        "applying the schedule",
+    );
+    request_run(&ns, "gone", "1");
+    let run1 = wait_for(
+        &ns,
+        "msched/gone",
+        "{.status.lastRun.name}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert_eq!(ended(&ns, &run1, &controller), "Succeeded");
+    let ours = "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'cloudmigrate_ct_%'";
+    assert_ne!(
+        psql(&src, ours),
+        "0",
+        "the run installed no change tracking"
+    );
+    let finalizers = wait_for(
+        &ns,
+        "msched/gone",
+        "{.metadata.finalizers}",
+        |s| s.contains("cloudmigrate.io/runtime-role"),
+        &controller,
+    );
+    assert!(
+        finalizers.contains("cloudmigrate.io/runtime-role"),
+        "{finalizers}"
+    );
+    ok(
+        ns.kubectl(
+            &["delete", "msched", "gone", "--wait", "--timeout=60s"],
+            None,
+        ),
+        "deleting the schedule",
+    );
+    assert_eq!(psql(&src, ours), "0", "triggers stayed on the source");
+    assert_eq!(
+        psql(
+            &src,
+            "SELECT count(*) FROM pg_class WHERE relname LIKE 'cloudmigrate_ct%'"
+        ),
+        "0"
+    );
+    psql(&src, "INSERT INTO \"CRONUS$Item\" VALUES (11, 'after')");
+    let events = ok(
+        ns.kubectl(
+            &["get", "events", "-o", "jsonpath={.items[*].reason}"],
+            None,
+        ),
+        "the events",
+    );
+    assert!(events.contains("ChangeTrackingRemoved"), "{events}");
+}

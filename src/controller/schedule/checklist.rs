@@ -29,6 +29,8 @@ pub struct ChecklistObserved {
     pub not_migrated: Option<Vec<NotMigrated>>,
     /// Change tracking is in the source; None when the source has not answered.
     pub tracking: Option<bool>,
+    /// The source did not answer the last probe: why (without any password).
+    pub source_silent: Option<String>,
     /// A UserMapping of the schedule applied every mapping.
     pub users_mapped: bool,
     pub key: KeyView,
@@ -201,12 +203,20 @@ fn disable_steps(o: &ChecklistObserved) -> (Vec<ChecklistStep>, Option<DisableSt
             "RemoveChangeTracking",
             None,
             tracking_removed,
-            match o.tracking {
-                Some(false) => "the source has no change tracking left".into(),
-                Some(true) => "the triggers, functions and change tables are being removed \
-                               from the source"
+            match (o.tracking, &o.source_silent) {
+                (Some(false), _) => "the source has no change tracking left".into(),
+                (Some(true), _) => "the triggers, functions and change tables are being removed \
+                                    from the source"
                     .into(),
-                None => "waiting for the source to answer".into(),
+                (None, Some(why)) => format!(
+                    "the source does not answer ({why}), so change tracking stays on it: the \
+                     triggers and functions named cloudmigrate_ct_* and the tables \
+                     cloudmigrate_ct_log, cloudmigrate_ct_clock and cloudmigrate_ct_tables. \
+                     Everything on the cloud side is done meanwhile. The controller removes \
+                     them when the source answers again; to remove them by hand, run \
+                     `cloudmigrate disable-tracking -f FILE` with this schedule's manifest"
+                ),
+                (None, None) => "waiting for the source to answer".into(),
             },
         ));
         steps.push(step(
@@ -229,7 +239,8 @@ fn disable_steps(o: &ChecklistObserved) -> (Vec<ChecklistStep>, Option<DisableSt
         None
     } else if o.tracking == Some(true) {
         Some(DisableStep::RemoveChangeTracking)
-    } else if tracking_removed && !key_revoked {
+    } else if (tracking_removed || o.source_silent.is_some()) && !key_revoked {
+        // A silent source holds up nothing on the cloud side.
         Some(DisableStep::RevokeRuntimeKey)
     } else {
         None
@@ -337,6 +348,19 @@ mod tests {
         // The probe has not answered again yet: nothing is done twice.
         o.tracking = None;
         assert_eq!(checklist(&o).1, None);
+        // A source that does not answer holds up nothing on the cloud side, and the step says
+        // what stays on the source.
+        o.source_silent = Some("connection refused".into());
+        let (steps, next) = checklist(&o);
+        assert_eq!(next, Some(DisableStep::RevokeRuntimeKey));
+        let left = find(&steps, "RemoveChangeTracking", None);
+        assert!(!left.done);
+        let said = left.description.clone().unwrap_or_default();
+        assert!(
+            said.contains("cloudmigrate disable-tracking") && said.contains("connection refused"),
+            "{said}"
+        );
+        o.source_silent = None;
         o.tracking = Some(false);
         assert_eq!(checklist(&o).1, Some(DisableStep::RevokeRuntimeKey));
         o.key.stored = None;

@@ -281,6 +281,10 @@ pub fn decide(o: Observed<'_>) -> Decision {
         companies: o.company_views.clone(),
         not_migrated: o.reach.as_ref().and_then(|r| r.not_migrated.clone()),
         tracking: o.reach.as_ref().and_then(|r| r.tracking),
+        source_silent: o
+            .reach
+            .as_ref()
+            .and_then(|r| r.source.as_ref().err().cloned()),
         users_mapped: o.users_mapped,
         key: o.key.clone(),
     });
@@ -572,6 +576,22 @@ fn tracking_condition(o: &Observed<'_>, at: At, status: &mut MigrationScheduleSt
     }
 }
 
+/// Whether change tracking may be on the schedule's source: the probe saw it, or a run that
+/// may install it is active, or runs were made and the source has not told otherwise. Then the
+/// finalizer holds a deleted schedule until tracking is removed. Pure.
+pub fn tracking_may_be_on(
+    runs: &[RunView],
+    reach: Option<&super::super::reach::Reach>,
+    ran_before: bool,
+) -> bool {
+    let active = runs.iter().any(|r| r.result.is_none());
+    match reach.and_then(|r| r.tracking) {
+        Some(true) => true,
+        Some(false) => active,
+        None => !runs.is_empty() || ran_before,
+    }
+}
+
 /// What the schedule needs in place before it decides its runs: its finalizer, put on before
 /// its login role can exist and taken off once none can; and its runtime key. Pure.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -590,9 +610,11 @@ pub fn prerequisites(
     target_silent: bool,
     key: &KeyView,
     holds_finalizer: bool,
+    tracking_may_be_on: bool,
 ) -> Prerequisites {
     let may_act = !spec.disabled && !conflict && !target_silent;
-    let wanted = super::deletion::wanted(key.role.is_some(), may_act, key.stored.is_some());
+    let wanted = super::deletion::wanted(key.role.is_some(), may_act, key.stored.is_some())
+        || tracking_may_be_on;
     Prerequisites {
         finalizer: (wanted != holds_finalizer).then_some(wanted),
         key: key.step().filter(|_| may_act),
@@ -921,7 +943,7 @@ mod tests {
         };
         // A new schedule: the finalizer goes on, and the key is made.
         assert_eq!(
-            prerequisites(&enabled, false, false, &no_key, false),
+            prerequisites(&enabled, false, false, &no_key, false, false),
             Prerequisites {
                 finalizer: Some(true),
                 key: Some(KeyStep::Create),
@@ -933,7 +955,7 @@ mod tests {
             fingerprint: Some("sha256:1".into()),
             ..Default::default()
         });
-        let set = prerequisites(&enabled, false, false, &stored, true);
+        let set = prerequisites(&enabled, false, false, &stored, true, false);
         assert_eq!(set.key, Some(KeyStep::SetOnRole));
         assert_eq!(set.finalizer, None);
         let mut in_effect = stored.clone();
@@ -941,28 +963,38 @@ mod tests {
             s.applied = s.fingerprint.clone();
         }
         assert_eq!(
-            prerequisites(&enabled, false, false, &in_effect, true),
+            prerequisites(&enabled, false, false, &in_effect, true, false),
             Prerequisites::default()
         );
         // In conflict, or with a silent target, nothing is made; the finalizer stays while the
         // key Secret does.
         for (conflict, silent) in [(true, false), (false, true)] {
-            let p = prerequisites(&enabled, conflict, silent, &stored, true);
+            let p = prerequisites(&enabled, conflict, silent, &stored, true, false);
             assert_eq!(p, Prerequisites::default(), "{conflict} {silent}");
-            let p = prerequisites(&enabled, conflict, silent, &no_key, true);
+            let p = prerequisites(&enabled, conflict, silent, &no_key, true, false);
             assert_eq!(p.finalizer, Some(false), "{conflict} {silent}");
         }
         // Disabled and revoked: the finalizer comes off. A SQLite target needs neither.
         let mut disabled = spec(None);
         disabled.disabled = true;
         assert_eq!(
-            prerequisites(&disabled, false, false, &no_key, true).finalizer,
+            prerequisites(&disabled, false, false, &no_key, true, false).finalizer,
             Some(false)
         );
         let file = KeyView::default();
         assert_eq!(
-            prerequisites(&enabled, false, false, &file, false),
+            prerequisites(&enabled, false, false, &file, false, false),
             Prerequisites::default()
+        );
+        // Change tracking may be on the source: the finalizer holds even a SQLite target's
+        // schedule, and a disabled one, until it is removed.
+        assert_eq!(
+            prerequisites(&enabled, false, false, &file, false, true).finalizer,
+            Some(true)
+        );
+        assert_eq!(
+            prerequisites(&disabled, false, false, &no_key, true, true).finalizer,
+            None
         );
     }
 

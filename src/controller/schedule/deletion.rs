@@ -1,10 +1,12 @@
-//! Deleting a schedule: its login role leaves the target before the schedule leaves the
-//! cluster. While a schedule's target has login roles, the finalizer `FINALIZER` holds it; on
-//! deletion the controller drops the role, then removes the finalizer.
+//! Deleting a schedule: its login role leaves the target, and change tracking leaves the
+//! source, before the schedule leaves the cluster. While a role may exist or change tracking
+//! may be on the source, the finalizer `FINALIZER` holds the schedule (its name is older than
+//! its second duty); on deletion the controller drops the role and removes change tracking
+//! (as Disable does), then removes the finalizer.
 //!
-//! A target that cannot be reached holds a deleted schedule for `GIVE_UP_AFTER` at most. Then
-//! the schedule goes, and a Warning names the role and the statements that drop it by hand:
-//! a namespace torn down together with its database must not hang.
+//! A database that cannot be reached holds a deleted schedule for `GIVE_UP_AFTER` at most.
+//! Then the schedule goes, and a Warning names what stays and how to remove it by hand: a
+//! namespace torn down together with its databases must not hang.
 
 use super::super::context::Context;
 use super::super::error::Error;
@@ -34,10 +36,11 @@ const RETRY_EVERY: Duration = Duration::from_secs(10);
 pub enum Next {
     /// Remove the finalizer: the schedule goes. The note says what became of the role.
     Release(Option<Note>),
-    /// Keep the finalizer and try again after `after`; `message` is the RuntimeKey
-    /// condition's.
+    /// Keep the finalizer and try again after `after`; `message` is the condition's: the
+    /// type and reason in `condition`.
     Retry {
         after: Duration,
+        condition: (&'static str, &'static str),
         message: String,
         note: Note,
     },
@@ -98,7 +101,60 @@ pub fn after_drop(
     );
     Next::Retry {
         after: RETRY_EVERY,
+        condition: ("RuntimeKey", "RoleNotDropped"),
         note: Note::warning("RuntimeRoleNotDropped", message.clone()),
+        message,
+    }
+}
+
+/// What change tracking on the source stays as when it cannot be removed, and how to remove it.
+const TRACKING_BY_HAND: &str = "run `cloudmigrate disable-tracking -f FILE` with the schedule's \
+     manifest, or, as the tables' owner, drop the triggers and functions named cloudmigrate_ct_* \
+     and the tables cloudmigrate_ct_log, cloudmigrate_ct_clock and cloudmigrate_ct_tables";
+
+/// What to do after trying to remove change tracking from the source of a schedule deleted at
+/// `since`: how many tables had it, or why it failed. Pure.
+pub fn after_untrack(
+    removed: Result<usize, String>,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Next {
+    let error = match removed {
+        Ok(0) => return Next::Release(None),
+        Ok(tables) => {
+            return Next::Release(Some(Note::normal(
+                "ChangeTrackingRemoved",
+                format!(
+                    "the schedule was deleted: change tracking was removed from {tables} tables \
+                     of the source"
+                ),
+            )));
+        }
+        Err(e) => e,
+    };
+    let deadline = since + chrono::TimeDelta::seconds(GIVE_UP_AFTER.as_secs() as i64);
+    if now >= deadline {
+        return Next::Release(Some(Note::warning(
+            "ChangeTrackingLeft",
+            format!(
+                "the schedule was deleted, and change tracking stays on its source: removing \
+                 it failed for {} s ({error}). The ERP's writes keep working meanwhile (on \
+                 MySQL and MariaDB only while the migration login exists). To remove it, \
+                 {TRACKING_BY_HAND}",
+                GIVE_UP_AFTER.as_secs()
+            ),
+        )));
+    }
+    let message = format!(
+        "the schedule is being deleted; removing change tracking from the source failed: \
+         {error}. The controller tries again until {}; then the schedule goes and change \
+         tracking stays on the source (to remove it by hand, {TRACKING_BY_HAND})",
+        deadline.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    Next::Retry {
+        after: RETRY_EVERY,
+        condition: ("ChangeTracking", "NotRemoved"),
+        note: Note::warning("ChangeTrackingNotRemoved", message.clone()),
         message,
     }
 }
@@ -123,52 +179,101 @@ pub async fn release(ctx: &Context, schedule: &MigrationSchedule) -> Result<(), 
     write(ctx, schedule, list).await
 }
 
-/// A deleted schedule: drops its role if it holds the finalizer, then lets it go.
+/// A deleted schedule: drops its role and removes change tracking from its source if it holds
+/// the finalizer, then lets it go.
 pub async fn finish(ctx: &Context, schedule: &MigrationSchedule) -> Result<Action, Error> {
     if !holds(schedule) {
         return Ok(Action::await_change());
     }
-    let role = role_of(schedule);
-    let dialect = Dialect::of_url(&schedule.spec.target.url).ok();
-    let dropped = super::super::runtime_key::drop_role(ctx, schedule).await;
     let since = schedule
         .metadata
         .deletion_timestamp
         .as_ref()
         .map(utc)
         .unwrap_or_else(Utc::now);
-    let role = role.as_deref().zip(dialect);
-    match after_drop(role, dropped, since, Utc::now()) {
-        Next::Release(note) => {
-            release(ctx, schedule).await?;
-            if let Some(note) = note {
-                if note.warning {
-                    tracing::warn!(reason = note.reason, "{}", note.message);
-                }
-                ctx.publish(schedule, &[note]).await;
-            }
-            Ok(Action::await_change())
-        }
-        Next::Retry {
-            after,
-            message,
-            note,
-        } => {
-            let mut status = schedule.status.clone().unwrap_or_default();
-            super::super::conditions::set(
-                &mut status.conditions,
-                "RuntimeKey",
-                false,
-                "RoleNotDropped",
+    let role = role_of(schedule);
+    let dialect = Dialect::of_url(&schedule.spec.target.url).ok();
+    let (dropped, removed) = tokio::join!(
+        super::super::runtime_key::drop_role(ctx, schedule),
+        remove_tracking(ctx, schedule)
+    );
+    let now = Utc::now();
+    let steps = [
+        after_drop(role.as_deref().zip(dialect), dropped, since, now),
+        after_untrack(removed, since, now),
+    ];
+    let mut notes = vec![];
+    let mut retry = vec![];
+    for next in steps {
+        match next {
+            Next::Release(note) => notes.extend(note),
+            Next::Retry {
+                after,
+                condition,
                 message,
-                schedule.metadata.generation,
-                Utc::now(),
-            );
-            ctx.apply_status(schedule, &status).await?;
-            ctx.publish(schedule, &[note]).await;
-            Ok(Action::requeue(after))
+                note,
+            } => {
+                notes.push(note);
+                retry.push((after, condition, message));
+            }
         }
     }
+    for note in notes.iter().filter(|n| n.warning) {
+        tracing::warn!(reason = note.reason, "{}", note.message);
+    }
+    if retry.is_empty() {
+        release(ctx, schedule).await?;
+        ctx.publish(schedule, &notes).await;
+        return Ok(Action::await_change());
+    }
+    let mut status = schedule.status.clone().unwrap_or_default();
+    for (_, (type_, reason), message) in &retry {
+        super::super::conditions::set(
+            &mut status.conditions,
+            type_,
+            false,
+            reason,
+            message.clone(),
+            schedule.metadata.generation,
+            now,
+        );
+    }
+    ctx.apply_status(schedule, &status).await?;
+    ctx.publish(schedule, &notes).await;
+    let after = retry
+        .iter()
+        .map(|(a, _, _)| *a)
+        .min()
+        .unwrap_or(RETRY_EVERY);
+    Ok(Action::requeue(after))
+}
+
+/// Removes change tracking from a deleted schedule's source, as Disable does (the target's
+/// state first, so that a schedule made again copies every table in full). Another schedule on
+/// the same databases keeps it: it is theirs too. Ok(tables that had it).
+async fn remove_tracking(ctx: &Context, schedule: &MigrationSchedule) -> Result<usize, String> {
+    if !ctx.caches.sharing_a_database(schedule).is_empty() {
+        return Ok(0);
+    }
+    let source =
+        crate::logins::open_side(&ctx.client, schedule, crate::logins::Side::Source).await?;
+    let objects = crate::engine::tracking::objects(&source).await;
+    let installed = crate::engine::tracking::installed(&source).await;
+    if matches!((&objects, &installed), (Ok(o), Ok(false)) if o.is_empty()) {
+        source.close().await;
+        return Ok(0);
+    }
+    // The target's state is marked first; a target that is gone with its namespace holds up
+    // nothing on the source.
+    if let Ok(target) =
+        crate::logins::open_side(&ctx.client, schedule, crate::logins::Side::Target).await
+    {
+        let _ = crate::engine::reset::mark_disabled(&target).await;
+        target.close().await;
+    }
+    let removed = crate::engine::tracking::disable_all(&source).await;
+    source.close().await;
+    removed.map_err(|e| format!("source database: {e}"))
 }
 
 /// Writes the schedule's finalizers.
@@ -273,6 +378,7 @@ mod tests {
             after,
             message,
             note,
+            ..
         } = after_drop(role, failed(), at(0), at(60))
         else {
             panic!("a drop that failed a minute after deletion is tried again")
@@ -299,6 +405,34 @@ mod tests {
         assert!(
             note.message
                 .contains(r#"REASSIGN OWNED BY "cloudmigrate_rt_erp" TO CURRENT_USER"#),
+            "{}",
+            note.message
+        );
+    }
+
+    #[test]
+    fn tracking_left_on_a_silent_source_is_named_with_the_way_to_remove_it() {
+        assert_eq!(after_untrack(Ok(0), at(0), at(0)), Next::Release(None));
+        let Next::Release(Some(note)) = after_untrack(Ok(3), at(0), at(0)) else {
+            panic!("removed: the schedule goes")
+        };
+        assert_eq!(note.reason, "ChangeTrackingRemoved");
+        let failed = || Err("source database: connection refused".to_string());
+        let Next::Retry {
+            condition, message, ..
+        } = after_untrack(failed(), at(0), at(30))
+        else {
+            panic!("tried again before the deadline")
+        };
+        assert_eq!(condition, ("ChangeTracking", "NotRemoved"));
+        assert!(message.contains("connection refused"), "{message}");
+        let Next::Release(Some(note)) = after_untrack(failed(), at(0), at(120)) else {
+            panic!("the schedule goes once the deadline has passed")
+        };
+        assert!(note.warning);
+        assert_eq!(note.reason, "ChangeTrackingLeft");
+        assert!(
+            note.message.contains("cloudmigrate disable-tracking"),
             "{}",
             note.message
         );

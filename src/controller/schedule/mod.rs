@@ -89,6 +89,14 @@ pub async fn reconcile(
         observed.reach.as_ref().is_some_and(|r| r.target.is_err()),
         &observed.key,
         deletion::holds(&schedule),
+        decide::tracking_may_be_on(
+            &observed.runs,
+            observed.reach.as_ref(),
+            schedule
+                .status
+                .as_ref()
+                .is_some_and(|s| s.last_run.is_some()),
+        ),
     );
     match needed.finalizer {
         Some(true) => deletion::hold(&ctx, &schedule).await?,
@@ -433,12 +441,15 @@ mod tests {
     use crate::fixtures::ApiServer;
     use http::Method;
 
+    /// A schedule that holds its finalizer already, as one whose runs may have put change
+    /// tracking on its source does.
     fn schedule(spec: serde_json::Value) -> MigrationSchedule {
         serde_json::from_value(json!({
             "apiVersion": "cloudmigrate.io/v1alpha1",
             "kind": "MigrationSchedule",
             "metadata": {"name": "erp", "namespace": "shop", "uid": "u-1", "generation": 3,
-                         "creationTimestamp": "2026-05-01T00:00:00Z"},
+                         "creationTimestamp": "2026-05-01T00:00:00Z",
+                         "finalizers": [deletion::FINALIZER]},
             "spec": spec
         }))
         .unwrap()
@@ -707,11 +718,12 @@ mod tests {
         use base64::Engine;
         let (client, mut server) = ApiServer::new();
         // A target that refuses connections: the Secret is made, setting the role fails.
-        let schedule = schedule(json!({
+        let mut schedule = schedule(json!({
             "source": {"url": "postgres://erp.example/nav"},
             "target": {"url": "postgres://admin@127.0.0.1:1/bc"},
             "runtime": {"runner": "InProcess"}
         }));
+        schedule.metadata.finalizers = None;
         let ctx = Context::for_test(client, vec![schedule.clone()], vec![]);
         let task = tokio::spawn(reconcile(Arc::new(schedule.clone()), ctx));
 
@@ -797,10 +809,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_deleted_schedule_whose_target_is_silent_says_why_then_goes_after_the_deadline() {
+    async fn a_deleted_schedule_whose_databases_are_silent_says_why_then_goes_after_the_deadline() {
         let (client, mut server) = ApiServer::new();
         let mut schedule = schedule(json!({
-            "source": {"url": "postgres://erp.example/nav"},
+            "source": {"url": "postgres://erp@127.0.0.1:1/nav"},
             "target": {"url": "postgres://admin@127.0.0.1:1/bc"}
         }));
         schedule.metadata.finalizers =
@@ -831,13 +843,23 @@ mod tests {
             message.contains(r#"DROP ROLE "cloudmigrate_rt_erp""#),
             "{message}"
         );
+        let tracking = call.body["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "ChangeTracking")
+            .unwrap()
+            .clone();
+        assert_eq!(tracking["reason"], "NotRemoved");
         let mut obj = serde_json::to_value(&schedule).unwrap();
         obj["status"] = call.body["status"].clone();
         call.reply(200, obj);
-        let call = server.next().await;
-        assert_eq!(call.body["reason"], "RuntimeRoleNotDropped");
-        assert_eq!(call.body["type"], "Warning");
-        call.echo(201);
+        for reason in ["RuntimeRoleNotDropped", "ChangeTrackingNotRemoved"] {
+            let call = server.next().await;
+            assert_eq!(call.body["reason"], reason);
+            assert_eq!(call.body["type"], "Warning");
+            call.echo(201);
+        }
         let action = task.await.unwrap().unwrap();
         assert_ne!(action, Action::await_change(), "it is tried again");
 
@@ -857,10 +879,12 @@ mod tests {
             json!({"metadata": {"finalizers": ["example.com/other"], "resourceVersion": "41"}})
         );
         call.reply(200, serde_json::to_value(&schedule).unwrap());
-        let call = server.next().await;
-        assert_eq!(call.body["reason"], "RuntimeRoleLeft");
-        assert_eq!(call.body["type"], "Warning");
-        call.echo(201);
+        for reason in ["RuntimeRoleLeft", "ChangeTrackingLeft"] {
+            let call = server.next().await;
+            assert_eq!(call.body["reason"], reason);
+            assert_eq!(call.body["type"], "Warning");
+            call.echo(201);
+        }
         assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
     }
 
@@ -871,7 +895,8 @@ mod tests {
             "source": {"url": "postgres://erp.example/nav"},
             "target": {"url": "postgres://cloud.example/bc"}
         });
-        let mine = schedule(spec.clone());
+        let mut mine = schedule(spec.clone());
+        mine.metadata.finalizers = None;
         let mut older: MigrationSchedule = schedule(spec);
         older.metadata.namespace = Some("other-tenant".into());
         older.metadata.uid = Some("u-0".into());

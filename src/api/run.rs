@@ -123,11 +123,12 @@ pub struct MigrationRunStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<RunProgress>,
     /// One entry per table, keyed by company and table. Past 2,000 tables only the tables that
-    /// did not migrate cleanly are listed; `cloudmigrate runs show NAMESPACE/NAME` prints all.
+    /// did not migrate cleanly are listed, failed first, at most 200, with messages cut to
+    /// 1,000 characters; `cloudmigrate runs show NAMESPACE/NAME` prints all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(transform = table_list_map)]
     pub tables: Vec<TableStatus>,
-    /// How many migrated tables are left out of `tables` to keep the status small.
+    /// How many tables are left out of `tables` to keep the status small.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tables_omitted: Option<i64>,
     /// Each worker's own account of its share, written by the worker itself. The controller

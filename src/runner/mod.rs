@@ -26,6 +26,16 @@ use std::time::Duration;
 /// several workers, each keeps to its part of the limit.
 pub const STATUS_TABLE_CAP: usize = 2000;
 
+/// At most this many tables that did not migrate cleanly are listed in a run's status (failed
+/// ones first), each message cut to `MESSAGE_CAP` characters: 20,000 tables with warnings keep
+/// the status far below what the API server stores. The rest are counted in
+/// `tablesOmitted`, and every one is in the target's run log. With several workers, each keeps
+/// to its part.
+pub const STATUS_PROBLEM_CAP: usize = 200;
+
+/// The longest message or guidance of a table in a run's status, in characters.
+const MESSAGE_CAP: usize = 1000;
+
 /// How long after a worker returned its last status write may still be on its way to the
 /// controller; until then its runner counts as alive.
 pub(crate) const FINAL_WORD: Duration = Duration::from_secs(60);
@@ -47,6 +57,8 @@ struct Reporter {
     read: Arc<ReadProgress>,
     /// This worker's part of the run's table limit: the workers together stay within it.
     cap: usize,
+    /// This worker's part of the limit on listed problems.
+    problem_cap: usize,
 }
 
 impl Reporter {
@@ -64,15 +76,12 @@ impl Reporter {
             me.rows_copied = me.rows_copied.max(self.read.rows.load(Relaxed) as i64);
             me.bytes_copied = me.bytes_copied.max(self.read.bytes.load(Relaxed) as i64);
         }
-        let tables: Vec<&TableStatus> =
-            if p.tables.len() > self.cap || me.tables_total as usize > self.cap {
-                p.tables
-                    .iter()
-                    .filter(|t| !matches!(t.result, TableResult::Migrated | TableResult::Excluded))
-                    .collect()
-            } else {
-                p.tables.iter().collect()
-            };
+        let tables = listed(
+            &p.tables,
+            self.cap,
+            me.tables_total as usize,
+            self.problem_cap,
+        );
         json!({
             "apiVersion": "cloudmigrate.io/v1alpha1",
             "kind": "MigrationRun",
@@ -105,6 +114,35 @@ impl Observer for Reporter {
         p.me.bytes_copied += r.bytes as i64;
         p.tables.push(table_status(r));
     }
+}
+
+/// The tables a worker lists in the run's status: all of them up to `cap`; past it only those
+/// that did not migrate cleanly, failed first, at most `problem_cap`, messages cut short.
+fn listed(
+    tables: &[TableStatus],
+    cap: usize,
+    total: usize,
+    problem_cap: usize,
+) -> Vec<TableStatus> {
+    let cut = |t: &TableStatus| {
+        let mut t = t.clone();
+        for text in [&mut t.message, &mut t.guidance].into_iter().flatten() {
+            if text.chars().count() > MESSAGE_CAP {
+                *text = text.chars().take(MESSAGE_CAP).collect::<String>() + "…";
+            }
+        }
+        t
+    };
+    if tables.len() <= cap && total <= cap {
+        return tables.iter().map(cut).collect();
+    }
+    let mut problems: Vec<&TableStatus> = tables
+        .iter()
+        .filter(|t| !matches!(t.result, TableResult::Migrated | TableResult::Excluded))
+        .collect();
+    // Failed before warnings, each in the order it ended.
+    problems.sort_by_key(|t| t.result != TableResult::Failed);
+    problems.into_iter().take(problem_cap).map(cut).collect()
 }
 
 /// Where a worker runs: which run, which share, which attempt.
@@ -170,6 +208,7 @@ pub async fn work(client: kube::Client, w: WorkerSpec, stop: StopSignal) -> Work
         }),
         read: Arc::new(ReadProgress::default()),
         cap: STATUS_TABLE_CAP / w.count.max(1) as usize,
+        problem_cap: (STATUS_PROBLEM_CAP / w.count.max(1) as usize).max(1),
     });
     let apply = {
         let params = PatchParams::apply(&field_manager(w.index)).force();
@@ -320,4 +359,47 @@ async fn prepare(client: &kube::Client, w: &WorkerSpec) -> Result<RunConfig, Str
         config.share = Some((w.index.max(0) as usize, w.count as usize));
     }
     Ok(config)
+}
+
+#[cfg(test)]
+mod status_size {
+    use super::*;
+
+    fn warned(i: usize) -> TableStatus {
+        TableStatus {
+            company: "CRONUS".into(),
+            table: format!("Table {i}"),
+            result: if i % 1000 == 0 {
+                TableResult::Failed
+            } else {
+                TableResult::Warning
+            },
+            mode: None,
+            full_reason: None,
+            rows: 0,
+            inserted: None,
+            updated: None,
+            deleted: None,
+            bytes: None,
+            duration_ms: None,
+            message: Some("x".repeat(5000)),
+            guidance: Some("the table was missing in the cloud and was created".into()),
+        }
+    }
+
+    #[test]
+    fn twenty_thousand_tables_with_warnings_keep_the_status_small() {
+        let tables: Vec<TableStatus> = (0..20_000).map(warned).collect();
+        let shown = listed(&tables, STATUS_TABLE_CAP, 20_000, STATUS_PROBLEM_CAP);
+        assert_eq!(shown.len(), STATUS_PROBLEM_CAP);
+        // The failed ones come first.
+        assert!(shown[..20].iter().all(|t| t.result == TableResult::Failed));
+        let size = serde_json::to_vec(&shown).unwrap().len();
+        assert!(size < 512 * 1024, "{size} bytes");
+        // Few tables: every one is listed.
+        assert_eq!(
+            listed(&tables[..10], STATUS_TABLE_CAP, 10, STATUS_PROBLEM_CAP).len(),
+            10
+        );
+    }
 }

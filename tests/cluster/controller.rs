@@ -3023,18 +3023,29 @@ fn deleting_a_schedule_removes_change_tracking_from_its_source() {
         "CREATE TABLE \"CRONUS$Item\" (\"No_\" int PRIMARY KEY, \"Text\" text);\n\
          INSERT INTO \"CRONUS$Item\" SELECT g, 'item ' || g FROM generate_series(1, 10) g;",
     );
+    // Login roles belong to the server: a name of its own, so that no other test's schedule
+    // shares its role.
+    let name = format!(
+        "untracked-{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            & 0xff_ffff
+    );
+    let object = format!("msched/{name}");
     let controller = Controller::start(&ns.name);
     ok(
         ns.kubectl(
             &["apply", "-f", "-"],
-            Some(&schedule_yaml("gone", &src, &dst, "0 2 * * *")),
+            Some(&schedule_yaml(&name, &src, &dst, "0 2 * * *")),
         ),
         "applying the schedule",
     );
-    request_run(&ns, "gone", "1");
+    request_run(&ns, &name, "1");
     let run1 = wait_for(
         &ns,
-        "msched/gone",
+        &object,
         "{.status.lastRun.name}",
         |s| !s.is_empty(),
         &controller,
@@ -3048,7 +3059,7 @@ fn deleting_a_schedule_removes_change_tracking_from_its_source() {
     );
     let finalizers = wait_for(
         &ns,
-        "msched/gone",
+        &object,
         "{.metadata.finalizers}",
         |s| s.contains("cloudmigrate.io/runtime-role"),
         &controller,
@@ -3057,12 +3068,15 @@ fn deleting_a_schedule_removes_change_tracking_from_its_source() {
         finalizers.contains("cloudmigrate.io/runtime-role"),
         "{finalizers}"
     );
-    ok(
-        ns.kubectl(
-            &["delete", "msched", "gone", "--wait", "--timeout=60s"],
-            None,
-        ),
-        "deleting the schedule",
+    let deleted = ns.kubectl(
+        &["delete", "msched", &name, "--wait", "--timeout=90s"],
+        None,
+    );
+    assert!(
+        deleted.ok,
+        "deleting the schedule: {}\n{}",
+        deleted.stderr,
+        controller.log()
     );
     assert_eq!(psql(&src, ours), "0", "triggers stayed on the source");
     assert_eq!(

@@ -369,7 +369,7 @@ mod status_size {
         TableStatus {
             company: "CRONUS".into(),
             table: format!("Table {i}"),
-            result: if i % 1000 == 0 {
+            result: if i.is_multiple_of(1000) {
                 TableResult::Failed
             } else {
                 TableResult::Warning

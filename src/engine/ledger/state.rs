@@ -78,17 +78,18 @@ pub async fn start_run(
     Ok(())
 }
 
-/// The statement that fails a table's load transaction when the run is no longer recorded as
-/// running: a CloudReset removed it (the table's watermark was read before the reset, and
-/// must not be written after it), or a later run marked it interrupted. It goes after the
-/// table's state, whose row a reset locks until it commits. The failure is a duplicate key:
-/// two equal claims, an error in every dialect and every SQL mode.
+/// The statement that fails a table's load transaction when the run's record is gone (a
+/// CloudReset removed it: the table's watermark was read before the reset, and must not be
+/// written after it) or marked interrupted (a later run started on the target). A record that
+/// another worker of the same run marked completed still counts. It goes after the table's
+/// state, whose row a reset locks until it commits. The failure is a duplicate key: two equal
+/// claims, an error in every dialect and every SQL mode.
 pub fn still_running(d: Dialect, run_id: &str, table: &str) -> Statement {
     Statement {
         sql: format!(
             "INSERT INTO {claims} (run_id, table_name, worker) \
              SELECT ?, ?, 0 FROM (SELECT 1 AS n UNION ALL SELECT 2) two \
-             WHERE NOT EXISTS (SELECT 1 FROM {runs} WHERE run_id = ? AND state = 'Running')",
+             WHERE NOT EXISTS (SELECT 1 FROM {runs} WHERE run_id = ? AND state <> 'Interrupted')",
             claims = d.quote(CLAIMS_TABLE),
             runs = d.quote(RUNS_TABLE)
         ),
@@ -96,13 +97,14 @@ pub fn still_running(d: Dialect, run_id: &str, table: &str) -> Statement {
     }
 }
 
-/// Whether the run is recorded as running (after a table failed: was it a reset?).
+/// Whether the run's record is there and not interrupted (after a table failed: was it a
+/// reset?).
 pub async fn is_running(db: &Database, run_id: &str) -> Result<bool, DbError> {
     let rows = db
         .query(
             &Statement {
                 sql: format!(
-                    "SELECT COUNT(*) FROM {} WHERE run_id = ? AND state = 'Running'",
+                    "SELECT COUNT(*) FROM {} WHERE run_id = ? AND state <> 'Interrupted'",
                     db.dialect().quote(RUNS_TABLE)
                 ),
                 params: vec![text(run_id)],

@@ -154,9 +154,9 @@ pub fn ended(
     status.completion_time = Some(time(at.now));
     match outcome {
         Ok(Outcome::AlreadyDone(done)) => {
-            // When it ran is when it completed; the ledger's time is RFC 3339.
-            if let Ok(when) = DateTime::parse_from_rfc3339(&done.at) {
-                status.completion_time = Some(time(when.with_timezone(&Utc)));
+            // When it ran is when it completed.
+            if let Some(when) = done.time() {
+                status.completion_time = Some(time(when));
             }
             at.set(
                 &mut status.conditions,

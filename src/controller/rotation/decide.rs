@@ -272,7 +272,8 @@ pub fn already_done(
     at: At,
     done: &crate::engine::ledger::requests::Done,
 ) -> RuntimeKeyRotationStatus {
-    status.completion_time = Some(time(at.now));
+    // When it ran is when it completed.
+    status.completion_time = Some(time(done.time().unwrap_or(at.now)));
     at.set(
         &mut status.conditions,
         "Succeeded",
@@ -313,6 +314,7 @@ mod tests {
             ("True", "AlreadyDone")
         );
         assert!(c.message.contains("2026-11-30T10:00:00"), "{}", c.message);
+        assert_eq!(status.completion_time, Some(time(done.time().unwrap())));
     }
 
     fn observed() -> RotationObserved {

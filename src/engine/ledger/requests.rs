@@ -45,6 +45,15 @@ pub async fn ensure(db: &Database) -> Result<(), DbError> {
     .map(|_| ())
 }
 
+impl Done {
+    /// When it was carried out, as a time; None for a text that is not RFC 3339.
+    pub fn time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        chrono::DateTime::parse_from_rfc3339(&self.at)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
+    }
+}
+
 /// The statement that records a request as carried out. It fails when the request was
 /// recorded already: put it first in the transaction that carries the request out, and a
 /// second attempt changes nothing.

@@ -184,3 +184,46 @@ async fn a_reset_during_a_run_makes_the_next_run_copy_in_full() {
         10
     );
 }
+
+/// The guard at the end of every table's commit: a record that another worker of the same run
+/// marked completed still lets the table commit; a later run (which marks it interrupted) and
+/// a reset (which removes it) do not.
+#[tokio::test]
+async fn the_commit_guard_refuses_only_after_a_reset_or_a_later_run() {
+    use cloudmigrate::engine::ledger::state;
+    for server in [Server::Sqlite, Server::Postgres, Server::MariaDb] {
+        let dst = TestDb::new(server, "guard").await;
+        let t = dst.connect().await;
+        ledger::ensure(&t).await.unwrap();
+        let d = t.dialect();
+        let guard = |run: &str| vec![state::still_running(d, run, "CRONUS$Item")];
+        state::start_run(&t, "a", "Auto", true).await.unwrap();
+        t.in_transaction(&guard("a")).await.unwrap();
+        // The other worker of run a finished first.
+        state::finish_run(&t, "a", "Succeeded").await.unwrap();
+        t.in_transaction(&guard("a"))
+            .await
+            .unwrap_or_else(|e| panic!("{server:?}: a finished worker refused the other: {e}"));
+        // Run a again, then a later run b: a is interrupted.
+        state::start_run(&t, "a", "Auto", true).await.unwrap();
+        state::start_run(&t, "b", "Auto", false).await.unwrap();
+        assert!(t.in_transaction(&guard("a")).await.is_err(), "{server:?}");
+        assert!(!state::is_running(&t, "a").await.unwrap());
+        t.in_transaction(&guard("b")).await.unwrap();
+        // A reset removes b's record.
+        let request = Request {
+            schedule: "shop/erp",
+            kind: "CloudReset",
+            name: "guard",
+        };
+        clear(&t, &request).await.unwrap();
+        assert!(t.in_transaction(&guard("b")).await.is_err(), "{server:?}");
+        // The guard never leaves a claim behind.
+        assert_eq!(
+            dst.int("SELECT COUNT(*) FROM cloudmigrate_run_claims")
+                .await,
+            0
+        );
+        t.close().await;
+    }
+}

@@ -111,6 +111,15 @@ pub(crate) async fn prepare_tracking(
         return None;
     }
     st.enable_errors = tracking::enable(source, &to_enable).await;
+    // A refusal is most often a missing privilege: the check names it once, with its GRANT.
+    if !st.enable_errors.is_empty()
+        && let Ok(missing) = privileges::missing(source).await
+        && let Some(lacks) = privileges::sentence(&missing)
+    {
+        for e in st.enable_errors.values_mut() {
+            e.push_str(&format!("; {lacks}"));
+        }
+    }
     let started = Instant::now();
     st.clock = match tracking::stamp(source, retention).await {
         Ok(clock) => Ok(clock),

@@ -511,31 +511,7 @@ async fn enable_one(
     db.in_transaction(&enable_statements(db.dialect(), table, table_id, schema))
         .await
         .err()
-        .map(|e| (table.name.clone(), with_grant(db.dialect(), &table.name, e)))
-}
-
-/// The error of enabling change tracking on a table, with the grant that fixes it when the
-/// database refused for want of a privilege.
-fn with_grant(d: Dialect, table: &str, e: DbError) -> String {
-    let message = e.to_string();
-    let lower = message.to_lowercase();
-    let denied = lower.contains("permission denied")
-        || lower.contains("must be owner")
-        || lower.contains("command denied");
-    if !denied {
-        return message;
-    }
-    let grant = match d {
-        Dialect::Postgres => format!(
-            "make the migration login a member of the table's owner role (GRANT <owner of {}> \
-             TO <migration login>): PostgreSQL lets only the owner remove a trigger",
-            d.quote(table)
-        ),
-        _ => "GRANT SELECT, CREATE, DROP, INSERT, UPDATE, DELETE, TRIGGER ON <source database>.* \
-              TO <migration login>"
-            .to_string(),
-    };
-    format!("{message}. The migration login may not put triggers on it: {grant}")
+        .map(|e| (table.name.clone(), e.to_string()))
 }
 
 /// PostgreSQL's current schema (where the log is); empty elsewhere.

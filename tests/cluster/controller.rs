@@ -54,6 +54,19 @@ fn database(label: &str) -> String {
     name
 }
 
+/// A schedule name of its own, for tests whose schedule makes a login role: roles belong to the
+/// server, so a second run of the tests on one server must find no role of the first.
+fn role_safe_name(label: &str) -> String {
+    format!(
+        "{label}-{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            & 0xff_ffff
+    )
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -2681,14 +2694,7 @@ fn disabling_removes_tracking_and_the_key_and_enabling_again_copies_in_full() {
     );
     // Login roles belong to the server: a name of its own, so that a second run of the tests on
     // one server finds no role of the first.
-    let name = format!(
-        "retired-{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-            & 0xff_ffff
-    );
+    let name = role_safe_name("retired");
     let object = format!("msched/{name}");
     let role = format!("cloudmigrate_rt_{name}");
     let controller = Controller::start(&ns.name);
@@ -3025,14 +3031,7 @@ fn deleting_a_schedule_removes_change_tracking_from_its_source() {
     );
     // Login roles belong to the server: a name of its own, so that no other test's schedule
     // shares its role.
-    let name = format!(
-        "untracked-{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-            & 0xff_ffff
-    );
+    let name = role_safe_name("untracked");
     let object = format!("msched/{name}");
     let controller = Controller::start(&ns.name);
     ok(

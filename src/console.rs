@@ -248,6 +248,7 @@ pub fn validation_summary(company: &str, v: &crate::engine::initialize::Validati
         v.tables.len(),
         v.tables.len() - failed.len()
     );
+    out.push_str(&v.changed_since_run());
     if !v.not_migrated.is_empty() {
         out.push_str(&format!(
             ", {} not migrated ({})",

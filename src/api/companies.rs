@@ -199,6 +199,10 @@ pub struct CompanyValidation {
     pub tables_matching: i64,
     /// Rows compared, counted in the source.
     pub rows_compared: i64,
+    /// Keys that changed in the source after the run copied their tables (the ERP kept
+    /// posting). Their rows were not compared; the next run copies them.
+    #[serde(default)]
+    pub keys_changed_since_run: i64,
     /// The company's tables in the source that no run has written to the target, so not
     /// compared (excluded by the schedule's table filter, for example).
     #[serde(default)]

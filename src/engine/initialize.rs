@@ -34,6 +34,21 @@ impl Validation {
             .filter(|t| !t.matches || t.error.is_some())
             .collect()
     }
+
+    /// Keys that changed in the source after the run, left out of the comparison, over all
+    /// tables; in words when there are any: `; 12 keys changed in the source since the run`.
+    pub fn changed_since_run(&self) -> String {
+        match self.tables.iter().map(|t| t.changed_since_run).sum::<u64>() {
+            0 => String::new(),
+            1 => "; 1 key changed in the source since the run (not compared; the next run \
+                  copies it)"
+                .into(),
+            n => format!(
+                "; {n} keys changed in the source since the run (not compared; the next run \
+                 copies them)"
+            ),
+        }
+    }
 }
 
 /// How an initialization ended, in words for the company's status.
@@ -197,9 +212,10 @@ async fn run_steps(
 ) -> Result<Outcome, DbError> {
     let d = target.dialect();
     let summary = format!(
-        "initialized: {} tables validated ({} rows), {} of the CompanySelection's steps run",
+        "initialized: {} tables validated ({} rows{}), {} of the CompanySelection's steps run",
         validation.tables.len(),
         validation.tables.iter().map(|t| t.source_rows).sum::<i64>(),
+        validation.changed_since_run(),
         steps.len()
     );
     let mut last: Vec<Statement> = steps
@@ -309,8 +325,12 @@ fn describe(t: &TableValidation) -> String {
         .iter()
         .map(|d| format!("{} {:?}", d.key, d.difference))
         .collect();
+    let changed = match t.changed_since_run {
+        0 => String::new(),
+        n => format!("; {n} keys changed in the source since the run were not compared"),
+    };
     format!(
-        "{} ({} rows in the source, {} in the target; first differing keys: {})",
+        "{} ({} rows in the source, {} in the target; first differing keys: {}{changed})",
         t.table,
         t.source_rows,
         t.target_rows,
@@ -357,20 +377,39 @@ pub async fn validate_company(
         .filter(|t| !migrated.contains(&t.def.name))
         .map(|t| t.def.name.clone())
         .collect();
+    let watermarks = watermarks(source, target).await?;
     for (i, t) in to_check.iter().enumerate() {
         progress(i + 1, to_check.len(), &t.def.name);
         let name = super::plan::target_name(Some(target.dialect()), &t.def.name);
-        let result = match target_tables.get(&name) {
-            Some(tt) => validate_table(source, target, &t.def, tt, KEYS_PER_TABLE).await,
-            None => TableValidation {
-                table: t.def.name.clone(),
-                error: Some("a run wrote it, and the target no longer has it".into()),
-                ..Default::default()
-            },
+        let unvalidated = |error: String| TableValidation {
+            table: t.def.name.clone(),
+            error: Some(error),
+            ..Default::default()
         };
+        let Some(tt) = target_tables.get(&name) else {
+            out.tables.push(unvalidated(
+                "a run wrote it, and the target no longer has it".into(),
+            ));
+            continue;
+        };
+        let since = watermarks.get(&t.def.name).copied();
+        let result = validate_table(source, target, (&t.def, tt), since, KEYS_PER_TABLE).await;
         out.tables.push(result);
     }
     Ok(out)
+}
+
+/// The version up to which the target holds each table's changes (its watermark), by source
+/// name, where the source has change tracking: the change log has the keys changed since.
+async fn watermarks(source: &Database, target: &Database) -> Result<HashMap<String, i64>, DbError> {
+    if !super::tracking::installed(source).await? {
+        return Ok(HashMap::new());
+    }
+    Ok(super::ledger::state::read_table_states(target)
+        .await?
+        .into_iter()
+        .filter_map(|(name, s)| s.ct_version.map(|v| (name, v)))
+        .collect())
 }
 
 /// The source names of the company's tables that a run has written to the target.

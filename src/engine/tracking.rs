@@ -911,6 +911,53 @@ pub async fn changed_tables(
     .await
 }
 
+/// The keys of one table that changed after a target's watermark, for a validation to leave
+/// out of its comparison.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangedSince {
+    /// Each key once, its values as the triggers wrote them.
+    pub keys: Vec<Vec<Option<String>>>,
+    /// The table was emptied (TRUNCATE) in between: every row may differ.
+    pub truncated: bool,
+    /// More than the limit changed; `keys` holds the first `limit`.
+    pub more: bool,
+}
+
+/// The keys of `table` with change records after version `after`: the records of later runs'
+/// versions and, on MySQL, MariaDB and SQLite, the records no run has stamped yet. `limit` keys
+/// at most, to bound memory.
+pub async fn changed_since(
+    db: &Database,
+    table: &str,
+    after: i64,
+    limit: usize,
+) -> Result<ChangedSince, DbError> {
+    let d = db.dialect();
+    let rows = db
+        .query(
+            &Statement {
+                sql: format!(
+                    "SELECT DISTINCT pk FROM {} WHERE table_name = ? AND (version > ? OR version \
+                     IS NULL) LIMIT {}",
+                    d.quote(LOG),
+                    limit + 2
+                ),
+                params: vec![Value::Text(table.to_string()), Value::Int(after)],
+            },
+            &[Kind::Text],
+        )
+        .await?;
+    let mut out = ChangedSince::default();
+    for row in rows {
+        match row.into_iter().next() {
+            Some(Value::Text(pk)) if out.keys.len() < limit => out.keys.push(parse_key(&pk)?),
+            Some(Value::Text(_)) => out.more = true,
+            _ => out.truncated = true,
+        }
+    }
+    Ok(out)
+}
+
 /// The net changes of a table with versions in `(after, upto]`. On PostgreSQL the upper bound
 /// is left open: a change above the run's version that is already visible is applied now and
 /// again by the next run (replacing a row with its current content changes nothing), so a long

@@ -12,10 +12,10 @@
 //! each dialect prints them its own way.
 
 use crate::db::{
-    ColumnDef, Database, DbError, Dialect, Kind, ReadSpec, Statement, TableDef, Value,
+    ColumnDef, Database, DbError, Dialect, KeyFilter, Kind, ReadSpec, Statement, TableDef, Value,
 };
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Why a column is left out of the comparison.
 pub const FLOAT_LEFT_OUT: &str = "floating-point numbers print differently in each dialect, so \
@@ -23,6 +23,9 @@ pub const FLOAT_LEFT_OUT: &str = "floating-point numbers print differently in ea
 
 /// How many differing buckets (of 256, by key hash) are searched for differing keys at most.
 const BUCKETS_SEARCHED: usize = 4;
+
+/// Placeholders one MySQL statement may carry (the protocol's limit is 65,535).
+const MYSQL_PARAMETERS: usize = 65_000;
 
 /// Separates the values of a row in its canonical text.
 const SEP: char = '\u{1f}';
@@ -67,6 +70,14 @@ pub struct TableValidation {
     /// Why the table could not be validated (a missing table or column, a failed query).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Keys that changed in the source after the run copied the table: their rows were left
+    /// out of the comparison, and the next run copies them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub changed_since_run: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One side of a comparison: a table, the columns compared, and its key.
@@ -102,13 +113,26 @@ fn sha256_hex(text: &str) -> String {
     crate::db::hex(&Sha256::digest(text.as_bytes()))
 }
 
+/// How many keys that changed since the run a table's validation leaves out at most; past it,
+/// the table is validated after the next run. It bounds memory, and the parameters of
+/// MySQL's statements.
+pub const CHANGED_KEYS_LEFT_OUT: usize = 10_000;
+
+/// How often a comparison starts over when the source kept changing while it compared.
+const ATTEMPTS: usize = 5;
+
 /// Compares one table of the source with its copy in the target. `max_keys` differing keys are
 /// named at most.
+///
+/// `since`: the version up to which the target holds the table's changes (its watermark),
+/// where the source has change tracking. Rows whose keys changed in the source after it (the
+/// change log has them) are left out on both sides, and counted: a table matches when every
+/// other row does.
 pub async fn validate_table(
     source: &Database,
     target: &Database,
-    source_table: &TableDef,
-    target_table: &TableDef,
+    (source_table, target_table): (&TableDef, &TableDef),
+    since: Option<i64>,
     max_keys: usize,
 ) -> TableValidation {
     let mut out = TableValidation {
@@ -184,16 +208,27 @@ pub async fn validate_table(
         columns: pairs.iter().map(|(_, t)| t.clone()).collect(),
         key: target_key,
     };
-    match compare(&s, &t, &key_names, max_keys).await {
-        Ok((sd, td, differences)) => {
-            out.source_rows = sd.rows;
-            out.target_rows = td.rows;
-            out.matches = sd == td;
-            out.differences = differences;
+    match compare(&s, &t, &key_names, since, max_keys).await {
+        Ok(c) => {
+            out.source_rows = c.source.rows;
+            out.target_rows = c.target.rows;
+            out.matches = c.matches;
+            out.differences = c.differences;
+            out.changed_since_run = c.changed_since_run;
         }
         Err(e) => out.error = Some(e.to_string()),
     }
     out
+}
+
+/// What a comparison found.
+struct Compared {
+    source: Digest60,
+    target: Digest60,
+    /// Every row matches, apart from those of keys that changed since the run.
+    matches: bool,
+    differences: Vec<RowDifference>,
+    changed_since_run: u64,
 }
 
 /// A column pair, each with the kind its canonical text follows. SQLite types values, not
@@ -209,24 +244,96 @@ fn shaped(sd: Dialect, s: &ColumnDef, td: Dialect, t: &ColumnDef) -> (ColumnDef,
     (s, t)
 }
 
-/// Count and checksum on both sides; where they differ, the first differing keys.
+/// Count and checksum on both sides. Where they differ and the source has change tracking,
+/// the keys changed since the run are read from its change log, and each side's checksum is
+/// taken again without their rows, in one statement (so at one point in time): when these are
+/// equal, only rows that changed since the run differ. Keys that change between reading the log
+/// and that statement make it differ; the log then has more keys, and the comparison starts
+/// over. Otherwise the first differing keys are named, changed keys left out, from the buckets
+/// that hold no changed key first.
 async fn compare(
     s: &Side<'_>,
     t: &Side<'_>,
     key_names: &[&str],
+    since: Option<i64>,
     max_keys: usize,
-) -> Result<(Digest60, Digest60, Vec<RowDifference>), DbError> {
+) -> Result<Compared, DbError> {
     let (sd, td) = tokio::try_join!(s.digest(), t.digest())?;
-    if sd == td {
-        return Ok((sd, td, vec![]));
+    let mut out = Compared {
+        source: sd,
+        target: td,
+        matches: sd == td,
+        differences: vec![],
+        changed_since_run: 0,
+    };
+    let changed_since =
+        |after| super::tracking::changed_since(s.db, &s.table.name, after, CHANGED_KEYS_LEFT_OUT);
+    let Some(after) = since else {
+        if !out.matches {
+            out.differences =
+                name_differences(s, t, key_names, &Default::default(), max_keys).await?;
+        }
+        return Ok(out);
+    };
+    let mut changed = changed_since(after).await?;
+    for _ in 0..ATTEMPTS {
+        out.changed_since_run = changed.keys.len() as u64;
+        if out.matches {
+            return Ok(out);
+        }
+        if changed.truncated {
+            return Err(DbError::Config(
+                "the source table was emptied (TRUNCATE) after the run copied it; the next run \
+                 copies it in full"
+                    .into(),
+            ));
+        }
+        if changed.more {
+            return Err(DbError::Config(format!(
+                "more than {CHANGED_KEYS_LEFT_OUT} keys changed in the source after the run \
+                 copied it, too many to leave out of the comparison; the next run copies them"
+            )));
+        }
+        if changed.keys.is_empty() {
+            break;
+        }
+        let (sr, tr) = tokio::try_join!(
+            s.digest_without(&changed.keys),
+            t.digest_without(&changed.keys)
+        )?;
+        if sr == tr {
+            out.matches = true;
+            return Ok(out);
+        }
+        let again = changed_since(after).await?;
+        if again.keys.len() == changed.keys.len() && !again.truncated {
+            break;
+        }
+        changed = again;
     }
+    let (sk, tk) = tokio::try_join!(s.rows_of(&changed.keys), t.rows_of(&changed.keys))?;
+    let left_out: HashSet<String> = sk.into_keys().chain(tk.into_keys()).collect();
+    out.differences = name_differences(s, t, key_names, &left_out, max_keys).await?;
+    Ok(out)
+}
+
+/// The first differing keys, leaving out `left_out` (canonical key texts), searched bucket by
+/// bucket: the buckets that hold none of `left_out` first.
+async fn name_differences(
+    s: &Side<'_>,
+    t: &Side<'_>,
+    key_names: &[&str],
+    left_out: &HashSet<String>,
+    max_keys: usize,
+) -> Result<Vec<RowDifference>, DbError> {
     let (sb, tb) = tokio::try_join!(s.buckets(), t.buckets())?;
+    let left_out_buckets: HashSet<String> = left_out.iter().map(|k| bucket_of(k)).collect();
     let mut differing: Vec<&String> = sb
         .keys()
         .chain(tb.keys())
         .filter(|b| sb.get(*b) != tb.get(*b))
         .collect();
-    differing.sort();
+    differing.sort_by_key(|b| (left_out_buckets.contains(*b), *b));
     differing.dedup();
     let mut differences = Vec::new();
     for bucket in differing.into_iter().take(BUCKETS_SEARCHED) {
@@ -246,6 +353,7 @@ async fn compare(
                     .filter(|k| !sr.contains_key(*k))
                     .map(|k| (k, Difference::OnlyInTarget)),
             )
+            .filter(|(k, _)| !left_out.contains(*k))
             .map(|(k, difference)| RowDifference {
                 key: key_display(key_names, k),
                 difference,
@@ -255,7 +363,12 @@ async fn compare(
         differences.extend(found);
     }
     differences.truncate(max_keys);
-    Ok((sd, td, differences))
+    Ok(differences)
+}
+
+/// The bucket of a key's canonical text: the first two hex digits of its hash.
+fn bucket_of(key: &str) -> String {
+    sha256_hex(key)[..2].to_string()
 }
 
 /// A key's canonical text as people read it: `No.=10000, Line No.=2`.
@@ -376,9 +489,144 @@ impl Side<'_> {
         Ok(out)
     }
 
+    /// Count and checksum of the rows whose keys are not in `keys` (as the change log writes
+    /// them), in one statement: on PostgreSQL a hashed `NOT IN` over one array per key column,
+    /// on MySQL and MariaDB a `NOT IN` list. SQLite reads every row but those in one statement
+    /// too, knowing the keys by their canonical texts: as the log writes them, and as the rows
+    /// of those keys have them now.
+    async fn digest_without(&self, keys: &[Vec<Option<String>>]) -> Result<Digest60, DbError> {
+        let d = self.dialect();
+        if d == Dialect::Sqlite {
+            let mut skip: HashSet<String> = keys
+                .iter()
+                .map(|k| {
+                    join(k.iter().zip(&self.key).map(|(v, c)| {
+                        v.as_ref()
+                            .and_then(|v| canonical(&Value::Text(v.clone()), c.kind))
+                    }))
+                })
+                .collect();
+            skip.extend(self.rows_of(keys).await?.into_keys());
+            let mut digest = Digest60::default();
+            self.scan(|key, _, row_hash| {
+                if !skip.contains(key) {
+                    digest.add(row_hash)
+                }
+            })
+            .await?;
+            return Ok(digest);
+        }
+        let cols: Vec<String> = self.key.iter().map(|c| d.quote(&c.name)).collect();
+        let (condition, params) = if d == Dialect::Postgres {
+            let arrays: Vec<String> = self
+                .key
+                .iter()
+                .map(|c| format!("CAST(? AS {}[])", c.type_name))
+                .collect();
+            let params = (0..self.key.len())
+                .map(|i| {
+                    Value::TextList(keys.iter().map(|k| k.get(i).cloned().flatten()).collect())
+                })
+                .collect();
+            (
+                format!(
+                    "({}) NOT IN (SELECT * FROM unnest({}))",
+                    cols.join(", "),
+                    arrays.join(", ")
+                ),
+                params,
+            )
+        } else {
+            if keys.len() * self.key.len() > MYSQL_PARAMETERS {
+                return Err(DbError::Config(format!(
+                    "{} keys of {} columns changed in the source after the run: too many to \
+                     leave out of one statement; the next run copies them",
+                    keys.len(),
+                    self.key.len()
+                )));
+            }
+            let (condition, params) = self.key_filter(keys).condition(d, keys);
+            (format!("NOT ({condition})"), params)
+        };
+        let (row, _) = self.exprs();
+        let sql = format!(
+            "SELECT COUNT(*), {} FROM {} WHERE {condition}",
+            sum_text(d, &prefix60_sql(d, &hash_sql(d, &row))),
+            d.quote(&self.table.name)
+        );
+        let rows = self
+            .db
+            .query(&stmt(sql, params), &[Kind::Int, Kind::Text])
+            .await?;
+        Ok(digest_of(
+            rows.first().map(Vec::as_slice).unwrap_or_default(),
+        ))
+    }
+
+    /// The key columns, named and typed as this side's database has them, with `keys`.
+    fn key_filter(&self, keys: &[Vec<Option<String>>]) -> KeyFilter {
+        KeyFilter {
+            columns: self
+                .key
+                .iter()
+                .map(|c| (c.name.clone(), c.type_name.clone()))
+                .collect(),
+            keys: keys.to_vec(),
+        }
+    }
+
+    /// The key texts and row hashes of the rows with these keys (as the change log writes
+    /// them), found through the primary key.
+    async fn rows_of(
+        &self,
+        keys: &[Vec<Option<String>>],
+    ) -> Result<HashMap<String, String>, DbError> {
+        let filter = self.key_filter(keys);
+        let mut out = HashMap::new();
+        if keys.is_empty() {
+            return Ok(out);
+        }
+        if self.dialect() == Dialect::Sqlite {
+            self.scan_some(Some(filter), |key, _, row_hash| {
+                out.insert(key.to_string(), row_hash.to_string());
+            })
+            .await?;
+            return Ok(out);
+        }
+        let d = self.dialect();
+        let (row, key) = self.exprs();
+        for batch in filter.batches(d) {
+            let (condition, params) = filter.condition(d, batch);
+            let sql = format!(
+                "SELECT {key}, {} FROM {} WHERE {condition}",
+                hash_sql(d, &row),
+                d.quote(&self.table.name)
+            );
+            let rows = self
+                .db
+                .query(&stmt(sql, params), &[Kind::Text, Kind::Text])
+                .await?;
+            for r in rows {
+                if let [Value::Text(k), Value::Text(h)] = r.as_slice() {
+                    out.insert(k.clone(), h.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Reads every row of a SQLite table in this process, in chunks, and hands each row's key
     /// text, key hash and row hash to `f`.
-    async fn scan(&self, mut f: impl FnMut(&str, &str, &str)) -> Result<(), DbError> {
+    async fn scan(&self, f: impl FnMut(&str, &str, &str)) -> Result<(), DbError> {
+        self.scan_some(None, f).await
+    }
+
+    /// `scan`, of the rows of some keys only when `keys` is given.
+    async fn scan_some(
+        &self,
+        keys: Option<KeyFilter>,
+        mut f: impl FnMut(&str, &str, &str),
+    ) -> Result<(), DbError> {
         let mut columns: Vec<ColumnDef> = self.columns.clone();
         let key_at: Vec<usize> = self
             .key
@@ -398,7 +646,7 @@ impl Side<'_> {
             raw: false,
             snapshot: None,
             progress: Default::default(),
-            keys: None,
+            keys,
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
         let reader = self.db.read_table(&spec, tx);

@@ -25,7 +25,7 @@ async fn every_type_validates(source: Server, target: Server) {
     for name in [FIDELITY, "CRONUS$Blob"] {
         let sd = defs(s.tables().await.unwrap(), name);
         let td = defs(t.tables().await.unwrap(), name);
-        let v = validate_table(&s, &t, &sd, &td, 5).await;
+        let v = validate_table(&s, &t, (&sd, &td), None, 5).await;
         assert_eq!(v.error, None, "{source:?}->{target:?} {name}");
         assert!(
             v.matches,
@@ -51,7 +51,7 @@ async fn every_type_validates(source: Server, target: Server) {
     .await;
     let sd = defs(s.tables().await.unwrap(), FIDELITY);
     let td = defs(t.tables().await.unwrap(), FIDELITY);
-    let v = validate_table(&s, &t, &sd, &td, 5).await;
+    let v = validate_table(&s, &t, (&sd, &td), None, 5).await;
     assert!(!v.matches);
     assert_eq!(v.differences.len(), 1, "{:?}", v.differences);
     assert_eq!(v.differences[0].key, "id=2");
@@ -246,15 +246,33 @@ async fn initialization_skips_and_keeps_nothing_of_a_failed_step(source: Server,
         TableResult::Migrated
     );
 
-    // Validation catches the change the skipped run did not copy.
+    // The change the skipped run did not copy is in the source's change log: not compared, and
+    // counted. A row changed in the cloud fails the validation, by its key.
+    let item = d.quote("CRONUS$Item");
+    let edit = |text: &str| {
+        format!(
+            "UPDATE {item} SET {} = '{text}' WHERE {} = 2",
+            d.quote("Description"),
+            d.quote("No.")
+        )
+    };
+    dst.exec(&edit("edited in the cloud")).await;
     let o = initialize::initialize(&s, &t, "CRONUS", "a1", &[], &say)
         .await
         .unwrap();
     assert_eq!(o.state, InitializationState::Failed);
     assert!(o.message.contains("CRONUS$Item"), "{}", o.message);
-    assert!(o.message.contains("No.=1 ValuesDiffer"), "{}", o.message);
+    assert!(o.message.contains("No.=2 ValuesDiffer"), "{}", o.message);
+    assert!(!o.message.contains("No.=1 "), "{}", o.message);
+    assert!(
+        o.message
+            .contains("1 keys changed in the source since the run were not compared"),
+        "{}",
+        o.message
+    );
     assert!(o.message.contains("full run"), "{}", o.message);
     assert_eq!(state(&t, "CRONUS").await.0, InitializationState::Failed);
+    dst.exec(&edit("Item 2 — Grüße")).await;
 
     // The next run copies the change; a failing step keeps nothing of the steps before it.
     let report = run(&config(&src, &dst, true)).await;
@@ -351,4 +369,149 @@ async fn initialization_in_mariadb() {
 #[tokio::test]
 async fn initialization_in_sqlite() {
     initialization_skips_and_keeps_nothing_of_a_failed_step(Server::MariaDb, Server::Sqlite).await;
+}
+
+/// Posts into the source until told to stop: an insert, an update and a delete per round, on
+/// keys from 10,000 up (and on the existing items 100 to 299), with its own connection.
+async fn keep_posting(
+    db: cloudmigrate::db::Database,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> usize {
+    let d = db.dialect();
+    let (item, no) = (d.quote("CRONUS$Item"), d.quote("No."));
+    let mut round = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) && round < 100 {
+        let key = 10_000 + round;
+        crate::databases::exec(
+            &db,
+            &format!("INSERT INTO {item} VALUES ({key}, 'posted while initializing', 1)"),
+        )
+        .await;
+        crate::databases::exec(
+            &db,
+            &format!(
+                "UPDATE {item} SET {} = {}.25 WHERE {no} = {}",
+                d.quote("Unit Price"),
+                round,
+                100 + round
+            ),
+        )
+        .await;
+        crate::databases::exec(
+            &db,
+            &format!("DELETE FROM {item} WHERE {no} = {}", 200 + round),
+        )
+        .await;
+        round += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    db.close().await;
+    round as usize
+}
+
+/// A busy ERP: the source keeps changing after the run and while the company validates. It
+/// ends Initialized, the changed keys counted; a row changed in the cloud still fails it.
+async fn validation_passes_while_the_erp_posts(source: Server, target: Server) {
+    let src = erp(source).await;
+    let dst = TestDb::new(target, "busy_dst").await;
+    run(&config(&src, &dst, true)).await;
+    let (s, t) = (src.connect().await, dst.connect().await);
+    let say = |_: &str| {};
+    // Twelve postings between the run and the initialization.
+    let sd = src.dialect;
+    for no in 0..12 {
+        src.exec(&format!(
+            "UPDATE {} SET {} = 'posted after the run' WHERE {} = {no}",
+            sd.quote("CRONUS$Item"),
+            sd.quote("Description"),
+            sd.quote("No.")
+        ))
+        .await;
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn(keep_posting(src.connect().await, stop.clone()));
+    ledger::companies::record(
+        &t,
+        "CRONUS",
+        InitializationState::Scheduled,
+        "b1",
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    let o = initialize::initialize(&s, &t, "CRONUS", "b1", &[], &say)
+        .await
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = writer.await.unwrap();
+    assert!(rounds >= 1, "the ERP posted while the company initialized");
+    assert_eq!(o.state, InitializationState::Initialized, "{}", o.message);
+    let item = o
+        .validation
+        .tables
+        .iter()
+        .find(|v| v.table == "CRONUS$Item")
+        .unwrap();
+    assert!(item.matches);
+    assert!(
+        item.changed_since_run >= 12,
+        "{} keys counted, {rounds} rounds posted",
+        item.changed_since_run
+    );
+    assert!(
+        o.message
+            .contains("keys changed in the source since the run"),
+        "{}",
+        o.message
+    );
+
+    // The same, with one row changed in the cloud that the ERP did not touch: it fails, named.
+    let d = dst.dialect;
+    dst.exec(&format!(
+        "UPDATE {} SET {} = 'edited in the cloud' WHERE {} = 50",
+        d.quote("CRONUS$Item"),
+        d.quote("Description"),
+        d.quote("No.")
+    ))
+    .await;
+    ledger::companies::record(
+        &t,
+        "CRONUS",
+        InitializationState::Scheduled,
+        "b2",
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    let o = initialize::initialize(&s, &t, "CRONUS", "b2", &[], &say)
+        .await
+        .unwrap();
+    assert_eq!(o.state, InitializationState::Failed, "{}", o.message);
+    assert!(o.message.contains("No.=50 ValuesDiffer"), "{}", o.message);
+    let item = o
+        .validation
+        .tables
+        .iter()
+        .find(|v| v.table == "CRONUS$Item")
+        .unwrap();
+    assert_eq!(item.differences.len(), 1, "{:?}", item.differences);
+    s.close().await;
+    t.close().await;
+}
+
+#[tokio::test]
+async fn validation_passes_while_the_erp_posts_from_postgres() {
+    validation_passes_while_the_erp_posts(Server::Postgres, Server::MariaDb).await;
+}
+
+#[tokio::test]
+async fn validation_passes_while_the_erp_posts_from_mariadb() {
+    validation_passes_while_the_erp_posts(Server::MariaDb, Server::Postgres).await;
+}
+
+#[tokio::test]
+async fn validation_passes_while_the_erp_posts_from_sqlite() {
+    validation_passes_while_the_erp_posts(Server::Sqlite, Server::Sqlite).await;
 }

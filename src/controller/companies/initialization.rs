@@ -167,6 +167,7 @@ pub fn summary(v: &Validation) -> CompanyValidation {
             .filter(|t| t.matches && t.error.is_none())
             .count() as i64,
         rows_compared: v.tables.iter().map(|t| t.source_rows).sum(),
+        keys_changed_since_run: v.tables.iter().map(|t| t.changed_since_run as i64).sum(),
         tables_not_migrated: v.not_migrated.len() as i64,
         mismatches: v
             .failed()

@@ -262,7 +262,8 @@ pub struct TableStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<CopyMode>,
     /// Why the table was copied in full: `FirstRun`, `RetentionExpired`, `Truncated`,
-    /// `SchemaChanged`, `NoPrimaryKey`, `NoChangeTracking`, `Requested`, `Reset` (the first
+    /// `SchemaChanged`, `ManyChanges` (more changes than 30% of the table's rows),
+    /// `NoPrimaryKey`, `NoChangeTracking`, `Requested`, `Reset` (the first
     /// run after a CloudReset) or `ReEnabled` (the first run after Disable Cloud Migration was
     /// undone).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -85,18 +85,22 @@ pub struct UserMappingStatus {
     /// Mappings applied.
     #[serde(default)]
     pub applied: i64,
-    /// Mappings that could not be applied; each is listed in `users` with the reason.
+    /// Mappings that could not be applied; each is listed in `users` with the reason (the
+    /// first 500).
     #[serde(default)]
     pub problems: i64,
-    /// One entry per mapping.
+    /// One entry per mapping, those with a problem first: at most 500 (the counts above cover
+    /// every mapping).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(transform = mapping_list_map)]
     pub users: Vec<UserMappingResult>,
-    /// The users of the source database's `User` table, by user name.
+    /// The users of the source database's `User` table, by user name: those no mapping names
+    /// first, at most 500 (`sourceUsersFound` counts all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(transform = user_list_map)]
     pub source_users: Vec<FoundUser>,
-    /// The users of the target database's `User` table, by user name.
+    /// The users of the target database's `User` table, by user name: those no mapping names
+    /// first, at most 500 (`cloudUsersFound` counts all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(transform = user_list_map)]
     pub cloud_users: Vec<FoundUser>,

@@ -13,17 +13,42 @@ pub struct LoadColumn {
 
 /// The statements that clear what a load replaces: the whole table, or the rows of some keys.
 pub(crate) fn clear_statements(d: Dialect, spec: &LoadSpec) -> Vec<(String, Vec<Value>)> {
-    let table = d.quote(&spec.table);
     match &spec.replace {
-        None => vec![(format!("DELETE FROM {table}"), vec![])],
-        Some(filter) => filter
-            .batches(d)
-            .map(|batch| {
-                let (cond, params) = filter.condition(d, batch);
-                (format!("DELETE FROM {table} WHERE {cond}"), params)
-            })
-            .collect(),
+        None => vec![(format!("DELETE FROM {}", d.quote(&spec.table)), vec![])],
+        Some(filter) => delete_statements(d, spec, &filter.keys),
     }
+}
+
+/// The statements that remove the rows of `keys` (key columns as `spec.replace` names them),
+/// for a batch of an incremental copy.
+pub(crate) fn delete_statements(
+    d: Dialect,
+    spec: &LoadSpec,
+    keys: &[Vec<Option<String>>],
+) -> Vec<(String, Vec<Value>)> {
+    let table = d.quote(&spec.table);
+    let Some(filter) = &spec.replace else {
+        return vec![];
+    };
+    let size = if d == Dialect::Postgres {
+        keys.len().max(1)
+    } else {
+        super::KEYS_PER_STATEMENT
+    };
+    keys.chunks(size)
+        .map(|batch| {
+            let (cond, params) = filter.condition(d, batch);
+            (format!("DELETE FROM {table} WHERE {cond}"), params)
+        })
+        .collect()
+}
+
+/// Where a load stands after the reader's next chunk.
+pub(crate) enum Next {
+    Rows(Vec<Vec<Value>>),
+    /// Remove the rows of these keys before the rows that follow.
+    Keys(Vec<Vec<Option<String>>>),
+    End,
 }
 
 /// How to load one table.
@@ -103,14 +128,15 @@ impl<'a> InsertBatches<'a> {
         }
     }
 
-    /// The next rows from the reader; None once it has read the whole table.
-    pub async fn next_rows(
+    /// What the reader sends next: rows, keys whose rows go first, or the end of the table.
+    pub async fn next(
         &self,
         input: &mut tokio::sync::mpsc::Receiver<Chunk>,
-    ) -> Result<Option<Vec<Vec<Value>>>, DbError> {
+    ) -> Result<Next, DbError> {
         match input.recv().await.ok_or_else(ended_early)? {
-            Chunk::End => Ok(None),
-            Chunk::Rows(rows) => Ok(Some(rows)),
+            Chunk::End => Ok(Next::End),
+            Chunk::Rows(rows) => Ok(Next::Rows(rows)),
+            Chunk::Keys(keys) => Ok(Next::Keys(keys)),
             Chunk::Raw(_) => Err(DbError::Sql(format!(
                 "binary COPY data cannot be loaded into {}",
                 self.dialect
@@ -171,7 +197,20 @@ where
             .map_err(|e| DbError::sql("clearing the cloud rows", e))?;
     }
     let mut batches = InsertBatches::new(dialect, spec, binder.max_params);
-    while let Some(rows) = batches.next_rows(&mut input).await? {
+    loop {
+        let rows = match batches.next(&mut input).await? {
+            Next::End => break,
+            Next::Keys(keys) => {
+                for (sql, params) in delete_statements(dialect, spec, &keys) {
+                    sqlx::query_with(AssertSqlSafe(sql), (binder.arguments)(&params)?)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| DbError::sql("removing the changed rows", e))?;
+                }
+                continue;
+            }
+            Next::Rows(rows) => rows,
+        };
         for group in rows.chunks(batches.per_insert) {
             let sql = batches.insert_for(group)?;
             let mut args = DB::Arguments::default();

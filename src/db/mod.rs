@@ -195,6 +195,21 @@ impl Database {
         }
     }
 
+    /// Runs a query and sends its rows on in chunks (`Chunk::Rows`) as they arrive, so that a
+    /// large result is never held whole. Returns the rows sent; sends no `Chunk::End`.
+    pub async fn query_chunks(
+        &self,
+        stmt: &Statement,
+        kinds: &[Kind],
+        out: &tokio::sync::mpsc::Sender<Chunk>,
+    ) -> Result<u64, DbError> {
+        match self {
+            Database::Postgres(p) => postgres::query_chunks(p, stmt, kinds, out).await,
+            Database::MySql(p) => mysql::query_chunks(p, stmt, kinds, out).await,
+            Database::Sqlite(p) => sqlite::query_chunks(p, stmt, kinds, out).await,
+        }
+    }
+
     /// The first column of a query's rows, as a set of texts.
     pub async fn query_text_set(
         &self,

@@ -218,6 +218,24 @@ pub async fn in_transaction(pool: &PgPool, stmts: &[Statement]) -> Result<(), Db
     tx.commit().await.map_err(|e| DbError::sql("committing", e))
 }
 
+/// Runs a query and sends its rows on in chunks as they arrive, never all at once.
+pub async fn query_chunks(
+    pool: &PgPool,
+    stmt: &Statement,
+    kinds: &[Kind],
+    out: &mpsc::Sender<Chunk>,
+) -> Result<u64, DbError> {
+    let (sql, args) = prepare(&stmt.sql, &stmt.params)?;
+    let stream = sqlx::query_with(AssertSqlSafe(sql), args).fetch(pool);
+    super::pump_rows(
+        stream,
+        |row| decode_row(row, kinds),
+        out,
+        &Default::default(),
+    )
+    .await
+}
+
 pub async fn query(
     pool: &PgPool,
     stmt: &Statement,
@@ -452,6 +470,65 @@ async fn truncate(
     Ok(truncated.is_ok())
 }
 
+/// Sends `first` and the chunks after it into one COPY, up to the first chunk that is not
+/// data (the end, or the next batch's keys); finishes the COPY and returns the rows it took and
+/// that chunk. On an error the COPY is aborted.
+async fn copy_chunks(
+    mut copy: sqlx::postgres::PgCopyIn<&mut sqlx::PgConnection>,
+    first: Chunk,
+    input: &mut mpsc::Receiver<Chunk>,
+    spec: &LoadSpec,
+    stats: &mut LoadStats,
+) -> Result<(u64, Chunk), DbError> {
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES + 64 * 1024);
+    let mut chunk = first;
+    let result: Result<Chunk, DbError> = async {
+        loop {
+            match chunk {
+                Chunk::Raw(bytes) => {
+                    stats.bytes += bytes.len() as u64;
+                    copy.send(bytes)
+                        .await
+                        .map_err(|e| DbError::sql("loading", e))?;
+                }
+                Chunk::Rows(rows) => {
+                    for row in &rows {
+                        check_row(spec, row)?;
+                        for (i, (v, c)) in row.iter().zip(&spec.columns).enumerate() {
+                            if i > 0 {
+                                buf.push(b'\t');
+                            }
+                            copy_text(&mut buf, v, c.kind);
+                        }
+                        buf.push(b'\n');
+                    }
+                    stats.bytes += buf.len() as u64;
+                    copy.send(buf.as_slice())
+                        .await
+                        .map_err(|e| DbError::sql("loading", e))?;
+                    buf.clear();
+                }
+                other => return Ok(other),
+            }
+            chunk = input.recv().await.ok_or_else(super::ended_early)?;
+        }
+    }
+    .await;
+    match result {
+        Ok(after) => {
+            let copied = copy
+                .finish()
+                .await
+                .map_err(|e| DbError::sql("loading", e))?;
+            Ok((copied, after))
+        }
+        Err(e) => {
+            let _ = copy.abort("cloudmigrate stopped the load").await;
+            Err(e)
+        }
+    }
+}
+
 pub async fn load_table(
     pool: &PgPool,
     spec: &LoadSpec,
@@ -489,51 +566,33 @@ pub async fn load_table(
         cols.join(", ")
     );
     let mut stats = LoadStats::default();
-    let mut copy = tx
-        .copy_in_raw(&sql)
-        .await
-        .map_err(|e| DbError::sql("starting COPY", e))?;
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_BYTES + 64 * 1024);
-    let result: Result<(), DbError> = async {
-        loop {
-            match input.recv().await.ok_or_else(super::ended_early)? {
-                Chunk::End => return Ok(()),
-                Chunk::Raw(bytes) => {
-                    stats.bytes += bytes.len() as u64;
-                    copy.send(bytes)
+    // One COPY for a full copy. An incremental copy sends its changed keys in batches: each
+    // batch's rows go first (DELETE), then its rows come in a COPY of their own.
+    let mut next = input.recv().await.ok_or_else(super::ended_early)?;
+    loop {
+        match next {
+            Chunk::End => break,
+            Chunk::Keys(keys) => {
+                for (sql, params) in super::delete_statements(Q, spec, &keys) {
+                    let (sql, args) = prepare(&sql, &params)?;
+                    sqlx::query_with(AssertSqlSafe(sql), args)
+                        .execute(&mut *tx)
                         .await
-                        .map_err(|e| DbError::sql("loading", e))?;
+                        .map_err(|e| DbError::sql("removing the changed rows", e))?;
                 }
-                Chunk::Rows(rows) => {
-                    for row in &rows {
-                        check_row(spec, row)?;
-                        for (i, (v, c)) in row.iter().zip(&spec.columns).enumerate() {
-                            if i > 0 {
-                                buf.push(b'\t');
-                            }
-                            copy_text(&mut buf, v, c.kind);
-                        }
-                        buf.push(b'\n');
-                        stats.rows += 1;
-                    }
-                    stats.bytes += buf.len() as u64;
-                    copy.send(std::mem::take(&mut buf).as_slice())
-                        .await
-                        .map_err(|e| DbError::sql("loading", e))?;
-                }
+                next = input.recv().await.ok_or_else(super::ended_early)?;
+            }
+            data => {
+                let copy = tx
+                    .copy_in_raw(&sql)
+                    .await
+                    .map_err(|e| DbError::sql("starting COPY", e))?;
+                let (copied, after) = copy_chunks(copy, data, &mut input, spec, &mut stats).await?;
+                stats.rows += copied;
+                next = after;
             }
         }
     }
-    .await;
-    if let Err(e) = result {
-        let _ = copy.abort("cloudmigrate stopped the load").await;
-        return Err(e);
-    }
-    let copied = copy
-        .finish()
-        .await
-        .map_err(|e| DbError::sql("loading", e))?;
-    stats.rows = copied;
     for stmt in finish(&stats) {
         let (sql, args) = prepare(&stmt.sql, &stmt.params)?;
         sqlx::query_with(AssertSqlSafe(sql), args)

@@ -11,6 +11,10 @@ pub enum Chunk {
     Raw(bytes::Bytes),
     /// The reader reached the end of the table. A loader commits only after it.
     End,
+    /// An incremental copy's next batch of changed keys: the loader removes their rows from
+    /// the target before it loads the rows that follow (the ones of these keys that the
+    /// source still has).
+    Keys(Vec<Vec<Option<String>>>),
 }
 
 /// Rows per chunk and bytes per chunk: whichever is reached first closes a chunk. With a channel

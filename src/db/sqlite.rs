@@ -235,6 +235,25 @@ pub async fn in_transaction(pool: &SqlitePool, stmts: &[Statement]) -> Result<()
     tx.commit().await.map_err(|e| DbError::sql("committing", e))
 }
 
+/// Runs a query and sends its rows on in chunks as they arrive, never all at once.
+pub async fn query_chunks(
+    pool: &SqlitePool,
+    stmt: &Statement,
+    kinds: &[Kind],
+    out: &mpsc::Sender<Chunk>,
+) -> Result<u64, DbError> {
+    let args = arguments(&stmt.params)?;
+    let sql = stmt.sql.clone();
+    let stream = sqlx::query_with(AssertSqlSafe(sql), args).fetch(pool);
+    super::pump_rows(
+        stream,
+        |row| decode_row(row, kinds),
+        out,
+        &Default::default(),
+    )
+    .await
+}
+
 pub async fn query(
     pool: &SqlitePool,
     stmt: &Statement,

@@ -6,7 +6,7 @@ use super::ledger::state;
 use super::ledger::state::TableState;
 use super::plan::PlannedTable;
 use super::report::{CopyMode, TableReport, TableResult};
-use super::tracking::{self, Changes, Clock};
+use super::tracking::{self, ChangeBatch, Changes, Clock};
 use crate::db::{
     CHANNEL_CHUNKS, Database, DbError, Dialect, KeyFilter, LoadColumn, LoadSpec, LoadStats,
     ReadProgress, ReadSpec, Statement, TableDef, create_table_sql,
@@ -50,8 +50,26 @@ pub struct CopyContext {
 pub enum Decision {
     /// Every row; the reason is reported.
     Full(&'static str),
-    /// Only the changes since the watermark.
-    Incremental(Changes),
+    /// Only the changes with versions in `(after, upto]`, of which there are `records`
+    /// change records; they are streamed in batches of keys.
+    Incremental { after: i64, upto: i64, records: u64 },
+}
+
+/// Keys per batch of an incremental copy: the source reads their rows, the target removes
+/// their old rows, and memory holds about one batch.
+const KEYS_PER_BATCH: usize = 20_000;
+
+/// Past this share of the table's rows (by the database's estimate), change records make the
+/// copy full: reading and replacing that many rows one key at a time costs more than copying
+/// every row in bulk. See docs/benchmarks.md for the measurements behind it.
+const FULL_COPY_SHARE: f64 = 0.3;
+
+/// A table with fewer change records than this is copied by its changes, whatever its size.
+const FEW_RECORDS: u64 = 10_000;
+
+/// Whether this many change records make a full copy cheaper than the changes.
+pub fn too_many_changes(records: u64, est_rows: i64) -> bool {
+    records >= FEW_RECORDS && est_rows > 0 && records as f64 > FULL_COPY_SHARE * est_rows as f64
 }
 
 /// Decides between a full and an incremental copy. Pure: what the source and the target
@@ -147,7 +165,7 @@ pub async fn copy_table(
         Err(report) => return *report,
     };
     let clock = ctx.tracking.as_ref().ok().copied();
-    let mut decision = match full_or_incremental(ctx, t, clock, started).await {
+    let decision = match full_or_incremental(ctx, t, clock, started).await {
         Ok(d) => d,
         Err(report) => return *report,
     };
@@ -166,19 +184,21 @@ pub async fn copy_table(
             None => why,
         });
     }
-    // Nothing changed: no rows to read or write (the keys move into the filters below).
-    let unchanged = matches!(&decision, Decision::Incremental(c) if c.keys.is_empty());
-    let (read, load) = transfer_specs(ctx, t, &target_def, columns, &mut decision, progress);
+    // Nothing changed: no rows to read or write.
+    let unchanged = matches!(&decision, Decision::Incremental { records: 0, .. });
+    let (read, load) = transfer_specs(ctx, t, &target_def, columns, &decision, progress);
 
     let mut done = report(t, TableResult::Migrated, started);
+    // What an incremental copy's changes add up to, known once the reader has streamed them.
+    let counted = Arc::new(std::sync::Mutex::new(Changes::default()));
     match &decision {
         Decision::Full(reason) => {
             done.mode = CopyMode::Full;
             done.full_reason = Some((*reason).into());
         }
-        Decision::Incremental(c) => {
+        Decision::Incremental { .. } => {
             done.mode = CopyMode::Incremental;
-            done.changes = Some((c.inserted, c.updated, c.deleted));
+            done.changes = Some((0, 0, 0));
         }
     }
     done.message = warning.clone();
@@ -195,8 +215,9 @@ pub async fn copy_table(
         Some((i, u, d)) => i + u + d,
         None => stats.rows,
     };
+    let with_counts = |r: TableReport| with_counts(r, &counted);
     let finish = |stats: &LoadStats| {
-        let mut r = done.clone();
+        let mut r = with_counts(done.clone());
         r.rows = rows_of(&r, stats);
         r.bytes = stats.bytes;
         r.duration = started.elapsed();
@@ -222,8 +243,7 @@ pub async fn copy_table(
         };
     }
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-    let source = ctx.source.clone();
-    let reader = tokio::spawn(async move { source.read_table(&read, tx).await });
+    let reader = start_reader(ctx, read, &decision, tx, &counted);
     tracing::debug!(table = %src.name, ms = started.elapsed().as_millis() as u64, "loading");
     let loaded = ctx.target.load_table(&load, rx, &finish).await;
     tracing::debug!(table = %src.name, ms = started.elapsed().as_millis() as u64, "loaded");
@@ -232,7 +252,7 @@ pub async fn copy_table(
         Err(e) => Err(DbError::Sql(format!("the reader stopped: {e}"))),
     };
     tracing::debug!(table = %src.name, ms = started.elapsed().as_millis() as u64, "reader joined");
-    let mut r = done.clone();
+    let mut r = with_counts(done.clone());
     r.duration = started.elapsed();
     match (read, loaded) {
         (Ok(_), Ok(stats)) => {
@@ -363,13 +383,24 @@ async fn full_or_incremental(
         ) {
             Err(reason) => Decision::Full(reason),
             Ok(_) if ctx.recreated.contains(&src.name) => Decision::Full("Truncated"),
-            Ok(_) if ctx.changed.as_ref().is_some_and(|c| !c.contains(&src.name)) => {
-                Decision::Incremental(Changes::default())
+            Ok((after, upto)) if ctx.changed.as_ref().is_some_and(|c| !c.contains(&src.name)) => {
+                Decision::Incremental {
+                    after,
+                    upto,
+                    records: 0,
+                }
             }
-            Ok((watermark, upto)) => {
-                match tracking::changes(&ctx.source, &src.name, watermark, upto).await {
-                    Ok(c) if c.truncated => Decision::Full("Truncated"),
-                    Ok(c) => Decision::Incremental(c),
+            Ok((after, upto)) => {
+                match tracking::pending(&ctx.source, &src.name, after, upto).await {
+                    Ok(p) if p.truncated => Decision::Full("Truncated"),
+                    Ok(p) if too_many_changes(p.records, src.est_rows) => {
+                        Decision::Full("ManyChanges")
+                    }
+                    Ok(p) => Decision::Incremental {
+                        after,
+                        upto,
+                        records: p.records,
+                    },
                     Err(e) => {
                         return Err(Box::new(problem(
                             report(t, TableResult::Failed, started),
@@ -408,7 +439,7 @@ fn transfer_specs(
     t: &PlannedTable,
     target_def: &TableDef,
     columns: Vec<LoadColumn>,
-    decision: &mut Decision,
+    decision: &Decision,
     progress: Arc<ReadProgress>,
 ) -> (ReadSpec, LoadSpec) {
     let src = &t.source.def;
@@ -432,14 +463,13 @@ fn transfer_specs(
         .iter()
         .map(|k| super::plan::target_name(Some(td), k))
         .collect();
+    // An incremental copy's keys arrive in batches (`read_changes`): the filters name the key
+    // columns and start empty.
     let (read_keys, replace) = match decision {
-        Decision::Incremental(c) => {
-            let mut read = key_filter(src, &src.primary_key);
-            read.keys = std::mem::take(&mut c.present);
-            let mut replace = key_filter(target_def, &target_keys);
-            replace.keys = std::mem::take(&mut c.keys);
-            (Some(read), Some(replace))
-        }
+        Decision::Incremental { .. } => (
+            Some(key_filter(src, &src.primary_key)),
+            Some(key_filter(target_def, &target_keys)),
+        ),
         Decision::Full(_) => (None, None),
     };
     let raw = sd == Dialect::Postgres
@@ -567,12 +597,115 @@ async fn diagnose(
             ),
             None => format!("diagnostic: a run would copy the table in full ({reason})"),
         },
-        Decision::Incremental(c) => format!(
-            "diagnostic: a run would copy changes only: +{} ~{} -{} so far",
-            c.inserted, c.updated, c.deleted
-        ),
+        Decision::Incremental { after, upto, .. } => {
+            match tracking::count_changes(&ctx.source, &src.name, (*after, *upto)).await {
+                Ok(c) => format!(
+                    "diagnostic: a run would copy changes only: +{} ~{} -{} so far",
+                    c.inserted, c.updated, c.deleted
+                ),
+                Err(e) => {
+                    format!("diagnostic: a run would copy changes only; reading them failed: {e}")
+                }
+            }
+        }
     });
     r
+}
+
+/// An incremental copy's report with what its changes added up to.
+fn with_counts(mut r: TableReport, counted: &std::sync::Mutex<Changes>) -> TableReport {
+    if r.changes.is_some() {
+        // The lock is only ever held to copy three numbers; a poisoned one still holds them.
+        let c = *counted.lock().unwrap_or_else(|p| p.into_inner());
+        r.changes = Some((c.inserted, c.updated, c.deleted));
+    }
+    r
+}
+
+/// Starts the table's reader: every row, or the changes batch by batch (`read_changes`).
+fn start_reader(
+    ctx: &CopyContext,
+    read: ReadSpec,
+    decision: &Decision,
+    tx: mpsc::Sender<crate::db::Chunk>,
+    counted: &Arc<std::sync::Mutex<Changes>>,
+) -> tokio::task::JoinHandle<Result<u64, DbError>> {
+    let source = ctx.source.clone();
+    match *decision {
+        Decision::Full(_) => tokio::spawn(async move { source.read_table(&read, tx).await }),
+        Decision::Incremental { after, upto, .. } => {
+            let counted = counted.clone();
+            tokio::spawn(
+                async move { read_changes(&source, &read, (after, upto), tx, &counted).await },
+            )
+        }
+    }
+}
+
+/// The reader of an incremental copy: streams the table's changed keys in batches
+/// (`tracking::stream_changes`), and for each batch sends the keys (the loader removes their
+/// rows) and then the rows the source has of them, read by key. `read` names the key columns
+/// in its (empty) key filter. Sends `Chunk::End` only when every batch went through; `counted`
+/// gets what the changes add up to.
+async fn read_changes(
+    source: &Database,
+    read: &ReadSpec,
+    versions: (i64, i64),
+    out: mpsc::Sender<crate::db::Chunk>,
+    counted: &std::sync::Mutex<Changes>,
+) -> Result<u64, DbError> {
+    use crate::db::Chunk;
+    let key_kinds: Vec<crate::db::Kind> = read
+        .keys
+        .iter()
+        .flat_map(|f| &f.columns)
+        .map(|(name, _)| {
+            read.columns
+                .iter()
+                .find(|c| &c.name == name)
+                .map_or(crate::db::Kind::Text, |c| c.kind)
+        })
+        .collect();
+    let (batches_tx, mut batches) = mpsc::channel::<ChangeBatch>(1);
+    let stream = tracking::stream_changes(
+        source,
+        (&read.table, &key_kinds),
+        versions,
+        KEYS_PER_BATCH,
+        batches_tx,
+    );
+    let apply = async {
+        let mut rows = 0u64;
+        while let Some(batch) = batches.recv().await {
+            if out.send(Chunk::Keys(batch.keys)).await.is_err() {
+                break;
+            }
+            if batch.present.is_empty() {
+                continue;
+            }
+            let mut spec = read.clone();
+            if let Some(filter) = spec.keys.as_mut() {
+                filter.keys = batch.present;
+            }
+            let (tx, mut rx) = mpsc::channel(CHANNEL_CHUNKS);
+            let forward = async {
+                while let Some(chunk) = rx.recv().await {
+                    if !matches!(chunk, Chunk::End) && out.send(chunk).await.is_err() {
+                        break;
+                    }
+                }
+            };
+            let (read, ()) = tokio::join!(source.read_table(&spec, tx), forward);
+            rows += read?;
+        }
+        Ok::<_, DbError>(rows)
+    };
+    let (streamed, applied) = tokio::join!(stream, apply);
+    let counts = streamed?;
+    let rows = applied?;
+    *counted.lock().unwrap_or_else(|p| p.into_inner()) = counts;
+    let _ = out.send(Chunk::End).await;
+    Ok(rows)
 }
 
 fn failed(mut r: TableReport, message: String, e: &DbError) -> TableReport {

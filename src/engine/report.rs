@@ -84,6 +84,14 @@ impl RunReport {
     }
 }
 
+/// Cuts a text for a status to at most `max` characters, marking the cut with `…`.
+pub fn shorten(text: &mut String, max: usize) {
+    if let Some((at, _)) = text.char_indices().nth(max) {
+        text.truncate(at);
+        text.push('…');
+    }
+}
+
 /// Bytes, readable: `12.4 MiB`.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -19,6 +19,7 @@
 use crate::db::{Database, DbError, Dialect, Kind, Statement, TableDef, Value};
 use std::collections::HashMap;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 pub const LOG: &str = "cloudmigrate_ct_log";
 pub const CLOCK: &str = "cloudmigrate_ct_clock";
@@ -828,59 +829,260 @@ pub async fn peek(db: &Database) -> (Result<Clock, String>, HashMap<String, Stri
     (clock, tracked)
 }
 
-/// The net changes of one table between two versions, per primary key.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What the net changes of one table add up to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Changes {
-    /// Every changed key: their rows are replaced or removed.
-    pub keys: Vec<Vec<Option<String>>>,
-    /// The keys whose rows exist now, to be read from the source.
-    pub present: Vec<Vec<Option<String>>>,
     pub inserted: u64,
     pub updated: u64,
     pub deleted: u64,
-    /// The table was truncated in between: only a full copy is right.
+}
+
+/// Folds change records, grouped by key and in the order they happened within each key, into
+/// one net change per key, as CHANGETABLE(CHANGES ...) does: an insert then an update is an
+/// insert, an insert then a delete is nothing, a delete then an insert is an update. Holds one
+/// key at a time, whatever the number of records.
+#[derive(Debug, Default)]
+pub struct NetChanges {
+    pub counts: Changes,
+    /// The key being folded: its text, first and last operation.
+    current: Option<(String, char, char)>,
+}
+
+impl NetChanges {
+    /// The next record. When it starts a new key, returns the previous key's text and whether
+    /// its row exists after its changes.
+    pub fn push(&mut self, op: char, pk: String) -> Option<(String, bool)> {
+        match &mut self.current {
+            Some((key, _, last)) if *key == pk => {
+                *last = op;
+                None
+            }
+            _ => {
+                let done = self.finish();
+                self.current = Some((pk, op, op));
+                done
+            }
+        }
+    }
+
+    /// The last key's text and whether its row exists after its changes.
+    pub fn finish(&mut self) -> Option<(String, bool)> {
+        let (key, first, last) = self.current.take()?;
+        match (first, last) {
+            ('I', 'D') => {}
+            ('I', _) => self.counts.inserted += 1,
+            (_, 'D') => self.counts.deleted += 1,
+            _ => self.counts.updated += 1,
+        }
+        Some((key, last != 'D'))
+    }
+}
+
+/// One batch of an incremental copy's changed keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangeBatch {
+    /// Every changed key of the batch: their rows in the target are replaced or removed.
+    pub keys: Vec<Vec<Option<String>>>,
+    /// The keys whose rows exist after their changes, to read from the source.
+    pub present: Vec<Vec<Option<String>>>,
+}
+
+/// How much a table's change log holds after a version: records, and whether a TRUNCATE is
+/// among them (then only a full copy is right).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pending {
+    pub records: u64,
     pub truncated: bool,
 }
 
-/// Folds a sequence of (operation, key) into net changes, as CHANGETABLE(CHANGES ...) does: an
-/// insert then an update is an insert, an insert then a delete is nothing, a delete then an
-/// insert is an update. Keys come out in the order they first changed.
-pub fn net_changes(
-    ops: impl IntoIterator<Item = (char, Option<String>)>,
+/// The condition and parameters of a table's change records with versions in `(after, upto]`.
+/// On PostgreSQL the upper bound is left open: a change above the run's version that is
+/// already visible is applied now and again by the next run (replacing a row with its current
+/// content changes nothing), so a long transaction elsewhere on the server, which holds the
+/// run's version back, delays no change.
+fn records_in(d: Dialect, table: &str, after: i64, upto: i64) -> (&'static str, Vec<Value>) {
+    let upto = if d == Dialect::Postgres {
+        i64::MAX
+    } else {
+        upto
+    };
+    (
+        "table_name = ? AND version > ? AND version <= ?",
+        vec![
+            Value::Text(table.to_string()),
+            Value::Int(after),
+            Value::Int(upto),
+        ],
+    )
+}
+
+/// Counts a table's change records in `(after, upto]`, through the log's version index.
+pub async fn pending(
+    db: &Database,
+    table: &str,
+    after: i64,
+    upto: i64,
+) -> Result<Pending, DbError> {
+    let d = db.dialect();
+    let (filter, params) = records_in(d, table, after, upto);
+    let rows = db
+        .query(
+            &Statement {
+                sql: format!(
+                    "SELECT COUNT(*), COUNT(CASE WHEN op = 'T' THEN 1 END) FROM {} WHERE {filter}",
+                    d.quote(LOG)
+                ),
+                params,
+            },
+            &[Kind::Int, Kind::Int],
+        )
+        .await?;
+    Ok(match rows.first().map(Vec::as_slice) {
+        Some([Value::Int(records), Value::Int(truncates)]) => Pending {
+            records: *records as u64,
+            truncated: *truncates > 0,
+        },
+        _ => Pending::default(),
+    })
+}
+
+/// The order of change records by their key's values, typed as the key columns are (`kinds`):
+/// numbers as numbers, anything else as text in byte order. Equal keys come together, and a
+/// batch of keys is a stretch of the table's primary key index, not keys from all over it
+/// (`"100000"` sorts before `"2"` as text).
+fn key_order(d: Dialect, kinds: &[Kind]) -> String {
+    let mut parts: Vec<String> = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| {
+            let numeric = matches!(kind, Kind::Int | Kind::Decimal);
+            match (d, numeric) {
+                (Dialect::Postgres, true) => format!("(pk::jsonb ->> {i})::numeric"),
+                (Dialect::Postgres, false) => format!("(pk::jsonb ->> {i}) COLLATE \"C\""),
+                (Dialect::MySql, true) => {
+                    format!("CAST(JSON_UNQUOTE(JSON_EXTRACT(pk, '$[{i}]')) AS DECIMAL(65,10))")
+                }
+                (Dialect::MySql, false) => {
+                    format!("CAST(JSON_UNQUOTE(JSON_EXTRACT(pk, '$[{i}]')) AS BINARY)")
+                }
+                (Dialect::Sqlite, true) => format!("CAST(json_extract(pk, '$[{i}]') AS REAL)"),
+                (Dialect::Sqlite, false) => format!("json_extract(pk, '$[{i}]')"),
+            }
+        })
+        .collect();
+    // The whole key last: two keys whose values sort alike still come apart.
+    parts.push(match d {
+        Dialect::Postgres => "pk COLLATE \"C\"".into(),
+        Dialect::MySql => "CAST(pk AS BINARY)".into(),
+        Dialect::Sqlite => "pk".into(),
+    });
+    parts.join(", ")
+}
+
+/// Streams the net changes of a table with versions in `(after, upto]` (see `records_in`) to
+/// `out`, `batch` keys at a time: the records come sorted by key (`key_order`, with the key
+/// columns' kinds), so each key is folded as soon as its records have passed, and memory holds
+/// one batch whatever the size of the change set. Returns what the changes add up to. Stops
+/// early, without error, when `out` is closed.
+pub async fn stream_changes(
+    db: &Database,
+    (table, key_kinds): (&str, &[Kind]),
+    (after, upto): (i64, i64),
+    batch: usize,
+    out: mpsc::Sender<ChangeBatch>,
 ) -> Result<Changes, DbError> {
-    let mut changes = Changes::default();
-    let mut records: Vec<(char, String)> = Vec::new();
-    for (op, pk) in ops {
-        if op == 'T' {
-            changes.truncated = true;
-        } else if let Some(pk) = pk {
-            records.push((op, pk));
+    let d = db.dialect();
+    let started = std::time::Instant::now();
+    let (filter, params) = records_in(d, table, after, upto);
+    let stmt = Statement {
+        sql: format!(
+            "SELECT op, pk FROM {} WHERE {filter} ORDER BY {}, id",
+            d.quote(LOG),
+            key_order(d, key_kinds)
+        ),
+        params,
+    };
+    let (rows_tx, mut rows_rx) = mpsc::channel(crate::db::CHANNEL_CHUNKS);
+    let read = async move {
+        let read = db
+            .query_chunks(&stmt, &[Kind::Text, Kind::Text], &rows_tx)
+            .await;
+        drop(rows_tx);
+        read
+    };
+    let fold = async {
+        let mut net = NetChanges::default();
+        let mut next = ChangeBatch::default();
+        let mut records = 0u64;
+        let add = |next: &mut ChangeBatch, (pk, present): (String, bool)| {
+            let key = parse_key(&pk)?;
+            if present {
+                next.present.push(key.clone());
+            }
+            next.keys.push(key);
+            Ok::<_, DbError>(())
+        };
+        while let Some(chunk) = rows_rx.recv().await {
+            let crate::db::Chunk::Rows(rows) = chunk else {
+                continue;
+            };
+            for row in rows {
+                records += 1;
+                let mut it = row.into_iter();
+                let op = match it.next() {
+                    Some(Value::Text(s)) => s.chars().next().unwrap_or('U'),
+                    _ => 'U',
+                };
+                let Some(Value::Text(pk)) = it.next() else {
+                    return Err(DbError::Sql(
+                        "the table was emptied (TRUNCATE) while the run read its changes; the \
+                         next run copies it in full"
+                            .into(),
+                    ));
+                };
+                if let Some(done) = net.push(op, pk) {
+                    add(&mut next, done)?;
+                    if next.keys.len() >= batch
+                        && out.send(std::mem::take(&mut next)).await.is_err()
+                    {
+                        return Ok(net.counts);
+                    }
+                }
+            }
         }
-    }
-    // Per key: where it first appears, its first and its last operation.
-    let mut seen: HashMap<&str, (usize, char, char)> = HashMap::with_capacity(records.len());
-    for (i, (op, pk)) in records.iter().enumerate() {
-        seen.entry(pk.as_str())
-            .and_modify(|e| e.2 = *op)
-            .or_insert((i, *op, *op));
-    }
-    let mut firsts: Vec<(usize, char, char)> = seen.into_values().collect();
-    firsts.sort_unstable_by_key(|e| e.0);
-    changes.keys.reserve(firsts.len());
-    for (i, first, last) in firsts {
-        let key = parse_key(&records[i].1)?;
-        match (first, last) {
-            ('I', 'D') => {}
-            ('I', _) => changes.inserted += 1,
-            (_, 'D') => changes.deleted += 1,
-            _ => changes.updated += 1,
+        if let Some(done) = net.finish() {
+            add(&mut next, done)?;
         }
-        if last != 'D' {
-            changes.present.push(key.clone());
+        if !next.keys.is_empty() {
+            let _ = out.send(next).await;
         }
-        changes.keys.push(key);
-    }
-    Ok(changes)
+        tracing::debug!(
+            table,
+            records,
+            ms = started.elapsed().as_millis() as u64,
+            "change records read"
+        );
+        Ok(net.counts)
+    };
+    let (read, fold) = tokio::join!(read, fold);
+    let counts = fold?;
+    read?;
+    Ok(counts)
+}
+
+/// What the changes of a table add up to, without keeping any of them (a Diagnostic run).
+pub async fn count_changes(
+    db: &Database,
+    table: &str,
+    versions: (i64, i64),
+) -> Result<Changes, DbError> {
+    let (tx, mut rx) = mpsc::channel(1);
+    let drain = async move { while rx.recv().await.is_some() {} };
+    let (counts, ()) = tokio::join!(
+        stream_changes(db, (table, &[]), versions, 10_000, tx),
+        drain
+    );
+    counts
 }
 
 /// A key as the triggers write it: a JSON array of the key's values as text. A one-column key
@@ -958,107 +1160,14 @@ pub async fn changed_since(
     Ok(out)
 }
 
-/// The net changes of a table with versions in `(after, upto]`. On PostgreSQL the upper bound
-/// is left open: a change above the run's version that is already visible is applied now and
-/// again by the next run (replacing a row with its current content changes nothing), so a long
-/// transaction elsewhere on the server, which holds the run's version back, delays no change.
-pub async fn changes(
-    db: &Database,
-    table: &str,
-    after: i64,
-    upto: i64,
-) -> Result<Changes, DbError> {
-    let d = db.dialect();
-    let started = std::time::Instant::now();
-    let log = d.quote(LOG);
-    let params = vec![
-        Value::Text(table.to_string()),
-        Value::Int(after),
-        Value::Int(if d == Dialect::Postgres {
-            i64::MAX
-        } else {
-            upto
-        }),
-    ];
-    let filter = "table_name = ? AND version > ? AND version <= ?";
-    let records: Vec<(char, Option<String>)> = if d == Dialect::Postgres {
-        // The records as a few texts, a line each: decoding tens of thousands of rows one by
-        // one takes the client longer than the server takes to find them. A line is the
-        // operation, then the key; a key is JSON, which has no raw line break. One text per
-        // million ids keeps each well below PostgreSQL's limit of 1 GB for a value.
-        let rows = db
-            .query(
-                &Statement {
-                    sql: format!(
-                        "SELECT string_agg(op || coalesce(pk, ''), chr(10) ORDER BY id) FROM {log} \
-                         WHERE {filter} GROUP BY id / 1048576 ORDER BY id / 1048576"
-                    ),
-                    params,
-                },
-                &[Kind::Text],
-            )
-            .await?;
-        let mut records = vec![];
-        for row in &rows {
-            let Some(Value::Text(lines)) = row.first() else {
-                continue;
-            };
-            records.extend(lines.split('\n').map(|line| {
-                let mut chars = line.chars();
-                let op = chars.next().unwrap_or('U');
-                let pk = chars.as_str();
-                (op, (!pk.is_empty()).then(|| pk.to_string()))
-            }));
-        }
-        records
-    } else {
-        db.query(
-            &Statement {
-                sql: format!("SELECT op, pk FROM {log} WHERE {filter} ORDER BY id"),
-                params,
-            },
-            &[Kind::Text, Kind::Text],
-        )
-        .await?
-        .into_iter()
-        .map(|r| {
-            let mut it = r.into_iter();
-            let op = match it.next() {
-                Some(Value::Text(s)) => s.chars().next().unwrap_or('U'),
-                _ => 'U',
-            };
-            let pk = match it.next() {
-                Some(Value::Text(s)) => Some(s),
-                _ => None,
-            };
-            (op, pk)
-        })
-        .collect()
-    };
-    tracing::debug!(
-        table,
-        records = records.len(),
-        ms = started.elapsed().as_millis() as u64,
-        "change records read"
-    );
-    net_changes(records)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ops(list: &[(&str, &str)]) -> Changes {
-        net_changes(
-            list.iter()
-                .map(|(o, k)| (o.chars().next().unwrap_or('U'), Some(format!("[\"{k}\"]")))),
-        )
-        .unwrap()
-    }
-
     #[test]
     fn net_changes_follow_change_tracking() {
-        let c = ops(&[
+        // The records of each key together, in the order they happened.
+        let records = [
             ("I", "a"),
             ("U", "a"),
             ("I", "b"),
@@ -1067,18 +1176,22 @@ mod tests {
             ("D", "d"),
             ("D", "e"),
             ("I", "e"),
-        ]);
+        ];
+        let mut net = NetChanges::default();
+        let mut keys = vec![];
+        for (op, k) in records {
+            keys.extend(net.push(op.chars().next().unwrap(), k.to_string()));
+        }
+        keys.extend(net.finish());
         assert_eq!(
-            (c.inserted, c.updated, c.deleted),
+            (net.counts.inserted, net.counts.updated, net.counts.deleted),
             (1, 2, 1),
             "a inserted; c and e updated; d deleted; b nothing"
         );
-        assert_eq!(c.keys.len(), 5);
-        let present: Vec<_> = c.present.iter().map(|k| k[0].clone().unwrap()).collect();
+        let present: Vec<&str> = keys.iter().filter(|k| k.1).map(|k| k.0.as_str()).collect();
         assert_eq!(present, ["a", "c", "e"]);
-        assert!(!c.truncated);
-        let t = net_changes([('T', None)]).unwrap();
-        assert!(t.truncated);
+        assert_eq!(keys.len(), 5, "every key once, b's row removed too");
+        assert_eq!(net.finish(), None);
     }
 
     #[test]

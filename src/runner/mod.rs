@@ -127,9 +127,7 @@ fn listed(
     let cut = |t: &TableStatus| {
         let mut t = t.clone();
         for text in [&mut t.message, &mut t.guidance].into_iter().flatten() {
-            if text.chars().count() > MESSAGE_CAP {
-                *text = text.chars().take(MESSAGE_CAP).collect::<String>() + "…";
-            }
+            crate::engine::report::shorten(text, MESSAGE_CAP);
         }
         t
     };

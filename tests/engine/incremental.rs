@@ -511,3 +511,107 @@ async fn statement_level_capture_nets_upserts_swaps_and_moved_keys() {
         assert_eq!(assert_same_rows(&src, &dst, t).await, 20, "{t}");
     }
 }
+
+/// A table of `rows` rows, `Entry No_` 1 to `rows`: PostgreSQL's generate_series, MariaDB's
+/// sequence engine.
+async fn ledger_of(src: &TestDb, rows: i64) {
+    let d = src.dialect;
+    let tb = q(d, T);
+    let fill = match d {
+        Dialect::Postgres => format!(
+            "INSERT INTO {tb} SELECT i, 'entry ' || i, i / 4.0 FROM generate_series(101, {rows}) i"
+        ),
+        Dialect::MySql => format!(
+            "INSERT INTO {tb} SELECT seq, CONCAT('entry ', seq), seq / 4 FROM seq_101_to_{rows}"
+        ),
+        Dialect::Sqlite => unreachable!("the ledger tests use servers"),
+    };
+    src.exec(&fill).await;
+}
+
+/// More changed keys than one batch holds (20,000): the changes stream batch by batch, each
+/// batch's old rows removed before its new ones load, in one transaction; counts add up.
+async fn a_change_set_of_several_batches(source: Server, target: Server) {
+    let (src, dst) = setup(source, target).await;
+    ledger_of(&src, 100_000).await;
+    let d = src.dialect;
+    run(&config(&src, &dst, true)).await;
+    let (tb, no, desc) = (q(d, T), q(d, "Entry No_"), q(d, "Description"));
+    let more = match d {
+        Dialect::Postgres => {
+            format!("INSERT INTO {tb} SELECT i, 'new', 1 FROM generate_series(100001, 110000) i")
+        }
+        _ => format!("INSERT INTO {tb} SELECT seq, 'new', 1 FROM seq_100001_to_110000"),
+    };
+    src.exec(&format!(
+        "UPDATE {tb} SET {desc} = 'changed' WHERE {no} % 10 = 3;\n\
+         {more};\n\
+         DELETE FROM {tb} WHERE {no} % 20 = 7"
+    ))
+    .await;
+    let report = run(&config(&src, &dst, true)).await;
+    let t = table(&report, T);
+    assert_eq!(
+        (t.mode, t.result),
+        (CopyMode::Incremental, TableResult::Migrated),
+        "{source:?}->{target:?}: {:?} {:?}",
+        t.full_reason,
+        t.message
+    );
+    // 500 of the new rows are deleted again (`% 20 = 7`): an insert then a delete is nothing.
+    assert_eq!(
+        t.changes,
+        Some((9_500, 10_000, 5_000)),
+        "{source:?}->{target:?}"
+    );
+    assert_eq!(t.rows, 24_500);
+    assert_same(&src, &dst).await;
+}
+
+#[tokio::test]
+async fn a_change_set_of_several_batches_pg_to_pg() {
+    a_change_set_of_several_batches(Server::Postgres, Server::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_change_set_of_several_batches_mariadb_to_pg() {
+    a_change_set_of_several_batches(Server::MariaDb, Server::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_change_set_of_several_batches_pg_to_mariadb() {
+    a_change_set_of_several_batches(Server::Postgres, Server::MariaDb).await;
+}
+
+/// Changes to more than 30% of a table make the copy full, with its own reason: one bulk copy
+/// costs less than replacing that many rows key by key.
+#[tokio::test]
+async fn many_changes_make_the_copy_full() {
+    let (src, dst) = setup(Server::Postgres, Server::Postgres).await;
+    ledger_of(&src, 40_000).await;
+    src.exec(&format!("ANALYZE {}", q(src.dialect, T))).await;
+    let d = src.dialect;
+    let (tb, no, desc) = (q(d, T), q(d, "Entry No_"), q(d, "Description"));
+    let (mode, reason) = full_reason_after(
+        &src,
+        &dst,
+        &format!("UPDATE {tb} SET {desc} = 'year-end' WHERE {no} % 2 = 0"),
+    )
+    .await;
+    assert_eq!(
+        (mode, reason.as_deref()),
+        (CopyMode::Full, Some("ManyChanges"))
+    );
+    // A tenth of the table is copied by its changes.
+    src.exec(&format!(
+        "UPDATE {tb} SET {desc} = 'again' WHERE {no} % 10 = 1"
+    ))
+    .await;
+    let report = run(&config(&src, &dst, true)).await;
+    let t = table(&report, T);
+    assert_eq!(
+        (t.mode, t.changes),
+        (CopyMode::Incremental, Some((0, 4_000, 0)))
+    );
+    assert_same(&src, &dst).await;
+}

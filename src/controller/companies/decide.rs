@@ -169,7 +169,59 @@ pub fn decide(o: SelectionObserved<'_>) -> CompanySelectionStatus {
     );
     at.set(&mut status.conditions, "Ready", ready, reason, message);
     work_conditions(&o, &records, selected.len(), at, &mut status);
+    bounded(&mut status.companies);
     status
+}
+
+/// Companies whose problems the status shows in full: the whole message, and the tables that
+/// differ with their first keys.
+const COMPANIES_DETAILED: usize = 10;
+/// The longest message of a company shown in full.
+const MESSAGE_DETAILED: usize = 1_000;
+/// The longest message of any other company.
+const MESSAGE_SHORT: usize = 120;
+/// What the companies may take of the status, serialized; past it, the companies shown without
+/// detail lose their message (their state and counts stay).
+const COMPANIES_BUDGET: usize = 460 * 1024;
+
+/// Keeps the status of a selection of 1,000 companies well under Kubernetes' size limits: the
+/// first `COMPANIES_DETAILED` companies with a problem keep their detail; every other company
+/// keeps its counts and a message cut short, or none past `COMPANIES_BUDGET`. The whole of
+/// each company's outcome stays in the target's `cloudmigrate_companies` table.
+fn bounded(companies: &mut [CompanyStatus]) {
+    let mut detailed = 0;
+    let mut plain = vec![];
+    for (i, c) in companies.iter_mut().enumerate() {
+        let problem = c.initialization == Some(InitializationState::Failed)
+            || c.validation
+                .as_ref()
+                .is_some_and(|v| !v.mismatches.is_empty());
+        let detail = problem && detailed < COMPANIES_DETAILED;
+        detailed += usize::from(detail);
+        if let Some(m) = &mut c.message {
+            let max = if detail {
+                MESSAGE_DETAILED
+            } else {
+                MESSAGE_SHORT
+            };
+            crate::engine::report::shorten(m, max);
+        }
+        if !detail {
+            plain.push(i);
+            if let Some(v) = c.validation.as_mut() {
+                v.mismatches.clear();
+                if i >= COMPANIES_DETAILED {
+                    v.left_out.clear();
+                }
+            }
+        }
+    }
+    let size = serde_json::to_vec(&*companies).map_or(0, |v| v.len());
+    if size > COMPANIES_BUDGET {
+        for i in plain {
+            companies[i].message = None;
+        }
+    }
 }
 
 /// One row per company found: its size, whether it is selected, the last run that migrated
@@ -485,6 +537,77 @@ mod tests {
         assert_eq!(condition(&st, "Conflict").0, "False");
         assert_eq!(condition(&st, "TooManyCompanies").0, "False");
         assert_eq!(st.sizes_read_at, Some(time(at(0))));
+    }
+
+    /// 1,000 companies, each failed with a long message and 30 differing tables: the status
+    /// stays under 512 KiB; the first 20 keep their detail, the others their counts.
+    #[test]
+    fn a_thousand_failed_companies_fit_in_the_status() {
+        use crate::engine::initialize::Validation;
+        use crate::engine::validate::{Difference, RowDifference, TableValidation};
+        let names: Vec<String> = (0..1000)
+            .map(|i| format!("CRONUS International Ltd. {i:04}"))
+            .collect();
+        let companies: Vec<serde_json::Value> = names
+            .iter()
+            .map(|n| serde_json::json!({"name": n}))
+            .collect();
+        let s = spec(serde_json::Value::Array(companies));
+        let found: Vec<FoundCompany> = names
+            .iter()
+            .map(|n| FoundCompany {
+                name: n.clone(),
+                bytes: 5 << 30,
+                tables: 1200,
+            })
+            .collect();
+        let validation = Validation {
+            tables: (0..30)
+                .map(|t| TableValidation {
+                    table: format!("CRONUS International Ltd_$Sales Invoice Line {t}"),
+                    source_rows: 1_000_000,
+                    target_rows: 999_990,
+                    matches: false,
+                    differences: (0..5)
+                        .map(|k| RowDifference {
+                            key: format!("Document No_=SI-{k:06}, Line No_={k}0000"),
+                            difference: Difference::MissingInTarget,
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+                .collect(),
+            not_migrated: vec![],
+        };
+        let detail = serde_json::to_string(&validation).unwrap();
+        let records: Vec<CompanyRecord> = names
+            .iter()
+            .map(|n| CompanyRecord {
+                company: n.clone(),
+                state: InitializationState::Failed,
+                attempt: "a1".into(),
+                after_run: Some("erp-20261203150000000".into()),
+                message: Some("data validation found 30 of 1200 tables that differ ".repeat(60)),
+                detail: Some(detail.clone()),
+                updated_at: "2026-12-03T15:00:00Z".into(),
+            })
+            .collect();
+        let mut o = observe(&s);
+        o.found = Some(Ok(found));
+        o.records = Some(Ok(records));
+        let st = decide(o);
+        let size = serde_json::to_vec(&st).unwrap().len();
+        assert!(size < 512 * 1024, "{size} bytes");
+        assert_eq!(st.companies.len(), 1000);
+        let first = &st.companies[0];
+        assert_eq!(first.validation.as_ref().unwrap().mismatches.len(), 20);
+        assert!(first.message.as_ref().unwrap().chars().count() <= 1001);
+        let last = &st.companies[999];
+        let v = last.validation.as_ref().unwrap();
+        assert_eq!((v.tables_checked, v.tables_matching), (30, 0));
+        assert!(v.mismatches.is_empty());
+        // Cut short, or gone where even that would not fit.
+        assert!(last.message.as_ref().is_none_or(|m| m.ends_with('…')));
     }
 
     #[test]

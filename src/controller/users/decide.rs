@@ -5,6 +5,7 @@
 use super::super::conditions::At;
 use crate::api::users::{FoundUser, UserMappingResult, UserMappingSpec, UserMappingStatus};
 use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
 
 /// A cloud user as the target's `User` table holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,44 +95,37 @@ pub fn decide(o: MappingObserved<'_>) -> MappingDecision {
         }
         (Ok(users), _) => users,
     };
-    let results = resolve(o.spec, users, &o.status);
-    let mapped_cloud: Vec<&str> = results
+    let results = resolve(o.spec, users);
+    let mapped_cloud: HashSet<&str> = results
         .iter()
         .filter_map(|r| r.cloud_name.as_deref())
         .collect();
+    let mapped_source: HashSet<&str> = o
+        .spec
+        .mappings
+        .iter()
+        .map(|m| m.source_user.as_str())
+        .collect();
     status.source_users_found = users.source.len() as i64;
     status.cloud_users_found = users.cloud.len() as i64;
-    status.source_users = users
-        .source
-        .iter()
-        .map(|name| FoundUser {
-            name: name.clone(),
-            email: None,
-            mapped: o.spec.mappings.iter().any(|m| &m.source_user == name),
-        })
-        .collect();
-    status.cloud_users = users
-        .cloud
-        .iter()
-        .map(|u| FoundUser {
-            name: u.name.clone(),
-            email: u.email.clone(),
-            mapped: mapped_cloud.contains(&u.name.as_str())
-                || o.spec.mappings.iter().any(|m| m.source_user == u.name),
-        })
-        .collect();
+    (status.source_users, status.cloud_users) = found_users(users, &mapped_source, &mapped_cloud);
     let problems: Vec<&Resolved> = results.iter().filter(|r| r.state != "Applied").collect();
     let (renames, ready, reason, message) = if !problems.is_empty() {
         let named: Vec<String> = problems
             .iter()
+            .take(PROBLEMS_NAMED)
             .map(|r| format!("{} -> {} ({})", r.source_user, r.cloud_user, r.state))
             .collect();
+        let more = match problems.len().saturating_sub(PROBLEMS_NAMED) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
         (
             vec![],
             false,
             "InvalidMappings",
             format!(
-                "nothing was written: {}; each entry of status.users says why",
+                "nothing was written: {}{more}; each entry of status.users says why",
                 named.join(", ")
             ),
         )
@@ -163,9 +157,53 @@ pub fn decide(o: MappingObserved<'_>) -> MappingDecision {
         .collect();
     status.applied = status.users.iter().filter(|u| u.state == "Applied").count() as i64;
     status.problems = problems.len() as i64;
+    // Problems first; the order of the spec otherwise.
+    status
+        .users
+        .sort_by_key(|u| matches!(u.state.as_str(), "Applied" | "Waiting"));
+    status.users.truncate(USERS_LISTED);
     at.set(&mut status.conditions, "Ready", ready, reason, message);
     MappingDecision { renames, status }
 }
+
+/// The users found on each side, marked when a mapping names them: those still to map first,
+/// at most `USERS_LISTED` of each.
+fn found_users(
+    users: &Users,
+    mapped_source: &HashSet<&str>,
+    mapped_cloud: &HashSet<&str>,
+) -> (Vec<FoundUser>, Vec<FoundUser>) {
+    let mut source: Vec<FoundUser> = users
+        .source
+        .iter()
+        .map(|name| FoundUser {
+            name: name.clone(),
+            email: None,
+            mapped: mapped_source.contains(name.as_str()),
+        })
+        .collect();
+    let mut cloud: Vec<FoundUser> = users
+        .cloud
+        .iter()
+        .map(|u| FoundUser {
+            name: u.name.clone(),
+            email: u.email.clone(),
+            mapped: mapped_cloud.contains(u.name.as_str())
+                || mapped_source.contains(u.name.as_str()),
+        })
+        .collect();
+    for list in [&mut source, &mut cloud] {
+        // The order of the database otherwise (a stable sort).
+        list.sort_by_key(|u| u.mapped);
+        list.truncate(USERS_LISTED);
+    }
+    (source, cloud)
+}
+
+/// Entries of each list in the status: 5,000 users keep it far below Kubernetes' size limits.
+const USERS_LISTED: usize = 500;
+/// Problems named in the `Ready` message; `status.users` lists more.
+const PROBLEMS_NAMED: usize = 20;
 
 /// The renames could not be written (the transaction rolled back): the status says so.
 pub fn failed(mut status: UserMappingStatus, error: &str, now: DateTime<Utc>) -> UserMappingStatus {
@@ -200,20 +238,31 @@ struct Resolved {
     rename: Option<Rename>,
 }
 
-fn resolve(spec: &UserMappingSpec, users: &Users, before: &UserMappingStatus) -> Vec<Resolved> {
+/// Resolves each mapping against the users found, through indexes by name and email (5,000
+/// mappings against 5,000 users take a few lookups each, not a scan).
+fn resolve(spec: &UserMappingSpec, users: &Users) -> Vec<Resolved> {
+    let mut by_email: HashMap<String, &CloudUser> = HashMap::new();
+    let mut by_lower_name: HashMap<String, &CloudUser> = HashMap::new();
+    let mut by_name: HashMap<&str, &CloudUser> = HashMap::new();
+    // The first user of each name or email wins, as a scan in order would find it.
+    for u in users.cloud.iter().rev() {
+        if let Some(e) = &u.email {
+            by_email.insert(e.to_lowercase(), u);
+        }
+        by_lower_name.insert(u.name.to_lowercase(), u);
+        by_name.insert(u.name.as_str(), u);
+    }
+    let source: HashSet<&str> = users.source.iter().map(String::as_str).collect();
     let mut out: Vec<Resolved> = spec
         .mappings
         .iter()
         .map(|m| {
             let wanted = m.cloud_user.to_lowercase();
-            let found = users.cloud.iter().find(|u| {
-                u.email.as_deref().is_some_and(|e| e.to_lowercase() == wanted)
-                    || u.name.to_lowercase() == wanted
-            });
-            let applied_before = before.users.iter().any(|u| {
-                u.source_user == m.source_user && u.cloud_user == m.cloud_user && u.state == "Applied"
-            });
-            let renamed = users.cloud.iter().find(|u| u.name == m.source_user);
+            let found = by_email
+                .get(&wanted)
+                .or_else(|| by_lower_name.get(&wanted))
+                .copied();
+            let renamed = by_name.get(m.source_user.as_str()).copied();
             let mut r = Resolved {
                 source_user: m.source_user.clone(),
                 cloud_user: m.cloud_user.clone(),
@@ -222,7 +271,7 @@ fn resolve(spec: &UserMappingSpec, users: &Users, before: &UserMappingStatus) ->
                 message: None,
                 rename: None,
             };
-            if !users.source.contains(&m.source_user) {
+            if !source.contains(m.source_user.as_str()) {
                 r.state = "UnknownSourceUser";
                 r.message = Some(format!(
                     "the source's User table has no user {:?}",
@@ -251,9 +300,10 @@ fn resolve(spec: &UserMappingSpec, users: &Users, before: &UserMappingStatus) ->
                         to: m.source_user.clone(),
                     });
                 }
-            } else if applied_before && renamed.is_some() {
-                // Applied by an earlier reconcile: the cloud user now has the on-premises name.
-                r.cloud_name = renamed.map(|u| u.name.clone());
+            } else if let Some(u) = renamed {
+                // Applied already (by an earlier reconcile, or by hand): the cloud user has the
+                // on-premises name, and the old name is gone.
+                r.cloud_name = Some(u.name.clone());
             } else {
                 r.state = "UnknownCloudUser";
                 r.message = Some(format!(
@@ -265,13 +315,15 @@ fn resolve(spec: &UserMappingSpec, users: &Users, before: &UserMappingStatus) ->
         })
         .collect();
     // Two on-premises users mapped to one cloud user: both are refused.
-    let names: Vec<Option<String>> = out.iter().map(|r| r.cloud_name.clone()).collect();
-    for (i, r) in out.iter_mut().enumerate() {
-        let Some(name) = &names[i] else { continue };
-        let twice = names
-            .iter()
-            .enumerate()
-            .any(|(j, other)| j != i && other.as_ref() == Some(name));
+    let mut named: HashMap<String, usize> = HashMap::new();
+    for name in out.iter().filter_map(|r| r.cloud_name.clone()) {
+        *named.entry(name).or_default() += 1;
+    }
+    for r in &mut out {
+        let Some(name) = r.cloud_name.clone() else {
+            continue;
+        };
+        let twice = named.get(&name).is_some_and(|n| *n > 1);
         if twice && r.state == "Applied" {
             r.state = "Conflict";
             r.message = Some(format!(
@@ -396,6 +448,48 @@ mod tests {
         let s = spec(serde_json::json!([{"sourceUser": "CONTOSO\\JSMITH", "cloudUser": "JOHN"}]));
         let d = decide(observe(&s, short));
         assert_eq!(d.status.users[0].state, "TooLong");
+        assert!(d.renames.is_empty());
+    }
+
+    /// 5,000 users on each side, all mapped, a tenth of the mappings wrong: the status stays
+    /// under 512 KiB, problems first; the decision takes lookups, not scans.
+    #[test]
+    fn five_thousand_users_fit_in_the_status() {
+        let n = 5000;
+        let users = Users {
+            source: (0..n).map(|i| format!("CONTOSO\\USER{i:05}")).collect(),
+            cloud: (0..n)
+                .map(|i| CloudUser {
+                    name: format!("USER{i:05}"),
+                    email: Some(format!("user{i:05}@contoso.onmicrosoft.com")),
+                })
+                .collect(),
+            name_limit: Some(50),
+        };
+        let mappings: Vec<serde_json::Value> = (0..n)
+            .map(|i| {
+                let cloud = if i % 10 == 9 {
+                    format!("nobody{i:05}@contoso.onmicrosoft.com")
+                } else {
+                    format!("user{i:05}@contoso.onmicrosoft.com")
+                };
+                serde_json::json!({"sourceUser": format!("CONTOSO\\USER{i:05}"), "cloudUser": cloud})
+            })
+            .collect();
+        let s = spec(serde_json::Value::Array(mappings));
+        let d = decide(observe(&s, users));
+        let size = serde_json::to_vec(&d.status).unwrap().len();
+        assert!(size < 512 * 1024, "{size} bytes");
+        assert_eq!(
+            (d.status.source_users_found, d.status.cloud_users_found),
+            (5000, 5000)
+        );
+        assert_eq!(d.status.problems, 500);
+        assert_eq!(d.status.users.len(), 500);
+        assert!(d.status.users.iter().all(|u| u.state == "UnknownCloudUser"));
+        let (_, reason, msg) = ready(&d.status);
+        assert_eq!(reason, "InvalidMappings");
+        assert!(msg.contains("and 480 more"), "{msg}");
         assert!(d.renames.is_empty());
     }
 

@@ -180,7 +180,10 @@ pub struct CompanyStatus {
     /// records it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initialization: Option<InitializationState>,
-    /// More about the initialization: the step it is at, why it failed, or what it did.
+    /// More about the initialization: the step it is at, why it failed, or what it did. Whole
+    /// (up to 1,000 characters) for the first 10 companies with a problem, cut to 120 for the
+    /// others, and left out when even that would make the status too large; the target's
+    /// `cloudmigrate_companies` table keeps it whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// The data validation of the company's last initialization.
@@ -207,10 +210,12 @@ pub struct CompanyValidation {
     /// compared (excluded by the schedule's table filter, for example).
     #[serde(default)]
     pub tables_not_migrated: i64,
-    /// The tables that differ (the first 20), each with its first differing keys.
+    /// The tables that differ (the first 20), each with its first differing keys; listed for
+    /// the first 10 companies with a problem, the counts above stand for the others.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mismatches: Vec<TableMismatch>,
-    /// Columns that were not compared, and why (the first 20 tables).
+    /// Columns that were not compared, and why (the first 20 tables; listed for the first 10
+    /// companies and for those with a problem shown in full).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub left_out: Vec<ColumnsLeftOut>,
 }

@@ -372,8 +372,9 @@ pub struct RuntimeStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChecklistStep {
-    /// The step: `SetUpTablesNotMigrated` and `InitializeCompany` (per company),
-    /// `MapUsers`, then `DisableCloudMigration` with its parts `LetActiveRunFinish`,
+    /// The step: `SetUpTablesNotMigrated` and `InitializeCompany` (per company, for 50
+    /// companies at most, those with a step not done first), `MoreCompanies` (counting the
+    /// others), `MapUsers`, then `DisableCloudMigration` with its parts `LetActiveRunFinish`,
     /// `RemoveChangeTracking` and `RevokeRuntimeKey`.
     pub name: String,
     /// The company the step is for; none for a step of the whole database.

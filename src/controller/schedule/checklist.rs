@@ -73,7 +73,7 @@ fn names(tables: &[&NotMigrated]) -> String {
 
 /// The checklist, and the disabling step to take now, if any. Pure.
 pub fn checklist(o: &ChecklistObserved) -> (Vec<ChecklistStep>, Option<DisableStep>) {
-    let mut steps = company_steps(o);
+    let mut steps = bounded(company_steps(o));
     steps.push(step(
         "MapUsers",
         None,
@@ -163,6 +163,51 @@ fn company_steps(o: &ChecklistObserved) -> Vec<ChecklistStep> {
         steps.push(tables_step(""));
     }
     steps
+}
+
+/// Companies with steps of their own in the checklist: past it, one `MoreCompanies` step
+/// counts the rest, so that a schedule of 1,000 companies keeps a small status.
+const COMPANIES_LISTED: usize = 50;
+
+/// The company steps of at most `COMPANIES_LISTED` companies, those with a step not done first
+/// (in order otherwise), and one `MoreCompanies` step for the others; the per-database step
+/// stays.
+fn bounded(steps: Vec<ChecklistStep>) -> Vec<ChecklistStep> {
+    let companies: BTreeSet<&str> = steps.iter().filter_map(|s| s.company.as_deref()).collect();
+    let open: BTreeSet<&str> = steps
+        .iter()
+        .filter(|s| !s.done)
+        .filter_map(|s| s.company.as_deref())
+        .collect();
+    if companies.len() <= COMPANIES_LISTED {
+        return steps;
+    }
+    let mut listed: Vec<&str> = companies
+        .iter()
+        .copied()
+        .filter(|c| open.contains(c))
+        .collect();
+    listed.extend(companies.iter().copied().filter(|c| !open.contains(c)));
+    listed.truncate(COMPANIES_LISTED);
+    let listed: BTreeSet<String> = listed.into_iter().map(str::to_string).collect();
+    let rest = companies.len() - listed.len();
+    let rest_open = open.iter().filter(|c| !listed.contains(**c)).count();
+    let mut out: Vec<ChecklistStep> = steps
+        .iter()
+        .filter(|s| s.company.as_ref().is_none_or(|c| listed.contains(c)))
+        .cloned()
+        .collect();
+    out.push(step(
+        "MoreCompanies",
+        None,
+        rest_open == 0,
+        format!(
+            "{rest} more companies, {rest_open} of them with a step not done: the \
+             CompanySelection's status shows each company's initialization, and `cloudmigrate \
+             runs show` the tables a run did not migrate"
+        ),
+    ));
+    out
 }
 
 /// Disable Cloud Migration and, once asked for, its three parts; and the part to do now.
@@ -280,6 +325,51 @@ mod tests {
             problem: None,
             made: false,
         }
+    }
+
+    /// 1,000 selected companies, each with 30 tables not migrated and 10 of them initialized:
+    /// 50 companies keep their steps, the not-done first, and one step counts the rest.
+    #[test]
+    fn a_thousand_companies_keep_the_checklist_small() {
+        let names: Vec<String> = (0..1000).map(|i| format!("CRONUS {i:04}")).collect();
+        let o = ChecklistObserved {
+            companies: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| CompanyView {
+                    name: n.clone(),
+                    initialized: i % 100 == 0,
+                })
+                .collect(),
+            not_migrated: Some(
+                names
+                    .iter()
+                    .skip(1)
+                    .flat_map(|n| (0..30).map(move |t| not_migrated(n, &format!("Table {t}"))))
+                    .collect(),
+            ),
+            key: keyed(),
+            ..Default::default()
+        };
+        let (steps, _) = checklist(&o);
+        let size = serde_json::to_vec(&steps).unwrap().len();
+        assert!(size < 128 * 1024, "{size} bytes");
+        let companies: BTreeSet<&str> = steps.iter().filter_map(|s| s.company.as_deref()).collect();
+        assert_eq!(companies.len(), 50);
+        assert!(
+            !companies.contains("CRONUS 0000"),
+            "its steps are done: listed last"
+        );
+        let more = find(&steps, "MoreCompanies", None);
+        assert!(!more.done);
+        assert!(
+            more.description
+                .as_deref()
+                .unwrap()
+                .starts_with("950 more companies, 949 of them"),
+            "{:?}",
+            more.description
+        );
     }
 
     #[test]

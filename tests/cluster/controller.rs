@@ -1277,8 +1277,9 @@ fn companies_are_initialized_by_a_job_and_runs_skip_them_meanwhile() {
         "changing ADATUM back",
     );
 
-    // A run now skips ADATUM, so its new row stays behind.
+    // A run now skips ADATUM, so its new row stays behind; and a row is written in the cloud.
     psql(&src, "INSERT INTO \"ADATUM$Item\" VALUES (3, 'three')");
+    psql(&dst, "INSERT INTO \"ADATUM$Item\" VALUES (9, 'made in the cloud')");
     request_run(&ns, "init", "2");
     let run2 = next_run(&ns, "init", &run1, &controller);
     assert_eq!(ended(&ns, &run2, &controller), "Succeeded");
@@ -1301,7 +1302,8 @@ fn companies_are_initialized_by_a_job_and_runs_skip_them_meanwhile() {
         skipped.starts_with("ADATUM ADATUM|Item Setup|") && skipped.contains("being initialized"),
         "{skipped}"
     );
-    // The validation finds the row and names it; nothing of the steps ran.
+    // The validation names the cloud's row; the source's new row changed since the run (its
+    // change log says so), so it is counted, not compared. Nothing of the steps ran.
     let failed = ns.wait_until(
         "csel/pick",
         adatum,
@@ -1309,15 +1311,17 @@ fn companies_are_initialized_by_a_job_and_runs_skip_them_meanwhile() {
         || controller.log(),
     );
     assert!(
-        failed.contains("ADATUM$Item") && failed.contains("No_=3 MissingInTarget"),
+        failed.contains("ADATUM$Item") && failed.contains("No_=9 OnlyInTarget"),
         "{failed}"
     );
+    assert!(!failed.contains("No_=3"), "{failed}");
     assert!(failed.contains("full run"), "{failed}");
     let mismatch = ok(
-        ns.kubectl(&["get", "csel", "pick", "-o", "jsonpath={.status.companies[?(@.name==\"ADATUM\")].validation.mismatches[0].firstKeys[0]}"], None),
+        ns.kubectl(&["get", "csel", "pick", "-o", "jsonpath={.status.companies[?(@.name==\"ADATUM\")].validation.mismatches[0].firstKeys[0]}|{.status.companies[?(@.name==\"ADATUM\")].validation.keysChangedSinceRun}"], None),
         "the mismatch",
     );
-    assert_eq!(mismatch, "No_=3: MissingInTarget");
+    assert_eq!(mismatch, "No_=9: OnlyInTarget|1");
+    psql(&dst, "DELETE FROM \"ADATUM$Item\" WHERE \"No_\" = 9");
     assert_eq!(
         psql(&dst, "SELECT \"Owner\" FROM \"ADATUM$Setup\""),
         "on premises"

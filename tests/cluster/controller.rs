@@ -1279,7 +1279,10 @@ fn companies_are_initialized_by_a_job_and_runs_skip_them_meanwhile() {
 
     // A run now skips ADATUM, so its new row stays behind; and a row is written in the cloud.
     psql(&src, "INSERT INTO \"ADATUM$Item\" VALUES (3, 'three')");
-    psql(&dst, "INSERT INTO \"ADATUM$Item\" VALUES (9, 'made in the cloud')");
+    psql(
+        &dst,
+        "INSERT INTO \"ADATUM$Item\" VALUES (9, 'made in the cloud')",
+    );
     request_run(&ns, "init", "2");
     let run2 = next_run(&ns, "init", &run1, &controller);
     assert_eq!(ended(&ns, &run2, &controller), "Succeeded");

@@ -424,3 +424,56 @@ async fn a_missing_privilege_is_named_with_its_grant() {
         assert!(said.contains(&grant), "{server:?}: {said}");
     }
 }
+
+/// Validation on a live estate: the ERP's own login posts after the run, and the migration
+/// login (no superuser) validates the company: the posted keys are counted from the change log,
+/// not reported as differences; a row changed in the cloud still is.
+#[tokio::test]
+async fn validation_counts_what_the_erp_login_posted_since_the_run() {
+    let e = estate(Server::Postgres).await;
+    e.db.exec(&format!(
+        "CREATE TABLE \"Company\" (\"Name\" text PRIMARY KEY);\n\
+         INSERT INTO \"Company\" VALUES ('CRONUS');\n\
+         ALTER TABLE \"Company\" OWNER TO {};\n\
+         INSERT INTO \"CRONUS$Item\" SELECT i::text, 'item' FROM generate_series(1, 200) i",
+        e.db.dialect.quote(&e.owner)
+    ))
+    .await;
+    let dst = TestDb::new(Server::Postgres, "erp_dst").await;
+    run(&e.config(&dst)).await;
+    for no in 1..=5 {
+        e.erp_writes(&format!(
+            "UPDATE \"CRONUS$Item\" SET d = 'posted' WHERE no = '{no}'"
+        ))
+        .await
+        .unwrap();
+    }
+    e.erp_writes("INSERT INTO \"CRONUS$Item\" VALUES ('new', 'posted')")
+        .await
+        .unwrap();
+    e.erp_writes("DELETE FROM \"CRONUS$Item\" WHERE no = '9'")
+        .await
+        .unwrap();
+    let (s, t) = (e.migration().await, dst.connect().await);
+    let quiet = |_: usize, _: usize, _: &str| {};
+    let v = cloudmigrate::engine::initialize::validate_company(&s, &t, "CRONUS", &quiet)
+        .await
+        .unwrap();
+    assert!(v.failed().is_empty(), "{:?}", v.failed());
+    assert_eq!(v.tables[0].changed_since_run, 7);
+    dst.exec("UPDATE \"CRONUS$Item\" SET d = 'cloud' WHERE no = '50'")
+        .await;
+    let v = cloudmigrate::engine::initialize::validate_company(&s, &t, "CRONUS", &quiet)
+        .await
+        .unwrap();
+    let failed = v.failed();
+    assert_eq!(failed.len(), 1);
+    let keys: Vec<&str> = failed[0]
+        .differences
+        .iter()
+        .map(|d| d.key.as_str())
+        .collect();
+    assert_eq!(keys, ["no=50"]);
+    s.close().await;
+    t.close().await;
+}

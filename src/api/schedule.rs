@@ -70,7 +70,9 @@ pub struct MigrationScheduleSpec {
     /// The IANA time zone `schedule` is read in, for example `Europe/Berlin`. Defaults to `UTC`.
     #[serde(default = "default_time_zone")]
     pub time_zone: String,
-    /// Stop starting new runs. A run in progress goes on to its end.
+    /// Stop starting scheduled runs: due times pass without a run and are not caught up
+    /// afterwards. A `runRequest` still starts a run (as `kubectl create job --from` does for a
+    /// suspended CronJob), and a run in progress goes on to its end.
     #[serde(default)]
     pub suspend: bool,
     /// Start the first run as soon as the schedule is created, without waiting for `schedule`.
@@ -96,8 +98,11 @@ pub struct MigrationScheduleSpec {
     /// How many finished MigrationRuns are kept.
     #[serde(default)]
     pub history: History,
-    /// Any new value starts one run now (Run Migration Now). Use a value that changes, such as
+    /// Any new value starts one run (Run Migration Now). Use a value that changes, such as
     /// a timestamp: `kubectl patch msched NAME --type merge -p '{"spec":{"runRequest":"'$(date +%s)'"}}'`.
+    /// While something holds runs back (another run at work, a conflict, Disable, a key
+    /// rotation, a key not in effect, a CloudReset, a company the source lacks) the request
+    /// waits in `status.pendingRunRequest`, and starts exactly one run once the way is clear.
     /// The value handled last is shown in `status.lastHandledRunRequest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_request: Option<String>,
@@ -252,6 +257,8 @@ pub struct MigrationScheduleStatus {
     /// `Disabled`: the migration is disabled. `Conflict`: another schedule uses the same
     /// source or target.
     /// `Resetting`: a CloudReset is pending, and no run starts until it ends.
+    /// `RunRequest`: the last `spec.runRequest` started its run (True), or waits
+    /// (`RunRequestWaiting`; `pendingRunRequest` says for what).
     /// `UpdateAvailable`: `spec.runtime.image` pins an older version than the controller's;
     /// the message says how to update.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -273,9 +280,13 @@ pub struct MigrationScheduleStatus {
     /// When the last run that ended Succeeded finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_successful_time: Option<Time>,
-    /// The `spec.runRequest` value that was handled last.
+    /// The `spec.runRequest` value that was handled last: a run started for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_run_request: Option<String>,
+    /// A `spec.runRequest` that waits to start its run, and what it waits for. It is kept,
+    /// never dropped: exactly one run starts for it once the way is clear.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_run_request: Option<PendingRunRequest>,
     /// Table counts over the runs so far (the Migration Information tiles).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<MigrationInformation>,
@@ -288,6 +299,23 @@ pub struct MigrationScheduleStatus {
     /// The controller writes the list whole.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checklist: Vec<ChecklistStep>,
+}
+
+/// A run request that cannot start its run yet.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRunRequest {
+    /// The `spec.runRequest` value.
+    pub token: String,
+    /// What holds it: `RunActive` (another run of the schedule is at work), `Conflict`,
+    /// `Disabled`, `RotatingKey`, `RuntimeKeyNotReady`, `Resetting`, `UnknownCompany`,
+    /// `NoCompanySelected`, or a problem with `spec.schedule`'s timing.
+    pub reason: String,
+    /// What holds it, and what ends the wait.
+    pub message: String,
+    /// When the controller first saw it wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
 }
 
 /// A short account of one run.

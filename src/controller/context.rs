@@ -22,6 +22,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Whether each schedule's databases answer, probed in the background.
     pub probes: super::reach::Probes,
+    /// The target databases that the runs this process started write.
+    pub claims: super::admission::Claims,
     /// Failed reconciles in a row, by object, for the back-off of `error_policy`.
     failures: Mutex<HashMap<String, u32>>,
     /// Runs created for a schedule (by `namespace/name`) that the cache may not show yet.
@@ -68,6 +70,7 @@ impl Context {
             metrics,
             recorder,
             probes: Default::default(),
+            claims: Default::default(),
             failures: Mutex::new(HashMap::new()),
             created: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),

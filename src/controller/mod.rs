@@ -3,6 +3,7 @@
 //! error type, notes, annotations and conditions. This file is the process that runs them
 //! (`cloudmigrate controller`): the watches, health and metrics endpoints, and leader election.
 
+pub mod admission;
 pub mod annotations;
 pub mod cache;
 pub mod companies;

@@ -2,6 +2,7 @@
 //! start (or restart) its runner, stop it, or end the run; and the status the controller
 //! writes. The workers write their own parts of the status (`workers`, `tables`).
 
+use super::super::admission::Hold;
 use super::super::conditions::At;
 use super::super::note::Note;
 use crate::api::run::{
@@ -15,10 +16,9 @@ use chrono::{DateTime, Utc};
 pub struct ScheduleFacts {
     pub workers: i32,
     pub backoff_limit: i32,
-    pub disabled: bool,
-    /// Why the schedule's runtime key is not in effect yet (its target has login roles and
-    /// its RuntimeKey condition is not `InEffect`); None when runs may log in.
-    pub key_waiting: Option<String>,
+    /// What holds the run back, by the one admission rule (`admission::admit`); None when it
+    /// may start. Only asked of a run that has not started.
+    pub hold: Option<Hold>,
 }
 
 /// Everything decide needs.
@@ -224,8 +224,9 @@ pub fn decide(o: RunObserved<'_>) -> RunDecision {
     }
 }
 
-/// A run that has not started: refused when its schedule is missing or disabled, or when it
-/// was stopped before; started otherwise.
+/// A run that has not started: refused when its schedule is missing, ended when it was
+/// stopped before it started, held while the admission rule holds it (`ScheduleFacts::hold`),
+/// started otherwise.
 fn start(o: &RunObserved<'_>, at: At, mut status: MigrationRunStatus) -> RunDecision {
     let refuse = match &o.schedule {
         None => Some((
@@ -236,35 +237,9 @@ fn start(o: &RunObserved<'_>, at: At, mut status: MigrationRunStatus) -> RunDeci
                 o.spec.schedule_ref.name
             ),
         )),
-        Some(s) if s.disabled => Some((
-            "Disabled",
-            format!(
-                "MigrationSchedule {:?} is disabled (spec.disabled: true); set it to false \
-                 and create the run again",
-                o.spec.schedule_ref.name
-            ),
-        )),
         _ if stop_asked(o) => Some(("Stopped", "stopped before it started".to_string())),
         _ => None,
     };
-    if refuse.is_none()
-        && let Some(why) = o.schedule.as_ref().and_then(|s| s.key_waiting.as_ref())
-    {
-        // Not an attempt yet: a schedule applied a moment ago makes its key first.
-        at.set(
-            &mut status.conditions,
-            "Running",
-            false,
-            WAITING_FOR_KEY,
-            format!("waiting for the schedule's runtime key to start: {why}"),
-        );
-        return RunDecision {
-            action: RunAction::Nothing,
-            status,
-            finished: None,
-            notes: vec![],
-        };
-    }
     if let Some((reason, msg)) = refuse {
         let result = if reason == "Stopped" {
             RunResult::Stopped
@@ -278,6 +253,33 @@ fn start(o: &RunObserved<'_>, at: At, mut status: MigrationRunStatus) -> RunDeci
         }];
         end(&mut status, at, result, reason, msg);
         return ends_now(status, result, notes);
+    }
+    if let Some(hold) = o.schedule.as_ref().and_then(|s| s.hold.as_ref()) {
+        // Not an attempt yet: nothing is written anywhere until the way is clear.
+        let was = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Running")
+            .map(|c| c.reason.clone());
+        let message = format!("waiting to start: {}", hold.message);
+        at.set(
+            &mut status.conditions,
+            "Running",
+            false,
+            hold.waiting,
+            message.clone(),
+        );
+        let notes = if was.as_deref() == Some(hold.waiting) {
+            vec![]
+        } else {
+            vec![Note::normal("RunWaiting", message)]
+        };
+        return RunDecision {
+            action: RunAction::Nothing,
+            status,
+            finished: None,
+            notes,
+        };
     }
     status.start_time = Some(time(at.now));
     status.attempts = Some(1);
@@ -309,9 +311,6 @@ fn start(o: &RunObserved<'_>, at: At, mut status: MigrationRunStatus) -> RunDeci
         )],
     }
 }
-
-/// The reason of a run's Running condition while it waits for its schedule's runtime key.
-pub const WAITING_FOR_KEY: &str = "WaitingForRuntimeKey";
 
 /// The reason of a run's Running condition when the API server refused its runner.
 pub const REFUSED: &str = "RunnerRefused";
@@ -531,8 +530,7 @@ mod tests {
         Some(ScheduleFacts {
             workers: 1,
             backoff_limit: 1,
-            disabled: false,
-            key_waiting: None,
+            hold: None,
         })
     }
 
@@ -590,13 +588,19 @@ mod tests {
     }
 
     #[test]
-    fn a_run_waits_for_its_schedules_runtime_key_without_using_an_attempt() {
+    fn a_held_run_waits_without_using_an_attempt_then_starts() {
+        use super::super::super::admission::{Hold, WAITING_FOR_KEY};
         let s = spec();
         let mut o = observe(&s, MigrationRunStatus::default(), 0);
         if let Some(f) = o.schedule.as_mut() {
-            f.key_waiting = Some("the schedule has not made its key yet".into());
+            f.hold = Some(Hold {
+                reason: "RuntimeKeyNotReady",
+                waiting: WAITING_FOR_KEY,
+                message: "the schedule has not made its key yet".into(),
+            });
         }
         let d = decide(o.clone());
+        assert_eq!(d.notes[0].reason, "RunWaiting");
         assert_eq!(d.action, RunAction::Nothing);
         assert_eq!(d.finished, None);
         assert!(d.status.start_time.is_none() && d.status.attempts.is_none());
@@ -615,10 +619,24 @@ mod tests {
             "{}",
             c.message
         );
-        // Once the key is in effect, the run starts with its first attempt.
+        // Looked at again while still held: no new event.
         o.status = d.status;
+        assert!(decide(o.clone()).notes.is_empty());
+        // Stopped while it waits: it ends Stopped, and nothing started.
+        let mut stopped = o.clone();
+        let stop_spec = MigrationRunSpec {
+            stop: true,
+            ..s.clone()
+        };
+        stopped.spec = &stop_spec;
+        let d = decide(stopped);
+        assert_eq!(
+            (d.action, d.finished),
+            (RunAction::Nothing, Some(RunResult::Stopped))
+        );
+        // Once the way is clear, the run starts with its first attempt.
         if let Some(f) = o.schedule.as_mut() {
-            f.key_waiting = None;
+            f.hold = None;
         }
         assert_eq!(decide(o).action, RunAction::Start { attempt: 1 });
     }

@@ -55,8 +55,7 @@ pub async fn reconcile(run: Arc<MigrationRun>, ctx: Arc<Context>) -> Result<Acti
                 Runner::Job => s.spec.runtime.workers,
             },
             backoff_limit: s.spec.runtime.backoff_limit,
-            disabled: s.spec.disabled,
-            key_waiting: key_waiting(s),
+            hold: read.hold.clone(),
         }),
         runner_alive: read.runner_alive,
         runner_failure: read.runner_failure.clone(),
@@ -65,27 +64,14 @@ pub async fn reconcile(run: Arc<MigrationRun>, ctx: Arc<Context>) -> Result<Acti
     act(&run, &ctx, read, decision).await
 }
 
-/// Why a run of the schedule cannot log in yet: its target has login roles, and the schedule's
-/// RuntimeKey condition is not `InEffect` (or not there yet). None when it can.
-fn key_waiting(schedule: &MigrationSchedule) -> Option<String> {
-    crate::logins::role_of(schedule)?;
-    let condition = schedule
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "RuntimeKey"));
-    match condition {
-        Some(c) if c.reason == super::runtime_key::KEY_IN_EFFECT => None,
-        Some(c) => Some(format!("{} ({})", c.message, c.reason)),
-        None => Some("the schedule has not made its key yet".into()),
-    }
-}
-
 /// What the read step found.
 struct Read {
     schedule: Option<Arc<MigrationSchedule>>,
     runner: Runner,
     runner_alive: bool,
     runner_failure: Option<String>,
+    /// What holds a run that has not started (`admission::admit`).
+    hold: Option<super::admission::Hold>,
 }
 
 /// Read: the schedule from the cache (asked of the API server only when the cache does not
@@ -141,11 +127,18 @@ async fn read(run: &MigrationRun, ctx: &Context) -> Result<Read, Error> {
             }
         }
     };
+    // The one admission rule, asked only by a run that may start now: not started, not
+    // stopped. A run it lets through holds the claim on its target from here on.
+    let hold = match &schedule {
+        Some(s) if attempt == 0 && !run.stop_asked() => super::admission::admit(ctx, s, run),
+        _ => None,
+    };
     Ok(Read {
         schedule,
         runner,
         runner_alive,
         runner_failure,
+        hold,
     })
 }
 
@@ -229,6 +222,7 @@ async fn act(
         RunAction::Nothing => {}
     }
     if let Some(result) = decision.finished {
+        ctx.claims.release(&uid);
         count_ended(ctx, result, &decision);
     }
     ctx.publish(run, &decision.notes).await;
@@ -237,8 +231,8 @@ async fn act(
     Ok(if decision.status.result.is_some() {
         Action::await_change()
     } else if decision.status.start_time.is_none() {
-        // Waiting for the runtime key, which comes within a second or two.
-        Action::requeue(Duration::from_secs(2))
+        // Held (`admission`): looked at again soon; what holds it wakes nothing here.
+        Action::requeue(super::jitter::spread(Duration::from_secs(3), &(ns, name)))
     } else {
         Action::requeue(super::jitter::spread(Duration::from_secs(10), &(ns, name)))
     })
@@ -424,8 +418,7 @@ mod tests {
         let facts = ScheduleFacts {
             workers: 2,
             backoff_limit: 3,
-            disabled: false,
-            key_waiting: None,
+            hold: None,
         };
         let mut status = Default::default();
         for alive in [false, true] {

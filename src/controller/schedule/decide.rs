@@ -7,6 +7,7 @@
 //! 4. `summarize`: the next due time, the active and last runs, the migration counts;
 //! 5. `prune`: which finished runs fall outside the history limits.
 
+use super::super::admission::{ScheduleGates, key_waiting, schedule_hold};
 use super::super::conditions::At;
 use super::super::cron::{CronSchedule, TimingProblem};
 use super::super::note::Note;
@@ -16,10 +17,9 @@ use crate::api::companies::CompanySelectionSpec;
 use crate::api::run::{RunResult, RunType};
 use crate::api::schedule::{
     ConcurrencyPolicy, History, MigrationInformation, MigrationScheduleSpec,
-    MigrationScheduleStatus, RunSummary, RuntimeStatus,
+    MigrationScheduleStatus, PendingRunRequest, RunSummary, RuntimeStatus,
 };
 use crate::clock::{time, utc as to_utc};
-use crate::logins::{database_identity, role_identity};
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::time::Duration;
@@ -177,66 +177,6 @@ fn free_name(name: String, runs: &[RunView]) -> String {
 }
 
 /// The name of a schedule without its namespace.
-fn short_name(qualified: &str) -> &str {
-    qualified.rsplit('/').next().unwrap_or(qualified)
-}
-
-/// The conflict of a schedule with others, if any: the same source or the same target as
-/// another schedule. The older schedule keeps running; the newer one (by creation time, then
-/// name) gets the condition. Names are `namespace/name`; the message leaves out the
-/// namespace of a schedule in the same namespace.
-pub fn conflict<'a>(
-    me: (&str, DateTime<Utc>, &MigrationScheduleSpec),
-    others: impl IntoIterator<Item = (&'a str, DateTime<Utc>, &'a MigrationScheduleSpec)>,
-) -> Option<String> {
-    let (name, created, spec) = me;
-    let my_namespace = name.split_once('/').map(|(ns, _)| ns);
-    let shown = |other: &'a str| match other.split_once('/') {
-        Some((ns, short)) if Some(ns) == my_namespace => short,
-        _ => other,
-    };
-    let (src, dst) = (
-        database_identity(&spec.source.url),
-        database_identity(&spec.target.url),
-    );
-    let mut older: Vec<_> = others
-        .into_iter()
-        .filter(|(other, other_created, _)| {
-            *other != name && (*other_created, *other) <= (created, name)
-        })
-        .collect();
-    older.sort_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
-    for (other, _, other_spec) in older {
-        let other = shown(other);
-        if database_identity(&other_spec.source.url) == src {
-            return Some(format!(
-                "MigrationSchedule {other:?} already migrates the same source database; one \
-                 source feeding two targets splits its change tracking between them. Delete \
-                 one of the two schedules."
-            ));
-        }
-        if let (Some(mine), Some(theirs)) = (
-            role_identity(short_name(name), &spec.target.url),
-            role_identity(short_name(other), &other_spec.target.url),
-        ) && mine == theirs
-        {
-            return Some(format!(
-                "MigrationSchedule {other:?} has the same name on the same target server, so \
-                 both would write as one login role ({}); rename one of the two schedules.",
-                mine.rsplit(' ').next().unwrap_or_default()
-            ));
-        }
-        if database_identity(&other_spec.target.url) == dst {
-            return Some(format!(
-                "MigrationSchedule {other:?} already writes to the same target database; two \
-                 sources feeding one target overwrite each other's tables. Delete one of the \
-                 two schedules."
-            ));
-        }
-    }
-    None
-}
-
 fn summary(run: &RunView) -> RunSummary {
     RunSummary {
         name: run.name.clone(),
@@ -393,54 +333,30 @@ fn gate(o: &Observed<'_>, at: At, status: &mut MigrationScheduleStatus) -> Gate 
     }
 }
 
-/// Why no run may start now, if something stops it: a bad schedule, a conflict, no company,
-/// Disable Cloud Migration, a key rotation, a key not in effect, or a CloudReset.
+/// Why no run may start now, if something stops it: a bad schedule; then what holds every
+/// run of the schedule (`admission::schedule_hold`: a conflict, Disable Cloud Migration, a key
+/// rotation, a key not in effect, a CloudReset); then a selection that selects no company.
 fn blocked(
     o: &Observed<'_>,
     timing: &Result<Option<CronSchedule>, TimingProblem>,
 ) -> Option<(&'static str, String)> {
-    let spec = o.spec;
-    match (timing, &o.conflict) {
-        (Err(problem), _) => Some((problem.reason, problem.message.clone())),
-        (_, Some(why)) => Some(("Conflict", why.clone())),
-        _ if o.companies.is_err() => Some((
-            "NoCompanySelected",
-            o.companies.as_ref().err().cloned().unwrap_or_default(),
-        )),
-        _ if spec.disabled => Some((
-            "Disabled",
-            "the migration is disabled (spec.disabled: true): no run starts, change tracking \
-             leaves the source and the runtime key is revoked (status.checklist shows each \
-             step). Setting it back to false starts over with a full run of every table"
-                .to_string(),
-        )),
-        _ if o.rotating.is_some() => Some((
-            "RotatingKey",
-            format!(
-                "RuntimeKeyRotation {} is replacing the runtime key: no run starts until it ends",
-                o.rotating.as_deref().unwrap_or_default()
-            ),
-        )),
-        _ if !o.key.ready() => Some((
-            "RuntimeKeyNotReady",
-            match &o.key.problem {
-                Some(p) => format!("the runtime key could not be made: {p}"),
-                None => format!(
-                    "the runtime key (Secret {}) is being made; runs start once the login role \
-                     has it",
-                    o.key.secret
-                ),
-            },
-        )),
-        _ if o.resetting.is_some() => Some((
-            "Resetting",
-            format!(
-                "CloudReset {} is clearing the cloud data: no run starts until it ends",
-                o.resetting.as_deref().unwrap_or_default()
-            ),
-        )),
-        _ => None,
+    if let Err(problem) = timing {
+        return Some((problem.reason, problem.message.clone()));
     }
+    let gates = ScheduleGates {
+        conflict: o.conflict.clone(),
+        disabled: o.spec.disabled,
+        rotating: o.rotating.clone(),
+        key_waiting: key_waiting(&o.key),
+        resetting: o.resetting.clone(),
+    };
+    if let Some(hold) = schedule_hold(&gates) {
+        return Some((hold.reason, hold.message));
+    }
+    o.companies
+        .as_ref()
+        .err()
+        .map(|e| ("NoCompanySelected", e.clone()))
 }
 
 /// The conditions that show a pending CloudReset, a conflict and Disable Cloud Migration.
@@ -652,6 +568,12 @@ fn due(
         && runs.is_empty()
         && status.last_schedule_time.is_none();
     let due_time = schedule.and_then(|s| s.latest_due(cursor, o.now));
+    if request.is_none() && status.pending_run_request.take().is_some() {
+        // The request was taken back: nothing waits any more.
+        status
+            .conditions
+            .retain(|c| !(c.type_ == "RunRequest" && c.reason == REQUEST_WAITING));
+    }
     if let Some(token) = request {
         Some(Due::Request(token))
     } else if immediate {
@@ -678,8 +600,9 @@ struct Admission {
 }
 
 /// Step 3: whether the due run starts now. It does unless the gate blocks it, its starting
-/// deadline has passed, or another run is active (Forbid skips it; Replace stops the active
-/// run and waits). Each due thing is acknowledged once, whether it starts a run or not.
+/// deadline has passed, or another run is active (Forbid skips a scheduled run; Replace stops
+/// the active run and waits). A scheduled time is acknowledged once, whether it starts a run
+/// or not; a run request is kept, waiting in `status.pendingRunRequest`, until its run starts.
 fn admit(
     o: &Observed<'_>,
     runs: &[RunView],
@@ -691,33 +614,7 @@ fn admit(
     let spec = o.spec;
     let now = o.now;
     let mut out = Admission::default();
-    let (label, token, scheduled) = match &due {
-        Due::Request(t) => (
-            format!("the run requested by runRequest {t:?}"),
-            Some(t.clone()),
-            None,
-        ),
-        Due::Immediate => ("the first run (runImmediately)".to_string(), None, None),
-        Due::Scheduled(t) => (
-            format!(
-                "the run due at {}",
-                gate.schedule
-                    .as_ref()
-                    .map(|s| s.local(*t))
-                    .unwrap_or_else(|| t.to_rfc3339())
-            ),
-            None,
-            Some(*t),
-        ),
-    };
-    let handled = |status: &mut MigrationScheduleStatus| {
-        if let Some(t) = &token {
-            status.last_handled_run_request = Some(t.clone());
-        }
-        if let Some(t) = scheduled {
-            status.last_schedule_time = Some(time(t));
-        }
-    };
+    let label = due_label(&due, gate);
     let skip = |status: &mut MigrationScheduleStatus,
                 out: &mut Admission,
                 event: &'static str,
@@ -726,24 +623,27 @@ fn admit(
         out.notes.push(Note::warning(event, why.clone()));
         at.set(&mut status.conditions, "Scheduled", false, reason, why);
         out.scheduled_set = true;
-        handled(status);
+        handled(&due, status);
     };
-    let deadline_missed = match (scheduled, spec.starting_deadline_seconds) {
-        (Some(t), Some(secs)) => (now - t).num_seconds() > secs,
+    let deadline_missed = match (&due, spec.starting_deadline_seconds) {
+        (Due::Scheduled(t), Some(secs)) => (now - *t).num_seconds() > secs,
         _ => false,
     };
     let already = match &due {
-        Due::Request(t) => runs.iter().any(|r| r.run_request.as_ref() == Some(t)),
-        Due::Immediate => false,
+        Due::Request(t) => runs.iter().find(|r| r.run_request.as_ref() == Some(t)),
+        Due::Immediate => None,
         Due::Scheduled(t) => {
             let name = run_name(o.name, *t);
-            runs.iter().any(|r| r.name == name)
+            runs.iter().find(|r| r.name == name)
         }
     };
     let active = runs.iter().find(|r| r.result.is_none());
-    if already {
+    if let Some(run) = already {
         // Created before a restart that came before the acknowledgement: nothing to add.
-        handled(status);
+        request_started(&due, &run.name, at, status);
+        handled(&due, status);
+    } else if let (Due::Request(token), Some((reason, why))) = (&due, &gate.blocked) {
+        wait(token, (reason, why), at, status, &mut out);
     } else if let Some((reason, why)) = &gate.blocked {
         let why = format!("{label} did not start: {why}");
         skip(status, &mut out, "RunSkipped", reason, why);
@@ -755,29 +655,38 @@ fn admit(
         );
         skip(status, &mut out, "RunMissed", "RunMissed", why);
     } else if let Some(a) = active {
-        match spec.concurrency_policy {
-            ConcurrencyPolicy::Forbid => {
-                let why = format!(
-                    "{label} was skipped: run {} is still active, and runs of one schedule \
-                     never overlap (concurrencyPolicy Forbid)",
+        let replace = spec.concurrency_policy == ConcurrencyPolicy::Replace;
+        if replace && !a.stop_requested {
+            // Stop the active run; the due one starts once it has ended.
+            out.stop = Some(a.name.clone());
+            out.notes.push(Note::normal(
+                "RunReplaced",
+                format!(
+                    "stopping run {} so that {label} can start (concurrencyPolicy Replace)",
                     a.name
-                );
-                skip(status, &mut out, "RunSkipped", "SkippedActiveRun", why);
-            }
-            ConcurrencyPolicy::Replace => {
-                // Stop the active run; the due one starts once it has ended.
-                if !a.stop_requested {
-                    out.stop = Some(a.name.clone());
-                    out.notes.push(Note::normal(
-                        "RunReplaced",
-                        format!(
-                            "stopping run {} so that {label} can start (concurrencyPolicy \
-                             Replace)",
-                            a.name
-                        ),
-                    ));
-                }
-            }
+                ),
+            ));
+        }
+        if let Due::Request(token) = &due {
+            let why = if replace {
+                format!(
+                    "run {} is being stopped (concurrencyPolicy Replace); the requested run starts once it has ended",
+                    a.name
+                )
+            } else {
+                format!(
+                    "run {} is still active, and runs of one schedule never overlap (concurrencyPolicy Forbid); the requested run starts once it has ended",
+                    a.name
+                )
+            };
+            wait(token, (&"RunActive", &why), at, status, &mut out);
+        } else if !replace {
+            let why = format!(
+                "{label} was skipped: run {} is still active, and runs of one schedule \
+                 never overlap (concurrencyPolicy Forbid)",
+                a.name
+            );
+            skip(status, &mut out, "RunSkipped", "SkippedActiveRun", why);
         }
     } else {
         let (name, trigger) = match &due {
@@ -789,16 +698,110 @@ fn admit(
             "RunCreated",
             format!("created MigrationRun {name} for {label}"),
         ));
+        request_started(&due, &name, at, status);
         out.create = Some(NewRun {
             name,
             trigger,
-            scheduled_time: scheduled,
-            run_request: token.clone(),
+            scheduled_time: match &due {
+                Due::Scheduled(t) => Some(*t),
+                _ => None,
+            },
+            run_request: match &due {
+                Due::Request(t) => Some(t.clone()),
+                _ => None,
+            },
             companies: o.companies.clone().ok().flatten().unwrap_or_default(),
         });
-        handled(status);
+        handled(&due, status);
     }
     out
+}
+
+/// How messages name what is due.
+fn due_label(due: &Due, gate: &Gate) -> String {
+    match due {
+        Due::Request(t) => format!("the run requested by runRequest {t:?}"),
+        Due::Immediate => "the first run (runImmediately)".to_string(),
+        Due::Scheduled(t) => format!(
+            "the run due at {}",
+            gate.schedule
+                .as_ref()
+                .map(|s| s.local(*t))
+                .unwrap_or_else(|| t.to_rfc3339())
+        ),
+    }
+}
+
+/// Marks what is due as handled: a run request as the last one handled, a scheduled time as
+/// the last one.
+fn handled(due: &Due, status: &mut MigrationScheduleStatus) {
+    match due {
+        Due::Request(t) => {
+            status.last_handled_run_request = Some(t.clone());
+            status.pending_run_request = None;
+        }
+        Due::Scheduled(t) => status.last_schedule_time = Some(time(*t)),
+        Due::Immediate => {}
+    }
+}
+
+/// The `RunRequest` condition of a request that started run `run`.
+fn request_started(due: &Due, run: &str, at: At, status: &mut MigrationScheduleStatus) {
+    if let Due::Request(token) = due {
+        at.set(
+            &mut status.conditions,
+            "RunRequest",
+            true,
+            "RunStarted",
+            format!("runRequest {token:?} started run {run}"),
+        );
+    }
+}
+
+/// The reason of the `RunRequest` condition while a request waits.
+pub const REQUEST_WAITING: &str = "RunRequestWaiting";
+
+/// Keeps the run request `token` waiting, held by `(reason, why)`: in
+/// `status.pendingRunRequest` and the `RunRequest` condition, with an event when the wait
+/// begins or what holds it changes.
+fn wait(
+    token: &str,
+    (reason, why): (&&'static str, &String),
+    at: At,
+    status: &mut MigrationScheduleStatus,
+    out: &mut Admission,
+) {
+    let since = match &status.pending_run_request {
+        Some(p) if p.token == token => {
+            if p.reason != **reason {
+                out.notes.push(Note::normal(
+                    REQUEST_WAITING,
+                    format!("runRequest {token:?} now waits: {why}"),
+                ));
+            }
+            p.since.clone()
+        }
+        _ => {
+            out.notes.push(Note::normal(
+                REQUEST_WAITING,
+                format!("runRequest {token:?} waits: {why}"),
+            ));
+            Some(time(at.now))
+        }
+    };
+    status.pending_run_request = Some(PendingRunRequest {
+        token: token.to_string(),
+        reason: reason.to_string(),
+        message: why.clone(),
+        since,
+    });
+    at.set(
+        &mut status.conditions,
+        "RunRequest",
+        false,
+        REQUEST_WAITING,
+        format!("runRequest {token:?} waits ({reason}): {why}"),
+    );
 }
 
 /// Step 4: the next due time and the Scheduled condition (unless admit set it), the active
@@ -916,6 +919,7 @@ fn prune(history: &History, runs: &[RunView]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::admission::conflict;
     use super::*;
     use chrono::TimeZone;
 
@@ -1353,6 +1357,93 @@ mod tests {
             condition(&d, "Scheduled"),
             ("False".into(), "NoSchedule".into())
         );
+    }
+
+    #[test]
+    fn a_run_request_waits_for_the_active_run_then_starts_exactly_one() {
+        let mut s = spec(None);
+        s.run_request = Some("t1".into());
+        let now = utc(2026, 5, 1, 10, 30);
+        let mut o = observe(&s, now);
+        o.runs = vec![RunView {
+            name: "by-hand".into(),
+            created: Some(now - chrono::Duration::minutes(3)),
+            ..Default::default()
+        }];
+        let d = decide(o.clone());
+        assert!(d.create.is_none());
+        assert_eq!(d.status.last_handled_run_request, None, "not used up");
+        let pending = d.status.pending_run_request.clone().unwrap();
+        assert_eq!(
+            (pending.token.as_str(), pending.reason.as_str()),
+            ("t1", "RunActive")
+        );
+        assert!(pending.message.contains("by-hand"), "{}", pending.message);
+        assert_eq!(
+            condition(&d, "RunRequest"),
+            ("False".into(), REQUEST_WAITING.into())
+        );
+        assert_eq!(d.notes.len(), 1);
+        // Seen again while it waits: the same wait, no new event.
+        o.status = d.status.clone();
+        o.now = now + chrono::Duration::minutes(1);
+        let again = decide(o.clone());
+        assert!(again.notes.is_empty() && again.create.is_none());
+        assert_eq!(
+            again.status.pending_run_request.unwrap().since,
+            pending.since
+        );
+        // The active run ended: one run starts, and the request is handled.
+        o.runs[0].result = Some(RunResult::Succeeded);
+        let d = decide(o.clone());
+        let new = d.create.clone().unwrap();
+        assert_eq!(new.run_request.as_deref(), Some("t1"));
+        assert_eq!(d.status.last_handled_run_request.as_deref(), Some("t1"));
+        assert_eq!(d.status.pending_run_request, None);
+        assert_eq!(
+            condition(&d, "RunRequest"),
+            ("True".into(), "RunStarted".into())
+        );
+        o.status = d.status;
+        assert!(decide(o).create.is_none(), "exactly one");
+    }
+
+    #[test]
+    fn a_run_request_waits_while_the_schedule_is_held_and_can_be_taken_back() {
+        let mut s = spec(None);
+        s.run_request = Some("t2".into());
+        let mut o = observe(&s, utc(2026, 5, 1, 10, 30));
+        o.rotating = Some("rotate-1".into());
+        let d = decide(o.clone());
+        assert!(d.create.is_none());
+        let pending = d.status.pending_run_request.clone().unwrap();
+        assert_eq!(pending.reason, "RotatingKey");
+        assert!(pending.message.contains("rotate-1"), "{}", pending.message);
+        // The rotation ended: the run starts.
+        o.status = d.status.clone();
+        o.rotating = None;
+        assert_eq!(
+            decide(o.clone()).create.unwrap().run_request.as_deref(),
+            Some("t2")
+        );
+        // Taken back while it waits: nothing is pending, and nothing starts.
+        let mut withdrawn = s.clone();
+        withdrawn.run_request = None;
+        let mut o2 = observe(&withdrawn, utc(2026, 5, 1, 10, 31));
+        o2.status = d.status;
+        o2.rotating = Some("rotate-1".into());
+        let d = decide(o2);
+        assert!(d.create.is_none() && d.status.pending_run_request.is_none());
+        assert!(!d.status.conditions.iter().any(|c| c.type_ == "RunRequest"));
+    }
+
+    #[test]
+    fn a_suspended_schedule_still_starts_a_requested_run() {
+        let mut s = spec(Some("0 * * * *"));
+        s.suspend = true;
+        s.run_request = Some("t3".into());
+        let d = decide(observe(&s, utc(2026, 5, 1, 14, 0)));
+        assert_eq!(d.create.unwrap().trigger, "Manual");
     }
 
     #[test]

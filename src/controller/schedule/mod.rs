@@ -184,18 +184,7 @@ async fn read(schedule: &MigrationSchedule, ctx: &Context) -> Result<Read, Error
         made_here: true,
         ..Default::default()
     }));
-    let sharing = ctx.caches.sharing_a_database(schedule);
-    let qualified =
-        |s: &MigrationSchedule| format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any());
-    let names: Vec<String> = sharing.iter().map(|s| qualified(s)).collect();
-    let conflict = decide::conflict(
-        (&qualified(schedule), created(schedule), &schedule.spec),
-        sharing
-            .iter()
-            .zip(&names)
-            .filter(|(o, _)| o.metadata.deletion_timestamp.is_none())
-            .map(|(o, n)| (n.as_str(), created(o), &o.spec)),
-    );
+    let conflict = super::admission::conflict_in(&ctx.caches, schedule);
     let selections: Vec<_> = ctx
         .caches
         .selections_of(&ns, &name)
@@ -974,11 +963,19 @@ mod tests {
             call.uri
         );
         assert!(call.body["status"].get("lastHandledRunRequest").is_none());
+        let pending = &call.body["status"]["pendingRunRequest"];
+        assert_eq!(
+            (&pending["token"], &pending["reason"]),
+            (&json!("now"), &json!("RunActive"))
+        );
         let mut obj = serde_json::to_value(&schedule).unwrap();
         obj["status"] = call.body["status"].clone();
         call.reply(200, obj);
         let call = server.next().await;
         assert_eq!(call.body["reason"], "RunReplaced");
+        call.echo(201);
+        let call = server.next().await;
+        assert_eq!(call.body["reason"], "RunRequestWaiting");
         call.echo(201);
         task.await.unwrap().unwrap();
     }

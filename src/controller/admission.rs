@@ -1,0 +1,542 @@
+//! The one rule that says whether a run may start now, however it was made: by its schedule,
+//! by a person's `kubectl create`, by `cloudmigrate run` or by a GitOps tool. Two things hold a
+//! run back:
+//! - what holds every run of its schedule (`schedule_hold`): a conflict with another schedule,
+//!   Disable Cloud Migration, a key rotation, a runtime key not in effect, a CloudReset;
+//! - what holds this one run (`run_hold`): another run of the schedule or on the same target
+//!   that is at work, or an older run of the schedule that is waiting too (first made, first
+//!   started).
+//!
+//! The schedule asks before it creates a run, and every run asks again before it starts.
+//! Because the caches can lag behind a start that was just decided, the target is also claimed
+//! in memory (`Claims`) at the moment a run starts: a second run of the same target cannot
+//! start until the first has ended, was deleted, or the process restarted (then the caches,
+//! filled before any reconcile, show the started run).
+//!
+//! The rules are pure; `schedule_gates`, `neighbours` and `conflict_in` read the caches.
+
+use super::cache::Caches;
+use super::context::Context;
+use super::runtime_key::KeyView;
+use crate::api::schedule::MigrationScheduleSpec;
+use crate::api::{MigrationRun, MigrationSchedule};
+use crate::clock::utc;
+use crate::logins::{database_identity, role_identity};
+use chrono::{DateTime, Utc};
+use kube::ResourceExt;
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+/// Why a run may not start now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hold {
+    /// The schedule's reason, on its `Ready` or `RunRequest` condition.
+    pub reason: &'static str,
+    /// The reason a waiting run shows on its `Running` condition.
+    pub waiting: &'static str,
+    pub message: String,
+}
+
+/// The reasons of a waiting run's `Running` condition, by what it waits for.
+pub const WAITING_FOR_RUN: &str = "WaitingForRun";
+pub const WAITING_FOR_KEY: &str = "WaitingForRuntimeKey";
+pub const WAITING_FOR_ROTATION: &str = "WaitingForKeyRotation";
+pub const WAITING_FOR_RESET: &str = "WaitingForCloudReset";
+pub const SCHEDULE_IN_CONFLICT: &str = "ScheduleInConflict";
+pub const SCHEDULE_DISABLED: &str = "ScheduleDisabled";
+
+/// What holds every run of a schedule.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScheduleGates {
+    /// Another schedule uses the same source or target database, and how (`conflict`).
+    pub conflict: Option<String>,
+    pub disabled: bool,
+    /// A RuntimeKeyRotation of the schedule that has not finished.
+    pub rotating: Option<String>,
+    /// Why the runtime key is not in effect (`key_waiting`); None when runs can log in.
+    pub key_waiting: Option<String>,
+    /// A CloudReset of the schedule that has not finished.
+    pub resetting: Option<String>,
+}
+
+/// What holds every run of the schedule, if anything: a conflict first, then Disable, a key
+/// rotation, a key not in effect, a CloudReset. Pure.
+pub fn schedule_hold(g: &ScheduleGates) -> Option<Hold> {
+    if let Some(why) = &g.conflict {
+        return Some(Hold {
+            reason: "Conflict",
+            waiting: SCHEDULE_IN_CONFLICT,
+            message: why.clone(),
+        });
+    }
+    if g.disabled {
+        return Some(Hold {
+            reason: "Disabled",
+            waiting: SCHEDULE_DISABLED,
+            message: "the migration is disabled (spec.disabled: true): no run starts, change \
+                      tracking leaves the source and the runtime key is revoked \
+                      (status.checklist shows each step). Setting it back to false starts \
+                      over with a full run of every table"
+                .into(),
+        });
+    }
+    if let Some(rotation) = &g.rotating {
+        return Some(Hold {
+            reason: "RotatingKey",
+            waiting: WAITING_FOR_ROTATION,
+            message: format!(
+                "RuntimeKeyRotation {rotation} is replacing the runtime key: no run starts until \
+                 it ends"
+            ),
+        });
+    }
+    if let Some(why) = &g.key_waiting {
+        return Some(Hold {
+            reason: "RuntimeKeyNotReady",
+            waiting: WAITING_FOR_KEY,
+            message: why.clone(),
+        });
+    }
+    if let Some(reset) = &g.resetting {
+        return Some(Hold {
+            reason: "Resetting",
+            waiting: WAITING_FOR_RESET,
+            message: format!(
+                "CloudReset {reset} is clearing the cloud data: no run starts until it ends"
+            ),
+        });
+    }
+    None
+}
+
+/// Why runs cannot log in with the runtime key yet; None when they can. Pure.
+pub fn key_waiting(key: &KeyView) -> Option<String> {
+    if key.ready() {
+        return None;
+    }
+    Some(match &key.problem {
+        Some(p) => format!("the runtime key could not be made: {p}"),
+        None => format!(
+            "the runtime key (Secret {}) is being made; runs start once the login role has it",
+            key.secret
+        ),
+    })
+}
+
+/// A run that writes, or may write, the same target as the run that asks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Neighbour {
+    /// `namespace/name`.
+    pub name: String,
+    /// Its schedule, `namespace/name`.
+    pub schedule: String,
+    pub created: Option<DateTime<Utc>>,
+    pub started: bool,
+    pub ended: bool,
+    /// Its author or its schedule asked it to stop: it will not start.
+    pub stop_asked: bool,
+}
+
+/// The run that asks: `namespace/name`, its schedule's `namespace/name`, and when it was made.
+#[derive(Clone, Copy, Debug)]
+pub struct Asking<'a> {
+    pub name: &'a str,
+    pub schedule: &'a str,
+    pub created: Option<DateTime<Utc>>,
+}
+
+/// What holds this one run: another run on its target that started and has not ended; else an
+/// older run of its schedule that waits to start too (first made, first started). Pure.
+pub fn run_hold(me: Asking<'_>, neighbours: &[Neighbour]) -> Option<Hold> {
+    let others = || neighbours.iter().filter(|n| n.name != me.name && !n.ended);
+    let shown = |n: &Neighbour| shown_name(&n.name, me.name).to_string();
+    if let Some(busy) = others().filter(|n| n.started).min_by_key(|n| &n.name) {
+        let message = if busy.schedule == me.schedule {
+            format!(
+                "run {} of this schedule is at work; runs of one schedule never overlap, and \
+                 this one starts when it has ended",
+                shown(busy)
+            )
+        } else {
+            format!(
+                "run {} of MigrationSchedule {} is writing the same target database; this one \
+                 starts when it has ended",
+                shown(busy),
+                shown_name(&busy.schedule, me.schedule)
+            )
+        };
+        return Some(Hold {
+            reason: "RunActive",
+            waiting: WAITING_FOR_RUN,
+            message,
+        });
+    }
+    let mine = (me.created, me.name);
+    let first = others()
+        .filter(|n| n.schedule == me.schedule && !n.started && !n.stop_asked)
+        .filter(|n| (n.created, n.name.as_str()) < mine)
+        .min_by_key(|n| (n.created, n.name.clone()))?;
+    Some(Hold {
+        reason: "RunQueued",
+        waiting: WAITING_FOR_RUN,
+        message: format!(
+            "run {} of this schedule was made first and starts first",
+            shown(first)
+        ),
+    })
+}
+
+/// `namespace/name` without the namespace when it is the same as `me`'s.
+fn shown_name<'a>(qualified: &'a str, me: &str) -> &'a str {
+    match (qualified.split_once('/'), me.split_once('/')) {
+        (Some((ns, short)), Some((my_ns, _))) if ns == my_ns => short,
+        _ => qualified,
+    }
+}
+
+fn short_name(qualified: &str) -> &str {
+    qualified.rsplit('/').next().unwrap_or(qualified)
+}
+
+/// The conflict of a schedule with others, if any: the same source or the same target as
+/// another schedule. The older schedule keeps running; the newer one (by creation time, then
+/// name) gets the condition. Names are `namespace/name`; the message leaves out the
+/// namespace of a schedule in the same namespace. Pure.
+pub fn conflict<'a>(
+    me: (&str, DateTime<Utc>, &MigrationScheduleSpec),
+    others: impl IntoIterator<Item = (&'a str, DateTime<Utc>, &'a MigrationScheduleSpec)>,
+) -> Option<String> {
+    let (name, created, spec) = me;
+    let (src, dst) = (
+        database_identity(&spec.source.url),
+        database_identity(&spec.target.url),
+    );
+    let mut older: Vec<_> = others
+        .into_iter()
+        .filter(|(other, other_created, _)| {
+            *other != name && (*other_created, *other) <= (created, name)
+        })
+        .collect();
+    older.sort_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
+    for (other, _, other_spec) in older {
+        let other_shown = shown_name(other, name);
+        if database_identity(&other_spec.source.url) == src {
+            return Some(format!(
+                "MigrationSchedule {other_shown:?} already migrates the same source database; \
+                 one source feeding two targets splits its change tracking between them. \
+                 Delete one of the two schedules."
+            ));
+        }
+        if let (Some(mine), Some(theirs)) = (
+            role_identity(short_name(name), &spec.target.url),
+            role_identity(short_name(other), &other_spec.target.url),
+        ) && mine == theirs
+        {
+            return Some(format!(
+                "MigrationSchedule {other_shown:?} has the same name on the same target server, \
+                 so both would write as one login role ({}); rename one of the two schedules.",
+                mine.rsplit(' ').next().unwrap_or_default()
+            ));
+        }
+        if database_identity(&other_spec.target.url) == dst {
+            return Some(format!(
+                "MigrationSchedule {other_shown:?} already writes to the same target database; \
+                 two sources feeding one target overwrite each other's tables. Delete one of \
+                 the two schedules."
+            ));
+        }
+    }
+    None
+}
+
+fn qualified<K: ResourceExt>(obj: &K) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+fn created<K: ResourceExt>(obj: &K) -> DateTime<Utc> {
+    obj.creation_timestamp()
+        .map(|t| utc(&t))
+        .unwrap_or_default()
+}
+
+/// The conflict of `schedule` with the schedules the caches show on its databases (those
+/// being deleted count for nothing).
+pub fn conflict_in(caches: &Caches, schedule: &MigrationSchedule) -> Option<String> {
+    let sharing = caches.sharing_a_database(schedule);
+    let names: Vec<String> = sharing.iter().map(|s| qualified(s.as_ref())).collect();
+    conflict(
+        (&qualified(schedule), created(schedule), &schedule.spec),
+        sharing
+            .iter()
+            .zip(&names)
+            .filter(|(o, _)| o.metadata.deletion_timestamp.is_none())
+            .map(|(o, n)| (n.as_str(), created(o.as_ref()), &o.spec)),
+    )
+}
+
+/// What holds every run of `schedule`, as the caches show it.
+pub fn schedule_gates(ctx: &Context, schedule: &MigrationSchedule) -> ScheduleGates {
+    let ns = schedule.namespace().unwrap_or_default();
+    let name = schedule.name_any();
+    ScheduleGates {
+        conflict: conflict_in(&ctx.caches, schedule),
+        disabled: schedule.spec.disabled,
+        rotating: super::queries::pending_rotation(&ctx.caches, &ns, &name),
+        key_waiting: key_waiting(&super::runtime_key::view(ctx, schedule)),
+        resetting: super::queries::pending_reset(&ctx.caches, &ns, &name),
+    }
+}
+
+/// The runs of `schedule` and of every other schedule on its target database, as the caches
+/// show them.
+pub fn neighbours(caches: &Caches, schedule: &MigrationSchedule) -> Vec<Neighbour> {
+    let target = database_identity(&schedule.spec.target.url);
+    let mut schedules = vec![qualified(schedule)];
+    schedules.extend(
+        caches
+            .sharing_a_database(schedule)
+            .iter()
+            .filter(|s| database_identity(&s.spec.target.url) == target)
+            .map(|s| qualified(s.as_ref())),
+    );
+    schedules
+        .iter()
+        .flat_map(|s| {
+            let (ns, name) = s.split_once('/').unwrap_or_default();
+            caches.runs_of(ns, name)
+        })
+        .map(|r| neighbour(&r))
+        .collect()
+}
+
+fn neighbour(run: &MigrationRun) -> Neighbour {
+    let status = run.status.as_ref();
+    Neighbour {
+        name: qualified(run),
+        schedule: format!(
+            "{}/{}",
+            run.namespace().unwrap_or_default(),
+            run.spec.schedule_ref.name
+        ),
+        created: run.creation_timestamp().map(|t| utc(&t)),
+        started: status.is_some_and(|s| s.start_time.is_some()),
+        ended: status.is_some_and(|s| s.result.is_some()),
+        stop_asked: run.stop_asked(),
+    }
+}
+
+/// The targets that runs started by this process write, by target identity: the run
+/// (`namespace/name`) and its uid. A claim holds while the caches show that run and it has
+/// not ended.
+#[derive(Default)]
+pub struct Claims {
+    by_target: Mutex<HashMap<String, (String, String)>>,
+}
+
+impl Claims {
+    /// Claims `target` for the run `name` (uid `uid`). Fails with the run that holds it, when
+    /// another run does and `holds(name, uid)` says it still does.
+    pub fn claim(
+        &self,
+        target: &str,
+        (name, uid): (&str, &str),
+        holds: impl Fn(&str, &str) -> bool,
+    ) -> Result<(), String> {
+        let mut claims = self
+            .by_target
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((holder, holder_uid)) = claims.get(target)
+            && holder_uid != uid
+            && holds(holder, holder_uid)
+        {
+            return Err(holder.clone());
+        }
+        claims.insert(target.to_string(), (name.to_string(), uid.to_string()));
+        Ok(())
+    }
+
+    /// Lets go of what the run with `uid` claimed.
+    pub fn release(&self, uid: &str) {
+        self.by_target
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, (_, holder)| holder != uid);
+    }
+}
+
+/// Whether the run `name` (`namespace/name`) with `uid` is in the caches and has not ended.
+pub fn still_at_work(caches: &Caches, name: &str, uid: &str) -> bool {
+    let (ns, short) = name.split_once('/').unwrap_or_default();
+    caches
+        .runs
+        .get(&kube::runtime::reflector::ObjectRef::new(short).within(ns))
+        .is_some_and(|r| {
+            r.uid().as_deref() == Some(uid) && r.status.as_ref().is_none_or(|s| s.result.is_none())
+        })
+}
+
+/// Whether `run` of `schedule` may start now, by the whole rule: the schedule's gates, the
+/// runs on its target, and the claim on the target, which it takes when the way is clear.
+pub fn admit(ctx: &Context, schedule: &MigrationSchedule, run: &MigrationRun) -> Option<Hold> {
+    if let Some(hold) = schedule_hold(&schedule_gates(ctx, schedule)) {
+        return Some(hold);
+    }
+    let name = qualified(run);
+    let schedule_name = qualified(schedule);
+    let me = Asking {
+        name: &name,
+        schedule: &schedule_name,
+        created: run.creation_timestamp().map(|t| utc(&t)),
+    };
+    if let Some(hold) = run_hold(me, &neighbours(&ctx.caches, schedule)) {
+        return Some(hold);
+    }
+    let target = database_identity(&schedule.spec.target.url);
+    let uid = run.uid().unwrap_or_default();
+    ctx.claims
+        .claim(&target, (&name, &uid), |holder, holder_uid| {
+            still_at_work(&ctx.caches, holder, holder_uid)
+        })
+        .err()
+        .map(|holder| Hold {
+            reason: "RunActive",
+            waiting: WAITING_FOR_RUN,
+            message: format!(
+                "run {} is writing the same target database; this one starts when it has ended",
+                shown_name(&holder, &name)
+            ),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(day: u32) -> Option<DateTime<Utc>> {
+        use chrono::TimeZone;
+        Some(Utc.with_ymd_and_hms(2026, 12, day, 0, 0, 0).unwrap())
+    }
+
+    fn n(name: &str, schedule: &str, day: u32, started: bool, ended: bool) -> Neighbour {
+        Neighbour {
+            name: name.into(),
+            schedule: schedule.into(),
+            created: at(day),
+            started,
+            ended,
+            stop_asked: false,
+        }
+    }
+
+    fn me(day: u32) -> Asking<'static> {
+        Asking {
+            name: "shop/mine",
+            schedule: "shop/erp",
+            created: at(day),
+        }
+    }
+
+    #[test]
+    fn the_schedule_holds_its_runs_in_one_order() {
+        assert_eq!(schedule_hold(&ScheduleGates::default()), None);
+        let all = ScheduleGates {
+            conflict: Some("shared".into()),
+            disabled: true,
+            rotating: Some("r".into()),
+            key_waiting: Some("k".into()),
+            resetting: Some("x".into()),
+        };
+        assert_eq!(schedule_hold(&all).unwrap().reason, "Conflict");
+        let reset = ScheduleGates {
+            resetting: Some("reset-1".into()),
+            ..Default::default()
+        };
+        let hold = schedule_hold(&reset).unwrap();
+        assert_eq!(
+            (hold.reason, hold.waiting),
+            ("Resetting", WAITING_FOR_RESET)
+        );
+        assert!(hold.message.contains("reset-1"), "{}", hold.message);
+        let key = ScheduleGates {
+            key_waiting: Some("being made".into()),
+            resetting: Some("reset-1".into()),
+            ..Default::default()
+        };
+        assert_eq!(schedule_hold(&key).unwrap().waiting, WAITING_FOR_KEY);
+    }
+
+    #[test]
+    fn a_run_waits_for_a_started_run_on_its_target() {
+        let hold = run_hold(
+            me(2),
+            &[
+                n("shop/other", "shop/erp", 3, true, false),
+                n("shop/mine", "shop/erp", 2, false, false),
+            ],
+        )
+        .unwrap();
+        assert_eq!((hold.reason, hold.waiting), ("RunActive", WAITING_FOR_RUN));
+        assert!(
+            hold.message.contains("run other of this schedule"),
+            "{}",
+            hold.message
+        );
+        let hold = run_hold(me(2), &[n("bi/nightly-1", "bi/nightly", 1, true, false)]).unwrap();
+        assert!(
+            hold.message
+                .contains("bi/nightly-1 of MigrationSchedule bi/nightly"),
+            "{}",
+            hold.message
+        );
+        // Ended runs and itself hold nothing.
+        assert_eq!(
+            run_hold(
+                me(2),
+                &[
+                    n("shop/old", "shop/erp", 1, true, true),
+                    n("shop/mine", "shop/erp", 2, true, false)
+                ]
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn the_older_waiting_run_of_a_schedule_starts_first() {
+        let older = n("shop/first", "shop/erp", 1, false, false);
+        let hold = run_hold(me(2), std::slice::from_ref(&older)).unwrap();
+        assert_eq!(hold.reason, "RunQueued");
+        assert!(hold.message.contains("run first"), "{}", hold.message);
+        // A newer one, one that is stopped, or one of another schedule does not go first.
+        let newer = n("shop/later", "shop/erp", 3, false, false);
+        let stopped = Neighbour {
+            stop_asked: true,
+            ..older.clone()
+        };
+        let elsewhere = n("bi/first", "bi/nightly", 1, false, false);
+        assert_eq!(run_hold(me(2), &[newer, stopped, elsewhere]), None);
+    }
+
+    #[test]
+    fn a_claim_holds_until_its_run_is_gone_or_ended() {
+        let claims = Claims::default();
+        assert!(claims.claim("pg:db", ("shop/a", "1"), |_, _| true).is_ok());
+        // The same run again: still its own.
+        assert!(claims.claim("pg:db", ("shop/a", "1"), |_, _| true).is_ok());
+        assert_eq!(
+            claims.claim("pg:db", ("shop/b", "2"), |_, _| true),
+            Err("shop/a".to_string())
+        );
+        // Another target is free.
+        assert!(
+            claims
+                .claim("pg:other", ("shop/b", "2"), |_, _| true)
+                .is_ok()
+        );
+        // The holder ended (or was deleted): the claim passes on.
+        assert!(claims.claim("pg:db", ("shop/b", "2"), |_, _| false).is_ok());
+        claims.release("2");
+        assert!(claims.claim("pg:db", ("shop/c", "3"), |_, _| true).is_ok());
+    }
+}

@@ -86,7 +86,10 @@ pub enum RunResult {
     Succeeded,
     /// Some tables failed; the others migrated.
     PartiallySucceeded,
-    /// Nothing was copied.
+    /// The run did not get through: no table migrated, or its runner failed for good (a
+    /// worker that could not run, a Job past its backoffLimit or deadline, a lost runner past
+    /// its attempts), or its schedule is missing. Tables it finished before that keep their
+    /// data and state, and `status.tables` names them: the next run goes on from there.
     Failed,
     /// Stopped on request before every table was done.
     Stopped,

@@ -9,7 +9,7 @@
 //!
 //! The schedule asks before it creates a run, and every run asks again before it starts.
 //! Because the caches can lag behind a start that was just decided, the target is also claimed
-//! in memory (`Claims`) at the moment a run starts: a second run of the same target cannot
+//! in memory (`claims::Claims`) at the moment a run starts: a second run of the same target cannot
 //! start until the first has ended, was deleted, or the process restarted (then the caches,
 //! filled before any reconcile, show the started run).
 //!
@@ -24,8 +24,6 @@ use crate::clock::utc;
 use crate::logins::{database_identity, role_identity};
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
 
 /// Why a run may not start now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -325,46 +323,6 @@ fn neighbour(run: &MigrationRun) -> Neighbour {
     }
 }
 
-/// The targets that runs started by this process write, by target identity: the run
-/// (`namespace/name`) and its uid. A claim holds while the caches show that run and it has
-/// not ended.
-#[derive(Default)]
-pub struct Claims {
-    by_target: Mutex<HashMap<String, (String, String)>>,
-}
-
-impl Claims {
-    /// Claims `target` for the run `name` (uid `uid`). Fails with the run that holds it, when
-    /// another run does and `holds(name, uid)` says it still does.
-    pub fn claim(
-        &self,
-        target: &str,
-        (name, uid): (&str, &str),
-        holds: impl Fn(&str, &str) -> bool,
-    ) -> Result<(), String> {
-        let mut claims = self
-            .by_target
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some((holder, holder_uid)) = claims.get(target)
-            && holder_uid != uid
-            && holds(holder, holder_uid)
-        {
-            return Err(holder.clone());
-        }
-        claims.insert(target.to_string(), (name.to_string(), uid.to_string()));
-        Ok(())
-    }
-
-    /// Lets go of what the run with `uid` claimed.
-    pub fn release(&self, uid: &str) {
-        self.by_target
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|_, (_, holder)| holder != uid);
-    }
-}
-
 /// Whether the run `name` (`namespace/name`) with `uid` is in the caches and has not ended.
 pub fn still_at_work(caches: &Caches, name: &str, uid: &str) -> bool {
     let (ns, short) = name.split_once('/').unwrap_or_default();
@@ -516,27 +474,5 @@ mod tests {
         };
         let elsewhere = n("bi/first", "bi/nightly", 1, false, false);
         assert_eq!(run_hold(me(2), &[newer, stopped, elsewhere]), None);
-    }
-
-    #[test]
-    fn a_claim_holds_until_its_run_is_gone_or_ended() {
-        let claims = Claims::default();
-        assert!(claims.claim("pg:db", ("shop/a", "1"), |_, _| true).is_ok());
-        // The same run again: still its own.
-        assert!(claims.claim("pg:db", ("shop/a", "1"), |_, _| true).is_ok());
-        assert_eq!(
-            claims.claim("pg:db", ("shop/b", "2"), |_, _| true),
-            Err("shop/a".to_string())
-        );
-        // Another target is free.
-        assert!(
-            claims
-                .claim("pg:other", ("shop/b", "2"), |_, _| true)
-                .is_ok()
-        );
-        // The holder ended (or was deleted): the claim passes on.
-        assert!(claims.claim("pg:db", ("shop/b", "2"), |_, _| false).is_ok());
-        claims.release("2");
-        assert!(claims.claim("pg:db", ("shop/c", "3"), |_, _| true).is_ok());
     }
 }

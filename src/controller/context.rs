@@ -23,7 +23,7 @@ pub struct Context {
     /// Whether each schedule's databases answer, probed in the background.
     pub probes: super::reach::Probes,
     /// The target databases that the runs this process started write.
-    pub claims: super::admission::Claims,
+    pub claims: super::claims::Claims,
     /// Failed reconciles in a row, by object, for the back-off of `error_policy`.
     failures: Mutex<HashMap<String, u32>>,
     /// Runs created for a schedule (by `namespace/name`) that the cache may not show yet.

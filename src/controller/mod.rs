@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod annotations;
 pub mod cache;
+pub mod claims;
 pub mod companies;
 pub mod conditions;
 pub mod context;

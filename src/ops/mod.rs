@@ -41,7 +41,9 @@ pub fn api_error(what: &str, e: kube::Error) -> String {
 }
 
 /// Run Migration Now: sets the schedule's `spec.runRequest` to a new token, then waits until
-/// the schedule has taken it and names the run it started (or why none started).
+/// the schedule has taken it, and says truthfully what became of it: the run it started (or
+/// that run's wait, when another schedule's run holds the target), or what the request waits
+/// for.
 pub async fn run_now(
     client: &Client,
     ns: &str,
@@ -62,20 +64,14 @@ pub async fn run_now(
             .map_err(|e| api_error(&format!("MigrationSchedule {ns}/{schedule}"), e))?;
         let status = s.status.unwrap_or_default();
         if status.last_handled_run_request.as_deref() == Some(token.as_str()) {
-            return Ok(match status.active_run {
-                Some(run) => format!("run {run} started (runRequest {token})"),
-                None => {
-                    let why = status
-                        .conditions
-                        .iter()
-                        .find(|c| {
-                            c.type_ == "Scheduled" || c.type_ == "Ready" && c.status == "False"
-                        })
-                        .map(|c| format!("{}: {}", c.reason, c.message))
-                        .unwrap_or_default();
-                    format!("the schedule took runRequest {token} but started no run; {why}")
-                }
-            });
+            return run_of_request(client, ns, schedule, &token).await;
+        }
+        if let Some(p) = status.pending_run_request.filter(|p| p.token == token) {
+            return Ok(format!(
+                "runRequest {token} waits ({}): {}. It stays set, and starts one run once the \
+                 way is clear; `kubectl get msched {schedule} -w` follows it",
+                p.reason, p.message
+            ));
         }
         if tokio::time::Instant::now() >= deadline {
             return Ok(format!(
@@ -86,6 +82,49 @@ pub async fn run_now(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The run that the request `token` started, and whether it is at work or waits.
+async fn run_of_request(
+    client: &Client,
+    ns: &str,
+    schedule: &str,
+    token: &str,
+) -> Result<String, String> {
+    use crate::controller::annotations::{RUN_REQUEST, SCHEDULE_LABEL};
+    let runs: Api<MigrationRun> = Api::namespaced(client.clone(), ns);
+    let mut params = kube::api::ListParams::default();
+    if schedule.len() <= 63 {
+        params = params.labels(&format!("{SCHEDULE_LABEL}={schedule}"));
+    }
+    let list = runs
+        .list(&params)
+        .await
+        .map_err(|e| api_error(&format!("MigrationRuns in {ns}"), e))?;
+    let Some(run) = list.items.into_iter().find(|r| {
+        r.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(RUN_REQUEST))
+            .map(String::as_str)
+            == Some(token)
+    }) else {
+        return Ok(format!(
+            "the schedule took runRequest {token}, but its run is gone (deleted, or pruned)"
+        ));
+    };
+    let name = run.metadata.name.clone().unwrap_or_default();
+    let status = run.status.unwrap_or_default();
+    let running = status.conditions.iter().find(|c| c.type_ == "Running");
+    Ok(match running {
+        Some(c) if status.start_time.is_none() && c.status == "False" => {
+            format!(
+                "run {name} was made for runRequest {token} and waits ({}): {}",
+                c.reason, c.message
+            )
+        }
+        _ => format!("run {name} started (runRequest {token})"),
+    })
 }
 
 /// Asks a run to stop: its `spec.stop` (the run finishes the tables in progress, then ends

@@ -70,7 +70,13 @@ pub fn screen(
     header(&mut out, schedule, &status);
     conditions(&mut out, &status);
     recent_runs(&mut out, runs, &status);
-    if let Some(selection) = selections.first() {
+    // Runs use the oldest selection of the schedule (then the first by name), as the
+    // controller does; one being deleted counts for nothing.
+    if let Some(selection) = selections
+        .iter()
+        .filter(|s| s.metadata.deletion_timestamp.is_none())
+        .min_by_key(|s| (s.creation_timestamp().map(|t| t.0), s.name_any()))
+    {
         companies(&mut out, selection);
     }
     checklist(&mut out, &status);
@@ -275,5 +281,42 @@ fn recent_events(out: &mut String, name: &str, runs: &[MigrationRun], events: &[
             ]);
         }
         let _ = writeln!(out, "\nRecent events\n{ev}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_screen_shows_the_selection_that_runs_use_and_a_waiting_request() {
+        let schedule: MigrationSchedule = serde_json::from_value(json!({
+            "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationSchedule",
+            "metadata": {"name": "erp", "namespace": "shop"},
+            "spec": {"source": {"url": "postgres://erp@db/nav"},
+                     "target": {"url": "postgres://cloud@db/bc"}},
+            "status": {"conditions": [{"type": "RunRequest", "status": "False",
+                "reason": "RunRequestWaiting", "message": "runRequest \"t1\" waits (RunActive)",
+                "lastTransitionTime": "2026-12-01T00:00:00Z"}]}
+        }))
+        .unwrap();
+        let selection = |name: &str, created: &str| -> CompanySelection {
+            serde_json::from_value(json!({
+                "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "CompanySelection",
+                "metadata": {"name": name, "namespace": "shop", "creationTimestamp": created},
+                "spec": {"scheduleRef": {"name": "erp"}, "companies": []}
+            }))
+            .unwrap()
+        };
+        // Listed by name, "a-newer" first; runs use the older "z-older".
+        let selections = [
+            selection("a-newer", "2026-12-02T00:00:00Z"),
+            selection("z-older", "2026-12-01T00:00:00Z"),
+        ];
+        let text = screen(&schedule, &[], &selections, &[]);
+        assert!(text.contains("CompanySelection z-older"), "{text}");
+        assert!(!text.contains("a-newer"), "{text}");
+        assert!(text.contains("RunRequestWaiting"), "{text}");
     }
 }

@@ -1124,6 +1124,26 @@ fn a_run_copies_only_the_selected_companies_and_the_per_database_tables() {
         why.contains("\"Fabrikam Inc\" (did you mean \"FABRIKAM\"?)"),
         "{why}"
     );
+    // The schedule checks its selection before a run, not by failing one: Ready=False with
+    // the same names, and a run request waits instead of starting a run that would fail.
+    let why = wait_for(
+        &ns,
+        "msched/picked",
+        "{.status.conditions[?(@.type==\"Ready\")].reason}|\
+         {.status.conditions[?(@.type==\"Ready\")].message}",
+        |s| s.starts_with("UnknownCompany|"),
+        &controller,
+    );
+    assert!(why.contains("did you mean \"FABRIKAM\""), "{why}");
+    request_run(&ns, "picked", "misspelt");
+    wait_for(
+        &ns,
+        "msched/picked",
+        "{.status.pendingRunRequest.token}|{.status.pendingRunRequest.reason}",
+        |s| s == "misspelt|UnknownCompany",
+        &controller,
+    );
+    assert_eq!(runs(&ns).len(), 1, "a run started for a misspelt company");
 
     // Nothing selected: the schedule starts nothing and says why.
     ok(

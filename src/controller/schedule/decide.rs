@@ -13,7 +13,7 @@ use super::super::cron::{CronSchedule, TimingProblem};
 use super::super::note::Note;
 use super::super::runtime_key::{KEY_IN_EFFECT, KeyStep, KeyView};
 use super::checklist::{ChecklistObserved, CompanyView, DisableStep};
-use crate::api::companies::CompanySelectionSpec;
+use crate::api::companies::{CompanySelectionSpec, CompanySelectionStatus};
 use crate::api::run::{RunResult, RunType};
 use crate::api::schedule::{
     ConcurrencyPolicy, History, MigrationInformation, MigrationScheduleSpec,
@@ -64,8 +64,10 @@ pub struct Observed<'a> {
     /// Another schedule that uses the same source or target database, and how.
     pub conflict: Option<String>,
     /// The companies a new run migrates (`selected_companies`): None without a
-    /// CompanySelection (every company); an error when the selection selects none.
-    pub companies: Result<Option<Vec<String>>, String>,
+    /// CompanySelection (every company). An error, with its reason, when the selection selects
+    /// none, names a company the source lacks, or was not checked against the source yet
+    /// (`selection_checked`): no run starts then.
+    pub companies: Result<Option<Vec<String>>, (&'static str, String)>,
     /// A CloudReset of the schedule that has not finished: no run starts meanwhile.
     pub resetting: Option<String>,
     /// What the last probe of the databases found; None before the first one ended.
@@ -353,10 +355,37 @@ fn blocked(
     if let Some(hold) = schedule_hold(&gates) {
         return Some((hold.reason, hold.message));
     }
-    o.companies
-        .as_ref()
-        .err()
-        .map(|e| ("NoCompanySelected", e.clone()))
+    o.companies.as_ref().err().cloned()
+}
+
+/// Whether the CompanySelection `name` that runs use was checked against the source, in its
+/// current generation, and found every company it selects there. Its own `Ready` says so; a
+/// source it could not read holds nothing here (the run would say so itself). Pure.
+pub fn selection_checked(
+    name: &str,
+    generation: Option<i64>,
+    status: Option<&CompanySelectionStatus>,
+) -> Result<(), (&'static str, String)> {
+    let checked = status.filter(|s| s.observed_generation == generation);
+    let Some(status) = checked else {
+        return Err((
+            "CompanySelectionNotChecked",
+            format!(
+                "CompanySelection {name} has not been checked against the source yet; runs \
+                 start once it has"
+            ),
+        ));
+    };
+    match status.conditions.iter().find(|c| c.type_ == "Ready") {
+        Some(c) if c.reason == "UnknownCompany" => Err((
+            "UnknownCompany",
+            format!(
+                "CompanySelection {name}: {}; no run starts until it is fixed",
+                c.message
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The conditions that show a pending CloudReset, a conflict and Disable Cloud Migration.
@@ -1192,7 +1221,7 @@ mod tests {
 
         let s = spec(Some("0 2 * * *"));
         let mut o = observe(&s, utc(2026, 5, 2, 2, 0));
-        o.companies = chosen;
+        o.companies = chosen.map_err(|e| ("NoCompanySelected", e));
         let d = decide(o);
         assert_eq!(d.create.unwrap().companies, vec!["CRONUS", "FABRIKAM"]);
 
@@ -1204,7 +1233,7 @@ mod tests {
             "{why}"
         );
         let mut o = observe(&s, utc(2026, 5, 2, 2, 0));
-        o.companies = refused;
+        o.companies = refused.map_err(|e| ("NoCompanySelected", e));
         let d = decide(o);
         assert!(d.create.is_none());
         assert_eq!(
@@ -1435,6 +1464,51 @@ mod tests {
         let d = decide(o2);
         assert!(d.create.is_none() && d.status.pending_run_request.is_none());
         assert!(!d.status.conditions.iter().any(|c| c.type_ == "RunRequest"));
+    }
+
+    #[test]
+    fn a_selection_with_an_unknown_company_holds_every_run() {
+        let status = |generation: i64, reason: &str| -> CompanySelectionStatus {
+            serde_json::from_value(serde_json::json!({
+                "observedGeneration": generation,
+                "conditions": [{"type": "Ready", "status": "False", "reason": reason,
+                    "message": "the source has no company \"My Compny\" (did you mean \"My Company\"?)",
+                    "lastTransitionTime": "2026-12-01T00:00:00Z"}]
+            }))
+            .unwrap()
+        };
+        let unknown = status(2, "UnknownCompany");
+        let err = selection_checked("pick", Some(2), Some(&unknown)).unwrap_err();
+        assert_eq!(err.0, "UnknownCompany");
+        assert!(err.1.contains("did you mean \"My Company\""), "{}", err.1);
+        // Checked in an older generation, or not at all: not yet known.
+        assert_eq!(
+            selection_checked("pick", Some(3), Some(&unknown))
+                .unwrap_err()
+                .0,
+            "CompanySelectionNotChecked"
+        );
+        assert_eq!(
+            selection_checked("pick", Some(1), None).unwrap_err().0,
+            "CompanySelectionNotChecked"
+        );
+        // A source it could not read holds nothing here.
+        assert!(selection_checked("pick", Some(2), Some(&status(2, "SourceUnreadable"))).is_ok());
+
+        let mut s = spec(None);
+        s.run_request = Some("t4".into());
+        let mut o = observe(&s, utc(2026, 5, 2, 2, 0));
+        o.companies = Err(err);
+        let d = decide(o);
+        assert!(d.create.is_none());
+        assert_eq!(
+            condition(&d, "Ready"),
+            ("False".into(), "UnknownCompany".into())
+        );
+        assert_eq!(
+            d.status.pending_run_request.unwrap().reason,
+            "UnknownCompany"
+        );
     }
 
     #[test]

@@ -126,7 +126,7 @@ pub async fn reconcile(
 struct Read {
     runs: Vec<RunView>,
     conflict: Option<String>,
-    companies: Result<Option<Vec<String>>, String>,
+    companies: Result<Option<Vec<String>>, (&'static str, String)>,
     resetting: Option<String>,
     reach: Option<super::reach::Reach>,
     rotating: Option<String>,
@@ -203,7 +203,17 @@ async fn read(schedule: &MigrationSchedule, ctx: &Context) -> Result<Read, Error
                 )
             })
             .collect::<Vec<_>>(),
-    );
+    )
+    .map_err(|e| ("NoCompanySelected", e))
+    .and_then(|chosen| {
+        match oldest(&selections) {
+            Some(s) => {
+                decide::selection_checked(&s.name_any(), s.metadata.generation, s.status.as_ref())
+            }
+            None => Ok(()),
+        }
+        .map(|()| chosen)
+    });
     Ok(Read {
         runs,
         conflict,
@@ -224,10 +234,7 @@ async fn read(schedule: &MigrationSchedule, ctx: &Context) -> Result<Read, Error
 /// their initialization.
 fn company_views(selections: &[Arc<crate::api::CompanySelection>]) -> Vec<checklist::CompanyView> {
     use crate::api::companies::InitializationState;
-    let Some(selection) = selections
-        .iter()
-        .min_by_key(|s| (s.creation_timestamp().map(|t| utc(&t)), s.name_any()))
-    else {
+    let Some(selection) = oldest(selections) else {
         return vec![];
     };
     let status = selection.status.clone().unwrap_or_default();
@@ -243,6 +250,15 @@ fn company_views(selections: &[Arc<crate::api::CompanySelection>]) -> Vec<checkl
             }),
         })
         .collect()
+}
+
+/// The CompanySelection that runs use: the oldest, then the first by name.
+fn oldest(
+    selections: &[Arc<crate::api::CompanySelection>],
+) -> Option<&Arc<crate::api::CompanySelection>> {
+    selections
+        .iter()
+        .min_by_key(|s| (s.creation_timestamp().map(|t| utc(&t)), s.name_any()))
 }
 
 /// Whether a UserMapping of the schedule has applied every mapping (its Ready is True).

@@ -267,7 +267,8 @@ pub struct MigrationScheduleStatus {
     /// The most recent run that started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<RunSummary>,
-    /// The name of the MigrationRun in progress, if any.
+    /// The MigrationRun of this schedule that has not ended, if any: at work, or waiting to
+    /// start (its `Running` condition says for what).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_run: Option<String>,
     /// When the next scheduled run starts: RFC 3339, in the schedule's time zone.

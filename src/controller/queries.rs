@@ -1,6 +1,6 @@
-//! The questions that several reconcilers ask the caches about one schedule: its run that has
-//! not ended, its last successful run, its CloudReset or key rotation still pending, and the
-//! companies being initialized. Each kind asks here rather than in another kind's module, so no
+//! The questions that several reconcilers ask the caches about one schedule: its run at work,
+//! its last successful run, its CloudReset or key rotation still pending, and the companies
+//! being initialized. Each kind asks here rather than in another kind's module, so no
 //! two kinds depend on each other.
 //!
 //! One-shot requests (CloudReset, RuntimeKeyRotation) go one at a time per schedule: the
@@ -25,12 +25,18 @@ pub struct LastRun {
     pub companies: Vec<String>,
 }
 
-/// A run of the schedule that has not ended.
+/// A run of the schedule that started and has not ended. A run that waits to start
+/// (`admission`) has touched nothing, and counts for nothing here: a reset or an
+/// initialization it waits for must not wait for it in turn.
 pub fn active_run(caches: &Caches, ns: &str, schedule: &str) -> Option<String> {
     caches
         .runs_of(ns, schedule)
         .iter()
-        .filter(|r| r.status.as_ref().is_none_or(|s| s.result.is_none()))
+        .filter(|r| {
+            r.status
+                .as_ref()
+                .is_some_and(|s| s.start_time.is_some() && s.result.is_none())
+        })
         .map(|r| r.name_any())
         .min()
 }

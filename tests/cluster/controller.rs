@@ -12,14 +12,14 @@ fn env(name: &str) -> String {
 }
 
 /// The test PostgreSQL server's URL without a database, and its password.
-fn pg() -> (String, String) {
+pub(crate) fn pg() -> (String, String) {
     let url = env("CLOUDMIGRATE_TEST_PG_URL");
     let base = url.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
     (base, env("CLOUDMIGRATE_TEST_DB_PASSWORD"))
 }
 
 /// Runs SQL with psql in a database of the test server.
-fn psql(db: &str, sql: &str) -> String {
+pub(crate) fn psql(db: &str, sql: &str) -> String {
     try_psql(db, sql).unwrap_or_else(|e| panic!("psql failed: {e}"))
 }
 
@@ -41,7 +41,7 @@ fn try_psql(db: &str, sql: &str) -> Result<String, String> {
 }
 
 /// A fresh database on the test server; its URL carries no password.
-fn database(label: &str) -> String {
+pub(crate) fn database(label: &str) -> String {
     let name = format!(
         "{label}_{:x}",
         std::time::SystemTime::now()
@@ -56,7 +56,7 @@ fn database(label: &str) -> String {
 
 /// A schedule name of its own, for tests whose schedule makes a login role: roles belong to the
 /// server, so a second run of the tests on one server must find no role of the first.
-fn role_safe_name(label: &str) -> String {
+pub(crate) fn role_safe_name(label: &str) -> String {
     format!(
         "{label}-{:x}",
         std::time::SystemTime::now()
@@ -78,7 +78,7 @@ fn free_port() -> u16 {
 /// A `cloudmigrate controller` process watching one namespace. The database password reaches
 /// it and its workers only from the Secret `pg` in that namespace, which `start` creates, as a
 /// schedule's `passwordSecretRef` names it: the process has no PGPASSWORD.
-struct Controller {
+pub(crate) struct Controller {
     child: Child,
     port: u16,
     log: std::path::PathBuf,
@@ -96,7 +96,7 @@ fn password_secret(ns: &str) {
 }
 
 impl Controller {
-    fn start(ns: &str) -> Self {
+    pub(crate) fn start(ns: &str) -> Self {
         Self::start_with(ns, &[], "a")
     }
 
@@ -145,7 +145,7 @@ impl Controller {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -166,7 +166,7 @@ impl Drop for Controller {
 }
 
 /// Polls `jsonpath` of an object until `done` accepts it; a timeout shows the controller's log.
-fn wait_for(
+pub(crate) fn wait_for(
     ns: &TestNamespace,
     object: &str,
     jsonpath: &str,
@@ -178,7 +178,7 @@ fn wait_for(
     })
 }
 
-fn schedule_yaml(name: &str, src: &str, dst: &str, cron: &str) -> String {
+pub(crate) fn schedule_yaml(name: &str, src: &str, dst: &str, cron: &str) -> String {
     let (base, _) = pg();
     format!(
         "apiVersion: cloudmigrate.io/v1alpha1\n\
@@ -194,7 +194,7 @@ fn schedule_yaml(name: &str, src: &str, dst: &str, cron: &str) -> String {
 }
 
 /// SQL that makes `count` ledger tables of `rows` rows each: `CRONUS$Ledger 0`, ...
-fn ledgers(count: usize, rows: usize) -> String {
+pub(crate) fn ledgers(count: usize, rows: usize) -> String {
     (0..count)
         .map(|i| {
             format!(
@@ -206,7 +206,7 @@ fn ledgers(count: usize, rows: usize) -> String {
 }
 
 /// Waits until the schedule's active run has a worker at work, and names that run.
-fn running(ns: &TestNamespace, schedule: &str, controller: &Controller) -> String {
+pub(crate) fn running(ns: &TestNamespace, schedule: &str, controller: &Controller) -> String {
     let run = wait_for(
         ns,
         &format!("msched/{schedule}"),
@@ -225,7 +225,7 @@ fn running(ns: &TestNamespace, schedule: &str, controller: &Controller) -> Strin
 }
 
 /// Run Migration Now: a new `spec.runRequest` token.
-fn request_run(ns: &TestNamespace, schedule: &str, token: &str) {
+pub(crate) fn request_run(ns: &TestNamespace, schedule: &str, token: &str) {
     let patch = format!(r#"{{"spec":{{"runRequest":"{token}"}}}}"#);
     ok(
         ns.kubectl(
@@ -236,7 +236,7 @@ fn request_run(ns: &TestNamespace, schedule: &str, token: &str) {
     );
 }
 
-fn runs(ns: &TestNamespace) -> Vec<String> {
+pub(crate) fn runs(ns: &TestNamespace) -> Vec<String> {
     ns.kubectl(&["get", "mrun", "-o", "name"], None)
         .expect_ok("listing runs")
         .lines()
@@ -244,7 +244,7 @@ fn runs(ns: &TestNamespace) -> Vec<String> {
         .collect()
 }
 
-fn ok(out: Kubectl, what: &str) -> String {
+pub(crate) fn ok(out: Kubectl, what: &str) -> String {
     out.expect_ok(what)
 }
 
@@ -1834,16 +1834,41 @@ fn a_hand_made_run_runs_untouched_and_a_second_schedule_on_the_source_conflicts(
         message.contains("\"first\" already migrates the same source database"),
         "{message}"
     );
-    // Its run request was handled by refusing it, and no run exists for it.
+    // Its run request waits, kept, and no run exists for it.
     wait_for(
         &ns,
         "msched/second",
-        "{.status.lastHandledRunRequest}",
-        |s| s == "go",
+        "{.status.pendingRunRequest.token}|{.status.pendingRunRequest.reason}",
+        |s| s == "go|Conflict",
         &controller,
     );
     let all = runs(&ns);
     assert_eq!(all.len(), 1, "{all:?}");
+    // A run made by hand for the conflicted schedule never starts: it waits, naming why.
+    ok(
+        ns.kubectl(
+            &["create", "-f", "-"],
+            Some("apiVersion: cloudmigrate.io/v1alpha1\nkind: MigrationRun\nmetadata: {name: theirs}\nspec: {scheduleRef: {name: second}}\n"),
+        ),
+        "creating a run by hand for the conflicted schedule",
+    );
+    let waiting = wait_for(
+        &ns,
+        "mrun/theirs",
+        "{.status.conditions[?(@.type==\"Running\")].reason}|{.status.startTime}",
+        |s| !s.is_empty() && s != "|",
+        &controller,
+    );
+    assert_eq!(waiting, "ScheduleInConflict|", "{}", controller.log());
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        psql(
+            &other,
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'CRONUS%'"
+        ),
+        "0",
+        "the conflicted schedule's run wrote its target"
+    );
     // The first schedule is not in conflict: it came first.
     let first = ok(
         ns.kubectl(
@@ -1864,14 +1889,25 @@ fn a_hand_made_run_runs_untouched_and_a_second_schedule_on_the_source_conflicts(
 /// A controller, and the schedule "slow": six ledgers of 150,000 rows copied one table at a
 /// time, long enough to act on a run while it goes. `extra` is more of the schedule's spec.
 /// Returns the controller and the target database.
-fn slow_schedule(ns: &TestNamespace, label: &str, extra: &str) -> (Controller, String) {
+pub(crate) fn slow_schedule(ns: &TestNamespace, label: &str, extra: &str) -> (Controller, String) {
+    slow_schedule_named(ns, "slow", label, extra)
+}
+
+/// `slow_schedule`, under the schedule name `name`: a test that rotates the runtime key needs
+/// a name (so a login role) of its own.
+pub(crate) fn slow_schedule_named(
+    ns: &TestNamespace,
+    name: &str,
+    label: &str,
+    extra: &str,
+) -> (Controller, String) {
     let (src, dst) = (
         database(&format!("{label}_src")),
         database(&format!("{label}_dst")),
     );
     psql(&src, &ledgers(6, 150_000));
     let controller = Controller::start(&ns.name);
-    let yaml = schedule_yaml("slow", &src, &dst, "0 2 * * *")
+    let yaml = schedule_yaml(name, &src, &dst, "0 2 * * *")
         .replace("runner: InProcess", "runner: InProcess, parallelism: 1")
         + extra;
     ok(
@@ -1882,7 +1918,7 @@ fn slow_schedule(ns: &TestNamespace, label: &str, extra: &str) -> (Controller, S
 }
 
 /// Waits until the run has ended, and gives its result.
-fn ended(ns: &TestNamespace, run: &str, controller: &Controller) -> String {
+pub(crate) fn ended(ns: &TestNamespace, run: &str, controller: &Controller) -> String {
     wait_for(
         ns,
         &format!("mrun/{run}"),
@@ -1893,7 +1929,12 @@ fn ended(ns: &TestNamespace, run: &str, controller: &Controller) -> String {
 }
 
 /// Waits until the schedule's last run is another than `after`, and names it.
-fn next_run(ns: &TestNamespace, schedule: &str, after: &str, controller: &Controller) -> String {
+pub(crate) fn next_run(
+    ns: &TestNamespace,
+    schedule: &str,
+    after: &str,
+    controller: &Controller,
+) -> String {
     wait_for(
         ns,
         &format!("msched/{schedule}"),
@@ -2912,7 +2953,7 @@ fn disabling_removes_tracking_and_the_key_and_enabling_again_copies_in_full() {
 
 /// Runs the binary as the kubectl plugin `kubectl cloudmigrate`, found through PATH as kubectl
 /// finds plugins.
-fn plugin(args: &[&str]) -> (bool, String) {
+pub(crate) fn plugin(args: &[&str]) -> (bool, String) {
     let dir = std::env::temp_dir().join(format!("cloudmigrate-plugin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let link = dir.join("kubectl-cloudmigrate");

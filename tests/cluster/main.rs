@@ -11,5 +11,6 @@ mod chart;
 mod controller;
 mod crds;
 mod examples;
+mod run_rules;
 mod scale;
 mod validation;

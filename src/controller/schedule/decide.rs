@@ -219,7 +219,11 @@ pub fn decide(o: Observed<'_>) -> Decision {
     status.runtime = Some(key_status(&o, runtime, at, &mut status.conditions));
     let (checklist, disable) = super::checklist::checklist(&ChecklistObserved {
         disabled: o.spec.disabled,
-        active_run: status.active_run.clone(),
+        // Disable waits for a run at work; one that waits to start is held by Disable itself.
+        active_run: runs
+            .iter()
+            .find(|r| r.result.is_none() && r.start_time.is_some())
+            .map(|r| r.name.clone()),
         companies: o.company_views.clone(),
         not_migrated: o.reach.as_ref().and_then(|r| r.not_migrated.clone()),
         tracking: o.reach.as_ref().and_then(|r| r.tracking),

@@ -457,6 +457,172 @@ fn no_function_is_longer_than_the_limit() {
     );
 }
 
+/// The arguments of the call that opens at `at` (just after its `(`), split at the commas
+/// outside parentheses, brackets and string literals, each trimmed.
+fn call_arguments(text: &str, at: usize) -> Vec<String> {
+    let mut args = vec![];
+    let mut current = String::new();
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for c in text[at..].chars() {
+        if in_string {
+            current.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                current.push(c);
+            }
+            '(' | '[' | '{' => {
+                depth += 1;
+                current.push(c);
+            }
+            ')' | ']' | '}' if depth == 0 => break,
+            ')' | ']' | '}' => {
+                depth -= 1;
+                current.push(c);
+            }
+            ',' if depth == 0 => args.push(std::mem::take(&mut current).trim().to_string()),
+            _ => current.push(c),
+        }
+    }
+    if !current.trim().is_empty() {
+        args.push(current.trim().to_string());
+    }
+    args
+}
+
+/// The condition reasons the controller's code can write: the reason of every call that sets a
+/// condition, where it is a literal or a constant, and the reasons that the admission rule
+/// hands to those calls.
+fn condition_reasons() -> BTreeSet<String> {
+    let files: Vec<SourceFile> = source_files()
+        .into_iter()
+        .filter(|f| f.module.first().is_some_and(|m| m == "controller"))
+        .collect();
+    let texts: Vec<String> = files
+        .iter()
+        .map(|f| {
+            f.lines
+                .iter()
+                .map(|(_, l)| l.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect();
+    let mut constants = BTreeMap::new();
+    for text in &texts {
+        for line in text.lines() {
+            let Some(rest) = line
+                .trim_start()
+                .strip_prefix("pub const ")
+                .or_else(|| line.trim_start().strip_prefix("const "))
+            else {
+                continue;
+            };
+            if let Some((name, value)) = rest.split_once(": &str = \"") {
+                constants.insert(name.to_string(), value.trim_end_matches("\";").to_string());
+            }
+        }
+    }
+    let literal = |arg: &str| -> Option<String> {
+        let last = arg.rsplit("::").next().unwrap_or(arg);
+        if let Some(v) = arg.strip_prefix('"').and_then(|a| a.strip_suffix('"')) {
+            Some(v.to_string())
+        } else {
+            constants.get(last).cloned()
+        }
+    };
+    let mut reasons = BTreeSet::new();
+    for (file, text) in files.iter().zip(&texts) {
+        for (call, reason_at) in [(".set(", 3), ("conditions::set(", 3), (".unknown(", 2)] {
+            for (at, _) in text.match_indices(call) {
+                let args = call_arguments(text, at + call.len());
+                if args.first().is_some_and(|a| a.contains("conditions"))
+                    && let Some(r) = args.get(reason_at).and_then(|a| literal(a))
+                {
+                    reasons.insert(r);
+                }
+            }
+        }
+        // Reasons chosen in a tuple first, then set: `(false, "Reason", ...)`,
+        // `Some(("Reason", ...))`, `(RunResult::Failed, "Reason", ...)`.
+        let flat = text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .replace("( ", "(");
+        for (at, _) in flat.match_indices("\", ") {
+            let Some(open) = flat[..at].rfind('"') else {
+                continue;
+            };
+            let word = &flat[open + 1..at];
+            let before = &flat[..open];
+            let chosen = before.ends_with("((")
+                || before.ends_with("=> (")
+                || ["(true, ", "(false, ", "(ok, "]
+                    .iter()
+                    .any(|p| before.ends_with(p))
+                || before
+                    .rsplit('(')
+                    .next()
+                    .is_some_and(|t| t.starts_with("RunResult::") && t.ends_with(", "));
+            if chosen
+                && word.len() > 2
+                && word.chars().next().is_some_and(char::is_uppercase)
+                && word.chars().all(char::is_alphanumeric)
+            {
+                reasons.insert(word.to_string());
+            }
+        }
+        // The admission rule's holds: the schedule's reason and the waiting run's.
+        if file.module.last().is_none_or(|m| m != "admission") {
+            continue;
+        }
+        for field in ["reason: ", "waiting: "] {
+            for (at, _) in text.match_indices(field) {
+                let value = text[at + field.len()..]
+                    .split([',', '\n'])
+                    .next()
+                    .unwrap_or_default()
+                    .trim();
+                if let Some(r) =
+                    literal(value).filter(|r| r.chars().next().is_some_and(char::is_uppercase))
+                {
+                    reasons.insert(r);
+                }
+            }
+        }
+    }
+    reasons
+}
+
+#[test]
+fn every_condition_reason_is_in_the_operations_guide() {
+    let guide =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"))
+            .expect("docs/operations.md is readable");
+    let reasons = condition_reasons();
+    assert!(
+        reasons.len() > 40,
+        "the reader found too few reasons: {reasons:?}"
+    );
+    let missing: Vec<&String> = reasons
+        .iter()
+        .filter(|r| !guide.contains(&format!("`{r}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "condition reasons that docs/operations.md does not explain (as `Reason`): {missing:?}"
+    );
+}
+
 #[test]
 fn the_reader_finds_paths_in_groups_and_supers() {
     let paths = paths_in("use super::super::{context::Context, error::Error};");

@@ -14,6 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct CompanyView {
     pub name: String,
     pub initialized: bool,
+    /// The source has the company; None while its CompanySelection has not read the source.
+    pub in_source: Option<bool>,
 }
 
 /// What the checklist is made from.
@@ -112,7 +114,21 @@ fn company_steps(o: &ChecklistObserved) -> Vec<ChecklistStep> {
         } else {
             format!("company {company:?}")
         };
+        let missing = o
+            .companies
+            .iter()
+            .any(|c| c.name == company && c.in_source == Some(false));
         match (&o.not_migrated, by_company.get(company)) {
+            _ if missing => step(
+                "SetUpTablesNotMigrated",
+                Some(company),
+                false,
+                format!(
+                    "the source has no company {company:?}, so no run migrates it: correct \
+                     the name in the CompanySelection (its Ready condition names the closest \
+                     ones), or remove it"
+                ),
+            ),
             (None, _) => step(
                 "SetUpTablesNotMigrated",
                 (!company.is_empty()).then_some(company),
@@ -339,6 +355,7 @@ mod tests {
                 .map(|(i, n)| CompanyView {
                     name: n.clone(),
                     initialized: i % 100 == 0,
+                    in_source: Some(true),
                 })
                 .collect(),
             not_migrated: Some(
@@ -379,10 +396,17 @@ mod tests {
                 CompanyView {
                     name: "CRONUS".into(),
                     initialized: true,
+                    in_source: Some(true),
                 },
                 CompanyView {
                     name: "Contoso".into(),
                     initialized: false,
+                    in_source: None,
+                },
+                CompanyView {
+                    name: "My Compny".into(),
+                    initialized: false,
+                    in_source: Some(false),
                 },
             ],
             not_migrated: Some(vec![
@@ -405,6 +429,17 @@ mod tests {
                 .contains("Access Control (Excluded)")
         );
         assert!(find(&steps, "SetUpTablesNotMigrated", Some("Contoso")).done);
+        // A selected company the source does not have is never set up.
+        let misspelt = find(&steps, "SetUpTablesNotMigrated", Some("My Compny"));
+        assert!(!misspelt.done);
+        assert!(
+            misspelt
+                .description
+                .as_deref()
+                .unwrap()
+                .contains("the source has no company"),
+            "{misspelt:?}"
+        );
         assert!(find(&steps, "InitializeCompany", Some("CRONUS")).done);
         assert!(!find(&steps, "InitializeCompany", Some("Contoso")).done);
         // A company that is not selected is not on the list.

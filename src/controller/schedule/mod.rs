@@ -244,6 +244,8 @@ fn company_views(selections: &[Arc<crate::api::CompanySelection>]) -> Vec<checkl
         .iter()
         .filter(|c| c.migrate)
         .map(|c| checklist::CompanyView {
+            in_source: (!status.companies.is_empty())
+                .then(|| status.companies.iter().any(|s| s.name == c.name)),
             name: c.name.clone(),
             initialized: status.companies.iter().any(|s| {
                 s.name == c.name && s.initialization == Some(InitializationState::Initialized)

@@ -287,7 +287,8 @@ pub async fn read_table_states(
 }
 
 /// A table that the last run that ended did not migrate: company (empty for a per-database
-/// table), table, and result (`Excluded`, `Failed`, `Skipped`, `NotStarted`).
+/// table), table, and result (`Excluded`, `Failed`, `Skipped`, `NotStarted`, or `Warning` for
+/// a table missing in the cloud).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NotMigrated {
     pub company: String,
@@ -295,8 +296,10 @@ pub struct NotMigrated {
     pub result: String,
 }
 
-/// The tables that the last run that ended did not migrate, by company and name; none when
-/// no run has ended (or the state tables do not exist yet).
+/// The tables that the last run that ended (a diagnostic run aside) did not migrate, by
+/// company and name: a table it copied with a warning migrated, one it left out with a
+/// warning (missing in the cloud) did not. None when no run has ended (or the state tables do
+/// not exist yet).
 pub async fn not_migrated_by_last_run(db: &Database) -> Result<Vec<NotMigrated>, DbError> {
     if !db.has_table(RUNS_TABLE).await? || !db.has_table(LOG_TABLE).await? {
         return Ok(vec![]);
@@ -306,8 +309,8 @@ pub async fn not_migrated_by_last_run(db: &Database) -> Result<Vec<NotMigrated>,
         .query(
             &Statement {
                 sql: format!(
-                    "SELECT run_id FROM {} WHERE finished_at IS NOT NULL ORDER BY finished_at \
-                     DESC LIMIT 1",
+                    "SELECT run_id FROM {} WHERE finished_at IS NOT NULL AND run_type <> \
+                     'Diagnostic' ORDER BY finished_at DESC LIMIT 1",
                     d.quote(RUNS_TABLE)
                 ),
                 params: vec![],
@@ -323,8 +326,9 @@ pub async fn not_migrated_by_last_run(db: &Database) -> Result<Vec<NotMigrated>,
         .query(
             &Statement {
                 sql: format!(
-                    "SELECT company, base_table, result FROM {} WHERE run_id = ? AND result NOT \
-                     IN ('Migrated', 'Warning') ORDER BY company, base_table",
+                    "SELECT company, base_table, result FROM {} WHERE run_id = ? AND NOT \
+                     (result = 'Migrated' OR (result = 'Warning' AND mode <> 'None')) \
+                     ORDER BY company, base_table",
                     d.quote(LOG_TABLE)
                 ),
                 params: vec![text(&run_id)],

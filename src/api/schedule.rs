@@ -288,7 +288,10 @@ pub struct MigrationScheduleStatus {
     /// never dropped: exactly one run starts for it once the way is clear.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_run_request: Option<PendingRunRequest>,
-    /// Table counts over the runs so far (the Migration Information tiles).
+    /// Table counts of the newest run of the schedule that ended and migrated data (a
+    /// diagnostic run aside): the Migration Information tiles. A stopped run, or a run made by
+    /// hand for one company, replaces the whole picture; counting each table's latest result
+    /// across runs is not built yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<MigrationInformation>,
     /// The replication runtime: the version its runs use against the controller's (Check for
@@ -348,21 +351,23 @@ pub struct RunSummary {
     pub tables_failed: i64,
 }
 
-/// Table counts of the migration (the Migration Information tiles).
+/// Table counts of one run (the Migration Information tiles).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MigrationInformation {
-    /// Tables whose data is in the cloud and up to date as of the last run.
+    /// Tables the run migrated without a problem.
     #[serde(default)]
     pub tables_migrated: i64,
     /// Tables that migrated with a warning, or did not because of one (for example missing in
     /// the target). Each has guidance in its MigrationRun.
     #[serde(default)]
     pub tables_with_warnings: i64,
-    /// Tables whose last copy failed. Each has its error and guidance in its MigrationRun.
+    /// Tables the run failed to copy. Each has its error and guidance in its MigrationRun.
     #[serde(default)]
     pub tables_failed: i64,
-    /// Tables not migrated by design (permissions, users) or by the schedule's table filter.
+    /// Tables the run did not copy: by design (permissions, users), by the schedule's table
+    /// filter, because their company is not selected, or because their company was being
+    /// initialized. One count for all four reasons.
     #[serde(default)]
     pub tables_not_migrated: i64,
 }

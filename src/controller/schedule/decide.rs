@@ -676,7 +676,7 @@ fn admit(
         request_started(&due, &run.name, at, status);
         handled(&due, status);
     } else if let (Due::Request(token), Some((reason, why))) = (&due, &gate.blocked) {
-        wait(token, (reason, why), at, status, &mut out);
+        wait(token, (*reason, why), at, status, &mut out);
     } else if let Some((reason, why)) = &gate.blocked {
         let why = format!("{label} did not start: {why}");
         skip(status, &mut out, "RunSkipped", reason, why);
@@ -701,18 +701,16 @@ fn admit(
             ));
         }
         if let Due::Request(token) = &due {
-            let why = if replace {
-                format!(
-                    "run {} is being stopped (concurrencyPolicy Replace); the requested run starts once it has ended",
-                    a.name
-                )
+            let how = if replace {
+                "is being stopped (concurrencyPolicy Replace)"
             } else {
-                format!(
-                    "run {} is still active, and runs of one schedule never overlap (concurrencyPolicy Forbid); the requested run starts once it has ended",
-                    a.name
-                )
+                "is still active, and runs of one schedule never overlap"
             };
-            wait(token, (&"RunActive", &why), at, status, &mut out);
+            let why = format!(
+                "run {} {how}; the requested run starts once it has ended",
+                a.name
+            );
+            wait(token, ("RunActive", &why), at, status, &mut out);
         } else if !replace {
             let why = format!(
                 "{label} was skipped: run {} is still active, and runs of one schedule \
@@ -799,14 +797,14 @@ pub const REQUEST_WAITING: &str = "RunRequestWaiting";
 /// begins or what holds it changes.
 fn wait(
     token: &str,
-    (reason, why): (&&'static str, &String),
+    (reason, why): (&'static str, &str),
     at: At,
     status: &mut MigrationScheduleStatus,
     out: &mut Admission,
 ) {
     let since = match &status.pending_run_request {
         Some(p) if p.token == token => {
-            if p.reason != **reason {
+            if p.reason != reason {
                 out.notes.push(Note::normal(
                     REQUEST_WAITING,
                     format!("runRequest {token:?} now waits: {why}"),
@@ -825,7 +823,7 @@ fn wait(
     status.pending_run_request = Some(PendingRunRequest {
         token: token.to_string(),
         reason: reason.to_string(),
-        message: why.clone(),
+        message: why.to_string(),
         since,
     });
     at.set(

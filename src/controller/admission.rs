@@ -9,9 +9,9 @@
 //!
 //! The schedule asks before it creates a run, and every run asks again before it starts.
 //! Because the caches can lag behind a start that was just decided, the target is also claimed
-//! in memory (`claims::Claims`) at the moment a run starts: a second run of the same target cannot
-//! start until the first has ended, was deleted, or the process restarted (then the caches,
-//! filled before any reconcile, show the started run).
+//! in memory (`claims::Claims`) at the moment a run starts: a second run of the same target
+//! cannot start until the first has ended, was deleted, or the process restarted (then the
+//! caches, filled before any reconcile, show the started run).
 //!
 //! The rules are pure; `schedule_gates`, `neighbours` and `conflict_in` read the caches.
 
@@ -251,7 +251,8 @@ fn qualified<K: ResourceExt>(obj: &K) -> String {
     format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
 }
 
-fn created<K: ResourceExt>(obj: &K) -> DateTime<Utc> {
+/// When `obj` was created; the epoch when it has no creation time (an object not stored yet).
+pub fn created<K: ResourceExt>(obj: &K) -> DateTime<Utc> {
     obj.creation_timestamp()
         .map(|t| utc(&t))
         .unwrap_or_default()

@@ -7,6 +7,12 @@ pub const RUN_REQUEST: &str = "cloudmigrate.io/run-request";
 pub const TRIGGER: &str = "cloudmigrate.io/trigger";
 /// Annotation on a scheduled run: the due time it was started for (RFC 3339, UTC).
 pub const SCHEDULED_TIME: &str = "cloudmigrate.io/scheduled-time";
+/// Whether `value` fits a label value (at most 63 characters); a schedule's name that does
+/// not is left out of the labels that would carry it.
+pub fn fits_label(value: &str) -> bool {
+    value.len() <= 63
+}
+
 /// Label on every run the controller creates, with its schedule's name (when it fits a label
 /// value).
 pub const SCHEDULE_LABEL: &str = "cloudmigrate.io/schedule";

@@ -173,7 +173,7 @@ async fn create(
     let mut labels = BTreeMap::new();
     labels.insert(
         RUNTIME_KEY_LABEL.to_string(),
-        if name.len() <= 63 {
+        if super::annotations::fits_label(&name) {
             name.clone()
         } else {
             String::new()

@@ -91,10 +91,10 @@ async fn run_of_request(
     schedule: &str,
     token: &str,
 ) -> Result<String, String> {
-    use crate::controller::annotations::{RUN_REQUEST, SCHEDULE_LABEL};
+    use crate::controller::annotations::{RUN_REQUEST, SCHEDULE_LABEL, fits_label};
     let runs: Api<MigrationRun> = Api::namespaced(client.clone(), ns);
     let mut params = kube::api::ListParams::default();
-    if schedule.len() <= 63 {
+    if fits_label(schedule) {
         params = params.labels(&format!("{SCHEDULE_LABEL}={schedule}"));
     }
     let list = runs

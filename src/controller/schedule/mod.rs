@@ -140,7 +140,7 @@ impl Read {
         Observed {
             name: schedule.meta().name.as_deref().unwrap_or_default(),
             generation: schedule.metadata.generation,
-            created: created(schedule),
+            created: super::admission::created(schedule),
             spec: &schedule.spec,
             status: schedule.status.clone().unwrap_or_default(),
             runs: self.runs.clone(),
@@ -155,10 +155,6 @@ impl Read {
             now: chrono::Utc::now(),
         }
     }
-}
-
-fn created(s: &MigrationSchedule) -> chrono::DateTime<chrono::Utc> {
-    s.creation_timestamp().map(|t| utc(&t)).unwrap_or_default()
 }
 
 /// Read: no API call; the caches hold the runs and the neighbours. It waits only for the
@@ -333,7 +329,7 @@ fn new_run(schedule: &MigrationSchedule, ns: &str, new: &decide::NewRun) -> Migr
         annotations.insert(RUN_REQUEST.to_string(), r.clone());
     }
     let mut labels = BTreeMap::new();
-    if name.len() <= 63 {
+    if super::annotations::fits_label(&name) {
         labels.insert(SCHEDULE_LABEL.to_string(), name.clone());
     }
     MigrationRun {

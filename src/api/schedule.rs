@@ -288,10 +288,10 @@ pub struct MigrationScheduleStatus {
     /// never dropped: exactly one run starts for it once the way is clear.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_run_request: Option<PendingRunRequest>,
-    /// Table counts of the newest run of the schedule that ended and migrated data (a
-    /// diagnostic run aside): the Migration Information tiles. A stopped run, or a run made by
-    /// hand for one company, replaces the whole picture; counting each table's latest result
-    /// across runs is not built yet.
+    /// The Migration Information tiles: each table of the source counted once, by its latest
+    /// result across the runs so far, from the target's run log. A stopped run, or a run made
+    /// by hand for one company, updates the tables it copied and leaves the others as they
+    /// were.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<MigrationInformation>,
     /// The replication runtime: the version its runs use against the controller's (Check for
@@ -351,25 +351,44 @@ pub struct RunSummary {
     pub tables_failed: i64,
 }
 
-/// Table counts of one run (the Migration Information tiles).
+/// The Migration Information tiles: where every table of the source stands over the runs so
+/// far, read from the target's run log (`cloudmigrate_table_log`). Each table counts in exactly
+/// one tile, by its latest line there; diagnostic runs are left out. A line that only says a run
+/// left a table alone (its company not in that run, filtered out, or not started) does not
+/// replace an earlier copy's result: a run of one company leaves the other companies' tables as
+/// they were. Refreshed by the probe of the databases after each run ends; absent until a run
+/// has written the log, all zero after Reset Cloud Data emptied it.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MigrationInformation {
-    /// Tables the run migrated without a problem.
+    /// Tables whose latest copy migrated without a problem.
     #[serde(default)]
     pub tables_migrated: i64,
-    /// Tables that migrated with a warning, or did not because of one (for example missing in
-    /// the target). Each has guidance in its MigrationRun.
+    /// Tables whose latest copy migrated with a warning, or did not because of one (for
+    /// example missing in the target). The MigrationRun of that copy has the guidance.
     #[serde(default)]
     pub tables_with_warnings: i64,
-    /// Tables the run failed to copy. Each has its error and guidance in its MigrationRun.
+    /// Tables whose latest copy failed, or whose name cannot exist in the target. The
+    /// MigrationRun of that copy has the error and the guidance.
     #[serde(default)]
     pub tables_failed: i64,
-    /// Tables the run did not copy: by design (permissions, users), by the schedule's table
-    /// filter, because their company is not selected, or because their company was being
-    /// initialized. One count for all four reasons.
+    /// Tables not migrated by design (permissions, users): they are set up in the cloud by
+    /// hand (the Setup Checklist's per-database step).
     #[serde(default)]
     pub tables_not_migrated: i64,
+    /// Tables no run has copied because their company is not selected.
+    #[serde(default)]
+    pub tables_of_unselected_companies: i64,
+    /// Tables no run has copied because the schedule's `spec.tables` filter leaves them out.
+    #[serde(default)]
+    pub tables_filtered_out: i64,
+    /// Tables that the latest run to reach them skipped because their company was being
+    /// initialized; the next run after the initialization copies them.
+    #[serde(default)]
+    pub tables_skipped_for_initialization: i64,
+    /// Tables no run has copied yet because each run that got to them was stopped first.
+    #[serde(default)]
+    pub tables_not_started: i64,
 }
 
 /// The replication runtime of a schedule.

@@ -40,6 +40,10 @@ pub struct Reach {
     /// The tables the last run that ended did not migrate, from the target's run log (for
     /// the setup checklist); None when the target did not answer.
     pub not_migrated: Option<Vec<crate::engine::ledger::state::NotMigrated>>,
+    /// Where every table stands over the runs so far, from the target's run log (the
+    /// Migration Information tiles); None when the target did not answer or no run wrote the
+    /// log yet.
+    pub standing: Option<crate::engine::ledger::state::Standing>,
 }
 
 struct Entry {
@@ -278,11 +282,17 @@ async fn probe(client: &kube::Client, ns: &str, spec: &MigrationScheduleSpec) ->
         ),
         Err(_) => (None, None),
     };
-    let not_migrated = match &target {
-        Ok(db) => crate::engine::ledger::state::not_migrated_by_last_run(db)
-            .await
-            .ok(),
-        Err(_) => None,
+    let (not_migrated, standing) = match &target {
+        Ok(db) => (
+            crate::engine::ledger::state::not_migrated_by_last_run(db)
+                .await
+                .ok(),
+            crate::engine::ledger::state::standing(db)
+                .await
+                .ok()
+                .flatten(),
+        ),
+        Err(_) => (None, None),
     };
     for db in [&source, &target].into_iter().flatten() {
         db.close().await;
@@ -293,6 +303,7 @@ async fn probe(client: &kube::Client, ns: &str, spec: &MigrationScheduleSpec) ->
         tracking,
         source_lacks,
         not_migrated,
+        standing,
     }
 }
 

@@ -129,6 +129,7 @@ pub(crate) fn report(t: &PlannedTable, result: TableResult, started: Instant) ->
         result,
         mode: CopyMode::None,
         full_reason: None,
+        left_out: None,
         rows: 0,
         changes: None,
         bytes: 0,

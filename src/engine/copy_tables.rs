@@ -85,7 +85,7 @@ pub(crate) async fn copy_tables(
         .filter(|_| reports_skipped)
         .filter_map(|t| t.skip.as_ref().map(|s| (t, s)))
     {
-        let r = uncopied(
+        let mut r = uncopied(
             t,
             skip.result(),
             skip.message(&t.source),
@@ -95,6 +95,7 @@ pub(crate) async fn copy_tables(
                     .to_string()
             }),
         );
+        r.left_out = Some(skip.kind());
         observer.table_done(&r);
         skipped.push(r);
     }

@@ -109,6 +109,17 @@ impl Skip {
         }
     }
 
+    /// The reason's name, as the run log records it beside a table left out.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Skip::ByDesign => "ByDesign",
+            Skip::Filtered(_) => "Filtered",
+            Skip::CompanyNotSelected => "CompanyNotSelected",
+            Skip::NameConflict(_) => "NameConflict",
+            Skip::BeingInitialized => "BeingInitialized",
+        }
+    }
+
     /// The result a table skipped for this reason gets.
     pub fn result(&self) -> crate::vocabulary::TableResult {
         use crate::vocabulary::TableResult;

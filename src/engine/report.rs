@@ -17,6 +17,10 @@ pub struct TableReport {
     pub mode: CopyMode,
     /// Why the table was copied in full: FirstRun, Requested, ...
     pub full_reason: Option<String>,
+    /// Why the run left the table out (`plan::Skip::kind`): ByDesign, Filtered,
+    /// CompanyNotSelected, NameConflict or BeingInitialized. None for a table it copied or
+    /// tried to.
+    pub left_out: Option<&'static str>,
     pub rows: u64,
     /// Rows inserted, updated and deleted by an incremental copy.
     pub changes: Option<(u64, u64, u64)>,

@@ -153,8 +153,17 @@ fn conditions(out: &mut String, status: &MigrationScheduleStatus) {
     if let Some(m) = &status.migration {
         let _ = writeln!(
             out,
-            "\nMigration information: {} migrated, {} with warnings, {} failed, {} not migrated",
-            m.tables_migrated, m.tables_with_warnings, m.tables_failed, m.tables_not_migrated
+            "\nMigration information (each table's latest result): {} migrated, {} with \
+             warnings, {} failed, {} not migrated by design, {} of companies not selected, {} \
+             filtered out, {} skipped for an initialization, {} not started",
+            m.tables_migrated,
+            m.tables_with_warnings,
+            m.tables_failed,
+            m.tables_not_migrated,
+            m.tables_of_unselected_companies,
+            m.tables_filtered_out,
+            m.tables_skipped_for_initialization,
+            m.tables_not_started
         );
     }
 }

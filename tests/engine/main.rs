@@ -13,4 +13,5 @@ mod initialization;
 mod reliability;
 mod reset;
 mod runtime_key;
+mod standing;
 mod users;

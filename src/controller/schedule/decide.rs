@@ -20,6 +20,7 @@ use crate::api::schedule::{
     MigrationScheduleStatus, PendingRunRequest, RunSummary, RuntimeStatus,
 };
 use crate::clock::{time, utc as to_utc};
+use crate::engine::ledger::state::Standing;
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::time::Duration;
@@ -49,7 +50,6 @@ pub struct Counts {
     pub migrated: i64,
     pub with_warnings: i64,
     pub failed: i64,
-    pub not_migrated: i64,
 }
 
 /// Everything decide needs.
@@ -836,7 +836,7 @@ fn wait(
 }
 
 /// Step 4: the next due time and the Scheduled condition (unless admit set it), the active
-/// and newest runs, the counts of the newest finished run, and the last success. Returns the
+/// and newest runs, the tiles from the target's run log, and the last success. Returns the
 /// next due time.
 fn summarize(
     o: &Observed<'_>,
@@ -895,16 +895,13 @@ fn summarize(
     if let Some(newest) = runs.first() {
         status.last_run = Some(summary(newest));
     }
-    // A diagnostic run migrates nothing: it neither sets the tiles nor counts as a success.
-    let migrations = || runs.iter().filter(|r| r.run_type != RunType::Diagnostic);
-    if let Some(done) = migrations().find(|r| r.result.is_some()) {
-        status.migration = Some(MigrationInformation {
-            tables_migrated: done.counts.migrated,
-            tables_with_warnings: done.counts.with_warnings,
-            tables_failed: done.counts.failed,
-            tables_not_migrated: done.counts.not_migrated,
-        });
+    // The tiles come from the target's run log, through the probe of the databases; while the
+    // probe has no answer, they stay as they were.
+    if let Some(standing) = o.reach.as_ref().and_then(|r| r.standing) {
+        status.migration = Some(tiles(&standing));
     }
+    // A diagnostic run migrates nothing: it does not count as a success.
+    let migrations = || runs.iter().filter(|r| r.run_type != RunType::Diagnostic);
     let last_success = migrations()
         .filter(|r| r.result == Some(RunResult::Succeeded))
         .filter_map(|r| r.completion_time.clone())
@@ -918,6 +915,21 @@ fn summarize(
         status.last_successful_time = Some(t);
     }
     next
+}
+
+/// The Migration Information tiles of a standing.
+fn tiles(s: &Standing) -> MigrationInformation {
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    MigrationInformation {
+        tables_migrated: n(s.migrated),
+        tables_with_warnings: n(s.with_warnings),
+        tables_failed: n(s.failed),
+        tables_not_migrated: n(s.by_design),
+        tables_of_unselected_companies: n(s.company_not_selected),
+        tables_filtered_out: n(s.filtered_out),
+        tables_skipped_for_initialization: n(s.being_initialized),
+        tables_not_started: n(s.not_started),
+    }
 }
 
 /// Step 5: the finished runs the controller created beyond the history limits, oldest first
@@ -1109,6 +1121,7 @@ mod tests {
             tracking: Some(false),
             source_lacks: None,
             not_migrated: None,
+            standing: None,
         });
         let d = decide(o);
         assert_eq!(
@@ -1142,6 +1155,7 @@ mod tests {
             tracking: Some(true),
             source_lacks: None,
             not_migrated: None,
+            standing: None,
         });
         let d = decide(o);
         assert_eq!(condition(&d, "Ready"), ("True".into(), "Valid".into()));
@@ -1156,6 +1170,7 @@ mod tests {
             tracking: Some(false),
             source_lacks: Some("the migration login lacks ... (`GRANT \"erp\" TO \"mig\"`)".into()),
             not_migrated: None,
+            standing: None,
         });
         let d = decide(o);
         assert_eq!(
@@ -1668,16 +1683,59 @@ mod tests {
         let mut o = observe(&s, utc(2026, 5, 10, 0, 0));
         let mut diagnostic = done("diag", RunResult::Succeeded, utc(2026, 5, 9, 0, 0));
         diagnostic.run_type = RunType::Diagnostic;
-        diagnostic.counts.migrated = 99;
-        let mut migration = done("full", RunResult::Failed, utc(2026, 5, 8, 0, 0));
-        migration.counts.failed = 3;
+        let migration = done("full", RunResult::Failed, utc(2026, 5, 8, 0, 0));
         o.runs = vec![diagnostic, migration];
         let d = decide(o);
-        assert_eq!(d.status.migration.as_ref().unwrap().tables_failed, 3);
-        assert_eq!(d.status.migration.as_ref().unwrap().tables_migrated, 0);
         assert!(d.status.last_successful_time.is_none());
         // It is still the last run.
         assert_eq!(d.status.last_run.unwrap().name, "diag");
+    }
+
+    #[test]
+    fn the_tiles_come_from_the_run_log_and_stay_while_the_probe_has_none() {
+        use super::super::super::reach::Reach;
+        let s = spec(None);
+        let mut o = observe(&s, utc(2026, 5, 10, 0, 0));
+        o.runs = vec![done("full", RunResult::Failed, utc(2026, 5, 8, 0, 0))];
+        o.status.migration = Some(MigrationInformation {
+            tables_migrated: 7,
+            ..Default::default()
+        });
+        // No answer from the probe yet: the tiles stay as they were.
+        let d = decide(o.clone());
+        assert_eq!(d.status.migration.as_ref().unwrap().tables_migrated, 7);
+        o.reach = Some(Reach {
+            source: Ok(()),
+            target: Ok(()),
+            tracking: Some(true),
+            source_lacks: None,
+            not_migrated: None,
+            standing: Some(Standing {
+                migrated: 40,
+                with_warnings: 2,
+                failed: 1,
+                by_design: 3,
+                company_not_selected: 20,
+                filtered_out: 4,
+                being_initialized: 10,
+                not_started: 5,
+            }),
+        });
+        let m = decide(o).status.migration.unwrap();
+        assert_eq!(
+            (
+                m.tables_migrated,
+                m.tables_with_warnings,
+                m.tables_failed,
+                m.tables_not_migrated,
+                m.tables_of_unselected_companies,
+                m.tables_filtered_out,
+                m.tables_skipped_for_initialization,
+                m.tables_not_started
+            ),
+            (40, 2, 1, 3, 20, 4, 10, 5),
+            "each count in its own tile"
+        );
     }
 
     #[test]

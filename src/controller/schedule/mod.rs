@@ -46,7 +46,6 @@ pub fn run_view(run: &MigrationRun) -> RunView {
             migrated: p.tables_migrated,
             with_warnings: p.tables_with_warnings,
             failed: p.tables_failed,
-            not_migrated: p.tables_excluded,
         },
     }
 }
@@ -477,6 +476,7 @@ mod tests {
                 tracking: Some(true),
                 source_lacks: None,
                 not_migrated: Some(vec![]),
+                standing: None,
             },
         );
         let task = tokio::spawn(reconcile(Arc::new(schedule.clone()), ctx.clone()));
@@ -586,6 +586,7 @@ mod tests {
             tracking: Some(true),
             source_lacks: None,
             not_migrated: Some(vec![]),
+            standing: None,
         };
         let observed = Read {
             runs: vec![],

@@ -178,7 +178,13 @@ fn log_values(run_id: &str, report: &TableReport, finished_at: &str) -> Vec<Valu
         text(&report.table),
         text(report.result.as_str()),
         text(report.mode.as_str()),
-        opt_text(&report.full_reason),
+        // The one reason column: why in full for a copied table, why left out for the rest.
+        opt_text(
+            &report
+                .full_reason
+                .clone()
+                .or(report.left_out.map(String::from)),
+        ),
         Value::Int(report.rows as i64),
         Value::Int(report.bytes as i64),
         Value::Int(report.duration.as_millis() as i64),
@@ -352,6 +358,98 @@ pub async fn not_migrated_by_last_run(db: &Database) -> Result<Vec<NotMigrated>,
         .collect())
 }
 
+/// The kinds of `plan::Skip`, as the run log records them.
+const LEFT_OUT_KINDS: [&str; 5] = [
+    "ByDesign",
+    "Filtered",
+    "CompanyNotSelected",
+    "NameConflict",
+    "BeingInitialized",
+];
+
+/// The left-out kind that a run log line's reason names, if it names one.
+fn left_out_kind(reason: &str) -> Option<&'static str> {
+    LEFT_OUT_KINDS.into_iter().find(|k| *k == reason)
+}
+
+/// Where every table stands, over the runs so far: each table counts once, by its latest line
+/// in the run log (diagnostic runs aside). A line that only says a run left the table alone
+/// (not selected by that run, filtered out, not migrated by design, or not started) does not
+/// replace an earlier copy's result, so a run of one company leaves the others as they were;
+/// a copy's result and a skip for an initialization do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Standing {
+    pub migrated: u64,
+    pub with_warnings: u64,
+    pub failed: u64,
+    /// Not migrated by design (permissions, users): to set up in the cloud by hand.
+    pub by_design: u64,
+    /// Never copied: their company is not selected.
+    pub company_not_selected: u64,
+    /// Never copied: the schedule's table filter leaves them out.
+    pub filtered_out: u64,
+    /// Skipped by the latest run that reached them: their company was being initialized.
+    pub being_initialized: u64,
+    /// Never copied: the runs that got to them were stopped first.
+    pub not_started: u64,
+}
+
+/// Each table's standing over the runs so far (`Standing`), counted in the target in one
+/// statement: all zero after a reset emptied the run log; None before the ledger exists.
+pub async fn standing(db: &Database) -> Result<Option<Standing>, DbError> {
+    if !db.has_table(RUNS_TABLE).await? || !db.has_table(LOG_TABLE).await? {
+        return Ok(None);
+    }
+    let d = db.dialect();
+    // A copy's result (or a skip for an initialization) outranks any later line that only
+    // says the table was left alone; within a rank, the latest line wins.
+    let sql = format!(
+        "SELECT line_result, line_reason, COUNT(*) FROM (\
+           SELECT l.result AS line_result, l.full_reason AS line_reason, ROW_NUMBER() OVER (\
+             PARTITION BY l.table_name ORDER BY \
+             CASE WHEN l.result IN ('Migrated', 'Warning', 'Failed', 'Skipped') THEN 1 ELSE 0 END \
+             DESC, l.finished_at DESC, l.run_id DESC) AS line_rank \
+           FROM {log} l JOIN {runs} r ON r.run_id = l.run_id WHERE r.run_type <> 'Diagnostic'\
+         ) ranked WHERE line_rank = 1 GROUP BY line_result, line_reason",
+        log = d.quote(LOG_TABLE),
+        runs = d.quote(RUNS_TABLE),
+    );
+    let rows = db
+        .query(
+            &Statement {
+                sql,
+                params: vec![],
+            },
+            &[Kind::Text, Kind::Text, Kind::Int],
+        )
+        .await?;
+    let mut out = Standing::default();
+    for row in rows {
+        let text = |v: Option<&Value>| match v {
+            Some(Value::Text(t)) => t.clone(),
+            _ => String::new(),
+        };
+        let (result, reason) = (text(row.first()), text(row.get(1)));
+        let n = match row.get(2) {
+            Some(Value::Int(n)) => (*n).max(0) as u64,
+            _ => 0,
+        };
+        let tile = match (result.as_str(), reason.as_str()) {
+            ("Migrated", _) => &mut out.migrated,
+            ("Warning", _) => &mut out.with_warnings,
+            ("Skipped", _) => &mut out.being_initialized,
+            ("NotStarted", _) => &mut out.not_started,
+            ("Excluded", "ByDesign") => &mut out.by_design,
+            ("Excluded", "CompanyNotSelected") => &mut out.company_not_selected,
+            // Lines of earlier versions carry no reason: the next run writes them again.
+            ("Excluded", _) => &mut out.filtered_out,
+            _ => &mut out.failed,
+        };
+        *tile += n;
+    }
+    Ok(Some(out))
+}
+
 /// The run log of one run: every table's line, as the run recorded it (without the change
 /// counts, which only the run's status keeps).
 pub async fn read_run_log(db: &Database, run_id: &str) -> Result<Vec<TableReport>, DbError> {
@@ -410,7 +508,8 @@ pub async fn read_run_log(db: &Database, run_id: &str) -> Result<Vec<TableReport
                 Some("Incremental") => CopyMode::Incremental,
                 _ => CopyMode::None,
             },
-            full_reason: s(&r[5]),
+            full_reason: s(&r[5]).filter(|_| s(&r[4]).as_deref() == Some("Full")),
+            left_out: s(&r[5]).and_then(|reason| left_out_kind(&reason)),
             rows: n(&r[6]),
             changes: None,
             bytes: n(&r[7]),

@@ -134,6 +134,7 @@ pub enum ConcurrencyPolicy {
 /// the company, for example `G_L Entry` or `Item*`. Permission and user tables are never
 /// migrated, whatever the filter says.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct TableFilter {
     /// Only tables matching one of these patterns are migrated. Empty: every table.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -141,6 +142,12 @@ pub struct TableFilter {
     /// Tables matching one of these patterns are not migrated, even when `include` matches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
+    /// Tables that no run migrates (by design, such as permissions and users, or by
+    /// `exclude`) and that you have set up in the cloud by hand. The Setup Checklist counts a
+    /// table left out whose name matches one of these patterns as set up; `["*"]` says so of
+    /// every one. A table that failed or was missing in the cloud still needs a run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub set_up_by_hand: Vec<String>,
 }
 
 /// How and where the runs of a schedule execute.

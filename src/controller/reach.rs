@@ -37,8 +37,8 @@ pub struct Reach {
     /// What the migration login lacks on the source for change tracking, with the GRANTs
     /// (`engine::privileges`); None when it lacks nothing or the source did not answer.
     pub source_lacks: Option<String>,
-    /// The tables the last run that ended did not migrate, from the target's run log (for
-    /// the setup checklist); None when the target did not answer.
+    /// The tables not in the cloud as they stand over the runs so far, from the target's run
+    /// log (for the setup checklist); None when the target did not answer.
     pub not_migrated: Option<Vec<crate::engine::ledger::state::NotMigrated>>,
     /// Where every table stands over the runs so far, from the target's run log (the
     /// Migration Information tiles); None when the target did not answer or no run wrote the
@@ -284,9 +284,7 @@ async fn probe(client: &kube::Client, ns: &str, spec: &MigrationScheduleSpec) ->
     };
     let (not_migrated, standing) = match &target {
         Ok(db) => (
-            crate::engine::ledger::state::not_migrated_by_last_run(db)
-                .await
-                .ok(),
+            crate::engine::ledger::state::not_migrated(db).await.ok(),
             crate::engine::ledger::state::standing(db)
                 .await
                 .ok()

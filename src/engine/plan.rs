@@ -162,7 +162,9 @@ pub enum PlanError {
     UnknownCompanies(Vec<String>, Vec<String>),
 }
 
-fn globs(patterns: &[String]) -> Result<GlobSet, PlanError> {
+/// Patterns on table names without the company, as `spec.tables` takes them: case-insensitive
+/// globs.
+pub fn table_patterns(patterns: &[String]) -> Result<GlobSet, PlanError> {
     let mut builder = GlobSetBuilder::new();
     for p in patterns {
         let glob = globset::GlobBuilder::new(p)
@@ -198,8 +200,8 @@ pub fn target_name(dialect: Option<Dialect>, name: &str) -> String {
 
 /// Decides, table by table, what a run does.
 pub fn plan(catalog: &Catalog, options: &PlanOptions) -> Result<Plan, PlanError> {
-    let include = globs(&options.include)?;
-    let exclude = globs(&options.exclude)?;
+    let include = table_patterns(&options.include)?;
+    let exclude = table_patterns(&options.exclude)?;
     if let Some(selected) = &options.companies {
         let known: Vec<String> = catalog.companies.iter().map(|c| c.name.clone()).collect();
         let unknown: Vec<String> = selected

@@ -2814,7 +2814,10 @@ fn disabling_removes_tracking_and_the_key_and_enabling_again_copies_in_full() {
         |s| s.contains("Access Control"),
         &controller,
     );
-    assert!(tables.contains("Access Control (Excluded)"), "{tables}");
+    assert!(
+        tables.contains("Access Control (not migrated by design)"),
+        "{tables}"
+    );
     let open = ok(
         ns.kubectl(
             &[
@@ -2835,6 +2838,35 @@ fn disabling_removes_tracking_and_the_key_and_enabling_again_copies_in_full() {
         "the checklist",
     );
     assert_eq!(open, "CRONUS|false|false|false");
+    // The table set up in the cloud by hand, and said so in git: the step is done.
+    ok(
+        ns.kubectl(
+            &[
+                "patch",
+                &object,
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"tables":{"setUpByHand":["Access Control"]}}}"#,
+            ],
+            None,
+        ),
+        "acknowledging the table",
+    );
+    let done = wait_for(
+        &ns,
+        &object,
+        &format!(
+            "{}|{}",
+            step("SetUpTablesNotMigrated", "done"),
+            step("SetUpTablesNotMigrated", "description")
+        ),
+        |s| s.starts_with("true|"),
+        &controller,
+    );
+    assert!(
+        done.contains("set up by hand (spec.tables.setUpByHand: 1)"),
+        "{done}"
+    );
     let triggers: i32 = psql(
         &src,
         "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal",

@@ -61,7 +61,7 @@ async fn a_table_missing_in_the_cloud_is_a_warning_and_the_run_goes_on() {
     assert_eq!(report.result(), "Succeeded");
     // The Setup Checklist reads the missing table as not set up; the copied one as done.
     let target = dst.connect().await;
-    let open = cloudmigrate::engine::ledger::state::not_migrated_by_last_run(&target)
+    let open = cloudmigrate::engine::ledger::state::not_migrated(&target)
         .await
         .unwrap();
     let open: Vec<(&str, &str, &str)> = open

@@ -91,6 +91,24 @@ async fn tiles(server: Server) {
         })
     );
 
+    // The Setup Checklist's list: what is not in the cloud, and why.
+    let open: Vec<(String, String, String, String)> =
+        cloudmigrate::engine::ledger::state::not_migrated(&target)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.company, t.table, t.result, t.reason))
+            .collect();
+    let row = |c: &str, t: &str, r: &str, why: &str| (c.into(), t.into(), r.into(), why.into());
+    assert_eq!(
+        open,
+        [
+            row("", "Access Control", "Excluded", "ByDesign"),
+            row("ADATUM", "Item", "Excluded", "CompanyNotSelected"),
+            row("CRONUS", "Item", "Warning", ""),
+        ]
+    );
+
     // A diagnostic run changes nothing.
     let mut diagnostic = config(&src, &dst, false);
     diagnostic.run_type = cloudmigrate::engine::RunType::Diagnostic;

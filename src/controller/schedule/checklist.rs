@@ -26,9 +26,11 @@ pub struct ChecklistObserved {
     pub active_run: Option<String>,
     /// The selected companies; empty without a CompanySelection (every company migrates).
     pub companies: Vec<CompanyView>,
-    /// The tables the last run that ended did not migrate; None when the target has not
-    /// answered yet.
+    /// The tables not in the cloud as they stand over the runs so far; None when the target
+    /// has not answered yet.
     pub not_migrated: Option<Vec<NotMigrated>>,
+    /// `spec.tables.setUpByHand`: patterns of tables left out that a person set up by hand.
+    pub set_up_by_hand: Vec<String>,
     /// Change tracking is in the source; None when the source has not answered.
     pub tracking: Option<bool>,
     /// The source did not answer the last probe: why (without any password).
@@ -65,7 +67,12 @@ fn names(tables: &[&NotMigrated]) -> String {
     let mut shown: Vec<String> = tables
         .iter()
         .take(NAMES_SHOWN)
-        .map(|t| format!("{} ({})", t.table, t.result))
+        .map(|t| match t.reason.as_str() {
+            "ByDesign" => format!("{} (not migrated by design)", t.table),
+            "Filtered" => format!("{} (spec.tables leaves it out)", t.table),
+            "CompanyNotSelected" => format!("{} (company not selected)", t.table),
+            _ => format!("{} ({})", t.table, t.result),
+        })
         .collect();
     if tables.len() > NAMES_SHOWN {
         shown.push(format!("and {} more", tables.len() - NAMES_SHOWN));
@@ -98,16 +105,41 @@ pub fn checklist(o: &ChecklistObserved) -> (Vec<ChecklistStep>, Option<DisableSt
 fn company_steps(o: &ChecklistObserved) -> Vec<ChecklistStep> {
     let mut steps = Vec::new();
     let selected: BTreeSet<&str> = o.companies.iter().map(|c| c.name.as_str()).collect();
-    // The not-migrated tables by company; tables of companies not selected are not theirs to
-    // set up.
+    let by_hand = match crate::engine::plan::table_patterns(&o.set_up_by_hand) {
+        Ok(patterns) => patterns,
+        Err(e) => {
+            steps.push(step(
+                "SetUpTablesNotMigrated",
+                None,
+                false,
+                format!("spec.tables.setUpByHand: {e}; correct the pattern"),
+            ));
+            globset::GlobSet::empty()
+        }
+    };
+    // The tables not in the cloud by company, less those left out by choice that a person set
+    // up by hand; tables of companies not selected are not theirs to set up.
     let mut by_company: BTreeMap<&str, Vec<&NotMigrated>> = BTreeMap::new();
+    let mut set_up: BTreeMap<&str, usize> = BTreeMap::new();
     for t in o.not_migrated.iter().flatten() {
-        if t.company.is_empty() || selected.is_empty() || selected.contains(t.company.as_str()) {
+        if !(t.company.is_empty() || selected.is_empty() || selected.contains(t.company.as_str())) {
+            continue;
+        }
+        let by_choice =
+            t.result == "Excluded" && matches!(t.reason.as_str(), "ByDesign" | "Filtered");
+        if by_choice && by_hand.is_match(&t.table) {
+            *set_up.entry(t.company.as_str()).or_default() += 1;
+        } else {
             by_company.entry(t.company.as_str()).or_default().push(t);
         }
     }
     let mut companies: BTreeSet<&str> = selected.clone();
-    companies.extend(by_company.keys().filter(|c| !c.is_empty()));
+    companies.extend(
+        by_company
+            .keys()
+            .chain(set_up.keys())
+            .filter(|c| !c.is_empty()),
+    );
     let tables_step = |company: &str| {
         let label = if company.is_empty() {
             "the per-database tables".to_string()
@@ -143,8 +175,10 @@ fn company_steps(o: &ChecklistObserved) -> Vec<ChecklistStep> {
                 (!company.is_empty()).then_some(company),
                 false,
                 format!(
-                    "the last run did not migrate these tables of {label}; set them up in the \
-                     cloud by hand, or include them and run again: {}",
+                    "these tables of {label} are not in the cloud: {}. A table left out by \
+                     design or by spec.tables: set it up in the cloud by hand, then add it to \
+                     spec.tables.setUpByHand. Any other: correct what its MigrationRun names, \
+                     and run again",
                     names(tables)
                 ),
             ),
@@ -152,7 +186,13 @@ fn company_steps(o: &ChecklistObserved) -> Vec<ChecklistStep> {
                 "SetUpTablesNotMigrated",
                 (!company.is_empty()).then_some(company),
                 true,
-                format!("the last run migrated every table of {label}"),
+                match set_up.get(company) {
+                    Some(n) => format!(
+                        "every table of {label} is migrated, or set up by hand \
+                         (spec.tables.setUpByHand: {n})"
+                    ),
+                    None => format!("every table of {label} is migrated"),
+                },
             ),
         }
     };
@@ -175,7 +215,7 @@ fn company_steps(o: &ChecklistObserved) -> Vec<ChecklistStep> {
             },
         ));
     }
-    if by_company.contains_key("") {
+    if by_company.contains_key("") || set_up.contains_key("") {
         steps.push(tables_step(""));
     }
     steps
@@ -319,7 +359,73 @@ mod tests {
             company: company.into(),
             table: table.into(),
             result: "Excluded".into(),
+            reason: String::new(),
         }
+    }
+
+    fn by_design(company: &str, table: &str) -> NotMigrated {
+        NotMigrated {
+            reason: "ByDesign".into(),
+            ..not_migrated(company, table)
+        }
+    }
+
+    /// The per-database step lists the tables not migrated by design, and is done once
+    /// spec.tables.setUpByHand names them; a table missing in the cloud still needs a run.
+    #[test]
+    fn tables_set_up_by_hand_finish_the_step_and_a_missing_table_does_not() {
+        let mut o = ChecklistObserved {
+            not_migrated: Some(vec![
+                by_design("", "Access Control"),
+                by_design("", "User"),
+                NotMigrated {
+                    result: "Warning".into(),
+                    ..not_migrated("", "Media")
+                },
+            ]),
+            key: keyed(),
+            ..Default::default()
+        };
+        let step =
+            |o: &ChecklistObserved| find(&checklist(o).0, "SetUpTablesNotMigrated", None).clone();
+        let open = step(&o);
+        assert!(!open.done);
+        let said = open.description.unwrap();
+        assert!(
+            said.contains("Access Control (not migrated by design), User (not migrated by design), Media (Warning)")
+                && said.contains("spec.tables.setUpByHand"),
+            "{said}"
+        );
+        o.set_up_by_hand = vec!["access control".into(), "User".into()];
+        let said = step(&o).description.unwrap();
+        assert!(
+            said.contains("Media (Warning)") && !said.contains("User"),
+            "{said}"
+        );
+        assert!(
+            !step(&o).done,
+            "the table missing in the cloud is not set up by hand"
+        );
+        o.not_migrated.as_mut().unwrap().pop();
+        let done = step(&o);
+        assert!(done.done);
+        assert_eq!(
+            done.description.as_deref(),
+            Some(
+                "every table of the per-database tables is migrated, or set up by hand (spec.tables.setUpByHand: 2)"
+            )
+        );
+        // A pattern that is no glob says so.
+        o.set_up_by_hand = vec!["[".into()];
+        let (steps, _) = checklist(&o);
+        assert!(
+            steps.iter().any(|s| !s.done
+                && s.description
+                    .as_deref()
+                    .unwrap_or_default()
+                    .starts_with("spec.tables.setUpByHand: ")),
+            "{steps:#?}"
+        );
     }
 
     fn find<'a>(

@@ -226,6 +226,7 @@ pub fn decide(o: Observed<'_>) -> Decision {
             .map(|r| r.name.clone()),
         companies: o.company_views.clone(),
         not_migrated: o.reach.as_ref().and_then(|r| r.not_migrated.clone()),
+        set_up_by_hand: o.spec.tables.set_up_by_hand.clone(),
         tracking: o.reach.as_ref().and_then(|r| r.tracking),
         source_silent: o
             .reach

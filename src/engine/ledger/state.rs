@@ -300,46 +300,31 @@ pub struct NotMigrated {
     pub company: String,
     pub table: String,
     pub result: String,
+    /// Why the run left it out (`plan::Skip::kind`, such as `ByDesign`); empty otherwise.
+    pub reason: String,
 }
 
-/// The tables that the last run that ended (a diagnostic run aside) did not migrate, by
-/// company and name: a table it copied with a warning migrated, one it left out with a
-/// warning (missing in the cloud) did not. None when no run has ended (or the state tables do
-/// not exist yet).
-pub async fn not_migrated_by_last_run(db: &Database) -> Result<Vec<NotMigrated>, DbError> {
+/// The tables not in the cloud as they stand over the runs so far (ranked as in `Standing`),
+/// by company and name: each table whose deciding line is not a clean copy. A table copied
+/// with a warning migrated; one left out with a warning (missing in the cloud) did not. Empty
+/// before any run (or before the ledger exists).
+pub async fn not_migrated(db: &Database) -> Result<Vec<NotMigrated>, DbError> {
     if !db.has_table(RUNS_TABLE).await? || !db.has_table(LOG_TABLE).await? {
         return Ok(vec![]);
     }
-    let d = db.dialect();
-    let last = db
-        .query(
-            &Statement {
-                sql: format!(
-                    "SELECT run_id FROM {} WHERE finished_at IS NOT NULL AND run_type <> \
-                     'Diagnostic' ORDER BY finished_at DESC LIMIT 1",
-                    d.quote(RUNS_TABLE)
-                ),
-                params: vec![],
-            },
-            &[Kind::Text],
-        )
-        .await?;
-    let Some(Value::Text(run_id)) = last.into_iter().next().and_then(|r| r.into_iter().next())
-    else {
-        return Ok(vec![]);
-    };
+    let sql = format!(
+        "SELECT company, base_table, line_result, line_reason FROM ({}) ranked \
+         WHERE line_rank = 1 AND NOT (line_result = 'Migrated' OR (line_result = 'Warning' AND \
+         line_mode <> 'None')) ORDER BY company, base_table",
+        ranked_lines(db.dialect())
+    );
     let rows = db
         .query(
             &Statement {
-                sql: format!(
-                    "SELECT company, base_table, result FROM {} WHERE run_id = ? AND NOT \
-                     (result = 'Migrated' OR (result = 'Warning' AND mode <> 'None')) \
-                     ORDER BY company, base_table",
-                    d.quote(LOG_TABLE)
-                ),
-                params: vec![text(&run_id)],
+                sql,
+                params: vec![],
             },
-            &[Kind::Text, Kind::Text, Kind::Text],
+            &[Kind::Text, Kind::Text, Kind::Text, Kind::Text],
         )
         .await?;
     Ok(rows
@@ -353,9 +338,26 @@ pub async fn not_migrated_by_last_run(db: &Database) -> Result<Vec<NotMigrated>,
                 company: it.next().unwrap_or_default(),
                 table: it.next().unwrap_or_default(),
                 result: it.next().unwrap_or_default(),
+                reason: it.next().unwrap_or_default(),
             }
         })
         .collect())
+}
+
+/// Every line of the run log (diagnostic runs aside), each table's deciding line ranked 1
+/// (`line_rank`): a copy's result or a skip for an initialization outranks any later line that
+/// only says a run left the table alone; within a rank, the latest line wins.
+fn ranked_lines(d: Dialect) -> String {
+    format!(
+        "SELECT l.company AS company, l.base_table AS base_table, l.result AS line_result, \
+         l.mode AS line_mode, l.full_reason AS line_reason, ROW_NUMBER() OVER (\
+         PARTITION BY l.table_name ORDER BY \
+         CASE WHEN l.result IN ('Migrated', 'Warning', 'Failed', 'Skipped') THEN 1 ELSE 0 END \
+         DESC, l.finished_at DESC, l.run_id DESC) AS line_rank \
+         FROM {log} l JOIN {runs} r ON r.run_id = l.run_id WHERE r.run_type <> 'Diagnostic'",
+        log = d.quote(LOG_TABLE),
+        runs = d.quote(RUNS_TABLE),
+    )
 }
 
 /// The kinds of `plan::Skip`, as the run log records them.
@@ -372,11 +374,11 @@ fn left_out_kind(reason: &str) -> Option<&'static str> {
     LEFT_OUT_KINDS.into_iter().find(|k| *k == reason)
 }
 
-/// Where every table stands, over the runs so far: each table counts once, by its latest line
-/// in the run log (diagnostic runs aside). A line that only says a run left the table alone
-/// (not selected by that run, filtered out, not migrated by design, or not started) does not
-/// replace an earlier copy's result, so a run of one company leaves the others as they were;
-/// a copy's result and a skip for an initialization do.
+/// Where every table stands, over the runs so far: each table counts once, by its deciding
+/// line in the run log (diagnostic runs aside), which is its latest line, except that a line
+/// that only says a run left the table alone (not selected by that run, filtered out, not
+/// migrated by design, or not started) does not replace an earlier copy's result: a run of one
+/// company leaves the others as they were. A skip for an initialization does replace it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Standing {
     pub migrated: u64,
@@ -401,18 +403,10 @@ pub async fn standing(db: &Database) -> Result<Option<Standing>, DbError> {
         return Ok(None);
     }
     let d = db.dialect();
-    // A copy's result (or a skip for an initialization) outranks any later line that only
-    // says the table was left alone; within a rank, the latest line wins.
     let sql = format!(
-        "SELECT line_result, line_reason, COUNT(*) FROM (\
-           SELECT l.result AS line_result, l.full_reason AS line_reason, ROW_NUMBER() OVER (\
-             PARTITION BY l.table_name ORDER BY \
-             CASE WHEN l.result IN ('Migrated', 'Warning', 'Failed', 'Skipped') THEN 1 ELSE 0 END \
-             DESC, l.finished_at DESC, l.run_id DESC) AS line_rank \
-           FROM {log} l JOIN {runs} r ON r.run_id = l.run_id WHERE r.run_type <> 'Diagnostic'\
-         ) ranked WHERE line_rank = 1 GROUP BY line_result, line_reason",
-        log = d.quote(LOG_TABLE),
-        runs = d.quote(RUNS_TABLE),
+        "SELECT line_result, line_reason, COUNT(*) FROM ({}) ranked WHERE line_rank = 1 \
+         GROUP BY line_result, line_reason",
+        ranked_lines(d)
     );
     let rows = db
         .query(

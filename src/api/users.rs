@@ -41,7 +41,9 @@ pub struct UserMappingSpec {
     /// The MigrationSchedule whose databases hold the users. It cannot change.
     #[x_kube(validation = Rule::new("self == oldSelf").message("scheduleRef cannot change: create a new UserMapping for the other schedule"))]
     pub schedule_ref: ScheduleRef,
-    /// The mappings, one per on-premises user.
+    /// The mappings, one per on-premises user. Removing one gives its cloud user its own name
+    /// back; changing one renames the cloud user from its own name (both recorded in the
+    /// target before the first rename). Empty: every rename of this mapping is undone.
     #[schemars(transform = mapping_list_map)]
     pub mappings: Vec<UserMappingEntry>,
 }

@@ -73,19 +73,51 @@ pub async fn read(db: &Database) -> Result<Users, DbError> {
     })
 }
 
-/// Renames users (`from`, `to`) in one transaction: all of them, or none.
-pub async fn rename(db: &Database, renames: &[(String, String)]) -> Result<(), DbError> {
+/// A change of a cloud user's `User Name`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameChange {
+    pub from: String,
+    pub to: String,
+}
+
+/// Carries out a UserMapping's changes in one transaction, all of them or none: first it gives
+/// users back their own names (`restores`, each forgetting its record), then it renames
+/// (`renames`, each recording the user's name before, under `mapping`, so that it can be
+/// given back later).
+pub async fn apply(
+    db: &Database,
+    mapping: &str,
+    restores: &[NameChange],
+    renames: &[NameChange],
+) -> Result<(), DbError> {
+    use super::ledger::renames;
+    renames::ensure(db).await?;
     let d = db.dialect();
-    let stmts: Vec<Statement> = renames
-        .iter()
-        .map(|(from, to)| Statement {
-            sql: format!(
-                "UPDATE {} SET {name} = ? WHERE {name} = ?",
-                d.quote(USER_TABLE),
-                name = d.quote(USER_NAME)
-            ),
-            params: vec![Value::Text(to.clone()), Value::Text(from.clone())],
-        })
-        .collect();
+    let update = |c: &NameChange| Statement {
+        sql: format!(
+            "UPDATE {} SET {name} = ? WHERE {name} = ?",
+            d.quote(USER_TABLE),
+            name = d.quote(USER_NAME)
+        ),
+        params: vec![Value::Text(c.to.clone()), Value::Text(c.from.clone())],
+    };
+    let mut stmts = Vec::with_capacity(2 * (restores.len() + renames.len()));
+    for c in restores {
+        stmts.push(update(c));
+        stmts.push(renames::forget(db, &c.from));
+    }
+    for c in renames {
+        stmts.push(update(c));
+        // A record of the same name left from a user renamed since by hand goes first.
+        stmts.push(renames::forget(db, &c.to));
+        stmts.push(renames::record(
+            db,
+            mapping,
+            &renames::Renamed {
+                current: c.to.clone(),
+                original: c.from.clone(),
+            },
+        ));
+    }
     db.in_transaction(&stmts).await
 }

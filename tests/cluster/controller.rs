@@ -1636,9 +1636,10 @@ fn ready_names_the_database_that_does_not_answer() {
 
 /// A UserMapping: it waits for a migrated company, then renames the cloud user (found by its
 /// authentication email) to the on-premises name; a set with a bad mapping writes nothing and
-/// names the offending users; `kubectl get umap` shows the counts.
+/// names the offending users; `kubectl get umap` shows the counts. A mapping removed gives the
+/// cloud user its name back; a mapping changed renames from the user's own name.
 #[test]
-fn a_user_mapping_renames_the_cloud_user_and_refuses_bad_mappings_whole() {
+fn a_user_mapping_renames_the_cloud_user_refuses_bad_mappings_whole_and_can_be_undone() {
     let ns = TestNamespace::new("ctl-users");
     let (src, dst) = (database("um_src"), database("um_dst"));
     psql(
@@ -1747,6 +1748,43 @@ fn a_user_mapping_renames_the_cloud_user_and_refuses_bad_mappings_whole() {
         "CONTOSO\\JSMITH\nANNA",
         "a refused set wrote something"
     );
+
+    // Corrected: JSMITH's mapping removed, ALEE's added. JOHN gets his own name back.
+    let names = || {
+        psql(
+            &dst,
+            "SELECT \"User Name\" FROM \"User\" ORDER BY \"User Security ID\"",
+        )
+    };
+    let applied = |entries: &str, what: &str| {
+        ok(
+            ns.kubectl(&["apply", "-f", "-"], Some(&mapping(entries))),
+            what,
+        );
+        ns.wait_until(
+            "umap/people",
+            "{.metadata.generation}|{.status.observedGeneration}|{.status.conditions[?(@.type==\"Ready\")].reason}",
+            |s| {
+                let f: Vec<&str> = s.split('|').collect();
+                f.len() == 3 && f[0] == f[1] && f[2] == "Applied"
+            },
+            || controller.log(),
+        );
+    };
+    applied(
+        "  - {sourceUser: 'CONTOSO\\ALEE', cloudUser: ANNA}\n",
+        "removing a mapping",
+    );
+    assert_eq!(names(), "JOHN\nCONTOSO\\ALEE", "JOHN's name is not back");
+    // ALEE's mapping changed to John's cloud user: ANNA's name comes back, JOHN is renamed.
+    applied(
+        "  - {sourceUser: 'CONTOSO\\ALEE', cloudUser: jsmith@contoso.com}\n",
+        "changing a mapping",
+    );
+    assert_eq!(names(), "CONTOSO\\ALEE\nANNA");
+    // Every mapping removed: every name is back.
+    applied("    []\n", "removing every mapping");
+    assert_eq!(names(), "JOHN\nANNA");
 }
 
 /// A run made with `kubectl create` runs as one of the schedule's, and stays the person's: no

@@ -2,6 +2,7 @@
 //! `User Name`, and renames that are written all together or not at all.
 
 use crate::databases::{Server, TestDb};
+use cloudmigrate::engine::ledger::renames;
 use cloudmigrate::engine::users::{self, User};
 
 async fn users_table(server: Server) -> TestDb {
@@ -45,32 +46,86 @@ async fn renames_are_read_and_written_together(server: Server) {
     );
     assert_eq!(found.name_limit, Some(50));
 
-    // The second rename takes a name the first one gave: the whole set rolls back.
+    // The second rename takes a name the first one gave: the whole set rolls back, records
+    // and all.
+    let change = |from: &str, to: &str| users::NameChange {
+        from: from.into(),
+        to: to.into(),
+    };
     let clash = [
-        ("JOHN".to_string(), "CONTOSO\\JSMITH".to_string()),
-        ("ANNA".to_string(), "CONTOSO\\JSMITH".to_string()),
+        change("JOHN", "CONTOSO\\JSMITH"),
+        change("ANNA", "CONTOSO\\JSMITH"),
     ];
-    assert!(users::rename(&conn, &clash).await.is_err());
+    assert!(
+        users::apply(&conn, "shop/people", &[], &clash)
+            .await
+            .is_err()
+    );
     let unchanged = users::read(&conn).await.unwrap();
     assert_eq!(
         named(&unchanged),
         named(&found),
         "a failed set renamed someone"
     );
+    assert!(
+        renames::read(&conn, "shop/people")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let ok = [
-        ("JOHN".to_string(), "CONTOSO\\JSMITH".to_string()),
-        ("ANNA".to_string(), "CONTOSO\\A'MÜLLER".to_string()),
+        change("JOHN", "CONTOSO\\JSMITH"),
+        change("ANNA", "CONTOSO\\A'MÜLLER"),
     ];
-    users::rename(&conn, &ok).await.unwrap();
-    let renamed: Vec<String> = users::read(&conn)
-        .await
-        .unwrap()
-        .users
-        .into_iter()
-        .map(|u| u.name)
-        .collect();
-    assert_eq!(renamed, vec!["CONTOSO\\A'MÜLLER", "CONTOSO\\JSMITH"]);
+    users::apply(&conn, "shop/people", &[], &ok).await.unwrap();
+    let names = |u: users::Users| u.users.into_iter().map(|u| u.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(users::read(&conn).await.unwrap()),
+        vec!["CONTOSO\\A'MÜLLER", "CONTOSO\\JSMITH"]
+    );
+    // Each user's own name is recorded, under the mapping that renamed it.
+    let recorded = renames::read(&conn, "shop/people").await.unwrap();
+    assert_eq!(
+        recorded,
+        [
+            renames::Renamed {
+                current: "CONTOSO\\A'MÜLLER".into(),
+                original: "ANNA".into()
+            },
+            renames::Renamed {
+                current: "CONTOSO\\JSMITH".into(),
+                original: "JOHN".into()
+            },
+        ]
+    );
+    assert!(renames::read(&conn, "shop/other").await.unwrap().is_empty());
+
+    // JOHN gets his name back, and ANNA's mapping now renames her after someone else: back
+    // first, then again from her own name, in one transaction.
+    let back = [
+        change("CONTOSO\\JSMITH", "JOHN"),
+        change("CONTOSO\\A'MÜLLER", "ANNA"),
+    ];
+    users::apply(
+        &conn,
+        "shop/people",
+        &back,
+        &[change("ANNA", "CONTOSO\\ALEE")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        names(users::read(&conn).await.unwrap()),
+        vec!["CONTOSO\\ALEE", "JOHN"]
+    );
+    assert_eq!(
+        renames::read(&conn, "shop/people").await.unwrap(),
+        [renames::Renamed {
+            current: "CONTOSO\\ALEE".into(),
+            original: "ANNA".into()
+        }]
+    );
     conn.close().await;
 }
 

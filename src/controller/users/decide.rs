@@ -1,9 +1,12 @@
-//! What a UserMapping does, as a pure function of the users found on both sides: the cloud
-//! users to rename (all of them or none: one transaction), and the status. A mapping renames
-//! the cloud user's `User Name` to the on-premises user name.
+//! What a UserMapping does, as a pure function of the users found on both sides and the
+//! renames it made before: the cloud users to give their own names back (their mapping was
+//! removed or changed) and to rename (all of them or none: one transaction), and the status. A
+//! mapping renames the cloud user's `User Name` to the on-premises user name.
 
 use super::super::conditions::At;
 use crate::api::users::{FoundUser, UserMappingResult, UserMappingSpec, UserMappingStatus};
+use crate::engine::ledger::renames::Renamed;
+use crate::engine::users::NameChange;
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 
@@ -21,6 +24,8 @@ pub struct Users {
     pub cloud: Vec<CloudUser>,
     /// The length of the cloud's `User Name` column, in characters, where it has one.
     pub name_limit: Option<usize>,
+    /// The cloud users that this mapping renamed, with their own names (from the target).
+    pub renamed: Vec<Renamed>,
 }
 
 /// Everything decide needs.
@@ -37,17 +42,13 @@ pub struct MappingObserved<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// A cloud user to rename: from its current user name to the on-premises one.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rename {
-    pub from: String,
-    pub to: String,
-}
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct MappingDecision {
+    /// Cloud users that get their own names back (their mapping was removed, or now names
+    /// another cloud user), before the renames, in the same transaction.
+    pub restores: Vec<NameChange>,
     /// Applied together in one transaction, or not at all.
-    pub renames: Vec<Rename>,
+    pub renames: Vec<NameChange>,
     /// The status once the renames are written.
     pub status: UserMappingStatus,
 }
@@ -76,6 +77,7 @@ pub fn decide(o: MappingObserved<'_>) -> MappingDecision {
                 msg,
             );
             return MappingDecision {
+                restores: vec![],
                 renames: vec![],
                 status,
             };
@@ -89,13 +91,15 @@ pub fn decide(o: MappingObserved<'_>) -> MappingDecision {
                 e.clone(),
             );
             return MappingDecision {
+                restores: vec![],
                 renames: vec![],
                 status,
             };
         }
         (Ok(users), _) => users,
     };
-    let results = resolve(o.spec, users);
+    let (restores, blocked, restored) = restores(o.spec, users);
+    let results = resolve(o.spec, &restored);
     let mapped_cloud: HashSet<&str> = results
         .iter()
         .filter_map(|r| r.cloud_name.as_deref())
@@ -110,41 +114,13 @@ pub fn decide(o: MappingObserved<'_>) -> MappingDecision {
     status.cloud_users_found = users.cloud.len() as i64;
     (status.source_users, status.cloud_users) = found_users(users, &mapped_source, &mapped_cloud);
     let problems: Vec<&Resolved> = results.iter().filter(|r| r.state != "Applied").collect();
-    let (renames, ready, reason, message) = if !problems.is_empty() {
-        let named: Vec<String> = problems
-            .iter()
-            .take(PROBLEMS_NAMED)
-            .map(|r| format!("{} -> {} ({})", r.source_user, r.cloud_user, r.state))
-            .collect();
-        let more = match problems.len().saturating_sub(PROBLEMS_NAMED) {
-            0 => String::new(),
-            n => format!(" and {n} more"),
-        };
-        (
-            vec![],
-            false,
-            "InvalidMappings",
-            format!(
-                "nothing was written: {}{more}; each entry of status.users says why",
-                named.join(", ")
-            ),
-        )
-    } else if !o.migrated {
-        (
-            vec![],
-            false,
-            "WaitingForMigration",
-            "the mappings wait until a run of the schedule has migrated a company".to_string(),
-        )
-    } else {
-        let renames: Vec<Rename> = results.iter().filter_map(|r| r.rename.clone()).collect();
-        (
-            renames,
-            true,
-            "Applied",
-            format!("{} mappings applied", results.len()),
-        )
-    };
+    let Verdict {
+        renames,
+        ready,
+        reason,
+        message,
+    } = verdict(&results, &problems, &restores, &blocked, o.migrated);
+    let restores = if ready { restores } else { vec![] };
     let waiting = !ready && reason == "WaitingForMigration";
     status.users = results
         .iter()
@@ -163,7 +139,140 @@ pub fn decide(o: MappingObserved<'_>) -> MappingDecision {
         .sort_by_key(|u| matches!(u.state.as_str(), "Applied" | "Waiting"));
     status.users.truncate(USERS_LISTED);
     at.set(&mut status.conditions, "Ready", ready, reason, message);
-    MappingDecision { renames, status }
+    MappingDecision {
+        restores,
+        renames,
+        status,
+    }
+}
+
+/// What the mappings come to: the renames to write, and the `Ready` condition.
+struct Verdict {
+    renames: Vec<NameChange>,
+    ready: bool,
+    reason: &'static str,
+    message: String,
+}
+
+/// The verdict: a blocked restore or a bad mapping writes nothing, nothing is written before a
+/// company migrated, and otherwise every rename is (with the restores, which the message
+/// names).
+fn verdict(
+    results: &[Resolved],
+    problems: &[&Resolved],
+    restores: &[NameChange],
+    blocked: &[String],
+    migrated: bool,
+) -> Verdict {
+    let (renames, ready, reason, message) = if !blocked.is_empty() {
+        (
+            vec![],
+            false,
+            "RestoreBlocked",
+            format!("nothing was written: {}", blocked.join("; ")),
+        )
+    } else if !problems.is_empty() {
+        let named: Vec<String> = problems
+            .iter()
+            .take(PROBLEMS_NAMED)
+            .map(|r| format!("{} -> {} ({})", r.source_user, r.cloud_user, r.state))
+            .collect();
+        let more = match problems.len().saturating_sub(PROBLEMS_NAMED) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        (
+            vec![],
+            false,
+            "InvalidMappings",
+            format!(
+                "nothing was written: {}{more}; each entry of status.users says why",
+                named.join(", ")
+            ),
+        )
+    } else if !migrated {
+        (
+            vec![],
+            false,
+            "WaitingForMigration",
+            "the mappings wait until a run of the schedule has migrated a company".to_string(),
+        )
+    } else {
+        let renames: Vec<NameChange> = results.iter().filter_map(|r| r.rename.clone()).collect();
+        let back = match restores.len() {
+            0 => String::new(),
+            n => format!(
+                "; {n} cloud user{} given {} own name back: {}",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "its" } else { "their" },
+                restores
+                    .iter()
+                    .take(PROBLEMS_NAMED)
+                    .map(|r| format!("{} -> {}", r.from, r.to))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        (
+            renames,
+            true,
+            "Applied",
+            format!("{} mappings applied{back}", results.len()),
+        )
+    };
+    Verdict {
+        renames,
+        ready,
+        reason,
+        message,
+    }
+}
+
+/// The cloud users this mapping renamed whose mapping is gone, or now names another cloud
+/// user: each gets its own name back. Returns those restores, what blocks them (a user that
+/// has taken the old name since), and the users as they are once the restores are done, for
+/// the mappings to be resolved against (a changed mapping renames from the user's own name).
+fn restores(spec: &UserMappingSpec, users: &Users) -> (Vec<NameChange>, Vec<String>, Users) {
+    let (mut back, mut blocked) = (vec![], vec![]);
+    let mut after = users.clone();
+    let by_name: HashMap<&str, usize> = users
+        .cloud
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.name.as_str(), i))
+        .collect();
+    let mapped: HashMap<&str, String> = spec
+        .mappings
+        .iter()
+        .map(|m| (m.source_user.as_str(), m.cloud_user.to_lowercase()))
+        .collect();
+    for rec in &users.renamed {
+        // A user renamed since by hand, or deleted, has no name of ours to give back.
+        let Some(&i) = by_name.get(rec.current.as_str()) else {
+            continue;
+        };
+        let email = users.cloud[i].email.as_ref().map(|e| e.to_lowercase());
+        let kept = mapped.get(rec.current.as_str()).is_some_and(|wanted| {
+            *wanted == rec.original.to_lowercase() || email.as_ref() == Some(wanted)
+        });
+        if kept {
+            continue;
+        }
+        if by_name.contains_key(rec.original.as_str()) {
+            blocked.push(format!(
+                "cloud user {:?} cannot get its own name {:?} back: another cloud user has that \
+                 name now; rename that user, or map {:?} again",
+                rec.current, rec.original, rec.current
+            ));
+            continue;
+        }
+        back.push(NameChange {
+            from: rec.current.clone(),
+            to: rec.original.clone(),
+        });
+        after.cloud[i].name = rec.original.clone();
+    }
+    (back, blocked, after)
 }
 
 /// The users found on each side, marked when a mapping names them: those still to map first,
@@ -235,7 +344,7 @@ struct Resolved {
     cloud_name: Option<String>,
     state: &'static str,
     message: Option<String>,
-    rename: Option<Rename>,
+    rename: Option<NameChange>,
 }
 
 /// Resolves each mapping against the users found, through indexes by name and email (5,000
@@ -295,7 +404,7 @@ fn resolve(spec: &UserMappingSpec, users: &Users) -> Vec<Resolved> {
                         users.name_limit.unwrap_or_default()
                     ));
                 } else {
-                    r.rename = Some(Rename {
+                    r.rename = Some(NameChange {
                         from: u.name.clone(),
                         to: m.source_user.clone(),
                     });
@@ -361,6 +470,7 @@ mod tests {
                 },
             ],
             name_limit: Some(50),
+            renamed: vec![],
         }
     }
 
@@ -391,11 +501,11 @@ mod tests {
         assert_eq!(
             d.renames,
             vec![
-                Rename {
+                NameChange {
                     from: "JOHN".into(),
                     to: "CONTOSO\\JSMITH".into()
                 },
-                Rename {
+                NameChange {
                     from: "ANNA".into(),
                     to: "CONTOSO\\ALEE".into()
                 },
@@ -414,6 +524,82 @@ mod tests {
         assert!(again.renames.is_empty());
         assert_eq!(again.status.applied, 2);
         assert_eq!(ready(&again.status).0, "True");
+    }
+
+    /// JOHN was renamed to CONTOSO\\JSMITH, ANNA to CONTOSO\\ALEE, both recorded.
+    fn renamed() -> Users {
+        let mut u = users();
+        u.cloud[0].name = "CONTOSO\\JSMITH".into();
+        u.cloud[1].name = "CONTOSO\\ALEE".into();
+        u.renamed = vec![
+            Renamed {
+                current: "CONTOSO\\JSMITH".into(),
+                original: "JOHN".into(),
+            },
+            Renamed {
+                current: "CONTOSO\\ALEE".into(),
+                original: "ANNA".into(),
+            },
+        ];
+        u
+    }
+
+    fn change(from: &str, to: &str) -> NameChange {
+        NameChange {
+            from: from.into(),
+            to: to.into(),
+        }
+    }
+
+    #[test]
+    fn a_removed_mapping_gives_the_name_back_and_a_changed_one_renames_from_it() {
+        // ALEE's mapping removed; JSMITH's kept: ANNA gets her name back, JOHN stays.
+        let s = spec(serde_json::json!([
+            {"sourceUser": "CONTOSO\\JSMITH", "cloudUser": "jsmith@contoso.com"}
+        ]));
+        let d = decide(observe(&s, renamed()));
+        assert_eq!(d.restores, [change("CONTOSO\\ALEE", "ANNA")]);
+        assert!(d.renames.is_empty());
+        let (status, reason, message) = ready(&d.status);
+        assert_eq!((status.as_str(), reason.as_str()), ("True", "Applied"));
+        assert!(
+            message.ends_with("1 cloud user given its own name back: CONTOSO\\ALEE -> ANNA"),
+            "{message}"
+        );
+
+        // JSMITH now mapped to ANNA's cloud user instead: JOHN gets his name back, then ANNA
+        // (by her own name) becomes CONTOSO\\JSMITH, in that order.
+        let s = spec(serde_json::json!([
+            {"sourceUser": "CONTOSO\\JSMITH", "cloudUser": "ANNA"}
+        ]));
+        let mut users = renamed();
+        users.cloud[1].name = "ANNA".into();
+        users.renamed.pop();
+        let d = decide(observe(&s, users));
+        assert_eq!(d.restores, [change("CONTOSO\\JSMITH", "JOHN")]);
+        assert_eq!(d.renames, [change("ANNA", "CONTOSO\\JSMITH")]);
+        assert_eq!(ready(&d.status).0, "True");
+    }
+
+    #[test]
+    fn a_name_taken_since_blocks_giving_it_back_and_nothing_is_written() {
+        let s = spec(serde_json::json!([]));
+        let mut users = renamed();
+        users.cloud.push(CloudUser {
+            name: "JOHN".into(),
+            email: Some("another.john@contoso.com".into()),
+        });
+        let d = decide(observe(&s, users));
+        assert!(d.restores.is_empty() && d.renames.is_empty());
+        let (status, reason, message) = ready(&d.status);
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "RestoreBlocked")
+        );
+        assert!(
+            message.contains("\"CONTOSO\\\\JSMITH\" cannot get its own name \"JOHN\" back"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -465,6 +651,7 @@ mod tests {
                 })
                 .collect(),
             name_limit: Some(50),
+            renamed: vec![],
         };
         let mappings: Vec<serde_json::Value> = (0..n)
             .map(|i| {

@@ -1,6 +1,7 @@
 //! The UserMapping reconciler: read the users of both databases' `User` tables
-//! (`engine::users`), decide the renames and the status (`decide`), then act: rename the cloud
-//! users in one transaction in the target, and write the status when it changed.
+//! (`engine::users`) and the renames this mapping made (`ledger::renames`), decide what to give
+//! back, what to rename and the status (`decide`), then act: both in one transaction in the
+//! target, and write the status when it changed.
 
 pub mod decide;
 
@@ -10,7 +11,7 @@ use crate::api::UserMapping;
 use crate::api::schedule::MigrationSchedule;
 use crate::db::Database;
 use crate::engine::users;
-use decide::{CloudUser, MappingObserved, Rename, Users};
+use decide::{CloudUser, MappingObserved, Users};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use std::sync::Arc;
@@ -37,10 +38,11 @@ pub async fn reconcile(mapping: Arc<UserMapping>, ctx: Arc<Context>) -> Result<A
     let schedule_name = &mapping.spec.schedule_ref.name;
     let schedule = ctx.caches.schedule(&ns, schedule_name);
     let migrated = super::queries::last_success(&ctx.caches, &ns, schedule_name).is_some();
+    let key = format!("{ns}/{}", mapping.name_any());
     let (users, target) = match &schedule {
         Some(s) => match open_both(&ctx.client, s).await {
             Ok((source, target)) => {
-                let users = read_users(&source, &target).await;
+                let users = read_users(&source, &target, &key).await;
                 source.close().await;
                 (users, Some(target))
             }
@@ -59,12 +61,25 @@ pub async fn reconcile(mapping: Arc<UserMapping>, ctx: Arc<Context>) -> Result<A
         now: chrono::Utc::now(),
     });
     if let Some(target) = target {
-        if !decision.renames.is_empty()
-            && let Err(e) = rename(&target, &decision.renames).await
-        {
-            decision.status = decide::failed(decision.status, &e, chrono::Utc::now());
-        } else if !decision.renames.is_empty() {
-            tracing::info!(renamed = decision.renames.len(), "cloud users renamed");
+        let changes = decision.restores.len() + decision.renames.len();
+        if changes > 0 {
+            match users::apply(&target, &key, &decision.restores, &decision.renames).await {
+                Ok(()) => tracing::info!(
+                    renamed = decision.renames.len(),
+                    given_back = decision.restores.len(),
+                    "cloud users renamed"
+                ),
+                Err(e) => {
+                    decision.status = decide::failed(
+                        decision.status,
+                        &format!(
+                            "renaming the cloud users in the target failed, and nothing was \
+                             renamed: {e}"
+                        ),
+                        chrono::Utc::now(),
+                    )
+                }
+            }
         }
         target.close().await;
     }
@@ -93,17 +108,21 @@ async fn open_both(
     }
 }
 
-/// The users of both sides, and the length of the cloud's user name column.
-async fn read_users(source: &Database, target: &Database) -> Result<Users, String> {
+/// The users of both sides, the length of the cloud's user name column, and the cloud users
+/// that the mapping `key` renamed.
+async fn read_users(source: &Database, target: &Database, key: &str) -> Result<Users, String> {
     let source = users::read(source)
         .await
         .map_err(|e| format!("source database: {e}"))?;
-    let target = users::read(target)
+    let cloud = users::read(target)
+        .await
+        .map_err(|e| format!("target database: {e}"))?;
+    let renamed = crate::engine::ledger::renames::read(target, key)
         .await
         .map_err(|e| format!("target database: {e}"))?;
     Ok(Users {
         source: source.users.into_iter().map(|u| u.name).collect(),
-        cloud: target
+        cloud: cloud
             .users
             .into_iter()
             .map(|u| CloudUser {
@@ -111,17 +130,7 @@ async fn read_users(source: &Database, target: &Database) -> Result<Users, Strin
                 email: u.email,
             })
             .collect(),
-        name_limit: target.name_limit,
-    })
-}
-
-/// Renames the cloud users, all in one transaction.
-async fn rename(target: &Database, renames: &[Rename]) -> Result<(), String> {
-    let pairs: Vec<(String, String)> = renames
-        .iter()
-        .map(|r| (r.from.clone(), r.to.clone()))
-        .collect();
-    users::rename(target, &pairs).await.map_err(|e| {
-        format!("renaming the cloud users in the target failed, and nothing was renamed: {e}")
+        name_limit: cloud.name_limit,
+        renamed,
     })
 }

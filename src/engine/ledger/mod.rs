@@ -6,10 +6,12 @@
 //!   worker of a shared run copies which table;
 //! - `companies`: the companies' initialization records;
 //! - `catalogs`: the source's catalog a run was granted on, which its workers plan from;
-//! - `requests`: the one-shot requests (resets, key rotations) carried out on the target.
+//! - `requests`: the one-shot requests (resets, key rotations) carried out on the target;
+//! - `renames`: the cloud users' own names from before a UserMapping renamed them.
 
 pub mod catalogs;
 pub mod companies;
+pub mod renames;
 pub mod requests;
 pub mod state;
 

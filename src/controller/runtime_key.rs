@@ -331,18 +331,19 @@ pub async fn grant_for_run(
     ctx: &Context,
     schedule: &MigrationSchedule,
     run: &MigrationRun,
-) -> Result<(), String> {
+) -> Result<(), access::GrantError> {
     let Some(role) = role_of(schedule) else {
         return Ok(());
     };
     let spec = &schedule.spec;
-    let source =
-        crate::logins::open_side(&ctx.client, schedule, crate::logins::Side::Source).await?;
+    let source = crate::logins::open_side(&ctx.client, schedule, crate::logins::Side::Source)
+        .await
+        .map_err(access::GrantError::Database)?;
     let target = match admin(ctx, schedule).await {
         Ok(t) => t,
         Err(e) => {
             source.close().await;
-            return Err(e);
+            return Err(access::GrantError::Database(e));
         }
     };
     let companies = (!run.spec.companies.is_empty()).then(|| run.spec.companies.clone());

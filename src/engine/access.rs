@@ -338,6 +338,18 @@ pub async fn grant(
     })
 }
 
+/// Why a run's grants could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    /// The run asks for what the source does not have (a company) or cannot be planned (a
+    /// pattern that is no glob): trying again cannot help.
+    #[error(transparent)]
+    Plan(#[from] super::plan::PlanError),
+    /// A database refused or did not answer; the message names the side.
+    #[error("{0}")]
+    Database(String),
+}
+
 /// Makes the target ready for run `run_id`, which writes as `role`: the ledger's tables exist
 /// (created by the admin user), the source's catalog is recorded for the run's workers to plan
 /// from, and the role may write exactly the tables the run's plan copies that exist in the
@@ -349,15 +361,15 @@ pub async fn grant_for_run(
     options: &super::plan::PlanOptions,
     role: &str,
     create_missing_tables: bool,
-) -> Result<Grants, String> {
-    let target_side = |e: DbError| format!("target database: {e}");
+) -> Result<Grants, GrantError> {
+    let target_side = |e: DbError| GrantError::Database(format!("target database: {e}"));
     super::ledger::ensure(admin).await.map_err(target_side)?;
     let catalog = super::catalog::Catalog::read(source)
         .await
-        .map_err(|e| format!("source database: {e}"))?;
+        .map_err(|e| GrantError::Database(format!("source database: {e}")))?;
     let mut options = options.clone();
     options.target = Some(admin.dialect());
-    let plan = super::plan::plan(&catalog, &options).map_err(|e| e.to_string())?;
+    let plan = super::plan::plan(&catalog, &options)?;
     // The run's workers plan from this same catalog: read once, and they copy exactly what
     // was granted. Where it cannot be recorded (a MySQL server whose max_allowed_packet is
     // smaller than a very large catalog), they read the source again.

@@ -169,6 +169,10 @@ fn record_end(
     p.me.phase = match outcome {
         Err(e) => {
             let fix = match e {
+                engine::EngineError::Plan(engine::plan::PlanError::UnknownCompanies(..)) => {
+                    "Correct the company names in the CompanySelection (or in the run's \
+                     spec.companies), then start a new run."
+                }
                 engine::EngineError::Plan(_) => {
                     "Correct spec.tables of the MigrationSchedule, then start a new run."
                 }

@@ -1126,6 +1126,38 @@ fn a_run_copies_only_the_selected_companies_and_the_per_database_tables() {
     assert_eq!(ended(&ns, "fabrikam", &controller), "Succeeded");
     let after = wait_for(&ns, "msched/picked", tiles, |s| s != "0|4|1|0", &controller);
     assert_eq!(after, "3|1|1|0", "migrated|warnings|unselected|by design");
+    // A run made by hand for a company the source lacks fails, saying where to correct it.
+    ok(
+        ns.kubectl(
+            &["create", "-f", "-"],
+            Some(
+                "apiVersion: cloudmigrate.io/v1alpha1\nkind: MigrationRun\nmetadata: {name: nope}\n\
+                 spec: {scheduleRef: {name: picked}, companies: [NOPE]}\n",
+            ),
+        ),
+        "creating the run",
+    );
+    assert_eq!(ended(&ns, "nope", &controller), "Failed");
+    let why = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "mrun",
+                "nope",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Succeeded\")].reason}|\
+                 {.status.conditions[?(@.type==\"Succeeded\")].message}|{.status.attempts}",
+            ],
+            None,
+        ),
+        "the failed run",
+    );
+    assert!(
+        why.starts_with("UnknownCompany|nothing was copied: unknown companies [\"NOPE\"]")
+            && why.contains("correct the company names in the run's spec.companies")
+            && why.ends_with("|1"),
+        "{why}"
+    );
 
     // A name the source does not have: Ready=False, naming it and the closest one.
     ok(
@@ -1165,7 +1197,7 @@ fn a_run_copies_only_the_selected_companies_and_the_per_database_tables() {
         |s| s == "misspelt|UnknownCompany",
         &controller,
     );
-    assert_eq!(runs(&ns).len(), 2, "a run started for a misspelt company");
+    assert_eq!(runs(&ns).len(), 3, "a run started for a misspelt company");
 
     // Nothing selected: the schedule starts nothing and says why.
     ok(
@@ -1186,7 +1218,7 @@ fn a_run_copies_only_the_selected_companies_and_the_per_database_tables() {
     );
     request_run(&ns, "picked", "2");
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(runs(&ns).len(), 2, "a run started with no company selected");
+    assert_eq!(runs(&ns).len(), 3, "a run started with no company selected");
 }
 
 /// Company initialization with the Job runner: one company marked, one initialized by a Job

@@ -367,6 +367,30 @@ pub fn not_granted(mut status: MigrationRunStatus, at: At, message: &str) -> Mig
     status
 }
 
+/// A run that cannot be planned (a company the source lacks, a table pattern that is no glob)
+/// ends `Failed` before it starts, with the fix; the status and the event to publish.
+pub fn cannot_plan(
+    mut status: MigrationRunStatus,
+    at: At,
+    e: &crate::engine::plan::PlanError,
+) -> (MigrationRunStatus, Note) {
+    use crate::engine::plan::PlanError;
+    let (reason, fix) = match e {
+        PlanError::UnknownCompanies(..) => (
+            "UnknownCompany",
+            "correct the company names in the run's spec.companies (or in the CompanySelection \
+             that a scheduled run takes them from), then start a new run",
+        ),
+        PlanError::Pattern { .. } => (
+            "InvalidTablePattern",
+            "correct spec.tables of the MigrationSchedule, then start a new run",
+        ),
+    };
+    let msg = format!("nothing was copied: {e}; {fix}");
+    end(&mut status, at, RunResult::Failed, reason, msg.clone());
+    (status, Note::warning("RunFailed", msg))
+}
+
 /// How a run ends once all the workers of its attempt have: the result, the reason of the
 /// Succeeded condition, and its message.
 fn outcome(current: &[&WorkerStatus], p: &RunProgress) -> (RunResult, &'static str, String) {
@@ -827,5 +851,28 @@ mod tests {
         assert_eq!(d.action, RunAction::Nothing);
         assert_eq!(d.finished, None);
         assert_eq!(d.status.completion_time, ended.completion_time);
+    }
+
+    #[test]
+    fn a_run_that_cannot_be_planned_ends_failed_with_the_fix() {
+        use crate::engine::plan::PlanError;
+        let at = At {
+            generation: Some(1),
+            now: chrono::Utc::now(),
+        };
+        let e = PlanError::UnknownCompanies(vec!["NOPE".into()], vec!["CRONUS".into()]);
+        let (status, note) = cannot_plan(MigrationRunStatus::default(), at, &e);
+        assert_eq!(status.result, Some(RunResult::Failed));
+        let c = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Succeeded")
+            .unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "UnknownCompany")
+        );
+        assert!(c.message.contains("run's spec.companies"), "{}", c.message);
+        assert_eq!(note.reason, "RunFailed");
     }
 }

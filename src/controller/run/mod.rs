@@ -167,6 +167,15 @@ async fn act(
             generation: run.metadata.generation,
             now: chrono::Utc::now(),
         };
+        // A run that cannot be planned ends now: another attempt would plan the same.
+        if let crate::engine::access::GrantError::Plan(e) = &e {
+            let (status, note) = decide::cannot_plan(decision.status, at, e);
+            ctx.apply_status(run, &status).await?;
+            ctx.claims.release(&uid);
+            ctx.publish(run, &[note]).await;
+            return Ok(Action::await_change());
+        }
+        let e = e.to_string();
         ctx.apply_status(run, &decide::not_granted(decision.status, at, &e))
             .await?;
         let note = super::note::Note::warning("AccessNotGranted", e);

@@ -89,6 +89,14 @@ enum Command {
         /// Write logs as JSON lines.
         #[arg(long)]
         log_json: bool,
+        /// A directory under which tenants' `sqlite://` URLs may name files (repeat for more).
+        /// None by default: the controller opens no SQLite file of a schedule.
+        #[arg(long = "sqlite-dir", value_name = "DIR")]
+        sqlite_dirs: Vec<PathBuf>,
+        /// Namespaces whose schedules may use `runner: InProcess` (comma-separated, `*` for
+        /// all). None by default: runs there run the tenant's work inside the controller.
+        #[arg(long, value_name = "NAMESPACE,...", value_delimiter = ',')]
+        in_process_namespaces: Vec<String>,
     },
     /// Work on a MigrationRun as one worker of its Job: take this worker's share of the tables,
     /// copy them, and write progress and results into the run's status. SIGTERM stops it after
@@ -283,7 +291,16 @@ async fn dispatch(command: Command) -> Result<ExitCode, String> {
             leader_lease,
             namespace,
             log_json: _,
-        } => controller(listen, leader_elect, leader_lease, namespace).await,
+            sqlite_dirs,
+            in_process_namespaces,
+        } => {
+            // Before anything connects: a tenant's SQLite URL reaches only these directories.
+            cloudmigrate::db::tenancy::restrict_to(sqlite_dirs);
+            let in_process = cloudmigrate::controller::context::InProcessNamespaces::from_flag(
+                in_process_namespaces,
+            );
+            controller(listen, leader_elect, leader_lease, namespace, in_process).await
+        }
         Command::Replicate {
             run,
             worker_index,
@@ -369,6 +386,7 @@ async fn controller(
     leader_elect: bool,
     leader_lease: Option<String>,
     namespace: Option<String>,
+    in_process: cloudmigrate::controller::context::InProcessNamespaces,
 ) -> Result<ExitCode, String> {
     let leader_lease = match (leader_elect, leader_lease) {
         (false, None) => None,
@@ -389,6 +407,7 @@ async fn controller(
         listen,
         leader_lease,
         namespace,
+        in_process,
     })
     .await
     .map(|()| ExitCode::SUCCESS)

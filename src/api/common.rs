@@ -53,11 +53,12 @@ fn default_password_key() -> String {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(URL_SCHEME_RULE).message(URL_SCHEME_MESSAGE))]
 #[x_kube(validation = Rule::new(URL_PASSWORD_RULE).message(URL_PASSWORD_MESSAGE))]
+#[x_kube(validation = Rule::new(URL_PARAMETERS_RULE).message(URL_PARAMETERS_MESSAGE))]
 pub struct SourceConnection {
     /// Database URL without the password, for example
     /// `postgres://erp_reader@onprem-db.example.local:5432/bc_prod`,
     /// `mysql://erp_reader@mariadb.example.local:3306/nav` or `sqlite:///data/bc.db`.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 2048))]
     pub url: String,
     /// The Secret key that holds the password for the user in `url`. Leave it out when the
     /// database needs no password (SQLite, or trust authentication).
@@ -70,10 +71,11 @@ pub struct SourceConnection {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(URL_SCHEME_RULE).message(URL_SCHEME_MESSAGE))]
 #[x_kube(validation = Rule::new(URL_PASSWORD_RULE).message(URL_PASSWORD_MESSAGE))]
+#[x_kube(validation = Rule::new(URL_PARAMETERS_RULE).message(URL_PARAMETERS_MESSAGE))]
 pub struct TargetConnection {
     /// Database URL without the password, for example
     /// `postgres://cloudmigrate@tenant-db.example.com:5432/bc_cloud`.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 2048))]
     pub url: String,
     /// The Secret key that holds the password for the user in `url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,9 +90,17 @@ pub struct TargetConnection {
 const URL_SCHEME_RULE: &str = "self.url.matches('^(postgres|postgresql|mysql|mariadb|sqlite)://')";
 const URL_SCHEME_MESSAGE: &str = "url must start with postgres://, postgresql://, mysql://, \
      mariadb:// or sqlite://";
-const URL_PASSWORD_RULE: &str = "!self.url.matches('^[a-z]+://[^/@]*:[^/@]*@')";
+const URL_PASSWORD_RULE: &str = "!self.url.matches('^[a-z]+://[^/@]*:[^/@]*@') && \
+     !self.url.matches('[?&](password|sslpassword)=')";
 const URL_PASSWORD_MESSAGE: &str = "url must not contain a password: remove it from the url and \
      put it in a Secret named by passwordSecretRef";
+/// The server URL parameters the controller accepts (`db::tenancy::PARAMETERS`), at admission.
+pub(crate) const URL_PARAMETERS_RULE: &str = "!self.url.matches('^(postgres|postgresql|mysql|mariadb)://') \
+     || self.url.matches('^[^?#]*([?](application_name|connect_timeout|sslmode|ssl-mode|charset|collation|timezone|statement-cache-capacity)=[^&#]*(&(application_name|connect_timeout|sslmode|ssl-mode|charset|collation|timezone|statement-cache-capacity)=[^&#]*)*)?$')";
+const URL_PARAMETERS_MESSAGE: &str = "url may carry only the parameters application_name, \
+     connect_timeout and sslmode (PostgreSQL) or ssl-mode, charset, collation, timezone and \
+     statement-cache-capacity (MySQL/MariaDB): a host, a file, a password or session options \
+     cannot be set by URL";
 
 /// Splits `NAMESPACE/NAME` as the command line takes an object; the error names `what` (the
 /// flag or argument) and shows `example`.

@@ -155,6 +155,10 @@ pub fn run_hold(me: Asking<'_>, neighbours: &[Neighbour]) -> Option<Hold> {
                  this one starts when it has ended",
                 shown(busy)
             )
+        } else if shown_name(&busy.schedule, me.schedule).starts_with('(') {
+            "a run of another namespace is writing the same target database; this one starts \
+             when it has ended"
+                .to_string()
         } else {
             format!(
                 "run {} of MigrationSchedule {} is writing the same target database; this one \
@@ -185,10 +189,13 @@ pub fn run_hold(me: Asking<'_>, neighbours: &[Neighbour]) -> Option<Hold> {
 }
 
 /// `namespace/name` without the namespace when it is the same as `me`'s.
+/// An object (`namespace/name`) as a message to `me` may show it: by its name in `me`'s
+/// namespace. An object of another namespace belongs to another tenant: its name and
+/// namespace stay hidden.
 fn shown_name<'a>(qualified: &'a str, me: &str) -> &'a str {
     match (qualified.split_once('/'), me.split_once('/')) {
         (Some((ns, short)), Some((my_ns, _))) if ns == my_ns => short,
-        _ => qualified,
+        _ => "(in another namespace)",
     }
 }
 
@@ -198,8 +205,8 @@ fn short_name(qualified: &str) -> &str {
 
 /// The conflict of a schedule with others, if any: the same source or the same target as
 /// another schedule. The older schedule keeps running; the newer one (by creation time, then
-/// name) gets the condition. Names are `namespace/name`; the message leaves out the
-/// namespace of a schedule in the same namespace. Pure.
+/// name) gets the condition. Names are `namespace/name`; the message names a schedule of the
+/// same namespace, and hides one of another namespace (another tenant's). Pure.
 pub fn conflict<'a>(
     me: (&str, DateTime<Utc>, &MigrationScheduleSpec),
     others: impl IntoIterator<Item = (&'a str, DateTime<Utc>, &'a MigrationScheduleSpec)>,
@@ -217,10 +224,13 @@ pub fn conflict<'a>(
         .collect();
     older.sort_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
     for (other, _, other_spec) in older {
-        let other_shown = shown_name(other, name);
+        let other_shown = match shown_name(other, name) {
+            hidden if hidden.starts_with('(') => hidden.to_string(),
+            shown => format!("{shown:?}"),
+        };
         if database_identity(&other_spec.source.url) == src {
             return Some(format!(
-                "MigrationSchedule {other_shown:?} already migrates the same source database; \
+                "MigrationSchedule {other_shown} already migrates the same source database; \
                  one source feeding two targets splits its change tracking between them. \
                  Delete one of the two schedules."
             ));
@@ -231,14 +241,14 @@ pub fn conflict<'a>(
         ) && mine == theirs
         {
             return Some(format!(
-                "MigrationSchedule {other_shown:?} has the same name on the same target server, \
+                "MigrationSchedule {other_shown} has the same name on the same target server, \
                  so both would write as one login role ({}); rename one of the two schedules.",
                 mine.rsplit(' ').next().unwrap_or_default()
             ));
         }
         if database_identity(&other_spec.target.url) == dst {
             return Some(format!(
-                "MigrationSchedule {other_shown:?} already writes to the same target database; \
+                "MigrationSchedule {other_shown} already writes to the same target database; \
                  two sources feeding one target overwrite each other's tables. Delete one of \
                  the two schedules."
             ));
@@ -441,10 +451,12 @@ mod tests {
             "{}",
             hold.message
         );
+        // Another tenant's run is not named.
         let hold = run_hold(me(2), &[n("bi/nightly-1", "bi/nightly", 1, true, false)]).unwrap();
         assert!(
             hold.message
-                .contains("bi/nightly-1 of MigrationSchedule bi/nightly"),
+                .starts_with("a run of another namespace is writing the same target")
+                && !hold.message.contains("bi/"),
             "{}",
             hold.message
         );

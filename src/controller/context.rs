@@ -13,6 +13,27 @@ use std::sync::{Mutex, PoisonError};
 
 /// Field manager of the controller's own writes.
 pub const MANAGER: &str = "cloudmigrate-controller";
+/// The field manager of the condition that shows a caught panic (`report_panic`).
+pub const PANIC_MANAGER: &str = "cloudmigrate-panic";
+
+/// The namespaces whose schedules may use `runner: InProcess`: it runs tenants' work inside
+/// the controller, so the operator chooses where. None by default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InProcessNamespaces {
+    All,
+    Only(Vec<String>),
+}
+
+impl InProcessNamespaces {
+    /// From the flag's values: `*` is every namespace.
+    pub fn from_flag(values: Vec<String>) -> Self {
+        if values.iter().any(|v| v == "*") {
+            Self::All
+        } else {
+            Self::Only(values)
+        }
+    }
+}
 
 pub struct Context {
     pub client: kube::Client,
@@ -26,6 +47,10 @@ pub struct Context {
     pub claims: super::claims::Claims,
     /// Failed reconciles in a row, by object, for the back-off of `error_policy`.
     failures: Mutex<HashMap<String, u32>>,
+    /// Where runs may run inside the controller.
+    in_process_namespaces: InProcessNamespaces,
+    /// Objects (`Kind/namespace/name`) whose last reconcile panicked.
+    panicked: Mutex<std::collections::HashSet<String>>,
     /// Runs created for a schedule (by `namespace/name`) that the cache may not show yet.
     created: Mutex<HashMap<String, Vec<CreatedRun>>>,
     /// The status last written to each object (`kind/namespace/name`), as a hash of its JSON,
@@ -72,8 +97,30 @@ impl Context {
             probes: Default::default(),
             claims: Default::default(),
             failures: Mutex::new(HashMap::new()),
+            panicked: Mutex::new(Default::default()),
+            in_process_namespaces: InProcessNamespaces::Only(vec![]),
             created: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The same context, running runs in-process only in `namespaces` (the operator's
+    /// `--in-process-namespaces`).
+    pub fn with_in_process(mut self, namespaces: InProcessNamespaces) -> Self {
+        self.in_process_namespaces = namespaces;
+        self
+    }
+
+    /// Why a schedule of `namespace` may not use `runner: InProcess`, or None when it may.
+    pub fn in_process_refused(&self, namespace: &str) -> Option<String> {
+        match &self.in_process_namespaces {
+            InProcessNamespaces::All => None,
+            InProcessNamespaces::Only(list) if list.iter().any(|n| n == namespace) => None,
+            InProcessNamespaces::Only(_) => Some(format!(
+                "runner: InProcess is not allowed in namespace {namespace}: the controller runs \
+                 in-process only where its operator allows it (--in-process-namespaces, the \
+                 chart's controller.inProcessNamespaces); set spec.runtime.runner: Job"
+            )),
         }
     }
 
@@ -203,6 +250,86 @@ impl Context {
         Ok(())
     }
 
+    /// Shows a caught panic of a reconcile on its object: the condition `Reconciled=False`
+    /// (`ControllerPanicked`), written by a field manager of its own, so that the
+    /// reconciler's status writes leave it alone. Logged too.
+    pub async fn report_panic<K>(&self, obj: &K, key: &str, message: &str)
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned,
+    {
+        tracing::error!(object = %key, panic = %message, "the reconcile panicked; other objects go on");
+        self.panicked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.to_string());
+        let condition = serde_json::json!({
+            "type": "Reconciled",
+            "status": "False",
+            "reason": "ControllerPanicked",
+            "message": format!(
+                "the controller failed on this object with an internal error ({message}); it \
+                 tries again later, and other objects are not affected. Please report it with \
+                 `cloudmigrate report` (a support bundle)"
+            ),
+            "lastTransitionTime": crate::clock::time(chrono::Utc::now()),
+            "observedGeneration": obj.meta().generation,
+        });
+        if let Err(e) = self.apply_panic_condition(obj, vec![condition]).await {
+            tracing::warn!(object = %key, error = %e, "writing the panic's condition failed");
+        }
+    }
+
+    /// Takes a panic's condition away once a reconcile of the object succeeds again.
+    pub async fn clear_panic<K>(&self, obj: &K, key: &str)
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned,
+    {
+        let was = self
+            .panicked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+        if was && let Err(e) = self.apply_panic_condition(obj, vec![]).await {
+            tracing::warn!(object = %key, error = %e, "removing the panic's condition failed");
+        }
+    }
+
+    async fn apply_panic_condition<K>(
+        &self,
+        obj: &K,
+        conditions: Vec<serde_json::Value>,
+    ) -> Result<(), kube::Error>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned,
+    {
+        let meta = obj.meta();
+        let body = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": {"conditions": conditions},
+        });
+        kube::Api::<K>::namespaced(
+            self.client.clone(),
+            meta.namespace.as_deref().unwrap_or_default(),
+        )
+        .patch_status(
+            meta.name.as_deref().unwrap_or_default(),
+            &kube::api::PatchParams::apply(PANIC_MANAGER).force(),
+            &kube::api::Patch::Apply(body),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Records events about an object. A cluster without the events API (the test API server
     /// serves custom resources only) gets them in the log instead.
     pub async fn publish<K: Resource<DynamicType = ()>>(&self, obj: &K, notes: &[Note]) {
@@ -236,11 +363,15 @@ impl Context {
         schedules: Vec<crate::api::MigrationSchedule>,
         runs: Vec<crate::api::MigrationRun>,
     ) -> std::sync::Arc<Self> {
-        std::sync::Arc::new(Self::new(
-            client,
-            Caches::of(schedules, runs),
-            Metrics::default(),
-            None,
-        ))
+        // The tests' schedules run in-process, as the operator may allow everywhere.
+        std::sync::Arc::new(
+            Self::new(
+                client,
+                Caches::of(schedules, runs),
+                Metrics::default(),
+                None,
+            )
+            .with_in_process(InProcessNamespaces::All),
+        )
     }
 }

@@ -20,6 +20,9 @@ pub enum Error {
     /// Writing the object's own status.
     #[error("writing the status: {0}")]
     Status(#[source] kube::Error),
+    /// A bug: the reconcile panicked. Caught, reported on the object, tried again later.
+    #[error("internal error: {0}")]
+    Panicked(String),
 }
 
 impl Error {
@@ -31,6 +34,7 @@ impl Error {
             Error::Act(..) => "act",
             Error::Retry(_) => "retry",
             Error::Status(_) => "status",
+            Error::Panicked(_) => "panicked",
         }
     }
 }

@@ -45,6 +45,8 @@ pub struct Options {
     pub leader_lease: Option<(String, String)>,
     /// Watch only this namespace; None: all of them.
     pub namespace: Option<String>,
+    /// Where schedules may use `runner: InProcess`.
+    pub in_process: context::InProcessNamespaces,
 }
 
 /// Why the controller stopped.
@@ -268,7 +270,8 @@ pub async fn run(options: Options) -> Result<(), Error> {
             metrics,
             std::env::var("POD_NAME").ok(),
         )
-        .with_probes(reach::Probes::new(Some(watches.schedule_waker.clone()))),
+        .with_probes(reach::Probes::new(Some(watches.schedule_waker.clone())))
+        .with_in_process(options.in_process.clone()),
     );
     let stop = || shutdown_signal(leadership.clone());
     let controllers = async {

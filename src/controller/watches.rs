@@ -262,7 +262,7 @@ pub async fn drive<K, F, Fut>(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) where
-    K: Watched,
+    K: Watched<Scope = k8s_openapi::NamespaceResourceScope>,
     F: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
 {
@@ -275,26 +275,41 @@ pub async fn drive<K, F, Fut>(
 }
 
 /// `reconcile`, counted and timed in the metrics by kind; a success ends the object's
-/// back-off.
+/// back-off. A panic is caught: it fails this reconcile of this object only, shows on the
+/// object as the condition `Reconciled=False` (`ControllerPanicked`), and is tried again after
+/// the back-off; the next success takes the condition away.
 fn measured<K, F, Fut>(
     reconcile: F,
 ) -> impl Fn(Arc<K>, Arc<Context>) -> BoxFuture<'static, Result<Action, Error>> + Send + Sync
 where
-    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+    K: Watched<Scope = k8s_openapi::NamespaceResourceScope>,
     F: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
 {
     move |obj, ctx| {
         let key = format!(
             "{}/{}/{}",
-            K::kind(&()),
+            <K as Resource>::kind(&()),
             obj.meta().namespace.as_deref().unwrap_or_default(),
             obj.meta().name.as_deref().unwrap_or_default()
         );
         let reconcile = reconcile.clone();
         Box::pin(async move {
-            let work = reconcile(obj, ctx.clone());
-            ctx.measured(&key, work).await
+            use futures_util::FutureExt;
+            let work = std::panic::AssertUnwindSafe(reconcile(obj.clone(), ctx.clone()))
+                .catch_unwind()
+                .map(|r| {
+                    r.unwrap_or_else(|p| Err(Error::Panicked(crate::engine::panic_message(&*p))))
+                });
+            let result = ctx.measured(&key, work).await;
+            match &result {
+                Err(Error::Panicked(message)) => {
+                    ctx.report_panic(obj.as_ref(), &key, message).await
+                }
+                Ok(_) => ctx.clear_panic(obj.as_ref(), &key).await,
+                Err(_) => {}
+            }
+            result
         })
     }
 }
@@ -307,11 +322,79 @@ pub async fn drive_dependent<K, F, Fut>(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) where
-    K: OfSchedule + Watched,
+    K: OfSchedule + Watched<Scope = k8s_openapi::NamespaceResourceScope>,
     F: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<Action, Error>> + Send + 'static,
 {
     let watched = Controller::for_shared_stream(watch.handle, watch.store)
         .reconcile_on(stream_of(watch.woken));
     drive(watched, reconcile, ctx, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::MigrationSchedule;
+    use crate::fixtures::ApiServer;
+    use http::Method;
+
+    fn schedule() -> MigrationSchedule {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationSchedule",
+            "metadata": {"name": "erp", "namespace": "shop", "generation": 3},
+            "spec": {"source": {"url": "sqlite:///s.db"}, "target": {"url": "sqlite:///t.db"}}
+        }))
+        .unwrap()
+    }
+
+    /// A reconcile that panics fails that object's reconcile only: the condition says so on
+    /// the object, written by a field manager of its own; the next success takes it away.
+    #[tokio::test]
+    async fn a_panicking_reconcile_fails_its_object_only_and_says_so_on_it() {
+        let (client, mut server) = ApiServer::new();
+        let ctx = Arc::new(Context::new(
+            client,
+            Caches::of(vec![], vec![]),
+            crate::controller::metrics::Metrics::default(),
+            None,
+        ));
+        let panicking = measured(|_: Arc<MigrationSchedule>, _: Arc<Context>| async {
+            if true {
+                panic!("a value of the wrong type");
+            }
+            Ok(Action::await_change())
+        });
+        let obj = Arc::new(schedule());
+        let status_uri = "/apis/cloudmigrate.io/v1alpha1/namespaces/shop/migrationschedules/erp/status?&force=true&fieldManager=cloudmigrate-panic";
+        let reconcile = tokio::spawn(panicking(obj.clone(), ctx.clone()));
+        let call = server.expect(Method::PATCH, status_uri).await;
+        let condition = &call.body["status"]["conditions"][0];
+        assert_eq!(condition["type"], "Reconciled");
+        assert_eq!(condition["reason"], "ControllerPanicked");
+        assert!(
+            condition["message"]
+                .as_str()
+                .unwrap()
+                .contains("a value of the wrong type"),
+            "{condition}"
+        );
+        call.echo(200);
+        match reconcile.await.unwrap() {
+            Err(Error::Panicked(m)) => assert_eq!(m, "a value of the wrong type"),
+            other => panic!("{other:?}"),
+        }
+        // The next reconcile succeeds: the condition goes.
+        let healthy = measured(|_: Arc<MigrationSchedule>, _: Arc<Context>| async {
+            Ok(Action::await_change())
+        });
+        let reconcile = tokio::spawn(healthy(obj.clone(), ctx.clone()));
+        let call = server.expect(Method::PATCH, status_uri).await;
+        assert_eq!(call.body["status"]["conditions"], serde_json::json!([]));
+        call.echo(200);
+        assert!(reconcile.await.unwrap().is_ok());
+        // And once it is gone, a success writes nothing.
+        let again = healthy(obj, ctx).await;
+        assert!(again.is_ok());
+        assert_eq!(server.seen.len(), 2);
+    }
 }

@@ -69,12 +69,34 @@ impl Dialect {
 
 /// A URL with any password replaced by `***`, fit for messages and logs.
 pub fn redact_url(url: &str) -> String {
+    const SECRET: [&str; 3] = ["password", "sslpassword", "passfile"];
     match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
+        Ok(u)
+            if u.password().is_none()
+                && !u.query_pairs().any(|(k, _)| SECRET.contains(&k.as_ref())) =>
+        {
+            url.to_string()
+        }
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            if u.query_pairs().any(|(k, _)| SECRET.contains(&k.as_ref())) {
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if SECRET.contains(&k.as_ref()) {
+                            "***".to_string()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+            }
             u.to_string()
         }
-        Ok(_) => url.to_string(),
         // Unparseable: keep the scheme and host part only when it holds no credentials.
         Err(_) => match url.split_once('@') {
             Some((_, rest)) => format!("***@{rest}"),

@@ -67,3 +67,20 @@ pub fn describe(e: &sqlx::Error) -> String {
 pub(crate) fn ended_early() -> DbError {
     DbError::Sql("the read from the source stopped before the end of the table".into())
 }
+
+/// Column `i` of a catalog row, decoded without a panic: a value of another type than the
+/// catalog query asks for (a crafted `sqlite_stat1`, a shadowed function) is an error that
+/// names what was being read.
+pub fn field<'r, R, T>(row: &'r R, i: usize, what: &str) -> Result<T, DbError>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    row.try_get(i).map_err(|e| {
+        DbError::sql(
+            &format!("{what}: an unexpected value in column {}", i + 1),
+            e,
+        )
+    })
+}

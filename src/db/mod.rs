@@ -18,6 +18,7 @@ pub mod postgres;
 mod reads;
 mod schema;
 pub mod sqlite;
+pub mod tenancy;
 mod value;
 
 pub use dialect::*;
@@ -104,6 +105,7 @@ pub struct ConnectSpec {
 
 impl Database {
     pub async fn connect(spec: &ConnectSpec) -> Result<Self, DbError> {
+        tenancy::check(spec).map_err(DbError::Config)?;
         match Dialect::of_url(&spec.url)? {
             Dialect::Postgres => postgres::connect(spec).await.map(Database::Postgres),
             Dialect::MySql => mysql::connect(spec).await.map(Database::MySql),
@@ -115,7 +117,10 @@ impl Database {
     /// as it is. PostgreSQL and MySQL connect as `connect` does.
     pub async fn connect_to_look(spec: &ConnectSpec) -> Result<Self, DbError> {
         match Dialect::of_url(&spec.url)? {
-            Dialect::Sqlite => sqlite::connect(spec, true).await.map(Database::Sqlite),
+            Dialect::Sqlite => {
+                tenancy::check(spec).map_err(DbError::Config)?;
+                sqlite::connect(spec, true).await.map(Database::Sqlite)
+            }
             _ => Self::connect(spec).await,
         }
     }
@@ -326,6 +331,11 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(redact_url("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
+        let q = redact_url("postgres://erp@127.0.0.1:1/db?password=TopSecret123&sslmode=require");
+        assert!(
+            !q.contains("TopSecret123") && q.contains("sslmode=require"),
+            "{q}"
+        );
         assert!(
             Dialect::of_url("mssql://h/db")
                 .unwrap_err()

@@ -1,5 +1,6 @@
 //! MySQL and MariaDB: catalog, consistent-snapshot reads and multi-row INSERT loads.
 
+use super::field;
 use super::{
     Chunk, ColumnDef, ConnectSpec, DbError, Dialect, Kind, ReadSpec, Statement, TableDef, Value,
     describe, redact_url,
@@ -75,15 +76,15 @@ pub async fn tables(pool: &MySqlPool) -> Result<Vec<TableDef>, DbError> {
     .map_err(|e| DbError::sql("reading table sizes", e))?;
     let mut tables: HashMap<String, TableDef> = HashMap::new();
     for row in sizes {
-        let name: String = row.get(0);
+        let name: String = field(&row, 0, "reading table sizes")?;
         tables.insert(
             name.clone(),
             TableDef {
                 name,
                 columns: vec![],
                 primary_key: vec![],
-                est_rows: row.get(1),
-                est_bytes: row.get(2),
+                est_rows: field(&row, 1, "reading table sizes")?,
+                est_bytes: field(&row, 2, "reading table sizes")?,
             },
         );
     }
@@ -100,22 +101,22 @@ pub async fn tables(pool: &MySqlPool) -> Result<Vec<TableDef>, DbError> {
     .await
     .map_err(|e| DbError::sql("reading columns", e))?;
     for row in columns {
-        let table: String = row.get(0);
-        let data_type: String = row.get(2);
-        let column_type: String = row.get(3);
+        let table: String = field(&row, 0, "reading columns")?;
+        let data_type: String = field(&row, 2, "reading columns")?;
+        let column_type: String = field(&row, 3, "reading columns")?;
         let kind = kind_of(
             &data_type.to_ascii_lowercase(),
             &column_type.to_ascii_lowercase(),
         );
         if let Some(t) = tables.get_mut(&table) {
-            let max: Option<i64> = row.get(5);
-            let precision: Option<i64> = row.get(6);
-            let scale: Option<i64> = row.get(7);
+            let max: Option<i64> = field(&row, 5, "reading columns")?;
+            let precision: Option<i64> = field(&row, 6, "reading columns")?;
+            let scale: Option<i64> = field(&row, 7, "reading columns")?;
             t.columns.push(ColumnDef {
-                name: row.get(1),
+                name: field(&row, 1, "reading columns")?,
                 kind,
                 type_name: column_type,
-                nullable: row.get::<String, _>(4) == "YES",
+                nullable: field::<_, String>(&row, 4, "reading columns")? == "YES",
                 max_chars: if kind == Kind::Text && matches!(data_type.as_str(), "char" | "varchar")
                 {
                     max
@@ -145,9 +146,9 @@ pub async fn tables(pool: &MySqlPool) -> Result<Vec<TableDef>, DbError> {
     .await
     .map_err(|e| DbError::sql("reading primary keys", e))?;
     for row in keys {
-        let table: String = row.get(0);
+        let table: String = field(&row, 0, "reading primary keys")?;
         if let Some(t) = tables.get_mut(&table) {
-            t.primary_key.push(row.get(1));
+            t.primary_key.push(field(&row, 1, "reading primary keys")?);
         }
     }
     Ok(tables.into_values().collect())

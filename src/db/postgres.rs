@@ -1,5 +1,6 @@
 //! PostgreSQL: catalog, snapshot reads (rows or binary COPY) and COPY loads.
 
+use super::field;
 use super::{
     CHUNK_BYTES, Chunk, ColumnDef, ConnectSpec, DbError, Dialect, Finish, Kind, LoadSpec,
     LoadStats, ReadSpec, Statement, TableDef, Value, check_row, describe, redact_url,
@@ -71,16 +72,16 @@ pub async fn tables(pool: &PgPool) -> Result<Vec<TableDef>, DbError> {
                          / pg_catalog.current_setting('block_size')::int8)
                       ELSE c.reltuples::float8 END)::int8,
                 pg_catalog.pg_total_relation_size(c.oid)::int8
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')",
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = pg_catalog.current_schema() AND c.relkind IN ('r', 'p')",
     )
     .fetch_all(pool)
     .await
     .map_err(|e| DbError::sql("reading table sizes", e))?;
     let mut tables: HashMap<String, TableDef> = HashMap::new();
     for row in sizes {
-        let name: String = row.get(0);
-        let rows: i64 = row.get(1);
+        let name: String = field(&row, 0, "reading table sizes")?;
+        let rows: i64 = field(&row, 1, "reading table sizes")?;
         tables.insert(
             name.clone(),
             TableDef {
@@ -88,23 +89,23 @@ pub async fn tables(pool: &PgPool) -> Result<Vec<TableDef>, DbError> {
                 columns: vec![],
                 primary_key: vec![],
                 est_rows: rows.max(0),
-                est_bytes: row.get(2),
+                est_bytes: field(&row, 2, "reading table sizes")?,
             },
         );
     }
     let columns = sqlx::query(
-        "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), t.typname, a.attnotnull,
+        "SELECT c.relname, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), t.typname, a.attnotnull,
                 CASE WHEN t.typname IN ('varchar', 'bpchar') AND a.atttypmod > 4
                      THEN (a.atttypmod - 4)::int8 END,
                 CASE WHEN t.typname = 'numeric' AND a.atttypmod > 4
                      THEN (((a.atttypmod - 4) >> 16) & 65535)::int4 END,
                 CASE WHEN t.typname = 'numeric' AND a.atttypmod > 4
                      THEN ((a.atttypmod - 4) & 65535)::int4 END
-         FROM pg_class c
-         JOIN pg_namespace n ON n.oid = c.relnamespace
-         JOIN pg_attribute a ON a.attrelid = c.oid
-         JOIN pg_type t ON t.oid = a.atttypid
-         WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
+         FROM pg_catalog.pg_class c
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+         WHERE n.nspname = pg_catalog.current_schema() AND c.relkind IN ('r', 'p')
            AND a.attnum > 0 AND NOT a.attisdropped
          ORDER BY c.relname, a.attnum",
     )
@@ -112,37 +113,37 @@ pub async fn tables(pool: &PgPool) -> Result<Vec<TableDef>, DbError> {
     .await
     .map_err(|e| DbError::sql("reading columns", e))?;
     for row in columns {
-        let table: String = row.get(0);
-        let typname: String = row.get(3);
+        let table: String = field(&row, 0, "reading columns")?;
+        let typname: String = field(&row, 3, "reading columns")?;
         if let Some(t) = tables.get_mut(&table) {
             t.columns.push(ColumnDef {
-                name: row.get(1),
+                name: field(&row, 1, "reading columns")?,
                 kind: kind_of(&typname),
-                type_name: row.get(2),
-                nullable: !row.get::<bool, _>(4),
-                max_chars: row.get(5),
-                precision: row.get(6),
-                scale: row.get(7),
+                type_name: field(&row, 2, "reading columns")?,
+                nullable: !field::<_, bool>(&row, 4, "reading columns")?,
+                max_chars: field(&row, 5, "reading columns")?,
+                precision: field(&row, 6, "reading columns")?,
+                scale: field(&row, 7, "reading columns")?,
             });
         }
     }
     let keys = sqlx::query(
         "SELECT c.relname, a.attname
-         FROM pg_index i
-         JOIN pg_class c ON c.oid = i.indrelid
-         JOIN pg_namespace n ON n.oid = c.relnamespace
-         JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
-         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
-         WHERE i.indisprimary AND n.nspname = current_schema()
+         FROM pg_catalog.pg_index i
+         JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         JOIN LATERAL pg_catalog.unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+         WHERE i.indisprimary AND n.nspname = pg_catalog.current_schema()
          ORDER BY c.relname, k.ord",
     )
     .fetch_all(pool)
     .await
     .map_err(|e| DbError::sql("reading primary keys", e))?;
     for row in keys {
-        let table: String = row.get(0);
+        let table: String = field(&row, 0, "reading primary keys")?;
         if let Some(t) = tables.get_mut(&table) {
-            t.primary_key.push(row.get(1));
+            t.primary_key.push(field(&row, 1, "reading primary keys")?);
         }
     }
     Ok(tables.into_values().collect())

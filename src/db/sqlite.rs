@@ -1,5 +1,6 @@
 //! SQLite: catalog, snapshot reads and multi-row INSERT loads.
 
+use super::field;
 use super::{
     Chunk, ColumnDef, ConnectSpec, DbError, Dialect, Kind, ReadSpec, Statement, TableDef, Value,
     describe, redact_url,
@@ -100,8 +101,8 @@ pub async fn tables(pool: &SqlitePool) -> Result<Vec<TableDef>, DbError> {
     .map_err(|e| DbError::sql("reading columns", e))?;
     let mut tables: HashMap<String, (TableDef, Vec<(i64, String)>)> = HashMap::new();
     for row in rows {
-        let table: String = row.get(0);
-        let declared: String = row.get(2);
+        let table: String = field(&row, 0, "reading columns")?;
+        let declared: String = field(&row, 2, "reading columns")?;
         let kind = kind_of(&declared);
         let args = type_args(&declared);
         let entry = tables.entry(table.clone()).or_insert_with(|| {
@@ -116,8 +117,8 @@ pub async fn tables(pool: &SqlitePool) -> Result<Vec<TableDef>, DbError> {
                 vec![],
             )
         });
-        let name: String = row.get(1);
-        let pk: i64 = row.get(4);
+        let name: String = field(&row, 1, "reading columns")?;
+        let pk: i64 = field(&row, 4, "reading columns")?;
         if pk > 0 {
             entry.1.push((pk, name.clone()));
         }
@@ -125,7 +126,7 @@ pub async fn tables(pool: &SqlitePool) -> Result<Vec<TableDef>, DbError> {
             name,
             kind,
             type_name: declared,
-            nullable: row.get::<i64, _>(3) == 0,
+            nullable: field::<_, i64>(&row, 3, "reading columns")? == 0,
             max_chars: if kind == Kind::Text {
                 args.first().copied()
             } else {
@@ -151,18 +152,25 @@ pub async fn tables(pool: &SqlitePool) -> Result<Vec<TableDef>, DbError> {
             .map_err(|e| DbError::sql("reading statistics", e))?;
     let mut estimates: HashMap<String, i64> = HashMap::new();
     if has_stats.is_some() {
-        let stats = sqlx::query("SELECT tbl, stat FROM sqlite_stat1")
-            .fetch_all(pool)
-            .await
-            .map_err(|e| DbError::sql("reading statistics", e))?;
+        let stats = sqlx::query(
+            // SQLite stores any type in any column: read the statistics as text, whatever a
+            // crafted file holds.
+            "SELECT CAST(tbl AS TEXT), COALESCE(CAST(stat AS TEXT), '') FROM sqlite_stat1 \
+             WHERE tbl IS NOT NULL",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(|e| DbError::sql("reading statistics", e))?;
         for row in stats {
-            let stat: String = row.get(1);
+            let stat: String = field(&row, 1, "reading statistics")?;
             let n = stat
                 .split_whitespace()
                 .next()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
-            let e = estimates.entry(row.get(0)).or_insert(0);
+            let e = estimates
+                .entry(field(&row, 0, "reading statistics")?)
+                .or_insert(0);
             *e = (*e).max(n);
         }
     }

@@ -106,6 +106,20 @@ pub enum EngineError {
     Target(DbError),
     #[error(transparent)]
     Plan(#[from] PlanError),
+    /// A bug: the run panicked. Caught, so that it ends the run and nothing else.
+    #[error(
+        "the run stopped on an internal error ({0}); please report it with `cloudmigrate report` (a support bundle)"
+    )]
+    Internal(String),
+}
+
+/// What a caught panic said.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// Receives what happens during a run, for progress displays and status updates.

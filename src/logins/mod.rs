@@ -168,3 +168,22 @@ mod tests {
         assert!(!database_identity("postgres://u:secret@db.example/erp").contains("secret"));
     }
 }
+
+#[cfg(test)]
+mod admission_tests {
+    /// The API server's rule and the controller's check allow the same URL parameters.
+    #[test]
+    fn admission_allows_the_parameters_the_controller_allows() {
+        let rule = crate::api::common::URL_PARAMETERS_RULE;
+        let names: Vec<&str> = crate::db::tenancy::PARAMETERS
+            .iter()
+            .flat_map(|(_, p)| p.iter().copied())
+            .collect();
+        let listed = rule
+            .split_once("([?](")
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(list, _)| list.split('|').collect::<Vec<_>>())
+            .unwrap_or_default();
+        assert_eq!(listed, names, "{rule}");
+    }
+}

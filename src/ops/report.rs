@@ -69,7 +69,34 @@ fn redacted(secret: &Secret) -> Secret {
     s
 }
 
-/// Writes the bundle into `dir` (created). Returns the files written and the notes of what
+/// The log lines about objects of namespace `ns`: the controller serves every namespace, and
+/// a bundle of one must not carry the others' names and errors.
+fn lines_of(log: &str, ns: &str) -> String {
+    let marks = [
+        format!("{ns}/"),
+        format!("namespace={ns}"),
+        format!("\"namespace\":\"{ns}\""),
+    ];
+    // A mark counts where no name character comes before it: `workshop/` is not `shop/`.
+    let about = |line: &str| {
+        marks.iter().any(|m| {
+            line.match_indices(m.as_str()).any(|(i, _)| {
+                !line[..i]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            })
+        })
+    };
+    let mut out = String::new();
+    for line in log.lines().filter(|l| about(l)) {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Writes the bundle into `dir` (created, readable by the user alone). Returns the files written and the notes of what
 /// could not be read.
 pub async fn report(
     client: &Client,
@@ -77,12 +104,26 @@ pub async fn report(
     controller_ns: &str,
     dir: &Path,
 ) -> Result<(Vec<PathBuf>, Vec<String>), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    // Readable by the user alone: the bundle holds other people's object names and errors.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let mut files = Vec::new();
     let mut notes = Vec::new();
     let mut write = |name: &str, text: &str| -> Result<(), String> {
+        use std::io::Write;
         let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
         files.push(path);
         Ok(())
     };
@@ -152,7 +193,7 @@ pub async fn report(
                     ..Default::default()
                 };
                 match pods.logs(&name, &params).await {
-                    Ok(log) => write(&format!("controller-{name}.log"), &log)?,
+                    Ok(log) => write(&format!("controller-{name}.log"), &lines_of(&log, ns))?,
                     Err(e) => notes.push(api_error(&format!("the log of pod {name}"), e)),
                 }
             }
@@ -176,4 +217,24 @@ pub async fn report(
     }
     write("README.txt", &readme)?;
     Ok((files, notes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_controller_log_keeps_the_lines_of_the_namespace_asked_about() {
+        let log = "INFO reconcile{schedule=shop/erp}: run started\n\
+                   INFO reconcile{schedule=rival/payroll}: password refused for payroll\n\
+                   {\"namespace\":\"shop\",\"msg\":\"x\"}\n\
+                   INFO shopping/erp: not ours\n\
+                   INFO workshop/erp: not ours either\n";
+        let kept = lines_of(log, "shop");
+        assert!(kept.contains("shop/erp") && kept.contains("\"namespace\":\"shop\""));
+        assert!(
+            !kept.contains("rival") && !kept.contains("shopping") && !kept.contains("workshop"),
+            "{kept}"
+        );
+    }
 }

@@ -176,6 +176,9 @@ fn record_end(
                 engine::EngineError::Plan(_) => {
                     "Correct spec.tables of the MigrationSchedule, then start a new run."
                 }
+                engine::EngineError::Internal(_) => {
+                    "Other runs and schedules are not affected; a new run may get past it."
+                }
                 _ => {
                     "Check the address, the login and the network path from the runner to the \
                      database, then start a new run."
@@ -275,7 +278,19 @@ pub async fn work(client: kube::Client, w: WorkerSpec, stop: StopSignal) -> Work
         tracing::warn!(error = %e, "writing the worker status failed");
     }
     tracing::info!("worker started");
-    let outcome = engine::run(&config, reporter.as_ref(), reporter.read.clone()).await;
+    // A panic in the engine ends this run Failed, and nothing else: the controller that runs
+    // it in-process stays up.
+    let outcome = {
+        use futures_util::FutureExt;
+        std::panic::AssertUnwindSafe(engine::run(
+            &config,
+            reporter.as_ref(),
+            reporter.read.clone(),
+        ))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|p| Err(engine::EngineError::Internal(engine::panic_message(&*p))))
+    };
     flusher.abort();
     let phase = record_end(&reporter, &outcome, &stop);
     match &outcome {

@@ -100,7 +100,7 @@ impl Controller {
         Self::start_with(ns, &[], "a")
     }
 
-    fn start_with(ns: &str, extra: &[&str], identity: &str) -> Self {
+    pub(crate) fn start_with(ns: &str, extra: &[&str], identity: &str) -> Self {
         Self::start_as(
             ns,
             extra,
@@ -118,6 +118,12 @@ impl Controller {
         let child = Command::new(env!("CARGO_BIN_EXE_cloudmigrate"))
             .args(["controller", "--namespace", ns, "--listen"])
             .arg(format!("127.0.0.1:{port}"))
+            // The operator lets the test's tenant run in-process, unless the test says where.
+            .args(if extra.contains(&"--in-process-namespaces") {
+                vec![]
+            } else {
+                vec!["--in-process-namespaces", ns]
+            })
             .args(extra)
             .env("POD_NAME", identity)
             .env("KUBECONFIG", kubeconfig)
@@ -147,6 +153,11 @@ impl Controller {
 
     pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub(crate) fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     fn kill(&mut self) {

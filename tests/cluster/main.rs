@@ -13,4 +13,5 @@ mod crds;
 mod examples;
 mod run_rules;
 mod scale;
+mod tenants;
 mod validation;

@@ -203,6 +203,31 @@ async fn liveness(
     Ok(out)
 }
 
+/// Starts an initialization in the controller, where its operator allows in-process work in
+/// the namespace; elsewhere the initialization fails, saying so.
+async fn start_in_process(
+    ctx: &Context,
+    target: &crate::db::Database,
+    spec: InitializationSpec,
+) -> Result<(), Error> {
+    match ctx.in_process_refused(&spec.namespace) {
+        None => ctx.inprocess.start_initializer(ctx.client.clone(), spec),
+        Some(why) => {
+            ledger::companies::set_state(
+                target,
+                &spec.company,
+                &spec.attempt,
+                InitializationState::Failed,
+                Some(&why),
+                None,
+            )
+            .await
+            .map_err(|e| Error::Invalid(format!("target database: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
 /// Carries out one initialization action: the record in the target first, then the
 /// initializer.
 async fn act(
@@ -251,8 +276,7 @@ async fn act(
             .map_err(db_error)?;
         }
         InitAction::Resume { company, attempt } => {
-            ctx.inprocess
-                .start_initializer(ctx.client.clone(), spec(company, attempt));
+            start_in_process(ctx, target, spec(company, attempt)).await?
         }
         InitAction::Schedule {
             company,
@@ -270,9 +294,7 @@ async fn act(
             .await
             .map_err(db_error)?;
             match schedule.spec.runtime.runner {
-                Runner::InProcess => ctx
-                    .inprocess
-                    .start_initializer(ctx.client.clone(), spec(company, attempt)),
+                Runner::InProcess => start_in_process(ctx, target, spec(company, attempt)).await?,
                 Runner::Job => {
                     let account = job::service_account();
                     let j = initializer::job_for(selection, schedule, company, attempt, &account);

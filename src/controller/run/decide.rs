@@ -19,6 +19,9 @@ pub struct ScheduleFacts {
     /// What holds the run back, by the one admission rule (`admission::admit`); None when it
     /// may start. Only asked of a run that has not started.
     pub hold: Option<Hold>,
+    /// Why the schedule's runner may not run here (`runner: InProcess` in a namespace the
+    /// operator did not allow); None when it may.
+    pub runner_refused: Option<String>,
 }
 
 /// Everything decide needs.
@@ -238,6 +241,10 @@ fn start(o: &RunObserved<'_>, at: At, mut status: MigrationRunStatus) -> RunDeci
             ),
         )),
         _ if stop_asked(o) => Some(("Stopped", "stopped before it started".to_string())),
+        Some(ScheduleFacts {
+            runner_refused: Some(why),
+            ..
+        }) => Some((RUNNER_NOT_ALLOWED, format!("nothing was copied: {why}"))),
         _ => None,
     };
     if let Some((reason, msg)) = refuse {
@@ -353,6 +360,8 @@ pub fn refused(
 
 /// The reason of a run's Running condition when the runtime role's grants failed.
 pub const NOT_GRANTED: &str = "AccessNotGranted";
+/// The schedule's runner may not run in this namespace (the operator's choice).
+pub const RUNNER_NOT_ALLOWED: &str = "RunnerNotAllowed";
 
 /// The controller could not let the runtime role write the run's tables (`message` says
 /// why): like a refusal, the attempt counts as lost and the run goes again up to its limit.
@@ -552,6 +561,7 @@ mod tests {
 
     fn facts() -> Option<ScheduleFacts> {
         Some(ScheduleFacts {
+            runner_refused: None,
             workers: 1,
             backoff_limit: 1,
             hold: None,
@@ -874,5 +884,32 @@ mod tests {
         );
         assert!(c.message.contains("run's spec.companies"), "{}", c.message);
         assert_eq!(note.reason, "RunFailed");
+    }
+
+    #[test]
+    fn a_run_whose_runner_is_not_allowed_ends_before_it_starts() {
+        let s = spec();
+        let mut o = observe(&s, MigrationRunStatus::default(), 0);
+        if let Some(f) = o.schedule.as_mut() {
+            f.runner_refused = Some("runner: InProcess is not allowed in namespace shop".into());
+        }
+        let d = decide(o);
+        assert_eq!(
+            (d.action, d.finished),
+            (RunAction::Nothing, Some(RunResult::Failed))
+        );
+        assert!(d.status.start_time.is_none());
+        let c = d
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Succeeded")
+            .unwrap();
+        assert_eq!(c.reason, RUNNER_NOT_ALLOWED);
+        assert!(
+            c.message.contains("not allowed in namespace shop"),
+            "{}",
+            c.message
+        );
     }
 }

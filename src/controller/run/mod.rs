@@ -56,6 +56,10 @@ pub async fn reconcile(run: Arc<MigrationRun>, ctx: Arc<Context>) -> Result<Acti
             },
             backoff_limit: s.spec.runtime.backoff_limit,
             hold: read.hold.clone(),
+            runner_refused: match s.spec.runtime.runner {
+                Runner::InProcess => ctx.in_process_refused(&s.namespace().unwrap_or_default()),
+                Runner::Job => None,
+            },
         }),
         runner_alive: read.runner_alive,
         runner_failure: read.runner_failure.clone(),
@@ -428,6 +432,7 @@ mod tests {
             workers: 2,
             backoff_limit: 3,
             hold: None,
+            runner_refused: None,
         };
         let mut status = Default::default();
         for alive in [false, true] {

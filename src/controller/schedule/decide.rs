@@ -80,6 +80,9 @@ pub struct Observed<'a> {
     pub company_views: Vec<CompanyView>,
     /// A UserMapping of the schedule applied every mapping.
     pub users_mapped: bool,
+    /// Why the schedule's runner may not run here (`runner: InProcess` where the operator did
+    /// not allow it): no run starts.
+    pub runner_refused: Option<String>,
     pub now: DateTime<Utc>,
 }
 
@@ -349,6 +352,9 @@ fn blocked(
 ) -> Option<(&'static str, String)> {
     if let Err(problem) = timing {
         return Some((problem.reason, problem.message.clone()));
+    }
+    if let Some(why) = &o.runner_refused {
+        return Some(("RunnerNotAllowed", why.clone()));
     }
     let gates = ScheduleGates {
         conflict: o.conflict.clone(),
@@ -1062,6 +1068,7 @@ mod tests {
             key: KeyView::default(),
             company_views: vec![],
             users_mapped: false,
+            runner_refused: None,
             now,
         }
     }
@@ -1737,6 +1744,19 @@ mod tests {
             (40, 2, 1, 3, 20, 4, 10, 5),
             "each count in its own tile"
         );
+    }
+
+    #[test]
+    fn a_runner_the_operator_did_not_allow_holds_every_run() {
+        let s = spec(Some("0 2 * * *"));
+        let mut o = observe(&s, utc(2026, 5, 2, 3, 0));
+        o.runner_refused = Some("runner: InProcess is not allowed in namespace shop".into());
+        let d = decide(o);
+        assert_eq!(
+            condition(&d, "Ready"),
+            ("False".into(), "RunnerNotAllowed".into())
+        );
+        assert!(d.create.is_none());
     }
 
     #[test]

@@ -132,6 +132,7 @@ struct Read {
     key: super::runtime_key::KeyView,
     company_views: Vec<checklist::CompanyView>,
     users_mapped: bool,
+    runner_refused: Option<String>,
 }
 
 impl Read {
@@ -151,6 +152,7 @@ impl Read {
             key: self.key.clone(),
             company_views: self.company_views.clone(),
             users_mapped: self.users_mapped,
+            runner_refused: self.runner_refused.clone(),
             now: chrono::Utc::now(),
         }
     }
@@ -222,6 +224,10 @@ async fn read(schedule: &MigrationSchedule, ctx: &Context) -> Result<Read, Error
         key: super::runtime_key::view(ctx, schedule),
         company_views: company_views(&selections),
         users_mapped: users_mapped(ctx, &ns, &name),
+        runner_refused: match schedule.spec.runtime.runner {
+            crate::api::schedule::Runner::InProcess => ctx.in_process_refused(&ns),
+            crate::api::schedule::Runner::Job => None,
+        },
     })
 }
 
@@ -598,6 +604,7 @@ mod tests {
             key: Default::default(),
             company_views: vec![],
             users_mapped: false,
+            runner_refused: None,
         };
         // The first look at it starts today's run, if 02:00 has passed; the next one is quiet.
         let mut o = observed.observed(&schedule);
@@ -920,7 +927,12 @@ mod tests {
         let conflict = conditions.iter().find(|c| c["type"] == "Conflict").unwrap();
         assert_eq!(conflict["status"], "True");
         let message = conflict["message"].as_str().unwrap();
-        assert!(message.contains("other-tenant/erp"), "{message}");
+        // The other tenant's schedule is not named.
+        assert!(
+            message.contains("(in another namespace) already migrates the same source")
+                && !message.contains("other-tenant"),
+            "{message}"
+        );
         let mut obj = serde_json::to_value(&mine).unwrap();
         obj["status"] = call.body["status"].clone();
         call.reply(200, obj);

@@ -1,0 +1,246 @@
+//! A shared controller that a tenant cannot abuse: each attack a tenant can make from their own
+//! namespace, tried against the real controller, and refused without touching anything past it.
+
+use crate::api_server::TestNamespace;
+use crate::controller::{Controller, ended, ok, request_run, wait_for};
+use std::path::{Path, PathBuf};
+
+/// A folder of its own under the temp directory.
+fn folder(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "cloudmigrate-{label}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A SQLite file with a company and a table, made with `sql` after.
+fn sqlite_file(path: &Path, sql: &[&'static str]) {
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let setup = [
+            "CREATE TABLE \"Company\" (\"Name\" TEXT PRIMARY KEY)",
+            "INSERT INTO \"Company\" VALUES ('CRONUS')",
+            "CREATE TABLE \"CRONUS$Item\" (\"No_\" TEXT PRIMARY KEY, \"Description\" TEXT)",
+            "INSERT INTO \"CRONUS$Item\" VALUES ('1000', 'Bicycle'), ('1001', 'Helmet')",
+        ];
+        for s in setup.iter().chain(sql).copied() {
+            sqlx::query(s).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    });
+}
+
+fn sqlite_schedule(name: &str, source: &Path, target: &Path) -> String {
+    format!(
+        "apiVersion: cloudmigrate.io/v1alpha1\nkind: MigrationSchedule\nmetadata: {{name: {name}}}\n\
+         spec:\n  source: {{url: \"sqlite://{}\"}}\n  target: {{url: \"sqlite://{}\", \
+         createMissingTables: true}}\n  runtime: {{runner: InProcess}}\n",
+        source.display(),
+        target.display()
+    )
+}
+
+/// The controller opens no tenant's SQLite file outside the directories its operator names:
+/// the schedule says so in the same words whether the file exists or not, a run copies
+/// nothing, and neither file is touched or made.
+#[test]
+fn a_tenants_sqlite_path_outside_the_allowed_directories_is_never_opened() {
+    let ns = TestNamespace::new("tenant-files");
+    let (allowed, victim_dir) = (folder("allowed"), folder("victim"));
+    let victim = victim_dir.join("payroll.db");
+    sqlite_file(&victim, &[]);
+    let before = std::fs::read(&victim).unwrap();
+    let stolen = victim_dir.join("stolen.db");
+    let allowed_arg = allowed.display().to_string();
+    let controller = Controller::start_with(&ns.name, &["--sqlite-dir", &allowed_arg], "a");
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&sqlite_schedule("thief", &victim, &stolen)),
+        ),
+        "applying the schedule",
+    );
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&sqlite_schedule(
+                "prober",
+                &victim_dir.join("missing.db"),
+                &allowed.join("mine.db"),
+            )),
+        ),
+        "applying the probing schedule",
+    );
+    let ready = "{.status.conditions[?(@.type==\"Ready\")].reason}|\
+                 {.status.conditions[?(@.type==\"Ready\")].message}";
+    let thief = wait_for(
+        &ns,
+        "msched/thief",
+        ready,
+        |s| s.starts_with("SourceUnreachable|"),
+        &controller,
+    );
+    assert!(
+        thief.contains("SQLite URL refused: the path is not under an allowed directory"),
+        "{thief}"
+    );
+    let prober = wait_for(
+        &ns,
+        "msched/prober",
+        ready,
+        |s| s.starts_with("SourceUnreachable|"),
+        &controller,
+    );
+    // Whether a file exists outside is not told.
+    let words = |s: &str, path: &Path| s.replace(&path.display().to_string(), "PATH");
+    assert_eq!(
+        words(&thief, &victim),
+        words(&prober, &victim_dir.join("missing.db"))
+    );
+    assert!(!thief.contains("exist"), "{thief}");
+
+    // A run asked for anyway copies nothing and fails, naming the rule.
+    request_run(&ns, "thief", "1");
+    let run = wait_for(
+        &ns,
+        "msched/thief",
+        "{.status.lastRun.name}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert_eq!(ended(&ns, &run, &controller), "Failed");
+    let why = ok(
+        ns.kubectl(&["get", "mrun", &run, "-o", "yaml"], None),
+        "the run",
+    );
+    assert!(why.contains("SQLite URL refused"), "{why}");
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        before,
+        "the victim's file changed"
+    );
+    for left in [
+        "stolen.db",
+        "payroll.db-wal",
+        "payroll.db-shm",
+        "missing.db",
+    ] {
+        assert!(!victim_dir.join(left).exists(), "{left} was made");
+    }
+    let _ = std::fs::remove_dir_all(&allowed);
+    let _ = std::fs::remove_dir_all(&victim_dir);
+}
+
+/// Inside the allowed directory, a file whose `sqlite_stat1` holds a number where text
+/// belongs (which once panicked the controller) migrates; the controller stays up.
+#[test]
+fn a_crafted_sqlite_statistics_table_neither_panics_nor_stops_the_controller() {
+    let ns = TestNamespace::new("tenant-crafted");
+    let dir = folder("crafted");
+    let source = dir.join("crafted.db");
+    sqlite_file(
+        &source,
+        &[
+            "ANALYZE",
+            "UPDATE sqlite_stat1 SET stat = 42",
+            "INSERT INTO sqlite_stat1 VALUES (NULL, NULL, NULL)",
+        ],
+    );
+    let dir_arg = dir.display().to_string();
+    let mut controller = Controller::start_with(&ns.name, &["--sqlite-dir", &dir_arg], "a");
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&sqlite_schedule("crafted", &source, &dir.join("cloud.db"))),
+        ),
+        "applying the schedule",
+    );
+    request_run(&ns, "crafted", "1");
+    let run = wait_for(
+        &ns,
+        "msched/crafted",
+        "{.status.lastRun.name}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert_eq!(ended(&ns, &run, &controller), "Succeeded");
+    assert!(controller.alive(), "the controller stopped");
+    assert!(
+        !controller.log().contains("panicked"),
+        "{}",
+        controller.log()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `runner: InProcess` runs a tenant's work inside the controller: only in the namespaces the
+/// operator allows. Elsewhere the schedule says so, and a run made by hand ends before it
+/// starts.
+#[test]
+fn the_in_process_runner_runs_only_where_the_operator_allows_it() {
+    let ns = TestNamespace::new("tenant-runner");
+    let dir = folder("runner");
+    let source = dir.join("erp.db");
+    sqlite_file(&source, &[]);
+    let dir_arg = dir.display().to_string();
+    let controller = Controller::start_with(
+        &ns.name,
+        &[
+            "--sqlite-dir",
+            &dir_arg,
+            "--in-process-namespaces",
+            "elsewhere",
+        ],
+        "a",
+    );
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&sqlite_schedule("inside", &source, &dir.join("cloud.db"))),
+        ),
+        "applying the schedule",
+    );
+    let ready = wait_for(
+        &ns,
+        "msched/inside",
+        "{.status.conditions[?(@.type==\"Ready\")].reason}|\
+         {.status.conditions[?(@.type==\"Ready\")].message}",
+        |s| s.starts_with("RunnerNotAllowed|"),
+        &controller,
+    );
+    assert!(ready.contains("set spec.runtime.runner: Job"), "{ready}");
+    ok(
+        ns.kubectl(
+            &["create", "-f", "-"],
+            Some(
+                "apiVersion: cloudmigrate.io/v1alpha1\nkind: MigrationRun\nmetadata: {name: by-hand}\n\
+                 spec: {scheduleRef: {name: inside}}\n",
+            ),
+        ),
+        "creating a run by hand",
+    );
+    assert_eq!(ended(&ns, "by-hand", &controller), "Failed");
+    let why = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "mrun",
+                "by-hand",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Succeeded\")].reason}|{.status.startTime}",
+            ],
+            None,
+        ),
+        "the run",
+    );
+    assert_eq!(why, "RunnerNotAllowed|", "the run started");
+    assert!(!dir.join("cloud.db").exists(), "the run wrote the target");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -57,14 +57,39 @@ pub enum Outcome {
     AlreadyDone(requests::Done),
 }
 
-/// Clears the migrated data and the replication state of a target, once per request.
-pub async fn clear(target: &Database, request: &Request<'_>) -> Result<Outcome, DbError> {
+/// The target names of the tables a schedule copies from `source` (any company, the table
+/// filter applied): the only tables a reset may clear. The runtime role may write the
+/// replication state, so its table names alone are not trusted: a name planted there that
+/// the source does not copy is never cleared.
+pub async fn copied_tables(
+    source: &Database,
+    options: &super::plan::PlanOptions,
+    target: crate::db::Dialect,
+) -> Result<std::collections::HashSet<String>, String> {
+    let catalog = super::catalog::Catalog::read(source)
+        .await
+        .map_err(|e| format!("source database: {e}"))?;
+    let mut options = options.clone();
+    options.companies = None;
+    options.target = Some(target);
+    let plan = super::plan::plan(&catalog, &options).map_err(|e| e.to_string())?;
+    Ok(plan.to_copy().map(|t| t.target_name.clone()).collect())
+}
+
+/// Clears the migrated data and the replication state of a target, once per request: the
+/// tables the replication state names that exist in the target and that the schedule copies
+/// (`copied`, from `copied_tables`).
+pub async fn clear(
+    target: &Database,
+    request: &Request<'_>,
+    copied: &std::collections::HashSet<String>,
+) -> Result<Outcome, DbError> {
     super::ledger::ensure(target).await?;
     requests::ensure(target).await?;
     if let Some(done) = requests::done(target, request).await? {
         return Ok(Outcome::AlreadyDone(done));
     }
-    match clear_now(target, request).await {
+    match clear_now(target, request, copied).await {
         Ok(cleared) => Ok(Outcome::Cleared(cleared)),
         // Recorded meanwhile by another attempt: its record made this transaction fail.
         Err(e) => match requests::done(target, request).await {
@@ -74,7 +99,11 @@ pub async fn clear(target: &Database, request: &Request<'_>) -> Result<Outcome, 
     }
 }
 
-async fn clear_now(target: &Database, request: &Request<'_>) -> Result<Cleared, DbError> {
+async fn clear_now(
+    target: &Database,
+    request: &Request<'_>,
+    copied: &std::collections::HashSet<String>,
+) -> Result<Cleared, DbError> {
     let d = target.dialect();
     let migrated = target
         .query_text_set(&Statement {
@@ -100,7 +129,7 @@ async fn clear_now(target: &Database, request: &Request<'_>) -> Result<Cleared, 
     let mut names: Vec<String> = migrated
         .iter()
         .map(|n| super::plan::target_name(Some(d), n))
-        .filter(|n| existing.contains(n))
+        .filter(|n| existing.contains(n) && copied.contains(n))
         .collect();
     names.sort();
     let sql = |sql: String| Statement {

@@ -57,7 +57,23 @@ async fn reset_clears_only_what_the_migration_wrote(source: Server, target: Serv
         kind: "CloudReset",
         name,
     };
-    let Outcome::Cleared(cleared) = clear(&t, &request("reset-2026-12-01")).await.unwrap() else {
+    // The runtime role may write the replication state: a name planted there that the
+    // schedule does not copy is never cleared.
+    dst.exec(&format!(
+        "INSERT INTO cloudmigrate_table_state (table_name, company, mode, row_count, run_id, \
+         updated_at) VALUES ('Cloud Setup', '', 'Full', 2, 'planted', 'now'), \
+         ('cloudmigrate_requests', '', 'Full', 0, 'planted', 'now')"
+    ))
+    .await;
+    let s = src.connect().await;
+    let copied = cloudmigrate::engine::reset::copied_tables(&s, &Default::default(), t.dialect())
+        .await
+        .unwrap();
+    s.close().await;
+    let Outcome::Cleared(cleared) = clear(&t, &request("reset-2026-12-01"), &copied)
+        .await
+        .unwrap()
+    else {
         panic!("the first reset clears")
     };
     // Company, CRONUS$Item, CRONUS$Vendor.
@@ -83,14 +99,19 @@ async fn reset_clears_only_what_the_migration_wrote(source: Server, target: Serv
     assert_eq!(dst.rows("Cloud Setup").await, before);
     // The same reset seen again (deleted and applied again from git) clears nothing, and
     // says when it ran.
-    let again = clear(&t, &request("reset-2026-12-01")).await.unwrap();
+    let again = clear(&t, &request("reset-2026-12-01"), &copied)
+        .await
+        .unwrap();
     let Outcome::AlreadyDone(done) = again else {
         panic!("cleared again: {again:?}")
     };
     assert!(done.summary.contains("3 migrated tables"), "{done:?}");
     assert_eq!(dst.count("CRONUS$Item").await, 3);
     // A reset with a new name clears.
-    let Outcome::Cleared(second) = clear(&t, &request("reset-2026-12-02")).await.unwrap() else {
+    let Outcome::Cleared(second) = clear(&t, &request("reset-2026-12-02"), &copied)
+        .await
+        .unwrap()
+    else {
         panic!("a new name clears")
     };
     assert_eq!(second.tables, 3);
@@ -130,6 +151,13 @@ async fn a_reset_during_a_run_makes_the_next_run_copy_in_full() {
     run(&config(&src, &dst, true)).await;
     src.exec("UPDATE \"CRONUS$Item\" SET x = 'changed' WHERE id <= 10")
         .await;
+    // What the schedule copies, read before the source's change log is locked below.
+    let (s, t) = (src.connect().await, dst.connect().await);
+    let copied = cloudmigrate::engine::reset::copied_tables(&s, &Default::default(), t.dialect())
+        .await
+        .unwrap();
+    s.close().await;
+    t.close().await;
     // Hold the run on the change log, after it has read the target's watermarks.
     let options = sqlx::postgres::PgConnectOptions::from_str(&src.url)
         .unwrap()
@@ -159,7 +187,7 @@ async fn a_reset_during_a_run_makes_the_next_run_copy_in_full() {
         name: "during-a-run",
     };
     assert!(matches!(
-        clear(&t, &request).await.unwrap(),
+        clear(&t, &request, &copied).await.unwrap(),
         Outcome::Cleared(_)
     ));
     t.close().await;
@@ -216,7 +244,7 @@ async fn the_commit_guard_refuses_only_after_a_reset_or_a_later_run() {
             kind: "CloudReset",
             name: "guard",
         };
-        clear(&t, &request).await.unwrap();
+        clear(&t, &request, &Default::default()).await.unwrap();
         assert!(t.in_transaction(&guard("b")).await.is_err(), "{server:?}");
         // The guard never leaves a claim behind.
         assert_eq!(

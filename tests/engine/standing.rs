@@ -121,7 +121,12 @@ async fn tiles(server: Server) {
         kind: "CloudReset",
         name: "reset",
     };
-    cloudmigrate::engine::reset::clear(&target, &reset)
+    let s = src.connect().await;
+    let copied = cloudmigrate::engine::reset::copied_tables(&s, &Default::default(), dst.dialect)
+        .await
+        .unwrap();
+    s.close().await;
+    cloudmigrate::engine::reset::clear(&target, &reset, &copied)
         .await
         .unwrap();
     assert_eq!(standing(&target).await.unwrap(), Some(Standing::default()));

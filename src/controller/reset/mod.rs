@@ -59,8 +59,37 @@ pub async fn reconcile(reset: Arc<CloudReset>, ctx: Arc<Context>) -> Result<Acti
         return Ok(Action::requeue(Duration::from_secs(30)));
     };
     let outcome = async {
-        let db =
-            crate::logins::open_side(&ctx.client, &schedule, crate::logins::Side::Target).await?;
+        // What the schedule copies, from its source: the only tables a reset may clear.
+        let source =
+            crate::logins::open_side(&ctx.client, &schedule, crate::logins::Side::Source).await?;
+        let db = match crate::logins::open_side(&ctx.client, &schedule, crate::logins::Side::Target)
+            .await
+        {
+            Ok(db) => db,
+            Err(e) => {
+                source.close().await;
+                return Err(e);
+            }
+        };
+        let options = crate::convert::engine_config(
+            &schedule.spec,
+            None,
+            (None, None),
+            String::new(),
+            Default::default(),
+        )
+        .plan;
+        let copied = crate::engine::reset::copied_tables(&source, &options, db.dialect()).await;
+        source.close().await;
+        let copied = match copied {
+            Ok(c) => c,
+            Err(e) => {
+                db.close().await;
+                return Err(format!(
+                    "{e}; a reset reads the source to know which tables the schedule copies"
+                ));
+            }
+        };
         let key = format!("{ns}/{schedule_name}");
         let name = reset.name_any();
         let request = crate::engine::ledger::requests::Request {
@@ -68,7 +97,7 @@ pub async fn reconcile(reset: Arc<CloudReset>, ctx: Arc<Context>) -> Result<Acti
             kind: "CloudReset",
             name: &name,
         };
-        let cleared = crate::engine::reset::clear(&db, &request).await;
+        let cleared = crate::engine::reset::clear(&db, &request, &copied).await;
         db.close().await;
         cleared.map_err(|e| format!("target database: {e}"))
     }

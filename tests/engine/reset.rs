@@ -59,11 +59,11 @@ async fn reset_clears_only_what_the_migration_wrote(source: Server, target: Serv
     };
     // The runtime role may write the replication state: a name planted there that the
     // schedule does not copy is never cleared.
-    dst.exec(&format!(
+    dst.exec(
         "INSERT INTO cloudmigrate_table_state (table_name, company, mode, row_count, run_id, \
          updated_at) VALUES ('Cloud Setup', '', 'Full', 2, 'planted', 'now'), \
-         ('cloudmigrate_requests', '', 'Full', 0, 'planted', 'now')"
-    ))
+         ('cloudmigrate_requests', '', 'Full', 0, 'planted', 'now')",
+    )
     .await;
     let s = src.connect().await;
     let copied = cloudmigrate::engine::reset::copied_tables(&s, &Default::default(), t.dialect())

@@ -199,10 +199,6 @@ fn shown_name<'a>(qualified: &'a str, me: &str) -> &'a str {
     }
 }
 
-fn short_name(qualified: &str) -> &str {
-    qualified.rsplit('/').next().unwrap_or(qualified)
-}
-
 /// The conflict of a schedule with others, if any: the same source or the same target as
 /// another schedule. The older schedule keeps running; the newer one (by creation time, then
 /// name) gets the condition. Names are `namespace/name`; the message names a schedule of the
@@ -236,8 +232,8 @@ pub fn conflict<'a>(
             ));
         }
         if let (Some(mine), Some(theirs)) = (
-            role_identity(short_name(name), &spec.target.url),
-            role_identity(short_name(other), &other_spec.target.url),
+            role_identity(name, &spec.target.url),
+            role_identity(other, &other_spec.target.url),
         ) && mine == theirs
         {
             return Some(format!(

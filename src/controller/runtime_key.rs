@@ -291,7 +291,7 @@ pub async fn set_on_role(
     key: &RuntimeKey,
 ) -> Result<(), String> {
     let db = admin(ctx, schedule).await?;
-    let done = access::set_key(&db, role, key).await;
+    let done = access::set_key(&db, role, &crate::logins::role_owner(schedule), key).await;
     db.close().await;
     done.map_err(|e| format!("target database: {e}"))
 }
@@ -320,7 +320,7 @@ pub async fn drop_role(ctx: &Context, schedule: &MigrationSchedule) -> Result<()
         return Ok(());
     };
     let db = admin(ctx, schedule).await?;
-    let dropped = access::drop_role(&db, &role).await;
+    let dropped = access::drop_role(&db, &role, &crate::logins::role_owner(schedule)).await;
     db.close().await;
     dropped.map_err(|e| format!("target database: {e}"))
 }

@@ -64,11 +64,13 @@ pub fn fingerprint(key: &[u8]) -> String {
     format!("sha256:{hex}")
 }
 
-/// The login role of a schedule: `cloudmigrate_rt_<schedule>`. A name longer than the
+/// The login role of a schedule: `cloudmigrate_rt_<namespace>_<schedule>`. Login roles belong
+/// to the server, which tenants of several namespaces may share: the namespace keeps their
+/// roles apart. Both are DNS labels, so `_` cannot occur in either. A name longer than the
 /// dialect allows (63 bytes on PostgreSQL, 32 characters for a MySQL user) keeps its start and
 /// ends with 8 hex digits of its hash, so that it stays unique.
-pub fn role_name(schedule: &str, dialect: Dialect) -> String {
-    let full = format!("{ROLE_PREFIX}{schedule}");
+pub fn role_name(namespace: &str, schedule: &str, dialect: Dialect) -> String {
+    let full = format!("{ROLE_PREFIX}{namespace}_{schedule}");
     let max = match dialect {
         Dialect::MySql => 32,
         _ => 63,
@@ -76,12 +78,15 @@ pub fn role_name(schedule: &str, dialect: Dialect) -> String {
     if full.len() <= max {
         return full;
     }
-    let digest = ring::digest::digest(&ring::digest::SHA256, schedule.as_bytes());
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("{namespace}/{schedule}").as_bytes(),
+    );
     let tail: String = digest.as_ref()[..4]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    // Schedule names are DNS names (ASCII), so any byte is a character boundary.
+    // Namespace and schedule names are DNS names (ASCII), so any byte is a character boundary.
     let keep = max - tail.len() - 1;
     format!("{}_{tail}", &full[..keep])
 }
@@ -162,13 +167,76 @@ async fn pg_role_exists(admin: &Database, role: &str) -> Result<bool, DbError> {
 }
 
 /// Creates the role, or sets its password, so that `key` logs in as `role` from now on. Other
-/// sessions of the role keep their connections.
-pub async fn set_key(admin: &Database, role: &str, key: &RuntimeKey) -> Result<(), DbError> {
+/// sessions of the role keep their connections. `owner` is the schedule (`namespace/name`):
+/// a role of that name that this project did not make for it (`ledger::roles`) is refused,
+/// never taken over.
+pub async fn set_key(
+    admin: &Database,
+    role: &str,
+    owner: &str,
+    key: &RuntimeKey,
+) -> Result<(), DbError> {
+    use super::ledger::roles;
     let d = admin.dialect();
-    let statements = match d {
+    if d == Dialect::Sqlite {
+        return Err(DbError::Config(
+            "a SQLite target has no login roles, so it has no runtime key".into(),
+        ));
+    }
+    roles::ensure(admin).await?;
+    let not_ours = || {
+        DbError::Config(format!(
+            "a login role {role:?} exists on the target's server, and cloudmigrate did not make \
+             it for this schedule: it is never taken over. Drop or rename that role, or rename \
+             the schedule"
+        ))
+    };
+    let ours = match roles::owner_of(admin, role).await? {
+        Some(o) if o == owner => true,
+        Some(_) => return Err(not_ours()),
+        None => false,
+    };
+    let exists = match d {
+        Dialect::Postgres => pg_role_exists(admin, role).await?,
+        // MySQL tells only by refusing to create it again (below).
+        _ => ours,
+    };
+    if exists && !ours {
+        return Err(not_ours());
+    }
+    if !ours {
+        roles::record(admin, role, owner).await?;
+    }
+    let statements = key_statements(d, role, key, exists)?;
+    for (i, s) in statements.iter().enumerate() {
+        if let Err(e) = admin.execute(s).await {
+            // Made by someone else meanwhile, or on MySQL before: not ours to change.
+            if !ours && i == 0 {
+                roles::forget(admin, role).await?;
+                let said = e.to_string();
+                if said.contains("exist")
+                    || said.contains("1396")
+                    || said.contains("CREATE USER failed")
+                {
+                    return Err(not_ours());
+                }
+            }
+            return Err(role_error("setting the key of", role, d, e));
+        }
+    }
+    Ok(())
+}
+
+/// The statements that give `role` the key: it is created unless it `exists`.
+fn key_statements(
+    d: Dialect,
+    role: &str,
+    key: &RuntimeKey,
+    exists: bool,
+) -> Result<Vec<Statement>, DbError> {
+    Ok(match d {
         Dialect::Postgres => {
             let verifier = scram_verifier(key).map_err(DbError::Config)?;
-            let exists = pg_role_exists(admin, role).await?;
             let verb = if exists { "ALTER" } else { "CREATE" };
             // The verifier holds only base64 and `$:`, never a quote.
             vec![sql(format!(
@@ -176,32 +244,25 @@ pub async fn set_key(admin: &Database, role: &str, key: &RuntimeKey) -> Result<(
                 d.quote(role)
             ))]
         }
-        Dialect::MySql => {
+        _ => {
             let hash = mysql_native_hash(key);
             let account = mysql_account(role);
+            let create = if exists {
+                format!(
+                    "CREATE USER IF NOT EXISTS {account} IDENTIFIED WITH mysql_native_password AS '{hash}'"
+                )
+            } else {
+                // No IF NOT EXISTS: a user of this name that we did not make fails it.
+                format!("CREATE USER {account} IDENTIFIED WITH mysql_native_password AS '{hash}'")
+            };
             vec![
-                sql(format!(
-                    "CREATE USER IF NOT EXISTS {account} IDENTIFIED WITH mysql_native_password AS \
-                     '{hash}'"
-                )),
+                sql(create),
                 sql(format!(
                     "ALTER USER {account} IDENTIFIED WITH mysql_native_password AS '{hash}'"
                 )),
             ]
         }
-        Dialect::Sqlite => {
-            return Err(DbError::Config(
-                "a SQLite target has no login roles, so it has no runtime key".into(),
-            ));
-        }
-    };
-    for s in &statements {
-        admin
-            .execute(s)
-            .await
-            .map_err(|e| role_error("setting the key of", role, d, e))?;
-    }
-    Ok(())
+    })
 }
 
 /// The tables on which the role holds `privilege` (`INSERT`: the tables it may write), as the
@@ -410,11 +471,18 @@ async fn schema(admin: &Database) -> Result<String, DbError> {
     }
 }
 
-/// Drops the role and everything granted to it. Missing already is fine.
-pub async fn drop_role(admin: &Database, role: &str) -> Result<(), DbError> {
+/// Drops the role and everything granted to it, if this project made it for `owner` (the
+/// schedule, `namespace/name`); a role of that name made by someone else stays. Missing
+/// already is fine.
+pub async fn drop_role(admin: &Database, role: &str, owner: &str) -> Result<(), DbError> {
+    use super::ledger::roles;
     let d = admin.dialect();
-    if d == Dialect::Postgres && !pg_role_exists(admin, role).await? {
+    // A role this project did not make for the schedule is not ours to drop.
+    if roles::owner_of(admin, role).await?.as_deref() != Some(owner) {
         return Ok(());
+    }
+    if d == Dialect::Postgres && !pg_role_exists(admin, role).await? {
+        return roles::forget(admin, role).await;
     }
     for s in drop_statements(d, role) {
         admin.execute(&sql(s)).await.map_err(|e| {
@@ -430,7 +498,7 @@ pub async fn drop_role(admin: &Database, role: &str) -> Result<(), DbError> {
             DbError::Sql(format!("{}{hint}", role_error("dropping", role, d, e)))
         })?;
     }
-    Ok(())
+    roles::forget(admin, role).await
 }
 
 /// The statements that drop `role`, for the admin user of the target. On PostgreSQL the
@@ -519,15 +587,25 @@ mod tests {
     #[test]
     fn role_names_fit_the_dialect_and_stay_distinct() {
         assert_eq!(
-            role_name("bc-prod", Dialect::Postgres),
-            "cloudmigrate_rt_bc-prod"
+            role_name("erp", "bc-prod", Dialect::Postgres),
+            "cloudmigrate_rt_erp_bc-prod"
         );
-        let long_a = role_name("contoso-nightly-migration-a", Dialect::MySql);
-        let long_b = role_name("contoso-nightly-migration-b", Dialect::MySql);
+        // Two tenants with the same schedule name get roles of their own.
+        assert_ne!(
+            role_name("tenant-a", "erp", Dialect::Postgres),
+            role_name("tenant-b", "erp", Dialect::Postgres)
+        );
+        let long_a = role_name("shop", "contoso-nightly-migration-a", Dialect::MySql);
+        let long_b = role_name("shop", "contoso-nightly-migration-b", Dialect::MySql);
         assert_eq!(long_a.len(), 32, "{long_a}");
-        assert!(long_a.starts_with("cloudmigrate_rt_contoso"), "{long_a}");
+        assert!(long_a.starts_with("cloudmigrate_rt_shop_co"), "{long_a}");
         assert_ne!(long_a, long_b);
-        let pg = role_name(&"x".repeat(100), Dialect::Postgres);
+        // The hash covers the namespace too: `a-b`/`c` and `a`/`b-c` differ.
+        assert_ne!(
+            role_name(&"a-b".repeat(20), "c", Dialect::MySql),
+            role_name(&"a-b".repeat(20), "d", Dialect::MySql)
+        );
+        let pg = role_name("shop", &"x".repeat(100), Dialect::Postgres);
         assert_eq!(pg.len(), 63);
     }
 

@@ -81,7 +81,11 @@ pub fn secret_name(schedule: &str) -> String {
 pub fn role_of(schedule: &MigrationSchedule) -> Option<String> {
     match Dialect::of_url(&schedule.spec.target.url) {
         Ok(Dialect::Sqlite) | Err(_) => None,
-        Ok(d) => Some(crate::engine::access::role_name(&schedule.name_any(), d)),
+        Ok(d) => Some(crate::engine::access::role_name(
+            &schedule.namespace().unwrap_or_default(),
+            &schedule.name_any(),
+            d,
+        )),
     }
 }
 
@@ -128,9 +132,19 @@ pub fn database_identity(url: &str) -> String {
     }
 }
 
-/// The runtime role a schedule of this name has on the server of its target, as
+/// The schedule a runtime role serves, as `ledger::roles` records it: `namespace/name`.
+pub fn role_owner(schedule: &MigrationSchedule) -> String {
+    format!(
+        "{}/{}",
+        schedule.namespace().unwrap_or_default(),
+        schedule.name_any()
+    )
+}
+
+/// The runtime role the schedule `namespace/name` has on the server of its target, as
 /// `server role`: login roles belong to the server, not to one database. None for SQLite.
 pub fn role_identity(schedule: &str, target_url: &str) -> Option<String> {
+    let (namespace, name) = schedule.split_once('/').unwrap_or(("", schedule));
     let dialect = crate::db::Dialect::of_url(target_url).ok()?;
     if dialect == crate::db::Dialect::Sqlite {
         return None;
@@ -143,7 +157,7 @@ pub fn role_identity(schedule: &str, target_url: &str) -> Option<String> {
     };
     Some(format!(
         "{server} {}",
-        crate::engine::access::role_name(schedule, dialect)
+        crate::engine::access::role_name(namespace, name, dialect)
     ))
 }
 

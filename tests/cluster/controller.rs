@@ -2572,7 +2572,12 @@ fn runs_write_as_the_runtime_role_and_a_rotation_retires_the_old_key() {
         ),
         "applying the schedule",
     );
-    let role = "cloudmigrate_rt_keyed";
+    let role = cloudmigrate::engine::access::role_name(
+        &ns.name,
+        "keyed",
+        cloudmigrate::db::Dialect::Postgres,
+    );
+    let role = role.as_str();
     let state = wait_for(
         &ns,
         "msched/keyed",
@@ -2867,7 +2872,11 @@ fn disabling_removes_tracking_and_the_key_and_enabling_again_copies_in_full() {
     // one server finds no role of the first.
     let name = role_safe_name("retired");
     let object = format!("msched/{name}");
-    let role = format!("cloudmigrate_rt_{name}");
+    let role = cloudmigrate::engine::access::role_name(
+        &ns.name,
+        &name,
+        cloudmigrate::db::Dialect::Postgres,
+    );
     let controller = Controller::start(&ns.name);
     ok(
         ns.kubectl(

@@ -44,9 +44,18 @@ async fn runs_write_as_the_role_and_a_new_key_retires_the_old(target: Server) {
     }
     let admin = dst.connect().await;
     let source = src.connect().await;
-    let role = access::role_name(&unique("s").replace('_', "-"), d);
+    let schedule = unique("s").replace('_', "-");
+    let owner = format!("shop/{schedule}");
+    let role = access::role_name("shop", &schedule, d);
     let first = RuntimeKey::generate().unwrap();
-    access::set_key(&admin, &role, &first).await.unwrap();
+    access::set_key(&admin, &role, &owner, &first)
+        .await
+        .unwrap();
+    // Another schedule's key never lands on this role.
+    let e = access::set_key(&admin, &role, "rival/x", &first)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("never taken over"), "{e}");
     let options = config(&src, &dst, false).plan;
     let grants = access::grant_for_run(&source, &admin, "not-a-run", &options, &role, false)
         .await
@@ -114,7 +123,9 @@ async fn runs_write_as_the_role_and_a_new_key_retires_the_old(target: Server) {
     // A new key: the old one no longer logs in, the new one does, and the connection made
     // with the old key goes on.
     let second = RuntimeKey::generate().unwrap();
-    access::set_key(&admin, &role, &second).await.unwrap();
+    access::set_key(&admin, &role, &owner, &second)
+        .await
+        .unwrap();
     assert!(!access::logs_in(&dst.url, &role, &first).await.unwrap());
     assert!(access::logs_in(&dst.url, &role, &second).await.unwrap());
     try_exec(
@@ -201,9 +212,12 @@ async fn runs_write_as_the_role_and_a_new_key_retires_the_old(target: Server) {
     role_db.close().await;
 
     // Revoked: the role is gone, and a second drop is fine.
-    access::drop_role(&admin, &role).await.unwrap();
+    // Another schedule cannot drop it.
+    access::drop_role(&admin, &role, "rival/x").await.unwrap();
+    assert!(access::logs_in(&dst.url, &role, &second).await.unwrap());
+    access::drop_role(&admin, &role, &owner).await.unwrap();
     assert!(!access::logs_in(&dst.url, &role, &second).await.unwrap());
-    access::drop_role(&admin, &role).await.unwrap();
+    access::drop_role(&admin, &role, &owner).await.unwrap();
     admin.close().await;
     source.close().await;
 }
@@ -216,4 +230,62 @@ async fn runtime_key_in_postgres() {
 #[tokio::test]
 async fn runtime_key_in_mariadb() {
     runs_write_as_the_role_and_a_new_key_retires_the_old(Server::MariaDb).await;
+}
+
+/// A login role of the schedule's name that someone else made (another tenant, a person) is
+/// never taken over: its password stays, and the schedule says why.
+async fn a_role_that_is_not_ours_is_never_taken_over(server: Server) {
+    let dst = TestDb::new(server, "foreign_dst").await;
+    let d = dst.dialect;
+    let admin = dst.connect().await;
+    let schedule = unique("f").replace('_', "-");
+    let role = access::role_name("shop", &schedule, d);
+    let theirs = RuntimeKey::generate().unwrap();
+    // Made by hand, with a password of its own.
+    let made = match d {
+        cloudmigrate::db::Dialect::Postgres => format!(
+            "CREATE ROLE {} LOGIN PASSWORD '{}'",
+            d.quote(&role),
+            theirs.reveal()
+        ),
+        _ => format!(
+            "CREATE USER '{role}'@'%' IDENTIFIED BY '{}'",
+            theirs.reveal()
+        ),
+    };
+    dst.exec(&made).await;
+    if d != cloudmigrate::db::Dialect::Postgres {
+        // A MySQL login reaches a database only with a grant on it.
+        let database = dst.url.rsplit('/').next().unwrap_or_default().to_string();
+        dst.exec(&format!("GRANT SELECT ON `{database}`.* TO '{role}'@'%'"))
+            .await;
+    }
+    let mine = RuntimeKey::generate().unwrap();
+    let e = access::set_key(&admin, &role, &format!("shop/{schedule}"), &mine)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("never taken over"), "{e}");
+    assert!(access::logs_in(&dst.url, &role, &theirs).await.unwrap());
+    assert!(!access::logs_in(&dst.url, &role, &mine).await.unwrap());
+    // Nor dropped.
+    access::drop_role(&admin, &role, &format!("shop/{schedule}"))
+        .await
+        .unwrap();
+    assert!(access::logs_in(&dst.url, &role, &theirs).await.unwrap());
+    let drop = match d {
+        cloudmigrate::db::Dialect::Postgres => format!("DROP ROLE {}", d.quote(&role)),
+        _ => format!("DROP USER '{role}'@'%'"),
+    };
+    dst.exec(&drop).await;
+    admin.close().await;
+}
+
+#[tokio::test]
+async fn a_foreign_role_is_not_taken_over_in_postgres() {
+    a_role_that_is_not_ours_is_never_taken_over(Server::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_foreign_role_is_not_taken_over_in_mariadb() {
+    a_role_that_is_not_ours_is_never_taken_over(Server::MariaDb).await;
 }

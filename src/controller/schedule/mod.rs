@@ -769,7 +769,10 @@ mod tests {
                 .decode(v.as_str().unwrap())
                 .unwrap()
         };
-        assert_eq!(decode(&body["data"]["username"]), b"cloudmigrate_rt_erp");
+        assert_eq!(
+            decode(&body["data"]["username"]),
+            b"cloudmigrate_rt_shop_erp"
+        );
         let key = String::from_utf8(decode(&body["data"]["password"])).unwrap();
         assert_eq!(key.len(), 43);
         assert_eq!(
@@ -812,7 +815,7 @@ mod tests {
             .to_string();
         assert!(message.contains("target database"), "{message}");
         assert_eq!(condition("Ready")["reason"], "RuntimeKeyNotReady");
-        assert_eq!(status["runtime"]["keyRole"], "cloudmigrate_rt_erp");
+        assert_eq!(status["runtime"]["keyRole"], "cloudmigrate_rt_shop_erp");
         let mut obj = serde_json::to_value(&schedule).unwrap();
         obj["status"] = status;
         call.reply(200, obj);
@@ -851,7 +854,7 @@ mod tests {
         assert_eq!(key["reason"], "RoleNotDropped");
         let message = key["message"].as_str().unwrap();
         assert!(
-            message.contains(r#"DROP ROLE "cloudmigrate_rt_erp""#),
+            message.contains(r#"DROP ROLE "cloudmigrate_rt_shop_erp""#),
             "{message}"
         );
         let tracking = call.body["status"]["conditions"]

@@ -7,12 +7,14 @@
 //! - `companies`: the companies' initialization records;
 //! - `catalogs`: the source's catalog a run was granted on, which its workers plan from;
 //! - `requests`: the one-shot requests (resets, key rotations) carried out on the target;
-//! - `renames`: the cloud users' own names from before a UserMapping renamed them.
+//! - `renames`: the cloud users' own names from before a UserMapping renamed them;
+//! - `roles`: the login roles this project made, by the schedule they serve.
 
 pub mod catalogs;
 pub mod companies;
 pub mod renames;
 pub mod requests;
+pub mod roles;
 pub mod state;
 
 use crate::db::{Database, DbError, Dialect, Statement, Value};

@@ -69,6 +69,9 @@ pub struct CompanySelectionSpec {
     /// error. In the SQL, `{{company}}` stands for the company's name (passed as a parameter,
     /// never spliced in) and `{{table:Name}}` for the company's table `Name`, quoted for the
     /// target, for example `UPDATE {{table:Sales Setup}} SET "Posted Invoice Nos." = 'S-INV'`.
+    /// The steps run as the schedule's runtime role, the login runs write as, never as the
+    /// admin login of `spec.target`: they may read and change the rows of the tables the last
+    /// run copied, and nothing else (no DDL, no roles, no other table).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(transform = step_list_map)]
     pub initialization_steps: Vec<InitializationStep>,

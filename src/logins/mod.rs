@@ -72,6 +72,54 @@ pub async fn open_side(
     open_database(client, &ns, name, url, secret, false).await
 }
 
+/// The target's URL and password as a run logs in: as the runtime role, with the key from
+/// its Secret (or, for a SQLite target, with the target's own login).
+pub async fn run_target(
+    client: &kube::Client,
+    schedule: &MigrationSchedule,
+) -> Result<(String, Option<String>), String> {
+    let ns = schedule.namespace().unwrap_or_default();
+    let (_, target) = run_logins(schedule);
+    let role = role_of(schedule);
+    let password = match &target {
+        Some(r) => Some(
+            passwords::password(client, &ns, "target", r)
+                .await
+                .map_err(|e| match role {
+                    Some(_) => format!(
+                        "the runtime key: {e}. The schedule makes this Secret; its RuntimeKey \
+                         condition says why it is missing"
+                    ),
+                    None => format!("the target password: {e}"),
+                })?,
+        ),
+        None => None,
+    };
+    let mut url = schedule.spec.target.url.clone();
+    if let Some(role) = &role {
+        url = crate::engine::access::with_user(&url, role).map_err(|e| e.to_string())?;
+    }
+    Ok((url, password))
+}
+
+/// Connects to a schedule's target as its runs do (`run_target`). Company initialization
+/// works in the target this way, so that its steps can do no more than a run may.
+pub async fn open_target_as_run(
+    client: &kube::Client,
+    schedule: &MigrationSchedule,
+) -> Result<Database, String> {
+    let (url, password) = run_target(client, schedule).await?;
+    let spec = ConnectSpec {
+        url,
+        password,
+        max_connections: 1,
+        create: false,
+    };
+    Database::connect(&spec)
+        .await
+        .map_err(|e| format!("target database: {e}"))
+}
+
 /// The name of a schedule's key Secret.
 pub fn secret_name(schedule: &str) -> String {
     format!("{schedule}-runtime-key")

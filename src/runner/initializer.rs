@@ -62,11 +62,12 @@ pub fn job_for(
                 "--attempt".into(),
                 attempt.to_string(),
             ]),
-            // The initializer works in the target as its admin (spec.target's own login).
-            env: Some(crate::logins::passwords::pod_env(
-                schedule.spec.source.password_secret_ref.as_ref(),
-                schedule.spec.target.password_secret_ref.as_ref(),
-            )),
+            // The initializer works in the target as the runs do, as the runtime role: the
+            // admin password of spec.target never reaches the pod.
+            env: Some({
+                let (source, target) = crate::logins::run_logins(schedule);
+                crate::logins::passwords::pod_env(source.as_ref(), target.as_ref())
+            }),
             ..Default::default()
         },
     );
@@ -134,14 +135,13 @@ pub async fn run(client: kube::Client, s: InitializationSpec) -> InitializationS
             return InitializationState::Failed;
         }
     };
-    let target =
-        match crate::logins::open_side(&client, &schedule, crate::logins::Side::Target).await {
-            Ok(db) => db,
-            Err(e) => {
-                tracing::warn!(error = %e, "the initializer cannot reach the target");
-                return InitializationState::Failed;
-            }
-        };
+    let target = match crate::logins::open_target_as_run(&client, &schedule).await {
+        Ok(db) => db,
+        Err(e) => {
+            tracing::warn!(error = %e, "the initializer cannot reach the target");
+            return InitializationState::Failed;
+        }
+    };
     let source = crate::logins::open_side(&client, &schedule, crate::logins::Side::Source).await;
     let say = |m: &str| tracing::info!(message = m, "initializing");
     let outcome = match &source {

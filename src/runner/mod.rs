@@ -343,7 +343,7 @@ async fn prepare(client: &kube::Client, w: &WorkerSpec) -> Result<RunConfig, Str
             )
         })?;
     let spec = &schedule.spec;
-    let (source, target) = logins::run_logins(&schedule);
+    let (source, _) = logins::run_logins(&schedule);
     let mut passwords = (None, None);
     if let Some(r) = &source {
         passwords.0 = Some(
@@ -352,26 +352,11 @@ async fn prepare(client: &kube::Client, w: &WorkerSpec) -> Result<RunConfig, Str
                 .map_err(|e| format!("the source password: {e}"))?,
         );
     }
-    let role = logins::role_of(&schedule);
-    if let Some(r) = &target {
-        passwords.1 = Some(
-            logins::passwords::password(client, &w.namespace, "target", r)
-                .await
-                .map_err(|e| match role {
-                    Some(_) => format!(
-                        "the runtime key: {e}. The schedule makes this Secret; its RuntimeKey \
-                         condition says why it is missing"
-                    ),
-                    None => format!("the target password: {e}"),
-                })?,
-        );
-    }
+    let (target_url, target_password) = logins::run_target(client, &schedule).await?;
+    passwords.1 = target_password;
     let companies = (!run.spec.companies.is_empty()).then(|| run.spec.companies.clone());
     let mut config = engine_config(spec, companies, passwords, w.name.clone(), run.spec.r#type);
-    if let Some(role) = role {
-        config.target.url = crate::engine::access::with_user(&config.target.url, &role)
-            .map_err(|e| e.to_string())?;
-    }
+    config.target.url = target_url;
     if w.count > 1 {
         config.share = Some((w.index.max(0) as usize, w.count as usize));
     }

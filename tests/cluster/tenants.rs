@@ -244,3 +244,77 @@ fn the_in_process_runner_runs_only_where_the_operator_allows_it() {
     assert!(!dir.join("cloud.db").exists(), "the run wrote the target");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A CompanySelection's initialization steps run in the target as the runtime role, as runs
+/// write, never as the admin: a step that tries to make a login role is refused, names the
+/// database's refusal, and no role is made.
+#[test]
+fn initialization_steps_cannot_do_more_than_a_run() {
+    use crate::controller::{database, psql, schedule_yaml};
+    let ns = TestNamespace::new("tenant-steps");
+    let (src, dst) = (database("st_src"), database("st_dst"));
+    psql(
+        &src,
+        "CREATE TABLE \"Company\" (\"Name\" text PRIMARY KEY); INSERT INTO \"Company\" VALUES ('CRONUS');\n\
+         CREATE TABLE \"CRONUS$Setup\" (\"Key\" int PRIMARY KEY, \"Owner\" text);\n\
+         INSERT INTO \"CRONUS$Setup\" VALUES (1, 'on premises');",
+    );
+    let evil = format!(
+        "evil_{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            & 0xff_ffff
+    );
+    let controller = Controller::start(&ns.name);
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&schedule_yaml("steps", &src, &dst, "0 2 * * *")),
+        ),
+        "applying the schedule",
+    );
+    let selection = format!(
+        "apiVersion: cloudmigrate.io/v1alpha1\nkind: CompanySelection\nmetadata: {{name: pick}}\n\
+         spec:\n  scheduleRef: {{name: steps}}\n  companies:\n\
+         \x20 - {{name: CRONUS, initialization: Initialize}}\n\
+         \x20 initializationSteps:\n\
+         \x20 - name: owner\n\
+         \x20   sql: 'UPDATE {{{{table:Setup}}}} SET \"Owner\" = {{{{company}}}}'\n\
+         \x20 - name: takeover\n\
+         \x20   sql: 'CREATE ROLE {evil} LOGIN'\n"
+    );
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(&selection)),
+        "applying the selection",
+    );
+    request_run(&ns, "steps", "1");
+    let run = wait_for(
+        &ns,
+        "msched/steps",
+        "{.status.lastRun.name}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert_eq!(ended(&ns, &run, &controller), "Succeeded");
+    let failed = ns.wait_until(
+        "csel/pick",
+        "{.status.companies[?(@.name==\"CRONUS\")].initialization}|\
+         {.status.companies[?(@.name==\"CRONUS\")].message}",
+        |s| s.starts_with("Failed|"),
+        || controller.log(),
+    );
+    assert!(
+        failed.contains("takeover") && failed.contains("permission denied"),
+        "{failed}"
+    );
+    assert_eq!(
+        psql(
+            &dst,
+            &format!("SELECT count(*) FROM pg_roles WHERE rolname = '{evil}'")
+        ),
+        "0",
+        "the step made a role"
+    );
+}

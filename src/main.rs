@@ -97,6 +97,9 @@ enum Command {
         /// all). None by default: runs there run the tenant's work inside the controller.
         #[arg(long, value_name = "NAMESPACE,...", value_delimiter = ',')]
         in_process_namespaces: Vec<String>,
+        /// How many runs may run in-process at once; more wait (`WaitingForRunner`).
+        #[arg(long, default_value_t = cloudmigrate::controller::context::DEFAULT_MAX_IN_PROCESS_RUNS)]
+        max_in_process_runs: usize,
     },
     /// Work on a MigrationRun as one worker of its Job: take this worker's share of the tables,
     /// copy them, and write progress and results into the run's status. SIGTERM stops it after
@@ -293,13 +296,21 @@ async fn dispatch(command: Command) -> Result<ExitCode, String> {
             log_json: _,
             sqlite_dirs,
             in_process_namespaces,
+            max_in_process_runs,
         } => {
             // Before anything connects: a tenant's SQLite URL reaches only these directories.
             cloudmigrate::db::tenancy::restrict_to(sqlite_dirs);
             let in_process = cloudmigrate::controller::context::InProcessNamespaces::from_flag(
                 in_process_namespaces,
             );
-            controller(listen, leader_elect, leader_lease, namespace, in_process).await
+            controller(
+                listen,
+                leader_elect,
+                leader_lease,
+                namespace,
+                (in_process, max_in_process_runs),
+            )
+            .await
         }
         Command::Replicate {
             run,
@@ -386,7 +397,10 @@ async fn controller(
     leader_elect: bool,
     leader_lease: Option<String>,
     namespace: Option<String>,
-    in_process: cloudmigrate::controller::context::InProcessNamespaces,
+    (in_process, max_in_process_runs): (
+        cloudmigrate::controller::context::InProcessNamespaces,
+        usize,
+    ),
 ) -> Result<ExitCode, String> {
     let leader_lease = match (leader_elect, leader_lease) {
         (false, None) => None,
@@ -408,6 +422,7 @@ async fn controller(
         leader_lease,
         namespace,
         in_process,
+        max_in_process_runs,
     })
     .await
     .map(|()| ExitCode::SUCCESS)

@@ -40,6 +40,21 @@ pub const WAITING_FOR_RUN: &str = "WaitingForRun";
 pub const WAITING_FOR_KEY: &str = "WaitingForRuntimeKey";
 pub const WAITING_FOR_ROTATION: &str = "WaitingForKeyRotation";
 pub const WAITING_FOR_RESET: &str = "WaitingForCloudReset";
+pub const WAITING_FOR_RUNNER: &str = "WaitingForRunner";
+
+/// What holds an in-process run when the controller already runs `running` of them and its
+/// operator allows `cap` at once: a run waits for a place, so that tenants' migrations cannot
+/// take over the controller. Pure.
+pub fn in_process_hold(running: usize, cap: usize) -> Option<Hold> {
+    (running >= cap).then(|| Hold {
+        reason: "RunnerBusy",
+        waiting: WAITING_FOR_RUNNER,
+        message: format!(
+            "the controller runs {running} in-process runs, as many as its operator allows at \
+             once (--max-in-process-runs); this one starts when one has ended"
+        ),
+    })
+}
 pub const SCHEDULE_IN_CONFLICT: &str = "ScheduleInConflict";
 pub const SCHEDULE_DISABLED: &str = "ScheduleDisabled";
 
@@ -264,9 +279,23 @@ pub fn created<K: ResourceExt>(obj: &K) -> DateTime<Utc> {
         .unwrap_or_default()
 }
 
-/// The conflict of `schedule` with the schedules the caches show on its databases (those
-/// being deleted count for nothing).
+/// The conflict of `schedule` with the schedules the caches show on its databases. Those
+/// being deleted count for nothing, and so does one that has not shown it can log in to its
+/// databases (`Ready` True, or a run that succeeded): being first on a database whose
+/// password one does not have blocks nobody.
 pub fn conflict_in(caches: &Caches, schedule: &MigrationSchedule) -> Option<String> {
+    conflict_among(caches, schedule, true)
+}
+
+/// Whether an older schedule on one of `schedule`'s databases would be in conflict with it
+/// once it has logged in: `schedule` then looks again soon, as nothing else wakes it.
+pub fn conflict_pending(caches: &Caches, schedule: &MigrationSchedule) -> bool {
+    conflict_among(caches, schedule, false).is_some()
+}
+
+/// The conflict with the schedules on `schedule`'s databases that have (`logged`) or have not
+/// logged in yet.
+fn conflict_among(caches: &Caches, schedule: &MigrationSchedule, logged: bool) -> Option<String> {
     let sharing = caches.sharing_a_database(schedule);
     let names: Vec<String> = sharing.iter().map(|s| qualified(s.as_ref())).collect();
     conflict(
@@ -274,9 +303,20 @@ pub fn conflict_in(caches: &Caches, schedule: &MigrationSchedule) -> Option<Stri
         sharing
             .iter()
             .zip(&names)
-            .filter(|(o, _)| o.metadata.deletion_timestamp.is_none())
+            .filter(|(o, _)| o.metadata.deletion_timestamp.is_none() && logged_in(o) == logged)
             .map(|(o, n)| (n.as_str(), created(o.as_ref()), &o.spec)),
     )
+}
+
+/// Whether a schedule has shown that it can log in to its databases: its `Ready` is True (the
+/// probe logged in to both), or a run of it succeeded.
+fn logged_in(schedule: &MigrationSchedule) -> bool {
+    schedule.status.as_ref().is_some_and(|s| {
+        s.last_successful_time.is_some()
+            || s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
 }
 
 /// What holds every run of `schedule`, as the caches show it.
@@ -483,5 +523,55 @@ mod tests {
         };
         let elsewhere = n("bi/first", "bi/nightly", 1, false, false);
         assert_eq!(run_hold(me(2), &[newer, stopped, elsewhere]), None);
+    }
+
+    fn on_one_target(ns: &str, name: &str, created: &str, ready: bool) -> MigrationSchedule {
+        let status = if ready {
+            serde_json::json!({"conditions": [{"type": "Ready", "status": "True",
+                "reason": "Valid", "message": "", "lastTransitionTime": created}]})
+        } else {
+            serde_json::json!({"conditions": [{"type": "Ready", "status": "False",
+                "reason": "TargetUnreachable", "message": "", "lastTransitionTime": created}]})
+        };
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationSchedule",
+            "metadata": {"name": name, "namespace": ns, "creationTimestamp": created},
+            "spec": {"source": {"url": format!("postgres://{ns}.example/nav")},
+                     "target": {"url": "postgres://cloud.example/bc"}},
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    /// Being first on a target blocks others only once it has shown it can log in there: a
+    /// squatter without the password blocks nobody.
+    #[test]
+    fn an_older_schedule_that_never_logged_in_blocks_nobody() {
+        let mine = on_one_target("victim", "erp", "2026-02-01T00:00:00Z", false);
+        let squatter = on_one_target("rival", "erp", "2026-01-01T00:00:00Z", false);
+        let caches = Caches::of(vec![squatter, mine.clone()], vec![]);
+        assert_eq!(conflict_in(&caches, &mine), None);
+        let proven = on_one_target("rival", "erp", "2026-01-01T00:00:00Z", true);
+        let caches = Caches::of(vec![proven, mine.clone()], vec![]);
+        let c = conflict_in(&caches, &mine).unwrap();
+        assert!(
+            c.contains("(in another namespace) already writes to the same target"),
+            "{c}"
+        );
+    }
+
+    #[test]
+    fn in_process_runs_wait_for_a_place_under_the_cap() {
+        assert_eq!(in_process_hold(3, 4), None);
+        let hold = in_process_hold(4, 4).unwrap();
+        assert_eq!(
+            (hold.reason, hold.waiting),
+            ("RunnerBusy", WAITING_FOR_RUNNER)
+        );
+        assert!(
+            hold.message.contains("--max-in-process-runs"),
+            "{}",
+            hold.message
+        );
     }
 }

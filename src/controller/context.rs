@@ -13,6 +13,13 @@ use std::sync::{Mutex, PoisonError};
 
 /// Field manager of the controller's own writes.
 pub const MANAGER: &str = "cloudmigrate-controller";
+/// In-process runs at once, unless the operator says otherwise (`--max-in-process-runs`).
+pub const DEFAULT_MAX_IN_PROCESS_RUNS: usize = 4;
+/// Reconciles of one namespace that may talk to databases at once (`database_share`): fewer
+/// than the reconcile slots of a kind, so other namespaces always find one.
+pub const DATABASE_SHARES_PER_NAMESPACE: usize = 2;
+/// How soon a reconcile that found its namespace's database shares taken tries again.
+pub const SHARE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// The field manager of the condition that shows a caught panic (`report_panic`).
 pub const PANIC_MANAGER: &str = "cloudmigrate-panic";
 
@@ -49,6 +56,10 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Where runs may run inside the controller.
     in_process_namespaces: InProcessNamespaces,
+    /// How many runs may run inside the controller at once.
+    pub max_in_process_runs: usize,
+    /// The shares of database work, by namespace (`database_share`).
+    database_shares: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Semaphore>>>,
     /// Objects (`Kind/namespace/name`) whose last reconcile panicked.
     panicked: Mutex<std::collections::HashSet<String>>,
     /// Runs created for a schedule (by `namespace/name`) that the cache may not show yet.
@@ -99,6 +110,8 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             panicked: Mutex::new(Default::default()),
             in_process_namespaces: InProcessNamespaces::Only(vec![]),
+            max_in_process_runs: DEFAULT_MAX_IN_PROCESS_RUNS,
+            database_shares: Mutex::new(HashMap::new()),
             created: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
         }
@@ -108,6 +121,13 @@ impl Context {
     /// `--in-process-namespaces`).
     pub fn with_in_process(mut self, namespaces: InProcessNamespaces) -> Self {
         self.in_process_namespaces = namespaces;
+        self
+    }
+
+    /// The same context, running at most `cap` runs in-process at once (the operator's
+    /// `--max-in-process-runs`).
+    pub fn with_max_in_process_runs(mut self, cap: usize) -> Self {
+        self.max_in_process_runs = cap.max(1);
         self
     }
 
@@ -122,6 +142,24 @@ impl Context {
                  chart's controller.inProcessNamespaces); set spec.runtime.runner: Job"
             )),
         }
+    }
+
+    /// A share of database work for a reconcile in `namespace`: at most
+    /// `DATABASE_SHARES_PER_NAMESPACE` reconciles of one namespace talk to databases at once,
+    /// so that one tenant's slow database cannot fill every reconcile slot. None when the
+    /// namespace's shares are taken: the reconcile gives its slot back and tries again soon
+    /// (`SHARE_WAIT`).
+    pub fn database_share(&self, namespace: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let shares = self
+            .database_shares
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(namespace.to_string())
+            .or_insert_with(|| {
+                std::sync::Arc::new(tokio::sync::Semaphore::new(DATABASE_SHARES_PER_NAMESPACE))
+            })
+            .clone();
+        shares.try_acquire_owned().ok()
     }
 
     /// The same context, with probes that wake schedules through `probes`.
@@ -373,5 +411,28 @@ impl Context {
             )
             .with_in_process(InProcessNamespaces::All),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One namespace takes at most its shares of database work; another still finds one, and
+    /// a share given back is there again.
+    #[tokio::test]
+    async fn one_namespace_cannot_take_every_share_of_database_work() {
+        let (client, _server) = crate::fixtures::ApiServer::new();
+        let ctx = Context::for_test(client, vec![], vec![]);
+        let held: Vec<_> = (0..DATABASE_SHARES_PER_NAMESPACE)
+            .map(|_| ctx.database_share("busy").unwrap())
+            .collect();
+        assert!(ctx.database_share("busy").is_none());
+        assert!(ctx.database_share("quiet").is_some());
+        drop(held);
+        assert!(ctx.database_share("busy").is_some());
+        assert!(
+            DATABASE_SHARES_PER_NAMESPACE < super::super::watches::RECONCILE_CONCURRENCY as usize
+        );
     }
 }

@@ -47,6 +47,8 @@ pub struct Options {
     pub namespace: Option<String>,
     /// Where schedules may use `runner: InProcess`.
     pub in_process: context::InProcessNamespaces,
+    /// How many runs may run in-process at once.
+    pub max_in_process_runs: usize,
 }
 
 /// Why the controller stopped.
@@ -271,7 +273,8 @@ pub async fn run(options: Options) -> Result<(), Error> {
             std::env::var("POD_NAME").ok(),
         )
         .with_probes(reach::Probes::new(Some(watches.schedule_waker.clone())))
-        .with_in_process(options.in_process.clone()),
+        .with_in_process(options.in_process.clone())
+        .with_max_in_process_runs(options.max_in_process_runs),
     );
     let stop = || shutdown_signal(leadership.clone());
     let controllers = async {

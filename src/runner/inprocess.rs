@@ -38,6 +38,14 @@ impl InProcess {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// How many runs (not initializations) this process is running now.
+    pub fn runs_at_work(&self) -> usize {
+        self.tasks()
+            .iter()
+            .filter(|(key, t)| !key.starts_with("initialize:") && !t.handle.is_finished())
+            .count()
+    }
+
     /// Whether this process runs the attempt of the run (same object, same attempt).
     pub fn alive(&self, key: &str, uid: &str, attempt: i32) -> bool {
         self.tasks()

@@ -290,3 +290,39 @@ fn a_request_made_during_a_key_rotation_starts_exactly_one_run_after_it() {
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert_eq!(runs(&ns).len(), 2, "{:?}", runs(&ns));
 }
+
+/// The controller runs at most `--max-in-process-runs` runs in-process at once: a run of
+/// another schedule waits for a place (`WaitingForRunner`), and starts when the first ends.
+#[test]
+fn in_process_runs_wait_for_a_place_under_the_operators_cap() {
+    use super::controller::{database, ledgers, schedule_yaml};
+    let ns = TestNamespace::new("rules-cap");
+    let (slow_src, slow_dst) = (database("cap_src"), database("cap_dst"));
+    let (small_src, small_dst) = (database("cap2_src"), database("cap2_dst"));
+    psql(&slow_src, &ledgers(6, 150_000));
+    psql(
+        &small_src,
+        "CREATE TABLE \"CRONUS$Item\" (\"No_\" int PRIMARY KEY); INSERT INTO \"CRONUS$Item\" VALUES (1)",
+    );
+    let controller = Controller::start_with(&ns.name, &["--max-in-process-runs", "1"], "a");
+    let slow = role_safe_name("cap-slow");
+    let slow_yaml = schedule_yaml(&slow, &slow_src, &slow_dst, "0 2 * * *")
+        .replace("runner: InProcess", "runner: InProcess, parallelism: 1");
+    let small = schedule_yaml("small", &small_src, &small_dst, "0 2 * * *");
+    for (yaml, what) in [
+        (slow_yaml, "the slow schedule"),
+        (small, "the small schedule"),
+    ] {
+        ok(ns.kubectl(&["apply", "-f", "-"], Some(&yaml)), what);
+    }
+    request_run(&ns, &slow, "1");
+    let first = running(&ns, &slow, &controller);
+    hand_made_run(&ns, "small", "small-now");
+    assert_eq!(waiting(&ns, "small-now", &controller), "WaitingForRunner|");
+    assert_eq!(ended(&ns, &first, &controller), "Succeeded");
+    assert_eq!(ended(&ns, "small-now", &controller), "Succeeded");
+    assert_eq!(
+        psql(&small_dst, "SELECT count(*) FROM \"CRONUS$Item\""),
+        "1"
+    );
+}

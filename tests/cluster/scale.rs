@@ -126,8 +126,11 @@ fn hundreds_of_schedules_are_scheduled_conflicts_cross_namespaces_and_requests_s
     let server = PrivateApiServer::start("scale");
     let files = tempdir("scale-files");
 
-    // Two tenants on one source database, in two namespaces: the older keeps it.
+    // Two tenants on one source database, in two namespaces: the older keeps it, once it has
+    // shown that it can open its databases (so they exist).
     let shared = files.join("shared-source.db").display().to_string();
+    sqlite_source(&files.join("shared-source.db"));
+    std::fs::File::create(files.join("b-target.db")).unwrap();
     let older = schedule(
         "tenant-b",
         "erp",

@@ -53,6 +53,10 @@ pub async fn reconcile(
     let last_success = queries::last_success(&ctx.caches, &ns, schedule_name);
     let status = selection.status.clone().unwrap_or_default();
     let now = chrono::Utc::now();
+    // Database work waits for the namespace's share, without holding a reconcile slot.
+    let Some(_share) = ctx.database_share(&ns) else {
+        return Ok(Action::requeue(super::context::SHARE_WAIT));
+    };
     let found = match &schedule {
         Some(s) if decide::needs_reading(&status, last_success.as_ref().map(|r| r.at), now) => {
             Some(read_companies(&ctx.client, s).await)

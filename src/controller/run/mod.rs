@@ -133,8 +133,17 @@ async fn read(run: &MigrationRun, ctx: &Context) -> Result<Read, Error> {
     };
     // The one admission rule, asked only by a run that may start now: not started, not
     // stopped. A run it lets through holds the claim on its target from here on.
+    // An in-process run first waits for a place under the operator's cap, before it takes a
+    // claim on its target.
     let hold = match &schedule {
-        Some(s) if attempt == 0 && !run.stop_asked() => super::admission::admit(ctx, s, run),
+        Some(s) if attempt == 0 && !run.stop_asked() => match runner {
+            Runner::InProcess => super::admission::in_process_hold(
+                ctx.inprocess.runs_at_work(),
+                ctx.max_in_process_runs,
+            ),
+            Runner::Job => None,
+        }
+        .or_else(|| super::admission::admit(ctx, s, run)),
         _ => None,
     };
     Ok(Read {

@@ -63,6 +63,9 @@ pub struct Observed<'a> {
     pub runs: Vec<RunView>,
     /// Another schedule that uses the same source or target database, and how.
     pub conflict: Option<String>,
+    /// An older schedule on one of the databases has not logged in yet: it would be in
+    /// conflict once it has, so this one looks again soon.
+    pub conflict_pending: bool,
     /// The companies a new run migrates (`selected_companies`): None without a
     /// CompanySelection (every company). An error, with its reason, when the selection selects
     /// none, names a company the source lacks, or was not checked against the source yet
@@ -249,6 +252,7 @@ pub fn decide(o: Observed<'_>) -> Decision {
     let requeue = match next {
         // A conflict ends when the other schedule goes, which wakes nothing here.
         _ if o.conflict.is_some() => Requeue::Recheck(Duration::from_secs(60)),
+        _ if o.conflict_pending => Requeue::Recheck(Duration::from_secs(10)),
         Some(t) if gate.blocked.is_none() && !o.spec.suspend => {
             // Rounded up, so that the wake-up never comes just before the due time.
             let ms = (t - o.now).num_milliseconds().max(0) as u64;
@@ -1061,6 +1065,7 @@ mod tests {
             status: MigrationScheduleStatus::default(),
             runs: vec![],
             conflict: None,
+            conflict_pending: false,
             companies: Ok(None),
             resetting: None,
             reach: None,

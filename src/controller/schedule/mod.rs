@@ -125,6 +125,7 @@ pub async fn reconcile(
 struct Read {
     runs: Vec<RunView>,
     conflict: Option<String>,
+    conflict_pending: bool,
     companies: Result<Option<Vec<String>>, (&'static str, String)>,
     resetting: Option<String>,
     reach: Option<super::reach::Reach>,
@@ -145,6 +146,7 @@ impl Read {
             status: schedule.status.clone().unwrap_or_default(),
             runs: self.runs.clone(),
             conflict: self.conflict.clone(),
+            conflict_pending: self.conflict_pending,
             companies: self.companies.clone(),
             resetting: self.resetting.clone(),
             reach: self.reach.clone(),
@@ -182,6 +184,8 @@ async fn read(schedule: &MigrationSchedule, ctx: &Context) -> Result<Read, Error
         ..Default::default()
     }));
     let conflict = super::admission::conflict_in(&ctx.caches, schedule);
+    let conflict_pending =
+        conflict.is_none() && super::admission::conflict_pending(&ctx.caches, schedule);
     let selections: Vec<_> = ctx
         .caches
         .selections_of(&ns, &name)
@@ -214,6 +218,7 @@ async fn read(schedule: &MigrationSchedule, ctx: &Context) -> Result<Read, Error
     Ok(Read {
         runs,
         conflict,
+        conflict_pending,
         companies,
         resetting: super::queries::pending_reset(&ctx.caches, &ns, &name),
         reach: ctx
@@ -597,6 +602,7 @@ mod tests {
         let observed = Read {
             runs: vec![],
             conflict: None,
+            conflict_pending: false,
             companies: Ok(None),
             resetting: None,
             reach: Some(reach.clone()),
@@ -919,7 +925,16 @@ mod tests {
                 .unwrap()
                 .to_utc(),
         ));
-        let ctx = Context::for_test(client, vec![mine.clone(), older], vec![]);
+        // The older one has logged in to its databases (Ready); one that has not blocks
+        // nobody (below).
+        older.status = Some(
+            serde_json::from_value(json!({"conditions": [{
+                "type": "Ready", "status": "True", "reason": "Valid", "message": "",
+                "lastTransitionTime": "2026-01-01T00:00:00Z"
+            }]}))
+            .unwrap(),
+        );
+        let ctx = Context::for_test(client, vec![mine.clone(), older.clone()], vec![]);
         let task = tokio::spawn(reconcile(Arc::new(mine.clone()), ctx));
         let call = server.next().await;
         assert_eq!(call.method, Method::PATCH);

@@ -39,6 +39,10 @@ pub async fn reconcile(mapping: Arc<UserMapping>, ctx: Arc<Context>) -> Result<A
     let schedule = ctx.caches.schedule(&ns, schedule_name);
     let migrated = super::queries::last_success(&ctx.caches, &ns, schedule_name).is_some();
     let key = format!("{ns}/{}", mapping.name_any());
+    // Database work waits for the namespace's share, without holding a reconcile slot.
+    let Some(_share) = ctx.database_share(&ns) else {
+        return Ok(Action::requeue(super::context::SHARE_WAIT));
+    };
     let (users, target) = match &schedule {
         Some(s) => match open_both(&ctx.client, s).await {
             Ok((source, target)) => {

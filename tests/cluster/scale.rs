@@ -284,7 +284,8 @@ fn hundreds_of_schedules_are_scheduled_conflicts_cross_namespaces_and_requests_s
     let _ = std::fs::remove_dir_all(&files);
 }
 
-fn tempdir(label: &str) -> PathBuf {
+/// A new folder under the temp directory, named after `label` and the time.
+pub(crate) fn tempdir(label: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "cloudmigrate-{label}-{}",
         std::time::SystemTime::now()

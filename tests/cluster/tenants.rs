@@ -3,21 +3,8 @@
 
 use crate::api_server::TestNamespace;
 use crate::controller::{Controller, ended, ok, request_run, wait_for};
-use std::path::{Path, PathBuf};
-
-/// A folder of its own under the temp directory.
-fn folder(label: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "cloudmigrate-{label}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use crate::scale::tempdir as folder;
+use std::path::Path;
 
 /// A SQLite file with a company and a table, made with `sql` after.
 fn sqlite_file(path: &Path, sql: &[&'static str]) {

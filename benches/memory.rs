@@ -34,6 +34,7 @@ fn spec(path: &Path, create: bool) -> ConnectSpec {
     ConnectSpec {
         url: format!("sqlite://{}", path.display()),
         password: None,
+        tls: None,
         max_connections: 2,
         create,
     }

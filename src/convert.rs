@@ -9,42 +9,47 @@ use crate::engine::plan::PlanOptions;
 use crate::engine::report::TableReport;
 use crate::engine::{self, RunConfig, StopSignal};
 
-/// The engine's configuration for a run of a schedule. Passwords are given, never read here.
+/// The engine's configuration for a run of a schedule, with its two connections (their
+/// passwords and TLS settled by the caller, never read here). The target may be created when
+/// it is a SQLite file.
 pub fn engine_config(
     spec: &MigrationScheduleSpec,
     companies: Option<Vec<String>>,
-    passwords: (Option<String>, Option<String>),
+    (source, target): (ConnectSpec, ConnectSpec),
     run_id: String,
     run_type: RunType,
 ) -> RunConfig {
-    let product = spec.product;
     RunConfig {
         run_id,
         source: ConnectSpec {
-            url: spec.source.url.clone(),
-            password: passwords.0,
             max_connections: 1,
             create: false,
+            ..source
         },
         target: ConnectSpec {
-            url: spec.target.url.clone(),
-            password: passwords.1,
             max_connections: 1,
             create: true,
+            ..target
         },
-        plan: PlanOptions {
-            product,
-            include: spec.tables.include.clone(),
-            exclude: spec.tables.exclude.clone(),
-            companies,
-            target: None,
-        },
+        plan: plan_options(spec, companies),
         create_missing_tables: spec.target.create_missing_tables,
         parallelism: spec.runtime.parallelism.max(1) as usize,
         run_type,
         retention: engine::tracking::DEFAULT_RETENTION,
         stop: StopSignal::default(),
         share: None,
+    }
+}
+
+/// What a run of a schedule copies: its product, its table patterns and `companies` (None:
+/// all).
+pub fn plan_options(spec: &MigrationScheduleSpec, companies: Option<Vec<String>>) -> PlanOptions {
+    PlanOptions {
+        product: spec.product,
+        include: spec.tables.include.clone(),
+        exclude: spec.tables.exclude.clone(),
+        companies,
+        target: None,
     }
 }
 

@@ -408,6 +408,7 @@ fn spec(path: &Path, create: bool) -> ConnectSpec {
     ConnectSpec {
         url: format!("sqlite://{}", path.display()),
         password: None,
+        tls: None,
         max_connections: 4,
         create,
     }
@@ -425,7 +426,10 @@ pub fn run_config(dir: &Path) -> RunConfig {
             Ok(m) => crate::convert::engine_config(
                 &m.schedule.spec,
                 None,
-                (None, None),
+                (
+                    spec(&dir.join("onprem.db"), false),
+                    spec(&dir.join("cloud.db"), true),
+                ),
                 String::new(),
                 crate::engine::RunType::Auto,
             ),
@@ -433,8 +437,6 @@ pub fn run_config(dir: &Path) -> RunConfig {
             Err(e) => unreachable!("the embedded example schedule does not parse: {e}"),
         };
     config.run_id = format!("demo-{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
-    config.source = spec(&dir.join("onprem.db"), false);
-    config.target = spec(&dir.join("cloud.db"), true);
     config
 }
 

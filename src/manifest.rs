@@ -109,23 +109,26 @@ pub fn parse(text: &str, path: &Path) -> Result<Manifest, String> {
     })
 }
 
-/// How to reach the schedule's source database.
+/// How to reach the schedule's source database: the password given outside the cluster, and
+/// the TLS of `spec.source.tls` (as the URL says without it, as `psql` does).
 pub fn source_spec(manifest: &Manifest, password: &PasswordSource) -> Result<ConnectSpec, String> {
     let source = &manifest.schedule.spec.source;
     Ok(ConnectSpec {
         url: source.url.clone(),
         password: password.read("source", source.password_secret_ref.as_ref())?,
+        tls: crate::logins::tls::for_command_line("source", source.tls.as_ref())?,
         max_connections: 1,
         create: false,
     })
 }
 
-/// How to reach the schedule's target database.
+/// How to reach the schedule's target database, as `source_spec` the source.
 pub fn target_spec(manifest: &Manifest, password: &PasswordSource) -> Result<ConnectSpec, String> {
     let target = &manifest.schedule.spec.target;
     Ok(ConnectSpec {
         url: target.url.clone(),
         password: password.read("target", target.password_secret_ref.as_ref())?,
+        tls: crate::logins::tls::for_command_line("target", target.tls.as_ref())?,
         max_connections: 1,
         create: false,
     })
@@ -139,15 +142,13 @@ pub fn run_config(
     run_id: String,
     run_type: crate::engine::RunType,
 ) -> Result<RunConfig, String> {
-    let spec = &manifest.schedule.spec;
-    let passwords = (
-        source_password.read("source", spec.source.password_secret_ref.as_ref())?,
-        target_password.read("target", spec.target.password_secret_ref.as_ref())?,
-    );
     Ok(crate::convert::engine_config(
-        spec,
+        &manifest.schedule.spec,
         manifest.companies.clone(),
-        passwords,
+        (
+            source_spec(manifest, source_password)?,
+            target_spec(manifest, target_password)?,
+        ),
         run_id,
         run_type,
     ))

@@ -48,12 +48,92 @@ fn default_password_key() -> String {
     "password".into()
 }
 
+/// How a connection to a database server is protected. Outside a cluster (`run -f`), a
+/// connection without this field negotiates as `psql` does (TLS when the server offers it,
+/// unverified); in the cluster it means `mode: VerifyFull` with the public CAs.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(TLS_ONE_CA_RULE).message(TLS_ONE_CA_MESSAGE))]
+#[x_kube(validation = Rule::new(TLS_CA_VERIFIES_RULE).message(TLS_CA_VERIFIES_MESSAGE))]
+pub struct Tls {
+    /// `VerifyFull` (the default): TLS, with a certificate signed by the CA and naming the
+    /// URL's host. `VerifyCA`: TLS, the certificate signed by the CA, any host name.
+    /// `Require`: TLS, any certificate, so an attacker on the path can still read everything.
+    /// `Disable`: no TLS at all. `Require` and `Disable` show on the schedule as the warning
+    /// condition `TransportVerified=False`. In every mode a password is never sent in clear
+    /// text over a connection without TLS: such a login is refused before the password leaves.
+    #[serde(default)]
+    pub mode: TlsMode,
+    /// The Secret key that holds the CA certificate (PEM) to verify the server with. Without
+    /// it, or `caConfigMapRef`, the public CAs (Mozilla's list) are trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<CaKeyRef>,
+    /// The ConfigMap key that holds the CA certificate (PEM), for example the bundle that
+    /// trust-manager distributes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_config_map_ref: Option<CaKeyRef>,
+}
+
+/// How a connection's TLS is negotiated and verified.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum TlsMode {
+    Disable,
+    Require,
+    #[serde(rename = "VerifyCA")]
+    VerifyCa,
+    #[default]
+    VerifyFull,
+}
+
+impl TlsMode {
+    /// Whether the server's certificate is checked against a CA.
+    pub fn verifies(self) -> bool {
+        matches!(self, TlsMode::VerifyCa | TlsMode::VerifyFull)
+    }
+
+    /// The mode as the field spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "Disable",
+            TlsMode::Require => "Require",
+            TlsMode::VerifyCa => "VerifyCA",
+            TlsMode::VerifyFull => "VerifyFull",
+        }
+    }
+}
+
+/// A key of a Secret or ConfigMap in the same namespace that holds a CA certificate.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct CaKeyRef {
+    /// Name of the Secret or ConfigMap in this namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key whose value is the CA certificate in PEM. Defaults to `ca.crt`.
+    #[serde(default = "default_ca_key")]
+    pub key: String,
+}
+
+fn default_ca_key() -> String {
+    "ca.crt".into()
+}
+
+const TLS_ONE_CA_RULE: &str = "!(has(self.caSecretRef) && has(self.caConfigMapRef))";
+const TLS_ONE_CA_MESSAGE: &str = "give the CA in caSecretRef or in caConfigMapRef, not both";
+const TLS_CA_VERIFIES_RULE: &str = "!(has(self.caSecretRef) || has(self.caConfigMapRef)) || \
+     !has(self.mode) || self.mode == 'VerifyCA' || self.mode == 'VerifyFull'";
+const TLS_CA_VERIFIES_MESSAGE: &str = "a CA only serves to verify the server: set mode to \
+     VerifyCA or VerifyFull, or remove caSecretRef/caConfigMapRef";
+const TLS_SERVER_RULE: &str =
+    "!has(self.tls) || self.url.matches('^(postgres|postgresql|mysql|mariadb)://')";
+const TLS_SERVER_MESSAGE: &str = "tls applies to a database server: remove it for a sqlite:// URL";
+
 /// How to reach the on-premises database that is migrated.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(URL_SCHEME_RULE).message(URL_SCHEME_MESSAGE))]
 #[x_kube(validation = Rule::new(URL_PASSWORD_RULE).message(URL_PASSWORD_MESSAGE))]
 #[x_kube(validation = Rule::new(URL_PARAMETERS_RULE).message(URL_PARAMETERS_MESSAGE))]
+#[x_kube(validation = Rule::new(TLS_SERVER_RULE).message(TLS_SERVER_MESSAGE))]
 pub struct SourceConnection {
     /// Database URL without the password, for example
     /// `postgres://erp_reader@onprem-db.example.local:5432/bc_prod`,
@@ -64,6 +144,10 @@ pub struct SourceConnection {
     /// database needs no password (SQLite, or trust authentication).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
+    /// TLS to the server: see `Tls`. Left out, a schedule in the cluster verifies the
+    /// certificate and the host name against the public CAs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
 }
 
 /// How to reach the cloud tenant database that receives the data.
@@ -72,6 +156,7 @@ pub struct SourceConnection {
 #[x_kube(validation = Rule::new(URL_SCHEME_RULE).message(URL_SCHEME_MESSAGE))]
 #[x_kube(validation = Rule::new(URL_PASSWORD_RULE).message(URL_PASSWORD_MESSAGE))]
 #[x_kube(validation = Rule::new(URL_PARAMETERS_RULE).message(URL_PARAMETERS_MESSAGE))]
+#[x_kube(validation = Rule::new(TLS_SERVER_RULE).message(TLS_SERVER_MESSAGE))]
 pub struct TargetConnection {
     /// Database URL without the password, for example
     /// `postgres://cloudmigrate@tenant-db.example.com:5432/bc_cloud`.
@@ -80,6 +165,10 @@ pub struct TargetConnection {
     /// The Secret key that holds the password for the user in `url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
+    /// TLS to the server: see `Tls`. Left out, a schedule in the cluster verifies the
+    /// certificate and the host name against the public CAs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
     /// Create tables that exist in the source but not in the target, from the source's
     /// definition. Off by default: the cloud product installs the tenant's schema, and a table
     /// missing there is reported as a warning with guidance instead.
@@ -96,11 +185,11 @@ const URL_PASSWORD_MESSAGE: &str = "url must not contain a password: remove it f
      put it in a Secret named by passwordSecretRef";
 /// The server URL parameters the controller accepts (`db::tenancy::PARAMETERS`), at admission.
 pub(crate) const URL_PARAMETERS_RULE: &str = "!self.url.matches('^(postgres|postgresql|mysql|mariadb)://') \
-     || self.url.matches('^[^?#]*([?](application_name|connect_timeout|sslmode|ssl-mode|charset|collation|timezone|statement-cache-capacity)=[^&#]*(&(application_name|connect_timeout|sslmode|ssl-mode|charset|collation|timezone|statement-cache-capacity)=[^&#]*)*)?$')";
-const URL_PARAMETERS_MESSAGE: &str = "url may carry only the parameters application_name, \
-     connect_timeout and sslmode (PostgreSQL) or ssl-mode, charset, collation, timezone and \
-     statement-cache-capacity (MySQL/MariaDB): a host, a file, a password or session options \
-     cannot be set by URL";
+     || self.url.matches('^[^?#]*([?](application_name|connect_timeout|charset|collation|timezone|statement-cache-capacity)=[^&#]*(&(application_name|connect_timeout|charset|collation|timezone|statement-cache-capacity)=[^&#]*)*)?$')";
+const URL_PARAMETERS_MESSAGE: &str = "url may carry only the parameters application_name and \
+     connect_timeout (PostgreSQL) or charset, collation, timezone and statement-cache-capacity \
+     (MySQL/MariaDB): a host, a file, a password or session options cannot be set by URL, and \
+     TLS is set with the tls field";
 
 /// Splits `NAMESPACE/NAME` as the command line takes an object; the error names `what` (the
 /// flag or argument) and shows `example`.

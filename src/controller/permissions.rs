@@ -33,6 +33,8 @@ pub const CONTROLLER: &[(&str, &str, &str)] = &[
     ("batch", "jobs", "get"),
     ("batch", "jobs", "create"),
     ("", "secrets", "get"),
+    // A database server's CA, when a schedule's tls.caConfigMapRef names it.
+    ("", "configmaps", "get"),
     // The runtime key Secrets: watched by label, made, rotated and deleted.
     ("", "secrets", "list"),
     ("", "secrets", "watch"),

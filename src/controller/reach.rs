@@ -5,8 +5,8 @@
 //! schedule's settings, and then at most `FIRST_WAIT`: so that a new schedule's first status
 //! write carries the answer, instead of a second write following a moment later.
 
-use crate::api::common::SecretKeyRef;
 use crate::api::schedule::{MigrationSchedule, MigrationScheduleSpec};
+use crate::logins::{Connection, Side};
 use kube::runtime::reflector::ObjectRef;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -238,39 +238,21 @@ fn key(schedule: &MigrationSchedule) -> String {
 
 /// Connects to both databases once, and looks for change tracking's log in the source.
 async fn probe(client: &kube::Client, ns: &str, spec: &MigrationScheduleSpec) -> Reach {
-    let open = |side: &'static str, url: &str, secret: Option<&SecretKeyRef>| {
-        let (client, url, secret, ns) = (
-            client.clone(),
-            url.to_string(),
-            secret.cloned(),
-            ns.to_string(),
-        );
-        async move {
-            match tokio::time::timeout(
-                CONNECT_LIMIT,
-                crate::logins::open_database(&client, &ns, side, &url, secret.as_ref(), true),
-            )
-            .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(format!(
-                    "{side} database: no answer within {} s",
-                    CONNECT_LIMIT.as_secs()
-                )),
-            }
-        }
+    let open = async |side: &'static str, connection: Connection<'_>| match tokio::time::timeout(
+        CONNECT_LIMIT,
+        crate::logins::open_database(client, ns, side, connection, true),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "{side} database: no answer within {} s",
+            CONNECT_LIMIT.as_secs()
+        )),
     };
     let (source, target) = tokio::join!(
-        open(
-            "source",
-            &spec.source.url,
-            spec.source.password_secret_ref.as_ref()
-        ),
-        open(
-            "target",
-            &spec.target.url,
-            spec.target.password_secret_ref.as_ref()
-        )
+        open("source", Connection::of(spec, Side::Source)),
+        open("target", Connection::of(spec, Side::Target))
     );
     let (tracking, source_lacks) = match &source {
         Ok(db) => (

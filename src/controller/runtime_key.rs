@@ -347,14 +347,7 @@ pub async fn grant_for_run(
         }
     };
     let companies = (!run.spec.companies.is_empty()).then(|| run.spec.companies.clone());
-    let options = crate::convert::engine_config(
-        spec,
-        companies,
-        (None, None),
-        run.name_any(),
-        run.spec.r#type,
-    )
-    .plan;
+    let options = crate::convert::plan_options(spec, companies);
     let granted = access::grant_for_run(
         &source,
         &target,

@@ -19,6 +19,7 @@ mod reads;
 mod schema;
 pub mod sqlite;
 pub mod tenancy;
+pub mod tls;
 mod value;
 
 pub use dialect::*;
@@ -97,6 +98,8 @@ pub struct ConnectSpec {
     pub url: String,
     /// The password, kept out of the URL.
     pub password: Option<String>,
+    /// TLS to a server; None: as the URL says (the command line only).
+    pub tls: Option<tls::Tls>,
     /// Connections in the pool.
     pub max_connections: u32,
     /// Create a missing SQLite file (targets only).
@@ -106,11 +109,24 @@ pub struct ConnectSpec {
 impl Database {
     pub async fn connect(spec: &ConnectSpec) -> Result<Self, DbError> {
         tenancy::check(spec).map_err(DbError::Config)?;
-        match Dialect::of_url(&spec.url)? {
+        let db = match Dialect::of_url(&spec.url)? {
             Dialect::Postgres => postgres::connect(spec).await.map(Database::Postgres),
             Dialect::MySql => mysql::connect(spec).await.map(Database::MySql),
             Dialect::Sqlite => sqlite::connect(spec, false).await.map(Database::Sqlite),
-        }
+        };
+        db.map_err(|e| match e {
+            DbError::Connect { url, message } => {
+                let host = url::Url::parse(&spec.url)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_string))
+                    .unwrap_or_default();
+                DbError::Connect {
+                    url,
+                    message: tls::explain(message, spec.tls.as_ref(), &host),
+                }
+            }
+            other => other,
+        })
     }
 
     /// Connects only to look: a SQLite file is opened read-only, with its journal mode left

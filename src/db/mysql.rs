@@ -26,6 +26,9 @@ pub async fn connect(spec: &ConnectSpec) -> Result<MySqlPool, DbError> {
     if let Some(pw) = &spec.password {
         options = options.password(pw);
     }
+    if let Some(tls) = &spec.tls {
+        options = super::tls::mysql(options, tls);
+    }
     let pool = MySqlPoolOptions::new()
         // Every new connection: see `nodelay`.
         .after_connect(|_, _| {

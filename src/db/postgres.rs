@@ -28,6 +28,14 @@ pub async fn connect(spec: &ConnectSpec) -> Result<PgPool, DbError> {
         options = options.password(pw);
     }
     options = options.application_name("cloudmigrate");
+    if let Some(tls) = &spec.tls {
+        options = super::tls::postgres(options, tls);
+        if tls.mode == super::tls::TlsMode::Disable && spec.password.is_some() {
+            super::tls::refuse_clear_text_login(&options)
+                .await
+                .map_err(|m| super::connect_error(&redacted, m))?;
+        }
+    }
     let pool = PgPoolOptions::new()
         // Every new connection: see `nodelay`.
         .after_connect(|_, _| {

@@ -17,17 +17,13 @@ use std::sync::OnceLock;
 static ALLOWED: OnceLock<Vec<PathBuf>> = OnceLock::new();
 
 /// The query parameters a server URL may carry in a restricted process, by scheme: the port,
-/// database and user are in the URL itself; these add only the application name, timeouts,
-/// the TLS mode and character sets.
+/// database and user are in the URL itself; these add only the application name, timeouts
+/// and character sets. TLS is set apart from the URL (`ConnectSpec::tls`).
 pub const PARAMETERS: &[(&str, &[&str])] = &[
-    (
-        "postgres",
-        &["application_name", "connect_timeout", "sslmode"],
-    ),
+    ("postgres", &["application_name", "connect_timeout"]),
     (
         "mysql",
         &[
-            "ssl-mode",
             "charset",
             "collation",
             "timezone",
@@ -56,6 +52,13 @@ pub fn check(spec: &ConnectSpec) -> Result<(), String> {
         return sqlite_allowed(&spec.url, dirs).map(|_| ());
     }
     server_url_allowed(&spec.url)?;
+    if spec.tls.is_none() {
+        return Err(
+            "a server connection of the controller needs its TLS settled (tls, or the default \
+             VerifyFull): this is a bug in cloudmigrate, please report it"
+                .into(),
+        );
+    }
     if spec.password.is_none() {
         return Err(
             "a server database needs passwordSecretRef: the controller never logs in with a \
@@ -89,7 +92,8 @@ pub fn server_url_allowed(url: &str) -> Result<(), String> {
         if !allowed.contains(&name.as_ref()) {
             return Err(format!(
                 "the URL parameter {name:?} is not allowed (allowed: {}); host, files, \
-                 passwords and session options cannot be set by URL",
+                 passwords and session options cannot be set by URL, and TLS is set with the \
+                 tls field",
                 allowed.join(", ")
             ));
         }
@@ -196,8 +200,8 @@ mod tests {
     fn server_urls_carry_only_the_allowed_parameters_and_no_password() {
         for ok in [
             "postgres://erp@db.example:5432/bc",
-            "postgres://erp@db/bc?sslmode=verify-full&application_name=cm",
-            "mysql://erp@db:3306/nav?ssl-mode=REQUIRED&charset=utf8mb4",
+            "postgres://erp@db/bc?connect_timeout=10&application_name=cm",
+            "mysql://erp@db:3306/nav?charset=utf8mb4",
         ] {
             assert_eq!(server_url_allowed(ok), Ok(()), "{ok}");
         }
@@ -216,6 +220,8 @@ mod tests {
             ),
             ("mysql://erp@db/nav?socket=/run/mysqld.sock", "\"socket\""),
             ("mysql://erp@db/nav?ssl-key=/k.pem", "\"ssl-key\""),
+            ("postgres://erp@db/bc?sslmode=disable", "\"sslmode\""),
+            ("mysql://erp@db/nav?ssl-mode=DISABLED", "\"ssl-mode\""),
         ] {
             let e = server_url_allowed(bad).unwrap_err();
             assert!(e.contains(said), "{bad}: {e}");

@@ -516,12 +516,19 @@ pub fn drop_statements(d: Dialect, role: &str) -> Vec<String> {
     }
 }
 
-/// Whether `key` logs in as `role` to the database of `url` (whose own user is replaced).
+/// Whether `key` logs in as `role` to the database of `url` (whose own user is replaced),
+/// with `tls`.
 /// Ok(false): the server refused the login; Err: anything else went wrong.
-pub async fn logs_in(url: &str, role: &str, key: &RuntimeKey) -> Result<bool, DbError> {
+pub async fn logs_in(
+    url: &str,
+    tls: Option<crate::db::tls::Tls>,
+    role: &str,
+    key: &RuntimeKey,
+) -> Result<bool, DbError> {
     let spec = crate::db::ConnectSpec {
         url: with_user(url, role)?,
         password: Some(key.reveal().to_string()),
+        tls,
         max_connections: 1,
         create: false,
     };

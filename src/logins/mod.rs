@@ -5,6 +5,7 @@
 //! and the workers both open their connections here; the runner never asks the controller.
 
 pub mod passwords;
+pub mod tls;
 
 use crate::api::MigrationSchedule;
 use crate::api::common::SecretKeyRef;
@@ -19,17 +20,17 @@ pub async fn open_database(
     client: &kube::Client,
     namespace: &str,
     side: &str,
-    url: &str,
-    secret: Option<&SecretKeyRef>,
+    connection: Connection<'_>,
     only_to_look: bool,
 ) -> Result<Database, String> {
-    let password = match secret {
+    let password = match connection.secret {
         Some(r) => Some(passwords::password(client, namespace, side, r).await?),
         None => None,
     };
     let spec = ConnectSpec {
-        url: url.to_string(),
+        url: connection.url.to_string(),
         password,
+        tls: server_tls(client, namespace, side, connection).await?,
         max_connections: 1,
         create: false,
     };
@@ -39,6 +40,61 @@ pub async fn open_database(
         Database::connect(&spec).await
     };
     db.map_err(|e| format!("{side} database: {e}"))
+}
+
+/// How a schedule names one of its databases: the URL, the password's Secret key and the TLS.
+#[derive(Clone, Copy, Debug)]
+pub struct Connection<'a> {
+    pub url: &'a str,
+    pub secret: Option<&'a SecretKeyRef>,
+    pub tls: Option<&'a crate::api::common::Tls>,
+}
+
+impl<'a> Connection<'a> {
+    /// One side of a schedule's spec.
+    pub fn of(spec: &'a crate::api::schedule::MigrationScheduleSpec, side: Side) -> Self {
+        match side {
+            Side::Source => Connection {
+                url: &spec.source.url,
+                secret: spec.source.password_secret_ref.as_ref(),
+                tls: spec.source.tls.as_ref(),
+            },
+            Side::Target => Connection {
+                url: &spec.target.url,
+                secret: spec.target.password_secret_ref.as_ref(),
+                tls: spec.target.tls.as_ref(),
+            },
+        }
+    }
+}
+
+/// The TLS of one side of a schedule in the cluster; none for a SQLite file.
+pub async fn tls_of(
+    client: &kube::Client,
+    schedule: &MigrationSchedule,
+    side: Side,
+) -> Result<Option<crate::db::tls::Tls>, String> {
+    let name = match side {
+        Side::Source => "source",
+        Side::Target => "target",
+    };
+    let ns = schedule.namespace().unwrap_or_default();
+    server_tls(client, &ns, name, Connection::of(&schedule.spec, side)).await
+}
+
+/// The TLS of a connection in the cluster; none for a SQLite file.
+async fn server_tls(
+    client: &kube::Client,
+    namespace: &str,
+    side: &str,
+    connection: Connection<'_>,
+) -> Result<Option<crate::db::tls::Tls>, String> {
+    if matches!(Dialect::of_url(connection.url), Ok(Dialect::Sqlite)) {
+        return Ok(None);
+    }
+    tls::settle(client, namespace, side, connection.tls)
+        .await
+        .map(Some)
 }
 
 /// One of a schedule's two databases.
@@ -56,28 +112,26 @@ pub async fn open_side(
     side: Side,
 ) -> Result<Database, String> {
     let ns = schedule.namespace().unwrap_or_default();
-    let spec = &schedule.spec;
-    let (name, url, secret) = match side {
-        Side::Source => (
-            "source",
-            &spec.source.url,
-            spec.source.password_secret_ref.as_ref(),
-        ),
-        Side::Target => (
-            "target",
-            &spec.target.url,
-            spec.target.password_secret_ref.as_ref(),
-        ),
+    let name = match side {
+        Side::Source => "source",
+        Side::Target => "target",
     };
-    open_database(client, &ns, name, url, secret, false).await
+    open_database(
+        client,
+        &ns,
+        name,
+        Connection::of(&schedule.spec, side),
+        false,
+    )
+    .await
 }
 
-/// The target's URL and password as a run logs in: as the runtime role, with the key from
-/// its Secret (or, for a SQLite target, with the target's own login).
+/// The target as a run logs in: as the runtime role, with the key from its Secret (or, for a
+/// SQLite target, with the target's own login), and the target's TLS. One connection.
 pub async fn run_target(
     client: &kube::Client,
     schedule: &MigrationSchedule,
-) -> Result<(String, Option<String>), String> {
+) -> Result<ConnectSpec, String> {
     let ns = schedule.namespace().unwrap_or_default();
     let (_, target) = run_logins(schedule);
     let role = role_of(schedule);
@@ -99,7 +153,44 @@ pub async fn run_target(
     if let Some(role) = &role {
         url = crate::engine::access::with_user(&url, role).map_err(|e| e.to_string())?;
     }
-    Ok((url, password))
+    let tls = server_tls(
+        client,
+        &ns,
+        "target",
+        Connection::of(&schedule.spec, Side::Target),
+    )
+    .await?;
+    Ok(ConnectSpec {
+        url,
+        password,
+        tls,
+        max_connections: 1,
+        create: false,
+    })
+}
+
+/// The source as a run logs in: its password from its Secret, and its TLS.
+pub async fn run_source(
+    client: &kube::Client,
+    schedule: &MigrationSchedule,
+) -> Result<ConnectSpec, String> {
+    let ns = schedule.namespace().unwrap_or_default();
+    let connection = Connection::of(&schedule.spec, Side::Source);
+    let password = match connection.secret {
+        Some(r) => Some(
+            passwords::password(client, &ns, "source", r)
+                .await
+                .map_err(|e| format!("the source password: {e}"))?,
+        ),
+        None => None,
+    };
+    Ok(ConnectSpec {
+        url: connection.url.to_string(),
+        password,
+        tls: server_tls(client, &ns, "source", connection).await?,
+        max_connections: 1,
+        create: false,
+    })
 }
 
 /// Connects to a schedule's target as its runs do (`run_target`). Company initialization
@@ -108,13 +199,7 @@ pub async fn open_target_as_run(
     client: &kube::Client,
     schedule: &MigrationSchedule,
 ) -> Result<Database, String> {
-    let (url, password) = run_target(client, schedule).await?;
-    let spec = ConnectSpec {
-        url,
-        password,
-        max_connections: 1,
-        create: false,
-    };
+    let spec = run_target(client, schedule).await?;
     Database::connect(&spec)
         .await
         .map_err(|e| format!("target database: {e}"))
@@ -135,6 +220,17 @@ pub fn role_of(schedule: &MigrationSchedule) -> Option<String> {
             d,
         )),
     }
+}
+
+/// The environment that hands a worker or initializer pod what it logs in with: the passwords
+/// of `run_logins`, and each side's CA when the schedule names one.
+pub fn pod_env(schedule: &MigrationSchedule) -> Vec<k8s_openapi::api::core::v1::EnvVar> {
+    let (source, target) = run_logins(schedule);
+    let mut env = passwords::pod_env(source.as_ref(), target.as_ref());
+    let spec = &schedule.spec;
+    env.extend(tls::ca_env("source", spec.source.tls.as_ref()));
+    env.extend(tls::ca_env("target", spec.target.tls.as_ref()));
+    env
 }
 
 /// The Secret keys a run logs in with: the source's, and for the target the runtime key when

@@ -64,10 +64,7 @@ pub fn job_for(
             ]),
             // The initializer works in the target as the runs do, as the runtime role: the
             // admin password of spec.target never reaches the pod.
-            env: Some({
-                let (source, target) = crate::logins::run_logins(schedule);
-                crate::logins::passwords::pod_env(source.as_ref(), target.as_ref())
-            }),
+            env: Some(crate::logins::pod_env(schedule)),
             ..Default::default()
         },
     );

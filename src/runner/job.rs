@@ -24,7 +24,7 @@ pub const DEFAULT_IMAGE: &str = concat!(
 /// The service account of worker pods unless the controller is told otherwise
 /// (CLOUDMIGRATE_WORKER_SERVICE_ACCOUNT): it needs get on migrationruns, migrationschedules and
 /// companyselections, and patch on migrationruns/status. Never Secrets: the kubelet hands the
-/// pods their passwords (`passwords::pod_env`).
+/// pods their passwords and CAs (`logins::pod_env`).
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "cloudmigrate-worker";
 
 /// Label on a run's Jobs and pods with the run's name (when it fits a label value).
@@ -112,10 +112,7 @@ pub fn job_for(
                 }),
                 ..Default::default()
             })
-            .chain({
-                let (source, target) = crate::logins::run_logins(schedule);
-                crate::logins::passwords::pod_env(source.as_ref(), target.as_ref())
-            })
+            .chain(crate::logins::pod_env(schedule))
             .collect(),
         ),
         ..Default::default()

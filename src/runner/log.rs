@@ -40,9 +40,16 @@ pub async fn run_log(
         (None, Some(secret)) => Some(secret_value(client, namespace, secret).await?),
         (None, None) => None,
     };
+    let tls = match crate::db::Dialect::of_url(&target.url) {
+        Ok(crate::db::Dialect::Sqlite) => None,
+        _ => Some(
+            crate::logins::tls::settle(client, namespace, "target", target.tls.as_ref()).await?,
+        ),
+    };
     let db = Database::connect(&ConnectSpec {
         url: target.url.clone(),
         password,
+        tls,
         max_connections: 1,
         create: false,
     })

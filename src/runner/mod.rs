@@ -342,21 +342,18 @@ async fn prepare(client: &kube::Client, w: &WorkerSpec) -> Result<RunConfig, Str
                 run.spec.schedule_ref.name, w.namespace
             )
         })?;
-    let spec = &schedule.spec;
-    let (source, _) = logins::run_logins(&schedule);
-    let mut passwords = (None, None);
-    if let Some(r) = &source {
-        passwords.0 = Some(
-            logins::passwords::password(client, &w.namespace, "source", r)
-                .await
-                .map_err(|e| format!("the source password: {e}"))?,
-        );
-    }
-    let (target_url, target_password) = logins::run_target(client, &schedule).await?;
-    passwords.1 = target_password;
+    let logins = (
+        logins::run_source(client, &schedule).await?,
+        logins::run_target(client, &schedule).await?,
+    );
     let companies = (!run.spec.companies.is_empty()).then(|| run.spec.companies.clone());
-    let mut config = engine_config(spec, companies, passwords, w.name.clone(), run.spec.r#type);
-    config.target.url = target_url;
+    let mut config = engine_config(
+        &schedule.spec,
+        companies,
+        logins,
+        w.name.clone(),
+        run.spec.r#type,
+    );
     if w.count > 1 {
         config.share = Some((w.index.max(0) as usize, w.count as usize));
     }

@@ -76,6 +76,7 @@ impl TestDb {
                 let admin = Database::connect(&ConnectSpec {
                     url: admin_url.clone(),
                     password: password.clone(),
+                    tls: None,
                     max_connections: 1,
                     create: false,
                 })
@@ -98,6 +99,7 @@ impl TestDb {
         ConnectSpec {
             url: self.url.clone(),
             password: self.password.clone(),
+            tls: None,
             max_connections: 4,
             create: true,
         }

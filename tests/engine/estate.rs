@@ -24,6 +24,7 @@ fn with_user(db: &TestDb, user: &str) -> ConnectSpec {
     ConnectSpec {
         url: format!("{scheme}://{user}@{host}"),
         password: Some("erp-Pw-1".into()),
+        tls: None,
         max_connections: 4,
         create: false,
     }

@@ -240,6 +240,7 @@ async fn an_unreachable_source_is_an_error_without_the_password() {
     cfg.source = ConnectSpec {
         url: "postgres://erp@127.0.0.1:1/bc".into(),
         password: Some("hunter2-secret".into()),
+        tls: None,
         max_connections: 1,
         create: false,
     };

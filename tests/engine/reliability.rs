@@ -403,6 +403,7 @@ async fn a_source_restart_fails_the_tables_in_flight_and_the_next_run_heals() {
     let spec = |db: &str| cloudmigrate::db::ConnectSpec {
         url: format!("{base}/{db}"),
         password: Some(password.clone()),
+        tls: None,
         max_connections: 2,
         create: false,
     };

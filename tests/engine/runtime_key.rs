@@ -126,8 +126,16 @@ async fn runs_write_as_the_role_and_a_new_key_retires_the_old(target: Server) {
     access::set_key(&admin, &role, &owner, &second)
         .await
         .unwrap();
-    assert!(!access::logs_in(&dst.url, &role, &first).await.unwrap());
-    assert!(access::logs_in(&dst.url, &role, &second).await.unwrap());
+    assert!(
+        !access::logs_in(&dst.url, None, &role, &first)
+            .await
+            .unwrap()
+    );
+    assert!(
+        access::logs_in(&dst.url, None, &role, &second)
+            .await
+            .unwrap()
+    );
     try_exec(
         &role_db,
         format!(
@@ -214,9 +222,17 @@ async fn runs_write_as_the_role_and_a_new_key_retires_the_old(target: Server) {
     // Revoked: the role is gone, and a second drop is fine.
     // Another schedule cannot drop it.
     access::drop_role(&admin, &role, "rival/x").await.unwrap();
-    assert!(access::logs_in(&dst.url, &role, &second).await.unwrap());
+    assert!(
+        access::logs_in(&dst.url, None, &role, &second)
+            .await
+            .unwrap()
+    );
     access::drop_role(&admin, &role, &owner).await.unwrap();
-    assert!(!access::logs_in(&dst.url, &role, &second).await.unwrap());
+    assert!(
+        !access::logs_in(&dst.url, None, &role, &second)
+            .await
+            .unwrap()
+    );
     access::drop_role(&admin, &role, &owner).await.unwrap();
     admin.close().await;
     source.close().await;
@@ -265,13 +281,21 @@ async fn a_role_that_is_not_ours_is_never_taken_over(server: Server) {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("never taken over"), "{e}");
-    assert!(access::logs_in(&dst.url, &role, &theirs).await.unwrap());
-    assert!(!access::logs_in(&dst.url, &role, &mine).await.unwrap());
+    assert!(
+        access::logs_in(&dst.url, None, &role, &theirs)
+            .await
+            .unwrap()
+    );
+    assert!(!access::logs_in(&dst.url, None, &role, &mine).await.unwrap());
     // Nor dropped.
     access::drop_role(&admin, &role, &format!("shop/{schedule}"))
         .await
         .unwrap();
-    assert!(access::logs_in(&dst.url, &role, &theirs).await.unwrap());
+    assert!(
+        access::logs_in(&dst.url, None, &role, &theirs)
+            .await
+            .unwrap()
+    );
     let drop = match d {
         cloudmigrate::db::Dialect::Postgres => format!("DROP ROLE {}", d.quote(&role)),
         _ => format!("DROP USER '{role}'@'%'"),

@@ -71,14 +71,7 @@ pub async fn reconcile(reset: Arc<CloudReset>, ctx: Arc<Context>) -> Result<Acti
                 return Err(e);
             }
         };
-        let options = crate::convert::engine_config(
-            &schedule.spec,
-            None,
-            (None, None),
-            String::new(),
-            Default::default(),
-        )
-        .plan;
+        let options = crate::convert::plan_options(&schedule.spec, None);
         let copied = crate::engine::reset::copied_tables(&source, &options, db.dialect()).await;
         source.close().await;
         let copied = match copied {

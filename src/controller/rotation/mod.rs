@@ -287,10 +287,13 @@ async fn revoke_old(
         .get(&name)
         .await
         .map_err(|e| Retry(format!("reading Secret {name:?} failed: {e}")))?;
+    let tls = crate::logins::tls_of(&ctx.client, schedule, crate::logins::Side::Target)
+        .await
+        .map_err(Retry)?;
     let login = |key: RuntimeKey| {
-        let role = role.clone();
+        let (role, tls) = (role.clone(), tls.clone());
         async move {
-            access::logs_in(url, &role, &key)
+            access::logs_in(url, tls, &role, &key)
                 .await
                 .map_err(|e| Retry(format!("target database: {e}")))
         }

@@ -341,6 +341,7 @@ fn gate(o: &Observed<'_>, at: At, status: &mut MigrationScheduleStatus) -> Gate 
     request_conditions(o, at, status);
     ready_condition(o, at, status, &blocked);
     tracking_condition(o, at, status);
+    transport_condition(o.spec, at, status);
     Gate {
         schedule: timing.ok().flatten(),
         blocked,
@@ -498,6 +499,45 @@ fn ready_condition(
                 "the schedule is valid; the databases are being checked".into()
             },
         ),
+    }
+}
+
+/// `TransportVerified`: a warning when a server connection does not verify its certificate
+/// (`tls.mode` Disable or Require). Runs go on: the operator chose it. Pure.
+fn transport_condition(spec: &MigrationScheduleSpec, at: At, status: &mut MigrationScheduleStatus) {
+    let sides = [
+        ("source", &spec.source.url, spec.source.tls.as_ref()),
+        ("target", &spec.target.url, spec.target.tls.as_ref()),
+    ];
+    let unverified: Vec<String> = sides
+        .iter()
+        .filter(|(_, url, _)| !url.starts_with("sqlite:"))
+        .filter_map(|(side, _, tls)| {
+            let mode = tls.map(|t| t.mode).unwrap_or_default();
+            (!mode.verifies()).then(|| format!("spec.{side}.tls.mode is {}", mode.as_str()))
+        })
+        .collect();
+    if unverified.is_empty() {
+        at.set(
+            &mut status.conditions,
+            "TransportVerified",
+            true,
+            "Verified",
+            "every database server is reached over TLS with its certificate verified".into(),
+        );
+    } else {
+        at.set(
+            &mut status.conditions,
+            "TransportVerified",
+            false,
+            "VerificationOff",
+            format!(
+                "{}: without a verified certificate an attacker on the network path can pose \
+                 as the server and read or change the data (with Disable, anyone on the path \
+                 reads it). Set tls.mode VerifyFull, with tls.caSecretRef for a private CA",
+                unverified.join(", ")
+            ),
+        );
     }
 }
 

@@ -18,6 +18,11 @@ pub(crate) fn pg() -> (String, String) {
     (base, env("CLOUDMIGRATE_TEST_DB_PASSWORD"))
 }
 
+/// The CA that signed the test servers' certificates, which the test script writes.
+pub(crate) fn test_ca_file() -> String {
+    env("CLOUDMIGRATE_TEST_CA_FILE")
+}
+
 /// Runs SQL with psql in a database of the test server.
 pub(crate) fn psql(db: &str, sql: &str) -> String {
     try_psql(db, sql).unwrap_or_else(|e| panic!("psql failed: {e}"))
@@ -84,13 +89,16 @@ pub(crate) struct Controller {
     log: std::path::PathBuf,
 }
 
-/// The Secret `pg` with the test server's password under `password`.
+/// The Secret `pg` with the test server's password under `password`, and the CA that signed
+/// the test servers' certificates under `ca.crt`.
 fn password_secret(ns: &str) {
-    let secret = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: pg, namespace: {ns}}}\n\
-         stringData: {{password: \"{}\"}}\n",
-        pg().1
-    );
+    let ca = std::fs::read_to_string(test_ca_file()).expect("the test CA file");
+    let secret = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "pg", "namespace": ns},
+        "stringData": {"password": pg().1, "ca.crt": ca},
+    })
+    .to_string();
     crate::api_server::kubectl(&["apply", "-f", "-"], Some(&secret))
         .expect_ok("creating the password Secret");
 }
@@ -196,8 +204,8 @@ pub(crate) fn schedule_yaml(name: &str, src: &str, dst: &str, cron: &str) -> Str
          kind: MigrationSchedule\n\
          metadata: {{name: {name}}}\n\
          spec:\n\
-         \x20 source: {{url: \"{base}/{src}\", passwordSecretRef: {{name: pg}}}}\n\
-         \x20 target: {{url: \"{base}/{dst}\", passwordSecretRef: {{name: pg}}, createMissingTables: true}}\n\
+         \x20 source: {{url: \"{base}/{src}\", passwordSecretRef: {{name: pg}}, tls: {{caSecretRef: {{name: pg}}}}}}\n\
+         \x20 target: {{url: \"{base}/{dst}\", passwordSecretRef: {{name: pg}}, tls: {{caSecretRef: {{name: pg}}}}, createMissingTables: true}}\n\
          \x20 schedule: \"{cron}\"\n\
          \x20 timeZone: Europe/Berlin\n\
          \x20 runtime: {{runner: InProcess}}\n"

@@ -14,4 +14,5 @@ mod reliability;
 mod reset;
 mod runtime_key;
 mod standing;
+mod transport;
 mod users;

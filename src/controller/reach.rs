@@ -75,11 +75,13 @@ impl Default for Probes {
 /// What a probe's result depends on: the connection settings.
 fn settings(spec: &MigrationScheduleSpec) -> String {
     format!(
-        "{}|{:?}|{}|{:?}",
+        "{}|{:?}|{:?}|{}|{:?}|{:?}",
         spec.source.url,
         spec.source.password_secret_ref,
+        spec.source.tls,
         spec.target.url,
-        spec.target.password_secret_ref
+        spec.target.password_secret_ref,
+        spec.target.tls
     )
 }
 
@@ -305,6 +307,26 @@ mod tests {
             }
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_changed_tls_or_password_is_a_new_setting_to_probe() {
+        let dir = std::env::temp_dir().join(format!("cloudmigrate-set-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let s = schedule(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let mut other = s.spec.clone();
+        other.target.tls = Some(crate::api::common::Tls {
+            mode: crate::api::common::TlsMode::Disable,
+            ..Default::default()
+        });
+        assert_ne!(settings(&s.spec), settings(&other));
+        let mut other = s.spec.clone();
+        other.source.password_secret_ref = Some(crate::api::common::SecretKeyRef {
+            name: "db".into(),
+            key: "password".into(),
+        });
+        assert_ne!(settings(&s.spec), settings(&other));
     }
 
     #[tokio::test]

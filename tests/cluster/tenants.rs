@@ -305,3 +305,79 @@ fn initialization_steps_cannot_do_more_than_a_run() {
         "the step made a role"
     );
 }
+
+/// In the cluster a server's certificate is verified unless the schedule says otherwise: a
+/// schedule without `tls` reaches a server with a private CA not at all, and says to give the
+/// CA; the CA from a ConfigMap connects; `mode: Disable` on one side runs, with a warning that
+/// names that side.
+#[test]
+fn a_server_certificate_is_verified_unless_the_schedule_turns_it_off_and_says_so() {
+    use crate::controller::{database, next_run, pg, psql, schedule_yaml, test_ca_file};
+    let ns = TestNamespace::new("tenant-tls");
+    let (src, dst) = (database("tls_src"), database("tls_dst"));
+    psql(
+        &src,
+        "CREATE TABLE \"CRONUS$Item\" (\"No_\" int PRIMARY KEY); INSERT INTO \"CRONUS$Item\" VALUES (1);",
+    );
+    let controller = Controller::start(&ns.name);
+    let with_ca = schedule_yaml("tls", &src, &dst, "0 2 * * *");
+    let no_tls = with_ca.replacen(", tls: {caSecretRef: {name: pg}}", "", 1);
+    assert_ne!(no_tls, with_ca);
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(&no_tls)),
+        "applying the schedule",
+    );
+    let ready = wait_for(
+        &ns,
+        "msched/tls",
+        "{.status.conditions[?(@.type==\"Ready\")].reason}|\
+         {.status.conditions[?(@.type==\"Ready\")].message}",
+        |s| s.starts_with("SourceUnreachable|"),
+        &controller,
+    );
+    assert!(
+        ready.contains("not signed by a public CA (set tls.caSecretRef or tls.caConfigMapRef"),
+        "{ready}"
+    );
+    assert!(!ready.contains(&pg().1), "the password is in the status");
+
+    let ca = std::fs::read_to_string(test_ca_file()).unwrap();
+    let config_map = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "db-ca"}, "data": {"ca.crt": ca},
+    })
+    .to_string();
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(&config_map)),
+        "the CA ConfigMap",
+    );
+    let yaml = with_ca
+        .replacen(
+            "tls: {caSecretRef: {name: pg}}",
+            "tls: {caConfigMapRef: {name: db-ca}}",
+            1,
+        )
+        .replacen("tls: {caSecretRef: {name: pg}}", "tls: {mode: Disable}", 1);
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(&yaml)),
+        "applying the schedule",
+    );
+    let transport = wait_for(
+        &ns,
+        "msched/tls",
+        "{.status.conditions[?(@.type==\"Ready\")].reason}|\
+         {.status.conditions[?(@.type==\"TransportVerified\")].reason}|\
+         {.status.conditions[?(@.type==\"TransportVerified\")].message}",
+        |s| s.starts_with("Valid|"),
+        &controller,
+    );
+    assert!(
+        transport.starts_with("Valid|VerificationOff|spec.target.tls.mode is Disable:"),
+        "{transport}"
+    );
+    assert!(!transport.contains("spec.source"), "{transport}");
+    request_run(&ns, "tls", "1");
+    let run = next_run(&ns, "tls", "", &controller);
+    assert_eq!(ended(&ns, &run, &controller), "Succeeded");
+    assert_eq!(psql(&dst, "SELECT count(*) FROM \"CRONUS$Item\""), "1");
+}

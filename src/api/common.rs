@@ -171,7 +171,9 @@ pub struct TargetConnection {
     pub tls: Option<Tls>,
     /// Create tables that exist in the source but not in the target, from the source's
     /// definition. Off by default: the cloud product installs the tenant's schema, and a table
-    /// missing there is reported as a warning with guidance instead.
+    /// missing there is reported as a warning with guidance instead. In the cluster, the
+    /// controller creates them as the admin login before the run starts; the runtime role
+    /// never may create anything. A Diagnostic run creates nothing.
     #[serde(default)]
     pub create_missing_tables: bool,
 }

@@ -325,15 +325,17 @@ pub async fn drop_role(ctx: &Context, schedule: &MigrationSchedule) -> Result<()
     dropped.map_err(|e| format!("target database: {e}"))
 }
 
-/// Before a run starts: the state tables exist and the role may write exactly the tables the
-/// run copies. Nothing to do for a SQLite target.
+/// Before a run starts: the state tables exist, with `createMissingTables` the admin has
+/// created the tables the run copies that the cloud lacks (not for a Diagnostic run, which
+/// writes nothing), and the role may write exactly the tables the run copies. Nothing to do
+/// for a SQLite target. The result names the tables that were created and that could not be.
 pub async fn grant_for_run(
     ctx: &Context,
     schedule: &MigrationSchedule,
     run: &MigrationRun,
-) -> Result<(), access::GrantError> {
+) -> Result<access::Grants, access::GrantError> {
     let Some(role) = role_of(schedule) else {
-        return Ok(());
+        return Ok(access::Grants::default());
     };
     let spec = &schedule.spec;
     let source = crate::logins::open_side(&ctx.client, schedule, crate::logins::Side::Source)
@@ -354,7 +356,8 @@ pub async fn grant_for_run(
         &run.name_any(),
         &options,
         &role,
-        spec.target.create_missing_tables,
+        spec.target.create_missing_tables
+            && run.spec.r#type != crate::api::run::RunType::Diagnostic,
     )
     .await;
     source.close().await;
@@ -368,5 +371,11 @@ pub async fn grant_for_run(
             "the runtime role's tables changed"
         );
     }
-    Ok(())
+    if !g.created.is_empty() {
+        tracing::info!(
+            tables = g.created.len(),
+            "the target's admin login created tables missing in the cloud"
+        );
+    }
+    Ok(g)
 }

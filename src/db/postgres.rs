@@ -37,10 +37,13 @@ pub async fn connect(spec: &ConnectSpec) -> Result<PgPool, DbError> {
         }
     }
     let pool = PgPoolOptions::new()
-        // Every new connection: see `nodelay`.
-        .after_connect(|_, _| {
-            Box::pin(async {
+        // Every new connection: see `nodelay`; and the session's search_path pinned to the one
+        // schema that is current at login, so that every name of the session resolves there
+        // (after pg_catalog, which comes first when it is not named) and nowhere else.
+        .after_connect(|conn, _| {
+            Box::pin(async move {
                 super::nodelay::apply();
+                sqlx::query(PIN_SEARCH_PATH).execute(conn).await?;
                 Ok(())
             })
         })
@@ -53,6 +56,15 @@ pub async fn connect(spec: &ConnectSpec) -> Result<PgPool, DbError> {
         .acquire_timeout(Duration::from_secs(3600));
     super::open_server_pool(pool, options, &redacted).await
 }
+
+/// Sets the session's search_path to one schema alone: the first existing schema of the
+/// login's path that is not a temporary one (a `pg_temp` first on the path would otherwise be
+/// the current schema). Empty when there is none, which later statements report as "no
+/// current schema".
+const PIN_SEARCH_PATH: &str = "SELECT pg_catalog.set_config('search_path', coalesce(( \
+     SELECT pg_catalog.quote_ident(p.s) \
+     FROM pg_catalog.unnest(pg_catalog.current_schemas(false)) WITH ORDINALITY AS p(s, i) \
+     WHERE p.s !~ '^pg_(toast_)?temp_' ORDER BY p.i LIMIT 1), ''), false)";
 
 fn kind_of(typname: &str) -> Kind {
     match typname {

@@ -301,18 +301,21 @@ async fn granted(
 pub struct Grants {
     pub granted: usize,
     pub revoked: usize,
+    /// Tables the admin created from the source's definition (createMissingTables).
+    pub created: Vec<String>,
+    /// Tables the admin could not create, with the database's reason.
+    pub not_created: Vec<(String, String)>,
 }
 
 /// Lets the role read and write exactly `tables` (plus the replication state, which the
-/// caller includes) and nothing else in the target's schema or database. `create` also lets
-/// it create missing tables (spec.target.createMissingTables): on PostgreSQL any table in the
-/// schema, which it then owns; on MySQL/MariaDB exactly the tables named, which may not exist
-/// yet. Only the differences to what the role has are granted or revoked.
+/// caller includes) and nothing else in the target's schema or database. The role never
+/// creates anything: a missing table is created by the admin (`grant_for_run`), and a CREATE
+/// that an older version granted is taken back. Only the differences to what the role has are
+/// granted or revoked.
 pub async fn grant(
     admin: &Database,
     role: &str,
     tables: &BTreeSet<String>,
-    create: bool,
 ) -> Result<Grants, DbError> {
     let d = admin.dialect();
     let have = granted(admin, role, "INSERT").await?;
@@ -324,11 +327,7 @@ pub async fn grant(
             let r = d.quote(role);
             let schema = schema(admin).await?;
             statements.push(sql(format!("GRANT USAGE ON SCHEMA {schema} TO {r}")));
-            let on_schema = if create { "GRANT" } else { "REVOKE" };
-            let direction = if create { "TO" } else { "FROM" };
-            statements.push(sql(format!(
-                "{on_schema} CREATE ON SCHEMA {schema} {direction} {r}"
-            )));
+            statements.push(sql(format!("REVOKE CREATE ON SCHEMA {schema} FROM {r}")));
             for chunk in add.chunks(200) {
                 let list: Vec<String> = chunk.iter().map(|t| d.quote(t)).collect();
                 statements.push(sql(format!(
@@ -343,17 +342,10 @@ pub async fn grant(
         }
         Dialect::MySql => {
             let account = mysql_account(role);
-            // A table that does not exist yet can be granted with CREATE among the privileges;
-            // the role then creates it, and may write it.
-            let privileges = if create {
-                "SELECT, INSERT, UPDATE, DELETE, CREATE"
-            } else {
-                "SELECT, INSERT, UPDATE, DELETE"
-            };
             // MySQL grants one object per statement.
             for t in &add {
                 statements.push(sql(format!(
-                    "GRANT {privileges} ON {} TO {account}",
+                    "GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {account}",
                     d.quote(t)
                 )));
             }
@@ -363,18 +355,13 @@ pub async fn grant(
                     d.quote(t)
                 )));
             }
-            // CREATE follows createMissingTables on the tables the role keeps as well.
+            // A CREATE that an older version granted on a table the role keeps goes.
             let creatable = granted(admin, role, "CREATE").await?;
-            for t in tables.intersection(&have) {
-                let has = creatable.contains(t);
-                if create && !has {
-                    statements.push(sql(format!("GRANT CREATE ON {} TO {account}", d.quote(t))));
-                } else if !create && has {
-                    statements.push(sql(format!(
-                        "REVOKE CREATE ON {} FROM {account}",
-                        d.quote(t)
-                    )));
-                }
+            for t in tables.intersection(&creatable) {
+                statements.push(sql(format!(
+                    "REVOKE CREATE ON {} FROM {account}",
+                    d.quote(t)
+                )));
             }
         }
         Dialect::Sqlite => return Ok(Grants::default()),
@@ -396,6 +383,7 @@ pub async fn grant(
     Ok(Grants {
         granted: add.len(),
         revoked: remove.len(),
+        ..Grants::default()
     })
 }
 
@@ -413,15 +401,17 @@ pub enum GrantError {
 
 /// Makes the target ready for run `run_id`, which writes as `role`: the ledger's tables exist
 /// (created by the admin user), the source's catalog is recorded for the run's workers to plan
-/// from, and the role may write exactly the tables the run's plan copies that exist in the
-/// target, and the ledger's tables. Errors name the side.
+/// from, with `create_missing` the tables the plan copies that the target lacks are created by
+/// the admin from the source's definition, and the role may write exactly the tables the
+/// run's plan copies that exist in the target, and the ledger's tables. A table that cannot be
+/// created is left out and named in the result; the run reports it. Errors name the side.
 pub async fn grant_for_run(
     source: &Database,
     admin: &Database,
     run_id: &str,
     options: &super::plan::PlanOptions,
     role: &str,
-    create_missing_tables: bool,
+    create_missing: bool,
 ) -> Result<Grants, GrantError> {
     let target_side = |e: DbError| GrantError::Database(format!("target database: {e}"));
     super::ledger::ensure(admin).await.map_err(target_side)?;
@@ -431,30 +421,67 @@ pub async fn grant_for_run(
     let mut options = options.clone();
     options.target = Some(admin.dialect());
     let plan = super::plan::plan(&catalog, &options)?;
-    // The run's workers plan from this same catalog: read once, and they copy exactly what
-    // was granted. Where it cannot be recorded (a MySQL server whose max_allowed_packet is
-    // smaller than a very large catalog), they read the source again.
-    if let Err(e) = super::ledger::catalogs::record(admin, run_id, &catalog).await {
-        tracing::warn!(error = %e, "the source's catalog was not recorded for the run; its workers read it again");
-    }
-    let existing: BTreeSet<String> = admin
+    let mut existing: BTreeSet<String> = admin
         .tables()
         .await
         .map_err(target_side)?
         .into_iter()
         .map(|t| t.name)
         .collect();
-    // A table that does not exist yet is granted only where the role may create it by name.
-    let by_name = create_missing_tables && admin.dialect() == Dialect::MySql;
+    let (mut created, mut not_created) = (Vec::new(), Vec::new());
+    if create_missing {
+        let (sd, td) = (source.dialect(), admin.dialect());
+        let missing: Vec<_> = plan
+            .to_copy()
+            .filter(|t| !existing.contains(&t.target_name))
+            .collect();
+        for t in missing {
+            let create = sql(crate::db::create_table_sql(
+                td,
+                sd,
+                &t.source.def,
+                &t.target_name,
+            ));
+            match admin.execute(&create).await {
+                Ok(_) => {
+                    existing.insert(t.target_name.clone());
+                    created.push(t.target_name.clone());
+                }
+                Err(e) => not_created.push((t.target_name.clone(), e.to_string())),
+            }
+        }
+    }
+    // The run's workers plan from this same catalog: read once, and they copy exactly what
+    // was granted, and report the tables created for them. Where it cannot be recorded (a
+    // MySQL server whose max_allowed_packet is smaller than a very large catalog), they read
+    // the source again.
+    let recorded = super::ledger::catalogs::Recorded {
+        created: created
+            .iter()
+            .map(|t| (t.clone(), None))
+            .chain(
+                not_created
+                    .iter()
+                    .map(|(t, e)| (t.clone(), Some(e.clone()))),
+            )
+            .collect(),
+        catalog,
+    };
+    if let Err(e) = super::ledger::catalogs::record(admin, run_id, &recorded).await {
+        tracing::warn!(error = %e, "the source's catalog was not recorded for the run; its workers read it again");
+    }
     let mut tables: BTreeSet<String> = plan
         .to_copy()
         .map(|t| t.target_name.clone())
-        .filter(|n| by_name || existing.contains(n))
+        .filter(|n| existing.contains(n))
         .collect();
     tables.extend(super::ledger::TABLES.iter().map(|(own, _)| own.to_string()));
-    grant(admin, role, &tables, create_missing_tables)
-        .await
-        .map_err(target_side)
+    let grants = grant(admin, role, &tables).await.map_err(target_side)?;
+    Ok(Grants {
+        created,
+        not_created,
+        ..grants
+    })
 }
 
 async fn schema(admin: &Database) -> Result<String, DbError> {

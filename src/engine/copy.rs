@@ -23,6 +23,9 @@ pub struct CopyContext {
     /// The target's tables, by name, read once at the start of the run.
     pub target_tables: HashMap<String, TableDef>,
     pub create_missing_tables: bool,
+    /// Missing tables that the controller's admin login created for this run (`None`) or
+    /// could not create (the reason): a run that writes as the runtime role creates none.
+    pub created_by_admin: std::collections::BTreeMap<String, Option<String>>,
     pub run_id: String,
     /// The source snapshot every reader joins (PostgreSQL sources).
     pub snapshot: Option<String>,
@@ -287,16 +290,32 @@ async fn target_table(
 ) -> Result<(TableDef, Option<String>), Box<TableReport>> {
     let src = &t.source.def;
     let (sd, td) = (ctx.source.dialect(), ctx.target.dialect());
-    match ctx.target_tables.get(&t.target_name) {
-        Some(def) => Ok((def.clone(), None)),
-        None if ctx.create_missing_tables && ctx.diagnostic => Err(Box::new(problem(
+    let created = || {
+        format!(
+            "the table was missing in the cloud and was created from the on-premises \
+             definition ({td} types)"
+        )
+    };
+    let by_admin = ctx.created_by_admin.get(&t.target_name);
+    match (ctx.target_tables.get(&t.target_name), by_admin) {
+        (Some(def), Some(None)) => Ok((def.clone(), Some(created()))),
+        (Some(def), _) => Ok((def.clone(), None)),
+        (None, Some(Some(why))) => Err(Box::new(problem(
+            report(t, TableResult::Failed, started),
+            format!(
+                "the table is missing in the cloud and the target's admin login could not \
+                     create it: {why}"
+            ),
+            "Create the table in the cloud database by hand, then run again.",
+        ))),
+        (None, _) if ctx.create_missing_tables && ctx.diagnostic => Err(Box::new(problem(
             report(t, TableResult::Warning, started),
             "diagnostic: the table does not exist in the cloud database; a run would create it \
              from the on-premises definition"
                 .into(),
             "Check that a created table would match the cloud product's schema.",
         ))),
-        None if ctx.create_missing_tables => {
+        (None, _) if ctx.create_missing_tables => {
             let sql = create_table_sql(td, sd, src, &t.target_name);
             if let Err(e) = ctx
                 .target
@@ -314,15 +333,9 @@ async fn target_table(
             }
             let mut def = src.clone();
             def.name = t.target_name.clone();
-            Ok((
-                def,
-                Some(format!(
-                    "the table was missing in the cloud and was created from the on-premises \
-                     definition ({td} types)"
-                )),
-            ))
+            Ok((def, Some(created())))
         }
-        None => Err(Box::new(problem(
+        (None, _) => Err(Box::new(problem(
             report(t, TableResult::Warning, started),
             "not migrated: the table does not exist in the cloud database".into(),
             "Install the extension that owns this table in the cloud tenant (same version as \

@@ -198,6 +198,7 @@ pub async fn run(
         plan,
         target_tables,
         target_state,
+        created_by_admin,
         ..
     } = prepared;
     let ctx = copy::CopyContext {
@@ -205,6 +206,7 @@ pub async fn run(
         target: target.clone(),
         target_tables,
         create_missing_tables: config.create_missing_tables,
+        created_by_admin,
         run_id: config.run_id.clone(),
         snapshot: snapshot.as_ref().map(|s| s.id.clone()),
         tracking: tracking.clock,

@@ -17,6 +17,9 @@ pub(crate) struct Prepared {
     pub ready_tracking: Option<TrackingState>,
     pub target_tables: HashMap<String, crate::db::TableDef>,
     pub target_state: HashMap<String, state::TableState>,
+    /// Missing tables that the controller's admin login created for this run (`None`) or
+    /// could not create (the reason).
+    pub created_by_admin: std::collections::BTreeMap<String, Option<String>>,
 }
 
 /// Phase 2: the source side (catalog, plan, change tracking already in place) and the target
@@ -32,9 +35,13 @@ pub(crate) async fn prepare(
     let shared = config.share.is_some_and(|(_, count)| count > 1);
     let source_side = async {
         // The catalog the controller granted the run on, else the source's own.
-        let catalog = match ledger::catalogs::read(target, &config.run_id).await {
-            Some(recorded) => recorded,
-            None => Catalog::read(source).await.map_err(EngineError::Source)?,
+        let (catalog, created_by_admin) = match ledger::catalogs::read(target, &config.run_id).await
+        {
+            Some(recorded) => (recorded.catalog, recorded.created),
+            None => (
+                Catalog::read(source).await.map_err(EngineError::Source)?,
+                Default::default(),
+            ),
         };
         tracing::info!(
             ms = started.elapsed().as_millis() as u64,
@@ -55,7 +62,7 @@ pub(crate) async fn prepare(
         } else {
             prepare_tracking(source, &plan, None, config.retention, false).await
         };
-        Ok::<_, EngineError>((plan, tracking))
+        Ok::<_, EngineError>((plan, tracking, created_by_admin))
     };
     let target_side = async {
         let bookkeeping = async {
@@ -86,13 +93,14 @@ pub(crate) async fn prepare(
     let (source_side, target_side) = tokio::join!(source_side, target_side);
     let (target_tables, (target_state, busy)) = target_side.map_err(EngineError::Target)?;
     match source_side {
-        Ok((mut plan, ready_tracking)) => {
+        Ok((mut plan, ready_tracking, created_by_admin)) => {
             skip_busy_companies(&mut plan, &busy);
             Ok(Prepared {
                 plan,
                 ready_tracking,
                 target_tables,
                 target_state,
+                created_by_admin,
             })
         }
         Err(e) => {

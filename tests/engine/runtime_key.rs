@@ -155,7 +155,8 @@ async fn runs_write_as_the_role_and_a_new_key_retires_the_old(target: Server) {
             .all(|t| t.result != TableResult::Failed)
     );
 
-    // With createMissingTables, the role creates a table the target lacks, and fills it.
+    // With createMissingTables, the admin creates the table the target lacks before the run,
+    // and the run (as the role) fills it and says the table was made from the source.
     src.exec(&format!(
         "CREATE TABLE {v} ({id} INTEGER PRIMARY KEY, {x} VARCHAR(50));\n\
          INSERT INTO {v} VALUES (1, 'v')",
@@ -164,11 +165,14 @@ async fn runs_write_as_the_role_and_a_new_key_retires_the_old(target: Server) {
         x = sd.quote("Text"),
     ))
     .await;
-    access::grant_for_run(&source, &admin, "not-a-run", &options, &role, true)
-        .await
-        .unwrap();
     let mut creating = as_role(&second);
     creating.create_missing_tables = true;
+    let grants = access::grant_for_run(&source, &admin, &creating.run_id, &options, &role, true)
+        .await
+        .unwrap();
+    assert_eq!(grants.created, ["CRONUS$Vendor"], "{grants:?}");
+    assert!(grants.not_created.is_empty(), "{grants:?}");
+    assert_eq!(dst.count("CRONUS$Vendor").await, 0);
     let report = run(&creating).await;
     let vendor = report
         .tables
@@ -177,47 +181,101 @@ async fn runs_write_as_the_role_and_a_new_key_retires_the_old(target: Server) {
         .unwrap();
     // A table made from the source's definition is a warning by design.
     assert_eq!(vendor.result, TableResult::Warning, "{vendor:?}");
+    assert!(
+        vendor
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("created from the on-premises definition"),
+        "{vendor:?}"
+    );
     assert_eq!(dst.count("CRONUS$Vendor").await, 1);
     // Still nothing else.
     let role_db = Database::connect(&as_role(&second).target).await.unwrap();
     let refused = try_exec(&role_db, format!("DELETE FROM {}", d.quote("Cloud Setup"))).await;
     assert!(refused.is_err(), "the role could write Cloud Setup");
-    role_db.close().await;
 
-    // createMissingTables off again: the role may no longer create a table, not even one
-    // it was granted by name before.
+    // The role never creates anything, whatever the setting: neither a table the run copies
+    // nor any other.
     src.exec(&format!(
         "CREATE TABLE {b} ({id} INTEGER PRIMARY KEY)",
         b = sd.quote("CRONUS$Bank"),
         id = sd.quote("Id"),
     ))
     .await;
-    access::grant_for_run(&source, &admin, "not-a-run", &options, &role, true)
-        .await
-        .unwrap();
-    access::grant_for_run(&source, &admin, "not-a-run", &options, &role, false)
-        .await
-        .unwrap();
-    let role_db = Database::connect(&as_role(&second).target).await.unwrap();
-    for table in ["CRONUS$Bank", "CRONUS$Vendor"] {
-        if table == "CRONUS$Vendor" {
-            // Only a table that is gone can be created again.
-            try_exec(&admin, format!("DROP TABLE {}", d.quote(table)))
+    for create in [true, false] {
+        let grants = access::grant_for_run(&source, &admin, "not-a-run", &options, &role, create)
+            .await
+            .unwrap();
+        if create {
+            assert_eq!(grants.created, ["CRONUS$Bank"], "{grants:?}");
+            try_exec(&admin, format!("DROP TABLE {}", d.quote("CRONUS$Bank")))
                 .await
                 .unwrap();
         }
-        let created = try_exec(
-            &role_db,
-            format!(
-                "CREATE TABLE {} ({} INTEGER)",
-                d.quote(table),
-                d.quote("Id")
-            ),
-        )
-        .await;
-        assert!(created.is_err(), "the role could still create {table}");
+        for table in ["CRONUS$Bank", "Anything"] {
+            let created = try_exec(
+                &role_db,
+                format!(
+                    "CREATE TABLE {} ({} INTEGER)",
+                    d.quote(table),
+                    d.quote("Id")
+                ),
+            )
+            .await;
+            assert!(
+                created.is_err(),
+                "the role could create {table} (create={create})"
+            );
+        }
     }
     role_db.close().await;
+
+    // A table the admin cannot create (a view of that name is in the way) is named with the
+    // database's reason, and the run reports it Failed with the same reason.
+    try_exec(
+        &admin,
+        format!(
+            "CREATE VIEW {} AS SELECT 1 AS {}",
+            d.quote("CRONUS$Bank"),
+            d.quote("Id")
+        ),
+    )
+    .await
+    .unwrap();
+    let mut blocked = as_role(&second);
+    blocked.create_missing_tables = true;
+    let grants = access::grant_for_run(&source, &admin, &blocked.run_id, &options, &role, true)
+        .await
+        .unwrap();
+    let [(table, why)] = grants.not_created.as_slice() else {
+        panic!("{grants:?}")
+    };
+    assert_eq!(table, "CRONUS$Bank");
+    let report = run(&blocked).await;
+    let bank = report
+        .tables
+        .iter()
+        .find(|t| t.source_name == "CRONUS$Bank")
+        .unwrap();
+    assert_eq!(bank.result, TableResult::Failed, "{bank:?}");
+    assert!(
+        bank.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("could not create it"),
+        "{bank:?}"
+    );
+    assert!(
+        bank.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains(why.as_str()),
+        "{bank:?} / {why}"
+    );
+    try_exec(&admin, format!("DROP VIEW {}", d.quote("CRONUS$Bank")))
+        .await
+        .unwrap();
 
     // Revoked: the role is gone, and a second drop is fine.
     // Another schedule cannot drop it.
@@ -312,4 +370,41 @@ async fn a_foreign_role_is_not_taken_over_in_postgres() {
 #[tokio::test]
 async fn a_foreign_role_is_not_taken_over_in_mariadb() {
     a_role_that_is_not_ours_is_never_taken_over(Server::MariaDb).await;
+}
+
+/// Every PostgreSQL session resolves names in one schema: the login's current schema, pinned
+/// when it connects, even where the login's own settings put more schemas on its path.
+#[tokio::test]
+async fn a_postgres_session_resolves_names_in_its_current_schema_alone() {
+    let dst = TestDb::new(Server::Postgres, "pin").await;
+    let admin = dst.connect().await;
+    let role = format!("pin_{}", unique("r"));
+    let key = RuntimeKey::generate().unwrap();
+    access::set_key(&admin, &role, "shop/pin", &key)
+        .await
+        .unwrap();
+    try_exec(
+        &admin,
+        format!(
+            "ALTER ROLE {} SET search_path = pg_temp, public, \"$user\"",
+            dst.dialect.quote(&role)
+        ),
+    )
+    .await
+    .unwrap();
+    let mut spec = dst.spec();
+    spec.url = access::with_user(&dst.url, &role).unwrap();
+    spec.password = Some(key.reveal().to_string());
+    let session = Database::connect(&spec).await.unwrap();
+    let path = session
+        .query_text_set(&Statement {
+            sql: "SELECT current_setting('search_path')".into(),
+            params: vec![],
+        })
+        .await
+        .unwrap();
+    assert_eq!(path, ["public".to_string()].into());
+    session.close().await;
+    access::drop_role(&admin, &role, "shop/pin").await.unwrap();
+    admin.close().await;
 }

@@ -376,6 +376,25 @@ pub fn not_granted(mut status: MigrationRunStatus, at: At, message: &str) -> Mig
     status
 }
 
+/// Tables the run copies that the cloud lacks and the target's admin login could not create
+/// (`createMissingTables`): the event that names them, with the first database reason. The
+/// tables themselves end `Failed` in the run's results with the same reason.
+pub fn tables_not_created(not_created: &[(String, String)]) -> Option<Note> {
+    let ((first, why), rest) = not_created.split_first()?;
+    let more = match rest.len() {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    Some(Note::warning(
+        "TablesNotCreated",
+        format!(
+            "the target's admin login could not create {first:?}{more}, missing in the cloud: \
+             {why}; create them by hand or give the admin login CREATE on the target schema, \
+             then run again"
+        ),
+    ))
+}
+
 /// A run that cannot be planned (a company the source lacks, a table pattern that is no glob)
 /// ends `Failed` before it starts, with the fix; the status and the event to publish.
 pub fn cannot_plan(
@@ -541,6 +560,38 @@ fn runner_lost(
 mod tests {
     use super::*;
     use crate::api::common::ScheduleRef;
+
+    #[test]
+    fn tables_the_admin_could_not_create_are_named_once_with_the_first_reason() {
+        assert_eq!(tables_not_created(&[]), None);
+        let note = tables_not_created(&[
+            (
+                "CRONUS$Vendor".into(),
+                "permission denied for schema public".into(),
+            ),
+            (
+                "CRONUS$Item".into(),
+                "permission denied for schema public".into(),
+            ),
+        ])
+        .expect("two tables were not created");
+        assert_eq!(note.reason, "TablesNotCreated");
+        assert!(
+            note.message.contains("\"CRONUS$Vendor\" and 1 more"),
+            "{}",
+            note.message
+        );
+        assert!(
+            note.message.contains("permission denied"),
+            "{}",
+            note.message
+        );
+        assert!(
+            note.message.contains("create them by hand"),
+            "{}",
+            note.message
+        );
+    }
     use crate::controller::conditions;
     use chrono::TimeZone;
 

@@ -173,9 +173,18 @@ async fn act(
     if current != decision.status || run.status.is_none() {
         ctx.apply_status(run, &decision.status).await?;
     }
-    if let (RunAction::Start { .. }, Some(schedule)) = (&decision.action, &read.schedule)
-        && let Err(e) = super::runtime_key::grant_for_run(ctx, schedule, run).await
+    let granted = match (&decision.action, &read.schedule) {
+        (RunAction::Start { .. }, Some(schedule)) => {
+            Some(super::runtime_key::grant_for_run(ctx, schedule, run).await)
+        }
+        _ => None,
+    };
+    if let Some(Ok(g)) = &granted
+        && let Some(note) = decide::tables_not_created(&g.not_created)
     {
+        ctx.publish(run, &[note]).await;
+    }
+    if let Some(Err(e)) = granted {
         let at = super::conditions::At {
             generation: run.metadata.generation,
             now: chrono::Utc::now(),

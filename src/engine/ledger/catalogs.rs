@@ -8,11 +8,21 @@
 use super::{CATALOGS_TABLE, now, text};
 use crate::db::{Database, DbError, Dialect, Kind, Statement, Value};
 use crate::engine::catalog::Catalog;
+use std::collections::BTreeMap;
 
-/// Records `catalog` as the one run `run_id` is planned on, in place of any recorded before.
-pub async fn record(db: &Database, run_id: &str, catalog: &Catalog) -> Result<(), DbError> {
+/// What the controller recorded for a run: the catalog it is planned on, and the tables the
+/// target lacked that the admin created for it (`None`) or could not create (the reason).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Recorded {
+    pub catalog: Catalog,
+    #[serde(default)]
+    pub created: BTreeMap<String, Option<String>>,
+}
+
+/// Records what run `run_id` is planned on, in place of any recorded before.
+pub async fn record(db: &Database, run_id: &str, recorded: &Recorded) -> Result<(), DbError> {
     let d = db.dialect();
-    let json = serde_json::to_string(catalog)
+    let json = serde_json::to_string(recorded)
         .map_err(|e| DbError::Sql(format!("the source's catalog cannot be recorded: {e}")))?;
     let update = match d {
         Dialect::MySql => {
@@ -35,9 +45,9 @@ pub async fn record(db: &Database, run_id: &str, catalog: &Catalog) -> Result<()
     .map(|_| ())
 }
 
-/// The catalog recorded for `run_id`, if there is one. A ledger without the table, or a
-/// catalog this version cannot read, counts as none: the run reads the source instead.
-pub async fn read(db: &Database, run_id: &str) -> Option<Catalog> {
+/// What was recorded for `run_id`, if anything. A ledger without the table, or a record this
+/// version cannot read, counts as none: the run reads the source instead.
+pub async fn read(db: &Database, run_id: &str) -> Option<Recorded> {
     let rows = db
         .query(
             &Statement {

@@ -2625,13 +2625,19 @@ fn runs_write_as_the_runtime_role_and_a_rotation_retires_the_old_key() {
         &controller,
     );
     assert_eq!(ended(&ns, &run1, &controller), "Succeeded");
-    // The run created the missing table as the role, so the role owns it.
+    // The controller created the missing table as the admin before the run; the role only
+    // writes it, and may create nothing.
     assert_eq!(
         psql(
             &dst,
             "SELECT tableowner FROM pg_tables WHERE tablename = 'CRONUS$Item'"
         ),
-        role
+        "cloudmigrate"
+    );
+    let created = psql_as(&dst, role, &first, "CREATE TABLE \"Mine\" (id int)");
+    assert!(
+        created.is_err(),
+        "the runtime role could create a table: {created:?}"
     );
     assert_eq!(
         psql_as(&dst, role, &first, "SELECT count(*) FROM \"CRONUS$Item\"").unwrap(),

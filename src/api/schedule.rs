@@ -310,6 +310,23 @@ pub struct MigrationScheduleStatus {
     /// The controller writes the list whole.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checklist: Vec<ChecklistStep>,
+    /// Where the databases' host names resolved at the last probe, one entry per address
+    /// (`postgres://10.0.0.5:5432/bc`). Two schedules conflict when their URLs name the same
+    /// database or when these share an entry, so two names of one server are one database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<ResolvedEndpoints>,
+}
+
+/// The addresses a schedule's database URLs resolved to, as `scheme://address:port/database`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedEndpoints {
+    /// The source URL's addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source: Vec<String>,
+    /// The target URL's addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target: Vec<String>,
 }
 
 /// A run request that cannot start its run yet.

@@ -18,12 +18,13 @@
 use super::cache::Caches;
 use super::context::Context;
 use super::runtime_key::KeyView;
-use crate::api::schedule::MigrationScheduleSpec;
+use crate::api::schedule::{MigrationScheduleSpec, ResolvedEndpoints};
 use crate::api::{MigrationRun, MigrationSchedule};
 use crate::clock::utc;
 use crate::logins::{database_identity, role_identity};
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
+use std::collections::BTreeSet;
 
 /// Why a run may not start now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -214,32 +215,51 @@ fn shown_name<'a>(qualified: &'a str, me: &str) -> &'a str {
     }
 }
 
+/// A schedule as a conflict sees it: `namespace/name`, when it was created, its spec, and the
+/// addresses its databases resolved to (`status.endpoints`), if known.
+pub type Claimant<'a> = (
+    &'a str,
+    DateTime<Utc>,
+    &'a MigrationScheduleSpec,
+    Option<&'a ResolvedEndpoints>,
+);
+
+/// The places a database URL stands for: its identity, and the addresses it resolved to.
+fn places(url: &str, resolved: &[String]) -> BTreeSet<String> {
+    std::iter::once(database_identity(url))
+        .chain(resolved.iter().cloned())
+        .collect()
+}
+
 /// The conflict of a schedule with others, if any: the same source or the same target as
-/// another schedule. The older schedule keeps running; the newer one (by creation time, then
-/// name) gets the condition. Names are `namespace/name`; the message names a schedule of the
-/// same namespace, and hides one of another namespace (another tenant's). Pure.
+/// another schedule, by URL or by an address the URLs resolved to. The older schedule keeps
+/// running; the newer one (by creation time, then name) gets the condition. Names are
+/// `namespace/name`; the message names a schedule of the same namespace, and hides one of
+/// another namespace (another tenant's). Pure.
 pub fn conflict<'a>(
-    me: (&str, DateTime<Utc>, &MigrationScheduleSpec),
-    others: impl IntoIterator<Item = (&'a str, DateTime<Utc>, &'a MigrationScheduleSpec)>,
+    me: Claimant<'_>,
+    others: impl IntoIterator<Item = Claimant<'a>>,
 ) -> Option<String> {
-    let (name, created, spec) = me;
+    let (name, created, spec, resolved) = me;
+    let resolved = resolved.cloned().unwrap_or_default();
     let (src, dst) = (
-        database_identity(&spec.source.url),
-        database_identity(&spec.target.url),
+        places(&spec.source.url, &resolved.source),
+        places(&spec.target.url, &resolved.target),
     );
     let mut older: Vec<_> = others
         .into_iter()
-        .filter(|(other, other_created, _)| {
+        .filter(|(other, other_created, _, _)| {
             *other != name && (*other_created, *other) <= (created, name)
         })
         .collect();
     older.sort_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
-    for (other, _, other_spec) in older {
+    for (other, _, other_spec, other_resolved) in older {
+        let other_resolved = other_resolved.cloned().unwrap_or_default();
         let other_shown = match shown_name(other, name) {
             hidden if hidden.starts_with('(') => hidden.to_string(),
             shown => format!("{shown:?}"),
         };
-        if database_identity(&other_spec.source.url) == src {
+        if !places(&other_spec.source.url, &other_resolved.source).is_disjoint(&src) {
             return Some(format!(
                 "MigrationSchedule {other_shown} already migrates the same source database; \
                  one source feeding two targets splits its change tracking between them. \
@@ -257,7 +277,7 @@ pub fn conflict<'a>(
                 mine.rsplit(' ').next().unwrap_or_default()
             ));
         }
-        if database_identity(&other_spec.target.url) == dst {
+        if !places(&other_spec.target.url, &other_resolved.target).is_disjoint(&dst) {
             return Some(format!(
                 "MigrationSchedule {other_shown} already writes to the same target database; \
                  two sources feeding one target overwrite each other's tables. Delete one of \
@@ -299,13 +319,23 @@ fn conflict_among(caches: &Caches, schedule: &MigrationSchedule, logged: bool) -
     let sharing = caches.sharing_a_database(schedule);
     let names: Vec<String> = sharing.iter().map(|s| qualified(s.as_ref())).collect();
     conflict(
-        (&qualified(schedule), created(schedule), &schedule.spec),
+        (
+            &qualified(schedule),
+            created(schedule),
+            &schedule.spec,
+            resolved(schedule),
+        ),
         sharing
             .iter()
             .zip(&names)
             .filter(|(o, _)| o.metadata.deletion_timestamp.is_none() && logged_in(o) == logged)
-            .map(|(o, n)| (n.as_str(), created(o.as_ref()), &o.spec)),
+            .map(|(o, n)| (n.as_str(), created(o.as_ref()), &o.spec, resolved(o))),
     )
+}
+
+/// The addresses a schedule's databases resolved to at its last probe, if known.
+fn resolved(schedule: &MigrationSchedule) -> Option<&ResolvedEndpoints> {
+    schedule.status.as_ref().and_then(|s| s.endpoints.as_ref())
 }
 
 /// Whether a schedule has shown that it can log in to its databases: its `Ready` is True (the

@@ -28,6 +28,10 @@ pub fn database_keys(schedule: &MigrationSchedule) -> Vec<String> {
             crate::logins::database_identity(&schedule.spec.target.url)
         ),
     ];
+    if let Some(e) = schedule.status.as_ref().and_then(|s| s.endpoints.as_ref()) {
+        keys.extend(e.source.iter().map(|a| format!("source {a}")));
+        keys.extend(e.target.iter().map(|a| format!("target {a}")));
+    }
     let name = schedule.metadata.name.as_deref().unwrap_or_default();
     if let Some(role) = crate::logins::role_identity(name, &schedule.spec.target.url) {
         keys.push(format!("role {role}"));

@@ -44,6 +44,8 @@ pub struct Reach {
     /// Migration Information tiles); None when the target did not answer or no run wrote the
     /// log yet.
     pub standing: Option<crate::engine::ledger::state::Standing>,
+    /// The addresses the databases' host names resolved to (for conflicts between schedules).
+    pub endpoints: crate::api::schedule::ResolvedEndpoints,
 }
 
 struct Entry {
@@ -252,9 +254,11 @@ async fn probe(client: &kube::Client, ns: &str, spec: &MigrationScheduleSpec) ->
             CONNECT_LIMIT.as_secs()
         )),
     };
-    let (source, target) = tokio::join!(
+    let (source, target, source_at, target_at) = tokio::join!(
         open("source", Connection::of(spec, Side::Source)),
-        open("target", Connection::of(spec, Side::Target))
+        open("target", Connection::of(spec, Side::Target)),
+        crate::logins::resolved_endpoints(&spec.source.url),
+        crate::logins::resolved_endpoints(&spec.target.url),
     );
     let (tracking, source_lacks) = match &source {
         Ok(db) => (
@@ -286,6 +290,10 @@ async fn probe(client: &kube::Client, ns: &str, spec: &MigrationScheduleSpec) ->
         source_lacks,
         not_migrated,
         standing,
+        endpoints: crate::api::schedule::ResolvedEndpoints {
+            source: source_at,
+            target: target_at,
+        },
     }
 }
 

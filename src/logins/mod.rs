@@ -247,6 +247,39 @@ pub fn run_logins(schedule: &MigrationSchedule) -> (Option<SecretKeyRef>, Option
     };
     (spec.source.password_secret_ref.clone(), target)
 }
+/// How long resolving a database's host name may take in a probe.
+const RESOLVE_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The addresses a server URL's host resolves to, each as `scheme://address:port/database`
+/// (the form of `database_identity`), sorted. Empty for SQLite, for a URL that does not parse
+/// and for a name that does not resolve within a few seconds: the URL alone then decides.
+pub async fn resolved_endpoints(url: &str) -> Vec<String> {
+    let identity = database_identity(url);
+    let Ok(u) = url::Url::parse(&identity) else {
+        return Vec::new();
+    };
+    let (Some(host), Some(port)) = (u.host_str(), u.port()) else {
+        return Vec::new();
+    };
+    if u.scheme() == "sqlite" {
+        return Vec::new();
+    }
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let lookup = tokio::net::lookup_host((host, port));
+    let Ok(Ok(addresses)) = tokio::time::timeout(RESOLVE_LIMIT, lookup).await else {
+        return Vec::new();
+    };
+    let mut endpoints: Vec<String> = addresses
+        .map(|a| format!("{}://{a}{}", u.scheme(), u.path()))
+        .collect();
+    endpoints.sort();
+    endpoints.dedup();
+    endpoints
+}
+
 /// How a database URL names its database, for spotting two schedules on one database:
 /// scheme, host, port and database, without user or password; SQLite by file.
 pub fn database_identity(url: &str) -> String {

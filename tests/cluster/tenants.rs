@@ -381,3 +381,77 @@ fn a_server_certificate_is_verified_unless_the_schedule_turns_it_off_and_says_so
     assert_eq!(ended(&ns, &run, &controller), "Succeeded");
     assert_eq!(psql(&dst, "SELECT count(*) FROM \"CRONUS$Item\""), "1");
 }
+
+/// Two URLs that spell one server differently (`127.0.0.1` and `127.1`) are one target: the
+/// newer schedule is in conflict once its probe has resolved the names, and both schedules
+/// show the addresses in `status.endpoints`.
+#[test]
+fn a_target_spelled_another_way_is_the_same_target() {
+    use crate::controller::{database, pg, psql, schedule_yaml};
+    let ns = TestNamespace::new("tenant-alias");
+    let (src_a, src_b, dst) = (
+        database("alias_a"),
+        database("alias_b"),
+        database("alias_dst"),
+    );
+    psql(
+        &src_a,
+        "CREATE TABLE \"CRONUS$Item\" (\"No_\" int PRIMARY KEY);",
+    );
+    psql(
+        &src_b,
+        "CREATE TABLE \"CRONUS$Item\" (\"No_\" int PRIMARY KEY);",
+    );
+    let controller = Controller::start(&ns.name);
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&schedule_yaml("first", &src_a, &dst, "0 2 * * *")),
+        ),
+        "applying the first schedule",
+    );
+    let port = pg().0.rsplit(':').next().unwrap_or_default().to_string();
+    let endpoint = format!("postgres://127.0.0.1:{port}/{dst}");
+    wait_for(
+        &ns,
+        "msched/first",
+        "{.status.conditions[?(@.type==\"Ready\")].status}|{.status.endpoints.target[*]}",
+        |s| s.starts_with("True|") && s.contains(&endpoint),
+        &controller,
+    );
+    let second = schedule_yaml("second", &src_b, &dst, "0 2 * * *").replacen(
+        &format!("127.0.0.1:{port}/{dst}\", passwordSecretRef: {{name: pg}}, tls: {{caSecretRef"),
+        &format!("127.1:{port}/{dst}\", passwordSecretRef: {{name: pg}}, tls: {{mode: VerifyCA, caSecretRef"),
+        1,
+    );
+    assert!(second.contains("@127.1:"), "{second}");
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(&second)),
+        "applying the second schedule",
+    );
+    let conflict = wait_for(
+        &ns,
+        "msched/second",
+        "{.status.conditions[?(@.type==\"Conflict\")].status}|\
+         {.status.conditions[?(@.type==\"Conflict\")].message}",
+        |s| s.starts_with("True|"),
+        &controller,
+    );
+    assert!(
+        conflict.contains("\"first\" already writes to the same target database"),
+        "{conflict}"
+    );
+    let first = ok(
+        ns.kubectl(
+            &[
+                "get",
+                "msched/first",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Conflict\")].status}",
+            ],
+            None,
+        ),
+        "the first schedule's Conflict",
+    );
+    assert_eq!(first, "False");
+}

@@ -951,6 +951,10 @@ fn summarize(
     if let Some(standing) = o.reach.as_ref().and_then(|r| r.standing) {
         status.migration = Some(tiles(&standing));
     }
+    if let Some(reach) = &o.reach {
+        let e = &reach.endpoints;
+        status.endpoints = (!e.source.is_empty() || !e.target.is_empty()).then(|| e.clone());
+    }
     // A diagnostic run migrates nothing: it does not count as a success.
     let migrations = || runs.iter().filter(|r| r.run_type != RunType::Diagnostic);
     let last_success = migrations()
@@ -1015,6 +1019,7 @@ fn prune(history: &History, runs: &[RunView]) -> Vec<String> {
 mod tests {
     use super::super::super::admission::conflict;
     use super::*;
+    use crate::api::schedule::ResolvedEndpoints;
     use chrono::TimeZone;
 
     fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
@@ -1175,6 +1180,7 @@ mod tests {
             source_lacks: None,
             not_migrated: None,
             standing: None,
+            endpoints: Default::default(),
         });
         let d = decide(o);
         assert_eq!(
@@ -1209,6 +1215,7 @@ mod tests {
             source_lacks: None,
             not_migrated: None,
             standing: None,
+            endpoints: Default::default(),
         });
         let d = decide(o);
         assert_eq!(condition(&d, "Ready"), ("True".into(), "Valid".into()));
@@ -1224,6 +1231,7 @@ mod tests {
             source_lacks: Some("the migration login lacks ... (`GRANT \"erp\" TO \"mig\"`)".into()),
             not_migrated: None,
             standing: None,
+            endpoints: Default::default(),
         });
         let d = decide(o);
         assert_eq!(
@@ -1683,16 +1691,16 @@ mod tests {
         let mut b = spec(Some("0 3 * * *"));
         b.target.url = "postgres://other.example/bc".into();
         b.source.url = "postgresql://erp.example/nav".into(); // same database, other spelling
-        let older = ("a", utc(2026, 1, 1, 0, 0), &a);
-        let why = conflict(("b", utc(2026, 2, 1, 0, 0), &b), [older]).unwrap();
+        let older = ("a", utc(2026, 1, 1, 0, 0), &a, None);
+        let why = conflict(("b", utc(2026, 2, 1, 0, 0), &b, None), [older]).unwrap();
         assert!(why.contains("same source"), "{why}");
         // The older one keeps running.
-        assert!(conflict(older, [("b", utc(2026, 2, 1, 0, 0), &b)]).is_none());
+        assert!(conflict(older, [("b", utc(2026, 2, 1, 0, 0), &b, None)]).is_none());
         // Two sources into one target.
         let mut c = spec(None);
         c.source.url = "mysql://gp.example/gp".into();
         assert!(
-            conflict(("c", utc(2026, 3, 1, 0, 0), &c), [older])
+            conflict(("c", utc(2026, 3, 1, 0, 0), &c, None), [older])
                 .unwrap()
                 .contains("same target")
         );
@@ -1700,7 +1708,44 @@ mod tests {
         let mut d = spec(None);
         d.source.url = "postgres://erp.example/other".into();
         d.target.url = "postgres://cloud.example/other".into();
-        assert!(conflict(("d", utc(2026, 3, 1, 0, 0), &d), [older]).is_none());
+        assert!(conflict(("d", utc(2026, 3, 1, 0, 0), &d, None), [older]).is_none());
+
+        // Two names of one server: the addresses they resolved to decide.
+        let mut e = spec(None);
+        e.source.url = "postgres://erp-alias.example/nav".into();
+        e.target.url = "postgres://cloud-alias.example/bc2".into();
+        let resolved = |source: &str, target: &str| ResolvedEndpoints {
+            source: vec![format!("postgres://{source}:5432/nav")],
+            target: vec![format!("postgres://{target}:5432/bc2")],
+        };
+        let (a_at, e_at) = (
+            resolved("10.0.0.5", "10.0.1.9"),
+            resolved("10.0.0.5", "10.0.1.7"),
+        );
+        let older_at = ("a", utc(2026, 1, 1, 0, 0), &a, Some(&a_at));
+        let newer = ("e", utc(2026, 3, 1, 0, 0), &e, Some(&e_at));
+        let why_e = conflict(newer, [older_at]).unwrap();
+        assert!(why_e.contains("same source"), "{why_e}");
+        // Unknown addresses: the URLs alone decide, and these differ.
+        assert!(conflict(("e", utc(2026, 3, 1, 0, 0), &e, None), [older]).is_none());
+        // The same address, another database: no conflict.
+        let other_db = resolved("10.0.0.5", "10.0.1.9");
+        let mut f = spec(None);
+        f.source.url = "postgres://erp-alias.example/other".into();
+        f.target.url = "postgres://cloud-alias.example/other".into();
+        let f_at = ResolvedEndpoints {
+            source: other_db
+                .source
+                .iter()
+                .map(|s| s.replace("/nav", "/other"))
+                .collect(),
+            target: other_db
+                .target
+                .iter()
+                .map(|s| s.replace("/bc2", "/other"))
+                .collect(),
+        };
+        assert!(conflict(("f", utc(2026, 3, 1, 0, 0), &f, Some(&f_at)), [older_at]).is_none());
 
         let mut o = observe(&b, utc(2026, 5, 2, 3, 0));
         o.conflict = Some(why);
@@ -1773,6 +1818,7 @@ mod tests {
                 being_initialized: 10,
                 not_started: 5,
             }),
+            endpoints: Default::default(),
         });
         let m = decide(o).status.migration.unwrap();
         assert_eq!(

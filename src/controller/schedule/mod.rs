@@ -488,6 +488,7 @@ mod tests {
                 source_lacks: None,
                 not_migrated: Some(vec![]),
                 standing: None,
+                endpoints: Default::default(),
             },
         );
         let task = tokio::spawn(reconcile(Arc::new(schedule.clone()), ctx.clone()));
@@ -598,6 +599,7 @@ mod tests {
             source_lacks: None,
             not_migrated: Some(vec![]),
             standing: None,
+            endpoints: Default::default(),
         };
         let observed = Read {
             runs: vec![],

@@ -296,3 +296,108 @@ pub(crate) fn tempdir(label: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// One tenant whose target database takes its connections and never answers cannot hold the
+/// controller's reconciles: more of its schedules than there are reconcile slots each wait for
+/// that database, and another tenant's run request is still handled to the end at once.
+#[test]
+fn a_tenant_whose_database_never_answers_holds_only_its_share() {
+    const SLOW: usize = 12;
+    let server = PrivateApiServer::start("fair");
+    let files = tempdir("fair-files");
+    // A "database" that accepts connections and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let secret = "---\napiVersion: v1\nkind: Secret\nmetadata: {name: pg, namespace: slow}\n\
+                  stringData: {password: not-used}\n";
+    let mut slow = secret.to_string();
+    for i in 0..SLOW {
+        slow.push_str(&format!(
+            "---\napiVersion: cloudmigrate.io/v1alpha1\nkind: MigrationSchedule\n\
+             metadata: {{name: s{i:02}, namespace: slow}}\nspec:\n\
+             \x20 source: {{url: \"postgres://erp@127.0.0.1:{port}/nav{i}\", passwordSecretRef: {{name: pg}}}}\n\
+             \x20 target: {{url: \"postgres://admin@127.0.0.1:{port}/bc{i}\", passwordSecretRef: {{name: pg}}}}\n"
+        ));
+    }
+    server
+        .kubectl(&["create", "-f", "-"], Some(&slow))
+        .expect_ok("creating the slow tenant's schedules");
+
+    let log = files.join("controller.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_cloudmigrate"))
+        .args(["controller", "--listen", "127.0.0.1:0"])
+        .args(["--in-process-namespaces", "quick", "--sqlite-dir"])
+        .arg(&files)
+        .env("KUBECONFIG", &server.kubeconfig)
+        .env("RUST_LOG", "info,sqlx=error")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let controller = ClusterController { child, log };
+    // The slow tenant's schedules are at work on their database (their runtime keys wait for
+    // the target) before the other tenant comes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = server
+            .kubectl(&["get", "secrets", "-n", "slow", "-o", "name"], None)
+            .expect_ok("listing the slow tenant's Secrets");
+        if out.lines().any(|l| l.contains("runtime-key")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no schedule of the slow tenant reached its database\n{}",
+            controller.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let source = files.join("quick-source.db");
+    sqlite_source(&source);
+    let quick = schedule(
+        "quick",
+        "erp",
+        &source.display().to_string(),
+        &files.join("quick-target.db").display().to_string(),
+        None,
+    )
+    .replace("  runtime:", "  runRequest: now\n  runtime:");
+    let asked = Instant::now();
+    server
+        .kubectl(&["create", "-f", "-"], Some(&quick))
+        .expect_ok("creating the other tenant's schedule");
+    // Without shares, the slow tenant's schedules would fill every reconcile slot for the
+    // 30 s of a connection attempt; with them, the run ends within seconds.
+    let deadline = asked + Duration::from_secs(20);
+    loop {
+        let out = server.kubectl(
+            &[
+                "get",
+                "msched/erp",
+                "-n",
+                "quick",
+                "-o",
+                "jsonpath={.status.lastRun.result}",
+            ],
+            None,
+        );
+        if out.ok && out.stdout.trim() == "Succeeded" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the other tenant's run did not end while the slow tenant waited: {:?}\n{}",
+            out.stdout,
+            controller.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = std::fs::remove_dir_all(&files);
+}

@@ -58,6 +58,10 @@ pub async fn reconcile(reset: Arc<CloudReset>, ctx: Arc<Context>) -> Result<Acti
         // Waiting: a run that ends, or a schedule that appears, wakes the reset.
         return Ok(Action::requeue(Duration::from_secs(30)));
     };
+    // Database work waits for the namespace's share, without holding a reconcile slot.
+    let Some(_share) = ctx.database_share(&ns) else {
+        return Ok(Action::requeue(super::context::SHARE_WAIT));
+    };
     let outcome = async {
         // What the schedule copies, from its source: the only tables a reset may clear.
         let source =

@@ -45,6 +45,11 @@ pub async fn reconcile(
     if finished(&status) || rotation.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    // A rotation's stages talk to the target: they wait for the namespace's share of database
+    // work, without holding a reconcile slot.
+    let Some(_share) = ctx.database_share(&ns) else {
+        return Ok(Action::requeue(super::context::SHARE_WAIT));
+    };
     let (observed, schedule) = read(&rotation, &ctx, &ns, status);
     let decision = decide::decide(&observed);
     act(&rotation, &ctx, schedule.as_deref(), decision).await

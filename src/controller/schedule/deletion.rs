@@ -185,6 +185,10 @@ pub async fn finish(ctx: &Context, schedule: &MigrationSchedule) -> Result<Actio
     if !holds(schedule) {
         return Ok(Action::await_change());
     }
+    // Database work waits for the namespace's share, without holding a reconcile slot.
+    let Some(_share) = ctx.database_share(&schedule.namespace().unwrap_or_default()) else {
+        return Ok(Action::requeue(super::super::context::SHARE_WAIT));
+    };
     let since = schedule
         .metadata
         .deletion_timestamp

@@ -103,6 +103,10 @@ pub async fn reconcile(
         None => {}
     }
     if let Some(step) = needed.key {
+        // Database work waits for the namespace's share, without holding a reconcile slot.
+        let Some(_share) = ctx.database_share(&schedule.namespace().unwrap_or_default()) else {
+            return Ok(Action::requeue(super::context::SHARE_WAIT));
+        };
         observed.key = super::runtime_key::take(&ctx, &schedule, step, observed.key).await;
     }
     if observed.key.made {
@@ -426,6 +430,9 @@ async fn act(
     }
     ctx.publish(schedule, &decision.notes).await;
     if let Some(step) = decision.disable {
+        let Some(_share) = ctx.database_share(&schedule.namespace().unwrap_or_default()) else {
+            return Ok(Action::requeue(super::context::SHARE_WAIT));
+        };
         match disable(ctx, schedule, step).await {
             Ok(note) => ctx.publish(schedule, &[note]).await,
             Err(e) => {

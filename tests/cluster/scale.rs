@@ -78,6 +78,23 @@ struct ClusterController {
 }
 
 impl ClusterController {
+    /// A controller of every namespace of `server`, which runs in-process in `in_process`
+    /// (a namespace, or `*`) on SQLite files under `files`, and logs to a file there.
+    fn start(server: &PrivateApiServer, files: &std::path::Path, in_process: &str) -> Self {
+        let log = files.join("controller.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_cloudmigrate"))
+            .args(["controller", "--listen", "127.0.0.1:0"])
+            .args(["--in-process-namespaces", in_process, "--sqlite-dir"])
+            .arg(files)
+            .env("KUBECONFIG", &server.kubeconfig)
+            .env("RUST_LOG", "info,sqlx=error")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Self { child, log }
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -168,19 +185,8 @@ fn hundreds_of_schedules_are_scheduled_conflicts_cross_namespaces_and_requests_s
         .kubectl(&["create", "-f", "-"], Some(&many))
         .expect_ok("creating the schedules");
 
-    let log = files.join("controller.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_cloudmigrate"))
-        // The operator lets every namespace run in-process, on files of this folder only.
-        .args(["controller", "--listen", "127.0.0.1:0"])
-        .args(["--in-process-namespaces", "*", "--sqlite-dir"])
-        .arg(&files)
-        .env("KUBECONFIG", &server.kubeconfig)
-        .env("RUST_LOG", "info,sqlx=error")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let controller = ClusterController { child, log };
+    // The operator lets every namespace run in-process, on files of this folder only.
+    let controller = ClusterController::start(&server, &files, "*");
 
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
@@ -329,18 +335,7 @@ fn a_tenant_whose_database_never_answers_holds_only_its_share() {
         .kubectl(&["create", "-f", "-"], Some(&slow))
         .expect_ok("creating the slow tenant's schedules");
 
-    let log = files.join("controller.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_cloudmigrate"))
-        .args(["controller", "--listen", "127.0.0.1:0"])
-        .args(["--in-process-namespaces", "quick", "--sqlite-dir"])
-        .arg(&files)
-        .env("KUBECONFIG", &server.kubeconfig)
-        .env("RUST_LOG", "info,sqlx=error")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let controller = ClusterController { child, log };
+    let controller = ClusterController::start(&server, &files, "quick");
     // The slow tenant's schedules are at work on their database (their runtime keys wait for
     // the target) before the other tenant comes.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -132,3 +132,53 @@ async fn sqlite_sizes_come_from_its_pages() {
     assert!(cronus > 2500 * 150, "{cronus}");
     conn.close().await;
 }
+
+/// A PostgreSQL login whose settings put a schema of look-alike functions before
+/// `pg_catalog` (`pg_total_relation_size` returning text, `format_type` returning an integer):
+/// the catalog is read as usual, with the true sizes, never through those functions.
+#[tokio::test]
+async fn look_alike_functions_on_the_path_are_never_called() {
+    let db = TestDb::new(Server::Postgres, "shadow").await;
+    let name = db.url.rsplit('/').next().unwrap().to_string();
+    db.exec(&format!(
+        "CREATE SCHEMA shadow;\n\
+         CREATE FUNCTION shadow.pg_total_relation_size(regclass) RETURNS text \
+         LANGUAGE sql AS $$ SELECT 'huge'::text $$;\n\
+         CREATE FUNCTION shadow.format_type(oid, integer) RETURNS integer \
+         LANGUAGE sql AS $$ SELECT 42 $$;\n\
+         CREATE FUNCTION shadow.quote_ident(text) RETURNS integer \
+         LANGUAGE sql AS $$ SELECT 42 $$;\n\
+         ALTER DATABASE \"{name}\" SET search_path = shadow, pg_catalog, public"
+    ))
+    .await;
+    // New sessions take the setting: the tables go to the login's first schema, "shadow".
+    db.exec(
+        "CREATE TABLE \"Company\" (\"Name\" varchar(30) PRIMARY KEY);\n\
+         INSERT INTO \"Company\" VALUES ('CRONUS');\n\
+         CREATE TABLE \"CRONUS$Item\" (\"No_\" int PRIMARY KEY, \"Text\" varchar(50));\n\
+         INSERT INTO \"CRONUS$Item\" SELECT g, 'x' FROM generate_series(1, 500) g",
+    )
+    .await;
+    let conn = db.connect().await;
+    let catalog = Catalog::read(&conn).await.unwrap();
+    conn.close().await;
+    let item = catalog
+        .tables
+        .iter()
+        .find(|t| t.def.name == "CRONUS$Item")
+        .expect("the table in the login's schema is found");
+    assert!(
+        item.def.columns.iter().any(|c| c.name == "Text"),
+        "{:?}",
+        item.def
+    );
+    let sizes = catalog.company_sizes();
+    assert_eq!(sizes["CRONUS"].tables, 1);
+    assert_eq!(
+        sizes["CRONUS"].bytes,
+        db.int(
+            "SELECT CAST(pg_catalog.pg_total_relation_size('shadow.\"CRONUS$Item\"') AS BIGINT)"
+        )
+        .await
+    );
+}

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
     ),
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(name = "Result", type_ = "string", json_path = ".status.result"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason"),
     printcolumn(
         name = "Tables",
         type_ = "string",
@@ -110,6 +111,12 @@ pub struct MigrationRunStatus {
     /// How the run ended. Empty while it goes on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<RunResult>,
+    /// The run's state in one word: the reason of its `Running` condition while it goes on
+    /// (`Started`, `WorkersNotStarting`, `Restarted`, a reason it waits for), of its
+    /// `Succeeded` condition once it ended (`Succeeded`, `TablesFailed`, `WorkersNotStarting`,
+    /// ...). Each reason is in docs/operations.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// What started the run: `Scheduled`, `Manual` (runRequest) or `Created` (kubectl create).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<String>,

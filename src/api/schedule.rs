@@ -2,7 +2,7 @@
 
 use super::common::{Conditions, SourceConnection, TargetConnection, conditions_list_map};
 pub use crate::vocabulary::Product;
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::core::v1::{LocalObjectReference, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -184,6 +184,23 @@ pub struct Runtime {
     #[serde(default = "default_backoff_limit")]
     #[schemars(range(min = 0))]
     pub backoff_limit: i32,
+    /// With the Job runner, how long a worker pod may take to start, in seconds: a pod not
+    /// running by then (its image cannot be pulled, a Secret it names is missing, it cannot be
+    /// scheduled, or the Job cannot create it at all) ends the run `Failed`
+    /// (`WorkersNotStarting`), its Job is deleted and the next run may start. Defaults to 600.
+    #[serde(default = "default_start_deadline")]
+    #[schemars(range(min = 1))]
+    pub start_deadline_seconds: i64,
+    /// With the Job runner, the Secrets (type `kubernetes.io/dockerconfigjson`, in the
+    /// schedule's namespace) that the worker pods pull the image with. Unset: the controller's
+    /// CLOUDMIGRATE_WORKER_IMAGE_PULL_SECRETS, which the Helm chart sets from
+    /// `workers.imagePullSecrets`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
+    /// With the Job runner, the node labels a worker pod must run on (the pod's
+    /// `nodeSelector`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl Default for Runtime {
@@ -196,6 +213,9 @@ impl Default for Runtime {
             resources: None,
             active_deadline_seconds: None,
             backoff_limit: default_backoff_limit(),
+            start_deadline_seconds: default_start_deadline(),
+            image_pull_secrets: None,
+            node_selector: None,
         }
     }
 }
@@ -208,6 +228,9 @@ fn default_parallelism() -> i32 {
 }
 fn default_backoff_limit() -> i32 {
     2
+}
+fn default_start_deadline() -> i64 {
+    600
 }
 
 /// Where the runs of a schedule execute.

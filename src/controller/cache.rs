@@ -1,14 +1,15 @@
 //! The controller's view of the cluster: one watch per kind, held in memory, and the indexes
 //! that the reconcilers look things up by (a schedule's runs, the schedules on one database).
 //! A reconcile reads here and never lists: its cost does not grow with the number of objects
-//! around it. Worker Jobs are cached too, where the API server serves them.
+//! around it. Worker Jobs are cached too, where the API server serves them, with their pods
+//! and the events of pods they could not create (`WorkerCaches`).
 
 use crate::api::{
     CloudReset, CompanySelection, MigrationRun, MigrationSchedule, RuntimeKeyRotation, UserMapping,
 };
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use kube::Resource;
 use kube::runtime::reflector::{self, Lookup, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -242,6 +243,56 @@ pub struct Caches {
     pub rotations_by_schedule: Index<RuntimeKeyRotation>,
     /// The runtime key Secrets, without their data.
     pub key_secrets: Store<Secret>,
+    /// The worker pods and the Jobs' refusals; None where Jobs are not watched.
+    pub workers: Option<WorkerCaches>,
+}
+
+/// What the run's reconciler reads of its workers before they write anything themselves: the
+/// worker pods (slimmed to their scheduling and container states), and the `FailedCreate`
+/// events of Jobs, both filed by Job.
+#[derive(Clone)]
+pub struct WorkerCaches {
+    pub pods: Store<Pod>,
+    pub pods_by_job: Index<Pod>,
+    pub refusals: Store<Event>,
+    pub refusals_by_job: Index<Event>,
+}
+
+/// A Job's pods, and the events of pods it could not create.
+pub type JobWorkers = (Vec<Arc<Pod>>, Vec<Arc<Event>>);
+
+/// The index key of a Job's pods and events: `namespace/job`.
+fn job_key(namespace: &str, job: &str) -> String {
+    format!("{namespace}/{job}")
+}
+
+/// The index key of a pod: its Job, from the label the Job controller sets.
+pub fn pod_job_keys(pod: &Pod) -> Vec<String> {
+    use crate::runner::startup::{JOB_NAME_LABEL, LEGACY_JOB_NAME_LABEL};
+    let labels = pod.metadata.labels.as_ref();
+    labels
+        .and_then(|l| {
+            l.get(JOB_NAME_LABEL)
+                .or_else(|| l.get(LEGACY_JOB_NAME_LABEL))
+        })
+        .map(|job| job_key(pod.metadata.namespace.as_deref().unwrap_or_default(), job))
+        .into_iter()
+        .collect()
+}
+
+/// The index key of an event: the object it is about.
+pub fn event_job_keys(event: &Event) -> Vec<String> {
+    let o = &event.involved_object;
+    let ns = o
+        .namespace
+        .as_deref()
+        .or(event.metadata.namespace.as_deref())
+        .unwrap_or_default();
+    o.name
+        .as_deref()
+        .map(|n| job_key(ns, n))
+        .into_iter()
+        .collect()
 }
 
 impl Caches {
@@ -273,6 +324,21 @@ impl Caches {
     pub fn key_secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
         self.key_secrets
             .get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// The pods of the Job `job` in `namespace`, and the events of pods it could not create;
+    /// None where they are not watched.
+    pub fn job_workers(
+        &self,
+        namespace: &str,
+        job: &str,
+    ) -> Option<(Vec<Arc<Pod>>, Vec<Arc<Event>>)> {
+        let w = self.workers.as_ref()?;
+        let key = job_key(namespace, job);
+        Some((
+            w.pods_by_job.objects(&w.pods, &key),
+            w.refusals_by_job.objects(&w.refusals, &key),
+        ))
     }
 
     /// The worker Job `name` in `namespace`, if the cache has it.
@@ -324,6 +390,7 @@ impl Caches {
             rotations: rotation_store,
             rotations_by_schedule: Index::new(schedule_keys::<RuntimeKeyRotation>),
             key_secrets: secret_store,
+            workers: None,
         };
         for s in schedules {
             let event = watcher::Event::Apply(s);
@@ -378,6 +445,60 @@ pub fn slim_job(job: &mut Job) {
     if let Some(spec) = job.spec.as_mut() {
         spec.template = Default::default();
     }
+}
+
+/// A worker pod as the run's reconciler reads it (`runner::startup`): its name, creation and
+/// Job label; its containers' names and images; its phase, its `PodScheduled` condition and
+/// its containers' states. The rest of the spec, the annotations and the other conditions go.
+pub fn slim_pod(pod: &mut Pod) {
+    use crate::runner::startup::{JOB_NAME_LABEL, LEGACY_JOB_NAME_LABEL};
+    use k8s_openapi::api::core::v1::{Container, PodSpec, PodStatus};
+    let meta = &mut pod.metadata;
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.owner_references = None;
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.retain(|k, _| {
+            k == JOB_NAME_LABEL || k == LEGACY_JOB_NAME_LABEL || k == crate::runner::job::RUN_LABEL
+        });
+    }
+    if let Some(spec) = pod.spec.take() {
+        pod.spec = Some(PodSpec {
+            containers: spec
+                .containers
+                .into_iter()
+                .map(|c| Container {
+                    name: c.name,
+                    image: c.image,
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        });
+    }
+    if let Some(status) = pod.status.take() {
+        pod.status = Some(PodStatus {
+            phase: status.phase,
+            conditions: status.conditions.map(|mut c| {
+                c.retain(|c| c.type_ == "PodScheduled");
+                c
+            }),
+            container_statuses: status.container_statuses,
+            ..Default::default()
+        });
+    }
+}
+
+/// A `FailedCreate` event as the run's reconciler reads it: whom it is about, its message and
+/// its times.
+pub fn slim_event(event: &mut Event) {
+    event.metadata.managed_fields = None;
+    event.metadata.annotations = None;
+    event.metadata.labels = None;
+    event.source = None;
+    event.related = None;
+    event.reporting_component = None;
+    event.reporting_instance = None;
 }
 
 /// As `slim_schedule`, and for a run that has ended, its per-table and per-worker entries: an

@@ -246,7 +246,9 @@ pub async fn run(options: Options) -> Result<(), Error> {
     };
     ready.store(true, Ordering::SeqCst);
     let jobs_served = jobs_served(&client, &options.namespace).await;
-    let (caches, watches) = watches::watch(&client, &options.namespace, jobs_served);
+    let workers_served = workers_served(&client, &options.namespace).await;
+    let (caches, watches) =
+        watches::watch(&client, &options.namespace, jobs_served, workers_served);
     let events = tokio::spawn(watches.events);
     // A schedule decides from its runs: none is reconciled before both caches are filled.
     let filled = async {
@@ -289,7 +291,11 @@ pub async fn run(options: Options) -> Result<(), Error> {
             run::controller(
                 watches.runs,
                 caches.runs.clone(),
-                watches.jobs,
+                run::Runners {
+                    jobs: watches.jobs,
+                    pods: watches.pods,
+                    refusals: watches.refusals,
+                },
                 ctx.clone(),
                 stop(),
             ),
@@ -326,6 +332,32 @@ async fn jobs_served(client: &Client, namespace: &Option<String>) -> bool {
         Ok(_) => true,
         Err(e) => {
             tracing::warn!(error = %e, "worker Jobs cannot be watched; the Job runner reads them one by one");
+            false
+        }
+    }
+}
+
+/// Whether worker pods and the Jobs' `FailedCreate` events can be watched. Where not, a run
+/// whose workers cannot start learns it only from its Job, at its deadline.
+async fn workers_served(client: &Client, namespace: &Option<String>) -> bool {
+    let pods = ListParams::default()
+        .labels(crate::runner::job::WORKER_SELECTOR)
+        .limit(1);
+    let events = ListParams::default()
+        .fields(watches::REFUSALS_SELECTOR)
+        .limit(1);
+    let (pod_api, event_api) = (
+        api::<k8s_openapi::api::core::v1::Pod>(client, namespace),
+        api::<k8s_openapi::api::core::v1::Event>(client, namespace),
+    );
+    let (pods, events) = tokio::join!(
+        pod_api.list_metadata(&pods),
+        event_api.list_metadata(&events)
+    );
+    match pods.and(events) {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "worker pods or Job events cannot be watched; a run whose workers cannot start says why only at its start deadline");
             false
         }
     }

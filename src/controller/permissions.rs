@@ -32,6 +32,14 @@ pub const CONTROLLER: &[(&str, &str, &str)] = &[
     ("batch", "jobs", "watch"),
     ("batch", "jobs", "get"),
     ("batch", "jobs", "create"),
+    // The Job of a run whose workers never started, at its start deadline.
+    ("batch", "jobs", "delete"),
+    // Why a run's workers do not start: the worker pods (by label) and the Jobs' FailedCreate
+    // events (by field).
+    ("", "pods", "list"),
+    ("", "pods", "watch"),
+    ("", "events", "list"),
+    ("", "events", "watch"),
     ("", "secrets", "get"),
     // A database server's CA, when a schedule's tls.caConfigMapRef names it.
     ("", "configmaps", "get"),

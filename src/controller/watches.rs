@@ -15,7 +15,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{Lookup, ObjectRef, ReflectHandle, Store};
 use kube::runtime::watcher;
@@ -116,6 +116,9 @@ pub struct Watches {
     pub schedule_waker: UnboundedSender<ObjectRef<MigrationSchedule>>,
     pub runs: ReflectHandle<MigrationRun>,
     pub jobs: Option<ReflectHandle<Job>>,
+    /// The worker pods and the Jobs' `FailedCreate` events, where they are watched.
+    pub pods: Option<ReflectHandle<Pod>>,
+    pub refusals: Option<ReflectHandle<Event>>,
     pub selections: Dependent<CompanySelection>,
     pub mappings: Dependent<UserMapping>,
     pub resets: Dependent<CloudReset>,
@@ -123,9 +126,18 @@ pub struct Watches {
     pub events: BoxFuture<'static, ()>,
 }
 
-/// Starts one watch per kind (Jobs only where `jobs_served`), and returns the caches they fill
-/// and the watches for the controllers.
-pub fn watch(client: &Client, namespace: &Option<String>, jobs_served: bool) -> (Caches, Watches) {
+/// The field selector of the events the controller watches: a Job that could not create a pod.
+pub const REFUSALS_SELECTOR: &str = "involvedObject.kind=Job,reason=FailedCreate";
+
+/// Starts one watch per kind (Jobs only where `jobs_served`; worker pods and the Jobs'
+/// refusals only where `workers_served` too), and returns the caches they fill and the
+/// watches for the controllers.
+pub fn watch(
+    client: &Client,
+    namespace: &Option<String>,
+    jobs_served: bool,
+    workers_served: bool,
+) -> (Caches, Watches) {
     let (schedule_waker, schedules_woken) = unbounded_channel();
     let (runs, runs_events) =
         dependent::<MigrationRun>(client, namespace, cache::slim_run, schedule_waker.clone());
@@ -185,25 +197,14 @@ pub fn watch(client: &Client, namespace: &Option<String>, jobs_served: bool) -> 
         rotations_events,
         secrets_events,
     ];
-    let (job_store, job_handle) = if jobs_served {
-        let (store, handle, events) = cache::watch(
-            api::<Job>(client, namespace),
-            watcher::Config::default().labels(crate::runner::job::WORKER_SELECTOR),
-            Index::new(|_| vec![]),
-            cache::slim_job,
-            |_| {},
-        );
-        streams.push(events.boxed());
-        (Some(store), Some(handle))
-    } else {
-        (None, None)
-    };
+    let runners = runner_watches(client, namespace, jobs_served, workers_served);
+    streams.extend(runners.streams);
     let caches = Caches {
         schedules: schedule_store,
         runs: runs.store,
         runs_by_schedule: runs.index,
         schedules_by_database: schedules_index,
-        jobs: job_store,
+        jobs: runners.job_store,
         selections: selections.store.clone(),
         selections_by_schedule: selections.index.clone(),
         mappings: mappings.store.clone(),
@@ -212,13 +213,16 @@ pub fn watch(client: &Client, namespace: &Option<String>, jobs_served: bool) -> 
         rotations: rotations.store.clone(),
         rotations_by_schedule: rotations.index.clone(),
         key_secrets: secret_store,
+        workers: runners.workers,
     };
     let watches = Watches {
         schedules: schedule_handle,
         schedules_woken: stream_of(schedules_woken).boxed(),
         schedule_waker,
         runs: runs.handle,
-        jobs: job_handle,
+        jobs: runners.jobs,
+        pods: runners.pods,
+        refusals: runners.refusals,
         selections,
         mappings,
         resets,
@@ -226,6 +230,76 @@ pub fn watch(client: &Client, namespace: &Option<String>, jobs_served: bool) -> 
         events: Box::pin(futures_util::stream::select_all(streams).for_each(|_| async {})),
     };
     (caches, watches)
+}
+
+/// The watches of the Job runner: worker Jobs, and their pods and refusals.
+struct RunnerWatches {
+    job_store: Option<Store<Job>>,
+    jobs: Option<ReflectHandle<Job>>,
+    workers: Option<cache::WorkerCaches>,
+    pods: Option<ReflectHandle<Pod>>,
+    refusals: Option<ReflectHandle<Event>>,
+    streams: Vec<BoxStream<'static, ()>>,
+}
+
+/// Starts the watches of worker Jobs (where `jobs_served`), and of their pods and the Jobs'
+/// `FailedCreate` events (where `workers_served` too).
+fn runner_watches(
+    client: &Client,
+    namespace: &Option<String>,
+    jobs_served: bool,
+    workers_served: bool,
+) -> RunnerWatches {
+    let (job_store, jobs, job_events) = if jobs_served {
+        let (store, handle, events) = cache::watch(
+            api::<Job>(client, namespace),
+            watcher::Config::default().labels(crate::runner::job::WORKER_SELECTOR),
+            Index::new(|_| vec![]),
+            cache::slim_job,
+            |_| {},
+        );
+        (Some(store), Some(handle), Some(events.boxed()))
+    } else {
+        (None, None, None)
+    };
+    let mut streams: Vec<BoxStream<'static, ()>> = job_events.into_iter().collect();
+    let (workers, pods, refusals) = if jobs_served && workers_served {
+        let pods_by_job = Index::new(cache::pod_job_keys);
+        let (pods, pod_handle, pod_events) = cache::watch(
+            api::<Pod>(client, namespace),
+            watcher::Config::default().labels(crate::runner::job::WORKER_SELECTOR),
+            pods_by_job.clone(),
+            cache::slim_pod,
+            |_| {},
+        );
+        let refusals_by_job = Index::new(cache::event_job_keys);
+        let (refusals, refusal_handle, refusal_events) = cache::watch(
+            api::<Event>(client, namespace),
+            watcher::Config::default().fields(REFUSALS_SELECTOR),
+            refusals_by_job.clone(),
+            cache::slim_event,
+            |_| {},
+        );
+        streams.push(pod_events.boxed());
+        streams.push(refusal_events.boxed());
+        let workers = cache::WorkerCaches {
+            pods,
+            pods_by_job,
+            refusals,
+            refusals_by_job,
+        };
+        (Some(workers), Some(pod_handle), Some(refusal_handle))
+    } else {
+        (None, None, None)
+    };
+    RunnerWatches {
+        job_store,
+        jobs,
+        workers,
+        pods,
+        refusals,
+        streams,
+    }
 }
 
 /// The runtime key Secrets, metadata only: a changed one wakes its schedule and the schedule's

@@ -173,7 +173,7 @@ fn recent_runs(out: &mut String, runs: &[MigrationRun], status: &MigrationSchedu
     let mut recent: Vec<&MigrationRun> = runs.iter().collect();
     recent.sort_by_key(|r| std::cmp::Reverse(r.creation_timestamp()));
     let mut run_table = table(&[
-        "Run", "Type", "Result", "Started", "Ended", "Tables", "Rows",
+        "Run", "Type", "Result", "Reason", "Started", "Ended", "Tables", "Rows",
     ]);
     for r in recent.iter().take(5) {
         let s = r.status.clone().unwrap_or_default();
@@ -186,6 +186,7 @@ fn recent_runs(out: &mut String, runs: &[MigrationRun], status: &MigrationSchedu
                 (None, Some(_)) => "running".into(),
                 (None, None) => "pending".into(),
             },
+            s.reason.clone().unwrap_or_default(),
             time(&s.start_time),
             time(&s.completion_time),
             format!(

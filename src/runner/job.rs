@@ -6,8 +6,8 @@ use crate::api::run::MigrationRun;
 use crate::api::schedule::{MigrationSchedule, Runtime};
 use k8s_openapi::api::batch::v1::{Job, JobSpec, JobStatus};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, EnvVarSource, ObjectFieldSelector, PodSecurityContext,
-    PodSpec, PodTemplateSpec, SeccompProfile, SecurityContext,
+    Capabilities, Container, EnvVar, EnvVarSource, LocalObjectReference, ObjectFieldSelector,
+    PodSecurityContext, PodSpec, PodTemplateSpec, SeccompProfile, SecurityContext,
 };
 use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
@@ -41,6 +41,22 @@ pub fn default_image() -> String {
         .ok()
         .filter(|i| !i.is_empty())
         .unwrap_or_else(|| DEFAULT_IMAGE.to_string())
+}
+
+/// The image pull secrets of worker pods: the schedule's `runtime.imagePullSecrets`, else the
+/// names in CLOUDMIGRATE_WORKER_IMAGE_PULL_SECRETS (comma-separated; the chart's
+/// `workers.imagePullSecrets`).
+pub fn image_pull_secrets(rt: &Runtime) -> Vec<LocalObjectReference> {
+    match &rt.image_pull_secrets {
+        Some(secrets) => secrets.clone(),
+        None => std::env::var("CLOUDMIGRATE_WORKER_IMAGE_PULL_SECRETS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|n| LocalObjectReference { name: n.into() })
+            .collect(),
+    }
 }
 
 /// The service account of worker pods: CLOUDMIGRATE_WORKER_SERVICE_ACCOUNT, else
@@ -137,8 +153,9 @@ pub fn job_for(
     job
 }
 
-/// The Job around one container of cloudmigrate, as the schedule's runtime asks: the image,
-/// resources, back-off and deadline, the service account, and a locked-down security context.
+/// The Job around one container of cloudmigrate, as the schedule's runtime asks: the image and
+/// its pull secrets, resources, node selector, back-off and deadline, the service account, and
+/// a locked-down security context.
 /// The caller names it and sets its completions.
 pub fn worker_job(rt: &Runtime, service_account: &str, mut container: Container) -> Job {
     container.image = Some(rt.image.clone().unwrap_or_else(default_image));
@@ -163,6 +180,8 @@ pub fn worker_job(rt: &Runtime, service_account: &str, mut container: Container)
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".into()),
                     service_account_name: Some(service_account.to_string()),
+                    image_pull_secrets: Some(image_pull_secrets(rt)).filter(|s| !s.is_empty()),
+                    node_selector: rt.node_selector.clone().filter(|s| !s.is_empty()),
                     // The worker finishes its tables in progress on SIGTERM.
                     termination_grace_period_seconds: Some(300),
                     security_context: Some(PodSecurityContext {
@@ -224,6 +243,15 @@ pub fn job_alive(status: Option<&JobStatus>, now: chrono::DateTime<chrono::Utc>)
     !failed && !completed_long_ago
 }
 
+/// Whether a Job has ended: its `Complete` or `Failed` condition is True.
+pub fn job_ended(status: Option<&JobStatus>) -> bool {
+    status
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+}
+
 /// Why a Job failed for good (its `Failed` condition), naming the Job; None while it has not.
 pub fn job_failure(name: &str, status: Option<&JobStatus>) -> Option<String> {
     let failed = status?
@@ -254,6 +282,8 @@ mod tests {
                            "passwordSecretRef": {"name": "cloud-admin"}},
                 "runtime": {"runner": "Job", "workers": 3, "backoffLimit": 4,
                             "activeDeadlineSeconds": 7200, "image": "registry.example/cm:1",
+                            "imagePullSecrets": [{"name": "regcred"}],
+                            "nodeSelector": {"pool": "migration"},
                             "resources": {"limits": {"memory": "512Mi"}}}
             }
         }))
@@ -281,6 +311,8 @@ mod tests {
         let pod = &spec["template"]["spec"];
         assert_eq!(pod["restartPolicy"], "Never");
         assert_eq!(pod["serviceAccountName"], "cm-worker");
+        assert_eq!(pod["imagePullSecrets"][0]["name"], "regcred");
+        assert_eq!(pod["nodeSelector"]["pool"], "migration");
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
         let c = &pod["containers"][0];
         assert_eq!(c["image"], "registry.example/cm:1");

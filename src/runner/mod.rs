@@ -7,6 +7,7 @@ pub mod initializer;
 pub mod inprocess;
 pub mod job;
 pub mod log;
+pub mod startup;
 
 use crate::api::run::{MigrationRun, TableResult, TableStatus, WorkerPhase, WorkerStatus};
 use crate::clock::time;

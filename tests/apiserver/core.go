@@ -1,13 +1,16 @@
 // The built-in objects that cloudmigrate's controller and workers use, served by the upstream
 // generic registry store on the same etcd as the custom resources:
 //
-//	core v1:                 secrets, configmaps, namespaces, serviceaccounts, events
+//	core v1:                 secrets, configmaps, namespaces, serviceaccounts, events,
+//	                         pods (with pods/status)
 //	batch/v1:                jobs (with jobs/status)
 //	coordination.k8s.io/v1:  leases
 //	events.k8s.io/v1:        events (the same objects as core v1 events, as in kube-apiserver)
 //
 // The k8s.io/api types are registered as their own internal version, so no conversion is needed
-// except between the two Event shapes. Each kind gets only the strategy it needs: system fields,
+// except between the two Event shapes. Events and Pods can be selected by the fields that
+// kube-apiserver lets a field selector name (`involvedObject.kind`, `reason`, `spec.nodeName`,
+// `status.phase`, ...). Each kind gets only the strategy it needs: system fields,
 // defaults that the tests rely on, the status subresource of Jobs, and the immutable fields and
 // validations that a real server would refuse a request for.
 package main
@@ -27,6 +30,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/conversion"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -51,7 +55,7 @@ var (
 var servedRoots = []any{
 	corev1.Secret{}, corev1.SecretList{}, corev1.ConfigMap{}, corev1.ConfigMapList{},
 	corev1.Namespace{}, corev1.NamespaceList{}, corev1.ServiceAccount{}, corev1.ServiceAccountList{},
-	corev1.Event{}, corev1.EventList{}, batchv1.Job{}, batchv1.JobList{},
+	corev1.Event{}, corev1.EventList{}, corev1.Pod{}, corev1.PodList{}, batchv1.Job{}, batchv1.JobList{},
 	coordinationv1.Lease{}, coordinationv1.LeaseList{}, eventsv1.Event{}, eventsv1.EventList{},
 }
 
@@ -63,7 +67,17 @@ func init() {
 	}
 	add(corev1.SchemeGroupVersion, &corev1.Secret{}, &corev1.SecretList{}, &corev1.ConfigMap{},
 		&corev1.ConfigMapList{}, &corev1.Namespace{}, &corev1.NamespaceList{}, &corev1.ServiceAccount{},
-		&corev1.ServiceAccountList{}, &corev1.Event{}, &corev1.EventList{})
+		&corev1.ServiceAccountList{}, &corev1.Event{}, &corev1.EventList{}, &corev1.Pod{}, &corev1.PodList{})
+	for _, k := range []*kind{coreEvents, pods} {
+		k := k
+		must(coreScheme.AddFieldLabelConversionFunc(corev1.SchemeGroupVersion.WithKind(k.kindName),
+			func(label, value string) (string, string, error) {
+				if _, ok := k.fields(k.new())[label]; ok {
+					return label, value, nil
+				}
+				return "", "", fmt.Errorf("field label not supported: %s", label)
+			}))
+	}
 	add(batchv1.SchemeGroupVersion, &batchv1.Job{}, &batchv1.JobList{})
 	add(coordinationv1.SchemeGroupVersion, &coordinationv1.Lease{}, &coordinationv1.LeaseList{})
 	// events.k8s.io/v1 is another view of the core Events: internally it is the core type.
@@ -113,12 +127,10 @@ func must(err error) {
 func installCoreAPIs(s *genericapiserver.GenericAPIServer, restOptions generic.RESTOptionsGetter) error {
 	core := genericapiserver.NewDefaultAPIGroupInfo("", coreScheme, coreParams, coreCodecs)
 	stores := map[string]rest.Storage{}
-	for _, k := range []*kind{secrets, configMaps, namespaces, serviceAccounts, coreEvents} {
-		store, err := k.store(restOptions)
-		if err != nil {
+	for _, k := range []*kind{secrets, configMaps, namespaces, serviceAccounts, coreEvents, pods} {
+		if err := k.install(stores, restOptions); err != nil {
 			return err
 		}
-		stores[k.resource] = served{store, k}
 	}
 	core.VersionedResourcesStorageMap["v1"] = stores
 	if err := s.InstallLegacyAPIGroup(genericapiserver.DefaultLegacyAPIPrefix, &core); err != nil {
@@ -128,21 +140,30 @@ func installCoreAPIs(s *genericapiserver.GenericAPIServer, restOptions generic.R
 	var groups []*genericapiserver.APIGroupInfo
 	for _, k := range []*kind{jobs, leases, newEvents} {
 		info := genericapiserver.NewDefaultAPIGroupInfo(k.group, coreScheme, coreParams, coreCodecs)
-		store, err := k.store(restOptions)
-		if err != nil {
+		resources := map[string]rest.Storage{}
+		if err := k.install(resources, restOptions); err != nil {
 			return err
-		}
-		resources := map[string]rest.Storage{k.resource: served{store, k}}
-		if k.status {
-			status := *store
-			status.UpdateStrategy = statusStrategy{k.strategy()}
-			status.ResetFieldsStrategy = statusStrategy{k.strategy()}
-			resources[k.resource+"/status"] = &statusREST{&status}
 		}
 		info.VersionedResourcesStorageMap["v1"] = resources
 		groups = append(groups, &info)
 	}
 	return s.InstallAPIGroups(groups...)
+}
+
+// install adds the kind's store to resources, and its status subresource if it has one.
+func (k *kind) install(resources map[string]rest.Storage, restOptions generic.RESTOptionsGetter) error {
+	store, err := k.store(restOptions)
+	if err != nil {
+		return err
+	}
+	resources[k.resource] = served{store, k}
+	if k.status {
+		status := *store
+		status.UpdateStrategy = statusStrategy{k.strategy()}
+		status.ResetFieldsStrategy = statusStrategy{k.strategy()}
+		resources[k.resource+"/status"] = &statusREST{&status}
+	}
+	return nil
 }
 
 // kind is what the store of one resource needs to know.
@@ -159,6 +180,10 @@ type kind struct {
 	table          *table
 	shortNames     []string
 	categories     []string
+	// fields are the fields a field selector may name, beyond metadata.name and
+	// metadata.namespace; kindName is the kind they are registered for.
+	fields   func(obj runtime.Object) fields.Set
+	kindName string
 }
 
 // served is a store with the names kubectl knows it by.
@@ -196,7 +221,13 @@ func (k *kind) store(restOptions generic.RESTOptionsGetter) (*genericregistry.St
 	if err != nil {
 		return nil, err
 	}
-	if err := s.CompleteWithOptions(&generic.StoreOptions{RESTOptions: fixedOptions{options}}); err != nil {
+	storeOptions := &generic.StoreOptions{RESTOptions: fixedOptions{options}}
+	if k.fields != nil {
+		storeOptions.AttrFunc = func(obj runtime.Object) (labels.Set, fields.Set, error) {
+			return labels.Set(accessor(obj).GetLabels()), k.fields(obj), nil
+		}
+	}
+	if err := s.CompleteWithOptions(storeOptions); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -464,9 +495,64 @@ var serviceAccounts = &kind{
 
 var coreEvents = &kind{
 	resource: "events", singular: "event", namespaced: true, shortNames: []string{"ev"},
-	new:     func() runtime.Object { return &corev1.Event{} },
-	newList: func() runtime.Object { return &corev1.EventList{} },
-	table:   eventTable,
+	new:      func() runtime.Object { return &corev1.Event{} },
+	newList:  func() runtime.Object { return &corev1.EventList{} },
+	table:    eventTable,
+	kindName: "Event",
+	fields:   eventFields,
+}
+
+// eventFields are the fields of an Event a field selector may name, as in kube-apiserver.
+func eventFields(obj runtime.Object) fields.Set {
+	e := obj.(*corev1.Event)
+	o := e.InvolvedObject
+	return fields.Set{
+		"metadata.name": e.Name, "metadata.namespace": e.Namespace,
+		"involvedObject.kind": o.Kind, "involvedObject.namespace": o.Namespace,
+		"involvedObject.name": o.Name, "involvedObject.uid": string(o.UID),
+		"involvedObject.apiVersion": o.APIVersion, "involvedObject.resourceVersion": o.ResourceVersion,
+		"involvedObject.fieldPath": o.FieldPath, "reason": e.Reason,
+		"reportingComponent": e.ReportingController, "source": e.Source.Component, "type": e.Type,
+	}
+}
+
+// pods: what the Job executor (helpers.go) writes in place of the Job controller, the
+// scheduler and the kubelet. The status subresource is theirs; nothing checks a pod's spec
+// beyond its containers, and no admission plugin runs (the executor itself refuses a pod whose
+// ServiceAccount is missing, as the ServiceAccount admission plugin would).
+var pods = &kind{
+	resource: "pods", singular: "pod", shortNames: []string{"po"}, namespaced: true, status: true,
+	categories: []string{"all"},
+	new:        func() runtime.Object { return &corev1.Pod{} },
+	newList:    func() runtime.Object { return &corev1.PodList{} },
+	table:      podTable,
+	kindName:   "Pod",
+	fields: func(obj runtime.Object) fields.Set {
+		p := obj.(*corev1.Pod)
+		return fields.Set{
+			"metadata.name": p.Name, "metadata.namespace": p.Namespace,
+			"spec.nodeName": p.Spec.NodeName, "spec.serviceAccountName": p.Spec.ServiceAccountName,
+			"spec.restartPolicy": string(p.Spec.RestartPolicy), "spec.schedulerName": p.Spec.SchedulerName,
+			"status.phase": string(p.Status.Phase), "status.podIP": p.Status.PodIP,
+			"status.nominatedNodeName": p.Status.NominatedNodeName,
+		}
+	},
+	prepare: func(obj, old runtime.Object) {
+		p := obj.(*corev1.Pod)
+		if old == nil {
+			p.Status = corev1.PodStatus{Phase: corev1.PodPending, QOSClass: corev1.PodQOSBestEffort}
+			if p.Spec.SchedulerName == "" {
+				p.Spec.SchedulerName = corev1.DefaultSchedulerName
+			}
+		}
+	},
+	validate: func(obj runtime.Object) field.ErrorList {
+		p := obj.(*corev1.Pod)
+		if len(p.Spec.Containers) == 0 {
+			return field.ErrorList{field.Required(field.NewPath("spec", "containers"), "")}
+		}
+		return nil
+	},
 }
 
 var newEvents = &kind{

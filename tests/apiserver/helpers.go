@@ -1,8 +1,11 @@
 // `helpers`: the parts of a cluster that the test API server lacks, in one process.
 //
-//   - The Job executor plays the Job controller and the kubelet: it watches Jobs and runs each
-//     pod of a Job as a local process (the container's command and args, with the pod's env),
-//     and writes the Job's status the way the Job controller does. It creates no Pod objects.
+//   - The Job executor plays the Job controller, the scheduler and the kubelet: it watches Jobs,
+//     creates each Job's Pod objects, takes them through the phases, conditions and container
+//     states a kubelet writes (and the failures a cluster has: a missing ServiceAccount, an
+//     image it cannot pull, a missing Secret, a node selector no node matches), runs each pod's
+//     first container as a local process (its command and args, with the pod's env), and
+//     writes the Job's status the way the Job controller does.
 //   - The garbage collector deletes an object once none of its owners exists (gc.go).
 package main
 
@@ -14,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -88,13 +92,13 @@ func helpersCommand() *cobra.Command {
 }
 
 type executor struct {
-	client      kubernetes.Interface
-	jobs        batchlisters.JobLister
+	client        kubernetes.Interface
+	jobs          batchlisters.JobLister
 	kubeconfig    string
 	podKubeconfig string
 	logDir        string
-	entrypoints map[string]string
-	backoff     time.Duration
+	entrypoints   map[string]string
+	backoff       time.Duration
 
 	wake  chan string
 	exits chan exit
@@ -112,18 +116,24 @@ type jobRun struct {
 	seq       int
 }
 
+// pod is one pod of a Job: its object as last written, and its process once it runs.
 type pod struct {
 	name   string
-	cmd    *exec.Cmd
 	index  int
+	obj    *corev1.Pod
+	cmd    *exec.Cmd // nil until its container runs
 	killed bool
+	// blocked is why its container does not run yet: Unschedulable, or a container's waiting
+	// reason (ErrImagePull, ImagePullBackOff, CreateContainerConfigError).
+	blocked string
 }
 
 type exit struct {
-	key string
-	uid types.UID
-	pod *pod
-	ok  bool
+	key  string
+	uid  types.UID
+	pod  *pod
+	ok   bool
+	code int
 }
 
 func (e *executor) run(ctx context.Context) error {
@@ -153,7 +163,7 @@ func (e *executor) run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			for _, r := range e.runs {
-				r.killAll(0)
+				e.killAll(ctx, r, 0)
 			}
 			return nil
 		case key := <-e.wake:
@@ -166,9 +176,12 @@ func (e *executor) run(ctx context.Context) error {
 			delete(r.pods, x.pod.index)
 			switch {
 			case x.pod.killed:
+				e.deletePod(ctx, x.pod)
 			case x.ok:
+				e.finished(ctx, x.pod, true, 0)
 				r.succeeded[x.pod.index] = true
 			default:
+				e.finished(ctx, x.pod, false, x.code)
 				r.failed++
 				wait := e.backoff << min(r.failed-1, 10)
 				r.nextStart = time.Now().Add(min(wait, 6*time.Minute))
@@ -189,14 +202,14 @@ func (e *executor) sync(ctx context.Context, key string) {
 	job, err := e.jobs.Jobs(ns).Get(name)
 	r := e.runs[key]
 	if r != nil && (err != nil || r.uid != job.UID) {
-		// Deleted: its pods go, as the garbage collector would delete them.
-		r.killAll(grace(nil))
+		// Deleted: its pods' processes stop; the garbage collector deletes the pods.
+		r.stop(grace(nil))
 		delete(e.runs, key)
 		r = nil
 	}
 	if err != nil || finished(job) {
 		if r != nil {
-			r.killAll(grace(job))
+			e.killAll(ctx, r, grace(job))
 			delete(e.runs, key)
 		}
 		return
@@ -206,7 +219,7 @@ func (e *executor) sync(ctx context.Context, key string) {
 		e.runs[key] = r
 	}
 	if job.Spec.Suspend != nil && *job.Spec.Suspend {
-		r.killAll(grace(job))
+		e.killAll(ctx, r, grace(job))
 		e.writeStatus(ctx, key, job, r, nil)
 		return
 	}
@@ -214,14 +227,14 @@ func (e *executor) sync(ctx context.Context, key string) {
 	if d := job.Spec.ActiveDeadlineSeconds; d != nil {
 		left := r.start.Add(time.Duration(*d) * time.Second).Sub(now)
 		if left <= 0 {
-			r.killAll(grace(job))
+			e.killAll(ctx, r, grace(job))
 			e.writeStatus(ctx, key, job, r, &ending{batchv1.JobFailed, batchv1.JobReasonDeadlineExceeded, "Job was active longer than specified deadline"})
 			return
 		}
 		e.after(left, key)
 	}
 	if job.Spec.BackoffLimit != nil && r.failed > *job.Spec.BackoffLimit {
-		r.killAll(grace(job))
+		e.killAll(ctx, r, grace(job))
 		e.writeStatus(ctx, key, job, r, &ending{batchv1.JobFailed, batchv1.JobReasonBackoffLimitExceeded, "Job has reached the specified backoff limit"})
 		return
 	}
@@ -237,14 +250,15 @@ func (e *executor) sync(ctx context.Context, key string) {
 			if !ok {
 				break
 			}
-			if err := e.start(ctx, key, job, r, index); err != nil {
-				// As a pod that cannot get its config or image: it waits, and is not a failure.
-				klog.Warningf("job executor: %s: %v", key, err)
-				e.event(ctx, job, "FailedCreatePod", err.Error())
+			if !e.create(ctx, key, job, r, index) {
+				// Refused: tried again later, as the Job controller does; not a failure.
 				e.after(5*time.Second, key)
 				break
 			}
 		}
+	}
+	for _, p := range r.pods {
+		e.advance(ctx, key, job, p)
 	}
 	e.writeStatus(ctx, key, job, r, nil)
 }
@@ -315,45 +329,192 @@ func (r *jobRun) pending(job *batchv1.Job) (int, bool) {
 	return 0, false
 }
 
-// killAll stops every pod: SIGTERM to its process group, SIGKILL after the grace period.
-func (r *jobRun) killAll(grace time.Duration) {
+// killAll stops every pod of a Job that failed or was suspended, as the Job controller
+// deletes its active pods: a pod that never ran is deleted now, one that runs once its
+// process has ended.
+func (e *executor) killAll(ctx context.Context, r *jobRun, grace time.Duration) {
+	for index, p := range r.pods {
+		if p.cmd == nil && !p.killed {
+			e.deletePod(ctx, p)
+			delete(r.pods, index)
+		}
+	}
+	r.stop(grace)
+}
+
+// stop stops every pod's process: SIGTERM to its process group, SIGKILL after the grace
+// period.
+func (r *jobRun) stop(grace time.Duration) {
 	for _, p := range r.pods {
 		p.killed = true
+		if p.cmd == nil {
+			continue
+		}
 		pgid := -p.cmd.Process.Pid
 		_ = syscall.Kill(pgid, syscall.SIGTERM)
 		time.AfterFunc(grace, func() { _ = syscall.Kill(pgid, syscall.SIGKILL) })
 	}
 }
 
-// start runs one pod of the Job: its first container, as a local process.
-func (e *executor) start(ctx context.Context, key string, job *batchv1.Job, r *jobRun, index int) error {
-	c := job.Spec.Template.Spec.Containers[0]
-	argv := append(append([]string{}, c.Command...), c.Args...)
-	if len(c.Command) == 0 {
-		repo := c.Image
-		if i := strings.LastIndex(repo, "@"); i >= 0 {
-			repo = repo[:i]
+// node is the one node of the harness: its name and labels, against which a pod's
+// nodeSelector is matched.
+var node = struct {
+	name   string
+	labels map[string]string
+}{"localhost", map[string]string{
+	corev1.LabelHostname: "localhost", corev1.LabelOSStable: "linux", corev1.LabelArchStable: runtime.GOARCH,
+}}
+
+// create creates one pod of the Job, as the Job controller does, and takes it as far as it
+// goes (advance). A pod the API server would refuse (its ServiceAccount is missing, as the
+// ServiceAccount admission plugin checks) is not created: the Job gets a FailedCreate event,
+// and false is returned.
+func (e *executor) create(ctx context.Context, key string, job *batchv1.Job, r *jobRun, index int) bool {
+	tmpl := job.Spec.Template
+	prefix := job.Name + "-"
+	if indexed(job) {
+		prefix = fmt.Sprintf("%s-%d-", job.Name, index)
+	}
+	if sa := tmpl.Spec.ServiceAccountName; sa != "" && sa != "default" {
+		_, err := e.client.CoreV1().ServiceAccounts(job.Namespace).Get(ctx, sa, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			e.event(ctx, jobRef(job), "job-controller", corev1.EventTypeWarning, "FailedCreate", fmt.Sprintf(
+				"Error creating: pods %q is forbidden: error looking up service account %s/%s: serviceaccount %q not found",
+				prefix, job.Namespace, sa, sa))
+			return false
 		}
-		if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
-			repo = repo[:i]
-		}
-		path, ok := e.entrypoints[repo]
-		if !ok {
-			return fmt.Errorf("image %q has no entrypoint here and the container sets no command; start the helpers with --entrypoint %s=PATH", c.Image, repo)
-		}
-		argv = append([]string{path}, c.Args...)
 	}
 	suffix := make([]byte, 3)
 	_, _ = rand.Read(suffix)
-	name := job.Name + "-" + hex.EncodeToString(suffix)[:5]
+	obj := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: prefix + hex.EncodeToString(suffix)[:5], Namespace: job.Namespace,
+			Labels: map[string]string{}, Annotations: map[string]string{},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(job, batchv1.SchemeGroupVersion.WithKind("Job"))},
+		},
+		Spec: *tmpl.Spec.DeepCopy(),
+	}
+	for k, v := range tmpl.Labels {
+		obj.Labels[k] = v
+	}
+	for k, v := range tmpl.Annotations {
+		obj.Annotations[k] = v
+	}
 	if indexed(job) {
-		name = fmt.Sprintf("%s-%d-%s", job.Name, index, hex.EncodeToString(suffix)[:5])
+		obj.Labels[batchv1.JobCompletionIndexAnnotation] = strconv.Itoa(index)
+		obj.Annotations[batchv1.JobCompletionIndexAnnotation] = strconv.Itoa(index)
 	}
-	env, err := e.env(ctx, job, c, name, index)
+	created, err := e.client.CoreV1().Pods(job.Namespace).Create(ctx, obj, metav1.CreateOptions{})
 	if err != nil {
-		return err
+		e.event(ctx, jobRef(job), "job-controller", corev1.EventTypeWarning, "FailedCreate", "Error creating: "+err.Error())
+		return false
 	}
-	out, err := os.Create(filepath.Join(e.logDir, job.Namespace+"_"+name+".log"))
+	e.event(ctx, jobRef(job), "job-controller", corev1.EventTypeNormal, "SuccessfulCreate", "Created pod: "+created.Name)
+	p := &pod{name: created.Name, index: index, obj: created}
+	r.pods[index] = p
+	e.advance(ctx, key, job, p)
+	return true
+}
+
+// advance takes a pod that does not run yet one step further, as the scheduler and the
+// kubelet would: it is scheduled (or stays Unschedulable), its image is pulled (an image
+// without an entrypoint here stays ErrImagePull, then ImagePullBackOff), its env is resolved
+// (a missing Secret or key is CreateContainerConfigError, tried again every 2s), and its first
+// container runs as a local process.
+func (e *executor) advance(ctx context.Context, key string, job *batchv1.Job, p *pod) {
+	if p.cmd != nil || p.killed {
+		return
+	}
+	c := p.obj.Spec.Containers[0]
+	if p.obj.Spec.NodeName == "" {
+		for k, v := range p.obj.Spec.NodeSelector {
+			if node.labels[k] != v {
+				if p.blocked != "Unschedulable" {
+					msg := "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. " +
+						"preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+					p.blocked = "Unschedulable"
+					e.writePod(ctx, p, func(st *corev1.PodStatus) {
+						setPodCondition(st, corev1.PodScheduled, corev1.ConditionFalse, corev1.PodReasonUnschedulable, msg)
+					})
+					e.event(ctx, podRef(p.obj, ""), "default-scheduler", corev1.EventTypeWarning, "FailedScheduling", msg)
+				}
+				return
+			}
+		}
+		bound := p.obj.DeepCopy()
+		bound.Spec.NodeName = node.name
+		updated, err := e.client.CoreV1().Pods(bound.Namespace).Update(ctx, bound, metav1.UpdateOptions{})
+		if err != nil {
+			klog.Warningf("job executor: binding pod %s: %v", p.name, err)
+			e.after(time.Second, key)
+			return
+		}
+		p.obj = updated
+		e.writePod(ctx, p, func(st *corev1.PodStatus) {
+			setPodCondition(st, corev1.PodScheduled, corev1.ConditionTrue, "", "")
+			setPodCondition(st, corev1.PodInitialized, corev1.ConditionTrue, "", "")
+			st.HostIP, st.HostIPs = "127.0.0.1", []corev1.HostIP{{IP: "127.0.0.1"}}
+			now := metav1.Now()
+			st.StartTime = &now
+		})
+		e.event(ctx, podRef(p.obj, ""), "default-scheduler", corev1.EventTypeNormal, "Scheduled",
+			fmt.Sprintf("Successfully assigned %s/%s to %s", p.obj.Namespace, p.name, node.name))
+	}
+	argv, pulled := e.argv(c)
+	if !pulled {
+		switch p.blocked {
+		case "":
+			msg := fmt.Sprintf("failed to pull and unpack image %q: failed to resolve reference %q: pull access denied, "+
+				"repository does not exist or may require authorization: server message: insufficient_scope: "+
+				"authorization failed", c.Image, c.Image)
+			e.waiting(ctx, p, "ErrImagePull", msg)
+			e.event(ctx, podRef(p.obj, c.Name), "kubelet", corev1.EventTypeWarning, "Failed",
+				fmt.Sprintf("Failed to pull image %q: %s", c.Image, msg))
+			e.after(2*time.Second, key)
+		case "ErrImagePull":
+			e.waiting(ctx, p, "ImagePullBackOff", fmt.Sprintf("Back-off pulling image %q", c.Image))
+			e.event(ctx, podRef(p.obj, c.Name), "kubelet", corev1.EventTypeNormal, "BackOff",
+				fmt.Sprintf("Back-off pulling image %q", c.Image))
+		}
+		return
+	}
+	env, err := e.env(ctx, p.obj, c)
+	if err != nil {
+		if p.blocked != "CreateContainerConfigError" || p.obj.Status.ContainerStatuses[0].State.Waiting.Message != err.Error() {
+			e.waiting(ctx, p, "CreateContainerConfigError", err.Error())
+			e.event(ctx, podRef(p.obj, c.Name), "kubelet", corev1.EventTypeWarning, "Failed", "Error: "+err.Error())
+		}
+		e.after(2*time.Second, key)
+		return
+	}
+	if err := e.runPod(ctx, key, job, p, argv, env); err != nil {
+		klog.Warningf("job executor: %s: %v", key, err)
+		e.waiting(ctx, p, "RunContainerError", err.Error())
+		e.after(5*time.Second, key)
+	}
+}
+
+// argv is the command line of a container, and false when its image has no entrypoint here
+// and it sets no command: the image cannot be pulled.
+func (e *executor) argv(c corev1.Container) ([]string, bool) {
+	argv := append(append([]string{}, c.Command...), c.Args...)
+	if len(c.Command) > 0 {
+		return argv, true
+	}
+	repo := c.Image
+	if i := strings.LastIndex(repo, "@"); i >= 0 {
+		repo = repo[:i]
+	}
+	if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
+		repo = repo[:i]
+	}
+	path, ok := e.entrypoints[repo]
+	return append([]string{path}, c.Args...), ok
+}
+
+// runPod starts the pod's first container as a local process, and writes the pod Running.
+func (e *executor) runPod(ctx context.Context, key string, job *batchv1.Job, p *pod, argv, env []string) error {
+	out, err := os.Create(filepath.Join(e.logDir, job.Namespace+"_"+p.name+".log"))
 	if err != nil {
 		return err
 	}
@@ -366,33 +527,135 @@ func (e *executor) start(ctx context.Context, key string, job *batchv1.Job, r *j
 		out.Close()
 		return fmt.Errorf("starting %s: %w", argv[0], err)
 	}
-	p := &pod{name: name, cmd: cmd, index: index}
-	r.pods[index] = p
-	klog.Infof("job executor: pod %s/%s started: %s", job.Namespace, name, strings.Join(argv, " "))
+	p.cmd, p.blocked = cmd, ""
+	c := p.obj.Spec.Containers[0]
+	now := metav1.Now()
+	e.writePod(ctx, p, func(st *corev1.PodStatus) {
+		st.Phase = corev1.PodRunning
+		st.PodIP, st.PodIPs = "127.0.0.1", []corev1.PodIP{{IP: "127.0.0.1"}}
+		for _, t := range []corev1.PodConditionType{corev1.PodReadyToStartContainers, corev1.ContainersReady, corev1.PodReady} {
+			setPodCondition(st, t, corev1.ConditionTrue, "", "")
+		}
+		yes := true
+		st.ContainerStatuses = []corev1.ContainerStatus{{
+			Name: c.Name, Image: c.Image, ImageID: c.Image, ContainerID: fmt.Sprintf("local://%d", cmd.Process.Pid),
+			Ready: true, Started: &yes, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+		}}
+	})
+	e.event(ctx, podRef(p.obj, c.Name), "kubelet", corev1.EventTypeNormal, "Started", "Started container "+c.Name)
+	klog.Infof("job executor: pod %s/%s started: %s", job.Namespace, p.name, strings.Join(argv, " "))
 	go func() {
 		err := cmd.Wait()
 		out.Close()
-		e.exits <- exit{key: key, uid: job.UID, pod: p, ok: err == nil}
+		code := 0
+		if x, ok := err.(*exec.ExitError); ok {
+			code = x.ExitCode()
+		} else if err != nil {
+			code = 128
+		}
+		e.exits <- exit{key: key, uid: job.UID, pod: p, ok: err == nil, code: code}
 	}()
 	return nil
 }
 
+// waiting writes the pod's first container as waiting, for reason.
+func (e *executor) waiting(ctx context.Context, p *pod, reason, message string) {
+	p.blocked = reason
+	c := p.obj.Spec.Containers[0]
+	no := false
+	e.writePod(ctx, p, func(st *corev1.PodStatus) {
+		setPodCondition(st, corev1.ContainersReady, corev1.ConditionFalse, "ContainersNotReady",
+			fmt.Sprintf("containers with unready status: [%s]", c.Name))
+		setPodCondition(st, corev1.PodReady, corev1.ConditionFalse, "ContainersNotReady",
+			fmt.Sprintf("containers with unready status: [%s]", c.Name))
+		st.ContainerStatuses = []corev1.ContainerStatus{{
+			Name: c.Name, Image: c.Image, Started: &no,
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: message}},
+		}}
+	})
+}
+
+// finished writes the pod of a process that ended: Succeeded or Failed, with its exit code.
+func (e *executor) finished(ctx context.Context, p *pod, ok bool, code int) {
+	c := p.obj.Spec.Containers[0]
+	phase, reason, why := corev1.PodSucceeded, "Completed", "PodCompleted"
+	if !ok {
+		phase, reason, why = corev1.PodFailed, "Error", "PodFailed"
+	}
+	now := metav1.Now()
+	e.writePod(ctx, p, func(st *corev1.PodStatus) {
+		st.Phase = phase
+		for _, t := range []corev1.PodConditionType{corev1.PodReadyToStartContainers, corev1.ContainersReady, corev1.PodReady} {
+			setPodCondition(st, t, corev1.ConditionFalse, why, "")
+		}
+		var started metav1.Time
+		if len(st.ContainerStatuses) > 0 && st.ContainerStatuses[0].State.Running != nil {
+			started = st.ContainerStatuses[0].State.Running.StartedAt
+		}
+		no := false
+		st.ContainerStatuses = []corev1.ContainerStatus{{
+			Name: c.Name, Image: c.Image, ImageID: c.Image, Started: &no,
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+				ExitCode: int32(code), Reason: reason, StartedAt: started, FinishedAt: now}},
+		}}
+	})
+}
+
+// writePod changes the pod's status with change, and writes it.
+func (e *executor) writePod(ctx context.Context, p *pod, change func(*corev1.PodStatus)) {
+	obj := p.obj.DeepCopy()
+	change(&obj.Status)
+	updated, err := e.client.CoreV1().Pods(obj.Namespace).UpdateStatus(ctx, obj, metav1.UpdateOptions{})
+	if err != nil {
+		klog.V(2).Infof("job executor: status of pod %s: %v", p.name, err)
+		return
+	}
+	p.obj = updated
+}
+
+// deletePod deletes the pod object, as the Job controller does with the active pods of a Job
+// that failed or was suspended.
+func (e *executor) deletePod(ctx context.Context, p *pod) {
+	err := e.client.CoreV1().Pods(p.obj.Namespace).Delete(ctx, p.name, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		klog.V(2).Infof("job executor: deleting pod %s: %v", p.name, err)
+	}
+}
+
+func setPodCondition(st *corev1.PodStatus, t corev1.PodConditionType, status corev1.ConditionStatus, reason, message string) {
+	now := metav1.Now()
+	for i := range st.Conditions {
+		c := &st.Conditions[i]
+		if c.Type == t {
+			if c.Status != status {
+				c.LastTransitionTime = now
+			}
+			c.Status, c.Reason, c.Message = status, reason, message
+			return
+		}
+	}
+	st.Conditions = append(st.Conditions, corev1.PodCondition{Type: t, Status: status, Reason: reason,
+		Message: message, LastTransitionTime: now})
+}
+
+func jobRef(job *batchv1.Job) corev1.ObjectReference {
+	return corev1.ObjectReference{APIVersion: "batch/v1", Kind: "Job", Namespace: job.Namespace, Name: job.Name, UID: job.UID}
+}
+
+func podRef(p *corev1.Pod, container string) corev1.ObjectReference {
+	r := corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: p.Namespace, Name: p.Name, UID: p.UID}
+	if container != "" {
+		r.FieldPath = fmt.Sprintf("spec.containers{%s}", container)
+	}
+	return r
+}
+
 // env is the pod's environment: the container's env with its references resolved, the
 // completion index, and the kubeconfig in place of a service account token.
-func (e *executor) env(ctx context.Context, job *batchv1.Job, c corev1.Container, podName string, index int) ([]string, error) {
+func (e *executor) env(ctx context.Context, p *corev1.Pod, c corev1.Container) ([]string, error) {
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "KUBECONFIG=" + e.podKubeconfig}
-	annotations := map[string]string{}
-	labels := map[string]string{}
-	for k, v := range job.Spec.Template.Annotations {
-		annotations[k] = v
-	}
-	for k, v := range job.Spec.Template.Labels {
-		labels[k] = v
-	}
-	if indexed(job) {
-		env = append(env, fmt.Sprintf("JOB_COMPLETION_INDEX=%d", index))
-		annotations[batchv1.JobCompletionIndexAnnotation] = strconv.Itoa(index)
-		labels[batchv1.JobCompletionIndexAnnotation] = strconv.Itoa(index)
+	if index, ok := p.Annotations[batchv1.JobCompletionIndexAnnotation]; ok {
+		env = append(env, "JOB_COMPLETION_INDEX="+index)
 	}
 	for _, v := range c.Env {
 		value, present := v.Value, true
@@ -400,11 +663,11 @@ func (e *executor) env(ctx context.Context, job *batchv1.Job, c corev1.Container
 			var err error
 			switch {
 			case from.FieldRef != nil:
-				value, err = fieldValue(from.FieldRef.FieldPath, job, podName, labels, annotations)
+				value, err = fieldValue(from.FieldRef.FieldPath, p)
 			case from.SecretKeyRef != nil:
-				value, present, err = e.keyValue(ctx, "Secret", job.Namespace, from.SecretKeyRef.Name, from.SecretKeyRef.Key, from.SecretKeyRef.Optional)
+				value, present, err = e.keyValue(ctx, "Secret", p.Namespace, from.SecretKeyRef.Name, from.SecretKeyRef.Key, from.SecretKeyRef.Optional)
 			case from.ConfigMapKeyRef != nil:
-				value, present, err = e.keyValue(ctx, "ConfigMap", job.Namespace, from.ConfigMapKeyRef.Name, from.ConfigMapKeyRef.Key, from.ConfigMapKeyRef.Optional)
+				value, present, err = e.keyValue(ctx, "ConfigMap", p.Namespace, from.ConfigMapKeyRef.Name, from.ConfigMapKeyRef.Key, from.ConfigMapKeyRef.Optional)
 			default:
 				err = fmt.Errorf("env %s: only fieldRef, secretKeyRef and configMapKeyRef are supported here", v.Name)
 			}
@@ -420,7 +683,7 @@ func (e *executor) env(ctx context.Context, job *batchv1.Job, c corev1.Container
 	return env, nil
 }
 
-func fieldValue(path string, job *batchv1.Job, podName string, labels, annotations map[string]string) (string, error) {
+func fieldValue(path string, p *corev1.Pod) (string, error) {
 	quoted := func(prefix string) (string, bool) {
 		if rest, ok := strings.CutPrefix(path, prefix+"['"); ok {
 			return strings.TrimSuffix(rest, "']"), true
@@ -429,21 +692,23 @@ func fieldValue(path string, job *batchv1.Job, podName string, labels, annotatio
 	}
 	switch path {
 	case "metadata.name":
-		return podName, nil
+		return p.Name, nil
 	case "metadata.namespace":
-		return job.Namespace, nil
+		return p.Namespace, nil
+	case "metadata.uid":
+		return string(p.UID), nil
 	case "spec.serviceAccountName":
-		return job.Spec.Template.Spec.ServiceAccountName, nil
+		return p.Spec.ServiceAccountName, nil
 	case "spec.nodeName":
-		return "localhost", nil
+		return p.Spec.NodeName, nil
 	case "status.podIP", "status.hostIP":
 		return "127.0.0.1", nil
 	}
 	if k, ok := quoted("metadata.annotations"); ok {
-		return annotations[k], nil
+		return p.Annotations[k], nil
 	}
 	if k, ok := quoted("metadata.labels"); ok {
-		return labels[k], nil
+		return p.Labels[k], nil
 	}
 	return "", fmt.Errorf("fieldRef %q is not supported here", path)
 }
@@ -473,7 +738,7 @@ func (e *executor) keyValue(ctx context.Context, kind, ns, name, key string, opt
 	value, ok := data[key]
 	if !ok && (optional == nil || !*optional) {
 		if err != nil {
-			return "", false, fmt.Errorf("%s %q not found", kind, name)
+			return "", false, fmt.Errorf("%s %q not found", strings.ToLower(kind), name)
 		}
 		return "", false, fmt.Errorf("couldn't find key %s in %s %s/%s", key, kind, ns, name)
 	}
@@ -490,9 +755,14 @@ type ending struct {
 // writeStatus writes the Job's status as the Job controller does, if it changed.
 func (e *executor) writeStatus(ctx context.Context, key string, job *batchv1.Job, r *jobRun, end *ending) {
 	st := job.Status.DeepCopy()
-	active := int32(len(r.pods))
+	active, ready := int32(len(r.pods)), int32(0)
+	for _, p := range r.pods {
+		if p.cmd != nil {
+			ready++
+		}
+	}
 	zero := int32(0)
-	st.Active, st.Ready, st.Terminating = active, &active, &zero
+	st.Active, st.Ready, st.Terminating = active, &ready, &zero
 	st.Failed = r.failed
 	st.Succeeded = int32(len(r.succeeded))
 	if st.StartTime == nil {
@@ -555,17 +825,16 @@ func ranges(set map[int]bool) string {
 	return strings.Join(parts, ",")
 }
 
-// event records a Warning event on the Job, as the Job controller and kubelet do.
-func (e *executor) event(ctx context.Context, job *batchv1.Job, reason, message string) {
+// event records an event on an object, as the Job controller, the scheduler and the kubelet do.
+func (e *executor) event(ctx context.Context, on corev1.ObjectReference, component, kind, reason, message string) {
 	now := metav1.Now()
-	_, err := e.client.CoreV1().Events(job.Namespace).Create(ctx, &corev1.Event{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: job.Name + "."},
-		InvolvedObject: corev1.ObjectReference{APIVersion: "batch/v1", Kind: "Job", Namespace: job.Namespace,
-			Name: job.Name, UID: job.UID},
-		Reason: reason, Message: message, Type: corev1.EventTypeWarning, Count: 1,
-		FirstTimestamp: now, LastTimestamp: now, Source: corev1.EventSource{Component: "job-executor"},
+	_, err := e.client.CoreV1().Events(on.Namespace).Create(ctx, &corev1.Event{
+		// Named as client-go's recorder names them (a generateName may not end in a dot).
+		ObjectMeta:     metav1.ObjectMeta{Name: fmt.Sprintf("%s.%x", on.Name, now.UnixNano())},
+		InvolvedObject: on, Reason: reason, Message: message, Type: kind, Count: 1,
+		FirstTimestamp: now, LastTimestamp: now, Source: corev1.EventSource{Component: component},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		klog.V(2).Infof("job executor: event on %s/%s: %v", job.Namespace, job.Name, err)
+		klog.V(2).Infof("job executor: event on %s %s/%s: %v", on.Kind, on.Namespace, on.Name, err)
 	}
 }

@@ -22,7 +22,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 state=${1:?usage: start.sh STATE_DIR}
 mkdir -p "$state"
 state=$(cd "$state" && pwd)
-bin=$("$here/build.sh" | tail -n1)
+# CLOUDMIGRATE_APISERVER_DIR: a folder with apiserver and etcd built before (skips build.sh).
+bin=${CLOUDMIGRATE_APISERVER_DIR:-$("$here/build.sh" | tail -n1)}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

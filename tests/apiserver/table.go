@@ -99,3 +99,41 @@ var eventTable = &table{
 		return []any{age(seen), e.Type, e.Reason, object, e.Message, e.Name}
 	},
 }
+
+var podTable = &table{
+	columns: []metav1.TableColumnDefinition{
+		{Name: "Name", Type: "string", Format: "name"}, column("Ready", "string"),
+		column("Status", "string"), column("Restarts", "string"), column("Age", "string"),
+		{Name: "Node", Type: "string", Priority: 1},
+	},
+	row: func(obj runtime.Object) []any {
+		p := obj.(*corev1.Pod)
+		ready, restarts := 0, int32(0)
+		status := string(p.Status.Phase)
+		if p.Status.Reason != "" {
+			status = p.Status.Reason
+		}
+		// As kubectl prints it: a container's own reason wins over the phase.
+		for _, c := range p.Status.ContainerStatuses {
+			restarts += c.RestartCount
+			if c.Ready {
+				ready++
+			}
+			switch {
+			case c.State.Waiting != nil && c.State.Waiting.Reason != "":
+				status = c.State.Waiting.Reason
+			case c.State.Terminated != nil && c.State.Terminated.Reason != "":
+				status = c.State.Terminated.Reason
+			}
+		}
+		if p.DeletionTimestamp != nil {
+			status = "Terminating"
+		}
+		node := p.Spec.NodeName
+		if node == "" {
+			node = "<none>"
+		}
+		return []any{p.Name, fmt.Sprintf("%d/%d", ready, len(p.Spec.Containers)), status,
+			fmt.Sprintf("%d", restarts), age(p.CreationTimestamp), node}
+	},
+}

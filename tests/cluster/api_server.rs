@@ -132,6 +132,21 @@ impl TestNamespace {
             .subsec_nanos();
         let name = format!("t-{test}-{suffix:x}").replace('_', "-");
         let created = kubectl(&["create", "namespace", &name], None).ok;
+        // What the chart makes in each namespace it lists in workers.namespaces; a test of a
+        // namespace without it deletes it.
+        if created {
+            let sa = kubectl(
+                &[
+                    "create",
+                    "serviceaccount",
+                    "cloudmigrate-worker",
+                    "-n",
+                    &name,
+                ],
+                None,
+            );
+            assert!(sa.ok, "creating the worker ServiceAccount: {}", sa.stderr);
+        }
         Self { name, created }
     }
 

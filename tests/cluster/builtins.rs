@@ -208,3 +208,160 @@ fn the_job_of_a_run_is_a_valid_kubernetes_object() {
     let e = validate_strictly(&[json]).expect_err("a misspelt field passed strict validation");
     assert!(e.contains("imagePullPolicyy"), "{e}");
 }
+
+/// The Job executor plays the kubelet's and the scheduler's failures with real Pod objects: an
+/// image with no entrypoint here cannot be pulled (ErrImagePull, then ImagePullBackOff), a
+/// missing Secret is CreateContainerConfigError until it is made (then the pod runs), a node
+/// selector no node matches leaves the pod Unschedulable, and a missing ServiceAccount gives
+/// the Job a FailedCreate event and no pod. A pod that runs and ends shows its phases.
+#[test]
+fn the_job_executor_makes_pods_that_fail_as_a_kubelet_says() {
+    let ns = TestNamespace::new("builtin-pods");
+    let job = |name: &str, pod: &str, container: &str| {
+        format!(
+            "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: {name}}}\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n{pod}      containers:\n      - name: main\n{container}"
+        )
+    };
+    // The first pod of a Job, as `path` shows it, once `done` accepts it.
+    let pods_of = |job: &str, path: &str, done: &dyn Fn(&str) -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let selector = format!("batch.kubernetes.io/job-name={job}");
+        let path = format!("jsonpath={{range .items[0]}}{path}{{end}}");
+        loop {
+            let out = ns.kubectl(&["get", "pods", "-l", &selector, "-o", &path], None);
+            if out.ok && done(&out.stdout) {
+                return out.stdout;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the pod of Job {job} never got there: {} {}",
+                out.stdout,
+                out.stderr
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    };
+    let yaml = [
+        job("pull", "", "        image: registry.example/nowhere:1\n"),
+        job(
+            "config",
+            "",
+            "        image: busybox\n        command: [sh, -c, 'test \"$PW\" = s3cret']\n        env:\n        - {name: PW, valueFrom: {secretKeyRef: {name: later, key: password}}}\n",
+        ),
+        job(
+            "nowhere",
+            "      nodeSelector: {pool: migration}\n",
+            "        image: busybox\n        command: [sh, -c, 'true']\n",
+        ),
+        job(
+            "noaccount",
+            "      serviceAccountName: missing\n",
+            "        image: busybox\n        command: [sh, -c, 'true']\n",
+        ),
+    ]
+    .join("---\n");
+    ns.kubectl(&["apply", "-f", "-"], Some(&yaml))
+        .expect_ok("the Jobs");
+    let pulled = pods_of(
+        "pull",
+        "{.status.phase}|{.status.containerStatuses[0].state.waiting.reason}|{.status.containerStatuses[0].state.waiting.message}",
+        &|s| s.contains("ImagePullBackOff"),
+    );
+    assert_eq!(
+        pulled,
+        "Pending|ImagePullBackOff|Back-off pulling image \"registry.example/nowhere:1\""
+    );
+    let events = ns
+        .kubectl(
+            &[
+                "get",
+                "events",
+                "--field-selector",
+                "reason=Failed,involvedObject.kind=Pod",
+            ],
+            None,
+        )
+        .expect_ok("the kubelet's events");
+    assert!(
+        events.contains("ErrImagePull") || events.contains("Failed to pull image"),
+        "{events}"
+    );
+    let config = pods_of(
+        "config",
+        "{.status.containerStatuses[0].state.waiting.reason}|{.status.containerStatuses[0].state.waiting.message}",
+        &|s| s.starts_with("CreateContainerConfigError"),
+    );
+    assert_eq!(
+        config,
+        "CreateContainerConfigError|secret \"later\" not found"
+    );
+    let unscheduled = pods_of(
+        "nowhere",
+        "{.status.conditions[?(@.type==\"PodScheduled\")].status}|{.status.conditions[?(@.type==\"PodScheduled\")].reason}|{.status.conditions[?(@.type==\"PodScheduled\")].message}|{.spec.nodeName}",
+        &|s| s.starts_with("False"),
+    );
+    assert!(
+        unscheduled.starts_with("False|Unschedulable|0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."),
+        "{unscheduled}"
+    );
+    assert!(
+        unscheduled.ends_with('|'),
+        "scheduled to a node: {unscheduled}"
+    );
+    let refused = wait(
+        &ns,
+        "events",
+        "{range .items[?(@.reason==\"FailedCreate\")]}{.involvedObject.name}: {.message}{end}",
+        |s| !s.is_empty(),
+    );
+    assert!(
+        refused.starts_with(&format!(
+            "noaccount: Error creating: pods \"noaccount-\" is forbidden: error looking up service account {}/missing: serviceaccount \"missing\" not found",
+            ns.name
+        )),
+        "{refused}"
+    );
+    let none = ns
+        .kubectl(
+            &[
+                "get",
+                "pods",
+                "-l",
+                "batch.kubernetes.io/job-name=noaccount",
+                "-o",
+                "name",
+            ],
+            None,
+        )
+        .expect_ok("the refused Job's pods");
+    assert_eq!(none.trim(), "", "a pod without its ServiceAccount: {none}");
+    // The Secret made, the waiting pod runs and succeeds, and shows it.
+    ns.kubectl(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "later",
+            "--from-literal=password=s3cret",
+        ],
+        None,
+    )
+    .expect_ok("the Secret");
+    let done = wait(&ns, "job/config", "{.status.conditions[*].type}", |s| {
+        s.contains("Complete") || s.contains("Failed")
+    });
+    assert_eq!(done, "SuccessCriteriaMet Complete");
+    let finished = pods_of(
+        "config",
+        "{.status.phase}|{.status.containerStatuses[0].state.terminated.reason}|{.status.containerStatuses[0].state.terminated.exitCode}|{.spec.nodeName}",
+        &|s| s.starts_with("Succeeded"),
+    );
+    assert_eq!(finished, "Succeeded|Completed|0|localhost");
+    let table = ns
+        .kubectl(&["get", "pods"], None)
+        .expect_ok("kubectl get pods");
+    assert!(
+        table.contains("ImagePullBackOff") && table.contains("Completed"),
+        "{table}"
+    );
+}

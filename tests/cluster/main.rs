@@ -15,3 +15,4 @@ mod run_rules;
 mod scale;
 mod tenants;
 mod validation;
+mod workers;

@@ -9,6 +9,7 @@ use crate::api::run::{
     MigrationRunSpec, MigrationRunStatus, RunProgress, RunResult, WorkerPhase, WorkerStatus,
 };
 use crate::clock::{time, utc};
+use crate::runner::startup::Blocked;
 use chrono::{DateTime, Utc};
 
 /// What the run's reconciler knows about its schedule.
@@ -22,6 +23,8 @@ pub struct ScheduleFacts {
     /// Why the schedule's runner may not run here (`runner: InProcess` in a namespace the
     /// operator did not allow); None when it may.
     pub runner_refused: Option<String>,
+    /// How long a worker pod may take to start (`runtime.startDeadlineSeconds`).
+    pub start_deadline_seconds: i64,
 }
 
 /// Everything decide needs.
@@ -40,6 +43,8 @@ pub struct RunObserved<'a> {
     /// The runner of the current attempt failed for good, and why: a Job that used up its
     /// backoffLimit or passed its activeDeadlineSeconds.
     pub runner_failure: Option<String>,
+    /// Workers of the current attempt that have not started, and why (`runner::startup`).
+    pub workers_blocked: Option<Blocked>,
     pub now: DateTime<Utc>,
 }
 
@@ -51,6 +56,10 @@ pub enum RunAction {
     },
     /// Tell the runner to stop after the tables in progress.
     Stop,
+    /// Delete the Job of this attempt: its workers never started, and the run ended.
+    DeleteJob {
+        attempt: i32,
+    },
     Nothing,
 }
 
@@ -130,10 +139,36 @@ fn end(status: &mut MigrationRunStatus, at: At, result: RunResult, reason: &str,
     );
 }
 
+/// The run's state in one word (`status.reason`): the reason of its `Succeeded` condition once
+/// it ended, of its `Running` condition before.
+pub fn summarize(mut status: MigrationRunStatus) -> MigrationRunStatus {
+    let of = |t: &str| {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .map(|c| c.reason.clone())
+    };
+    status.reason = if status.result.is_some() {
+        of("Succeeded")
+    } else {
+        of("Running")
+    };
+    status
+}
+
+/// Decides (`decide_steps`), and sums the state up in `status.reason`. Pure.
+pub fn decide(o: RunObserved<'_>) -> RunDecision {
+    let mut d = decide_steps(o);
+    d.status = summarize(d.status);
+    d
+}
+
 /// Decides, in steps: a run that has not started starts (or is refused: `start`); a started
 /// one adds up its workers, and ends once all of them have (`outcome`); one whose runner is
-/// gone goes again or ends (`runner_lost`); a stop is passed on. Pure.
-pub fn decide(o: RunObserved<'_>) -> RunDecision {
+/// gone goes again or ends (`runner_lost`); one whose workers cannot start says why, and ends
+/// at the start deadline (`not_starting`); a stop is passed on.
+fn decide_steps(o: RunObserved<'_>) -> RunDecision {
     let mut status = o.status.clone();
     // The workers' parts are theirs: never sent back by the controller.
     let workers = std::mem::take(&mut status.workers);
@@ -207,6 +242,24 @@ pub fn decide(o: RunObserved<'_>) -> RunDecision {
     if !o.runner_alive {
         return runner_lost(&o, at, status, attempt);
     }
+    if let Some(b) = &o.workers_blocked
+        && let Some(d) = not_starting(&o, at, &mut status, b, attempt)
+    {
+        return d;
+    }
+    if status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Running" && c.reason == WORKERS_NOT_STARTING)
+    {
+        at.set(
+            &mut status.conditions,
+            "Running",
+            true,
+            "Started",
+            "the workers started".into(),
+        );
+    }
     let action = if stop_asked(&o) {
         at.set(
             &mut status.conditions,
@@ -225,6 +278,94 @@ pub fn decide(o: RunObserved<'_>) -> RunDecision {
         finished: None,
         notes: vec![],
     }
+}
+
+/// The reason of a run whose worker pods do not start (the `Running` condition while it
+/// waits, the `Succeeded` condition once it failed at the deadline).
+pub const WORKERS_NOT_STARTING: &str = "WorkersNotStarting";
+
+/// Workers of the current attempt that have not started (`b`). Past the start deadline the run
+/// ends `Failed` and its Job is deleted; a run asked to stop ends `Stopped` at once (its
+/// workers would never read the stop); before, a known cause shows on the `Running` condition
+/// (with a Warning event when it first does). None: nothing to say yet.
+fn not_starting(
+    o: &RunObserved<'_>,
+    at: At,
+    status: &mut MigrationRunStatus,
+    b: &Blocked,
+    attempt: i32,
+) -> Option<RunDecision> {
+    let secs = o
+        .schedule
+        .as_ref()
+        .map_or(600, |s| s.start_deadline_seconds)
+        .max(1);
+    let deadline = b.since + chrono::Duration::seconds(secs);
+    let ended = |mut status: MigrationRunStatus, result, reason: &str, msg: String| {
+        end(&mut status, at, result, reason, msg.clone());
+        let note = if result == RunResult::Failed {
+            Note::warning("RunFailed", msg)
+        } else {
+            Note::normal("RunFinished", msg)
+        };
+        RunDecision {
+            action: RunAction::DeleteJob { attempt },
+            status,
+            finished: Some(result),
+            notes: vec![note],
+        }
+    };
+    if stop_asked(o) {
+        let msg = format!(
+            "stopped before its workers started ({}); its Job was deleted",
+            b.cause
+        );
+        return Some(ended(status.clone(), RunResult::Stopped, "Stopped", msg));
+    }
+    if at.now >= deadline {
+        let msg = format!(
+            "{} (for {}, past spec.runtime.startDeadlineSeconds, {secs}s); nothing more was              copied, and the Job of attempt {attempt} was deleted: fix the cause, then start a              new run, which goes on from the state saved in the target",
+            b.message,
+            human(at.now - b.since)
+        );
+        return Some(ended(
+            status.clone(),
+            RunResult::Failed,
+            WORKERS_NOT_STARTING,
+            msg,
+        ));
+    }
+    if !b.known {
+        return None;
+    }
+    let was = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Running")
+        .map(|c| c.reason.clone());
+    let msg = format!(
+        "{}; the run fails if they have not started by {}",
+        b.message,
+        deadline.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    at.set(
+        &mut status.conditions,
+        "Running",
+        true,
+        WORKERS_NOT_STARTING,
+        msg.clone(),
+    );
+    let notes = if was.as_deref() == Some(WORKERS_NOT_STARTING) {
+        vec![]
+    } else {
+        vec![Note::warning(WORKERS_NOT_STARTING, msg)]
+    };
+    Some(RunDecision {
+        action: RunAction::Nothing,
+        status: status.clone(),
+        finished: None,
+        notes,
+    })
 }
 
 /// A run that has not started: refused when its schedule is missing, ended when it was
@@ -355,7 +496,7 @@ pub fn refused(
         REFUSED,
         format!("the API server refused Job {job} ({code}): {message}; {fix}"),
     );
-    status
+    summarize(status)
 }
 
 /// The reason of a run's Running condition when the runtime role's grants failed.
@@ -373,7 +514,7 @@ pub fn not_granted(mut status: MigrationRunStatus, at: At, message: &str) -> Mig
         NOT_GRANTED,
         format!("before starting, granting the run's tables to the runtime role failed: {message}"),
     );
-    status
+    summarize(status)
 }
 
 /// Tables the run copies that the cloud lacks and the target's admin login could not create
@@ -416,7 +557,7 @@ pub fn cannot_plan(
     };
     let msg = format!("nothing was copied: {e}; {fix}");
     end(&mut status, at, RunResult::Failed, reason, msg.clone());
-    (status, Note::warning("RunFailed", msg))
+    (summarize(status), Note::warning("RunFailed", msg))
 }
 
 /// How a run ends once all the workers of its attempt have: the result, the reason of the
@@ -616,6 +757,7 @@ mod tests {
             workers: 1,
             backoff_limit: 1,
             hold: None,
+            start_deadline_seconds: 600,
         })
     }
 
@@ -628,8 +770,74 @@ mod tests {
             schedule: facts(),
             runner_alive: true,
             runner_failure: None,
+            workers_blocked: None,
             now: at(now),
         }
+    }
+
+    #[test]
+    fn workers_that_cannot_start_say_why_then_fail_the_run_at_the_deadline() {
+        let s = spec();
+        let blocked = Blocked {
+            since: at(0),
+            cause: "ImagePullBackOff".into(),
+            message: "worker pod nightly-1-1-0-x cannot pull image \"cm:9\"".into(),
+            known: true,
+        };
+        let mut o = observe(&s, started(&s), 1);
+        o.workers_blocked = Some(blocked.clone());
+        let d = decide(o);
+        assert_eq!(d.action, RunAction::Nothing);
+        assert_eq!(d.finished, None);
+        assert_eq!(d.status.reason.as_deref(), Some(WORKERS_NOT_STARTING));
+        let running = d
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Running")
+            .unwrap();
+        assert!(
+            running.message.contains("cannot pull image"),
+            "{}",
+            running.message
+        );
+        assert!(
+            running.message.contains("2026-05-01T02:10:00Z"),
+            "{}",
+            running.message
+        );
+        assert_eq!(d.notes[0].reason, WORKERS_NOT_STARTING);
+        // Said once: the next look adds no event.
+        let mut o = observe(&s, d.status.clone(), 2);
+        o.workers_blocked = Some(blocked.clone());
+        assert!(decide(o).notes.is_empty());
+        // Past the deadline: Failed, and the Job goes.
+        let mut o = observe(&s, d.status.clone(), 10);
+        o.workers_blocked = Some(blocked.clone());
+        let d2 = decide(o);
+        assert_eq!(d2.action, RunAction::DeleteJob { attempt: 1 });
+        assert_eq!(d2.finished, Some(RunResult::Failed));
+        assert_eq!(d2.status.reason.as_deref(), Some(WORKERS_NOT_STARTING));
+        assert!(
+            succeeded(&d2).message.contains("startDeadlineSeconds"),
+            "{}",
+            succeeded(&d2).message
+        );
+        // Started after all: the condition says so.
+        let d3 = decide(observe(&s, d.status.clone(), 3));
+        assert_eq!(d3.status.reason.as_deref(), Some("Started"));
+        // Only Pending with no reason: nothing to say before the deadline.
+        let quiet = Blocked {
+            known: false,
+            cause: "Pending".into(),
+            ..blocked
+        };
+        let mut o = observe(&s, started(&s), 5);
+        o.workers_blocked = Some(quiet.clone());
+        assert_eq!(decide(o).status.reason.as_deref(), Some("Started"));
+        let mut o = observe(&s, started(&s), 11);
+        o.workers_blocked = Some(quiet);
+        assert_eq!(decide(o).action, RunAction::DeleteJob { attempt: 1 });
     }
 
     fn worker(phase: WorkerPhase, migrated: i64, failed: i64) -> WorkerStatus {

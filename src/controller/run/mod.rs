@@ -13,25 +13,61 @@ use crate::api::run::MigrationRun;
 use crate::api::schedule::Runner;
 use crate::runner::WorkerSpec;
 use crate::runner::job;
+use crate::runner::startup::{self, Blocked};
 use decide::{RunAction, RunDecision, RunObserved, ScheduleFacts};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, ReflectHandle};
 use kube::{Api, ResourceExt};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The run controller: woken by a change of the run, and of its worker Job where Jobs are
-/// watched (a failed Job is seen at once).
+/// What wakes a run besides itself, where it is watched: its worker Job, the Job's pods, and
+/// the events of pods the Job could not create.
+pub struct Runners {
+    pub jobs: Option<ReflectHandle<Job>>,
+    pub pods: Option<ReflectHandle<Pod>>,
+    pub refusals: Option<ReflectHandle<Event>>,
+}
+
+/// The run a worker Job belongs to: its name is `<run>-<attempt>`.
+fn run_of_job(namespace: Option<&str>, job: &str) -> Option<ObjectRef<MigrationRun>> {
+    let (run, attempt) = job.rsplit_once('-')?;
+    attempt.parse::<i32>().ok()?;
+    Some(ObjectRef::new(run).within(namespace.unwrap_or_default()))
+}
+
+/// The run controller: woken by a change of the run, and where they are watched, of its
+/// worker Job (a failed Job is seen at once), of the Job's pods, and by a pod the Job could
+/// not create (a worker that cannot start is seen at once).
 pub async fn controller(
-    handle: kube::runtime::reflector::ReflectHandle<MigrationRun>,
+    handle: ReflectHandle<MigrationRun>,
     store: kube::runtime::reflector::Store<MigrationRun>,
-    jobs: Option<kube::runtime::reflector::ReflectHandle<Job>>,
+    runners: Runners,
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let mut watched = kube::runtime::Controller::for_shared_stream(handle, store);
-    if let Some(jobs) = jobs {
+    if let Some(jobs) = runners.jobs {
         watched = watched.owns_shared_stream(jobs);
+    }
+    if let Some(pods) = runners.pods {
+        watched = watched.watches_shared_stream(pods, |pod| {
+            let job = crate::controller::cache::pod_job_keys(&pod);
+            let job = job.first()?.rsplit_once('/')?.1.to_string();
+            run_of_job(pod.metadata.namespace.as_deref(), &job)
+        });
+    }
+    if let Some(refusals) = runners.refusals {
+        watched = watched.watches_shared_stream(refusals, |event| {
+            let o = &event.involved_object;
+            let ns = o
+                .namespace
+                .as_deref()
+                .or(event.metadata.namespace.as_deref());
+            run_of_job(ns, o.name.as_deref()?)
+        });
     }
     super::watches::drive(watched, reconcile, ctx, shutdown).await
 }
@@ -60,9 +96,11 @@ pub async fn reconcile(run: Arc<MigrationRun>, ctx: Arc<Context>) -> Result<Acti
                 Runner::InProcess => ctx.in_process_refused(&s.namespace().unwrap_or_default()),
                 Runner::Job => None,
             },
+            start_deadline_seconds: s.spec.runtime.start_deadline_seconds,
         }),
         runner_alive: read.runner_alive,
         runner_failure: read.runner_failure.clone(),
+        workers_blocked: read.workers_blocked.clone(),
         now: chrono::Utc::now(),
     });
     act(&run, &ctx, read, decision).await
@@ -74,6 +112,8 @@ struct Read {
     runner: Runner,
     runner_alive: bool,
     runner_failure: Option<String>,
+    /// Workers of the current attempt's Job that have not started, and why.
+    workers_blocked: Option<Blocked>,
     /// What holds a run that has not started (`admission::admit`).
     hold: Option<super::admission::Hold>,
 }
@@ -100,7 +140,7 @@ async fn read(run: &MigrationRun, ctx: &Context) -> Result<Read, Error> {
         .as_ref()
         .map(|s| s.spec.runtime.runner)
         .unwrap_or_default();
-    let (runner_alive, runner_failure) = match runner {
+    let (runner_alive, runner_failure, workers_blocked) = match runner {
         Runner::InProcess => (
             ctx.inprocess.alive(
                 &format!("{ns}/{name}"),
@@ -108,8 +148,9 @@ async fn read(run: &MigrationRun, ctx: &Context) -> Result<Read, Error> {
                 attempt,
             ),
             None,
+            None,
         ),
-        Runner::Job if attempt == 0 => (false, None),
+        Runner::Job if attempt == 0 => (false, None, None),
         Runner::Job => {
             let job_name = job::job_name(&name, attempt);
             // A Job created a moment ago may not be in the cache yet: only the API server can
@@ -126,8 +167,11 @@ async fn read(run: &MigrationRun, ctx: &Context) -> Result<Read, Error> {
                 Some(j) => (
                     job::job_alive(j.status.as_ref(), chrono::Utc::now()),
                     job::job_failure(&job_name, j.status.as_ref()),
+                    schedule
+                        .as_ref()
+                        .and_then(|s| workers_blocked(ctx, run, s, &j, attempt)),
                 ),
-                None => (false, None),
+                None => (false, None, None),
             }
         }
     };
@@ -151,8 +195,60 @@ async fn read(run: &MigrationRun, ctx: &Context) -> Result<Read, Error> {
         runner,
         runner_alive,
         runner_failure,
+        workers_blocked,
         hold,
     })
+}
+
+/// Why the workers of the attempt's Job have not started (`runner::startup`), from the cached
+/// pods and refusals; None once the Job has ended. Where pods are not watched, a Job none of
+/// whose pods is ready, before any worker of the attempt wrote its status, waits for no known
+/// cause.
+fn workers_blocked(
+    ctx: &Context,
+    run: &MigrationRun,
+    schedule: &MigrationSchedule,
+    j: &Job,
+    attempt: i32,
+) -> Option<Blocked> {
+    if job::job_ended(j.status.as_ref()) {
+        return None;
+    }
+    let ns = run.namespace().unwrap_or_default();
+    let job_name = j.metadata.name.clone().unwrap_or_default();
+    let created = j
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(crate::clock::utc);
+    let Some((pods, refusals)) = ctx.caches.job_workers(&ns, &job_name) else {
+        let reported = run
+            .status
+            .as_ref()
+            .is_some_and(|s| s.workers.iter().any(|w| w.attempt == attempt));
+        let ready = j.status.as_ref().and_then(|s| s.ready).unwrap_or(0);
+        return (!reported && ready == 0).then(|| Blocked {
+            since: created.unwrap_or_else(chrono::Utc::now),
+            cause: "Pending".into(),
+            message: format!(
+                "no worker pod of Job {job_name} is ready (the controller may not watch pods \
+                 and events here, so it cannot say why: kubectl describe job {job_name} -n {ns})"
+            ),
+            known: false,
+        });
+    };
+    let pull_secrets: Vec<String> = job::image_pull_secrets(&schedule.spec.runtime)
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    let account = job::service_account();
+    let facts = startup::JobFacts {
+        namespace: &ns,
+        job: &job_name,
+        service_account: &account,
+        pull_secrets: &pull_secrets,
+    };
+    startup::blocked(&facts, created, &pods, &refusals)
 }
 
 /// Act: the status first, so that a start is on record before the runner writes; then the
@@ -250,6 +346,9 @@ async fn act(
         },
         // A Job's workers read the stop themselves.
         RunAction::Stop => ctx.inprocess.stop(&format!("{ns}/{name}")),
+        RunAction::DeleteJob { attempt } => {
+            delete_job(ctx, run, &job::job_name(&name, attempt)).await
+        }
         RunAction::Nothing => {}
     }
     if let Some(result) = decision.finished {
@@ -267,6 +366,32 @@ async fn act(
     } else {
         Action::requeue(super::jitter::spread(Duration::from_secs(10), &(ns, name)))
     })
+}
+
+/// Deletes the Job of a run that ended before its workers started, with its pods. A Job that
+/// cannot be deleted stays until its run is deleted (the garbage collector takes it then); a
+/// Warning event says so.
+async fn delete_job(ctx: &Context, run: &MigrationRun, job_name: &str) {
+    let ns = run.namespace().unwrap_or_default();
+    let jobs = Api::<Job>::namespaced(ctx.client.clone(), &ns);
+    match jobs
+        .delete(job_name, &kube::api::DeleteParams::background())
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => {
+            let note = super::note::Note::warning(
+                "JobNotDeleted",
+                format!(
+                    "the Job {job_name}, whose workers never started, could not be deleted \
+                     ({e}); delete it yourself (kubectl delete job {job_name} -n {ns}), or \
+                     give the controller delete on jobs (batch); it goes with the run otherwise"
+                ),
+            );
+            ctx.publish(run, &[note]).await;
+        }
+    }
 }
 
 /// Counts a run that ended, and its tables and rows, in the metrics.
@@ -451,6 +576,7 @@ mod tests {
             backoff_limit: 3,
             hold: None,
             runner_refused: None,
+            start_deadline_seconds: 600,
         };
         let mut status = Default::default();
         for alive in [false, true] {
@@ -462,6 +588,7 @@ mod tests {
                 schedule: Some(facts.clone()),
                 runner_alive: alive,
                 runner_failure: None,
+                workers_blocked: None,
                 now: chrono::Utc::now(),
             })
             .status;

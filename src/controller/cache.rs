@@ -328,11 +328,7 @@ impl Caches {
 
     /// The pods of the Job `job` in `namespace`, and the events of pods it could not create;
     /// None where they are not watched.
-    pub fn job_workers(
-        &self,
-        namespace: &str,
-        job: &str,
-    ) -> Option<(Vec<Arc<Pod>>, Vec<Arc<Event>>)> {
+    pub fn job_workers(&self, namespace: &str, job: &str) -> Option<JobWorkers> {
         let w = self.workers.as_ref()?;
         let key = job_key(namespace, job);
         Some((

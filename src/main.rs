@@ -195,6 +195,10 @@ enum Command {
         /// leader election, a Ready controller pod in that namespace counts.
         #[arg(long, default_value = "cloudmigrate-system/cloudmigrate-controller")]
         lease: String,
+        /// Check the workers' ServiceAccount in this namespace only; by default in every
+        /// namespace with a schedule that runs Jobs.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
     },
     /// Print the CustomResourceDefinitions of every cloudmigrate kind, ready for
     /// `kubectl apply --server-side -f -`.
@@ -387,7 +391,11 @@ async fn dispatch(command: Command) -> Result<ExitCode, String> {
             controller_namespace,
             out,
         } => report(namespace, controller_namespace, out).await,
-        Command::Check { wait, lease } => check(wait, lease).await,
+        Command::Check {
+            wait,
+            lease,
+            namespace,
+        } => check(wait, lease, namespace).await,
     }
 }
 
@@ -479,7 +487,11 @@ async fn report(
 }
 
 /// `cloudmigrate check`: whether the CRDs are served and the controller leads.
-async fn check(wait: Option<u64>, lease: String) -> Result<ExitCode, String> {
+async fn check(
+    wait: Option<u64>,
+    lease: String,
+    namespace: Option<String>,
+) -> Result<ExitCode, String> {
     let (ns, name) = namespaced_name(
         &lease,
         "--lease",
@@ -489,6 +501,7 @@ async fn check(wait: Option<u64>, lease: String) -> Result<ExitCode, String> {
     let found = cloudmigrate::ops::check::check(
         &client,
         (ns, name),
+        namespace.as_deref(),
         wait.map(std::time::Duration::from_secs),
     )
     .await;

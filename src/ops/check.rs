@@ -1,11 +1,13 @@
 //! `check [--wait]`: whether cloudmigrate is ready in the cluster, for CI pipelines: every CRD
-//! is there and Established, and a controller is up (it holds its leader Lease, or, without
-//! leader election, one of its pods is Ready).
-//! API calls: get customresourcedefinitions; get leases; list pods (only without a Lease).
+//! is there and Established, a controller is up (it holds its leader Lease, or, without
+//! leader election, one of its pods is Ready), and each namespace with a schedule that runs
+//! Jobs has the workers' ServiceAccount.
+//! API calls: get customresourcedefinitions; get leases; list pods (only without a Lease);
+//! list migrationschedules; get serviceaccounts (one per namespace with Job schedules).
 
 use super::api_error;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::ListParams;
 use kube::{Api, Client};
@@ -17,8 +19,8 @@ pub struct Found {
     pub ready: bool,
 }
 
-/// One look. `lease` is NAMESPACE/NAME.
-pub async fn look(client: &Client, lease: (&str, &str)) -> Found {
+/// One look. `lease` is NAMESPACE/NAME; `namespace` limits the workers' check to one.
+pub async fn look(client: &Client, lease: (&str, &str), namespace: Option<&str>) -> Found {
     let mut lines = Vec::new();
     let mut ready = true;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -123,14 +125,74 @@ pub async fn look(client: &Client, lease: (&str, &str)) -> Found {
             lines.push(api_error(&format!("controller: Lease {ns}/{name}"), e));
         }
     }
-    Found { lines, ready }
+    let (worker_lines, workers_ready) = workers(client, namespace).await;
+    lines.extend(worker_lines);
+    Found {
+        lines,
+        ready: ready && workers_ready,
+    }
+}
+
+/// For each namespace with a schedule that runs Jobs, whether the workers' ServiceAccount is
+/// there (the chart makes it for the namespaces in workers.namespaces).
+async fn workers(client: &Client, namespace: Option<&str>) -> (Vec<String>, bool) {
+    use crate::api::MigrationSchedule;
+    use crate::api::schedule::Runner;
+    let schedules: Api<MigrationSchedule> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let list = match schedules.list(&ListParams::default()).await {
+        Ok(l) => l,
+        // No CRD yet: said above.
+        Err(kube::Error::Api(e)) if e.code == 404 => return (vec![], true),
+        Err(e) => return (vec![api_error("schedules", e)], false),
+    };
+    let namespaces: std::collections::BTreeSet<String> = list
+        .items
+        .iter()
+        .filter(|s| s.spec.runtime.runner == Runner::Job)
+        .filter_map(|s| s.metadata.namespace.clone())
+        .collect();
+    let account = crate::runner::job::service_account();
+    let mut lines = Vec::new();
+    let mut ready = true;
+    for ns in namespaces {
+        let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+        match accounts.get_opt(&account).await {
+            Ok(Some(_)) => lines.push(format!("workers in {ns}: ServiceAccount {account}")),
+            Ok(None) => {
+                ready = false;
+                lines.push(format!(
+                    "workers in {ns}: no ServiceAccount {account}, so the Jobs of its schedules \
+                     get no pods; add {ns} to the chart's workers.namespaces (helm upgrade), or \
+                     kubectl create serviceaccount {account} -n {ns} && kubectl create \
+                     rolebinding {account} -n {ns} --clusterrole=<release>-worker \
+                     --serviceaccount={ns}:{account}"
+                ));
+            }
+            Err(e) => {
+                ready = false;
+                lines.push(api_error(
+                    &format!("workers in {ns}: ServiceAccount {account}"),
+                    e,
+                ));
+            }
+        }
+    }
+    (lines, ready)
 }
 
 /// Looks until ready or `wait` has passed (no wait: one look).
-pub async fn check(client: &Client, lease: (&str, &str), wait: Option<Duration>) -> Found {
+pub async fn check(
+    client: &Client,
+    lease: (&str, &str),
+    namespace: Option<&str>,
+    wait: Option<Duration>,
+) -> Found {
     let deadline = wait.map(|w| tokio::time::Instant::now() + w);
     loop {
-        let found = look(client, lease).await;
+        let found = look(client, lease, namespace).await;
         match deadline {
             Some(d) if !found.ready && tokio::time::Instant::now() < d => {
                 tokio::time::sleep(Duration::from_secs(2)).await;

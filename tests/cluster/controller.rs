@@ -3158,7 +3158,7 @@ fn the_operations_cli_works_as_a_kubectl_plugin() {
         &["--leader-elect", "--leader-lease", &lease],
         "cli-1",
     );
-    let (ready, said) = plugin(&["check", "--wait", "60", "--lease", &lease]);
+    let (ready, said) = plugin(&["check", "--wait", "60", "--lease", &lease, "-n", &ns.name]);
     assert!(ready, "{said}");
     assert!(
         said.contains("leads (Lease") && said.ends_with("ready\n"),
@@ -3166,7 +3166,7 @@ fn the_operations_cli_works_as_a_kubectl_plugin() {
     );
     // No Lease there, and the local API server serves no pods: not ready, and it says why.
     let missing = format!("{}/nobody", ns.name);
-    let (ready, said) = plugin(&["check", "--lease", &missing]);
+    let (ready, said) = plugin(&["check", "--lease", &missing, "-n", &ns.name]);
     assert!(!ready, "{said}");
     assert!(said.contains("not ready"), "{said}");
 

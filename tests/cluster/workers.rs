@@ -199,6 +199,24 @@ fn a_namespace_without_the_worker_service_account_says_how_to_make_it() {
         "making the ServiceAccount",
     );
     assert_eq!(ended(&ns, &run, &controller), "Succeeded");
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_cloudmigrate"))
+        .args([
+            "check",
+            "-n",
+            &ns.name,
+            "--lease",
+            &format!("{}/nobody", ns.name),
+        ])
+        .output()
+        .unwrap();
+    let check = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.contains(&format!(
+            "workers in {}: ServiceAccount cloudmigrate-worker",
+            ns.name
+        )),
+        "{check}"
+    );
 }
 
 /// A worker pod no node can take says what the scheduler said; a stop ends such a run at once

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The controller at scale, on the local API server: N MigrationSchedules in one namespace,
-each with its own SQLite source and target and a daily cron, and 10 finished runs kept per
-schedule. One `cloudmigrate controller --namespace bench` starts on them. For each N it
+each with its own SQLite source and target, a daily cron and the Job runner (the default; an
+in-process schedule is not scheduled where the operator does not allow it), and 10 finished
+runs kept per schedule. One `cloudmigrate controller --namespace bench` starts on them. For each N it
 reports:
   - the time from the controller's start until every schedule shows status.nextRunTime, with
     the CPU seconds the controller, the API server and etcd spent meanwhile (on stderr);
@@ -9,7 +10,11 @@ reports:
   - its CPU over the 30 s after that (idle CPU);
   - the API requests per minute over those 30 s (from the API server's own counter).
 
-Usage: benches/controller_scale.py [N ...]        (default: 100 300 1000 3000)
+With --worker-pods, each schedule also has one finished worker pod (a full pod as the Job
+executor writes it, labelled as a run's worker) and one FailedCreate event of a Job, which the
+controller watches and caches (slimmed) to say why a run's workers do not start.
+
+Usage: benches/controller_scale.py [--worker-pods] [N ...]        (default: 100 300 1000 3000)
 The API server is started afresh for each N (tests/apiserver/start.sh, built and cached by
 tests/apiserver/build.sh); the controller is the release build.
 """
@@ -103,8 +108,84 @@ def requests_by_kind(api):
     return out
 
 
-def populate(api, state, n):
-    """N schedules, each with 10 finished, owned runs."""
+def worker_pod(name, run):
+    """A finished worker pod of `run`, with the spec and status a Job's pod has."""
+    job = f"{run}-1"
+    env = [{"name": "CLOUDMIGRATE_WORKER_INDEX", "valueFrom": {"fieldRef": {
+        "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}},
+        {"name": "CLOUDMIGRATE_PASSWORDS_FROM_ENV", "value": "true"}] + [
+        {"name": f"CLOUDMIGRATE_{side}_PASSWORD", "valueFrom": {"secretKeyRef": {
+            "name": f"{name}-{side.lower()}", "key": "password", "optional": True}}}
+        for side in ("SOURCE", "TARGET")]
+    condition = lambda t, s, r="": {"type": t, "status": s, "reason": r,
+                                    "lastTransitionTime": "2026-01-01T02:00:00Z"}
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": f"{job}-0-abcde", "namespace": NS,
+            "labels": {"app.kubernetes.io/name": "cloudmigrate",
+                       "app.kubernetes.io/component": "worker", "cloudmigrate.io/run": run,
+                       "batch.kubernetes.io/job-name": job, "job-name": job,
+                       "batch.kubernetes.io/controller-uid": "0" * 36,
+                       "controller-uid": "0" * 36, "batch.kubernetes.io/job-completion-index": "0"},
+            "annotations": {"batch.kubernetes.io/job-completion-index": "0"},
+        },
+        "spec": {
+            "restartPolicy": "Never", "serviceAccountName": "cloudmigrate-worker",
+            "terminationGracePeriodSeconds": 300, "nodeName": "localhost",
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "worker", "image": "ghcr.io/cloudmigrate/cloudmigrate:0.1.0",
+                "args": ["replicate", "--run", f"{NS}/{run}", "--workers", "1", "--attempt", "1"],
+                "env": env,
+                "resources": {"requests": {"cpu": "500m", "memory": "256Mi"},
+                              "limits": {"memory": "1Gi"}},
+                "securityContext": {"allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                                    "capabilities": {"drop": ["ALL"]}},
+            }],
+        },
+        "status_": {
+            "phase": "Succeeded", "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
+            "startTime": "2026-01-01T02:00:00Z",
+            "conditions": [condition("PodReadyToStartContainers", "False", "PodCompleted"),
+                           condition("Initialized", "True"),
+                           condition("Ready", "False", "PodCompleted"),
+                           condition("ContainersReady", "False", "PodCompleted"),
+                           condition("PodScheduled", "True")],
+            "containerStatuses": [{
+                "name": "worker", "image": "ghcr.io/cloudmigrate/cloudmigrate:0.1.0",
+                "imageID": "ghcr.io/cloudmigrate/cloudmigrate@sha256:" + "0" * 64,
+                "containerID": "containerd://" + "0" * 64, "ready": False, "started": False,
+                "restartCount": 0,
+                "state": {"terminated": {"exitCode": 0, "reason": "Completed",
+                                         "startedAt": "2026-01-01T02:00:01Z",
+                                         "finishedAt": "2026-01-01T02:05:00Z"}},
+            }],
+        },
+    }
+
+
+def failed_create(name, run):
+    """A FailedCreate event of the Job of `run`."""
+    job = f"{run}-1"
+    return {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": f"{job}.1880000000000000", "namespace": NS},
+        "involvedObject": {"apiVersion": "batch/v1", "kind": "Job", "namespace": NS,
+                           "name": job, "uid": "0" * 36},
+        "reason": "FailedCreate", "type": "Warning", "count": 1,
+        "message": f'Error creating: pods "{job}-0-" is forbidden: error looking up service '
+                   f'account {NS}/cloudmigrate-worker: serviceaccount "cloudmigrate-worker" not found',
+        "firstTimestamp": "2026-01-01T02:00:00Z", "lastTimestamp": "2026-01-01T02:00:00Z",
+        "source": {"component": "job-controller"},
+    }
+
+
+def populate(api, state, n, worker_pods=False):
+    """N schedules, each with 10 finished, owned runs (and with `worker_pods`, one finished
+    worker pod and one FailedCreate event)."""
     files = os.path.join(state, "sqlite")
     os.makedirs(files, exist_ok=True)
 
@@ -118,7 +199,7 @@ def populate(api, state, n):
                 "source": {"url": f"sqlite://{files}/{name}-source.db"},
                 "target": {"url": f"sqlite://{files}/{name}-target.db"},
                 "schedule": "0 2 * * *",
-                "runtime": {"runner": "InProcess"},
+                "runtime": {"runner": "Job"},
             },
         }
         for side in ("source", "target"):
@@ -152,6 +233,14 @@ def populate(api, state, n):
             }}
             api.call("PATCH", f"{GROUP}/namespaces/{NS}/migrationruns/{run_name}/status",
                      status, "application/merge-patch+json")
+        if worker_pods:
+            run_name = f"{name}-20260101" + "0200"
+            pod = worker_pod(name, run_name)
+            pod_status = pod.pop("status_")
+            api.call("POST", f"/api/v1/namespaces/{NS}/pods", pod)
+            api.call("PATCH", f"/api/v1/namespaces/{NS}/pods/{pod['metadata']['name']}/status",
+                     {"status": pod_status}, "application/merge-patch+json")
+            api.call("POST", f"/api/v1/namespaces/{NS}/events", failed_create(name, run_name))
 
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         list(pool.map(schedule, range(n)))
@@ -189,7 +278,7 @@ def cpu_ticks(pid):
     return int(parts[11]) + int(parts[12])
 
 
-def measure(n):
+def measure(n, worker_pods=False):
     state = tempfile.mkdtemp(prefix="cloudmigrate-scale-")
     os.chmod(state, 0o755)
     api_state = os.path.join(state, "api")
@@ -207,7 +296,7 @@ def measure(n):
                        stderr=subprocess.DEVNULL)
         api = Api(api_state)
         t0 = time.time()
-        populate(api, state, n)
+        populate(api, state, n, worker_pods)
         print(f"  {n} schedules and {n * RUNS_PER_SCHEDULE} runs created in "
               f"{time.time() - t0:.0f} s", file=sys.stderr)
 
@@ -280,7 +369,9 @@ def measure(n):
 
 
 def main():
-    sizes = [int(a) for a in sys.argv[1:]] or [100, 300, 1000, 3000]
+    args = sys.argv[1:]
+    worker_pods = "--worker-pods" in args
+    sizes = [int(a) for a in args if a != "--worker-pods"] or [100, 300, 1000, 3000]
     if time.gmtime().tm_hour in (1, 2):
         sys.exit("the schedules fire at 02:00 UTC: run this bench outside 01:00-03:00 UTC")
     subprocess.run(["cargo", "build", "--release", "--locked", "-q"], cwd=REPO, check=True,
@@ -288,7 +379,7 @@ def main():
     rows = []
     for n in sizes:
         print(f"{n} schedules", file=sys.stderr)
-        rows.append((n, *measure(n)))
+        rows.append((n, *measure(n, worker_pods)))
     print()
     print("| schedules | until all scheduled | controller peak RSS | idle CPU afterwards "
           "| API requests per minute, idle |")

@@ -21,5 +21,6 @@ mod house;
 pub mod logins;
 pub mod manifest;
 pub mod ops;
+pub mod registry;
 pub mod runner;
 pub mod vocabulary;

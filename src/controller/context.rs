@@ -50,6 +50,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Whether each schedule's databases answer, probed in the background.
     pub probes: super::reach::Probes,
+    /// Check for Update's registry answers.
+    pub releases: super::releases::Releases,
     /// The target databases that the runs this process started write.
     pub claims: super::claims::Claims,
     /// Failed reconciles in a row, by object, for the back-off of `error_policy`.
@@ -106,6 +108,7 @@ impl Context {
             metrics,
             recorder,
             probes: Default::default(),
+            releases: Default::default(),
             claims: Default::default(),
             failures: Mutex::new(HashMap::new()),
             panicked: Mutex::new(Default::default()),
@@ -160,6 +163,12 @@ impl Context {
             })
             .clone();
         shares.try_acquire_owned().ok()
+    }
+
+    /// The same context, with registry answers that wake schedules through `releases`.
+    pub fn with_releases(mut self, releases: super::releases::Releases) -> Self {
+        self.releases = releases;
+        self
     }
 
     /// The same context, with probes that wake schedules through `probes`.

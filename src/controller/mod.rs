@@ -18,6 +18,7 @@ pub mod note;
 pub mod permissions;
 pub mod queries;
 pub mod reach;
+pub mod releases;
 pub mod reset;
 pub mod rotation;
 pub mod run;
@@ -275,6 +276,9 @@ pub async fn run(options: Options) -> Result<(), Error> {
             std::env::var("POD_NAME").ok(),
         )
         .with_probes(reach::Probes::new(Some(watches.schedule_waker.clone())))
+        .with_releases(releases::Releases::new(Some(
+            watches.schedule_waker.clone(),
+        )))
         .with_in_process(options.in_process.clone())
         .with_max_in_process_runs(options.max_in_process_runs),
     );

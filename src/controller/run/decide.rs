@@ -242,8 +242,9 @@ fn decide_steps(o: RunObserved<'_>) -> RunDecision {
     if !o.runner_alive {
         return runner_lost(&o, at, status, attempt);
     }
+    let at_work = current.iter().any(|w| w.phase == WorkerPhase::Running);
     if let Some(b) = &o.workers_blocked
-        && let Some(d) = not_starting(&o, at, &mut status, b, attempt)
+        && let Some(d) = not_starting(&o, at, &mut status, b, (attempt, at_work))
     {
         return d;
     }
@@ -284,16 +285,17 @@ fn decide_steps(o: RunObserved<'_>) -> RunDecision {
 /// waits, the `Succeeded` condition once it failed at the deadline).
 pub const WORKERS_NOT_STARTING: &str = "WorkersNotStarting";
 
-/// Workers of the current attempt that have not started (`b`). Past the start deadline the run
-/// ends `Failed` and its Job is deleted; a run asked to stop ends `Stopped` at once (its
-/// workers would never read the stop); before, a known cause shows on the `Running` condition
-/// (with a Warning event when it first does). None: nothing to say yet.
+/// Workers of the current attempt that have not started (`b`). Once no worker of the attempt
+/// is at work (`at_work`: a running worker finishes its tables first), a run past the start
+/// deadline ends `Failed` and its Job is deleted, and a run asked to stop ends `Stopped` (the
+/// workers that never started would never read the stop). Before, a known cause shows on the
+/// `Running` condition (with a Warning event when it first does). None: nothing to say yet.
 fn not_starting(
     o: &RunObserved<'_>,
     at: At,
     status: &mut MigrationRunStatus,
     b: &Blocked,
-    attempt: i32,
+    (attempt, at_work): (i32, bool),
 ) -> Option<RunDecision> {
     let secs = o
         .schedule
@@ -315,14 +317,14 @@ fn not_starting(
             notes: vec![note],
         }
     };
-    if stop_asked(o) {
+    if stop_asked(o) && !at_work {
         let msg = format!(
             "stopped before its workers started ({}); its Job was deleted",
             b.cause
         );
         return Some(ended(status.clone(), RunResult::Stopped, "Stopped", msg));
     }
-    if at.now >= deadline {
+    if at.now >= deadline && !at_work {
         let msg = format!(
             "{} (for {}, past spec.runtime.startDeadlineSeconds, {secs}s); nothing more was              copied, and the Job of attempt {attempt} was deleted: fix the cause, then start a              new run, which goes on from the state saved in the target",
             b.message,
@@ -823,6 +825,13 @@ mod tests {
             "{}",
             succeeded(&d2).message
         );
+        // A worker at work (another index) finishes first: no end yet, only the word.
+        let mut busy = d.status.clone();
+        busy.workers = vec![worker(WorkerPhase::Running, 0, 0)];
+        let mut o = observe(&s, busy, 10);
+        o.workers_blocked = Some(blocked.clone());
+        let held = decide(o);
+        assert_eq!((held.action, held.finished), (RunAction::Nothing, None));
         // Started after all: the condition says so.
         let d3 = decide(observe(&s, d.status.clone(), 3));
         assert_eq!(d3.status.reason.as_deref(), Some("Started"));

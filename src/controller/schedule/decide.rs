@@ -86,6 +86,8 @@ pub struct Observed<'a> {
     /// Why the schedule's runner may not run here (`runner: InProcess` where the operator did
     /// not allow it): no run starts.
     pub runner_refused: Option<String>,
+    /// What the registry said of the runtime image's repository; None while it has not.
+    pub release: Option<crate::controller::releases::Answer>,
     pub now: DateTime<Utc>,
 }
 
@@ -217,10 +219,21 @@ pub fn decide(o: Observed<'_>) -> Decision {
         None => Admission::default(),
     };
     let next = summarize(&o, &runs, &gate, &admitted, at, &mut status);
+    let image = o
+        .spec
+        .runtime
+        .image
+        .clone()
+        .unwrap_or_else(crate::runner::job::default_image);
     let (runtime, newer, reason, message) = super::update::check(
-        o.spec,
         status.runtime.as_ref(),
-        super::update::CONTROLLER_VERSION,
+        super::update::UpdateFacts {
+            image: &image,
+            pinned: o.spec.runtime.image.is_some(),
+            in_process: o.spec.runtime.runner == crate::api::schedule::Runner::InProcess,
+            controller: super::update::CONTROLLER_VERSION,
+            registry: o.release.as_ref(),
+        },
     );
     status.runtime = Some(key_status(&o, runtime, at, &mut status.conditions));
     let (checklist, disable) = super::checklist::checklist(&ChecklistObserved {
@@ -1119,6 +1132,7 @@ mod tests {
             company_views: vec![],
             users_mapped: false,
             runner_refused: None,
+            release: None,
             now,
         }
     }

@@ -160,16 +160,16 @@ pub fn after_untrack(
 }
 
 /// Puts the finalizer on a schedule that wants it, before its role is made. The list is
-/// written whole, on the resourceVersion read: a concurrent change fails the write, and the
-/// next look tries again.
-pub async fn hold(ctx: &Context, schedule: &MigrationSchedule) -> Result<(), Error> {
+/// written whole, on the resourceVersion read: false when the schedule changed meanwhile (the
+/// reconcile read a version the watch has since replaced), for the caller to look again soon.
+pub async fn hold(ctx: &Context, schedule: &MigrationSchedule) -> Result<bool, Error> {
     let mut list = schedule.finalizers().to_vec();
     list.push(FINALIZER.to_string());
     write(ctx, schedule, list).await
 }
 
-/// Takes the finalizer off the schedule.
-pub async fn release(ctx: &Context, schedule: &MigrationSchedule) -> Result<(), Error> {
+/// Takes the finalizer off the schedule; false as for `hold`.
+pub async fn release(ctx: &Context, schedule: &MigrationSchedule) -> Result<bool, Error> {
     let list = schedule
         .finalizers()
         .iter()
@@ -280,12 +280,12 @@ async fn remove_tracking(ctx: &Context, schedule: &MigrationSchedule) -> Result<
     removed.map_err(|e| format!("source database: {e}"))
 }
 
-/// Writes the schedule's finalizers.
+/// Writes the schedule's finalizers; false when its resourceVersion is no longer the latest.
 async fn write(
     ctx: &Context,
     schedule: &MigrationSchedule,
     list: Vec<String>,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let name = schedule.name_any();
     let api: Api<MigrationSchedule> = Api::namespaced(
         ctx.client.clone(),
@@ -295,15 +295,17 @@ async fn write(
         "finalizers": list,
         "resourceVersion": schedule.resource_version(),
     }});
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(body))
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(body))
         .await
-        .map(|_| ())
-        .map_err(|e| {
-            Error::Act(
-                format!("writing the finalizers of MigrationSchedule {name}"),
-                e,
-            )
-        })
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(Error::Act(
+            format!("writing the finalizers of MigrationSchedule {name}"),
+            e,
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -97,10 +97,15 @@ pub async fn reconcile(
                 .is_some_and(|s| s.last_run.is_some()),
         ),
     );
-    match needed.finalizer {
+    let written = match needed.finalizer {
         Some(true) => deletion::hold(&ctx, &schedule).await?,
         Some(false) => deletion::release(&ctx, &schedule).await?,
-        None => {}
+        None => true,
+    };
+    if !written {
+        // A newer version is on its way through the watch (a status write of a moment ago):
+        // the reconcile it wakes decides on it. Nothing else is done on this one.
+        return Ok(Action::requeue(std::time::Duration::from_secs(1)));
     }
     if let Some(step) = needed.key {
         // Database work waits for the namespace's share, without holding a reconcile slot.
@@ -138,6 +143,8 @@ struct Read {
     company_views: Vec<checklist::CompanyView>,
     users_mapped: bool,
     runner_refused: Option<String>,
+    /// What the registry said of the runtime image's repository (Check for Update).
+    release: Option<super::releases::Answer>,
 }
 
 impl Read {
@@ -159,6 +166,7 @@ impl Read {
             company_views: self.company_views.clone(),
             users_mapped: self.users_mapped,
             runner_refused: self.runner_refused.clone(),
+            release: self.release.clone(),
             now: chrono::Utc::now(),
         }
     }
@@ -231,6 +239,8 @@ async fn read(schedule: &MigrationSchedule, ctx: &Context) -> Result<Read, Error
             .await,
         rotating: super::queries::pending_rotation(&ctx.caches, &ns, &name),
         key: super::runtime_key::view(ctx, schedule),
+        release: super::releases::Lookup::of(schedule)
+            .and_then(|lookup| ctx.releases.latest(&ctx.client, schedule, lookup)),
         company_views: company_views(&selections),
         users_mapped: users_mapped(ctx, &ns, &name),
         runner_refused: match schedule.spec.runtime.runner {
@@ -620,6 +630,7 @@ mod tests {
             company_views: vec![],
             users_mapped: false,
             runner_refused: None,
+            release: None,
         };
         // The first look at it starts today's run, if 02:00 has passed; the next one is quiet.
         let mut o = observed.observed(&schedule);

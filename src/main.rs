@@ -164,6 +164,18 @@ enum Command {
         #[arg(short = 'n', long)]
         namespace: Option<String>,
     },
+    /// Check for Update's action: set the schedule's spec.runtime.image to the newest release
+    /// the controller found in the registry (status.runtime.latestVersion), or to --to.
+    Update {
+        /// The MigrationSchedule.
+        schedule: String,
+        /// Its namespace; by default the current context's.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// The version to set instead of the newest one found.
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+    },
     /// Stop a MigrationRun: it finishes the tables in progress, then ends Stopped.
     Stop {
         /// The MigrationRun.
@@ -386,6 +398,18 @@ async fn dispatch(command: Command) -> Result<ExitCode, String> {
             namespace,
         } => status(schedule, namespace).await,
         Command::Stop { run, namespace } => stop(run, namespace).await,
+        Command::Update {
+            schedule,
+            namespace,
+            to,
+        } => {
+            let (client, ns) = cloudmigrate::ops::connect(namespace).await?;
+            println!(
+                "{}",
+                cloudmigrate::ops::update(&client, &ns, &schedule, to).await?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Report {
             namespace,
             controller_namespace,

@@ -26,8 +26,10 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 
 step "checking tools and database servers"
 need_debs=()
+# docker-registry (Debian's build of the CNCF distribution registry) and htpasswd: the tests of
+# Check for Update start a registry with basic auth.
 for tool in curl:curl openssl:openssl python3:python3 dpkg:dpkg apt-get:apt mariadbd:mariadb-server \
-  mariadb:mariadb-client runuser:util-linux; do
+  mariadb:mariadb-client runuser:util-linux docker-registry:docker-registry htpasswd:apache2-utils; do
   command -v "${tool%%:*}" >/dev/null || need_debs+=("${tool#*:}")
 done
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_debs+=(postgresql)

@@ -191,10 +191,10 @@ pub struct Runtime {
     #[serde(default = "default_start_deadline")]
     #[schemars(range(min = 1))]
     pub start_deadline_seconds: i64,
-    /// With the Job runner, the Secrets (type `kubernetes.io/dockerconfigjson`, in the
-    /// schedule's namespace) that the worker pods pull the image with. Unset: the controller's
-    /// CLOUDMIGRATE_WORKER_IMAGE_PULL_SECRETS, which the Helm chart sets from
-    /// `workers.imagePullSecrets`.
+    /// The Secrets (type `kubernetes.io/dockerconfigjson`, in the schedule's namespace) that
+    /// the worker pods pull the image with, and that Check for Update reads the image's
+    /// registry with. Unset: the controller's CLOUDMIGRATE_WORKER_IMAGE_PULL_SECRETS, which the
+    /// Helm chart sets from `workers.imagePullSecrets`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
     /// With the Job runner, the node labels a worker pod must run on (the pod's
@@ -289,8 +289,9 @@ pub struct MigrationScheduleStatus {
     /// `Resetting`: a CloudReset is pending, and no run starts until it ends.
     /// `RunRequest`: the last `spec.runRequest` started its run (True), or waits
     /// (`RunRequestWaiting`; `pendingRunRequest` says for what).
-    /// `UpdateAvailable`: `spec.runtime.image` pins an older version than the controller's;
-    /// the message says how to update.
+    /// `UpdateAvailable`: a newer release is in the runtime image's repository (read from its
+    /// registry) or the controller is newer than the pinned image; the message says how to
+    /// update. `RegistryUnreachable`/`RegistryRefused` when the registry could not be read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(transform = conditions_list_map)]
     pub conditions: Conditions,
@@ -456,11 +457,14 @@ pub struct RuntimeStatus {
     /// When the current key was generated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_rotated_at: Option<Time>,
-    /// The cloudmigrate version that runs use now: the tag of `spec.runtime.image`, or the
-    /// controller's own version.
+    /// The cloudmigrate version that runs use now: the tag of the runtime image
+    /// (`spec.runtime.image`, else the workers' default), or the controller's own version for
+    /// the in-process runner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_in_use: Option<String>,
-    /// The newest cloudmigrate version known to the controller: its own.
+    /// The newest released cloudmigrate version in the runtime image's repository, read from
+    /// its registry at most once an hour; the controller's own version until the registry
+    /// answers, or when it cannot be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest_version: Option<String>,
     /// True when `latestVersion` is newer than `versionInUse` (Check for Update).

@@ -146,3 +146,129 @@ pub async fn stop(client: &Client, ns: &str, run: &str) -> Result<String, String
         "run {run} stops after the tables in progress; `kubectl get mrun {run} -w` follows it"
     ))
 }
+
+/// The image that `update` sets: the repository of the schedule's runtime image, at `to`.
+/// Refuses an in-process schedule (its runs are the controller: upgrade that) and a version
+/// that is not newer than the one in use. Pure.
+pub fn updated_image(
+    schedule: &MigrationSchedule,
+    default_image: &str,
+    to: &str,
+) -> Result<String, String> {
+    use crate::api::schedule::Runner;
+    use crate::controller::schedule::update::{image_version, repository};
+    let name = schedule.metadata.name.as_deref().unwrap_or_default();
+    let wanted = semver::Version::parse(to.strip_prefix('v').unwrap_or(to))
+        .map_err(|e| format!("{to:?} is not a version ({e}); give one such as 0.2.0"))?;
+    if schedule.spec.runtime.runner == Runner::InProcess {
+        return Err(format!(
+            "the runs of {name} run in the controller (runner: InProcess): upgrade the controller \
+             instead, helm upgrade --set image.tag={wanted}"
+        ));
+    }
+    let image = schedule
+        .spec
+        .runtime
+        .image
+        .as_deref()
+        .unwrap_or(default_image);
+    if let Some(used) = image_version(image)
+        && used >= wanted
+    {
+        return Err(format!(
+            "{name} runs {used} already ({image}); nothing to update to {wanted}"
+        ));
+    }
+    Ok(format!("{}:{wanted}", repository(image)))
+}
+
+/// Check for Update's action: sets the schedule's `spec.runtime.image` to the newest release
+/// the controller found in the registry (`status.runtime.latestVersion`), or to `to`. The
+/// controller never edits a spec; a GitOps user commits the same change instead.
+pub async fn update(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    to: Option<String>,
+) -> Result<String, String> {
+    let api: Api<MigrationSchedule> = Api::namespaced(client.clone(), ns);
+    let schedule = api
+        .get(name)
+        .await
+        .map_err(|e| api_error(&format!("MigrationSchedule {ns}/{name}"), e))?;
+    let runtime = schedule.status.as_ref().and_then(|s| s.runtime.as_ref());
+    let to = match to {
+        Some(v) => v,
+        None => runtime
+            .filter(|r| r.update_available)
+            .and_then(|r| r.latest_version.clone())
+            .ok_or_else(|| {
+                let why = schedule
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.iter().find(|c| c.type_ == "UpdateAvailable"))
+                    .map(|c| format!("{}: {}", c.reason, c.message))
+                    .unwrap_or_else(|| "the controller has not checked it yet".into());
+                format!("no update is known for {ns}/{name} ({why}); give --to VERSION to set one")
+            })?,
+    };
+    let image = updated_image(&schedule, &crate::runner::job::default_image(), &to)?;
+    let before = schedule
+        .spec
+        .runtime
+        .image
+        .clone()
+        .unwrap_or_else(|| "the controller's default".into());
+    let patch = json!({"spec": {"runtime": {"image": image}}});
+    api.patch(
+        name,
+        &PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        },
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|e| api_error(&format!("MigrationSchedule {ns}/{name}"), e))?;
+    Ok(format!(
+        "{ns}/{name}: spec.runtime.image {before} -> {image}; the next run's Job uses it. With \
+         GitOps, commit the same change to the schedule's manifest (runtime: {{image: {image}}}), \
+         or your tool puts the old image back"
+    ))
+}
+
+#[cfg(test)]
+mod update_tests {
+    use super::*;
+
+    fn schedule(runtime: serde_json::Value) -> MigrationSchedule {
+        serde_json::from_value(json!({
+            "apiVersion": "cloudmigrate.io/v1alpha1", "kind": "MigrationSchedule",
+            "metadata": {"name": "erp", "namespace": "shop"},
+            "spec": {"source": {"url": "postgres://a/b"}, "target": {"url": "postgres://c/d"},
+                     "runtime": runtime}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn update_sets_the_same_repository_at_the_newer_version() {
+        let default = "ghcr.io/cloudmigrate/cloudmigrate:0.1.0";
+        let s = schedule(json!({"image": "127.0.0.1:5000/team/cm:0.1.0"}));
+        assert_eq!(
+            updated_image(&s, default, "0.2.0").unwrap(),
+            "127.0.0.1:5000/team/cm:0.2.0"
+        );
+        assert_eq!(
+            updated_image(&schedule(json!({})), default, "v0.3.0").unwrap(),
+            "ghcr.io/cloudmigrate/cloudmigrate:0.3.0"
+        );
+        let e = updated_image(&s, default, "0.1.0").unwrap_err();
+        assert!(e.contains("runs 0.1.0 already"), "{e}");
+        let e = updated_image(&s, default, "latest").unwrap_err();
+        assert!(e.contains("not a version"), "{e}");
+        let e =
+            updated_image(&schedule(json!({"runner": "InProcess"})), default, "0.2.0").unwrap_err();
+        assert!(e.contains("upgrade the controller"), "{e}");
+    }
+}

@@ -183,11 +183,7 @@ pub async fn tags(
     let mut auth: Option<String> = None;
     let mut tags = Vec::new();
     for _ in 0..MAX_PAGES {
-        let mut response = get(http, &url, auth.as_deref()).await?;
-        if response.status() == reqwest::StatusCode::UNAUTHORIZED && auth.is_none() {
-            auth = Some(authorize(http, r, &response, login).await?);
-            response = get(http, &url, auth.as_deref()).await?;
-        }
+        let response = authorized(http, r, &url, &mut auth, login, None).await?;
         let status = response.status();
         let next = next_page(&response, &base);
         let body = response.text().await.map_err(unreachable)?;
@@ -214,6 +210,67 @@ pub async fn tags(
     Ok(tags)
 }
 
+/// Whether the image's manifest can be read, as a kubelet's pull begins: Ok(()) when it can,
+/// else why not (a 404 names the missing tag).
+pub async fn pullable(
+    http: &reqwest::Client,
+    image: &str,
+    login: Option<&Credentials>,
+) -> Result<(), RegistryError> {
+    let r = Reference::parse(image).map_err(|e| RegistryError::Refused {
+        status: 0,
+        message: e,
+    })?;
+    let name = image.split('@').next().unwrap_or(image);
+    let reference = match (image.split_once('@'), name.rsplit_once(':')) {
+        (Some((_, digest)), _) => digest.to_string(),
+        (None, Some((_, tag))) if !tag.contains('/') => tag.to_string(),
+        _ => "latest".to_string(),
+    };
+    let url = format!("{}/v2/{}/manifests/{reference}", r.endpoint(), r.repository);
+    let accept = "application/vnd.oci.image.index.v1+json, \
+                  application/vnd.oci.image.manifest.v1+json, \
+                  application/vnd.docker.distribution.manifest.list.v2+json, \
+                  application/vnd.docker.distribution.manifest.v2+json";
+    let mut auth = None;
+    let response = authorized(http, &r, &url, &mut auth, login, Some(accept)).await?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let body = response.text().await.map_err(unreachable)?;
+    Err(match status.as_u16() {
+        404 => RegistryError::Refused {
+            status: 404,
+            message: format!(
+                "{} has no {reference}; push it, or set spec.runtime.image to a tag that exists",
+                r.name()
+            ),
+        },
+        code => refused(code, &body, login.is_some()),
+    })
+}
+
+/// A GET of `url`, answering the registry's 401 challenge once (the header is kept in `auth`
+/// for the next pages).
+async fn authorized(
+    http: &reqwest::Client,
+    r: &Reference,
+    url: &str,
+    auth: &mut Option<String>,
+    login: Option<&Credentials>,
+    accept: Option<&str>,
+) -> Result<reqwest::Response, RegistryError> {
+    let response = get(http, url, auth.as_deref(), accept).await?;
+    if response.status() != reqwest::StatusCode::UNAUTHORIZED || auth.is_some() {
+        return Ok(response);
+    }
+    let header = authorize(http, r, &response, login).await?;
+    let response = get(http, url, Some(&header), accept).await?;
+    *auth = Some(header);
+    Ok(response)
+}
+
 /// The newest released version among `tags`: semantic versions (with or without a leading
 /// `v`), pre-releases left out.
 pub fn newest_release(tags: &[String]) -> Option<semver::Version> {
@@ -227,10 +284,14 @@ async fn get(
     http: &reqwest::Client,
     url: &str,
     auth: Option<&str>,
+    accept: Option<&str>,
 ) -> Result<reqwest::Response, RegistryError> {
     let mut request = http.get(url);
     if let Some(a) = auth {
         request = request.header(reqwest::header::AUTHORIZATION, a);
+    }
+    if let Some(a) = accept {
+        request = request.header(reqwest::header::ACCEPT, a);
     }
     request.send().await.map_err(unreachable)
 }

@@ -172,7 +172,7 @@ impl Releases {
 
 /// The login for the image's registry from the first pull secret that has one. A Secret that
 /// cannot be read is a refusal that names it.
-async fn login(
+pub async fn login(
     client: &kube::Client,
     lookup: &Lookup,
 ) -> Result<Option<Credentials>, RegistryError> {

@@ -1,9 +1,11 @@
 //! `check [--wait]`: whether cloudmigrate is ready in the cluster, for CI pipelines: every CRD
 //! is there and Established, a controller is up (it holds its leader Lease, or, without
 //! leader election, one of its pods is Ready), and each namespace with a schedule that runs
-//! Jobs has the workers' ServiceAccount.
+//! Jobs has the workers' ServiceAccount, and the image each such schedule names can be pulled
+//! with its pull secret.
 //! API calls: get customresourcedefinitions; get leases; list pods (only without a Lease);
-//! list migrationschedules; get serviceaccounts (one per namespace with Job schedules).
+//! list migrationschedules; get serviceaccounts (one per namespace with Job schedules); get
+//! secrets (the pull secrets). Registry calls: the manifest of each named image.
 
 use super::api_error;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -148,10 +150,13 @@ async fn workers(client: &Client, namespace: Option<&str>) -> (Vec<String>, bool
         Err(kube::Error::Api(e)) if e.code == 404 => return (vec![], true),
         Err(e) => return (vec![api_error("schedules", e)], false),
     };
-    let namespaces: std::collections::BTreeSet<String> = list
+    let jobs: Vec<&MigrationSchedule> = list
         .items
         .iter()
         .filter(|s| s.spec.runtime.runner == Runner::Job)
+        .collect();
+    let namespaces: std::collections::BTreeSet<String> = jobs
+        .iter()
         .filter_map(|s| s.metadata.namespace.clone())
         .collect();
     let account = crate::runner::job::service_account();

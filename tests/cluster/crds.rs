@@ -115,8 +115,8 @@ fn kubectl_get_shows_the_printer_columns() {
         (
             "mrun",
             &[
-                "NAME", "SCHEDULE", "TYPE", "RESULT", "TABLES", "FAILED", "ROWS", "STARTED",
-                "DURATION",
+                "NAME", "SCHEDULE", "TYPE", "RESULT", "REASON", "TABLES", "FAILED", "ROWS",
+                "STARTED", "DURATION",
             ],
         ),
         (

@@ -185,6 +185,61 @@ async fn workers(client: &Client, namespace: Option<&str>) -> (Vec<String>, bool
             }
         }
     }
+    let (image_lines, images_ready) = images(client, &jobs).await;
+    lines.extend(image_lines);
+    (lines, ready && images_ready)
+}
+
+/// Whether the image each Job schedule names (`spec.runtime.image`) can be pulled with its
+/// pull secrets: its manifest is read from the registry, once per image and login. A schedule
+/// without an image runs the controller's, which the controller's own pod pulled.
+async fn images(
+    client: &Client,
+    schedules: &[&crate::api::MigrationSchedule],
+) -> (Vec<String>, bool) {
+    use crate::controller::releases::{Lookup, login};
+    let http = crate::registry::client();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut lines = Vec::new();
+    let mut ready = true;
+    for s in schedules.iter().filter(|s| s.spec.runtime.image.is_some()) {
+        let Some(lookup) = Lookup::of(s) else {
+            ready = false;
+            lines.push(format!(
+                "image of {}/{}: {:?} is not an image reference",
+                s.metadata.namespace.as_deref().unwrap_or_default(),
+                s.metadata.name.as_deref().unwrap_or_default(),
+                s.spec.runtime.image.as_deref().unwrap_or_default()
+            ));
+            continue;
+        };
+        let key = (
+            lookup.namespace.clone(),
+            lookup.image.clone(),
+            lookup.secrets.clone(),
+        );
+        if !seen.insert(key) {
+            continue;
+        }
+        let pulled = match login(client, &lookup).await {
+            Ok(l) => crate::registry::pullable(&http, &lookup.image, l.as_ref()).await,
+            Err(e) => Err(e),
+        };
+        let with = match lookup.secrets.as_slice() {
+            [] => "without a pull secret".to_string(),
+            names => format!("with {}", names.join(", ")),
+        };
+        let (ns, image) = (&lookup.namespace, &lookup.image);
+        match pulled {
+            Ok(()) => lines.push(format!("image in {ns}: {image} can be pulled {with}")),
+            Err(e) => {
+                ready = false;
+                lines.push(format!(
+                    "image in {ns}: {image} cannot be pulled {with}: {e}"
+                ));
+            }
+        }
+    }
     (lines, ready)
 }
 

@@ -263,6 +263,24 @@ pub(crate) fn runs(ns: &TestNamespace) -> Vec<String> {
         .collect()
 }
 
+/// Asks a run to stop: its `spec.stop`.
+pub(crate) fn stop_run(ns: &TestNamespace, run: &str) {
+    ok(
+        ns.kubectl(
+            &[
+                "patch",
+                "mrun",
+                run,
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"stop":true}}"#,
+            ],
+            None,
+        ),
+        "stopping the run",
+    );
+}
+
 pub(crate) fn ok(out: Kubectl, what: &str) -> String {
     out.expect_ok(what)
 }
@@ -2063,20 +2081,7 @@ fn stop_ends_a_run_after_the_table_in_progress() {
     let (controller, dst) = slow_schedule(&ns, "st", "");
     request_run(&ns, "slow", "1");
     let run = running(&ns, "slow", &controller);
-    ok(
-        ns.kubectl(
-            &[
-                "patch",
-                "mrun",
-                &run,
-                "--type=merge",
-                "-p",
-                r#"{"spec":{"stop":true}}"#,
-            ],
-            None,
-        ),
-        "stopping the run",
-    );
+    stop_run(&ns, &run);
     let result = ended(&ns, &run, &controller);
     assert_eq!(result, "Stopped", "{}", controller.log());
     let not_started = ok(

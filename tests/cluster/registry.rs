@@ -4,7 +4,9 @@
 //! update` sets the image; a registry that refuses is a condition, and runs go on.
 
 use crate::api_server::TestNamespace;
-use crate::controller::{Controller, database, ok, psql, request_run, schedule_yaml, wait_for};
+use crate::controller::{
+    Controller, database, ok, psql, request_run, schedule_yaml, stop_run, wait_for,
+};
 use base64::Engine;
 use sha2::Digest;
 use std::process::{Child, Command, Stdio};
@@ -315,20 +317,7 @@ fn check_for_update_reads_the_registry_and_update_sets_the_image() {
         &controller,
     );
     assert_eq!(pull, "regcred");
-    ok(
-        ns.kubectl(
-            &[
-                "patch",
-                "mrun",
-                &run,
-                "--type=merge",
-                "-p",
-                r#"{"spec":{"stop":true}}"#,
-            ],
-            None,
-        ),
-        "stopping the run",
-    );
+    stop_run(&ns, &run);
 
     // A login the registry refuses: a reason, and the schedule still runs.
     let (src2, dst2) = (database("reg_src2"), database("reg_dst2"));
@@ -366,5 +355,26 @@ fn check_for_update_reads_the_registry_and_update_sets_the_image() {
         "{.status.activeRun}",
         |s| !s.is_empty(),
         &controller,
+    );
+
+    // `cloudmigrate check` reads each named image's manifest with the schedule's pull secret.
+    let said = crate::workers::check(&ns);
+    assert!(
+        said.contains(&format!(
+            "image in {}: {updated} can be pulled with regcred",
+            ns.name
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!(
+            "image in {}: {image} cannot be pulled with badcred: the registry refused (401)",
+            ns.name
+        )),
+        "{said}"
+    );
+    assert!(
+        !said.contains("wrong"),
+        "a password in check's output: {said}"
     );
 }

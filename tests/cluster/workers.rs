@@ -5,8 +5,23 @@
 
 use crate::api_server::TestNamespace;
 use crate::controller::{
-    Controller, database, ended, ok, psql, request_run, schedule_yaml, wait_for,
+    Controller, database, ended, ok, psql, request_run, schedule_yaml, stop_run, wait_for,
 };
+
+/// What `cloudmigrate check` says of the namespace (its Lease is missing: only the lines count).
+pub(crate) fn check(ns: &TestNamespace) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cloudmigrate"))
+        .args([
+            "check",
+            "-n",
+            &ns.name,
+            "--lease",
+            &format!("{}/nobody", ns.name),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
 
 /// A schedule with the Job runner and `runtime` added to its runtime.
 fn job_schedule(name: &str, src: &str, dst: &str, runtime: &str) -> String {
@@ -194,22 +209,21 @@ fn a_namespace_without_the_worker_service_account_says_how_to_make_it() {
         )),
         "{said}"
     );
+    // `cloudmigrate check` says so too.
+    let check_said = check(&ns);
+    assert!(
+        check_said.contains(&format!(
+            "workers in {}: no ServiceAccount cloudmigrate-worker",
+            ns.name
+        )),
+        "{check_said}"
+    );
     ok(
         ns.kubectl(&["create", "serviceaccount", "cloudmigrate-worker"], None),
         "making the ServiceAccount",
     );
     assert_eq!(ended(&ns, &run, &controller), "Succeeded");
-    let check = std::process::Command::new(env!("CARGO_BIN_EXE_cloudmigrate"))
-        .args([
-            "check",
-            "-n",
-            &ns.name,
-            "--lease",
-            &format!("{}/nobody", ns.name),
-        ])
-        .output()
-        .unwrap();
-    let check = String::from_utf8_lossy(&check.stdout);
+    let check = check(&ns);
     assert!(
         check.contains(&format!(
             "workers in {}: ServiceAccount cloudmigrate-worker",
@@ -242,20 +256,7 @@ fn an_unschedulable_worker_says_what_the_scheduler_said_and_a_stop_ends_it() {
         said.contains("didn't match Pod's node affinity/selector"),
         "{said}"
     );
-    ok(
-        ns.kubectl(
-            &[
-                "patch",
-                "mrun",
-                &run,
-                "--type=merge",
-                "-p",
-                r#"{"spec":{"stop":true}}"#,
-            ],
-            None,
-        ),
-        "stopping the run",
-    );
+    stop_run(&ns, &run);
     assert_eq!(ended(&ns, &run, &controller), "Stopped");
     ns.wait_until(
         "jobs",

@@ -18,6 +18,7 @@ pub mod engine;
 pub mod fixtures;
 #[cfg(test)]
 mod house;
+pub mod lake;
 pub mod logins;
 pub mod manifest;
 pub mod ops;

@@ -13,8 +13,12 @@ pub fn time(t: DateTime<Utc>) -> Time {
 
 /// The API's `Time` as a chrono time.
 pub fn utc(t: &Time) -> DateTime<Utc> {
-    DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().max(0) as u32)
-        .unwrap_or_default()
+    utc_of(&t.0)
+}
+
+/// The timestamp inside the API's `Time` and `MicroTime` as a chrono time.
+pub fn utc_of(t: &Timestamp) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond().max(0) as u32).unwrap_or_default()
 }
 
 #[cfg(test)]

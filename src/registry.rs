@@ -21,16 +21,22 @@ pub struct Reference {
     pub repository: String,
 }
 
+/// An image reference without its tag and digest: `registry:5000/cm:0.1.0` →
+/// `registry:5000/cm` (a port is not a tag).
+pub fn repository(image: &str) -> &str {
+    let name = image.split('@').next().unwrap_or(image);
+    match name.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => repo,
+        _ => name,
+    }
+}
+
 impl Reference {
     /// Parses an image reference as Docker and the kubelet do: the first part names a registry
     /// when it has a dot or a port or is `localhost`; otherwise the image is on Docker Hub
     /// (`library/` for a one-part name).
     pub fn parse(image: &str) -> Result<Self, String> {
-        let name = image.split('@').next().unwrap_or(image);
-        let name = match name.rsplit_once(':') {
-            Some((n, tag)) if !tag.contains('/') => n,
-            _ => name,
-        };
+        let name = repository(image);
         if name.is_empty() || name.contains(char::is_whitespace) {
             return Err(format!("{image:?} is not an image reference"));
         }
@@ -221,11 +227,12 @@ pub async fn pullable(
         status: 0,
         message: e,
     })?;
-    let name = image.split('@').next().unwrap_or(image);
-    let reference = match (image.split_once('@'), name.rsplit_once(':')) {
-        (Some((_, digest)), _) => digest.to_string(),
-        (None, Some((_, tag))) if !tag.contains('/') => tag.to_string(),
-        _ => "latest".to_string(),
+    let reference = match image.split_once('@') {
+        Some((_, digest)) => digest,
+        None => image
+            .strip_prefix(repository(image))
+            .and_then(|t| t.strip_prefix(':'))
+            .unwrap_or("latest"),
     };
     let url = format!("{}/v2/{}/manifests/{reference}", r.endpoint(), r.repository);
     let accept = "application/vnd.oci.image.index.v1+json, \

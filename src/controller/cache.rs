@@ -266,15 +266,19 @@ fn job_key(namespace: &str, job: &str) -> String {
     format!("{namespace}/{job}")
 }
 
-/// The index key of a pod: its Job, from the label the Job controller sets.
-pub fn pod_job_keys(pod: &Pod) -> Vec<String> {
+/// A pod's Job, from the label the Job controller sets.
+pub fn pod_job(pod: &Pod) -> Option<&str> {
     use crate::runner::startup::{JOB_NAME_LABEL, LEGACY_JOB_NAME_LABEL};
-    let labels = pod.metadata.labels.as_ref();
+    let labels = pod.metadata.labels.as_ref()?;
     labels
-        .and_then(|l| {
-            l.get(JOB_NAME_LABEL)
-                .or_else(|| l.get(LEGACY_JOB_NAME_LABEL))
-        })
+        .get(JOB_NAME_LABEL)
+        .or_else(|| labels.get(LEGACY_JOB_NAME_LABEL))
+        .map(String::as_str)
+}
+
+/// The index key of a pod: its Job.
+pub fn pod_job_keys(pod: &Pod) -> Vec<String> {
+    pod_job(pod)
         .map(|job| job_key(pod.metadata.namespace.as_deref().unwrap_or_default(), job))
         .into_iter()
         .collect()

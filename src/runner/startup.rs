@@ -96,7 +96,7 @@ fn event_times(e: &Event) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
         .first_timestamp
         .as_ref()
         .map(crate::clock::utc)
-        .or_else(|| e.event_time.as_ref().map(|t| micro(&t.0)))
+        .or_else(|| e.event_time.as_ref().map(|t| crate::clock::utc_of(&t.0)))
         .or(created)?;
     let last = e
         .last_timestamp
@@ -106,15 +106,10 @@ fn event_times(e: &Event) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
             e.series
                 .as_ref()
                 .and_then(|s| s.last_observed_time.as_ref())
-                .map(|t| micro(&t.0))
+                .map(|t| crate::clock::utc_of(&t.0))
         })
         .unwrap_or(first);
     Some((first, last))
-}
-
-/// A `MicroTime`'s timestamp as a chrono time.
-fn micro(t: &k8s_openapi::jiff::Timestamp) -> DateTime<Utc> {
-    DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond().max(0) as u32).unwrap_or_default()
 }
 
 /// The message of a pod the API server refused to create, with the fix.

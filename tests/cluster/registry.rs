@@ -4,9 +4,8 @@
 //! update` sets the image; a registry that refuses is a condition, and runs go on.
 
 use crate::api_server::TestNamespace;
-use crate::controller::{
-    Controller, database, ok, psql, request_run, schedule_yaml, stop_run, wait_for,
-};
+use crate::controller::{Controller, ok, request_run, stop_run, wait_for};
+use crate::workers::{job_schedule, small_source};
 use base64::Engine;
 use sha2::Digest;
 use std::process::{Child, Command, Stdio};
@@ -226,16 +225,16 @@ fn check_for_update_reads_the_registry_and_update_sets_the_image() {
         ),
         "a pull secret with a wrong password",
     );
-    let (src, dst) = (database("reg_src"), database("reg_dst"));
-    psql(
-        &src,
-        "CREATE TABLE \"CRONUS$Item\" (\"No_\" int PRIMARY KEY)",
-    );
+    let (src, dst) = small_source("reg");
     let controller = Controller::start(&ns.name);
     let image = format!("{}/{repository}:0.1.0", registry.address);
-    let yaml = schedule_yaml("upd", &src, &dst, "0 2 * * *").replace(
-        "runner: InProcess",
-        &format!("runner: Job, image: \"{image}\", imagePullSecrets: [{{name: regcred}}], startDeadlineSeconds: 600"),
+    let yaml = job_schedule(
+        "upd",
+        &src,
+        &dst,
+        &format!(
+            ", image: \"{image}\", imagePullSecrets: [{{name: regcred}}], startDeadlineSeconds: 600"
+        ),
     );
     ok(
         ns.kubectl(&["apply", "-f", "-"], Some(&yaml)),
@@ -320,14 +319,12 @@ fn check_for_update_reads_the_registry_and_update_sets_the_image() {
     stop_run(&ns, &run);
 
     // A login the registry refuses: a reason, and the schedule still runs.
-    let (src2, dst2) = (database("reg_src2"), database("reg_dst2"));
-    psql(
+    let (src2, dst2) = small_source("reg2");
+    let refused = job_schedule(
+        "refused",
         &src2,
-        "CREATE TABLE \"CRONUS$Item\" (\"No_\" int PRIMARY KEY)",
-    );
-    let refused = schedule_yaml("refused", &src2, &dst2, "0 2 * * *").replace(
-        "runner: InProcess",
-        &format!("runner: Job, image: \"{image}\", imagePullSecrets: [{{name: badcred}}]"),
+        &dst2,
+        &format!(", image: \"{image}\", imagePullSecrets: [{{name: badcred}}]"),
     );
     ok(
         ns.kubectl(&["apply", "-f", "-"], Some(&refused)),

@@ -24,7 +24,7 @@ pub(crate) fn check(ns: &TestNamespace) -> String {
 }
 
 /// A schedule with the Job runner and `runtime` added to its runtime.
-fn job_schedule(name: &str, src: &str, dst: &str, runtime: &str) -> String {
+pub(crate) fn job_schedule(name: &str, src: &str, dst: &str, runtime: &str) -> String {
     schedule_yaml(name, src, dst, "0 2 * * *")
         .replace("runner: InProcess", &format!("runner: Job{runtime}"))
 }
@@ -52,7 +52,7 @@ fn running_says(ns: &TestNamespace, run: &str, reason: &str, controller: &Contro
     out.split_once('|').unwrap().1.to_string()
 }
 
-fn small_source(label: &str) -> (String, String) {
+pub(crate) fn small_source(label: &str) -> (String, String) {
     let (src, dst) = (
         database(&format!("{label}_src")),
         database(&format!("{label}_dst")),

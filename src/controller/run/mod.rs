@@ -54,9 +54,8 @@ pub async fn controller(
     }
     if let Some(pods) = runners.pods {
         watched = watched.watches_shared_stream(pods, |pod| {
-            let job = crate::controller::cache::pod_job_keys(&pod);
-            let job = job.first()?.rsplit_once('/')?.1.to_string();
-            run_of_job(pod.metadata.namespace.as_deref(), &job)
+            let job = crate::controller::cache::pod_job(&pod)?;
+            run_of_job(pod.metadata.namespace.as_deref(), job)
         });
     }
     if let Some(refusals) = runners.refusals {

@@ -18,14 +18,7 @@ pub fn image_version(image: &str) -> Option<semver::Version> {
     semver::Version::parse(tag.strip_prefix('v').unwrap_or(tag)).ok()
 }
 
-/// An image reference without its tag and digest: `registry:5000/cm:0.1.0` → `registry:5000/cm`.
-pub fn repository(image: &str) -> &str {
-    let name = image.split('@').next().unwrap_or(image);
-    match name.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => repo,
-        _ => name,
-    }
-}
+pub use crate::registry::repository;
 
 /// What Check for Update compares.
 #[derive(Clone, Copy, Debug)]

@@ -97,20 +97,18 @@ pub fn results_table(report: &RunReport, only_problems: bool) -> String {
         })
         .collect();
     rows.sort_by_key(|t| (order(t.result), t.company.clone(), t.table.clone()));
+    // A lake target's tables get a column with their Delta version and files.
+    let lake = report.tables.iter().any(|t| t.lake.is_some());
+    let mut header = vec!["Company", "Table", "Result", "Copy", "Rows", "Size", "Time"];
+    if lake {
+        header.push("Delta table");
+    }
+    header.push("Message and guidance");
     let mut table = Table::new();
     table
         .load_style(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header([
-            "Company",
-            "Table",
-            "Result",
-            "Copy",
-            "Rows",
-            "Size",
-            "Time",
-            "Message and guidance",
-        ]);
+        .set_header(header);
     for t in rows {
         let mut note = t.message.clone().unwrap_or_default();
         if let Some(g) = &t.guidance {
@@ -138,7 +136,7 @@ pub fn results_table(report: &RunReport, only_problems: bool) -> String {
             (crate::engine::report::CopyMode::Full, _, Some(reason)) => format!("full: {reason}"),
             _ => String::new(),
         };
-        table.add_row(vec![
+        let mut cells = vec![
             Cell::new(company),
             Cell::new(&t.table),
             result_cell(t.result),
@@ -146,10 +144,28 @@ pub fn results_table(report: &RunReport, only_problems: bool) -> String {
             Cell::new(rows),
             Cell::new(size),
             Cell::new(time),
-            Cell::new(note),
-        ]);
+        ];
+        if lake {
+            cells.push(Cell::new(
+                t.lake.as_ref().map(lake_cell).unwrap_or_default(),
+            ));
+        }
+        cells.push(Cell::new(note));
+        table.add_row(cells);
     }
     table.to_string()
+}
+
+/// A lake table after the run: `v3: 12 files, 1500000 rows (+2 -1)`.
+fn lake_cell(l: &crate::engine::report::LakeReport) -> String {
+    let Some(version) = l.version else {
+        return String::new();
+    };
+    let mut s = format!("v{version}: {} files, {} rows", l.files, l.rows);
+    if l.added + l.removed > 0 {
+        s.push_str(&format!(" (+{} -{})", l.added, l.removed));
+    }
+    s
 }
 
 /// The summary, as the vendor's tiles show it.

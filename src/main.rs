@@ -808,6 +808,14 @@ async fn run_file(
         .clone()
         .unwrap_or_else(|| "run".into());
     let run_id = format!("{name}-{}", chrono::Utc::now().format("%Y%m%d%H%M%S%3f"));
+    if let Some(config) = manifest::lake_run_config(&m, &source, &target, run_id.clone(), run_type)?
+    {
+        let progress = Arc::new(ReadProgress::default());
+        let display = ProgressDisplay::new(progress.clone());
+        let report = cloudmigrate::lake::run::run(&config, &display, progress).await;
+        display.finish();
+        return reported(report.map_err(|e| e.to_string())?, only_problems);
+    }
     let config = manifest::run_config(&m, &source, &target, run_id, run_type)?;
     migrate(&config, only_problems).await
 }
@@ -831,7 +839,11 @@ async fn migrate(config: &RunConfig, only_problems: bool) -> Result<ExitCode, St
     let display = ProgressDisplay::new(progress.clone());
     let report = engine::run(config, &display, progress).await;
     display.finish();
-    let report = report.map_err(|e| e.to_string())?;
+    reported(report.map_err(|e| e.to_string())?, only_problems)
+}
+
+/// Prints a run's tables and summary; the exit code says whether a table failed.
+fn reported(report: engine::report::RunReport, only_problems: bool) -> Result<ExitCode, String> {
     println!("{}", results_table(&report, only_problems));
     println!("{}", summary(&report));
     Ok(if report.tiles().failed > 0 {

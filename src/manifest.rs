@@ -134,6 +134,52 @@ pub fn target_spec(manifest: &Manifest, password: &PasswordSource) -> Result<Con
     })
 }
 
+/// The lake a manifest's schedule writes into, when its target is one, with the key given
+/// outside the cluster.
+pub fn lake_target(
+    manifest: &Manifest,
+    password: &PasswordSource,
+) -> Result<Option<crate::lake::store::LakeTarget>, String> {
+    let target = &manifest.schedule.spec.target;
+    if !crate::lake::store::is_lake_url(&target.url) {
+        return Ok(None);
+    }
+    let options = target.lake.clone().unwrap_or_default();
+    Ok(Some(crate::lake::store::LakeTarget {
+        url: target.url.clone(),
+        account: options.account,
+        access_key_id: options.access_key_id,
+        endpoint: options.endpoint,
+        region: options.region,
+        secret: password.read("target", target.password_secret_ref.as_ref())?,
+    }))
+}
+
+/// The configuration of one run of a manifest's schedule into its lake; None when its target
+/// is a database.
+pub fn lake_run_config(
+    manifest: &Manifest,
+    source_password: &PasswordSource,
+    target_password: &PasswordSource,
+    run_id: String,
+    run_type: crate::engine::RunType,
+) -> Result<Option<crate::lake::run::LakeRunConfig>, String> {
+    let Some(lake) = lake_target(manifest, target_password)? else {
+        return Ok(None);
+    };
+    let spec = &manifest.schedule.spec;
+    Ok(Some(crate::lake::run::LakeRunConfig {
+        run_id,
+        source: source_spec(manifest, source_password)?,
+        lake,
+        plan: crate::convert::plan_options(spec, manifest.companies.clone()),
+        parallelism: spec.runtime.parallelism.max(1) as usize,
+        run_type,
+        retention: crate::engine::tracking::DEFAULT_RETENTION,
+        stop: Default::default(),
+    }))
+}
+
 /// The engine's configuration for one run of a manifest's schedule.
 pub fn run_config(
     manifest: &Manifest,

@@ -150,21 +150,31 @@ pub struct SourceConnection {
     pub tls: Option<Tls>,
 }
 
-/// How to reach the cloud tenant database that receives the data.
+/// How to reach the cloud tenant database, or the data lake, that receives the data.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new(URL_SCHEME_RULE).message(URL_SCHEME_MESSAGE))]
+#[x_kube(validation = Rule::new(TARGET_SCHEME_RULE).message(TARGET_SCHEME_MESSAGE))]
+#[x_kube(validation = Rule::new(LAKE_OPTIONS_RULE).message(LAKE_OPTIONS_MESSAGE))]
 #[x_kube(validation = Rule::new(URL_PASSWORD_RULE).message(URL_PASSWORD_MESSAGE))]
 #[x_kube(validation = Rule::new(URL_PARAMETERS_RULE).message(URL_PARAMETERS_MESSAGE))]
 #[x_kube(validation = Rule::new(TLS_SERVER_RULE).message(TLS_SERVER_MESSAGE))]
 pub struct TargetConnection {
     /// Database URL without the password, for example
-    /// `postgres://cloudmigrate@tenant-db.example.com:5432/bc_cloud`.
+    /// `postgres://cloudmigrate@tenant-db.example.com:5432/bc_cloud`; or a data lake:
+    /// `az://CONTAINER/FOLDER` (Azure Blob Storage or Data Lake Storage Gen2, with
+    /// `lake.account`), `abfss://CONTAINER@ACCOUNT.dfs.core.windows.net/FOLDER`,
+    /// `s3://BUCKET/FOLDER` (with `lake.accessKeyId`) or `file://FOLDER`. A lake gets one
+    /// Delta table per source table.
     #[schemars(length(min = 1, max = 2048))]
     pub url: String,
-    /// The Secret key that holds the password for the user in `url`.
+    /// The Secret key that holds the password for the user in `url`; for a lake, the storage
+    /// account's key (`az://`, `abfss://`) or the secret access key (`s3://`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
+    /// How to reach a data lake target: the account or access key id, and the service's
+    /// address when it is not the public cloud's. Only for a lake `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lake: Option<LakeOptions>,
     /// TLS to the server: see `Tls`. Left out, a schedule in the cluster verifies the
     /// certificate and the host name against the public CAs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,6 +187,40 @@ pub struct TargetConnection {
     #[serde(default)]
     pub create_missing_tables: bool,
 }
+
+/// The options of a data lake target. The key is never here: it is in the Secret that the
+/// target's `passwordSecretRef` names.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LakeOptions {
+    /// The Azure storage account's name, for an `az://` URL (an `abfss://` URL names it in
+    /// its host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub account: Option<String>,
+    /// The S3 access key id, for an `s3://` URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub access_key_id: Option<String>,
+    /// The service's address when it is not the public cloud's: an S3-compatible server, a
+    /// sovereign Azure cloud, or Azurite (`http://127.0.0.1:10000/devstoreaccount1`). Only an
+    /// endpoint given here may be `http://`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub endpoint: Option<String>,
+    /// The S3 region. Defaults to `us-east-1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub region: Option<String>,
+}
+
+const TARGET_SCHEME_RULE: &str =
+    "self.url.matches('^(postgres|postgresql|mysql|mariadb|sqlite|az|abfss|s3|file)://')";
+const TARGET_SCHEME_MESSAGE: &str = "url must start with postgres://, postgresql://, mysql://, \
+     mariadb://, sqlite:// (a database), or az://, abfss://, s3://, file:// (a data lake)";
+const LAKE_OPTIONS_RULE: &str = "!has(self.lake) || self.url.matches('^(az|abfss|s3|file)://')";
+const LAKE_OPTIONS_MESSAGE: &str =
+    "lake applies to a data lake target (az://, abfss://, s3:// or file://): remove it";
 
 const URL_SCHEME_RULE: &str = "self.url.matches('^(postgres|postgresql|mysql|mariadb|sqlite)://')";
 const URL_SCHEME_MESSAGE: &str = "url must start with postgres://, postgresql://, mysql://, \

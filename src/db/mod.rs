@@ -270,6 +270,7 @@ impl Database {
             snapshot: None,
             progress: Default::default(),
             keys: None,
+            range: None,
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel(CHANNEL_CHUNKS);
         let reader = self.read_table(&spec, tx);

@@ -39,6 +39,81 @@ pub struct ReadSpec {
     pub progress: std::sync::Arc<ReadProgress>,
     /// Read only the rows with these primary keys (an incremental run). None: every row.
     pub keys: Option<KeyFilter>,
+    /// Read the rows of one stretch of the key, sorted by it (a data lake's files). None: any
+    /// order.
+    pub range: Option<KeyRange>,
+}
+
+/// A stretch of a table's rows by key, read in key order: text compared by its UTF-8 bytes in
+/// every dialect (whatever the column's collation), so that the order is the one Rust's own
+/// comparison of the values gives (`lake::keys`).
+#[derive(Clone, Debug, Default)]
+pub struct KeyRange {
+    /// The columns that sort the rows: the primary key, else every column.
+    pub columns: Vec<ColumnDef>,
+    /// From this key on; None: from the first row.
+    pub from: Option<Vec<Value>>,
+    /// Up to, not including, this key; None: to the last row.
+    pub before: Option<Vec<Value>>,
+}
+
+impl KeyRange {
+    /// Text, and a GUID outside PostgreSQL (where it is a text column), compare by bytes.
+    fn compared_as_text(d: Dialect, c: &ColumnDef) -> bool {
+        c.kind == super::Kind::Text || (c.kind == super::Kind::Uuid && d != Dialect::Postgres)
+    }
+
+    /// A column as it is compared and sorted.
+    fn sort_expr(d: Dialect, c: &ColumnDef) -> String {
+        let q = d.quote(&c.name);
+        let text = Self::compared_as_text(d, c);
+        match (d, text) {
+            (Dialect::Postgres, true) => format!("{q} COLLATE \"C\""),
+            (Dialect::MySql, true) => format!("CAST(CONVERT({q} USING utf8mb4) AS BINARY)"),
+            (Dialect::Sqlite, true) => format!("{q} COLLATE BINARY"),
+            _ => q,
+        }
+    }
+
+    /// A parameter as it is compared with the column.
+    fn param_expr(d: Dialect, c: &ColumnDef) -> String {
+        let text = Self::compared_as_text(d, c);
+        match d {
+            // Typed as the column, so that a decimal's text compares as a number.
+            Dialect::Postgres => format!("CAST(? AS {})", c.type_name),
+            Dialect::MySql if text => "CAST(CONVERT(? USING utf8mb4) AS BINARY)".into(),
+            _ => "?".into(),
+        }
+    }
+
+    /// The `WHERE` condition (empty for the whole table), its parameters, and the `ORDER BY`.
+    pub(crate) fn clauses(&self, d: Dialect) -> (String, Vec<Value>, String) {
+        let sorted: Vec<String> = self.columns.iter().map(|c| Self::sort_expr(d, c)).collect();
+        let params: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| Self::param_expr(d, c))
+            .collect();
+        let tuple = |parts: &[String]| {
+            if parts.len() == 1 {
+                parts[0].clone()
+            } else {
+                format!("({})", parts.join(", "))
+            }
+        };
+        let (lhs, rhs) = (tuple(&sorted), tuple(&params));
+        let mut conditions = vec![];
+        let mut values = vec![];
+        if let Some(from) = &self.from {
+            conditions.push(format!("{lhs} >= {rhs}"));
+            values.extend(from.iter().cloned());
+        }
+        if let Some(before) = &self.before {
+            conditions.push(format!("{lhs} < {rhs}"));
+            values.extend(before.iter().cloned());
+        }
+        (conditions.join(" AND "), values, sorted.join(", "))
+    }
 }
 
 /// A set of rows named by their primary key values, given as text.
@@ -213,6 +288,15 @@ pub(crate) fn select_statements(
     exprs: &[String],
 ) -> Vec<(String, Vec<Value>)> {
     let base = format!("SELECT {} FROM {}", exprs.join(", "), d.quote(&spec.table));
+    if let Some(range) = &spec.range {
+        let (condition, params, order) = range.clauses(d);
+        let filter = if condition.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {condition}")
+        };
+        return vec![(format!("{base}{filter} ORDER BY {order}"), params)];
+    }
     match &spec.keys {
         None => vec![(base, vec![])],
         Some(filter) => filter

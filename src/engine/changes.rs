@@ -192,6 +192,23 @@ pub(crate) async fn change_tracking(
         })
 }
 
+/// Change tracking for a run that has the source to itself (a lake target): installed where
+/// it is missing, then the run's version.
+pub(crate) async fn change_tracking_of(
+    source: &Database,
+    plan: &plan::Plan,
+    retention: std::time::Duration,
+) -> TrackingState {
+    prepare_tracking(source, plan, None, retention, true)
+        .await
+        .unwrap_or_else(|| {
+            TrackingState::new(
+                Err("change tracking could not be prepared on the source".into()),
+                HashMap::new(),
+            )
+        })
+}
+
 /// Phase 5, after the snapshot: one query finds the tables with change records since the
 /// lowest watermark among this run's tables; the others have nothing to read. Not on MySQL and
 /// MariaDB: under a case-insensitive collation DISTINCT would return one of two names that

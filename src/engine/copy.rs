@@ -139,6 +139,7 @@ pub(crate) fn report(t: &PlannedTable, result: TableResult, started: Instant) ->
         duration: started.elapsed(),
         message: None,
         guidance: None,
+        lake: None,
     }
 }
 
@@ -512,6 +513,7 @@ fn transfer_specs(
         snapshot: ctx.snapshot.clone(),
         progress,
         keys: read_keys,
+        range: None,
     };
     (read, load)
 }

@@ -77,28 +77,12 @@ pub(crate) async fn copy_tables(
     observer: &dyn Observer,
     progress: Arc<ReadProgress>,
 ) -> (Vec<TableReport>, Vec<TableReport>) {
-    let mut skipped = Vec::with_capacity(plan.tables.len());
     let reports_skipped = config.share.is_none_or(|(index, _)| index == 0);
-    for (t, skip) in plan
-        .tables
-        .iter()
-        .filter(|_| reports_skipped)
-        .filter_map(|t| t.skip.as_ref().map(|s| (t, s)))
-    {
-        let mut r = uncopied(
-            t,
-            skip.result(),
-            skip.message(&t.source),
-            skip.is_error().then(|| {
-                "Rename one of the tables in the source so that the names differ within the \
-                 target's identifier limit, or exclude one with spec.tables.exclude."
-                    .to_string()
-            }),
-        );
-        r.left_out = Some(skip.kind());
-        observer.table_done(&r);
-        skipped.push(r);
-    }
+    let skipped = if reports_skipped {
+        left_out(plan, observer)
+    } else {
+        vec![]
+    };
     // Biggest tables first, so that the last minutes are not spent on one large table alone.
     let to_copy = tables_to_copy(plan, owned);
     observer.planned(
@@ -116,4 +100,29 @@ pub(crate) async fn copy_tables(
         .collect()
         .await;
     (skipped, copied)
+}
+
+/// The reports of the tables the plan leaves out, each told to the observer.
+pub(crate) fn left_out(plan: &plan::Plan, observer: &dyn Observer) -> Vec<TableReport> {
+    let mut skipped = Vec::with_capacity(plan.tables.len());
+    for (t, skip) in plan
+        .tables
+        .iter()
+        .filter_map(|t| t.skip.as_ref().map(|s| (t, s)))
+    {
+        let mut r = uncopied(
+            t,
+            skip.result(),
+            skip.message(&t.source),
+            skip.is_error().then(|| {
+                "Rename one of the tables in the source so that the names differ within the \
+                 target's identifier limit, or exclude one with spec.tables.exclude."
+                    .to_string()
+            }),
+        );
+        r.left_out = Some(skip.kind());
+        observer.table_done(&r);
+        skipped.push(r);
+    }
+    skipped
 }

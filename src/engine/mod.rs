@@ -17,10 +17,10 @@
 
 pub mod access;
 pub mod catalog;
-mod changes;
+pub(crate) mod changes;
 pub mod claims;
 pub mod copy;
-mod copy_tables;
+pub(crate) mod copy_tables;
 mod finish;
 pub mod initialize;
 pub mod ledger;
@@ -106,6 +106,9 @@ pub enum EngineError {
     Target(DbError),
     #[error(transparent)]
     Plan(#[from] PlanError),
+    /// The lake target cannot be used (see `lake::store`).
+    #[error("{0}")]
+    Lake(crate::lake::store::LakeError),
     /// A bug: the run panicked. Caught, so that it ends the run and nothing else.
     #[error(
         "the run stopped on an internal error ({0}); please report it with `cloudmigrate report` (a support bundle)"

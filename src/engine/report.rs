@@ -28,6 +28,24 @@ pub struct TableReport {
     pub duration: Duration,
     pub message: Option<String>,
     pub guidance: Option<String>,
+    /// Where a lake target holds the table, and what it holds after the run.
+    pub lake: Option<LakeReport>,
+}
+
+/// A table of a lake target after a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LakeReport {
+    /// The table's folder, which Delta readers are given.
+    pub location: String,
+    /// The table's Delta version; None for a table without a commit.
+    pub version: Option<u64>,
+    /// Data files in the table.
+    pub files: u64,
+    /// Rows in the table.
+    pub rows: u64,
+    /// Files this run added and removed.
+    pub added: u64,
+    pub removed: u64,
 }
 
 /// The counts that the vendor shows as tiles.

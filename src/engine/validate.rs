@@ -647,6 +647,7 @@ impl Side<'_> {
             snapshot: None,
             progress: Default::default(),
             keys,
+            range: None,
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
         let reader = self.db.read_table(&spec, tx);

@@ -10,15 +10,28 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The file of commit `version`: 20 digits, zero-padded.
+/// The folder of a table's log.
+pub const LOG_DIR: &str = "_delta_log";
+
+/// The name of commit `version`'s file in the log's folder: 20 digits, zero-padded.
+pub fn commit_name(version: u64) -> String {
+    format!("{version:020}.json")
+}
+
+/// The file of commit `version`, below the table's folder.
 pub fn commit_file(version: u64) -> String {
-    format!("_delta_log/{version:020}.json")
+    format!("{LOG_DIR}/{}", commit_name(version))
 }
 
 /// The reader and writer versions the tables ask for: the base protocol (no deletion vectors,
 /// no column mapping), which every Delta reader reads.
 pub const MIN_READER_VERSION: i32 = 1;
 pub const MIN_WRITER_VERSION: i32 = 2;
+
+/// The versions a table with column mapping by name asks for: its column names (with the
+/// spaces ERP names have) live in the log, and the Parquet files name columns `col-N`.
+pub const MAPPED_READER_VERSION: i32 = 2;
+pub const MAPPED_WRITER_VERSION: i32 = 5;
 
 /// A column's Delta type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,16 +69,27 @@ impl DeltaType {
     }
 }
 
+/// One column of the table's schema: its name as the source spells it, its type, whether it
+/// may be null, and under column mapping its name in the Parquet files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchemaColumn {
+    pub name: String,
+    pub delta: DeltaType,
+    pub nullable: bool,
+    /// `Some(name in the files)` under column mapping by name.
+    pub physical: Option<String>,
+}
+
 /// The table's schema in the log's own form (`metaData.schemaString`): a struct of the columns
-/// in order, each with its name as the source spells it.
-pub fn schema_string(columns: &[(String, DeltaType, bool)]) -> String {
+/// in order; under column mapping each has its id (its place, from 1) and physical name.
+pub fn schema_string(columns: &[SchemaColumn]) -> String {
     #[derive(Serialize)]
     struct Field<'a> {
         name: &'a str,
         #[serde(rename = "type")]
         type_: String,
         nullable: bool,
-        metadata: BTreeMap<String, String>,
+        metadata: BTreeMap<&'static str, serde_json::Value>,
     }
     #[derive(Serialize)]
     struct Struct<'a> {
@@ -77,11 +101,18 @@ pub fn schema_string(columns: &[(String, DeltaType, bool)]) -> String {
         type_: "struct",
         fields: columns
             .iter()
-            .map(|(name, t, nullable)| Field {
-                name,
-                type_: t.name(),
-                nullable: *nullable,
-                metadata: BTreeMap::new(),
+            .enumerate()
+            .map(|(i, c)| Field {
+                name: &c.name,
+                type_: c.delta.name(),
+                nullable: c.nullable,
+                metadata: match &c.physical {
+                    Some(p) => BTreeMap::from([
+                        ("delta.columnMapping.id", serde_json::json!(i + 1)),
+                        ("delta.columnMapping.physicalName", serde_json::json!(p)),
+                    ]),
+                    None => BTreeMap::new(),
+                },
             })
             .collect(),
     };
@@ -89,11 +120,11 @@ pub fn schema_string(columns: &[(String, DeltaType, bool)]) -> String {
     serde_json::to_string(&schema).unwrap_or_default()
 }
 
-/// The table's id (`metaData.id`), a UUID made from its location: the same table gets the
-/// same id on every run.
-pub fn table_id(location: &str) -> String {
+/// The table's id (`metaData.id`), a UUID made from its path in the lake: the same table gets
+/// the same id on every run, and in every copy of the lake.
+pub fn table_id(path: &str) -> String {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(location.as_bytes());
+    let digest = sha2::Sha256::digest(path.as_bytes());
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     uuid::Uuid::from_bytes(bytes).to_string()
@@ -120,24 +151,48 @@ pub struct Metadata {
     pub schema_string: String,
     pub partition_columns: Vec<String>,
     pub configuration: BTreeMap<String, String>,
-    /// Milliseconds since the epoch, from the source (the run's change window), never the
-    /// clock.
-    pub created_time: i64,
+    /// Milliseconds since the epoch. Left out: no time the source gives would be the same on
+    /// a re-run, and the clock's would change the log's bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_time: Option<i64>,
 }
 
 impl Metadata {
-    /// The metadata of a new table at `location`.
-    pub fn new(location: &str, columns: &[(String, DeltaType, bool)], created_time: i64) -> Self {
+    /// The metadata of the table at `path` in the lake.
+    pub fn new(path: &str, columns: &[SchemaColumn]) -> Self {
+        let mut configuration = BTreeMap::new();
+        if columns.iter().any(|c| c.physical.is_some()) {
+            configuration.insert("delta.columnMapping.mode".into(), "name".into());
+            configuration.insert(
+                "delta.columnMapping.maxColumnId".into(),
+                columns.len().to_string(),
+            );
+        }
         Self {
-            id: table_id(location),
+            id: table_id(path),
             format: Format {
                 provider: "parquet".into(),
                 options: BTreeMap::new(),
             },
             schema_string: schema_string(columns),
             partition_columns: vec![],
-            configuration: BTreeMap::new(),
-            created_time,
+            configuration,
+            created_time: None,
+        }
+    }
+
+    /// The protocol a table of this metadata needs.
+    pub fn protocol(&self) -> Protocol {
+        if self.configuration.contains_key("delta.columnMapping.mode") {
+            Protocol {
+                min_reader_version: MAPPED_READER_VERSION,
+                min_writer_version: MAPPED_WRITER_VERSION,
+            }
+        } else {
+            Protocol {
+                min_reader_version: MIN_READER_VERSION,
+                min_writer_version: MIN_WRITER_VERSION,
+            }
         }
     }
 }
@@ -150,12 +205,16 @@ pub struct Add {
     pub path: String,
     pub partition_values: BTreeMap<String, String>,
     pub size: i64,
-    /// Milliseconds since the epoch, from the source.
+    /// Milliseconds since the epoch. Always 0: a re-run must write the same bytes, and the
+    /// file's name already says what it holds (see `lake::files`).
     pub modification_time: i64,
     pub data_change: bool,
-    /// `numRecords`, and the key range's `minValues`/`maxValues`, as JSON text.
+    /// `numRecords`, as JSON text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<String>,
+    /// `firstKey`: the key of the file's first row (see `lake::table`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<BTreeMap<String, String>>,
 }
 
 /// A data file that leaves the table.
@@ -163,8 +222,9 @@ pub struct Add {
 #[serde(rename_all = "camelCase")]
 pub struct Remove {
     pub path: String,
-    /// Milliseconds since the epoch, from the source.
-    pub deletion_timestamp: i64,
+    /// Milliseconds since the epoch; left out, for the same reason as `Metadata::created_time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_timestamp: Option<i64>,
     pub data_change: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<i64>,
@@ -268,11 +328,17 @@ pub fn replay(commits: &[(u64, String)]) -> Result<TableState, LogError> {
 mod tests {
     use super::*;
 
-    fn columns() -> Vec<(String, DeltaType, bool)> {
+    fn columns() -> Vec<SchemaColumn> {
+        let c = |name: &str, delta, n: usize| SchemaColumn {
+            name: name.into(),
+            delta,
+            nullable: n > 1,
+            physical: Some(format!("col-{n}")),
+        };
         vec![
-            ("Entry No_".into(), DeltaType::Integer, false),
-            ("Amount".into(), DeltaType::Decimal(38, 20), true),
-            ("Posting Date".into(), DeltaType::Timestamp, true),
+            c("Entry No_", DeltaType::Integer, 1),
+            c("Amount", DeltaType::Decimal(38, 20), 2),
+            c("Posting Date", DeltaType::Timestamp, 3),
         ]
     }
 
@@ -284,21 +350,16 @@ mod tests {
             modification_time: 1_764_806_400_000,
             data_change: true,
             stats: Some(r#"{"numRecords":10}"#.into()),
+            tags: None,
         }
     }
 
     #[test]
     fn a_commit_is_the_same_bytes_every_time_and_names_its_version() {
+        let metadata = Metadata::new("companies/CRONUS/G_L Entry", &columns());
         let actions = vec![
-            Action::Protocol(Protocol {
-                min_reader_version: MIN_READER_VERSION,
-                min_writer_version: MIN_WRITER_VERSION,
-            }),
-            Action::MetaData(Metadata::new(
-                "file:///lake/CRONUS/G_L Entry",
-                &columns(),
-                0,
-            )),
+            Action::Protocol(metadata.protocol()),
+            Action::MetaData(metadata),
             Action::Add(add("part-00000.parquet")),
         ];
         let first = encode(&actions);
@@ -306,7 +367,7 @@ mod tests {
         let lines: Vec<&str> = first.lines().collect();
         assert_eq!(
             lines[0],
-            r#"{"protocol":{"minReaderVersion":1,"minWriterVersion":2}}"#
+            r#"{"protocol":{"minReaderVersion":2,"minWriterVersion":5}}"#
         );
         assert!(
             lines[1].starts_with(r#"{"metaData":{"id":""#),
@@ -319,6 +380,12 @@ mod tests {
             lines[1]
         );
         assert!(lines[1].contains(r#"decimal(38,20)"#), "{}", lines[1]);
+        assert!(
+            lines[1].contains(r#"\"delta.columnMapping.physicalName\":\"col-1\""#)
+                && lines[1].contains(r#""delta.columnMapping.mode":"name""#),
+            "{}",
+            lines[1]
+        );
         assert!(
             lines[2].starts_with(r#"{"add":{"path":"part-00000.parquet""#),
             "{}",
@@ -333,14 +400,14 @@ mod tests {
     #[test]
     fn replaying_keeps_the_live_files_and_refuses_a_gap() {
         let c0 = encode(&[
-            Action::MetaData(Metadata::new("file:///t", &columns(), 0)),
+            Action::MetaData(Metadata::new("t", &columns())),
             Action::Add(add("a.parquet")),
             Action::Add(add("b.parquet")),
         ]);
         let c1 = encode(&[
             Action::Remove(Remove {
                 path: "a.parquet".into(),
-                deletion_timestamp: 1,
+                deletion_timestamp: None,
                 data_change: true,
                 size: Some(1234),
             }),

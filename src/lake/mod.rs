@@ -1,5 +1,12 @@
-//! The data lake target (#26, being built): Delta Lake tables of Parquet data files and a
-//! transaction log, which Fabric, Synapse, Databricks, Spark and DuckDB read directly. So far
-//! only the log (`log`) exists; nothing in a run writes a lake yet.
+//! The data lake target: Delta Lake tables of Parquet data files and a transaction log, which
+//! Fabric, Synapse, Databricks, Spark and DuckDB read directly. A run (`run`) writes each
+//! table (`table`) as key-sorted files (`files`, of the columns in `columns`, cut by the keys
+//! of `keys`) into an object store (`store`), and commits them in the table's log (`log`).
 
+pub mod columns;
+pub mod files;
+pub mod keys;
 pub mod log;
+pub mod run;
+pub mod store;
+pub mod table;

@@ -510,6 +510,7 @@ pub async fn read_run_log(db: &Database, run_id: &str) -> Result<Vec<TableReport
             duration: std::time::Duration::from_millis(n(&r[8])),
             message: s(&r[9]),
             guidance: s(&r[10]),
+            lake: None,
         })
         .collect())
 }

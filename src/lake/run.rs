@@ -1,0 +1,401 @@
+//! A run into a lake: the source's catalog and plan, change tracking and the run's snapshot as
+//! for a database target (`engine`), then every table written as a Delta table (`table`),
+//! `parallelism` at once, biggest first. Each table keeps its change tracking watermark in a
+//! small file of its own beside its log (`_cloudmigrate/state.json`), written only after the
+//! table's commit and only when it changed.
+
+use super::store::{self, Lake, LakeError, LakeTarget};
+use super::table::{LakeTable, Written};
+use crate::db::{ConnectSpec, Database, ReadProgress};
+use crate::engine::catalog::{Catalog, SourceTable};
+use crate::engine::copy::{decide, schema_hash};
+use crate::engine::ledger::state::TableState as Mark;
+use crate::engine::plan::{self, PlanOptions, PlannedTable};
+use crate::engine::report::{CopyMode, RunReport, TableReport, TableResult};
+use crate::engine::{EngineError, Observer, RunType, StopSignal, tracking};
+use futures_util::StreamExt;
+use object_store::{ObjectStoreExt, PutPayload};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything a run into a lake needs.
+#[derive(Clone, Debug)]
+pub struct LakeRunConfig {
+    pub run_id: String,
+    pub source: ConnectSpec,
+    pub lake: LakeTarget,
+    pub plan: PlanOptions,
+    /// Tables written at the same time.
+    pub parallelism: usize,
+    pub run_type: RunType,
+    /// How long the source keeps changes.
+    pub retention: std::time::Duration,
+    pub stop: StopSignal,
+}
+
+/// What every table of a lake run shares.
+struct Context {
+    lake: Lake,
+    source: Database,
+    snapshot: Option<String>,
+    tracking: crate::engine::changes::TrackingState,
+    force_full: bool,
+    diagnostic: bool,
+}
+
+/// The folder of a table in the lake: `companies/<company>/<table>`, or `database/<table>` for
+/// a table of no company.
+pub fn layout(t: &SourceTable) -> Vec<String> {
+    match &t.company {
+        Some(c) => vec!["companies".into(), c.clone(), t.display_name()],
+        None => vec!["database".into(), t.display_name()],
+    }
+}
+
+/// Runs one migration from a database into a lake.
+#[tracing::instrument(skip_all, fields(run_id = %config.run_id))]
+pub async fn run(
+    config: &LakeRunConfig,
+    observer: &dyn Observer,
+    progress: Arc<ReadProgress>,
+) -> Result<RunReport, EngineError> {
+    let started = Instant::now();
+    let lake = store::open(&config.lake).map_err(EngineError::Lake)?;
+    lake.check().await.map_err(EngineError::Lake)?;
+    let mut spec = config.source.clone();
+    spec.max_connections = config.parallelism.max(1) as u32 + 2;
+    spec.create = false;
+    let source = Database::connect(&spec)
+        .await
+        .map_err(EngineError::Source)?;
+    let catalog = Catalog::read(&source).await.map_err(EngineError::Source)?;
+    let plan = plan::plan(&catalog, &config.plan)?;
+    let diagnostic = config.run_type == RunType::Diagnostic;
+    let tracking = if diagnostic {
+        crate::engine::changes::peek_tracking(&source, &plan).await
+    } else {
+        crate::engine::changes::change_tracking_of(&source, &plan, config.retention).await
+    };
+    let snapshot = if diagnostic {
+        None
+    } else {
+        source
+            .export_snapshot()
+            .await
+            .map_err(EngineError::Source)?
+    };
+    let ctx = Context {
+        lake,
+        source: source.clone(),
+        snapshot: snapshot.as_ref().map(|s| s.id.clone()),
+        tracking,
+        force_full: config.run_type == RunType::Full,
+        diagnostic,
+    };
+    let mut tables = crate::engine::copy_tables::left_out(&plan, observer);
+    let to_copy = crate::engine::copy_tables::tables_to_copy(&plan, None);
+    observer.planned(
+        to_copy.len() as u64,
+        to_copy
+            .iter()
+            .map(|t| t.source.def.est_rows.max(0) as u64)
+            .sum(),
+    );
+    let written: Vec<TableReport> = futures_util::stream::iter(0..to_copy.len())
+        .map(|i| write_and_report(&ctx, to_copy[i], progress.clone(), observer, &config.stop))
+        .buffer_unordered(config.parallelism.max(1))
+        .collect()
+        .await;
+    drop(snapshot);
+    tables.extend(written);
+    source.close().await;
+    Ok(RunReport {
+        run_id: config.run_id.clone(),
+        tables,
+        duration: started.elapsed(),
+    })
+}
+
+async fn write_and_report(
+    ctx: &Context,
+    t: &PlannedTable,
+    progress: Arc<ReadProgress>,
+    observer: &dyn Observer,
+    stop: &StopSignal,
+) -> TableReport {
+    let r = if stop.is_stopped() {
+        crate::engine::copy_tables::uncopied(
+            t,
+            TableResult::NotStarted,
+            "the run was stopped before this table started".into(),
+            Some("The next run writes it.".into()),
+        )
+    } else {
+        write_table(ctx, t, progress).await
+    };
+    observer.table_done(&r);
+    r
+}
+
+/// How one table is written this run.
+enum Plan {
+    Full(&'static str),
+    /// Changes in `(after, upto]`.
+    Changes {
+        after: i64,
+        upto: i64,
+    },
+}
+
+/// Writes one table and reports it. Never fails: a problem is the table's result.
+async fn write_table(ctx: &Context, t: &PlannedTable, progress: Arc<ReadProgress>) -> TableReport {
+    let started = Instant::now();
+    let mut r = crate::engine::copy::report(t, TableResult::Migrated, started);
+    let table = LakeTable {
+        lake: &ctx.lake,
+        parts: layout(&t.source),
+        source: &ctx.source,
+        def: &t.source.def,
+        snapshot: ctx.snapshot.clone(),
+        progress,
+    };
+    let location = table_url(&ctx.lake, &table.parts);
+    match write(ctx, &table).await {
+        Ok((mode, full_reason, written, changes)) => {
+            r.mode = mode;
+            r.full_reason = full_reason.map(str::to_string);
+            r.rows = written.rows;
+            r.bytes = written.bytes;
+            r.changes = changes.map(|c| (c.inserted, c.updated, c.deleted));
+            r.lake = Some(crate::engine::report::LakeReport {
+                location,
+                version: written.version,
+                files: written.files,
+                rows: written.table_rows,
+                added: written.added,
+                removed: written.removed,
+            });
+        }
+        Err(e) => {
+            r.result = TableResult::Failed;
+            r.guidance = Some(
+                match &e {
+                    LakeError::Denied(_) | LakeError::Invalid(_) | LakeError::Unreachable(_) => {
+                        "Fix the lake target, then run again: nothing of this table was committed."
+                    }
+                    LakeError::Failed(_) => {
+                        "The table stays at its previous version; the next run writes it again."
+                    }
+                }
+                .into(),
+            );
+            r.message = Some(e.to_string());
+            r.lake = Some(crate::engine::report::LakeReport {
+                location,
+                ..Default::default()
+            });
+        }
+    }
+    r.duration = started.elapsed();
+    r
+}
+
+/// The URL of a table's folder, as DuckDB or Spark are given it.
+fn table_url(lake: &Lake, parts: &[String]) -> String {
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    lake.url_of(&parts)
+}
+
+type Outcome = (
+    CopyMode,
+    Option<&'static str>,
+    Written,
+    Option<tracking::Changes>,
+);
+
+/// Decides, writes and commits one table, then records its watermark.
+async fn write(ctx: &Context, table: &LakeTable<'_>) -> Result<Outcome, LakeError> {
+    let def = table.def;
+    let state = table.read_log().await?;
+    // A mark without a table (its folder was removed) counts for nothing.
+    let mark = match state.version {
+        Some(_) => read_mark(table).await?,
+        None => None,
+    };
+    let tracked =
+        ctx.tracking.tracked.contains_key(&def.name) && !ctx.tracking.recreated.contains(&def.name);
+    let clock = ctx.tracking.clock.as_ref().ok().copied();
+    let plan = match decide(def, ctx.force_full, mark.as_ref(), clock, tracked) {
+        Err(reason) => Plan::Full(reason),
+        Ok((after, upto)) => {
+            match tracking::pending(&ctx.source, &def.name, after, upto).await {
+                Ok(p) if p.truncated => Plan::Full("Truncated"),
+                Ok(p) if p.records == 0 => {
+                    // Nothing changed: nothing is read, written or marked.
+                    let unchanged = unchanged(&state);
+                    return Ok((
+                        CopyMode::Incremental,
+                        None,
+                        unchanged,
+                        Some(Default::default()),
+                    ));
+                }
+                Ok(_) => Plan::Changes { after, upto },
+                Err(e) => return Err(LakeError::Failed(format!("source database: {e}"))),
+            }
+        }
+    };
+    if ctx.diagnostic {
+        return Ok(match plan {
+            Plan::Full(reason) => (CopyMode::Full, Some(reason), unchanged(&state), None),
+            Plan::Changes { .. } => (CopyMode::Incremental, None, unchanged(&state), None),
+        });
+    }
+    let (mode, reason, written, changes) = match plan {
+        Plan::Full(reason) => (
+            CopyMode::Full,
+            Some(reason),
+            table.write_full(&state).await?,
+            None,
+        ),
+        Plan::Changes { after, upto } => {
+            match changed_ranges(ctx, table, &state, after, upto).await? {
+                Some((files, ranges, changes)) => (
+                    CopyMode::Incremental,
+                    None,
+                    table.write_ranges(&state, &files, &ranges).await?,
+                    Some(changes),
+                ),
+                None => (
+                    CopyMode::Full,
+                    Some("KeysNotOrdered"),
+                    table.write_full(&state).await?,
+                    None,
+                ),
+            }
+        }
+    };
+    // The watermark: changes up to the run's version are in the table now, if change tracking
+    // is on for it.
+    let on = ctx.tracking.tracked.contains_key(&def.name)
+        || (!def.primary_key.is_empty() && !ctx.tracking.enable_errors.contains_key(&def.name));
+    let new_mark = Mark {
+        ct_version: clock.filter(|_| on).map(|c| c.version),
+        schema_hash: schema_hash(def),
+    };
+    if mark.as_ref() != Some(&new_mark) && written.version.is_some() {
+        write_mark(table, &new_mark).await?;
+    }
+    Ok((mode, reason, written, changes))
+}
+
+/// The table as it stands, for a run that writes nothing to it.
+fn unchanged(state: &super::log::TableState) -> Written {
+    Written {
+        version: state.version,
+        files: state.files.len() as u64,
+        table_rows: state
+            .files
+            .values()
+            .map(|a| {
+                a.stats
+                    .as_deref()
+                    .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+                    .and_then(|v| v.get("numRecords").and_then(serde_json::Value::as_u64))
+                    .unwrap_or(0)
+            })
+            .sum(),
+        ..Default::default()
+    }
+}
+
+type Ranges = (
+    Vec<(Vec<crate::db::Value>, super::log::Add)>,
+    BTreeSet<usize>,
+    tracking::Changes,
+);
+
+/// The table's ranges that hold a changed key, streaming the changes in batches. None when
+/// the table's keys or files cannot be cut into ranges (then it is written whole).
+async fn changed_ranges(
+    ctx: &Context,
+    table: &LakeTable<'_>,
+    state: &super::log::TableState,
+    after: i64,
+    upto: i64,
+) -> Result<Option<Ranges>, LakeError> {
+    let Some(files) = table.ranges(state).filter(|f| !f.is_empty()) else {
+        return Ok(None);
+    };
+    let kinds = table.key_kinds();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let stream = tracking::stream_changes(
+        &ctx.source,
+        (&table.def.name, &kinds),
+        (after, upto),
+        20_000,
+        tx,
+    );
+    let find = async {
+        let mut ranges = BTreeSet::new();
+        while let Some(batch) = rx.recv().await {
+            if LakeTable::ranges_of(&files, &kinds, &batch.keys, &mut ranges).is_none() {
+                return None;
+            }
+        }
+        Some(ranges)
+    };
+    let (counted, ranges) = tokio::join!(stream, find);
+    let counted = counted.map_err(|e| LakeError::Failed(format!("source database: {e}")))?;
+    Ok(ranges.map(|r| (files, r, counted)))
+}
+
+/// The watermark file of a table.
+fn mark_path(table: &LakeTable<'_>) -> object_store::path::Path {
+    let mut parts: Vec<&str> = table.parts.iter().map(String::as_str).collect();
+    parts.extend(["_cloudmigrate", "state.json"]);
+    table.lake.path(&parts)
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MarkFile {
+    change_version: Option<i64>,
+    schema_hash: String,
+}
+
+async fn read_mark(table: &LakeTable<'_>) -> Result<Option<Mark>, LakeError> {
+    match table.lake.store.get(&mark_path(table)).await {
+        Ok(got) => {
+            let bytes = got
+                .bytes()
+                .await
+                .map_err(|e| table.lake.error("reading the table's watermark", e))?;
+            // A file that does not read is no watermark: the table is written whole.
+            Ok(serde_json::from_slice::<MarkFile>(&bytes)
+                .ok()
+                .map(|m| Mark {
+                    ct_version: m.change_version,
+                    schema_hash: m.schema_hash,
+                }))
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(table.lake.error("reading the table's watermark", e)),
+    }
+}
+
+async fn write_mark(table: &LakeTable<'_>, mark: &Mark) -> Result<(), LakeError> {
+    let file = MarkFile {
+        change_version: mark.ct_version,
+        schema_hash: mark.schema_hash.clone(),
+    };
+    let body = serde_json::to_vec(&file).unwrap_or_default();
+    table
+        .lake
+        .store
+        .put(&mark_path(table), PutPayload::from(body))
+        .await
+        .map_err(|e| table.lake.error("writing the table's watermark", e))?;
+    Ok(())
+}

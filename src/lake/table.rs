@@ -35,6 +35,8 @@ pub struct LakeTable<'a> {
     pub def: &'a TableDef,
     pub snapshot: Option<String>,
     pub progress: Arc<ReadProgress>,
+    /// Rows in a data file (`files::ROWS_PER_FILE`).
+    pub rows_per_file: usize,
 }
 
 /// What writing a table did.
@@ -231,7 +233,7 @@ impl LakeTable<'_> {
         // The writer owns the receiver: when it fails, the reader's next send fails and the
         // reader stops, instead of waiting on a full channel.
         let writer = async move {
-            let mut maker = FileMaker::new(self.lake_columns(), key.clone());
+            let mut maker = FileMaker::new(self.lake_columns(), key.clone(), self.rows_per_file);
             let mut adds = vec![];
             while let Some(chunk) = rx.recv().await {
                 match chunk {

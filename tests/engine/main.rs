@@ -10,6 +10,7 @@ mod fidelity;
 mod identifiers;
 mod incremental;
 mod initialization;
+mod lake;
 mod reliability;
 mod reset;
 mod runtime_key;

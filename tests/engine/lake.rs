@@ -513,3 +513,54 @@ async fn azurite_and_seaweedfs_hold_the_same_tables_and_refuse_a_wrong_key() {
         assert_eq!(remote.as_ref(), here.as_slice(), "{}", target.url);
     }
 }
+
+#[tokio::test]
+async fn the_lake_example_writes_the_demo_as_the_readme_says() {
+    let dir = Folder::new("lake_example");
+    cloudmigrate::demo::create(&dir.0).await.unwrap();
+    let manifest = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/local/lake.yaml"
+    ))
+    .unwrap()
+    .replace("//cloudmigrate-demo/", &format!("//{}/", dir.0.display()));
+    let file = dir.0.join("lake.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cloudmigrate"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = run(&["run", "-f", &file.to_string_lossy(), "--only-problems"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("Tables failed                     0"), "{out}");
+    // The README's DuckDB query, through read.py.
+    let ledger = dir
+        .0
+        .join("lake/companies/CRONUS International Ltd./G_L Entry");
+    let read = read(
+        &format!("file://{}", ledger.display()),
+        &serde_json::json!({}),
+    );
+    let source = TestDb {
+        url: format!("sqlite://{}", dir.0.join("onprem.db").display()),
+        password: None,
+        dialect: cloudmigrate::db::Dialect::Sqlite,
+        _dir: None,
+    };
+    let count = source.count("CRONUS International Ltd_$G_L Entry").await;
+    for (reader, rows) in &read.readers {
+        assert_eq!(rows.len() as i64, count, "{reader}");
+    }
+    assert_eq!(read.readers.len(), 2);
+    // Run again: nothing is written.
+    let before = files(&dir.0.join("lake"));
+    let (code, out) = run(&["run", "-f", &file.to_string_lossy(), "--only-problems"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(files(&dir.0.join("lake")), before);
+}

@@ -20,9 +20,10 @@ pub struct ScheduleFacts {
     /// What holds the run back, by the one admission rule (`admission::admit`); None when it
     /// may start. Only asked of a run that has not started.
     pub hold: Option<Hold>,
-    /// Why the schedule's runner may not run here (`runner: InProcess` in a namespace the
-    /// operator did not allow); None when it may.
-    pub runner_refused: Option<String>,
+    /// Why no run of the schedule may start here, with its reason: `RunnerNotAllowed`
+    /// (`runner: InProcess` in a namespace the operator did not allow) or
+    /// `LakeTargetNotInCluster`; None when runs may.
+    pub refused: Option<(&'static str, String)>,
     /// How long a worker pod may take to start (`runtime.startDeadlineSeconds`).
     pub start_deadline_seconds: i64,
 }
@@ -385,9 +386,9 @@ fn start(o: &RunObserved<'_>, at: At, mut status: MigrationRunStatus) -> RunDeci
         )),
         _ if stop_asked(o) => Some(("Stopped", "stopped before it started".to_string())),
         Some(ScheduleFacts {
-            runner_refused: Some(why),
+            refused: Some((reason, why)),
             ..
-        }) => Some((RUNNER_NOT_ALLOWED, format!("nothing was copied: {why}"))),
+        }) => Some((*reason, format!("nothing was copied: {why}"))),
         _ => None,
     };
     if let Some((reason, msg)) = refuse {
@@ -755,7 +756,7 @@ mod tests {
 
     fn facts() -> Option<ScheduleFacts> {
         Some(ScheduleFacts {
-            runner_refused: None,
+            refused: None,
             workers: 1,
             backoff_limit: 1,
             hold: None,
@@ -1159,7 +1160,10 @@ mod tests {
         let s = spec();
         let mut o = observe(&s, MigrationRunStatus::default(), 0);
         if let Some(f) = o.schedule.as_mut() {
-            f.runner_refused = Some("runner: InProcess is not allowed in namespace shop".into());
+            f.refused = Some((
+                RUNNER_NOT_ALLOWED,
+                "runner: InProcess is not allowed in namespace shop".into(),
+            ));
         }
         let d = decide(o);
         assert_eq!(

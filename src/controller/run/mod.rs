@@ -23,6 +23,14 @@ use kube::{Api, ResourceExt};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Why a schedule with a data lake target starts no run in the cluster yet: `run -f` writes
+/// lakes; the controller's runs, grants and probes know database targets only.
+pub const LAKE_NOT_IN_CLUSTER: (&str, &str) = (
+    "LakeTargetNotInCluster",
+    "a data lake target is written by `cloudmigrate run -f` for now: the controller does not \
+     start runs into a lake yet",
+);
+
 /// What wakes a run besides itself, where it is watched: its worker Job, the Job's pods, and
 /// the events of pods the Job could not create.
 pub struct Runners {
@@ -91,9 +99,15 @@ pub async fn reconcile(run: Arc<MigrationRun>, ctx: Arc<Context>) -> Result<Acti
             },
             backoff_limit: s.spec.runtime.backoff_limit,
             hold: read.hold.clone(),
-            runner_refused: match s.spec.runtime.runner {
-                Runner::InProcess => ctx.in_process_refused(&s.namespace().unwrap_or_default()),
-                Runner::Job => None,
+            refused: if crate::lake::store::is_lake_url(&s.spec.target.url) {
+                Some((LAKE_NOT_IN_CLUSTER.0, LAKE_NOT_IN_CLUSTER.1.into()))
+            } else {
+                match s.spec.runtime.runner {
+                    Runner::InProcess => ctx
+                        .in_process_refused(&s.namespace().unwrap_or_default())
+                        .map(|why| (decide::RUNNER_NOT_ALLOWED, why)),
+                    Runner::Job => None,
+                }
             },
             start_deadline_seconds: s.spec.runtime.start_deadline_seconds,
         }),
@@ -574,7 +588,7 @@ mod tests {
             workers: 2,
             backoff_limit: 3,
             hold: None,
-            runner_refused: None,
+            refused: None,
             start_deadline_seconds: 600,
         };
         let mut status = Default::default();

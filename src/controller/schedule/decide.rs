@@ -374,6 +374,10 @@ fn blocked(
     if let Some(why) = &o.runner_refused {
         return Some(("RunnerNotAllowed", why.clone()));
     }
+    if crate::lake::store::is_lake_url(&o.spec.target.url) {
+        let (reason, message) = crate::controller::run::LAKE_NOT_IN_CLUSTER;
+        return Some((reason, message.into()));
+    }
     let gates = ScheduleGates {
         conflict: o.conflict.clone(),
         disabled: o.spec.disabled,
@@ -1860,6 +1864,18 @@ mod tests {
         assert_eq!(
             condition(&d, "Ready"),
             ("False".into(), "RunnerNotAllowed".into())
+        );
+        assert!(d.create.is_none());
+    }
+
+    #[test]
+    fn a_lake_target_holds_every_run_in_the_cluster() {
+        let mut s = spec(Some("0 2 * * *"));
+        s.target.url = "az://lake/bc".into();
+        let d = decide(observe(&s, utc(2026, 5, 2, 3, 0)));
+        assert_eq!(
+            condition(&d, "Ready"),
+            ("False".into(), "LakeTargetNotInCluster".into())
         );
         assert!(d.create.is_none());
     }

@@ -106,9 +106,6 @@ pub enum EngineError {
     Target(DbError),
     #[error(transparent)]
     Plan(#[from] PlanError),
-    /// The lake target cannot be used (see `lake::store`).
-    #[error("{0}")]
-    Lake(crate::lake::store::LakeError),
     /// A bug: the run panicked. Caught, so that it ends the run and nothing else.
     #[error(
         "the run stopped on an internal error ({0}); please report it with `cloudmigrate report` (a support bundle)"

@@ -56,16 +56,27 @@ pub fn layout(t: &SourceTable) -> Vec<String> {
     }
 }
 
+/// What stops a run into a lake before any table is written.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeRunError {
+    /// The source, or the plan, as for a database target.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The lake cannot be used.
+    #[error("{0}")]
+    Lake(#[from] LakeError),
+}
+
 /// Runs one migration from a database into a lake.
 #[tracing::instrument(skip_all, fields(run_id = %config.run_id))]
 pub async fn run(
     config: &LakeRunConfig,
     observer: &dyn Observer,
     progress: Arc<ReadProgress>,
-) -> Result<RunReport, EngineError> {
+) -> Result<RunReport, LakeRunError> {
     let started = Instant::now();
-    let lake = store::open(&config.lake).map_err(EngineError::Lake)?;
-    lake.check().await.map_err(EngineError::Lake)?;
+    let lake = store::open(&config.lake)?;
+    lake.check().await?;
     let mut spec = config.source.clone();
     spec.max_connections = config.parallelism.max(1) as u32 + 2;
     spec.create = false;
@@ -73,7 +84,7 @@ pub async fn run(
         .await
         .map_err(EngineError::Source)?;
     let catalog = Catalog::read(&source).await.map_err(EngineError::Source)?;
-    let plan = plan::plan(&catalog, &config.plan)?;
+    let plan = plan::plan(&catalog, &config.plan).map_err(EngineError::from)?;
     let diagnostic = config.run_type == RunType::Diagnostic;
     let tracking = if diagnostic {
         crate::engine::changes::peek_tracking(&source, &plan).await

@@ -23,14 +23,6 @@ use kube::{Api, ResourceExt};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Why a schedule with a data lake target starts no run in the cluster yet: `run -f` writes
-/// lakes; the controller's runs, grants and probes know database targets only.
-pub const LAKE_NOT_IN_CLUSTER: (&str, &str) = (
-    "LakeTargetNotInCluster",
-    "a data lake target is written by `cloudmigrate run -f` for now: the controller does not \
-     start runs into a lake yet",
-);
-
 /// What wakes a run besides itself, where it is watched: its worker Job, the Job's pods, and
 /// the events of pods the Job could not create.
 pub struct Runners {
@@ -100,7 +92,8 @@ pub async fn reconcile(run: Arc<MigrationRun>, ctx: Arc<Context>) -> Result<Acti
             backoff_limit: s.spec.runtime.backoff_limit,
             hold: read.hold.clone(),
             refused: if crate::lake::store::is_lake_url(&s.spec.target.url) {
-                Some((LAKE_NOT_IN_CLUSTER.0, LAKE_NOT_IN_CLUSTER.1.into()))
+                let (reason, message) = crate::lake::NOT_IN_CLUSTER;
+                Some((reason, message.into()))
             } else {
                 match s.spec.runtime.runner {
                     Runner::InProcess => ctx

@@ -375,7 +375,7 @@ fn blocked(
         return Some(("RunnerNotAllowed", why.clone()));
     }
     if crate::lake::store::is_lake_url(&o.spec.target.url) {
-        let (reason, message) = crate::controller::run::LAKE_NOT_IN_CLUSTER;
+        let (reason, message) = crate::lake::NOT_IN_CLUSTER;
         return Some((reason, message.into()));
     }
     let gates = ScheduleGates {

@@ -22,6 +22,7 @@ pub mod claims;
 pub mod copy;
 pub(crate) mod copy_tables;
 mod finish;
+pub mod gp;
 pub mod initialize;
 pub mod ledger;
 pub mod plan;

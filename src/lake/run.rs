@@ -12,7 +12,7 @@ use crate::engine::copy::{decide, schema_hash};
 use crate::engine::ledger::state::TableState as Mark;
 use crate::engine::plan::{self, PlanOptions, PlannedTable};
 use crate::engine::report::{CopyMode, RunReport, TableReport, TableResult};
-use crate::engine::{EngineError, Observer, RunType, StopSignal, tracking};
+use crate::engine::{EngineError, Observer, RunType, StopSignal, gp, tracking};
 use futures_util::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use std::collections::BTreeSet;
@@ -39,6 +39,7 @@ pub struct LakeRunConfig {
 /// What every table of a lake run shares.
 struct Context {
     lake: Lake,
+    layout: Layout,
     source: Database,
     snapshot: Option<String>,
     tracking: crate::engine::changes::TrackingState,
@@ -47,12 +48,22 @@ struct Context {
     rows_per_file: usize,
 }
 
-/// The folder of a table in the lake: `companies/<company>/<table>`, or `database/<table>` for
-/// a table of no company.
-pub fn layout(t: &SourceTable) -> Vec<String> {
-    match &t.company {
-        Some(c) => vec!["companies".into(), c.clone(), t.display_name()],
-        None => vec!["database".into(), t.display_name()],
+/// The folder of a table in the lake (see `Layout`).
+pub fn layout(t: &SourceTable, layout: &Layout) -> Vec<String> {
+    match (layout, &t.company) {
+        (
+            Layout::Gp {
+                database, system, ..
+            },
+            _,
+        ) => vec![
+            "gp-database".into(),
+            database.clone(),
+            gp::series(&t.def.name, *system).into(),
+            t.def.name.clone(),
+        ],
+        (Layout::Companies, Some(c)) => vec!["companies".into(), c.clone(), t.display_name()],
+        (Layout::Companies, None) => vec!["database".into(), t.display_name()],
     }
 }
 
@@ -65,9 +76,100 @@ pub enum LakeRunError {
     /// The lake cannot be used.
     #[error("{0}")]
     Lake(#[from] LakeError),
+    /// A Dynamics GP selection names a company that SY01500 does not list.
+    #[error("{0}")]
+    UnknownCompany(String),
 }
 
-/// Runs one migration from a database into a lake.
+/// Where a source database's tables go in the lake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Business Central and NAV: `companies/<company>/<table>`, `database/<table>`.
+    Companies,
+    /// Dynamics GP, as the vendor's export: `gp-database/<database>/<series>/<table>`.
+    Gp {
+        database: String,
+        /// The system database (its `SY` tables are the System series).
+        system: bool,
+        /// The company's name, for the reports; None for the system database.
+        company: Option<String>,
+    },
+}
+
+/// One source database of a run: the one the URL names, or for GP also each company's.
+struct SourceDb {
+    spec: ConnectSpec,
+    layout: Layout,
+}
+
+/// The databases a run reads: the source; for Dynamics GP the system database and the
+/// selected companies' databases (all of `SY01500` when the selection is empty).
+async fn sources(config: &LakeRunConfig) -> Result<Vec<SourceDb>, LakeRunError> {
+    let mut spec = config.source.clone();
+    spec.max_connections = config.parallelism.max(1) as u32 + 2;
+    spec.create = false;
+    if config.plan.product != crate::vocabulary::Product::Gp {
+        return Ok(vec![SourceDb {
+            spec,
+            layout: Layout::Companies,
+        }]);
+    }
+    let mut one = spec.clone();
+    one.max_connections = 1;
+    let system = Database::connect(&one).await.map_err(EngineError::Source)?;
+    let companies = gp::companies(&system).await;
+    system.close().await;
+    let companies = companies.map_err(EngineError::Source)?;
+    let selected: Vec<&gp::GpCompany> = match &config.plan.companies {
+        None => companies.iter().collect(),
+        Some(names) => {
+            let mut picked = vec![];
+            for name in names {
+                let found = companies
+                    .iter()
+                    .find(|c| &c.name == name || &c.database == name)
+                    .ok_or_else(|| {
+                        LakeRunError::UnknownCompany(format!(
+                            "SY01500 lists no company {name:?}; it has {}",
+                            companies
+                                .iter()
+                                .map(|c| format!("{:?} ({})", c.name, c.database))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })?;
+                picked.push(found);
+            }
+            picked
+        }
+    };
+    let mut out = vec![SourceDb {
+        layout: Layout::Gp {
+            database: gp::database_of(&spec.url),
+            system: true,
+            company: None,
+        },
+        spec: spec.clone(),
+    }];
+    for c in selected {
+        let url = gp::database_url(&spec.url, &c.database)
+            .map_err(|e| EngineError::Source(crate::db::DbError::Config(e)))?;
+        out.push(SourceDb {
+            spec: ConnectSpec {
+                url,
+                ..spec.clone()
+            },
+            layout: Layout::Gp {
+                database: c.database.clone(),
+                system: false,
+                company: Some(c.name.clone()),
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// Runs one migration from a database (for Dynamics GP, a server's GP databases) into a lake.
 #[tracing::instrument(skip_all, fields(run_id = %config.run_id))]
 pub async fn run(
     config: &LakeRunConfig,
@@ -77,14 +179,35 @@ pub async fn run(
     let started = Instant::now();
     let lake = store::open(&config.lake)?;
     lake.check().await?;
-    let mut spec = config.source.clone();
-    spec.max_connections = config.parallelism.max(1) as u32 + 2;
-    spec.create = false;
-    let source = Database::connect(&spec)
+    let mut tables = vec![];
+    for source in sources(config).await? {
+        tables.extend(write_database(config, &lake, source, observer, progress.clone()).await?);
+    }
+    Ok(RunReport {
+        run_id: config.run_id.clone(),
+        tables,
+        duration: started.elapsed(),
+    })
+}
+
+/// Writes the tables of one source database.
+async fn write_database(
+    config: &LakeRunConfig,
+    lake: &Lake,
+    db: SourceDb,
+    observer: &dyn Observer,
+    progress: Arc<ReadProgress>,
+) -> Result<Vec<TableReport>, LakeRunError> {
+    let source = Database::connect(&db.spec)
         .await
         .map_err(EngineError::Source)?;
     let catalog = Catalog::read(&source).await.map_err(EngineError::Source)?;
-    let plan = plan::plan(&catalog, &config.plan).map_err(EngineError::from)?;
+    let mut options = config.plan.clone();
+    if matches!(db.layout, Layout::Gp { .. }) {
+        // A GP database's companies are its own database: every table of it is selected.
+        options.companies = None;
+    }
+    let plan = plan::plan(&catalog, &options).map_err(EngineError::from)?;
     let diagnostic = config.run_type == RunType::Diagnostic;
     let tracking = if diagnostic {
         crate::engine::changes::peek_tracking(&source, &plan).await
@@ -100,7 +223,8 @@ pub async fn run(
             .map_err(EngineError::Source)?
     };
     let ctx = Context {
-        lake,
+        lake: lake.clone(),
+        layout: db.layout.clone(),
         source: source.clone(),
         snapshot: snapshot.as_ref().map(|s| s.id.clone()),
         tracking,
@@ -125,11 +249,16 @@ pub async fn run(
     drop(snapshot);
     tables.extend(written);
     source.close().await;
-    Ok(RunReport {
-        run_id: config.run_id.clone(),
-        tables,
-        duration: started.elapsed(),
-    })
+    if let Layout::Gp {
+        company: Some(name),
+        ..
+    } = &db.layout
+    {
+        for t in &mut tables {
+            t.company = name.clone();
+        }
+    }
+    Ok(tables)
 }
 
 async fn write_and_report(
@@ -169,7 +298,7 @@ async fn write_table(ctx: &Context, t: &PlannedTable, progress: Arc<ReadProgress
     let mut r = crate::engine::copy::report(t, TableResult::Migrated, started);
     let table = LakeTable {
         lake: &ctx.lake,
-        parts: layout(&t.source),
+        parts: layout(&t.source, &ctx.layout),
         source: &ctx.source,
         def: &t.source.def,
         snapshot: ctx.snapshot.clone(),

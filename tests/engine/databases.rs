@@ -53,7 +53,12 @@ pub fn unique(label: &str) -> String {
 
 impl TestDb {
     pub async fn new(server: Server, label: &str) -> Self {
-        let name = unique(label);
+        Self::named(server, &unique(label)).await
+    }
+
+    /// A database with this name, which must be new on the server.
+    pub async fn named(server: Server, name: &str) -> Self {
+        let name = name.to_string();
         match server {
             Server::Sqlite => {
                 let dir = std::env::temp_dir().join(&name);

@@ -564,3 +564,144 @@ async fn the_lake_example_writes_the_demo_as_the_readme_says() {
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(files(&dir.0.join("lake")), before);
 }
+
+/// A Dynamics GP company database: GP's own table names and shapes (fixed-width `char`
+/// codes, `numeric(19,5)` amounts, `smallint` flags, `DEX_ROW_ID`), in PostgreSQL's quoting;
+/// `gp_sql` turns it into MariaDB's.
+const GP_COMPANY: &str = r#"CREATE TABLE "GL00100" ("ACTINDX" integer PRIMARY KEY, "ACTNUMBR_1" char(9) NOT NULL,
+  "ACTNUMBR_2" char(9) NOT NULL, "ACTDESCR" char(51) NOT NULL, "ACCTTYPE" smallint NOT NULL,
+  "ACTIVE" smallint NOT NULL, "CREATDDT" timestamp NOT NULL, "DEX_ROW_ID" integer NOT NULL);
+INSERT INTO "GL00100" VALUES (1, '000', '1100', 'Cash - Operating Account', 1, 1, '2017-01-01 00:00:00', 1),
+  (2, '000', '1200', 'Accounts Receivable', 1, 1, '2017-01-01 00:00:00', 2),
+  (3, '000', '4100', 'Sales - Café Équipement', 1, 1, '2017-03-15 00:00:00', 3);
+CREATE TABLE "RM00101" ("CUSTNMBR" char(15) PRIMARY KEY, "CUSTNAME" char(65) NOT NULL,
+  "CUSTCLAS" char(15) NOT NULL, "CRLMTAMT" numeric(19,5) NOT NULL, "CREATDDT" timestamp NOT NULL,
+  "DEX_ROW_ID" integer NOT NULL);
+INSERT INTO "RM00101" VALUES ('AARONFIT0001', 'Aaron Fitz Electrical', 'USA-ILMO-T1', 25000.5, '2017-04-12 00:00:00', 1),
+  ('ADAMPARK0001', 'Adam Park Resort', 'USA-ULMO-T1', 0, '2017-04-12 00:00:00', 2);
+CREATE TABLE "PM00200" ("VENDORID" char(15) PRIMARY KEY, "VENDNAME" char(65) NOT NULL,
+  "VNDCLSID" char(11) NOT NULL, "CREATDDT" timestamp NOT NULL, "DEX_ROW_ID" integer NOT NULL);
+INSERT INTO "PM00200" VALUES ('ACETRAVE0001', 'A Travel Company', 'USA-US-C', '2017-02-01 00:00:00', 1);
+CREATE TABLE "IV00101" ("ITEMNMBR" char(31) PRIMARY KEY, "ITEMDESC" char(101) NOT NULL,
+  "CURRCOST" numeric(19,5) NOT NULL, "STNDCOST" numeric(19,5) NOT NULL, "ITEMTYPE" smallint NOT NULL,
+  "DEX_ROW_ID" integer NOT NULL);
+INSERT INTO "IV00101" VALUES ('100XLG', 'Green Phone', 38.90000, 40.00000, 1, 1),
+  ('128 SDRAM', 'SDRAM 128 MB', 12.12345, 0, 1, 2);
+CREATE TABLE "SY00300" ("PYMTRMID" char(21) PRIMARY KEY, "DUEDTDS" smallint NOT NULL);
+INSERT INTO "SY00300" VALUES ('Net 30', 30);
+CREATE TABLE "XYZ10100" ("ID" integer PRIMARY KEY, "NOTE" char(31) NOT NULL);
+INSERT INTO "XYZ10100" VALUES (1, 'an ISV add-on table')"#;
+
+fn gp_sql(server: Server, sql: &str) -> String {
+    match server {
+        Server::MariaDb => sql.replace('"', "`").replace("timestamp", "datetime"),
+        _ => sql.to_string(),
+    }
+}
+
+async fn gp_layout(server: Server) {
+    // INTERID is GP's char(5): the company databases get short names of their own.
+    let tag = {
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        format!("{:03X}", (n ^ std::process::id()) % 0xFFF)
+    };
+    let (two, fab) = (format!("T{tag}A"), format!("T{tag}B"));
+    let system = TestDb::new(server, "gp_dynamics").await;
+    system
+        .exec(&gp_sql(
+            server,
+            &format!(
+                r#"CREATE TABLE "SY01500" ("CMPANYID" smallint PRIMARY KEY, "CMPNYNAM" char(65) NOT NULL,
+  "INTERID" char(5) NOT NULL, "DEX_ROW_ID" integer NOT NULL);
+INSERT INTO "SY01500" VALUES (-1, 'Fabrikam, Inc.', '{two}', 1), (2, 'Contoso GP', '{fab}', 2);
+CREATE TABLE "SY01400" ("USERID" char(15) PRIMARY KEY, "USERNAME" char(31) NOT NULL);
+INSERT INTO "SY01400" VALUES ('sa', 'System Administrator')"#
+            ),
+        ))
+        .await;
+    let mut companies = vec![];
+    for name in [&two, &fab] {
+        let db = TestDb::named(server, name).await;
+        db.exec(&gp_sql(server, GP_COMPANY)).await;
+        companies.push(db);
+    }
+    let folder = Folder::new("lake_gp");
+    let mut cfg = config(&system, local(&folder));
+    cfg.plan.product = cloudmigrate::vocabulary::Product::Gp;
+    let report = run(&cfg).await;
+    let by_folder: BTreeMap<String, &TableReport> = report
+        .tables
+        .iter()
+        .filter_map(|t| {
+            let location = &t.lake.as_ref()?.location;
+            Some((location[folder.url().len()..].to_string(), t))
+        })
+        .collect();
+    let system_name = cloudmigrate::engine::gp::database_of(&system.url);
+    let mut expected = vec![format!("/gp-database/{system_name}/System/SY01500")];
+    for db in [&two, &fab] {
+        for t in [
+            "Financial/GL00100",
+            "Sales/RM00101",
+            "Purchasing/PM00200",
+            "Inventory/IV00101",
+            "Company/SY00300",
+            "3rd Party/XYZ10100",
+        ] {
+            expected.push(format!("/gp-database/{db}/{t}"));
+        }
+    }
+    expected.sort();
+    assert_eq!(by_folder.keys().cloned().collect::<Vec<_>>(), expected);
+    for t in by_folder.values() {
+        assert_eq!(
+            t.result,
+            TableResult::Migrated,
+            "{}: {:?}",
+            t.source_name,
+            t.message
+        );
+    }
+    // Users stay behind, by design.
+    let users = table(&report, "SY01400");
+    assert_eq!(users.result, TableResult::Excluded);
+    // Each company's tables carry its name; the system database's none.
+    let customers = &by_folder[&format!("/gp-database/{two}/Sales/RM00101")];
+    assert_eq!(customers.company, "Fabrikam, Inc.");
+    assert_eq!(
+        by_folder[&format!("/gp-database/{system_name}/System/SY01500")].company,
+        ""
+    );
+    // Read back through both readers, value by value, from the company's own database.
+    assert_same(
+        &companies[0],
+        "RM00101",
+        &customers.lake.as_ref().unwrap().location,
+        &serde_json::json!({}),
+    )
+    .await;
+    // A company SY01500 does not list is named with those it does.
+    let mut wrong = cfg.clone();
+    wrong.plan.companies = Some(vec!["Fabrikam Inc".into()]);
+    let e = cloudmigrate::lake::run::run(&wrong, &Quiet, Arc::new(Default::default()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("\"Fabrikam Inc\"") && e.contains("\"Fabrikam, Inc.\""),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn gp_databases_land_in_the_vendors_folders_from_postgres() {
+    gp_layout(Server::Postgres).await;
+}
+
+#[tokio::test]
+async fn gp_databases_land_in_the_vendors_folders_from_mariadb() {
+    gp_layout(Server::MariaDb).await;
+}

@@ -51,6 +51,7 @@ pub fn by_design_exclusions(product: Product) -> &'static [&'static str] {
             "SY09000",
             "SY09100",
             "SY09200",
+            "SY60100",
         ],
     }
 }

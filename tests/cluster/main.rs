@@ -11,6 +11,7 @@ mod chart;
 mod controller;
 mod crds;
 mod examples;
+mod gp;
 mod registry;
 mod run_rules;
 mod scale;

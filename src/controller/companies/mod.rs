@@ -356,20 +356,63 @@ async fn read_companies(
 ) -> Result<Vec<FoundCompany>, String> {
     let read = async {
         let db = crate::logins::open_side(client, schedule, crate::logins::Side::Source).await?;
+        if schedule.spec.product == crate::vocabulary::Product::Gp {
+            let companies = crate::engine::gp::companies(&db).await;
+            db.close().await;
+            let companies = companies.map_err(|e| e.to_string())?;
+            return gp_company_sizes(client, schedule, companies).await;
+        }
         let catalog = crate::engine::catalog::Catalog::read_with_sizes(&db).await;
         db.close().await;
-        catalog.map_err(|e| format!("reading the source database's companies: {e}"))
+        let catalog =
+            catalog.map_err(|e| format!("reading the source database's companies: {e}"))?;
+        Ok(catalog
+            .company_sizes()
+            .into_iter()
+            .map(|(name, size)| FoundCompany {
+                name,
+                bytes: size.bytes,
+                tables: size.tables,
+            })
+            .collect())
     };
-    let catalog = tokio::time::timeout(Duration::from_secs(120), read)
+    tokio::time::timeout(Duration::from_secs(120), read)
         .await
-        .map_err(|_| "reading the source's catalog took over 2 minutes".to_string())??;
-    Ok(catalog
-        .company_sizes()
-        .into_iter()
-        .map(|(name, size)| FoundCompany {
-            name,
-            bytes: size.bytes,
-            tables: size.tables,
-        })
-        .collect())
+        .map_err(|_| "reading the source's catalog took over 2 minutes".to_string())?
+}
+
+/// The sizes of Dynamics GP companies, each read from its own database: the source's login,
+/// TLS and server, the database that `SY01500` names.
+async fn gp_company_sizes(
+    client: &kube::Client,
+    schedule: &MigrationSchedule,
+    companies: Vec<crate::engine::gp::GpCompany>,
+) -> Result<Vec<FoundCompany>, String> {
+    let ns = schedule.namespace().unwrap_or_default();
+    let source = crate::logins::Connection::of(&schedule.spec, crate::logins::Side::Source);
+    let mut found = Vec::with_capacity(companies.len());
+    for c in companies {
+        let url = crate::engine::gp::database_url(source.url, &c.database)?;
+        let connection = crate::logins::Connection {
+            url: &url,
+            ..source
+        };
+        let db = crate::logins::open_database(client, &ns, "source", connection, false)
+            .await
+            .map_err(|e| format!("GP company {:?} (database {}): {e}", c.name, c.database))?;
+        let catalog = crate::engine::catalog::Catalog::read_with_sizes(&db).await;
+        db.close().await;
+        let catalog = catalog.map_err(|e| {
+            format!(
+                "reading GP company {:?} (database {}): {e}",
+                c.name, c.database
+            )
+        })?;
+        found.push(FoundCompany {
+            name: c.name,
+            bytes: catalog.tables.iter().map(|t| t.def.est_bytes).sum(),
+            tables: catalog.tables.len() as i64,
+        });
+    }
+    Ok(found)
 }

@@ -39,8 +39,8 @@ pub struct ReadSpec {
     pub progress: std::sync::Arc<ReadProgress>,
     /// Read only the rows with these primary keys (an incremental run). None: every row.
     pub keys: Option<KeyFilter>,
-    /// Read the rows of one stretch of the key, sorted by it (a data lake's files). None: any
-    /// order.
+    /// Read the rows of one stretch of the key, sorted by it (a data lake's files); rows only,
+    /// never with `raw`. None: any order.
     pub range: Option<KeyRange>,
 }
 

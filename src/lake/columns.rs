@@ -164,21 +164,33 @@ pub fn scaled_decimal(text: &str, scale: i8) -> Option<i128> {
     }
     let fraction = fraction.trim_end_matches('0');
     let scale = usize::try_from(scale).ok()?;
-    if fraction.len() > scale
-        || !(whole.chars().chain(fraction.chars())).all(|c| c.is_ascii_digit())
-    {
+    if fraction.len() > scale {
         return None;
     }
-    let digits = format!("{whole}{fraction}{}", "0".repeat(scale - fraction.len()));
-    let digits = digits.trim_start_matches('0');
-    if digits.len() > MAX_PRECISION as usize {
-        return None;
+    // Digit by digit, without an allocation: this runs for every decimal of every row.
+    let mut n: i128 = 0;
+    let mut significant = 0usize;
+    for b in whole.bytes().chain(fraction.bytes()) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        if n > 0 || b != b'0' {
+            significant += 1;
+        }
+        if significant > MAX_PRECISION as usize {
+            return None;
+        }
+        n = n * 10 + i128::from(b - b'0');
     }
-    let n: i128 = if digits.is_empty() {
-        0
-    } else {
-        digits.parse().ok()?
-    };
+    for _ in fraction.len()..scale {
+        if n > 0 {
+            significant += 1;
+        }
+        if significant > MAX_PRECISION as usize {
+            return None;
+        }
+        n *= 10;
+    }
     Some(if negative { -n } else { n })
 }
 
@@ -290,11 +302,11 @@ fn column_array<'a>(
             })
         }
         DeltaType::String => build!(StringBuilder::with_capacity(len, len * 16), |v| match v {
-            Value::Text(t) | Value::Decimal(t) => t.clone(),
-            other => other.to_text().unwrap_or_default(),
+            Value::Text(t) | Value::Decimal(t) => Cow::Borrowed(t.as_str()),
+            other => Cow::Owned(other.to_text().unwrap_or_default()),
         }),
         DeltaType::Binary => build!(BinaryBuilder::with_capacity(len, len * 16), |v| match v {
-            Value::Bytes(b) => b.clone(),
+            Value::Bytes(b) => b.as_slice(),
             other => return Err(unfit(c, other, "is not binary")),
         }),
         DeltaType::Date => build!(Date32Builder::with_capacity(len), |v| match v {

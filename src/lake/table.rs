@@ -229,7 +229,10 @@ impl LakeTable<'_> {
             }),
         };
         let (tx, mut rx) = tokio::sync::mpsc::channel(crate::db::CHANNEL_CHUNKS);
-        let reader = self.source.read_table(&spec, tx);
+        // The reader runs as a task of its own, so that decoding the source's rows and encoding
+        // the Parquet files use two cores.
+        let source = self.source.clone();
+        let reader = tokio::spawn(async move { source.read_table(&spec, tx).await });
         // The writer owns the receiver: when it fails, the reader's next send fails and the
         // reader stops, instead of waiting on a full channel.
         let writer = async move {
@@ -254,7 +257,15 @@ impl LakeTable<'_> {
         let (read, written) = tokio::join!(reader, writer);
         // The writer's error first: when it fails, the reader only sees its channel close.
         let adds = written?;
-        read.map_err(|e| LakeError::Failed(format!("source database: {e}")))?;
+        match read {
+            Ok(read) => read.map_err(|e| LakeError::Failed(format!("source database: {e}")))?,
+            Err(e) => {
+                return Err(LakeError::Failed(format!(
+                    "reading the source stopped: {}",
+                    crate::engine::panic_message(&*e.into_panic())
+                )));
+            }
+        };
         Ok(adds)
     }
 

@@ -12,10 +12,10 @@ use parquet::file::properties::WriterProperties;
 
 /// Rows in a file: a change rewrites the files whose key ranges it falls in, so smaller files
 /// mean smaller incremental commits, and larger ones fewer files to read.
-pub const ROWS_PER_FILE: usize = 131_072;
+pub const ROWS_PER_FILE: usize = 65_536;
 
 /// A file is cut early past this many encoded bytes (wide rows, blobs), to bound memory.
-pub const FILE_BYTES: usize = 48 << 20;
+pub const FILE_BYTES: usize = 32 << 20;
 
 /// One finished data file.
 #[derive(Clone, Debug)]

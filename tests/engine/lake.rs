@@ -359,7 +359,7 @@ async fn a_killed_run_ends_as_an_uninterrupted_one_byte_for_byte() {
             r#"CREATE TABLE "Company" ("Name" TEXT PRIMARY KEY);
 INSERT INTO "Company" VALUES ('CRONUS');
 CREATE TABLE "CRONUS$G_L Entry" ("Entry No_" INTEGER PRIMARY KEY, "Description" TEXT, "Amount" DECIMAL(20,2));
-WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000)
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 150000)
 INSERT INTO "CRONUS$G_L Entry" SELECT i, 'Posting ' || i, i * 1.25 FROM n"#,
         )
         .await;
@@ -397,7 +397,7 @@ INSERT INTO "CRONUS$G_L Entry" SELECT i, 'Posting ' || i, i * 1.25 FROM n"#,
             })
             .unwrap_or(0)
     };
-    assert_eq!(parts(&table_dir), 3, "300,000 rows make three files");
+    assert_eq!(parts(&table_dir), 3, "150,000 rows make three files");
 
     // Killed once its first file is written, before its commit.
     let killed = Folder::new("lake_killed");

@@ -83,15 +83,7 @@ pub(crate) async fn copy_tables(
     } else {
         vec![]
     };
-    // Biggest tables first, so that the last minutes are not spent on one large table alone.
-    let to_copy = tables_to_copy(plan, owned);
-    observer.planned(
-        to_copy.len() as u64,
-        to_copy
-            .iter()
-            .map(|t| t.source.def.est_rows.max(0) as u64)
-            .sum(),
-    );
+    let to_copy = announced(plan, owned, observer);
     // By index: a closure over `&PlannedTable` would make the future not `Send` (the compiler
     // cannot prove it for every lifetime).
     let copied: Vec<TableReport> = futures_util::stream::iter(0..to_copy.len())
@@ -100,6 +92,24 @@ pub(crate) async fn copy_tables(
         .collect()
         .await;
     (skipped, copied)
+}
+
+/// The tables to copy, biggest first (so that the last minutes are not spent on one large
+/// table alone), told to the observer with their estimated rows.
+pub(crate) fn announced<'p>(
+    plan: &'p plan::Plan,
+    owned: Option<&std::collections::HashSet<String>>,
+    observer: &dyn Observer,
+) -> Vec<&'p plan::PlannedTable> {
+    let to_copy = tables_to_copy(plan, owned);
+    observer.planned(
+        to_copy.len() as u64,
+        to_copy
+            .iter()
+            .map(|t| t.source.def.est_rows.max(0) as u64)
+            .sum(),
+    );
+    to_copy
 }
 
 /// The reports of the tables the plan leaves out, each told to the observer.

@@ -179,14 +179,7 @@ pub async fn run(
         "change tracking ready"
     );
     let diagnostic = config.run_type == RunType::Diagnostic;
-    let snapshot = if diagnostic {
-        None
-    } else {
-        source
-            .export_snapshot()
-            .await
-            .map_err(EngineError::Source)?
-    };
+    let snapshot = snapshot(&source, diagnostic).await?;
     let changed = changes::changed_tables(
         config,
         &source,
@@ -227,6 +220,18 @@ pub async fn run(
     source.close().await;
     target.close().await;
     report
+}
+
+/// Phase 5: the snapshot every table is read in (PostgreSQL sources); none for a diagnostic
+/// run, which reads nothing of the tables' rows.
+pub(crate) async fn snapshot(
+    source: &Database,
+    diagnostic: bool,
+) -> Result<Option<crate::db::postgres::SnapshotGuard>, EngineError> {
+    if diagnostic {
+        return Ok(None);
+    }
+    source.export_snapshot().await.map_err(EngineError::Source)
 }
 
 /// Phase 1: connect to both databases at once, with a pool each sized to the run.

@@ -201,7 +201,7 @@ mod tests {
     fn the_same_rows_make_the_same_files_however_they_arrive() {
         let n = ROWS_PER_FILE as i64 + 10;
         let whole = make(&[rows(0, n)]);
-        let pieces = make(&[rows(0, 5), rows(5, 70_000), rows(70_000, n)]);
+        let pieces = make(&[rows(0, 5), rows(5, n / 2), rows(n / 2, n)]);
         assert_eq!(whole.len(), 2);
         assert_eq!(whole[0].rows, ROWS_PER_FILE as u64);
         assert_eq!(whole[1].rows, 10);

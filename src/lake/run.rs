@@ -214,14 +214,7 @@ async fn write_database(
     } else {
         crate::engine::changes::change_tracking_of(&source, &plan, config.retention).await
     };
-    let snapshot = if diagnostic {
-        None
-    } else {
-        source
-            .export_snapshot()
-            .await
-            .map_err(EngineError::Source)?
-    };
+    let snapshot = crate::engine::snapshot(&source, diagnostic).await?;
     let ctx = Context {
         lake: lake.clone(),
         layout: db.layout.clone(),
@@ -233,14 +226,7 @@ async fn write_database(
         rows_per_file: config.rows_per_file,
     };
     let mut tables = crate::engine::copy_tables::left_out(&plan, observer);
-    let to_copy = crate::engine::copy_tables::tables_to_copy(&plan, None);
-    observer.planned(
-        to_copy.len() as u64,
-        to_copy
-            .iter()
-            .map(|t| t.source.def.est_rows.max(0) as u64)
-            .sum(),
-    );
+    let to_copy = crate::engine::copy_tables::announced(&plan, None, observer);
     let written: Vec<TableReport> = futures_util::stream::iter(0..to_copy.len())
         .map(|i| write_and_report(&ctx, to_copy[i], progress.clone(), observer, &config.stop))
         .buffer_unordered(config.parallelism.max(1))
@@ -440,17 +426,7 @@ fn unchanged(state: &super::log::TableState) -> Written {
     Written {
         version: state.version,
         files: state.files.len() as u64,
-        table_rows: state
-            .files
-            .values()
-            .map(|a| {
-                a.stats
-                    .as_deref()
-                    .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
-                    .and_then(|v| v.get("numRecords").and_then(serde_json::Value::as_u64))
-                    .unwrap_or(0)
-            })
-            .sum(),
+        table_rows: state.files.values().map(super::table::records).sum(),
         ..Default::default()
     }
 }

@@ -380,7 +380,7 @@ impl LakeTable<'_> {
 }
 
 /// A file's row count, from its stats.
-fn records(a: &Add) -> u64 {
+pub fn records(a: &Add) -> u64 {
     a.stats
         .as_deref()
         .and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())

@@ -705,3 +705,70 @@ async fn gp_databases_land_in_the_vendors_folders_from_postgres() {
 async fn gp_databases_land_in_the_vendors_folders_from_mariadb() {
     gp_layout(Server::MariaDb).await;
 }
+
+/// Keys of text (with accents, case and `$`) and numbers together, on MariaDB, whose collation
+/// sorts text otherwise than bytes do: the ranges an incremental run rewrites are found in the
+/// order the files were cut in, and the table ends exactly as the source.
+#[tokio::test]
+async fn text_and_composite_keys_rewrite_their_ranges_exactly_on_mariadb() {
+    let source = TestDb::new(Server::MariaDb, "lake_keys").await;
+    source
+        .exec(
+            "CREATE TABLE `Company` (`Name` varchar(30) PRIMARY KEY) COLLATE utf8mb4_general_ci;\n\
+             INSERT INTO `Company` VALUES ('CRONUS');\n\
+             CREATE TABLE `CRONUS$Sales Line` (`Document No_` varchar(20) NOT NULL, `Line No_` int NOT NULL,\n\
+               `Description` varchar(100), PRIMARY KEY (`Document No_`, `Line No_`)) COLLATE utf8mb4_general_ci;\n\
+             INSERT INTO `CRONUS$Sales Line` SELECT CONCAT(ELT(1 + seq % 6, 'a', 'B', 'é', 'Z', '$x', 'ä'), LPAD(seq DIV 6, 5, '0')),\n\
+               seq % 7 * 10000, CONCAT('line ', seq) FROM seq_0_to_5999",
+        )
+        .await;
+    let folder = Folder::new("lake_keys");
+    let cfg = config(&source, local(&folder));
+    let name = "CRONUS$Sales Line";
+    let first = run(&cfg).await;
+    let lake = table(&first, name).lake.clone().unwrap();
+    assert_eq!((lake.files, lake.rows), (6, 6000));
+    let url = lake.location.clone();
+    source
+        .exec(
+            "UPDATE `CRONUS$Sales Line` SET `Description` = 'changed' WHERE `Document No_` = 'é00010';\n\
+             DELETE FROM `CRONUS$Sales Line` WHERE `Document No_` = 'B00020';\n\
+             INSERT INTO `CRONUS$Sales Line` VALUES ('Zz', 1, 'new'), ('ä99999', 5, 'new'), ('$', 0, 'new')",
+        )
+        .await;
+    let second = run(&cfg).await;
+    let r = table(&second, name);
+    assert_eq!(r.mode, CopyMode::Incremental, "{:?}", r.full_reason);
+    let lake = r.lake.clone().unwrap();
+    assert!(
+        lake.removed < 6,
+        "only the ranges with a change are written again: {lake:?}"
+    );
+    assert_same(&source, name, &url, &serde_json::json!({})).await;
+}
+
+/// A column added in the source: the table is written anew with its new schema in one commit,
+/// which both readers see.
+#[tokio::test]
+async fn a_schema_change_writes_the_table_anew_in_one_commit() {
+    let source = TestDb::new(Server::Postgres, "lake_schema").await;
+    source.exec(LEDGER).await;
+    let folder = Folder::new("lake_schema");
+    let cfg = config(&source, local(&folder));
+    let name = "CRONUS$G_L Entry";
+    let url = table_url(&run(&cfg).await, name);
+    source
+        .exec(
+            r#"ALTER TABLE "CRONUS$G_L Entry" ADD COLUMN "Posting Date" date DEFAULT '2026-12-04'"#,
+        )
+        .await;
+    let second = run(&cfg).await;
+    let r = table(&second, name);
+    assert_eq!(r.full_reason.as_deref(), Some("SchemaChanged"));
+    assert_eq!(r.lake.as_ref().unwrap().version, Some(1));
+    let read = assert_same(&source, name, &url, &serde_json::json!({})).await;
+    assert_eq!(
+        read.columns.last().map(String::as_str),
+        Some("Posting Date")
+    );
+}

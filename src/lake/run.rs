@@ -415,10 +415,39 @@ async fn write(ctx: &Context, table: &LakeTable<'_>) -> Result<Outcome, LakeErro
         ct_version: clock.filter(|_| on).map(|c| c.version),
         schema_hash: schema_hash(def),
     };
-    if mark.as_ref() != Some(&new_mark) && written.version.is_some() {
+    if written.version.is_some() && mark_due(mark.as_ref(), &new_mark, &written, changes, clock) {
         write_mark(table, &new_mark).await?;
     }
     Ok((mode, reason, written, changes))
+}
+
+/// Whether a table's watermark is written after its run: when the run committed, read changes,
+/// or found a watermark that no longer serves (none, another schema, change tracking turned on
+/// or off, changes past it cleaned up). A run that found the table as it was keeps the old
+/// watermark, so that it writes nothing: the changes after it are read again next time, and
+/// give the same files. Pure.
+fn mark_due(
+    old: Option<&Mark>,
+    new: &Mark,
+    written: &Written,
+    changes: Option<tracking::Changes>,
+    clock: Option<tracking::Clock>,
+) -> bool {
+    if old == Some(new) {
+        return false;
+    }
+    let Some(old) = old else {
+        return true;
+    };
+    let expired = match (old.ct_version, clock) {
+        (Some(v), Some(c)) => v < c.min_valid_version,
+        _ => false,
+    };
+    written.committed
+        || changes.is_some_and(|c| c != tracking::Changes::default())
+        || old.schema_hash != new.schema_hash
+        || old.ct_version.is_none() != new.ct_version.is_none()
+        || expired
 }
 
 /// The table as it stands, for a run that writes nothing to it.
@@ -518,4 +547,71 @@ async fn write_mark(table: &LakeTable<'_>, mark: &Mark) -> Result<(), LakeError>
         .await
         .map_err(|e| table.lake.error("writing the table's watermark", e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_that_changed_nothing_keeps_its_watermark() {
+        let mark = |v: Option<i64>, h: &str| Mark {
+            ct_version: v,
+            schema_hash: h.into(),
+        };
+        let clock = Some(tracking::Clock {
+            version: 20,
+            min_valid_version: 5,
+        });
+        let quiet = Written::default();
+        let committed = Written {
+            committed: true,
+            ..Default::default()
+        };
+        let changed = Some(tracking::Changes {
+            updated: 1,
+            ..Default::default()
+        });
+        let new = mark(Some(20), "h");
+        // A full run that found every file as it was writes nothing.
+        assert!(!mark_due(
+            Some(&mark(Some(10), "h")),
+            &new,
+            &quiet,
+            None,
+            clock
+        ));
+        assert!(mark_due(
+            Some(&mark(Some(10), "h")),
+            &new,
+            &committed,
+            None,
+            clock
+        ));
+        assert!(mark_due(
+            Some(&mark(Some(10), "h")),
+            &new,
+            &quiet,
+            changed,
+            clock
+        ));
+        assert!(mark_due(None, &new, &quiet, None, clock));
+        assert!(mark_due(
+            Some(&mark(Some(10), "g")),
+            &new,
+            &quiet,
+            None,
+            clock
+        ));
+        assert!(mark_due(Some(&mark(None, "h")), &new, &quiet, None, clock));
+        // Changes past the old watermark were cleaned up: it no longer serves.
+        assert!(mark_due(
+            Some(&mark(Some(4), "h")),
+            &new,
+            &quiet,
+            None,
+            clock
+        ));
+        assert!(!mark_due(Some(&new), &new, &committed, changed, clock));
+    }
 }

@@ -312,7 +312,9 @@ INSERT INTO "CRONUS$G_L Entry" SELECT i, 'New ' || i, 0.01 FROM generate_series(
     let read = assert_same(&source, name, &url, &serde_json::json!({})).await;
     assert_eq!(read.version, 1);
 
-    // The same window again: nothing is read, written or committed.
+    // The same window again: nothing is read, written or committed, even when the server's
+    // transactions moved PostgreSQL's clock on meanwhile (a database made is one).
+    let _tick = TestDb::new(Server::Postgres, "lake_tick").await;
     let before = files(&folder.0);
     let third = run(&cfg).await;
     let r = table(&third, name);
@@ -332,6 +334,7 @@ INSERT INTO "CRONUS$G_L Entry" SELECT i, 'New ' || i, 0.01 FROM generate_series(
     assert_eq!(lake.version, Some(2));
     assert_same(&source, name, &url, &serde_json::json!({})).await;
     let before = files(&folder.0);
+    let _tick = TestDb::new(Server::Postgres, "lake_tick").await;
     let fifth = run(&full).await;
     assert_eq!(table(&fifth, name).lake.as_ref().unwrap().version, Some(2));
     assert_eq!(

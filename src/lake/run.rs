@@ -1,8 +1,9 @@
 //! A run into a lake: the source's catalog and plan, change tracking and the run's snapshot as
 //! for a database target (`engine`), then every table written as a Delta table (`table`),
 //! `parallelism` at once, biggest first. Each table keeps its change tracking watermark in a
-//! small file of its own beside its log (`_cloudmigrate/state.json`), written only after the
-//! table's commit and only when it changed.
+//! small file of its own beside its log (`_cloudmigrate/state.json`), written after the
+//! table's commit, and only when the run changed the table, read changes, or found the old
+//! watermark of no more use (`mark_due`).
 
 use super::store::{self, Lake, LakeError, LakeTarget};
 use super::table::{LakeTable, Written};

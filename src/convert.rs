@@ -2,7 +2,7 @@
 //! the engine's configuration, and the engine's per-table reports back into status entries.
 //! The runners and `cloudmigrate run -f` all go through here.
 
-use crate::api::run::{RunType, TableStatus};
+use crate::api::run::{LakeTableStatus, RunType, TableStatus};
 use crate::api::schedule::MigrationScheduleSpec;
 use crate::db::ConnectSpec;
 use crate::engine::plan::PlanOptions;
@@ -41,6 +41,53 @@ pub fn engine_config(
     }
 }
 
+/// The lake a schedule's target names, with its key (settled by the caller); None when the
+/// target is a database.
+pub fn lake_target(
+    spec: &MigrationScheduleSpec,
+    secret: Option<String>,
+) -> Option<crate::lake::store::LakeTarget> {
+    let target = &spec.target;
+    if !crate::lake::store::is_lake_url(&target.url) {
+        return None;
+    }
+    let options = target.lake.clone().unwrap_or_default();
+    Some(crate::lake::store::LakeTarget {
+        url: target.url.clone(),
+        account: options.account,
+        access_key_id: options.access_key_id,
+        endpoint: options.endpoint,
+        region: options.region,
+        secret,
+    })
+}
+
+/// The configuration of a run of a schedule into its lake, with the source's connection and
+/// the lake (see `lake_target`).
+pub fn lake_run_config(
+    spec: &MigrationScheduleSpec,
+    companies: Option<Vec<String>>,
+    (source, lake): (ConnectSpec, crate::lake::store::LakeTarget),
+    run_id: String,
+    run_type: RunType,
+) -> crate::lake::run::LakeRunConfig {
+    crate::lake::run::LakeRunConfig {
+        run_id,
+        source: ConnectSpec {
+            max_connections: 1,
+            create: false,
+            ..source
+        },
+        lake,
+        plan: plan_options(spec, companies),
+        parallelism: spec.runtime.parallelism.max(1) as usize,
+        run_type,
+        retention: engine::tracking::DEFAULT_RETENTION,
+        stop: StopSignal::default(),
+        rows_per_file: crate::lake::files::ROWS_PER_FILE,
+    }
+}
+
 /// What a run of a schedule copies: its product, its table patterns and `companies` (None:
 /// all).
 pub fn plan_options(spec: &MigrationScheduleSpec, companies: Option<Vec<String>>) -> PlanOptions {
@@ -70,5 +117,13 @@ pub fn table_status(r: &TableReport) -> TableStatus {
         duration_ms: (!r.duration.is_zero()).then_some(r.duration.as_millis() as i64),
         message: r.message.clone(),
         guidance: r.guidance.clone(),
+        lake: r.lake.as_ref().map(|l| LakeTableStatus {
+            location: l.location.clone(),
+            version: l.version.map(|v| v as i64),
+            files: l.files as i64,
+            rows: l.rows as i64,
+            files_added: l.added as i64,
+            files_removed: l.removed as i64,
+        }),
     }
 }

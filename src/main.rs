@@ -89,8 +89,9 @@ enum Command {
         /// Write logs as JSON lines.
         #[arg(long)]
         log_json: bool,
-        /// A directory under which tenants' `sqlite://` URLs may name files (repeat for more).
-        /// None by default: the controller opens no SQLite file of a schedule.
+        /// A directory under which tenants' `sqlite://` URLs may name files, and `file://` lake
+        /// targets folders (repeat for more). None by default: the controller opens no local
+        /// file of a schedule.
         #[arg(long = "sqlite-dir", value_name = "DIR")]
         sqlite_dirs: Vec<PathBuf>,
         /// Namespaces whose schedules may use `runner: InProcess` (comma-separated, `*` for

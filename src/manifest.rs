@@ -140,19 +140,12 @@ pub fn lake_target(
     manifest: &Manifest,
     password: &PasswordSource,
 ) -> Result<Option<crate::lake::store::LakeTarget>, String> {
-    let target = &manifest.schedule.spec.target;
-    if !crate::lake::store::is_lake_url(&target.url) {
+    let spec = &manifest.schedule.spec;
+    if !crate::lake::store::is_lake_url(&spec.target.url) {
         return Ok(None);
     }
-    let options = target.lake.clone().unwrap_or_default();
-    Ok(Some(crate::lake::store::LakeTarget {
-        url: target.url.clone(),
-        account: options.account,
-        access_key_id: options.access_key_id,
-        endpoint: options.endpoint,
-        region: options.region,
-        secret: password.read("target", target.password_secret_ref.as_ref())?,
-    }))
+    let secret = password.read("target", spec.target.password_secret_ref.as_ref())?;
+    Ok(crate::convert::lake_target(spec, secret))
 }
 
 /// The configuration of one run of a manifest's schedule into its lake; None when its target
@@ -167,18 +160,13 @@ pub fn lake_run_config(
     let Some(lake) = lake_target(manifest, target_password)? else {
         return Ok(None);
     };
-    let spec = &manifest.schedule.spec;
-    Ok(Some(crate::lake::run::LakeRunConfig {
+    Ok(Some(crate::convert::lake_run_config(
+        &manifest.schedule.spec,
+        manifest.companies.clone(),
+        (source_spec(manifest, source_password)?, lake),
         run_id,
-        source: source_spec(manifest, source_password)?,
-        lake,
-        plan: crate::convert::plan_options(spec, manifest.companies.clone()),
-        parallelism: spec.runtime.parallelism.max(1) as usize,
         run_type,
-        retention: crate::engine::tracking::DEFAULT_RETENTION,
-        stop: Default::default(),
-        rows_per_file: crate::lake::files::ROWS_PER_FILE,
-    }))
+    )))
 }
 
 /// The engine's configuration for one run of a manifest's schedule.

@@ -302,4 +302,31 @@ pub struct TableStatus {
     /// What to do about it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guidance: Option<String>,
+    /// The table's Delta table, for a data lake target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lake: Option<LakeTableStatus>,
+}
+
+/// A source table's Delta table in a data lake target, after the run.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LakeTableStatus {
+    /// The table's folder, as Delta readers are given it, for example
+    /// `az://lake/bc/companies/CRONUS/G_L Entry`.
+    pub location: String,
+    /// The table's Delta version after the run; absent while the table has no commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+    /// Data files in the table.
+    #[serde(default)]
+    pub files: i64,
+    /// Rows in the table.
+    #[serde(default)]
+    pub rows: i64,
+    /// Data files this run added.
+    #[serde(default)]
+    pub files_added: i64,
+    /// Data files this run removed.
+    #[serde(default)]
+    pub files_removed: i64,
 }

@@ -163,7 +163,8 @@ pub struct Runtime {
     /// `ghcr.io/cloudmigrate/cloudmigrate:<the controller's version>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// Number of worker pods of a Job run. Tables are shared among them, balanced by size.
+    /// Number of worker pods of a Job run. Tables are shared among them, balanced by size. A
+    /// data lake target is written by one worker, whatever this says.
     #[serde(default = "default_workers")]
     #[schemars(range(min = 1, max = 64))]
     pub workers: i32,
@@ -405,7 +406,9 @@ pub struct RunSummary {
 /// left a table alone (its company not in that run, filtered out, or not started) does not
 /// replace an earlier copy's result: a run of one company leaves the other companies' tables as
 /// they were. Refreshed by the probe of the databases after each run ends; absent until a run
-/// has written the log, all zero after Reset Cloud Data emptied it.
+/// has written the log, all zero after Reset Cloud Data emptied it. A data lake keeps no run
+/// log: for a lake target the tiles are the counts of the newest run that ended (not
+/// Diagnostic), with the tables it excluded as not migrated.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MigrationInformation {

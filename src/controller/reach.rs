@@ -32,6 +32,9 @@ pub struct Reach {
     /// The source answered, or why not (without any password).
     pub source: Result<(), String>,
     pub target: Result<(), String>,
+    /// The condition reason of a target that did not answer, when it is more telling than
+    /// `TargetUnreachable`: a data lake's (`LakeAccessDenied`, `InvalidLakeTarget`, ...).
+    pub target_reason: Option<&'static str>,
     /// Change tracking's log table is in the source; None when the source did not answer.
     pub tracking: Option<bool>,
     /// What the migration login lacks on the source for change tracking, with the GRANTs
@@ -254,9 +257,20 @@ async fn probe(client: &kube::Client, ns: &str, spec: &MigrationScheduleSpec) ->
             CONNECT_LIMIT.as_secs()
         )),
     };
+    let lake = crate::lake::store::is_lake_url(&spec.target.url);
+    let target = async {
+        if lake {
+            // A lake answers through its store; it has no run log to read.
+            Err(lake_reach(client, ns, spec).await.err())
+        } else {
+            open("target", Connection::of(spec, Side::Target))
+                .await
+                .map_err(|e| Some((None, e)))
+        }
+    };
     let (source, target, source_at, target_at) = tokio::join!(
         open("source", Connection::of(spec, Side::Source)),
-        open("target", Connection::of(spec, Side::Target)),
+        target,
         crate::logins::resolved_endpoints(&spec.source.url),
         crate::logins::resolved_endpoints(&spec.target.url),
     );
@@ -280,12 +294,20 @@ async fn probe(client: &kube::Client, ns: &str, spec: &MigrationScheduleSpec) ->
         ),
         Err(_) => (None, None),
     };
-    for db in [&source, &target].into_iter().flatten() {
+    for db in [source.as_ref().ok(), target.as_ref().ok()]
+        .into_iter()
+        .flatten()
+    {
         db.close().await;
     }
+    let (target, target_reason) = match target {
+        Ok(_) | Err(None) => (Ok(()), None),
+        Err(Some((reason, e))) => (Err(e), reason),
+    };
     Reach {
         source: source.map(|_| ()),
-        target: target.map(|_| ()),
+        target,
+        target_reason,
         tracking,
         source_lacks,
         not_migrated,
@@ -294,6 +316,35 @@ async fn probe(client: &kube::Client, ns: &str, spec: &MigrationScheduleSpec) ->
             source: source_at,
             target: target_at,
         },
+    }
+}
+
+/// Opens a lake target with the key from its Secret and reads its folder once: wrong
+/// credentials, an unknown container or bucket fail here. The error carries its condition
+/// reason.
+async fn lake_reach(
+    client: &kube::Client,
+    ns: &str,
+    spec: &MigrationScheduleSpec,
+) -> Result<(), (Option<&'static str>, String)> {
+    let unreachable = |e: String| (None, format!("target data lake: {e}"));
+    let Some(target) = crate::logins::lake_of(client, ns, spec)
+        .await
+        .map_err(unreachable)?
+    else {
+        return Ok(());
+    };
+    let checked = async {
+        let lake = crate::lake::store::open(&target)?;
+        lake.check().await
+    };
+    match tokio::time::timeout(CONNECT_LIMIT, checked).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err((Some(e.reason()), format!("target data lake: {e}"))),
+        Err(_) => Err(unreachable(format!(
+            "no answer within {} s",
+            CONNECT_LIMIT.as_secs()
+        ))),
     }
 }
 

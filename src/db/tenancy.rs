@@ -3,7 +3,8 @@
 //! open what they are given. The controller serves every namespace, so at start-up it is
 //! restricted (`restrict_to`), and every connection it makes is checked before anything
 //! touches the file system or the network:
-//! - a SQLite file only under the directories its operator names (none by default);
+//! - a SQLite file, or a `file://` lake's folder, only under the directories its operator
+//!   names (none by default);
 //! - a server URL with only the parameters on the allowlist (`PARAMETERS`): none that name a
 //!   host, a file, a password or session options;
 //! - a server connection only with a password from a Secret, so that the controller's own
@@ -69,6 +70,19 @@ pub fn check(spec: &ConnectSpec) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks the folder of a `file://` lake against the restriction, if this process has one:
+/// as a SQLite file, it must lie under an allowed directory (its parent must exist there; the
+/// folder itself may be made by the run). The message never tells whether a path exists.
+pub fn lake_folder_allowed(folder: &str) -> Result<(), String> {
+    let Some(dirs) = ALLOWED.get() else {
+        return Ok(());
+    };
+    let url = format!("sqlite://{folder}");
+    sqlite_allowed(&url, dirs)
+        .map(|_| ())
+        .map_err(|e| e.replacen("SQLite URL refused", "file:// lake refused", 1))
+}
+
 /// Whether a PostgreSQL or MySQL URL holds only parameters on the allowlist, and no password.
 /// The message names the parameter, never its value.
 pub fn server_url_allowed(url: &str) -> Result<(), String> {
@@ -106,12 +120,12 @@ pub fn server_url_allowed(url: &str) -> Result<(), String> {
 pub fn sqlite_allowed(url: &str, dirs: &[PathBuf]) -> Result<PathBuf, String> {
     let refused = |why: &str| {
         let fix = if dirs.is_empty() {
-            "this controller opens no SQLite file; the operator allows directories with \
+            "this controller opens no local file; the operator allows directories with \
              --sqlite-dir (the chart's controller.sqliteDirectories), or use runner: Job"
                 .to_string()
         } else {
             format!(
-                "this controller opens SQLite files only under {}",
+                "this controller opens local files only under {}",
                 dirs.iter()
                     .map(|d| d.display().to_string())
                     .collect::<Vec<_>>()

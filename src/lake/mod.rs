@@ -11,10 +11,6 @@ pub mod run;
 pub mod store;
 pub mod table;
 
-/// Why a schedule with a data lake target starts no run in the cluster yet: `run -f` writes
-/// lakes; the controller's runs, grants and probes know database targets only.
-pub const NOT_IN_CLUSTER: (&str, &str) = (
-    "LakeTargetNotInCluster",
-    "a data lake target is written by `cloudmigrate run -f` for now: the controller does not \
-     start runs into a lake yet",
-);
+/// The condition reason of an action on a target database (a CloudReset, a key rotation, a
+/// company's initialization, a user mapping) whose schedule writes a data lake.
+pub const NOT_FOR_LAKE: &str = "NotForLakeTarget";

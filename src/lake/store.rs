@@ -219,6 +219,9 @@ pub fn open(t: &LakeTarget) -> Result<Lake, LakeError> {
                 "a file:// lake needs a folder, for example file://./cloudmigrate-demo/lake".into(),
             ));
         }
+        // In the controller, only under the operator's directories; checked before the folder
+        // is made.
+        crate::db::tenancy::lake_folder_allowed(rest).map_err(invalid)?;
         std::fs::create_dir_all(rest)
             .map_err(|e| invalid(format!("the lake folder {rest} cannot be made: {e}")))?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(rest)

@@ -193,6 +193,27 @@ pub async fn run_source(
     })
 }
 
+/// The data lake a schedule's target names, with the storage key from the target's Secret (in
+/// a Job's pod, from its environment); None when the target is a database.
+pub async fn lake_of(
+    client: &kube::Client,
+    namespace: &str,
+    spec: &crate::api::schedule::MigrationScheduleSpec,
+) -> Result<Option<crate::lake::store::LakeTarget>, String> {
+    if !crate::lake::store::is_lake_url(&spec.target.url) {
+        return Ok(None);
+    }
+    let secret = match &spec.target.password_secret_ref {
+        Some(r) => Some(
+            passwords::password(client, namespace, "target", r)
+                .await
+                .map_err(|e| format!("the lake's key: {e}"))?,
+        ),
+        None => None,
+    };
+    Ok(crate::convert::lake_target(spec, secret))
+}
+
 /// Connects to a schedule's target as its runs do (`run_target`). Company initialization
 /// works in the target this way, so that its steps can do no more than a run may.
 pub async fn open_target_as_run(
@@ -251,9 +272,12 @@ pub fn run_logins(schedule: &MigrationSchedule) -> (Option<SecretKeyRef>, Option
 const RESOLVE_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The addresses a server URL's host resolves to, each as `scheme://address:port/database`
-/// (the form of `database_identity`), sorted. Empty for SQLite, for a URL that does not parse
+/// (the form of `database_identity`), sorted. Empty for SQLite, a data lake, a URL that does not parse
 /// and for a name that does not resolve within a few seconds: the URL alone then decides.
 pub async fn resolved_endpoints(url: &str) -> Vec<String> {
+    if crate::lake::store::is_lake_url(url) {
+        return Vec::new();
+    }
     let identity = database_identity(url);
     let Ok(u) = url::Url::parse(&identity) else {
         return Vec::new();
@@ -281,8 +305,13 @@ pub async fn resolved_endpoints(url: &str) -> Vec<String> {
 }
 
 /// How a database URL names its database, for spotting two schedules on one database:
-/// scheme, host, port and database, without user or password; SQLite by file.
+/// scheme, host, port and database, without user or password; SQLite by file; a data lake
+/// by its folder's URL.
 pub fn database_identity(url: &str) -> String {
+    if crate::lake::store::is_lake_url(url) {
+        // A lake's folder: two schedules writing one folder are on one target.
+        return url.trim().trim_end_matches('/').to_string();
+    }
     match url::Url::parse(url) {
         Ok(u) if u.scheme() == "sqlite" => {
             format!("sqlite:{}{}", u.host_str().unwrap_or_default(), u.path())

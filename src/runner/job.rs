@@ -97,7 +97,7 @@ pub fn job_for(
     service_account: &str,
 ) -> Job {
     let rt = &schedule.spec.runtime;
-    let workers = rt.workers.max(1);
+    let workers = super::workers(&schedule.spec);
     let name = run.name_any();
     let namespace = run.namespace().unwrap_or_default();
     let labels = labels("worker", RUN_LABEL, &name);

@@ -13,8 +13,9 @@ use crate::api::run::{MigrationRun, TableResult, TableStatus, WorkerPhase, Worke
 use crate::clock::time;
 use crate::convert::{engine_config, table_status};
 use crate::db::ReadProgress;
-use crate::engine::report::TableReport;
+use crate::engine::report::{RunReport, TableReport};
 use crate::engine::{self, Observer, RunConfig, StopSignal};
+use crate::lake::run::{LakeRunConfig, LakeRunError};
 use crate::logins;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -159,33 +160,103 @@ pub fn field_manager(index: i32) -> String {
     format!("cloudmigrate-worker-{index}")
 }
 
+/// What a worker runs: the engine into a database, or a run into a data lake.
+enum Work {
+    Database(RunConfig),
+    Lake(LakeRunConfig),
+}
+
+/// Why a run failed as a whole, and what to do about it.
+struct Failure {
+    error: String,
+    fix: &'static str,
+}
+
+const FIX_COMPANIES: &str = "Correct the company names in the CompanySelection (or in the \
+                             run's spec.companies), then start a new run.";
+
+impl From<engine::EngineError> for Failure {
+    fn from(e: engine::EngineError) -> Self {
+        let fix = match &e {
+            engine::EngineError::Plan(engine::plan::PlanError::UnknownCompanies(..)) => {
+                FIX_COMPANIES
+            }
+            engine::EngineError::Plan(_) => {
+                "Correct spec.tables of the MigrationSchedule, then start a new run."
+            }
+            engine::EngineError::Internal(_) => {
+                "Other runs and schedules are not affected; a new run may get past it."
+            }
+            _ => {
+                "Check the address, the login and the network path from the runner to the \
+                 database, then start a new run."
+            }
+        };
+        Failure {
+            error: e.to_string(),
+            fix,
+        }
+    }
+}
+
+impl From<LakeRunError> for Failure {
+    fn from(e: LakeRunError) -> Self {
+        match e {
+            LakeRunError::Engine(e) => e.into(),
+            LakeRunError::UnknownCompany(m) => Failure {
+                error: m,
+                fix: FIX_COMPANIES,
+            },
+            LakeRunError::Lake(e) => Failure {
+                error: e.to_string(),
+                fix: "Fix the lake target (spec.target.url, spec.target.lake and the key in the \
+                      Secret that spec.target.passwordSecretRef names), then start a new run: \
+                      nothing was written.",
+            },
+        }
+    }
+}
+
+impl Work {
+    /// Runs it to the end. A panic ends this run Failed, and nothing else: the controller
+    /// that runs it in-process stays up.
+    async fn run(
+        &self,
+        observer: &Reporter,
+        progress: Arc<ReadProgress>,
+    ) -> Result<RunReport, Failure> {
+        use futures_util::FutureExt;
+        let outcome = match self {
+            Work::Database(config) => {
+                std::panic::AssertUnwindSafe(engine::run(config, observer, progress))
+                    .catch_unwind()
+                    .await
+                    .map(|r| r.map_err(Failure::from))
+            }
+            Work::Lake(config) => {
+                std::panic::AssertUnwindSafe(crate::lake::run::run(config, observer, progress))
+                    .catch_unwind()
+                    .await
+                    .map(|r| r.map_err(Failure::from))
+            }
+        };
+        outcome.unwrap_or_else(|p| {
+            Err(engine::EngineError::Internal(engine::panic_message(&*p)).into())
+        })
+    }
+}
+
 /// Records how the worker ended in its status: its phase, and the error with its fix.
 fn record_end(
     reporter: &Reporter,
-    outcome: &Result<engine::report::RunReport, engine::EngineError>,
+    outcome: &Result<RunReport, Failure>,
     stop: &StopSignal,
 ) -> WorkerPhase {
     let mut p = reporter.lock();
     p.me.completion_time = Some(time(chrono::Utc::now()));
     p.me.phase = match outcome {
-        Err(e) => {
-            let fix = match e {
-                engine::EngineError::Plan(engine::plan::PlanError::UnknownCompanies(..)) => {
-                    "Correct the company names in the CompanySelection (or in the run's \
-                     spec.companies), then start a new run."
-                }
-                engine::EngineError::Plan(_) => {
-                    "Correct spec.tables of the MigrationSchedule, then start a new run."
-                }
-                engine::EngineError::Internal(_) => {
-                    "Other runs and schedules are not affected; a new run may get past it."
-                }
-                _ => {
-                    "Check the address, the login and the network path from the runner to the \
-                     database, then start a new run."
-                }
-            };
-            p.me.message = Some(format!("{e}. {fix}"));
+        Err(Failure { error, fix }) => {
+            p.me.message = Some(format!("{error}. {fix}"));
             WorkerPhase::Failed
         }
         Ok(_) if p.me.tables_not_started > 0 || stop.is_stopped() => WorkerPhase::Stopped,
@@ -228,10 +299,13 @@ pub async fn work(client: kube::Client, w: WorkerSpec, stop: StopSignal) -> Work
     };
 
     let prepared = prepare(&client, &w).await;
-    let config = match prepared {
-        Ok(mut c) => {
-            c.stop = stop.clone();
-            c
+    let work = match prepared {
+        Ok(mut work) => {
+            match &mut work {
+                Work::Database(c) => c.stop = stop.clone(),
+                Work::Lake(c) => c.stop = stop.clone(),
+            }
+            work
         }
         Err(message) => {
             tracing::warn!(%message, "the worker cannot run");
@@ -279,19 +353,7 @@ pub async fn work(client: kube::Client, w: WorkerSpec, stop: StopSignal) -> Work
         tracing::warn!(error = %e, "writing the worker status failed");
     }
     tracing::info!("worker started");
-    // A panic in the engine ends this run Failed, and nothing else: the controller that runs
-    // it in-process stays up.
-    let outcome = {
-        use futures_util::FutureExt;
-        std::panic::AssertUnwindSafe(engine::run(
-            &config,
-            reporter.as_ref(),
-            reporter.read.clone(),
-        ))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|p| Err(engine::EngineError::Internal(engine::panic_message(&*p))))
-    };
+    let outcome = work.run(reporter.as_ref(), reporter.read.clone()).await;
     flusher.abort();
     let phase = record_end(&reporter, &outcome, &stop);
     match &outcome {
@@ -304,7 +366,7 @@ pub async fn work(client: kube::Client, w: WorkerSpec, stop: StopSignal) -> Work
             )
         }
         Err(e) => {
-            tracing::warn!(error = %e, "worker failed")
+            tracing::warn!(error = %e.error, "worker failed")
         }
     }
     // The last word matters: try it a few times.
@@ -319,8 +381,8 @@ pub async fn work(client: kube::Client, w: WorkerSpec, stop: StopSignal) -> Work
     phase
 }
 
-/// The engine configuration of a worker: run and schedule read, passwords from Secrets.
-async fn prepare(client: &kube::Client, w: &WorkerSpec) -> Result<RunConfig, String> {
+/// What a worker runs: run and schedule read, passwords (or the lake's key) from Secrets.
+async fn prepare(client: &kube::Client, w: &WorkerSpec) -> Result<Work, String> {
     let runs: Api<MigrationRun> = Api::namespaced(client.clone(), &w.namespace);
     let run = runs
         .get(&w.name)
@@ -343,11 +405,22 @@ async fn prepare(client: &kube::Client, w: &WorkerSpec) -> Result<RunConfig, Str
                 run.spec.schedule_ref.name, w.namespace
             )
         })?;
+    let companies = (!run.spec.companies.is_empty()).then(|| run.spec.companies.clone());
+    if let Some(lake) = logins::lake_of(client, &w.namespace, &schedule.spec).await? {
+        // One worker writes a lake (`workers`).
+        let source = logins::run_source(client, &schedule).await?;
+        return Ok(Work::Lake(crate::convert::lake_run_config(
+            &schedule.spec,
+            companies,
+            (source, lake),
+            w.name.clone(),
+            run.spec.r#type,
+        )));
+    }
     let logins = (
         logins::run_source(client, &schedule).await?,
         logins::run_target(client, &schedule).await?,
     );
-    let companies = (!run.spec.companies.is_empty()).then(|| run.spec.companies.clone());
     let mut config = engine_config(
         &schedule.spec,
         companies,
@@ -358,7 +431,17 @@ async fn prepare(client: &kube::Client, w: &WorkerSpec) -> Result<RunConfig, Str
     if w.count > 1 {
         config.share = Some((w.index.max(0) as usize, w.count as usize));
     }
-    Ok(config)
+    Ok(Work::Database(config))
+}
+
+/// How many workers a run of the schedule has: one in-process, and one for a data lake
+/// target (its tables are not shared out); else `runtime.workers`.
+pub fn workers(spec: &crate::api::schedule::MigrationScheduleSpec) -> i32 {
+    match spec.runtime.runner {
+        crate::api::schedule::Runner::InProcess => 1,
+        crate::api::schedule::Runner::Job if crate::lake::store::is_lake_url(&spec.target.url) => 1,
+        crate::api::schedule::Runner::Job => spec.runtime.workers.max(1),
+    }
 }
 
 #[cfg(test)]
@@ -384,6 +467,7 @@ mod status_size {
             duration_ms: None,
             message: Some("x".repeat(5000)),
             guidance: Some("the table was missing in the cloud and was created".into()),
+            lake: None,
         }
     }
 

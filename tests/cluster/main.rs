@@ -12,6 +12,7 @@ mod controller;
 mod crds;
 mod examples;
 mod gp;
+mod lake;
 mod registry;
 mod run_rules;
 mod scale;

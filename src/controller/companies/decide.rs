@@ -38,6 +38,8 @@ pub struct SelectionObserved<'a> {
     pub status: CompanySelectionStatus,
     /// The schedule named by `spec.scheduleRef` exists.
     pub schedule_exists: bool,
+    /// The schedule's target is a data lake: no initialization records, no initialization.
+    pub lake_target: bool,
     /// An older CompanySelection for the same schedule, which the runs use instead.
     pub older: Option<String>,
     /// The companies just read from the source, or why they could not be; None when the ones
@@ -292,6 +294,16 @@ fn readiness(
             "Conflict",
             "another CompanySelection counts for this schedule".into(),
         )
+    } else if let Some(names) = lake_initializations(o) {
+        (
+            false,
+            crate::lake::NOT_FOR_LAKE,
+            format!(
+                "the schedule writes a data lake, and initialization works in a target \
+                 database: set initialization: None for {names}. The companies are migrated \
+                 all the same"
+            ),
+        )
     } else if let Some(e) = target_error {
         (
             false,
@@ -308,6 +320,19 @@ fn readiness(
             ),
         )
     }
+}
+
+/// The companies that ask for an initialization of a lake schedule, named; None when none
+/// does or the target is a database.
+fn lake_initializations(o: &SelectionObserved<'_>) -> Option<String> {
+    let names: Vec<String> = o
+        .spec
+        .companies
+        .iter()
+        .filter(|c| c.initialization != crate::api::companies::Initialization::None)
+        .map(|c| format!("{:?}", c.name))
+        .collect();
+    (o.lake_target && !names.is_empty()).then(|| names.join(", "))
 }
 
 /// `Initializing`, `ChangeRefused` and `TooManyCompanies`.
@@ -505,6 +530,7 @@ mod tests {
             spec,
             status: Default::default(),
             schedule_exists: true,
+            lake_target: false,
             older: None,
             found: Some(Ok(found())),
             last_success: None,
@@ -518,6 +544,34 @@ mod tests {
     fn condition(s: &CompanySelectionStatus, t: &str) -> (String, String, String) {
         let c = s.conditions.iter().find(|c| c.type_ == t).unwrap();
         (c.status.clone(), c.reason.clone(), c.message.clone())
+    }
+
+    #[test]
+    fn a_lake_schedule_lists_its_companies_and_refuses_their_initialization() {
+        let s = spec(serde_json::json!([
+            {"name": "CRONUS International Ltd.", "initialization": "Initialize"},
+            {"name": "FABRIKAM"}
+        ]));
+        let mut o = observe(&s);
+        o.lake_target = true;
+        assert!(initialization_actions(&o).is_empty());
+        let status = decide(o.clone());
+        let (ok, reason, message) = condition(&status, "Ready");
+        assert_eq!(
+            (ok.as_str(), reason.as_str()),
+            ("False", "NotForLakeTarget")
+        );
+        assert!(
+            message.contains("\"CRONUS International Ltd.\""),
+            "{message}"
+        );
+        assert!(!message.contains("FABRIKAM"), "{message}");
+        assert_eq!(status.companies.len(), 3);
+        // Without an initialization asked for, a lake schedule's selection is valid.
+        let plain = spec(serde_json::json!([{"name": "FABRIKAM"}]));
+        let mut o = observe(&plain);
+        o.lake_target = true;
+        assert_eq!(condition(&decide(o), "Ready").1, "Valid");
     }
 
     #[test]

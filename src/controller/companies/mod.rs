@@ -71,8 +71,12 @@ pub async fn reconcile(
                     .map(|reset| format!("CloudReset {reset}"))
             })
     });
+    let lake_target = schedule
+        .as_ref()
+        .is_some_and(|s| crate::lake::store::is_lake_url(&s.spec.target.url));
     let target = match &schedule {
-        Some(s) if wants_target(&status, last_success.as_ref()) => {
+        // A lake has no initialization records.
+        Some(s) if !lake_target && wants_target(&status, last_success.as_ref()) => {
             Some(crate::logins::open_side(&ctx.client, s, crate::logins::Side::Target).await)
         }
         _ => None,
@@ -99,6 +103,7 @@ pub async fn reconcile(
         spec: &selection.spec,
         status: status.clone(),
         schedule_exists: schedule.is_some(),
+        lake_target,
         older: older(&ctx, &ns, &selection),
         found,
         last_success,

@@ -19,6 +19,8 @@ pub struct ResetObserved {
     pub generation: Option<i64>,
     pub status: CloudResetStatus,
     pub schedule_exists: bool,
+    /// The schedule's target is a data lake, which a reset does not clear.
+    pub lake_target: bool,
     /// An older CloudReset of the same schedule that has not finished: it goes first.
     pub older_pending: Option<String>,
     /// A run of the schedule that has not ended.
@@ -41,6 +43,33 @@ pub fn finished(status: &CloudResetStatus) -> bool {
     super::super::conditions::ended(&status.conditions)
 }
 
+/// Why a reset ends at once, clearing nothing: its confirm does not repeat the schedule's
+/// name (the API server checks this too; an older CRD may not have), or the schedule writes a
+/// data lake, which has no tables to clear.
+fn refusal(o: &ResetObserved) -> Option<(&'static str, String)> {
+    if o.confirm != o.schedule {
+        return Some((
+            "NotConfirmed",
+            format!(
+                "spec.confirm is {:?}, not the schedule's name {:?}: nothing was cleared. \
+                 Create a new CloudReset whose confirm repeats the schedule's name",
+                o.confirm, o.schedule
+            ),
+        ));
+    }
+    o.lake_target.then(|| {
+        (
+            crate::lake::NOT_FOR_LAKE,
+            format!(
+                "MigrationSchedule {:?} writes a data lake, and a CloudReset clears tables of a \
+                 target database: nothing was cleared. To write every Delta table anew, start a \
+                 run with type: Full; to start from nothing, delete the lake's folder",
+                o.schedule
+            ),
+        )
+    })
+}
+
 /// The decision. Pure.
 pub fn decide(o: &ResetObserved) -> ResetDecision {
     let mut status = o.status.clone();
@@ -58,20 +87,9 @@ pub fn decide(o: &ResetObserved) -> ResetDecision {
     let wait = |status: &mut CloudResetStatus, reason: &str, message: String| {
         at.unknown(&mut status.conditions, "Succeeded", reason, message);
     };
-    // The API server checks this too; an older CRD may not have.
-    if o.confirm != o.schedule {
+    if let Some((reason, message)) = refusal(o) {
         status.completion_time = Some(time(o.now));
-        at.set(
-            &mut status.conditions,
-            "Succeeded",
-            false,
-            "NotConfirmed",
-            format!(
-                "spec.confirm is {:?}, not the schedule's name {:?}: nothing was cleared. \
-                 Create a new CloudReset whose confirm repeats the schedule's name",
-                o.confirm, o.schedule
-            ),
-        );
+        at.set(&mut status.conditions, "Succeeded", false, reason, message);
         return ResetDecision {
             status,
             clear: false,
@@ -216,6 +234,7 @@ mod tests {
             generation: Some(1),
             status: Default::default(),
             schedule_exists: true,
+            lake_target: false,
             older_pending: None,
             active_run: None,
             initializing: vec![],
@@ -343,5 +362,19 @@ mod tests {
         let d = decide(&o);
         assert!(!d.clear);
         assert_eq!(succeeded(&d.status).1, "WaitingForReset".to_string());
+    }
+
+    #[test]
+    fn a_reset_of_a_lake_schedule_ends_at_once_and_clears_nothing() {
+        let mut o = observed();
+        o.lake_target = true;
+        let d = decide(&o);
+        assert!(!d.clear);
+        assert!(finished(&d.status));
+        let (ok, reason) = succeeded(&d.status);
+        assert_eq!(
+            (ok.as_str(), reason.as_str()),
+            ("False", "NotForLakeTarget")
+        );
     }
 }

@@ -45,6 +45,9 @@ pub async fn reconcile(reset: Arc<CloudReset>, ctx: Arc<Context>) -> Result<Acti
         generation: reset.metadata.generation,
         status: status.clone(),
         schedule_exists: schedule.is_some(),
+        lake_target: schedule
+            .as_ref()
+            .is_some_and(|s| crate::lake::store::is_lake_url(&s.spec.target.url)),
         older_pending: queries::older_reset(&ctx.caches, &ns, &reset),
         active_run: queries::active_run(&ctx.caches, &ns, schedule_name),
         initializing: queries::initializing(&ctx.caches, &ns, schedule_name),

@@ -159,8 +159,10 @@ fn admitted(
             status,
             "NoRuntimeKey",
             format!(
-                "the target of MigrationSchedule {:?} is a SQLite file, which has no login \
-                 roles: there is no runtime key to rotate",
+                "the target of MigrationSchedule {:?} has no login roles (a SQLite file, or a \
+                 data lake, which runs write with the key in the target's own Secret): there \
+                 is no runtime key to rotate. A lake's key is rotated in the storage account \
+                 and then in that Secret",
                 o.schedule
             ),
         )));

@@ -21,8 +21,7 @@ pub struct ScheduleFacts {
     /// may start. Only asked of a run that has not started.
     pub hold: Option<Hold>,
     /// Why no run of the schedule may start here, with its reason: `RunnerNotAllowed`
-    /// (`runner: InProcess` in a namespace the operator did not allow) or
-    /// `LakeTargetNotInCluster`; None when runs may.
+    /// (`runner: InProcess` in a namespace the operator did not allow); None when runs may.
     pub refused: Option<(&'static str, String)>,
     /// How long a worker pod may take to start (`runtime.startDeadlineSeconds`).
     pub start_deadline_seconds: i64,

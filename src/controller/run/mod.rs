@@ -84,23 +84,14 @@ pub async fn reconcile(run: Arc<MigrationRun>, ctx: Arc<Context>) -> Result<Acti
         status: run.status.clone().unwrap_or_default(),
         trigger: run.annotations().get(TRIGGER).cloned(),
         schedule: read.schedule.as_ref().map(|s| ScheduleFacts {
-            // The in-process runner is one worker.
-            workers: match s.spec.runtime.runner {
-                Runner::InProcess => 1,
-                Runner::Job => s.spec.runtime.workers,
-            },
+            workers: crate::runner::workers(&s.spec),
             backoff_limit: s.spec.runtime.backoff_limit,
             hold: read.hold.clone(),
-            refused: if crate::lake::store::is_lake_url(&s.spec.target.url) {
-                let (reason, message) = crate::lake::NOT_IN_CLUSTER;
-                Some((reason, message.into()))
-            } else {
-                match s.spec.runtime.runner {
-                    Runner::InProcess => ctx
-                        .in_process_refused(&s.namespace().unwrap_or_default())
-                        .map(|why| (decide::RUNNER_NOT_ALLOWED, why)),
-                    Runner::Job => None,
-                }
+            refused: match s.spec.runtime.runner {
+                Runner::InProcess => ctx
+                    .in_process_refused(&s.namespace().unwrap_or_default())
+                    .map(|why| (decide::RUNNER_NOT_ALLOWED, why)),
+                Runner::Job => None,
             },
             start_deadline_seconds: s.spec.runtime.start_deadline_seconds,
         }),

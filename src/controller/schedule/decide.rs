@@ -50,6 +50,8 @@ pub struct Counts {
     pub migrated: i64,
     pub with_warnings: i64,
     pub failed: i64,
+    /// Not migrated by design or by the table filter.
+    pub excluded: i64,
 }
 
 /// Everything decide needs.
@@ -302,6 +304,13 @@ fn key_status(
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map(|t| time(t.with_timezone(&Utc)));
     let (ok, reason, message) = match (&key.role, &key.problem) {
+        (None, _) if crate::lake::store::is_lake_url(&o.spec.target.url) => (
+            false,
+            "NoLoginRoles",
+            "the target is a data lake, which has no login roles: runs write it with the key \
+             in the Secret that spec.target.passwordSecretRef names, and there is no runtime key"
+                .to_string(),
+        ),
         (None, _) => (
             false,
             "NoLoginRoles",
@@ -373,10 +382,6 @@ fn blocked(
     }
     if let Some(why) = &o.runner_refused {
         return Some(("RunnerNotAllowed", why.clone()));
-    }
-    if crate::lake::store::is_lake_url(&o.spec.target.url) {
-        let (reason, message) = crate::lake::NOT_IN_CLUSTER;
-        return Some((reason, message.into()));
     }
     let gates = ScheduleGates {
         conflict: o.conflict.clone(),
@@ -475,6 +480,11 @@ fn ready_condition(
                    the controller tries again every 5 minutes";
         match (&r.source, &r.target) {
             (Err(e), _) => Some(("SourceUnreachable", format!("{e}. Fix: {fix}"))),
+            // A lake's message names its fix.
+            (_, Err(e)) if r.target_reason.is_some() => Some((
+                r.target_reason.unwrap_or("TargetUnreachable"),
+                format!("{e}; the controller tries again every 5 minutes"),
+            )),
             (_, Err(e)) => Some(("TargetUnreachable", format!("{e}. Fix: {fix}"))),
             _ => None,
         }
@@ -510,7 +520,11 @@ fn ready_condition(
             "Ready",
             true,
             "Valid",
-            if o.reach.is_some() {
+            if o.reach.is_some() && crate::lake::store::is_lake_url(&o.spec.target.url) {
+                "the schedule is valid, the source answers and the data lake's folder can be \
+                 read with the key"
+                    .into()
+            } else if o.reach.is_some() {
                 "the schedule is valid and both databases answer".into()
             } else {
                 "the schedule is valid; the databases are being checked".into()
@@ -526,14 +540,22 @@ fn transport_condition(spec: &MigrationScheduleSpec, at: At, status: &mut Migrat
         ("source", &spec.source.url, spec.source.tls.as_ref()),
         ("target", &spec.target.url, spec.target.tls.as_ref()),
     ];
-    let unverified: Vec<String> = sides
+    let mut unverified: Vec<String> = sides
         .iter()
-        .filter(|(_, url, _)| !url.starts_with("sqlite:"))
+        .filter(|(_, url, _)| !url.starts_with("sqlite:") && !crate::lake::store::is_lake_url(url))
         .filter_map(|(side, _, tls)| {
             let mode = tls.map(|t| t.mode).unwrap_or_default();
             (!mode.verifies()).then(|| format!("spec.{side}.tls.mode is {}", mode.as_str()))
         })
         .collect();
+    let lake_endpoint = spec
+        .target
+        .lake
+        .as_ref()
+        .and_then(|l| l.endpoint.as_deref());
+    if lake_endpoint.is_some_and(|e| e.starts_with("http://")) {
+        unverified.push("spec.target.lake.endpoint is http:// (no TLS at all)".into());
+    }
     if unverified.is_empty() {
         at.set(
             &mut status.conditions,
@@ -904,7 +926,8 @@ fn wait(
 }
 
 /// Step 4: the next due time and the Scheduled condition (unless admit set it), the active
-/// and newest runs, the tiles from the target's run log, and the last success. Returns the
+/// and newest runs, the tiles from the target's run log (for a data lake, from the newest run
+/// that ended), and the last success. Returns the
 /// next due time.
 fn summarize(
     o: &Observed<'_>,
@@ -967,6 +990,19 @@ fn summarize(
     // probe has no answer, they stay as they were.
     if let Some(standing) = o.reach.as_ref().and_then(|r| r.standing) {
         status.migration = Some(tiles(&standing));
+    } else if crate::lake::store::is_lake_url(&spec.target.url)
+        && let Some(last) = runs
+            .iter()
+            .find(|r| r.result.is_some() && r.run_type != RunType::Diagnostic)
+    {
+        // A lake keeps no run log: its tiles are those of the newest run that ended.
+        status.migration = Some(MigrationInformation {
+            tables_migrated: last.counts.migrated,
+            tables_with_warnings: last.counts.with_warnings,
+            tables_failed: last.counts.failed,
+            tables_not_migrated: last.counts.excluded,
+            ..Default::default()
+        });
     }
     if let Some(reach) = &o.reach {
         let e = &reach.endpoints;
@@ -1194,6 +1230,7 @@ mod tests {
                          connection refused"
                     .into(),
             ),
+            target_reason: None,
             tracking: Some(false),
             source_lacks: None,
             not_migrated: None,
@@ -1229,6 +1266,7 @@ mod tests {
         o.reach = Some(Reach {
             source: Ok(()),
             target: Ok(()),
+            target_reason: None,
             tracking: Some(true),
             source_lacks: None,
             not_migrated: None,
@@ -1245,6 +1283,7 @@ mod tests {
         o.reach = Some(Reach {
             source: Ok(()),
             target: Ok(()),
+            target_reason: None,
             tracking: Some(false),
             source_lacks: Some("the migration login lacks ... (`GRANT \"erp\" TO \"mig\"`)".into()),
             not_migrated: None,
@@ -1823,6 +1862,7 @@ mod tests {
         o.reach = Some(Reach {
             source: Ok(()),
             target: Ok(()),
+            target_reason: None,
             tracking: Some(true),
             source_lacks: None,
             not_migrated: None,
@@ -1869,15 +1909,63 @@ mod tests {
     }
 
     #[test]
-    fn a_lake_target_holds_every_run_in_the_cluster() {
-        let mut s = spec(Some("0 2 * * *"));
+    fn a_lake_target_says_why_its_key_fails_and_takes_its_tiles_from_the_newest_run() {
+        use super::super::super::reach::Reach;
+        let mut s = spec(None);
         s.target.url = "az://lake/bc".into();
-        let d = decide(observe(&s, utc(2026, 5, 2, 3, 0)));
+        s.target.lake = Some(crate::api::common::LakeOptions {
+            account: Some("devstoreaccount1".into()),
+            endpoint: Some("http://127.0.0.1:10000/devstoreaccount1".into()),
+            ..Default::default()
+        });
+        let mut o = observe(&s, utc(2026, 5, 10, 0, 0));
+        o.reach = Some(Reach {
+            source: Ok(()),
+            target: Err("target data lake: the lake refused the credentials".into()),
+            target_reason: Some("LakeAccessDenied"),
+            tracking: Some(true),
+            source_lacks: None,
+            not_migrated: None,
+            standing: None,
+            endpoints: Default::default(),
+        });
+        let mut newest = done("second", RunResult::Succeeded, utc(2026, 5, 9, 0, 0));
+        newest.counts = Counts {
+            migrated: 12,
+            with_warnings: 1,
+            failed: 0,
+            excluded: 4,
+        };
+        let mut diagnostic = done("diag", RunResult::Succeeded, utc(2026, 5, 9, 1, 0));
+        diagnostic.run_type = RunType::Diagnostic;
+        diagnostic.counts.migrated = 99;
+        o.runs = vec![
+            diagnostic,
+            newest,
+            done("first", RunResult::Failed, utc(2026, 5, 8, 0, 0)),
+        ];
+        let d = decide(o);
         assert_eq!(
             condition(&d, "Ready"),
-            ("False".into(), "LakeTargetNotInCluster".into())
+            ("False".into(), "LakeAccessDenied".into())
         );
-        assert!(d.create.is_none());
+        assert_eq!(
+            condition(&d, "RuntimeKey"),
+            ("False".into(), "NoLoginRoles".into())
+        );
+        assert_eq!(
+            condition(&d, "TransportVerified"),
+            ("False".into(), "VerificationOff".into())
+        );
+        let m = d.status.migration.unwrap();
+        assert_eq!(
+            (
+                m.tables_migrated,
+                m.tables_with_warnings,
+                m.tables_not_migrated
+            ),
+            (12, 1, 4)
+        );
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub fn run_view(run: &MigrationRun) -> RunView {
             migrated: p.tables_migrated,
             with_warnings: p.tables_with_warnings,
             failed: p.tables_failed,
+            excluded: p.tables_excluded,
         },
     }
 }
@@ -501,6 +502,7 @@ mod tests {
             crate::controller::reach::Reach {
                 source: Ok(()),
                 target: Ok(()),
+                target_reason: None,
                 tracking: Some(true),
                 source_lacks: None,
                 not_migrated: Some(vec![]),
@@ -612,6 +614,7 @@ mod tests {
         let reach = crate::controller::reach::Reach {
             source: Ok(()),
             target: Ok(()),
+            target_reason: None,
             tracking: Some(true),
             source_lacks: None,
             not_migrated: Some(vec![]),

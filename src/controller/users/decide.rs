@@ -35,6 +35,8 @@ pub struct MappingObserved<'a> {
     pub spec: &'a UserMappingSpec,
     pub status: UserMappingStatus,
     pub schedule_exists: bool,
+    /// The schedule's target is a data lake, which has no users to rename.
+    pub lake_target: bool,
     /// A run of the schedule has migrated data (succeeded, wholly or in part).
     pub migrated: bool,
     /// The users, or why they could not be read.
@@ -75,6 +77,24 @@ pub fn decide(o: MappingObserved<'_>) -> MappingDecision {
                 false,
                 "ScheduleNotFound",
                 msg,
+            );
+            return MappingDecision {
+                restores: vec![],
+                renames: vec![],
+                status,
+            };
+        }
+        _ if o.lake_target => {
+            at.set(
+                &mut status.conditions,
+                "Ready",
+                false,
+                crate::lake::NOT_FOR_LAKE,
+                format!(
+                    "MigrationSchedule {:?} writes a data lake, which has no User table: \
+                     nothing is renamed. Map the users in the tenant that the lake feeds",
+                    o.spec.schedule_ref.name
+                ),
             );
             return MappingDecision {
                 restores: vec![],
@@ -480,6 +500,7 @@ mod tests {
             spec,
             status: Default::default(),
             schedule_exists: true,
+            lake_target: false,
             migrated: true,
             users: Ok(users),
             now: Utc.with_ymd_and_hms(2026, 5, 1, 0, 0, 0).unwrap(),
@@ -489,6 +510,18 @@ mod tests {
     fn ready(s: &UserMappingStatus) -> (String, String, String) {
         let c = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
         (c.status.clone(), c.reason.clone(), c.message.clone())
+    }
+
+    #[test]
+    fn a_mapping_of_a_lake_schedule_renames_nothing_and_says_why() {
+        let s = spec(serde_json::json!([
+            {"sourceUser": "CONTOSO\\JSMITH", "cloudUser": "JOHN"}
+        ]));
+        let mut o = observe(&s, users());
+        o.lake_target = true;
+        let d = decide(o);
+        assert!(d.renames.is_empty() && d.restores.is_empty());
+        assert_eq!(ready(&d.status).1, "NotForLakeTarget");
     }
 
     #[test]

@@ -43,7 +43,11 @@ pub async fn reconcile(mapping: Arc<UserMapping>, ctx: Arc<Context>) -> Result<A
     let Some(_share) = ctx.database_share(&ns) else {
         return Ok(Action::requeue(super::context::SHARE_WAIT));
     };
+    let lake_target = schedule
+        .as_ref()
+        .is_some_and(|s| crate::lake::store::is_lake_url(&s.spec.target.url));
     let (users, target) = match &schedule {
+        Some(_) if lake_target => (Err(String::new()), None),
         Some(s) => match open_both(&ctx.client, s).await {
             Ok((source, target)) => {
                 let users = read_users(&source, &target, &key).await;
@@ -60,6 +64,7 @@ pub async fn reconcile(mapping: Arc<UserMapping>, ctx: Arc<Context>) -> Result<A
         spec: &mapping.spec,
         status: status.clone(),
         schedule_exists: schedule.is_some(),
+        lake_target,
         migrated,
         users,
         now: chrono::Utc::now(),

@@ -35,6 +35,15 @@ pub async fn run_log(
             )
         })?;
     let target = &schedule.spec.target;
+    if crate::lake::store::is_lake_url(&target.url) {
+        return Err(format!(
+            "the target of MigrationRun {run} is a data lake, which keeps no run log: kubectl \
+             get mrun {name} -n {namespace} -o yaml lists its tables (every one up to {cap}, \
+             past that those with a problem), and each Delta table's _delta_log holds its \
+             history",
+            cap = super::STATUS_TABLE_CAP
+        ));
+    }
     let password = match (given, &target.password_secret_ref) {
         (Some(pw), _) => Some(pw),
         (None, Some(secret)) => Some(secret_value(client, namespace, secret).await?),

@@ -155,6 +155,74 @@ pub async fn take(
     view
 }
 
+/// `grant_for_run` for a Dynamics GP run, in each database it writes: the system database's,
+/// then each selected company's (`engine::gp`), on the target's server. The counts and tables
+/// of all of them together.
+async fn grant_gp(
+    ctx: &Context,
+    schedule: &MigrationSchedule,
+    run: &MigrationRun,
+    role: &str,
+    companies: Option<Vec<String>>,
+) -> Result<access::Grants, access::GrantError> {
+    let system = crate::logins::open_side(&ctx.client, schedule, crate::logins::Side::Source)
+        .await
+        .map_err(access::GrantError::Database)?;
+    let listed = crate::engine::gp::companies(&system).await;
+    system.close().await;
+    let listed =
+        listed.map_err(|e| access::GrantError::Database(format!("source database: {e}")))?;
+    let selected = crate::engine::gp::selected(&listed, companies.as_deref())?;
+    // A GP database is its company's whole: every table of it is planned.
+    let options = crate::convert::plan_options(&schedule.spec, None);
+    let mut all = grant_pair(ctx, schedule, run, role, &options, None).await?;
+    for c in &selected {
+        let g = grant_pair(ctx, schedule, run, role, &options, Some(&c.database))
+            .await
+            .map_err(|e| match e {
+                access::GrantError::Database(e) => access::GrantError::Database(format!(
+                    "{e} (GP company {:?}, database {} on both servers)",
+                    c.name, c.database
+                )),
+                other => other,
+            })?;
+        all.granted += g.granted;
+        all.revoked += g.revoked;
+        all.created.extend(g.created);
+        all.not_created.extend(g.not_created);
+    }
+    Ok(all)
+}
+
+/// `access::grant_for_run` between the schedule's source and target, as their admin logins;
+/// with `database`, between the databases of that name on their servers (a GP company's).
+async fn grant_pair(
+    ctx: &Context,
+    schedule: &MigrationSchedule,
+    run: &MigrationRun,
+    role: &str,
+    options: &crate::engine::plan::PlanOptions,
+    database: Option<&str>,
+) -> Result<access::Grants, access::GrantError> {
+    let spec = &schedule.spec;
+    let (source, target) = crate::logins::open_both(&ctx.client, schedule, database)
+        .await
+        .map_err(access::GrantError::Database)?;
+    let granted = access::grant_for_run(
+        &source,
+        &target,
+        &run.name_any(),
+        options,
+        role,
+        spec.target.create_missing_tables
+            && run.spec.r#type != crate::api::run::RunType::Diagnostic,
+    )
+    .await;
+    source.close().await;
+    target.close().await;
+    granted
+}
+
 /// The target a key is set for: scheme, host, port and database.
 fn target_identity(schedule: &MigrationSchedule) -> String {
     crate::logins::database_identity(&schedule.spec.target.url)
@@ -337,32 +405,13 @@ pub async fn grant_for_run(
     let Some(role) = role_of(schedule) else {
         return Ok(access::Grants::default());
     };
-    let spec = &schedule.spec;
-    let source = crate::logins::open_side(&ctx.client, schedule, crate::logins::Side::Source)
-        .await
-        .map_err(access::GrantError::Database)?;
-    let target = match admin(ctx, schedule).await {
-        Ok(t) => t,
-        Err(e) => {
-            source.close().await;
-            return Err(access::GrantError::Database(e));
-        }
-    };
     let companies = (!run.spec.companies.is_empty()).then(|| run.spec.companies.clone());
-    let options = crate::convert::plan_options(spec, companies);
-    let granted = access::grant_for_run(
-        &source,
-        &target,
-        &run.name_any(),
-        &options,
-        &role,
-        spec.target.create_missing_tables
-            && run.spec.r#type != crate::api::run::RunType::Diagnostic,
-    )
-    .await;
-    source.close().await;
-    target.close().await;
-    let g = granted?;
+    let g = if schedule.spec.product == crate::vocabulary::Product::Gp {
+        grant_gp(ctx, schedule, run, &role, companies).await?
+    } else {
+        let options = crate::convert::plan_options(&schedule.spec, companies);
+        grant_pair(ctx, schedule, run, &role, &options, None).await?
+    };
     if g.granted + g.revoked > 0 {
         tracing::info!(
             role = %role,

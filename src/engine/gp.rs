@@ -59,6 +59,34 @@ pub async fn companies(system: &Database) -> Result<Vec<GpCompany>, DbError> {
         .collect())
 }
 
+/// The companies of `SY01500` that a run takes: all of them without `names`, else those named
+/// by `CMPNYNAM` or `INTERID`. A name `SY01500` does not list is an error that lists the
+/// names it has.
+pub fn selected(
+    companies: &[GpCompany],
+    names: Option<&[String]>,
+) -> Result<Vec<GpCompany>, crate::engine::plan::PlanError> {
+    let Some(names) = names else {
+        return Ok(companies.to_vec());
+    };
+    let unknown: Vec<String> = names
+        .iter()
+        .filter(|n| !companies.iter().any(|c| &c.name == *n || &c.database == *n))
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(crate::engine::plan::PlanError::UnknownCompanies(
+            unknown,
+            companies.iter().map(|c| c.name.clone()).collect(),
+        ));
+    }
+    Ok(companies
+        .iter()
+        .filter(|c| names.iter().any(|n| n == &c.name || n == &c.database))
+        .cloned()
+        .collect())
+}
+
 /// The URL of another database on the server of `system_url`: the same login, host and
 /// parameters, the database swapped. A SQLite file's sibling `DATABASE.db` stands for it.
 pub fn database_url(system_url: &str, database: &str) -> Result<String, String> {
@@ -88,6 +116,66 @@ pub fn database_url(system_url: &str, database: &str) -> Result<String, String> 
     let mut url = url::Url::parse(system_url).map_err(|e| format!("{system_url}: {e}"))?;
     url.set_path(&format!("/{database}"));
     Ok(url.to_string())
+}
+
+/// Whether the server of `system` (a database of the server, as its URL `system_url` names
+/// it) has the database `database`: for SQLite, whether its sibling file exists.
+pub async fn has_database(
+    system: &Database,
+    system_url: &str,
+    database: &str,
+) -> Result<bool, DbError> {
+    let sql = match system.dialect() {
+        crate::db::Dialect::Sqlite => {
+            let url = database_url(system_url, database).map_err(DbError::Config)?;
+            let file = url.trim_start_matches("sqlite://");
+            let file = file.split('?').next().unwrap_or(file);
+            return Ok(std::path::Path::new(file).exists());
+        }
+        crate::db::Dialect::Postgres => "SELECT datname::text FROM pg_database WHERE datname = ?",
+        crate::db::Dialect::MySql => {
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?"
+        }
+    };
+    Ok(!system
+        .query_text_set(&Statement {
+            sql: sql.into(),
+            params: vec![Value::Text(database.to_string())],
+        })
+        .await?
+        .is_empty())
+}
+
+/// The source's and the target's URLs of the GP company database `database`, beside the
+/// system databases that the run's URLs name.
+pub fn database_urls(
+    config: &crate::engine::RunConfig,
+    database: &str,
+) -> Result<(String, String), crate::engine::EngineError> {
+    use crate::engine::EngineError;
+    Ok((
+        database_url(&config.source.url, database)
+            .map_err(|e| EngineError::Source(DbError::Config(e)))?,
+        database_url(&config.target.url, database)
+            .map_err(|e| EngineError::Target(DbError::Config(e)))?,
+    ))
+}
+
+/// A company database's error, naming the company and, for the target, what it needs.
+pub fn in_company(e: crate::engine::EngineError, c: &GpCompany) -> crate::engine::EngineError {
+    use crate::engine::EngineError;
+    match e {
+        EngineError::Source(e) => EngineError::Source(DbError::Config(format!(
+            "{e} (GP company {:?}, database {})",
+            c.name, c.database
+        ))),
+        EngineError::Target(e) => EngineError::Target(DbError::Config(format!(
+            "{e} (GP company {:?}: its tables go into the database {} on the target's server, \
+             which must exist; createMissingTables makes tables, not databases)",
+            c.name, c.database
+        ))),
+        other => other,
+    }
 }
 
 /// The database a URL names (its path, or a SQLite file's stem).

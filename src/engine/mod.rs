@@ -156,10 +156,70 @@ where
     }
 }
 
-/// Runs one migration from source to target, phase by phase (see the module doc). Its log
-/// lines carry the run's id in their span.
+/// Runs one migration from source to target, phase by phase (see the module doc); for
+/// Dynamics GP, one such run per GP database (`run_gp`). Its log lines carry the run's id in
+/// their span.
 #[tracing::instrument(skip_all, fields(run_id = %config.run_id))]
 pub async fn run(
+    config: &RunConfig,
+    observer: &dyn Observer,
+    progress: Arc<ReadProgress>,
+) -> Result<RunReport, EngineError> {
+    if config.plan.product == crate::vocabulary::Product::Gp {
+        return run_gp(config, observer, progress).await;
+    }
+    run_database(config, observer, progress).await
+}
+
+/// A Dynamics GP run: the system database that the source's URL names into the target's, then
+/// each selected company's database (`SY01500`'s `INTERID`) into the database of the same
+/// name on the target's server, one after the other, each a run of its own (ledger, claims,
+/// change tracking). The company databases must exist in the target; their tables keep their
+/// names, and each table's report carries its company's name.
+async fn run_gp(
+    config: &RunConfig,
+    observer: &dyn Observer,
+    progress: Arc<ReadProgress>,
+) -> Result<RunReport, EngineError> {
+    let started = Instant::now();
+    let companies = {
+        let mut one = config.source.clone();
+        one.max_connections = 1;
+        one.create = false;
+        let system = Database::connect(&one).await.map_err(EngineError::Source)?;
+        let companies = gp::companies(&system).await;
+        system.close().await;
+        companies.map_err(EngineError::Source)?
+    };
+    let selected = gp::selected(&companies, config.plan.companies.as_deref())?;
+    let mut each = config.clone();
+    // A GP database is its company's whole: every table of it is planned.
+    each.plan.companies = None;
+    let mut tables = run_database(&each, observer, progress.clone())
+        .await?
+        .tables;
+    for c in &selected {
+        let (source, target) = gp::database_urls(config, &c.database)?;
+        let mut company = each.clone();
+        company.source.url = source;
+        company.target.url = target;
+        let report = run_database(&company, observer, progress.clone())
+            .await
+            .map_err(|e| gp::in_company(e, c))?;
+        tables.extend(report.tables.into_iter().map(|mut t| {
+            t.company = c.name.clone();
+            t
+        }));
+    }
+    Ok(RunReport {
+        run_id: config.run_id.clone(),
+        tables,
+        duration: started.elapsed(),
+    })
+}
+
+/// One run between one source database and one target database.
+async fn run_database(
     config: &RunConfig,
     observer: &dyn Observer,
     progress: Arc<ReadProgress>,

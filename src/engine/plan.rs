@@ -159,7 +159,7 @@ impl Plan {
 pub enum PlanError {
     #[error("invalid table pattern {pattern:?} in spec.tables: {message}")]
     Pattern { pattern: String, message: String },
-    #[error("unknown companies {0:?}: the source's Company table has {1:?}")]
+    #[error("unknown companies {0:?}: the source has {1:?}")]
     UnknownCompanies(Vec<String>, Vec<String>),
 }
 

@@ -77,9 +77,6 @@ pub enum LakeRunError {
     /// The lake cannot be used.
     #[error("{0}")]
     Lake(#[from] LakeError),
-    /// A Dynamics GP selection names a company that SY01500 does not list.
-    #[error("{0}")]
-    UnknownCompany(String),
 }
 
 /// Where a source database's tables go in the lake.
@@ -121,29 +118,8 @@ async fn sources(config: &LakeRunConfig) -> Result<Vec<SourceDb>, LakeRunError> 
     let companies = gp::companies(&system).await;
     system.close().await;
     let companies = companies.map_err(EngineError::Source)?;
-    let selected: Vec<&gp::GpCompany> = match &config.plan.companies {
-        None => companies.iter().collect(),
-        Some(names) => {
-            let mut picked = vec![];
-            for name in names {
-                let found = companies
-                    .iter()
-                    .find(|c| &c.name == name || &c.database == name)
-                    .ok_or_else(|| {
-                        LakeRunError::UnknownCompany(format!(
-                            "SY01500 lists no company {name:?}; it has {}",
-                            companies
-                                .iter()
-                                .map(|c| format!("{:?} ({})", c.name, c.database))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ))
-                    })?;
-                picked.push(found);
-            }
-            picked
-        }
-    };
+    let selected =
+        gp::selected(&companies, config.plan.companies.as_deref()).map_err(EngineError::from)?;
     let mut out = vec![SourceDb {
         layout: Layout::Gp {
             database: gp::database_of(&spec.url),
@@ -152,7 +128,7 @@ async fn sources(config: &LakeRunConfig) -> Result<Vec<SourceDb>, LakeRunError> 
         },
         spec: spec.clone(),
     }];
-    for c in selected {
+    for c in &selected {
         let url = gp::database_url(&spec.url, &c.database)
             .map_err(|e| EngineError::Source(crate::db::DbError::Config(e)))?;
         out.push(SourceDb {

@@ -126,6 +126,37 @@ pub async fn open_side(
     .await
 }
 
+/// Connects to a schedule's source and target with the logins its spec names (for the target,
+/// the admin login), one connection each; with `database`, to the databases of that name on
+/// their servers (a Dynamics GP company's, `engine::gp`). Neither stays open on an error.
+pub async fn open_both(
+    client: &kube::Client,
+    schedule: &MigrationSchedule,
+    database: Option<&str>,
+) -> Result<(Database, Database), String> {
+    let ns = schedule.namespace().unwrap_or_default();
+    let open = async |side: Side, name: &str| {
+        let connection = Connection::of(&schedule.spec, side);
+        let url = match database {
+            Some(db) => crate::engine::gp::database_url(connection.url, db)?,
+            None => connection.url.to_string(),
+        };
+        let connection = Connection {
+            url: &url,
+            ..connection
+        };
+        open_database(client, &ns, name, connection, false).await
+    };
+    let source = open(Side::Source, "source").await?;
+    match open(Side::Target, "target").await {
+        Ok(target) => Ok((source, target)),
+        Err(e) => {
+            source.close().await;
+            Err(e)
+        }
+    }
+}
+
 /// The target as a run logs in: as the runtime role, with the key from its Secret (or, for a
 /// SQLite target, with the target's own login), and the target's TLS. One connection.
 pub async fn run_target(

@@ -203,10 +203,6 @@ impl From<LakeRunError> for Failure {
     fn from(e: LakeRunError) -> Self {
         match e {
             LakeRunError::Engine(e) => e.into(),
-            LakeRunError::UnknownCompany(m) => Failure {
-                error: m,
-                fix: FIX_COMPANIES,
-            },
             LakeRunError::Lake(e) => Failure {
                 error: e.to_string(),
                 fix: "Fix the lake target (spec.target.url, spec.target.lake and the key in the \

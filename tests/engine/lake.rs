@@ -4,6 +4,7 @@
 //! `tests/run.sh`.
 
 use super::databases::{Server, TestDb, unique};
+use super::gp::{GP_COMPANY, gp_sql};
 use cloudmigrate::db::{Database, Value};
 use cloudmigrate::engine::plan::PlanOptions;
 use cloudmigrate::engine::report::{CopyMode, RunReport, TableReport, TableResult};
@@ -571,37 +572,6 @@ async fn the_lake_example_writes_the_demo_as_the_readme_says() {
 /// A Dynamics GP company database: GP's own table names and shapes (fixed-width `char`
 /// codes, `numeric(19,5)` amounts, `smallint` flags, `DEX_ROW_ID`), in PostgreSQL's quoting;
 /// `gp_sql` turns it into MariaDB's.
-const GP_COMPANY: &str = r#"CREATE TABLE "GL00100" ("ACTINDX" integer PRIMARY KEY, "ACTNUMBR_1" char(9) NOT NULL,
-  "ACTNUMBR_2" char(9) NOT NULL, "ACTDESCR" char(51) NOT NULL, "ACCTTYPE" smallint NOT NULL,
-  "ACTIVE" smallint NOT NULL, "CREATDDT" timestamp NOT NULL, "DEX_ROW_ID" integer NOT NULL);
-INSERT INTO "GL00100" VALUES (1, '000', '1100', 'Cash - Operating Account', 1, 1, '2017-01-01 00:00:00', 1),
-  (2, '000', '1200', 'Accounts Receivable', 1, 1, '2017-01-01 00:00:00', 2),
-  (3, '000', '4100', 'Sales - Café Équipement', 1, 1, '2017-03-15 00:00:00', 3);
-CREATE TABLE "RM00101" ("CUSTNMBR" char(15) PRIMARY KEY, "CUSTNAME" char(65) NOT NULL,
-  "CUSTCLAS" char(15) NOT NULL, "CRLMTAMT" numeric(19,5) NOT NULL, "CREATDDT" timestamp NOT NULL,
-  "DEX_ROW_ID" integer NOT NULL);
-INSERT INTO "RM00101" VALUES ('AARONFIT0001', 'Aaron Fitz Electrical', 'USA-ILMO-T1', 25000.5, '2017-04-12 00:00:00', 1),
-  ('ADAMPARK0001', 'Adam Park Resort', 'USA-ULMO-T1', 0, '2017-04-12 00:00:00', 2);
-CREATE TABLE "PM00200" ("VENDORID" char(15) PRIMARY KEY, "VENDNAME" char(65) NOT NULL,
-  "VNDCLSID" char(11) NOT NULL, "CREATDDT" timestamp NOT NULL, "DEX_ROW_ID" integer NOT NULL);
-INSERT INTO "PM00200" VALUES ('ACETRAVE0001', 'A Travel Company', 'USA-US-C', '2017-02-01 00:00:00', 1);
-CREATE TABLE "IV00101" ("ITEMNMBR" char(31) PRIMARY KEY, "ITEMDESC" char(101) NOT NULL,
-  "CURRCOST" numeric(19,5) NOT NULL, "STNDCOST" numeric(19,5) NOT NULL, "ITEMTYPE" smallint NOT NULL,
-  "DEX_ROW_ID" integer NOT NULL);
-INSERT INTO "IV00101" VALUES ('100XLG', 'Green Phone', 38.90000, 40.00000, 1, 1),
-  ('128 SDRAM', 'SDRAM 128 MB', 12.12345, 0, 1, 2);
-CREATE TABLE "SY00300" ("PYMTRMID" char(21) PRIMARY KEY, "DUEDTDS" smallint NOT NULL);
-INSERT INTO "SY00300" VALUES ('Net 30', 30);
-CREATE TABLE "XYZ10100" ("ID" integer PRIMARY KEY, "NOTE" char(31) NOT NULL);
-INSERT INTO "XYZ10100" VALUES (1, 'an ISV add-on table')"#;
-
-fn gp_sql(server: Server, sql: &str) -> String {
-    match server {
-        Server::MariaDb => sql.replace('"', "`").replace("timestamp", "datetime"),
-        _ => sql.to_string(),
-    }
-}
-
 async fn gp_layout(server: Server) {
     // INTERID is GP's char(5): the company databases get short names of their own.
     let tag = {

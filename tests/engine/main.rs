@@ -7,6 +7,7 @@ mod databases;
 mod estate;
 mod failures;
 mod fidelity;
+mod gp;
 mod identifiers;
 mod incremental;
 mod initialization;

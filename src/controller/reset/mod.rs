@@ -10,12 +10,107 @@ use super::error::Error;
 use super::note::Note;
 use super::queries;
 use crate::api::CloudReset;
+use crate::api::schedule::MigrationSchedule;
 use crate::engine::reset::Outcome;
 use decide::{ResetObserved, finished};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Clears the schedule's target: the tables it copies into the target database; for Dynamics
+/// GP, also into each company's database on the target's server (each with its own record of
+/// the request). The outcome of all of them: cleared, with the tables together, unless every
+/// database had done this request before.
+async fn clear(ctx: &Context, schedule: &MigrationSchedule, name: &str) -> Result<Outcome, String> {
+    let mut databases = vec![None];
+    if schedule.spec.product == crate::vocabulary::Product::Gp {
+        databases.extend(gp_databases(ctx, schedule).await?.into_iter().map(Some));
+    }
+    let mut outcome: Option<Outcome> = None;
+    for database in &databases {
+        let o = clear_database(ctx, schedule, name, database.as_deref())
+            .await
+            .map_err(|e| match database {
+                Some(db) => format!("{e} (GP company database {db})"),
+                None => e,
+            })?;
+        outcome = Some(match (outcome, o) {
+            (None, o) => o,
+            (Some(Outcome::Cleared(mut a)), Outcome::Cleared(b)) => {
+                a.tables += b.tables;
+                a.companies += b.companies;
+                Outcome::Cleared(a)
+            }
+            (Some(Outcome::Cleared(a)), Outcome::AlreadyDone(_)) => Outcome::Cleared(a),
+            (Some(Outcome::AlreadyDone(_)), o) => o,
+        });
+    }
+    // `databases` holds the target's own database at least.
+    outcome.ok_or_else(|| "no database to clear".to_string())
+}
+
+/// The GP company databases (`SY01500`) that the target's server has: a company never
+/// migrated has none there, and nothing to clear.
+async fn gp_databases(ctx: &Context, schedule: &MigrationSchedule) -> Result<Vec<String>, String> {
+    use crate::engine::gp;
+    let (system, target) = crate::logins::open_both(&ctx.client, schedule, None).await?;
+    let found = async {
+        let listed = gp::companies(&system)
+            .await
+            .map_err(|e| format!("source database: {e}"))?;
+        let mut present = vec![];
+        for c in listed {
+            let has = gp::has_database(&target, &schedule.spec.target.url, &c.database)
+                .await
+                .map_err(|e| format!("target database: {e}"))?;
+            if has {
+                present.push(c.database);
+            }
+        }
+        Ok(present)
+    }
+    .await;
+    system.close().await;
+    target.close().await;
+    found
+}
+
+/// Clears one database pair: what the schedule copies, read from its source, are the only
+/// tables a reset may clear in the target.
+async fn clear_database(
+    ctx: &Context,
+    schedule: &MigrationSchedule,
+    name: &str,
+    database: Option<&str>,
+) -> Result<Outcome, String> {
+    let (source, db) = crate::logins::open_both(&ctx.client, schedule, database).await?;
+    let options = crate::convert::plan_options(&schedule.spec, None);
+    let copied = crate::engine::reset::copied_tables(&source, &options, db.dialect()).await;
+    source.close().await;
+    let copied = match copied {
+        Ok(c) => c,
+        Err(e) => {
+            db.close().await;
+            return Err(format!(
+                "{e}; a reset reads the source to know which tables the schedule copies"
+            ));
+        }
+    };
+    let key = format!(
+        "{}/{}",
+        schedule.namespace().unwrap_or_default(),
+        schedule.name_any()
+    );
+    let request = crate::engine::ledger::requests::Request {
+        schedule: &key,
+        kind: "CloudReset",
+        name,
+    };
+    let cleared = crate::engine::reset::clear(&db, &request, &copied).await;
+    db.close().await;
+    cleared.map_err(|e| format!("target database: {e}"))
+}
 
 /// The CloudReset controller: woken by a change of the object, and by a change of the schedule
 /// it names (its active run ended).
@@ -65,43 +160,7 @@ pub async fn reconcile(reset: Arc<CloudReset>, ctx: Arc<Context>) -> Result<Acti
     let Some(_share) = ctx.database_share(&ns) else {
         return Ok(Action::requeue(super::context::SHARE_WAIT));
     };
-    let outcome = async {
-        // What the schedule copies, from its source: the only tables a reset may clear.
-        let source =
-            crate::logins::open_side(&ctx.client, &schedule, crate::logins::Side::Source).await?;
-        let db = match crate::logins::open_side(&ctx.client, &schedule, crate::logins::Side::Target)
-            .await
-        {
-            Ok(db) => db,
-            Err(e) => {
-                source.close().await;
-                return Err(e);
-            }
-        };
-        let options = crate::convert::plan_options(&schedule.spec, None);
-        let copied = crate::engine::reset::copied_tables(&source, &options, db.dialect()).await;
-        source.close().await;
-        let copied = match copied {
-            Ok(c) => c,
-            Err(e) => {
-                db.close().await;
-                return Err(format!(
-                    "{e}; a reset reads the source to know which tables the schedule copies"
-                ));
-            }
-        };
-        let key = format!("{ns}/{schedule_name}");
-        let name = reset.name_any();
-        let request = crate::engine::ledger::requests::Request {
-            schedule: &key,
-            kind: "CloudReset",
-            name: &name,
-        };
-        let cleared = crate::engine::reset::clear(&db, &request, &copied).await;
-        db.close().await;
-        cleared.map_err(|e| format!("target database: {e}"))
-    }
-    .await;
+    let outcome = clear(&ctx, &schedule, &reset.name_any()).await;
     let at = At {
         generation: reset.metadata.generation,
         now: chrono::Utc::now(),

@@ -8,7 +8,6 @@ pub mod decide;
 use super::context::Context;
 use super::error::Error;
 use crate::api::UserMapping;
-use crate::api::schedule::MigrationSchedule;
 use crate::db::Database;
 use crate::engine::users;
 use decide::{CloudUser, MappingObserved, Users};
@@ -48,7 +47,7 @@ pub async fn reconcile(mapping: Arc<UserMapping>, ctx: Arc<Context>) -> Result<A
         .is_some_and(|s| crate::lake::store::is_lake_url(&s.spec.target.url));
     let (users, target) = match &schedule {
         Some(_) if lake_target => (Err(String::new()), None),
-        Some(s) => match open_both(&ctx.client, s).await {
+        Some(s) => match crate::logins::open_both(&ctx.client, s, None).await {
             Ok((source, target)) => {
                 let users = read_users(&source, &target, &key).await;
                 source.close().await;
@@ -99,22 +98,6 @@ pub async fn reconcile(mapping: Arc<UserMapping>, ctx: Arc<Context>) -> Result<A
         RECHECK,
         &format!("UserMapping/{ns}/{}", mapping.name_any()),
     )))
-}
-
-/// Connects to both databases of the schedule.
-async fn open_both(
-    client: &kube::Client,
-    schedule: &MigrationSchedule,
-) -> Result<(Database, Database), String> {
-    use crate::logins::{Side, open_side};
-    let source = open_side(client, schedule, Side::Source).await?;
-    match open_side(client, schedule, Side::Target).await {
-        Ok(target) => Ok((source, target)),
-        Err(e) => {
-            source.close().await;
-            Err(e)
-        }
-    }
 }
 
 /// The users of both sides, the length of the cloud's user name column, and the cloud users

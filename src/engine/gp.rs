@@ -178,6 +178,25 @@ pub fn in_company(e: crate::engine::EngineError, c: &GpCompany) -> crate::engine
     }
 }
 
+/// An observer of one GP company database's run: each table it reports carries the
+/// company's name, before the run's own observer sees it.
+pub struct InCompany<'a> {
+    pub observer: &'a dyn crate::engine::Observer,
+    pub company: &'a str,
+}
+
+impl crate::engine::Observer for InCompany<'_> {
+    fn planned(&self, tables: u64, rows: u64) {
+        self.observer.planned(tables, rows)
+    }
+
+    fn table_done(&self, report: &crate::engine::report::TableReport) {
+        let mut report = report.clone();
+        report.company = self.company.to_string();
+        self.observer.table_done(&report)
+    }
+}
+
 /// The database a URL names (its path, or a SQLite file's stem).
 pub fn database_of(url: &str) -> String {
     let path = url.split(['?', '#']).next().unwrap_or(url);

@@ -203,7 +203,11 @@ async fn run_gp(
         let mut company = each.clone();
         company.source.url = source;
         company.target.url = target;
-        let report = run_database(&company, observer, progress.clone())
+        let observer = gp::InCompany {
+            observer,
+            company: &c.name,
+        };
+        let report = run_database(&company, &observer, progress.clone())
             .await
             .map_err(|e| gp::in_company(e, c))?;
         tables.extend(report.tables.into_iter().map(|mut t| {

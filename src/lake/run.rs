@@ -158,7 +158,30 @@ pub async fn run(
     lake.check().await?;
     let mut tables = vec![];
     for source in sources(config).await? {
-        tables.extend(write_database(config, &lake, source, observer, progress.clone()).await?);
+        // A GP company's tables carry its name, in the reports and for the observer.
+        let company = match &source.layout {
+            Layout::Gp {
+                company: Some(name),
+                ..
+            } => name.clone(),
+            _ => String::new(),
+        };
+        let in_company = gp::InCompany {
+            observer,
+            company: &company,
+        };
+        let observer: &dyn Observer = if company.is_empty() {
+            observer
+        } else {
+            &in_company
+        };
+        let written = write_database(config, &lake, source, observer, progress.clone()).await?;
+        tables.extend(written.into_iter().map(|mut t| {
+            if !company.is_empty() {
+                t.company = company.clone();
+            }
+            t
+        }));
     }
     Ok(RunReport {
         run_id: config.run_id.clone(),
@@ -212,15 +235,6 @@ async fn write_database(
     drop(snapshot);
     tables.extend(written);
     source.close().await;
-    if let Layout::Gp {
-        company: Some(name),
-        ..
-    } = &db.layout
-    {
-        for t in &mut tables {
-            t.company = name.clone();
-        }
-    }
     Ok(tables)
 }
 

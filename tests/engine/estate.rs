@@ -202,6 +202,104 @@ async fn erp_login_keeps_writing(server: Server) {
         .unwrap_or_else(|e| panic!("{server:?}: a write after the migration failed: {e}"));
 }
 
+/// The same estate into a data lake: the migration login, no superuser, installs change
+/// tracking and reads; the ERP's login writes before, during and after the lake runs; each run
+/// brings the lake to the source, as DuckDB and deltalake read it.
+async fn erp_login_keeps_writing_into_a_lake(server: Server) {
+    use crate::lake::{Folder, local, read};
+    let src = estate(server).await;
+    src.erp_writes("INSERT INTO \"CRONUS$Item\" VALUES ('1', 'a')")
+        .await
+        .unwrap();
+    src.db
+        .exec(&format!(
+            "CREATE TABLE {} ({} varchar(30) PRIMARY KEY)",
+            src.db.dialect.quote("Company"),
+            src.db.dialect.quote("Name")
+        ))
+        .await;
+    src.db
+        .exec(&format!(
+            "INSERT INTO {} VALUES ('CRONUS')",
+            src.db.dialect.quote("Company")
+        ))
+        .await;
+    if server == Server::Postgres {
+        src.db
+            .exec(&format!(
+                "ALTER TABLE {} OWNER TO {}",
+                Dialect::Postgres.quote("Company"),
+                Dialect::Postgres.quote(&src.owner)
+            ))
+            .await;
+    }
+    let folder = Folder::new("estate_lake");
+    let config = cloudmigrate::lake::run::LakeRunConfig {
+        run_id: crate::databases::unique("estate_lake"),
+        source: src.migration.clone(),
+        lake: local(&folder),
+        plan: Default::default(),
+        parallelism: 2,
+        run_type: cloudmigrate::engine::RunType::Auto,
+        retention: tracking::DEFAULT_RETENTION,
+        stop: Default::default(),
+        rows_per_file: 1000,
+    };
+    let lake_run = || async {
+        let r = cloudmigrate::lake::run::run(
+            &config,
+            &cloudmigrate::engine::Quiet,
+            std::sync::Arc::new(Default::default()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{server:?}: lake run: {e}"));
+        let t = crate::databases::table(&r, "CRONUS$Item").clone();
+        assert_eq!(t.result, TableResult::Migrated, "{server:?}: {t:#?}");
+        t
+    };
+    lake_run().await;
+    let (during, erp) = tokio::join!(
+        lake_run(),
+        src.erp_writes("INSERT INTO \"CRONUS$Item\" VALUES ('2', 'b')")
+    );
+    erp.unwrap_or_else(|e| panic!("{server:?}: the ERP's write failed during a run: {e}"));
+    assert!(during.lake.is_some());
+    for sql in [
+        "UPDATE \"CRONUS$Item\" SET d = 'a2' WHERE no = '1'",
+        "INSERT INTO \"CRONUS$Item\" VALUES ('3', 'c')",
+        "DELETE FROM \"CRONUS$Item\" WHERE no = '2'",
+    ] {
+        src.erp_writes(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{server:?}: the ERP's write failed: {sql}: {e}"));
+    }
+    let last = lake_run().await;
+    assert_eq!(
+        last.mode,
+        cloudmigrate::engine::report::CopyMode::Incremental
+    );
+    let location = last.lake.unwrap().location;
+    let seen = read(&location, &serde_json::json!({}));
+    let expected = vec![
+        vec![serde_json::json!("1"), serde_json::json!("a2")],
+        vec![serde_json::json!("3"), serde_json::json!("c")],
+    ];
+    for (reader, rows) in &seen.readers {
+        assert_eq!(rows, &expected, "{server:?}: {reader}");
+    }
+    assert_eq!(seen.readers.len(), 2);
+}
+
+#[tokio::test]
+async fn the_erp_login_writes_around_lake_runs_of_a_migration_login_pg() {
+    erp_login_keeps_writing_into_a_lake(Server::Postgres).await;
+}
+
+#[tokio::test]
+async fn the_erp_login_writes_around_lake_runs_of_a_migration_login_mariadb() {
+    erp_login_keeps_writing_into_a_lake(Server::MariaDb).await;
+}
+
 #[tokio::test]
 async fn the_erp_login_writes_before_during_and_after_runs_pg() {
     erp_login_keeps_writing(Server::Postgres).await;

@@ -22,16 +22,16 @@ fn env(name: &str) -> String {
 }
 
 /// A folder for one test's lake, removed when dropped.
-struct Folder(PathBuf);
+pub(super) struct Folder(PathBuf);
 
 impl Folder {
-    fn new(label: &str) -> Self {
+    pub(super) fn new(label: &str) -> Self {
         let dir = std::env::temp_dir().join(unique(label));
         std::fs::create_dir_all(&dir).unwrap();
         Folder(dir)
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("file://{}", self.0.display())
     }
 }
@@ -58,7 +58,7 @@ fn config(source: &TestDb, lake: LakeTarget) -> LakeRunConfig {
     }
 }
 
-fn local(folder: &Folder) -> LakeTarget {
+pub(super) fn local(folder: &Folder) -> LakeTarget {
     LakeTarget {
         url: folder.url(),
         ..Default::default()
@@ -80,14 +80,14 @@ fn table<'a>(report: &'a RunReport, name: &str) -> &'a TableReport {
 }
 
 /// What the two readers see of a Delta table, as `read.py` prints it.
-struct Read {
-    columns: Vec<String>,
+pub(super) struct Read {
+    pub(super) columns: Vec<String>,
     /// Rows by reader, each sorted.
-    readers: BTreeMap<String, Vec<Vec<serde_json::Value>>>,
-    version: u64,
+    pub(super) readers: BTreeMap<String, Vec<Vec<serde_json::Value>>>,
+    pub(super) version: u64,
 }
 
-fn read(url: &str, options: &serde_json::Value) -> Read {
+pub(super) fn read(url: &str, options: &serde_json::Value) -> Read {
     let python = format!("{}/bin/python", env("CLOUDMIGRATE_VENV"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lake/read.py");
     let out = std::process::Command::new(python)

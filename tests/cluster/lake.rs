@@ -353,3 +353,76 @@ fn an_in_process_run_writes_a_file_lake_only_under_the_operators_directory() {
     assert_eq!(rows.len(), 1000);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `s3://` against SeaweedFS, in-process: a wrong secret access key makes the schedule
+/// `Ready=False` (`LakeAccessDenied`) without showing it, and nothing is written; with the
+/// right one, a run writes tables that deltalake reads through the S3 API.
+#[test]
+fn an_s3_lake_refuses_a_wrong_key_as_a_condition_and_takes_the_right_one() {
+    let ns = TestNamespace::new("lake-s3");
+    let src = source("lake_s3_src");
+    let controller = Controller::start(&ns.name);
+    let (id, key, endpoint) = (
+        env("CLOUDMIGRATE_TEST_S3_KEY_ID"),
+        env("CLOUDMIGRATE_TEST_S3_SECRET"),
+        env("CLOUDMIGRATE_TEST_S3_ENDPOINT"),
+    );
+    let url = format!("s3://lake/{}", ns.name);
+    let wrong = "not-the-secret-key";
+    secret(&ns, "s3", wrong);
+    let lake = format!(", lake: {{accessKeyId: {id}, endpoint: \"{endpoint}\"}}");
+    let yaml = lake_schedule(
+        "erp",
+        &src,
+        &url,
+        &lake,
+        ", passwordSecretRef: {name: s3}",
+        "InProcess",
+    );
+    ok(ns.kubectl(&["apply", "-f", "-"], Some(&yaml)), "the schedule");
+    let ready = wait_for(
+        &ns,
+        "msched/erp",
+        "{.status.conditions[?(@.type==\"Ready\")].reason}|{.status.conditions[?(@.type==\"Ready\")].message}",
+        |s| s.starts_with("LakeAccessDenied|"),
+        &controller,
+    );
+    assert!(!ready.contains(wrong), "{ready}");
+    let target = LakeTarget {
+        url: url.clone(),
+        access_key_id: Some(id.clone()),
+        endpoint: Some(endpoint.clone()),
+        secret: Some(key.clone()),
+        ..Default::default()
+    };
+    assert_eq!(listed(&target), Vec::<String>::new(), "nothing is written");
+    // The right key, in a Secret of another name: the probe looks again at once.
+    secret(&ns, "s3-right", &key);
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(&yaml.replace("{name: s3}", "{name: s3-right}")),
+        ),
+        "the fixed schedule",
+    );
+    wait_for(
+        &ns,
+        "msched/erp",
+        "{.status.conditions[?(@.type==\"Ready\")].status}",
+        |s| s == "True",
+        &controller,
+    );
+    request_run(&ns, "erp", "1");
+    let run = wait_for(
+        &ns,
+        "msched/erp",
+        "{.status.lastRun.name}",
+        |s| !s.is_empty(),
+        &controller,
+    );
+    assert_eq!(ended(&ns, &run, &controller), "Succeeded");
+    let options = serde_json::json!({"access_key_id": id, "secret_access_key": key,
+        "endpoint": endpoint, "allow_http": "true", "region": "us-east-1"});
+    let rows = read_back(&format!("{url}/companies/CRONUS/Item"), &options);
+    assert_eq!(rows.len(), 1000);
+}

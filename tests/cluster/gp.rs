@@ -88,6 +88,24 @@ fn a_gp_selection_lists_the_companies_of_sy01500_with_their_sizes() {
         bytes.parse::<i64>().unwrap() > 0,
         "Fabrikam's database has a size: {bytes}"
     );
+    // Initialization knows Business Central companies: asked of a GP one, it is refused.
+    ok(
+        ns.kubectl(
+            &["apply", "-f", "-"],
+            Some(
+                "apiVersion: cloudmigrate.io/v1alpha1\nkind: CompanySelection\nmetadata: {name: pick}\n\
+                 spec:\n  scheduleRef: {name: gp}\n  companies:\n  - {name: \"Fabrikam, Inc.\", migrate: true, initialization: Initialize}\n",
+            ),
+        ),
+        "asking for an initialization",
+    );
+    let refused = ns.wait_until(
+        "csel/pick",
+        "{.status.conditions[?(@.type==\"Ready\")].reason}|{.status.conditions[?(@.type==\"Ready\")].message}",
+        |s| s.starts_with("NotForDynamicsGP|"),
+        || controller.log(),
+    );
+    assert!(refused.contains("\"Fabrikam, Inc.\""), "{refused}");
 }
 
 /// Runs SQL with the MariaDB client in a database of the test MariaDB server (`None`: none).

@@ -379,7 +379,10 @@ fn an_s3_lake_refuses_a_wrong_key_as_a_condition_and_takes_the_right_one() {
         ", passwordSecretRef: {name: s3}",
         "InProcess",
     );
-    ok(ns.kubectl(&["apply", "-f", "-"], Some(&yaml)), "the schedule");
+    ok(
+        ns.kubectl(&["apply", "-f", "-"], Some(&yaml)),
+        "the schedule",
+    );
     let ready = wait_for(
         &ns,
         "msched/erp",

@@ -38,8 +38,9 @@ pub struct SelectionObserved<'a> {
     pub status: CompanySelectionStatus,
     /// The schedule named by `spec.scheduleRef` exists.
     pub schedule_exists: bool,
-    /// The schedule's target is a data lake: no initialization records, no initialization.
-    pub lake_target: bool,
+    /// Why the schedule's companies get no initialization at all, with its reason (a data
+    /// lake target, a Dynamics GP source); None when they may.
+    pub no_initialization: Option<(&'static str, &'static str)>,
     /// An older CompanySelection for the same schedule, which the runs use instead.
     pub older: Option<String>,
     /// The companies just read from the source, or why they could not be; None when the ones
@@ -294,14 +295,14 @@ fn readiness(
             "Conflict",
             "another CompanySelection counts for this schedule".into(),
         )
-    } else if let Some(names) = lake_initializations(o) {
+    } else if let Some((reason, names)) = refused_initializations(o) {
+        let why = o.no_initialization.map(|n| n.1).unwrap_or_default();
         (
             false,
-            crate::lake::NOT_FOR_LAKE,
+            reason,
             format!(
-                "the schedule writes a data lake, and initialization works in a target \
-                 database: set initialization: None for {names}. The companies are migrated \
-                 all the same"
+                "{why}: set initialization: None for {names}. The companies are migrated all \
+                 the same"
             ),
         )
     } else if let Some(e) = target_error {
@@ -322,9 +323,10 @@ fn readiness(
     }
 }
 
-/// The companies that ask for an initialization of a lake schedule, named; None when none
-/// does or the target is a database.
-fn lake_initializations(o: &SelectionObserved<'_>) -> Option<String> {
+/// The reason, and the companies named, when companies ask for an initialization that the
+/// schedule cannot have (`no_initialization`); None when none asks or it may.
+fn refused_initializations(o: &SelectionObserved<'_>) -> Option<(&'static str, String)> {
+    let (reason, _) = o.no_initialization?;
     let names: Vec<String> = o
         .spec
         .companies
@@ -332,7 +334,7 @@ fn lake_initializations(o: &SelectionObserved<'_>) -> Option<String> {
         .filter(|c| c.initialization != crate::api::companies::Initialization::None)
         .map(|c| format!("{:?}", c.name))
         .collect();
-    (o.lake_target && !names.is_empty()).then(|| names.join(", "))
+    (!names.is_empty()).then(|| (reason, names.join(", ")))
 }
 
 /// `Initializing`, `ChangeRefused` and `TooManyCompanies`.
@@ -408,7 +410,11 @@ fn work_conditions(
 /// What to do about the companies' initialization. Pure. Nothing while another selection
 /// counts for the schedule, or while the records could not be read.
 pub fn initialization_actions(o: &SelectionObserved<'_>) -> Vec<InitAction> {
-    if o.older.is_some() || !o.schedule_exists || !matches!(o.records, Some(Ok(_))) {
+    if o.older.is_some()
+        || !o.schedule_exists
+        || o.no_initialization.is_some()
+        || !matches!(o.records, Some(Ok(_)))
+    {
         return vec![];
     }
     let records = o.records();
@@ -530,7 +536,7 @@ mod tests {
             spec,
             status: Default::default(),
             schedule_exists: true,
-            lake_target: false,
+            no_initialization: None,
             older: None,
             found: Some(Ok(found())),
             last_success: None,
@@ -553,7 +559,10 @@ mod tests {
             {"name": "FABRIKAM"}
         ]));
         let mut o = observe(&s);
-        o.lake_target = true;
+        o.no_initialization = Some((
+            "NotForLakeTarget",
+            "the schedule writes a data lake, and initialization works in a target database",
+        ));
         assert!(initialization_actions(&o).is_empty());
         let status = decide(o.clone());
         let (ok, reason, message) = condition(&status, "Ready");
@@ -570,7 +579,10 @@ mod tests {
         // Without an initialization asked for, a lake schedule's selection is valid.
         let plain = spec(serde_json::json!([{"name": "FABRIKAM"}]));
         let mut o = observe(&plain);
-        o.lake_target = true;
+        o.no_initialization = Some((
+            "NotForLakeTarget",
+            "the schedule writes a data lake, and initialization works in a target database",
+        ));
         assert_eq!(condition(&decide(o), "Ready").1, "Valid");
     }
 

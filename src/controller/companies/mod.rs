@@ -71,12 +71,10 @@ pub async fn reconcile(
                     .map(|reset| format!("CloudReset {reset}"))
             })
     });
-    let lake_target = schedule
-        .as_ref()
-        .is_some_and(|s| crate::lake::store::is_lake_url(&s.spec.target.url));
+    let no_initialization = schedule.as_ref().and_then(|s| no_initialization(s));
     let target = match &schedule {
-        // A lake has no initialization records.
-        Some(s) if !lake_target && wants_target(&status, last_success.as_ref()) => {
+        // Without initialization there are no records to read.
+        Some(s) if no_initialization.is_none() && wants_target(&status, last_success.as_ref()) => {
             Some(crate::logins::open_side(&ctx.client, s, crate::logins::Side::Target).await)
         }
         _ => None,
@@ -103,7 +101,7 @@ pub async fn reconcile(
         spec: &selection.spec,
         status: status.clone(),
         schedule_exists: schedule.is_some(),
-        lake_target,
+        no_initialization,
         older: older(&ctx, &ns, &selection),
         found,
         last_success,
@@ -140,6 +138,23 @@ pub async fn reconcile(
             &format!("CompanySelection/{ns}/{}", selection.name_any()),
         ))
     })
+}
+
+/// Why a schedule's companies get no initialization, with the condition reason: its target is
+/// a data lake, or its source is Dynamics GP (whose companies are databases of their own,
+/// which the initialization's checks and steps do not know). None when they may.
+fn no_initialization(schedule: &MigrationSchedule) -> Option<(&'static str, &'static str)> {
+    if crate::lake::store::is_lake_url(&schedule.spec.target.url) {
+        return Some((
+            crate::lake::NOT_FOR_LAKE,
+            "the schedule writes a data lake, and initialization works in a target database",
+        ));
+    }
+    (schedule.spec.product == crate::vocabulary::Product::Gp).then_some((
+        "NotForDynamicsGP",
+        "initialization checks and sets up Business Central companies; a Dynamics GP \
+         company is a database of its own, which it does not know",
+    ))
 }
 
 /// Whether the target's initialization records are worth reading: a company has been

@@ -279,7 +279,14 @@ pub enum LogError {
 /// Replays commits, in version order from 0: each `add` joins the live files, each `remove`
 /// leaves them. Lines of other actions (a `commitInfo` another writer added) are skipped.
 pub fn replay(commits: &[(u64, String)]) -> Result<TableState, LogError> {
-    let mut state = TableState::default();
+    replay_from(TableState::default(), commits)
+}
+
+/// Replays commits onto `state` (a checkpoint's), in version order from the one after it.
+pub fn replay_from(
+    mut state: TableState,
+    commits: &[(u64, String)],
+) -> Result<TableState, LogError> {
     for (version, text) in commits {
         let expected = state.version.map_or(0, |v| v + 1);
         if *version != expected {
@@ -288,40 +295,46 @@ pub fn replay(commits: &[(u64, String)]) -> Result<TableState, LogError> {
                 version: *version,
             });
         }
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let value: serde_json::Value =
-                serde_json::from_str(line).map_err(|e| LogError::Line {
-                    version: *version,
-                    line: i + 1,
-                    message: e.to_string(),
-                })?;
-            let known = ["protocol", "metaData", "add", "remove"];
-            if !known.iter().any(|k| value.get(k).is_some()) {
-                continue;
-            }
-            let action: Action = serde_json::from_value(value).map_err(|e| LogError::Line {
-                version: *version,
-                line: i + 1,
-                message: e.to_string(),
-            })?;
-            match action {
-                Action::Protocol(p) => state.protocol = Some(p),
-                Action::MetaData(m) => state.metadata = Some(m),
-                Action::Add(a) => {
-                    state.files.insert(a.path.clone(), a);
-                }
-                Action::Remove(r) => {
-                    state.files.remove(&r.path);
-                }
-            }
-        }
+        apply(&mut state, *version, text)?;
         state.version = Some(*version);
     }
     Ok(state)
+}
+
+/// Applies the actions of one commit (or a checkpoint's) to `state`; `version` names it in
+/// errors.
+pub fn apply(state: &mut TableState, version: u64, text: &str) -> Result<(), LogError> {
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let value: serde_json::Value = serde_json::from_str(line).map_err(|e| LogError::Line {
+            version,
+            line: i + 1,
+            message: e.to_string(),
+        })?;
+        let known = ["protocol", "metaData", "add", "remove"];
+        if !known.iter().any(|k| value.get(k).is_some()) {
+            continue;
+        }
+        let action: Action = serde_json::from_value(value).map_err(|e| LogError::Line {
+            version,
+            line: i + 1,
+            message: e.to_string(),
+        })?;
+        match action {
+            Action::Protocol(p) => state.protocol = Some(p),
+            Action::MetaData(m) => state.metadata = Some(m),
+            Action::Add(a) => {
+                state.files.insert(a.path.clone(), a);
+            }
+            Action::Remove(r) => {
+                state.files.remove(&r.path);
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! changed. A crash before the commit leaves files no log names (the next run writes the same
 //! ones again) and the table as it was.
 
+use super::checkpoint;
 use super::columns::{LakeColumn, columns};
 use super::files::{DataFile, FileMaker};
 use super::keys;
@@ -100,10 +101,12 @@ impl LakeTable<'_> {
         Metadata::new(&self.relative(), &schema)
     }
 
-    /// The table's log, replayed: its version and live files.
+    /// The table's log, replayed from its newest checkpoint (or, without one we can read,
+    /// from the first commit): its version and live files.
     pub async fn read_log(&self) -> Result<TableState, LakeError> {
         let dir = self.path().join(log::LOG_DIR);
         let mut versions = vec![];
+        let mut checkpoints = vec![];
         let mut listing = self.lake.store.list(Some(&dir));
         while let Some(meta) = listing.next().await {
             let meta = meta.map_err(|e| self.lake.error("reading the table's log", e))?;
@@ -114,29 +117,102 @@ impl LakeTable<'_> {
                 .and_then(|s| s.parse::<u64>().ok())
             {
                 versions.push((v, meta.location));
+            } else if let Some(v) = checkpoint::version_of(name) {
+                checkpoints.push((v, meta.location));
             }
         }
         versions.sort();
+        checkpoints.sort();
+        let newest = versions.last().map(|(v, _)| *v);
+        let start = match checkpoints
+            .into_iter()
+            .rev()
+            .find(|(v, _)| Some(*v) <= newest)
+        {
+            Some((v, location)) => self.read_checkpoint(v, &location).await?,
+            None => TableState::default(),
+        };
         let mut commits = Vec::with_capacity(versions.len());
-        for (v, location) in versions {
-            let bytes = self
-                .lake
-                .store
-                .get(&location)
-                .await
-                .map_err(|e| self.lake.error("reading the table's log", e))?
-                .bytes()
-                .await
-                .map_err(|e| self.lake.error("reading the table's log", e))?;
+        for (v, location) in versions
+            .into_iter()
+            .filter(|(v, _)| start.version.is_none_or(|c| *v > c))
+        {
+            let bytes = self.read(&location).await?;
             commits.push((v, String::from_utf8_lossy(&bytes).into_owned()));
         }
-        log::replay(&commits).map_err(|e| {
+        log::replay_from(start, &commits).map_err(|e| {
             LakeError::Failed(format!(
                 "the Delta log of {} cannot be read ({e}); move the table's folder away and \
                  run again to write it anew",
                 self.relative()
             ))
         })
+    }
+
+    /// One file of the log.
+    async fn read(&self, location: &Path) -> Result<bytes::Bytes, LakeError> {
+        self.lake
+            .store
+            .get(location)
+            .await
+            .map_err(|e| self.lake.error("reading the table's log", e))?
+            .bytes()
+            .await
+            .map_err(|e| self.lake.error("reading the table's log", e))
+    }
+
+    /// The table's state at the checkpoint of `version`. A checkpoint we cannot read (another
+    /// writer's, of other columns) counts for nothing: the log is replayed from the start.
+    async fn read_checkpoint(
+        &self,
+        version: u64,
+        location: &Path,
+    ) -> Result<TableState, LakeError> {
+        let bytes = self.read(location).await?;
+        let mut state = TableState::default();
+        let read = checkpoint::decode(bytes)
+            .and_then(|lines| log::apply(&mut state, version, &lines).map_err(|e| e.to_string()));
+        match read {
+            Ok(()) => {
+                state.version = Some(version);
+                Ok(state)
+            }
+            Err(e) => {
+                tracing::warn!(table = %self.relative(), version, error = %e, "a checkpoint of the log cannot be read; replaying every commit");
+                Ok(TableState::default())
+            }
+        }
+    }
+
+    /// Writes the checkpoint of `state` (the table after `version`) and `_last_checkpoint`, when
+    /// one is due. A checkpoint that cannot be written is left out: the commit stands, and
+    /// readers replay a few more commits.
+    async fn checkpoint(&self, version: u64, state: &TableState) {
+        if !checkpoint::due(version) {
+            return;
+        }
+        let dir = self.path().join(log::LOG_DIR);
+        let written = async {
+            let (bytes, size) = checkpoint::encode(state).map_err(LakeError::Failed)?;
+            for (name, body) in [
+                (checkpoint::file_name(version), bytes),
+                (
+                    checkpoint::LAST.to_string(),
+                    checkpoint::last(version, size).into_bytes(),
+                ),
+            ] {
+                self.lake
+                    .store
+                    .put(&dir.clone().join(name.as_str()), PutPayload::from(body))
+                    .await
+                    .map_err(|e| self.lake.error("writing a checkpoint", e))?;
+            }
+            Ok::<(), LakeError>(())
+        }
+        .await;
+        if let Err(e) = written {
+            tracing::warn!(table = %self.relative(), version, error = %e, "no checkpoint of the log");
+        }
     }
 
     /// The kinds of the key columns.
@@ -314,10 +390,18 @@ impl LakeTable<'_> {
             .collect();
         let metadata = self.metadata();
         let mut actions = vec![];
+        let mut after = TableState {
+            version: None,
+            protocol: state.protocol.clone(),
+            metadata: state.metadata.clone(),
+            files: Default::default(),
+        };
         if state.metadata.as_ref() != Some(&metadata) {
             if state.protocol.as_ref() != Some(&metadata.protocol()) {
                 actions.push(Action::Protocol(metadata.protocol()));
+                after.protocol = Some(metadata.protocol());
             }
+            after.metadata = Some(metadata.clone());
             actions.push(Action::MetaData(metadata));
         }
         for a in &leaving {
@@ -364,11 +448,16 @@ impl LakeTable<'_> {
             .put_opts(&path, PutPayload::from(log::encode(&actions)), put)
             .await
         {
-            Ok(_) => Ok(Written {
-                version: Some(version),
-                committed: true,
-                ..written
-            }),
+            Ok(_) => {
+                after.version = Some(version);
+                after.files = files;
+                self.checkpoint(version, &after).await;
+                Ok(Written {
+                    version: Some(version),
+                    committed: true,
+                    ..written
+                })
+            }
             Err(object_store::Error::AlreadyExists { .. }) => Err(LakeError::Failed(format!(
                 "another writer committed version {version} of {} while this run wrote it; \
                  the next run writes the table from what is there then",

@@ -345,6 +345,48 @@ INSERT INTO "CRONUS$G_L Entry" SELECT i, 'New ' || i, 0.01 FROM generate_series(
     );
 }
 
+/// Every tenth version of a table has a checkpoint of its log: with the commits before it
+/// deleted (as log cleanup does), both readers and the next run still see the whole table.
+#[tokio::test]
+async fn a_checkpoint_every_ten_versions_stands_for_the_commits_before_it() {
+    let source = TestDb::new(Server::Postgres, "lake_checkpoint").await;
+    source.exec(LEDGER).await;
+    let folder = Folder::new("lake_checkpoint");
+    let cfg = config(&source, local(&folder));
+    let name = "CRONUS$G_L Entry";
+    let url = table_url(&run(&cfg).await, name);
+    for i in 1..=10 {
+        source
+            .exec(&format!(
+                r#"UPDATE "CRONUS$G_L Entry" SET "Description" = 'change {i}' WHERE "Entry No_" = {}"#,
+                i * 900
+            ))
+            .await;
+        let r = run(&cfg).await;
+        assert_eq!(table(&r, name).lake.as_ref().unwrap().version, Some(i));
+    }
+    let log = PathBuf::from(url.trim_start_matches("file://")).join("_delta_log");
+    let checkpoint = log.join("00000000000000000010.checkpoint.parquet");
+    assert!(checkpoint.exists(), "version 10 has a checkpoint");
+    assert_eq!(
+        std::fs::read_to_string(log.join("_last_checkpoint")).unwrap(),
+        r#"{"version":10,"size":12}"#
+    );
+    for v in 0..10 {
+        std::fs::remove_file(log.join(format!("{v:020}.json"))).unwrap();
+    }
+    let read = assert_same(&source, name, &url, &serde_json::json!({})).await;
+    assert_eq!((read.version, read.readers.len()), (10, 2));
+    // The next run starts from the checkpoint, and its commit is version 11.
+    source
+        .exec(r#"DELETE FROM "CRONUS$G_L Entry" WHERE "Entry No_" = 1"#)
+        .await;
+    let r = run(&cfg).await;
+    let lake = table(&r, name).lake.clone().unwrap();
+    assert_eq!((lake.version, lake.rows), (Some(11), 9_999));
+    assert_same(&source, name, &url, &serde_json::json!({})).await;
+}
+
 /// The data files and the log of every table under a lake folder (the watermark files, which
 /// hold the change tracking versions of the run that wrote them, left out).
 fn tables_content(dir: &Path) -> BTreeMap<String, Vec<u8>> {

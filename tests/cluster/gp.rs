@@ -6,13 +6,11 @@ use super::controller::{
     Controller, database, ended, ok, psql, request_run, schedule_yaml, wait_for,
 };
 
-/// A CompanySelection of a GP schedule lists the companies of `SY01500` with the sizes of their
-/// own databases, and knows a selected one.
-#[test]
-fn a_gp_selection_lists_the_companies_of_sy01500_with_their_sizes() {
-    let ns = TestNamespace::new("ctl-gp");
-    let (system, dst) = (database("gp_sys"), database("gp_dst"));
-    // INTERID is GP's char(5): company databases with short names of their own.
+/// Two GP companies on the test PostgreSQL server, each a database with a short name of its
+/// own (GP's `INTERID` is a char(5)): Fabrikam with `GL00100` (500 rows) and `RM00101`,
+/// Contoso with `IV00101` too, both listed in `system`'s `SY01500`. Gives their databases'
+/// names, and the tag in them.
+fn gp_companies(system: &str) -> (String, String, String) {
     let tag = format!(
         "{:04x}",
         std::time::SystemTime::now()
@@ -45,6 +43,16 @@ fn a_gp_selection_lists_the_companies_of_sy01500_with_their_sizes() {
              INSERT INTO \"SY01500\" VALUES (-1, 'Fabrikam, Inc.', '{fabrikam}'), (2, 'Contoso GP', '{contoso}');"
         ),
     );
+    (fabrikam, contoso, tag)
+}
+
+/// A CompanySelection of a GP schedule lists the companies of `SY01500` with the sizes of their
+/// own databases, and knows a selected one.
+#[test]
+fn a_gp_selection_lists_the_companies_of_sy01500_with_their_sizes() {
+    let ns = TestNamespace::new("ctl-gp");
+    let (system, dst) = (database("gp_sys"), database("gp_dst"));
+    gp_companies(&system);
     let controller = Controller::start(&ns.name);
     let schedule = schedule_yaml("gp", &system, &dst, "0 2 * * *")
         .replace("spec:\n", "spec:\n  product: GP\n");
@@ -137,31 +145,7 @@ fn mariadb(db: Option<&str>, sql: &str) -> String {
 fn a_gp_run_writes_each_company_database_as_the_runtime_role_and_a_reset_clears_it() {
     let ns = TestNamespace::new("ctl-gpdb");
     let system = database("gpdb_sys");
-    let tag = format!(
-        "{:04x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-            & 0xffff
-    );
-    let (fabrikam, contoso) = (format!("c{tag}"), format!("d{tag}"));
-    for db in [&fabrikam, &contoso] {
-        psql("postgres", &format!("CREATE DATABASE {db}"));
-        psql(
-            db,
-            "CREATE TABLE \"GL00100\" (\"ACTINDX\" integer PRIMARY KEY, \"ACTDESCR\" char(51) NOT NULL);\n\
-             INSERT INTO \"GL00100\" SELECT i, 'Account ' || i FROM generate_series(1, 500) i;",
-        );
-    }
-    psql(
-        &system,
-        &format!(
-            "CREATE TABLE \"SY01500\" (\"CMPANYID\" smallint PRIMARY KEY, \"CMPNYNAM\" char(65) NOT NULL, \
-             \"INTERID\" char(5) NOT NULL);\n\
-             INSERT INTO \"SY01500\" VALUES (-1, 'Fabrikam, Inc.', '{fabrikam}'), (2, 'Contoso GP', '{contoso}');"
-        ),
-    );
+    let (fabrikam, _, tag) = gp_companies(&system);
     // The cloud: a system database, and Fabrikam's database under its name.
     let target = format!("gpdb_dst_{tag}");
     mariadb(

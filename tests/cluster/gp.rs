@@ -36,7 +36,7 @@ fn gp_companies(system: &str) -> (String, String, String) {
         psql(db, &sql);
     }
     psql(
-        &system,
+        system,
         &format!(
             "CREATE TABLE \"SY01500\" (\"CMPANYID\" smallint PRIMARY KEY, \"CMPNYNAM\" char(65) NOT NULL, \
              \"INTERID\" char(5) NOT NULL);\n\

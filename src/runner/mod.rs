@@ -222,23 +222,20 @@ impl Work {
         progress: Arc<ReadProgress>,
     ) -> Result<RunReport, Failure> {
         use futures_util::FutureExt;
-        let outcome = match self {
-            Work::Database(config) => {
-                std::panic::AssertUnwindSafe(engine::run(config, observer, progress))
-                    .catch_unwind()
-                    .await
-                    .map(|r| r.map_err(Failure::from))
-            }
-            Work::Lake(config) => {
-                std::panic::AssertUnwindSafe(crate::lake::run::run(config, observer, progress))
-                    .catch_unwind()
-                    .await
-                    .map(|r| r.map_err(Failure::from))
-            }
+        let run: futures_util::future::BoxFuture<'_, Result<RunReport, Failure>> = match self {
+            Work::Database(config) => engine::run(config, observer, progress)
+                .map(|r| r.map_err(Failure::from))
+                .boxed(),
+            Work::Lake(config) => crate::lake::run::run(config, observer, progress)
+                .map(|r| r.map_err(Failure::from))
+                .boxed(),
         };
-        outcome.unwrap_or_else(|p| {
-            Err(engine::EngineError::Internal(engine::panic_message(&*p)).into())
-        })
+        std::panic::AssertUnwindSafe(run)
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|p| {
+                Err(engine::EngineError::Internal(engine::panic_message(&*p)).into())
+            })
     }
 }
 

@@ -478,14 +478,14 @@ fn ready_condition(
     let unreachable = o.reach.as_ref().and_then(|r| {
         let fix = "check the URL, the password Secret and the network path from the controller; \
                    the controller tries again every 5 minutes";
-        match (&r.source, &r.target) {
-            (Err(e), _) => Some(("SourceUnreachable", format!("{e}. Fix: {fix}"))),
+        match (&r.source, &r.target, r.target_reason) {
+            (Err(e), _, _) => Some(("SourceUnreachable", format!("{e}. Fix: {fix}"))),
             // A lake's message names its fix.
-            (_, Err(e)) if r.target_reason.is_some() => Some((
-                r.target_reason.unwrap_or("TargetUnreachable"),
+            (_, Err(e), Some(reason)) => Some((
+                reason,
                 format!("{e}; the controller tries again every 5 minutes"),
             )),
-            (_, Err(e)) => Some(("TargetUnreachable", format!("{e}. Fix: {fix}"))),
+            (_, Err(e), None) => Some(("TargetUnreachable", format!("{e}. Fix: {fix}"))),
             _ => None,
         }
     });
@@ -927,8 +927,7 @@ fn wait(
 
 /// Step 4: the next due time and the Scheduled condition (unless admit set it), the active
 /// and newest runs, the tiles from the target's run log (for a data lake, from the newest run
-/// that ended), and the last success. Returns the
-/// next due time.
+/// that ended), and the last success. Returns the next due time.
 fn summarize(
     o: &Observed<'_>,
     runs: &[RunView],

@@ -52,7 +52,8 @@ impl ProgressDisplay {
 
 impl Observer for ProgressDisplay {
     fn planned(&self, tables: u64, _rows: u64) {
-        self.bar.set_length(tables);
+        // A run of several databases (Dynamics GP) plans each in turn.
+        self.bar.set_length(self.bar.position() + tables);
     }
 
     fn table_done(&self, report: &crate::engine::report::TableReport) {

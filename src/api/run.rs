@@ -252,7 +252,7 @@ pub struct RunProgress {
     /// Rows written to the target (inserted, updated and deleted).
     #[serde(default)]
     pub rows_copied: i64,
-    /// Bytes read from the source.
+    /// Bytes read from the source; for a data lake target, bytes of the data files written.
     #[serde(default)]
     pub bytes_copied: i64,
 }
@@ -290,7 +290,8 @@ pub struct TableStatus {
     /// Rows deleted by an incremental run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted: Option<i64>,
-    /// Bytes read from the source.
+    /// Bytes read from the source; for a data lake target, bytes of the data files this run
+    /// wrote into the table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<i64>,
     /// How long the table took, in milliseconds.

@@ -408,7 +408,9 @@ pub struct RunSummary {
 /// they were. Refreshed by the probe of the databases after each run ends; absent until a run
 /// has written the log, all zero after Reset Cloud Data emptied it. A data lake keeps no run
 /// log: for a lake target the tiles are the counts of the newest run that ended (not
-/// Diagnostic), with the tables it excluded as not migrated.
+/// Diagnostic), with the tables it excluded as not migrated. For Dynamics GP into a database
+/// target, they add up the run logs of the system database and of each company database on
+/// the target's server.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MigrationInformation {
@@ -427,7 +429,8 @@ pub struct MigrationInformation {
     /// hand (the Setup Checklist's per-database step).
     #[serde(default)]
     pub tables_not_migrated: i64,
-    /// Tables no run has copied because their company is not selected.
+    /// Tables no run has copied because their company is not selected (Business Central
+    /// companies: an unselected GP company's database is not read).
     #[serde(default)]
     pub tables_of_unselected_companies: i64,
     /// Tables no run has copied because the schedule's `spec.tables` filter leaves them out.

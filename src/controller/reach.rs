@@ -284,16 +284,45 @@ async fn probe(client: &kube::Client, ns: &str, spec: &MigrationScheduleSpec) ->
         ),
         Err(_) => (None, None),
     };
-    let (not_migrated, standing) = match &target {
-        Ok(db) => (
-            crate::engine::ledger::state::not_migrated(db).await.ok(),
-            crate::engine::ledger::state::standing(db)
-                .await
-                .ok()
-                .flatten(),
-        ),
+    let (mut not_migrated, mut standing) = match &target {
+        Ok(db) => ledger_of(db).await,
         Err(_) => (None, None),
     };
+    if spec.product == crate::vocabulary::Product::Gp
+        && let (Ok(system), Ok(target)) = (&source, &target)
+    {
+        // Each GP company database on the target keeps its own run log.
+        for company in crate::engine::gp::companies(system)
+            .await
+            .unwrap_or_default()
+        {
+            let Ok(url) = crate::engine::gp::database_url(&spec.target.url, &company.database)
+            else {
+                continue;
+            };
+            if !crate::engine::gp::has_database(target, &spec.target.url, &company.database)
+                .await
+                .unwrap_or(false)
+            {
+                continue;
+            }
+            let connection = Connection {
+                url: &url,
+                ..Connection::of(spec, Side::Target)
+            };
+            let Ok(db) = open("target", connection).await else {
+                continue;
+            };
+            let (lines, counted) = ledger_of(&db).await;
+            db.close().await;
+            if let (Some(all), Some(more)) = (&mut not_migrated, lines) {
+                all.extend(more);
+            }
+            if let Some(more) = counted {
+                standing.get_or_insert_default().add(&more);
+            }
+        }
+    }
     for db in [source.as_ref().ok(), target.as_ref().ok()]
         .into_iter()
         .flatten()
@@ -317,6 +346,22 @@ async fn probe(client: &kube::Client, ns: &str, spec: &MigrationScheduleSpec) ->
             target: target_at,
         },
     }
+}
+
+/// What a target's run log says: the tables not in the cloud, and the standing of every table.
+async fn ledger_of(
+    db: &crate::db::Database,
+) -> (
+    Option<Vec<crate::engine::ledger::state::NotMigrated>>,
+    Option<crate::engine::ledger::state::Standing>,
+) {
+    (
+        crate::engine::ledger::state::not_migrated(db).await.ok(),
+        crate::engine::ledger::state::standing(db)
+            .await
+            .ok()
+            .flatten(),
+    )
 }
 
 /// Opens a lake target with the key from its Secret and reads its folder once: wrong

@@ -238,6 +238,22 @@ fn a_gp_run_writes_each_company_database_as_the_runtime_role_and_a_reset_clears_
         grants.contains(&format!("`{fabrikam}`.`GL00100`")),
         "{grants}"
     );
+    // The tiles count the company database's tables beside the system database's: SY01500,
+    // and Fabrikam's GL00100 and RM00101, each made in the cloud (a warning) or copied.
+    wait_for(
+        &ns,
+        &format!("msched/{name}"),
+        "{.status.migration.tablesMigrated} {.status.migration.tablesWithWarnings} \
+         {.status.migration.tablesFailed}",
+        |s| {
+            let n: Vec<i64> = s
+                .split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            n.len() == 3 && n[0] + n[1] == 3 && n[2] == 0
+        },
+        &controller,
+    );
 
     // A reset clears the company's database too.
     ok(

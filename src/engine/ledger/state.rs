@@ -396,6 +396,21 @@ pub struct Standing {
     pub not_started: u64,
 }
 
+impl Standing {
+    /// The standing of two databases' tables together (a GP system database and its
+    /// company databases, each with its own run log).
+    pub fn add(&mut self, other: &Standing) {
+        self.migrated += other.migrated;
+        self.with_warnings += other.with_warnings;
+        self.failed += other.failed;
+        self.by_design += other.by_design;
+        self.company_not_selected += other.company_not_selected;
+        self.filtered_out += other.filtered_out;
+        self.being_initialized += other.being_initialized;
+        self.not_started += other.not_started;
+    }
+}
+
 /// Each table's standing over the runs so far (`Standing`), counted in the target in one
 /// statement: all zero after a reset emptied the run log; None before the ledger exists.
 pub async fn standing(db: &Database) -> Result<Option<Standing>, DbError> {

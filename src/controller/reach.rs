@@ -292,20 +292,11 @@ async fn probe(client: &kube::Client, ns: &str, spec: &MigrationScheduleSpec) ->
         && let (Ok(system), Ok(target)) = (&source, &target)
     {
         // Each GP company database on the target keeps its own run log.
-        for company in crate::engine::gp::companies(system)
-            .await
-            .unwrap_or_default()
-        {
-            let Ok(url) = crate::engine::gp::database_url(&spec.target.url, &company.database)
-            else {
+        let databases = crate::engine::gp::databases_on(system, target, &spec.target.url).await;
+        for database in databases.unwrap_or_default() {
+            let Ok(url) = crate::engine::gp::database_url(&spec.target.url, &database) else {
                 continue;
             };
-            if !crate::engine::gp::has_database(target, &spec.target.url, &company.database)
-                .await
-                .unwrap_or(false)
-            {
-                continue;
-            }
             let connection = Connection {
                 url: &url,
                 ..Connection::of(spec, Side::Target)

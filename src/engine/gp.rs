@@ -146,6 +146,22 @@ pub async fn has_database(
         .is_empty())
 }
 
+/// The company databases of `SY01500` (read from `system`) that the server of `target`
+/// (a database of it, named by `target_url`) has: a company never migrated has none there.
+pub async fn databases_on(
+    system: &Database,
+    target: &Database,
+    target_url: &str,
+) -> Result<Vec<String>, DbError> {
+    let mut present = vec![];
+    for c in companies(system).await? {
+        if has_database(target, target_url, &c.database).await? {
+            present.push(c.database);
+        }
+    }
+    Ok(present)
+}
+
 /// The source's and the target's URLs of the GP company database `database`, beside the
 /// system databases that the run's URLs name.
 pub fn database_urls(

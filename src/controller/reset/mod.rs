@@ -53,24 +53,10 @@ async fn clear(ctx: &Context, schedule: &MigrationSchedule, name: &str) -> Resul
 /// The GP company databases (`SY01500`) that the target's server has: a company never
 /// migrated has none there, and nothing to clear.
 async fn gp_databases(ctx: &Context, schedule: &MigrationSchedule) -> Result<Vec<String>, String> {
-    use crate::engine::gp;
     let (system, target) = crate::logins::open_both(&ctx.client, schedule, None).await?;
-    let found = async {
-        let listed = gp::companies(&system)
-            .await
-            .map_err(|e| format!("source database: {e}"))?;
-        let mut present = vec![];
-        for c in listed {
-            let has = gp::has_database(&target, &schedule.spec.target.url, &c.database)
-                .await
-                .map_err(|e| format!("target database: {e}"))?;
-            if has {
-                present.push(c.database);
-            }
-        }
-        Ok(present)
-    }
-    .await;
+    let found = crate::engine::gp::databases_on(&system, &target, &schedule.spec.target.url)
+        .await
+        .map_err(|e| format!("reading the GP company databases: {e}"));
     system.close().await;
     target.close().await;
     found

